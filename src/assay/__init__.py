@@ -1,0 +1,48 @@
+"""assay: run ML-research experiments that resume, compare across seeds and never lose results.
+
+The public API is re-exported here; implementation lives in private modules. Importing assay
+loads no torch, pandas or matplotlib: those load when a stage or an analysis needs them.
+"""
+
+from ._analysis import compare_groups as compare_groups
+from ._analysis import load_runs as load_runs
+from ._analysis import summarize as summarize
+from ._api import PlanRow as PlanRow
+from ._api import SuiteResult as SuiteResult
+from ._api import plan_rows as plan_rows
+from ._api import plan_suite as plan_suite
+from ._api import run_config as run_config
+from ._api import run_suite as run_suite
+from ._config import StageConfig as StageConfig
+from ._config import run_id as run_id
+from ._errors import AssayError as AssayError
+from ._errors import ConfigError as ConfigError
+from ._errors import RunNotFoundError as RunNotFoundError
+from ._errors import StageNotFoundError as StageNotFoundError
+from ._errors import StoreError as StoreError
+from ._errors import SuiteError as SuiteError
+from ._io import atomic_path as atomic_path
+from ._io import atomic_write_json as atomic_write_json
+from ._registry import Family as Family
+from ._registry import Stage as Stage
+from ._registry import families as families
+from ._registry import get_stage as get_stage
+from ._registry import stage as stage
+from ._reindex import reindex as reindex
+from ._run import DetachedRun as DetachedRun
+from ._run import Run as Run
+from ._run import RunRecord as RunRecord
+from ._run import RunStatus as RunStatus
+from ._run import UpstreamRun as UpstreamRun
+from ._runner import Outcome as Outcome
+from ._runner import RunOptions as RunOptions
+from ._store import Store as Store
+from ._store import resolve_store as resolve_store
+from ._suite import PlannedRun as PlannedRun
+from ._suite import Suite as Suite
+from ._suite import load_suite as load_suite
+from ._torch import configure_torch as configure_torch
+from ._torch import resolve_device as resolve_device
+from ._torch import seed_everything as seed_everything
+
+__version__ = "0.1.0"

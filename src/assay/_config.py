@@ -1,0 +1,259 @@
+"""Typed stage configs, their content identity, and dotted-key overrides.
+
+A stage's config is a frozen pydantic model that rejects unknown keys. Its *identity* (what the
+run id is hashed from) is the canonical JSON of the fields that differ from their defaults, minus
+the fields the class declares in ``identity_exclude`` (device, thread counts: things that must not
+make a run count as different). Omitting defaults means adding a new field with a default keeps
+every recorded run id valid; changing what a default means must bump the stage's version.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Union, get_args, get_origin
+
+import pydantic
+import yaml
+
+from ._errors import ConfigError
+from ._io import canonical_json
+
+ID_HEX_CHARS = 12  # 48 bits: a collision needs ~16 million runs of one stage
+
+
+class StageConfig(pydantic.BaseModel):
+    """Base class of every stage's config: frozen, unknown keys rejected, validated on creation.
+
+    Class attributes:
+        identity_exclude: field names that do not enter the run id (e.g. ``device``).
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    identity_exclude: ClassVar[frozenset[str]] = frozenset()
+
+    def upstream(self) -> dict[str, Any]:
+        """The upstream stage configs this config depends on, by name.
+
+        Values are a StageConfig, a list of them or a dict of them. The default takes every field
+        that holds such values; override it to derive upstream configs from other fields.
+        """
+        found: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if _holds_stage_configs(value):
+                found[name] = value
+        return found
+
+
+def _holds_stage_configs(value: Any) -> bool:
+    if isinstance(value, StageConfig):
+        return True
+    if isinstance(value, list | tuple) and value:
+        return all(isinstance(v, StageConfig) for v in value)
+    if isinstance(value, Mapping) and value:
+        return all(isinstance(v, StageConfig) for v in value.values())
+    return False
+
+
+def identity(config: StageConfig) -> dict[str, Any]:
+    """The part of ``config`` that defines a run: non-default, non-excluded fields, recursively."""
+    out: dict[str, Any] = {}
+    cls = type(config)
+    for name, field in cls.model_fields.items():
+        if name in cls.identity_exclude:
+            continue
+        value = getattr(config, name)
+        if not field.is_required() and _equal_default(value, field):
+            continue
+        out[name] = _identity_value(value)
+    return out
+
+
+def _equal_default(value: Any, field: Any) -> bool:
+    try:
+        default = field.get_default(call_default_factory=True, validated_data={})
+    except TypeError:  # pydantic < 2.10 has no validated_data argument
+        default = field.get_default(call_default_factory=True)
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except Exception:  # e.g. arrays whose == is elementwise
+        return False
+
+
+def _identity_value(value: Any) -> Any:
+    if isinstance(value, StageConfig):
+        return identity(value)
+    if isinstance(value, list | tuple):
+        return [_identity_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _identity_value(v) for k, v in value.items()}
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    return pydantic.TypeAdapter(Any).dump_python(value, mode="json")
+
+
+def run_id(stage: str, version: int, config: StageConfig) -> str:
+    """``<stage>_<12 hex>``: a hash of the stage name, its config version and the identity."""
+    payload = f"{stage}\n{version}\n{canonical_json(identity(config))}"
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:ID_HEX_CHARS]
+    return f"{stage.replace('.', '_')}_{digest}"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def build_config(cls: type[StageConfig], data: Mapping[str, Any], *, stage: str) -> StageConfig:
+    """Validate ``data`` into ``cls``, turning pydantic's errors into one readable ConfigError."""
+    try:
+        return cls.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, cls, stage=stage)) from None
+
+
+def format_validation_error(
+    exc: pydantic.ValidationError, cls: type[pydantic.BaseModel], *, stage: str
+) -> str:
+    lines = [f"invalid config for stage '{stage}' ({exc.error_count()} problem(s)):"]
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parent = model_at(cls, [p for p in err["loc"][:-1] if isinstance(p, str)])
+            valid = ", ".join(sorted(parent.model_fields)) if parent else "?"
+            lines.append(f"  - unknown key '{loc}'; valid keys here: {valid}")
+        elif err["type"] == "missing":
+            lines.append(f"  - '{loc}' is required but missing; add it to the config")
+        else:
+            got = err.get("input")
+            lines.append(f"  - '{loc}': {err['msg']} (got {got!r:.60})")
+    return "\n".join(lines)
+
+
+def model_at(cls: type[pydantic.BaseModel], path: Iterable[str]) -> type[pydantic.BaseModel] | None:
+    """The pydantic model class reached by following field names ``path`` from ``cls``."""
+    current: type[pydantic.BaseModel] | None = cls
+    for name in path:
+        if current is None or name not in current.model_fields:
+            return None
+        current = _model_in(current.model_fields[name].annotation)
+    return current
+
+
+def _model_in(annotation: Any) -> type[pydantic.BaseModel] | None:
+    """The model class inside an annotation like ``Model``, ``Model | None``, ``list[Model]``."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    if get_origin(annotation) in (Union, list, tuple, dict) or type(annotation).__name__ in (
+        "UnionType",
+    ):
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as YAML (``3`` -> int, ``1e-3`` -> float, ``[1,2]`` -> list)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    # YAML 1.1 reads "1e-3" as a string; researchers mean a float.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parse_override(text: str) -> tuple[str, list[Any]]:
+    """``a.b=3`` -> ("a.b", [3]); ``a.b=1,2,3`` -> ("a.b", [1, 2, 3]) (a sweep)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(
+            f"cannot read override {text!r}: write key.sub=value (one value) or key=1,2,3 (a sweep)"
+        )
+    raw = raw.strip()
+    if raw.startswith(("[", "{")) or "," not in raw:
+        return key, [parse_value(raw)]
+    return key, [parse_value(part.strip()) for part in raw.split(",")]
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {} if child is None else child
+            if not isinstance(child, dict):
+                raise ConfigError(f"cannot set '{key}': '{part}' holds {child!r}, not a mapping")
+            node[part] = child
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def check_key(cls: type[StageConfig], key: str, *, stage: str) -> None:
+    """Fail with the valid keys when ``key`` names no field of ``cls`` (dotted into submodels)."""
+    parts = key.split(".")
+    current: type[pydantic.BaseModel] = cls
+    for depth, part in enumerate(parts):
+        if part not in current.model_fields:
+            where = ".".join(parts[:depth]) or "the top level"
+            valid = ", ".join(sorted(current.model_fields))
+            raise ConfigError(
+                f"override key '{key}' matches no config key of stage '{stage}': "
+                f"'{part}' is not a field at {where}; valid keys there: {valid}"
+            )
+        if depth == len(parts) - 1:
+            return
+        nxt = _model_in(current.model_fields[part].annotation)
+        if nxt is None:
+            return  # a dict-valued field: any sub-key is the field's own business
+        current = nxt
+
+
+def seed_paths(cls: type[pydantic.BaseModel], prefix: str = "") -> list[str]:
+    """Dotted paths of every field named ``seed`` in ``cls`` and its nested (non-list) models."""
+    paths = []
+    for name, field in cls.model_fields.items():
+        if name == "seed":
+            paths.append(prefix + name)
+        sub = _model_in(field.annotation)
+        if sub is not None and get_origin(field.annotation) not in (list, tuple, dict):
+            paths.extend(seed_paths(sub, f"{prefix}{name}."))
+    return paths
+
+
+def set_seed_everywhere(cls: type[StageConfig], data: dict[str, Any], seed: int) -> None:
+    """Set every ``seed`` field at any depth: a replicate reseeds its whole pipeline."""
+    paths = seed_paths(cls)
+    if not paths:
+        raise ConfigError(
+            f"the sweep sets seeds, but config {cls.__name__} has no 'seed' field; "
+            "remove 'seeds' from the sweep or add a seed field to the config"
+        )
+    for path in paths:
+        set_dotted(data, path, seed)
+    _seed_lists(cls, data, seed)
+
+
+def _seed_lists(cls: type[pydantic.BaseModel], data: dict[str, Any], seed: int) -> None:
+    for name, field in cls.model_fields.items():
+        sub = _model_in(field.annotation)
+        value = data.get(name)
+        if sub is None or value is None:
+            continue
+        items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]
+        for item in items:
+            if isinstance(item, dict):
+                if "seed" in sub.model_fields:
+                    item["seed"] = seed
+                _seed_lists(sub, item, seed)

@@ -1,0 +1,95 @@
+"""Atomic file writes and JSON conversion.
+
+Nothing assay records is ever half-written: every file goes to a temporary name in the same
+directory and is renamed into place (``os.replace`` is atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix) and rename it onto ``path`` on success.
+
+    The suffix is kept because some writers append one when it is missing (``numpy.savez``).
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = False) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, fsync: bool = False) -> None:
+    atomic_write_text(path, dumps(obj, indent=2) + "\n", fsync=fsync)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/torch scalars and arrays, paths, tuples and pydantic models to JSON types.
+
+    Non-finite floats become the strings ``"nan"``, ``"inf"`` and ``"-inf"``; JSON has no
+    literal for them and :func:`from_jsonable_float` reads them back.
+    """
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else _NONFINITE[str(obj)]
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "model_dump"):  # pydantic model
+        return to_jsonable(obj.model_dump(mode="json"))
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
+        return to_jsonable(obj.tolist())
+    if hasattr(obj, "item"):
+        return to_jsonable(obj.item())
+    raise TypeError(
+        f"cannot store a {type(obj).__name__} as JSON ({obj!r:.80}); "
+        "return numbers, strings, lists or dicts, and save other objects as artifacts"
+    )
+
+
+_NONFINITE = {"nan": "nan", "inf": "inf", "-inf": "-inf"}
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    return json.dumps(to_jsonable(obj), allow_nan=False, **kwargs)
+
+
+def canonical_json(obj: Any) -> str:
+    """The one serialisation that run ids are hashed from: sorted keys, no whitespace."""
+    return json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)

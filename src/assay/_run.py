@@ -1,0 +1,218 @@
+"""A run is three things: the live :class:`Run` handle a stage writes to, the frozen
+:class:`RunRecord` the store returns, and :func:`DetachedRun`, a handle needing no store."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import json
+import pickle
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._config import StageConfig
+from ._errors import AssayError
+from ._io import atomic_path, atomic_write_json, read_json, to_jsonable
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class RunStatus(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What the store knows of a run. ``config`` and ``results`` are plain JSON data."""
+
+    id: str
+    stage: str
+    status: RunStatus
+    config: dict[str, Any]
+    results: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int = 0
+    owner: str | None = None
+    heartbeat: float | None = None
+    created: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    dir: Path | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+    def artifact(self, name: str) -> Path:
+        return _artifact(self.dir, name, self.id)
+
+
+@dataclasses.dataclass(frozen=True)
+class UpstreamRun:
+    """A finished upstream run as handed to a downstream stage: typed config, results, files."""
+
+    id: str
+    stage: str
+    config: StageConfig
+    dir: Path
+    results: dict[str, Any]
+
+    def artifact(self, name: str) -> Path:
+        return _artifact(self.dir, name, self.id)
+
+
+def _artifact(run_dir: Path | None, name: str, run_id: str) -> Path:
+    if run_dir is None:
+        raise AssayError(f"run {run_id} has no directory recorded; run `assay reindex`")
+    path = Path(run_dir) / "artifacts" / name
+    if not path.exists():
+        have = sorted(p.name for p in (Path(run_dir) / "artifacts").glob("*"))
+        raise AssayError(
+            f"run {run_id} has no artifact {name!r}; it has: {', '.join(have) or 'none'}"
+        )
+    return path
+
+
+class Run:
+    """The live handle a stage function receives: where to write metrics, artifacts, checkpoints.
+
+    Every file it writes is written atomically. Build one with :func:`DetachedRun` in notebooks
+    and unit tests; the runner builds them for suites.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        stage: str,
+        config: StageConfig,
+        dir: str | Path,
+        upstream: Mapping[str, Any] | None = None,
+        attempt: int = 1,
+    ) -> None:
+        self.id = run_id
+        self.stage = stage
+        self.config = config
+        self.dir = Path(dir)
+        self.upstream: Mapping[str, Any] = dict(upstream or {})
+        self.attempt = attempt
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.dir / "artifacts"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        path = self.dir / "checkpoints"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- logging -----------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        """Append a timestamped line to ``log.txt``."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {message}\n")
+
+    def log_metrics(self, step: int, **values: Any) -> None:
+        """Append one line ``{"step": .., "time": .., **values}`` to ``metrics.jsonl``."""
+        line = {"step": int(step), "time": round(time.time(), 3), **to_jsonable(values)}
+        with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+    # -- artifacts ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def write_artifact(self, name: str) -> Iterator[Path]:
+        """Yield a temporary path; it becomes ``artifacts/<name>`` only if the block succeeds."""
+        with atomic_path(self.artifacts_dir / name) as tmp:
+            yield tmp
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        path = self.artifacts_dir / name
+        atomic_write_json(path, obj)
+        return path
+
+    def artifact(self, name: str) -> Path:
+        return _artifact(self.dir, name, self.id)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self, state: Any) -> None:
+        """Atomically replace the run's checkpoint (torch.save when torch is installed)."""
+        with atomic_path(self.checkpoint_dir / CHECKPOINT_FILE, fsync=True) as tmp:
+            try:
+                import torch
+            except ImportError:
+                tmp.write_bytes(pickle.dumps(state))
+            else:
+                torch.save(state, tmp)
+
+    def load_checkpoint(self) -> Any | None:
+        """The last saved checkpoint, or None when this run has none (a fresh start)."""
+        path = self.checkpoint_dir / CHECKPOINT_FILE
+        if not path.exists():
+            return None
+        try:
+            import torch
+        except ImportError:
+            return pickle.loads(path.read_bytes())
+        return torch.load(path, weights_only=False)
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, dir={str(self.dir)!r})"
+
+
+def DetachedRun(  # noqa: N802 - reads like a class at call sites
+    config: StageConfig,
+    dir: str | Path | None = None,
+    upstream: Mapping[str, Any] | None = None,
+) -> Run:
+    """A run handle with no store, for notebooks and unit tests of a stage function.
+
+    Args:
+        config: the stage's config; its stage must be registered.
+        dir: where files go (a fresh temporary directory when omitted).
+        upstream: what ``run.upstream`` should hold (e.g. records from :func:`assay.run_config`).
+    """
+    from ._registry import stage_for_config
+    from ._config import run_id
+
+    entry = stage_for_config(config)
+    rid = run_id(entry.name, entry.version, config)
+    path = Path(dir) if dir is not None else Path(tempfile.mkdtemp(prefix=f"{rid}."))
+    return Run(run_id=rid, stage=entry.name, config=config, dir=path, upstream=upstream)
+
+
+def record_from_dir(run_dir: Path) -> RunRecord | None:
+    """Rebuild a run's record from its directory (``assay reindex``); None if it is not a run."""
+    meta_path = run_dir / "run.json"
+    if not meta_path.exists():
+        return None
+    meta = read_json(meta_path)
+    results_path = run_dir / "results.json"
+    results = read_json(results_path) if results_path.exists() else None
+    status = RunStatus(meta["status"])
+    if status is RunStatus.DONE and results is None:
+        status = RunStatus.FAILED  # the marker says done but results are missing: never trust it
+    return RunRecord(
+        id=meta["id"],
+        stage=meta["stage"],
+        status=status,
+        config=read_json(run_dir / "config.json"),
+        results=results,
+        error=meta.get("error"),
+        attempts=meta.get("attempts", 1),
+        created=meta.get("created"),
+        started=meta.get("started"),
+        ended=meta.get("ended"),
+        dir=run_dir,
+    )

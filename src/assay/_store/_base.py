@@ -1,0 +1,105 @@
+"""The store interface: the few methods a backend writes; conveniences are built on them."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .._errors import RunNotFoundError
+from .._run import RunRecord, RunStatus
+
+
+class Store(abc.ABC):
+    """Indexes every run: identity, status, config, results, timings, attempts and heartbeat.
+
+    Concurrency contract: :meth:`claim` is atomic. Of any number of processes (on any number of
+    machines sharing the store) calling it for the same run, at most one gets an attempt number;
+    the others get None. A backend implements it as compare-and-swap on the row.
+    """
+
+    url: str
+
+    @abc.abstractmethod
+    def ensure(self, run_id: str, stage: str, config: dict[str, Any], dir: str) -> None:
+        """Record the run as pending unless it is already recorded."""
+
+    @abc.abstractmethod
+    def claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        retry_failed: bool,
+        stale_after_s: float,
+        owner_is_dead: Callable[[str], bool],
+    ) -> int | None:
+        """Take the run for ``owner``; return its attempt number, or None if it is not claimable.
+
+        Claimable: pending; failed when ``retry_failed``; running whose heartbeat is older than
+        ``stale_after_s`` or whose owner ``owner_is_dead`` (a killed process on this host).
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, run_id: str, owner: str) -> bool:
+        """Refresh the run's heartbeat; False when ``owner`` no longer holds the run."""
+
+    @abc.abstractmethod
+    def finish(
+        self,
+        run_id: str,
+        owner: str,
+        status: RunStatus,
+        *,
+        results: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Mark the run done or failed with its results or error."""
+
+    @abc.abstractmethod
+    def query(
+        self,
+        *,
+        ids: Iterable[str] | None = None,
+        stage: str | None = None,
+        status: RunStatus | None = None,
+    ) -> list[RunRecord]:
+        """Records matching every given filter, oldest first."""
+
+    @abc.abstractmethod
+    def put(self, record: RunRecord) -> None:
+        """Insert or replace a record as it is (used by ``assay reindex``)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # -- conveniences ------------------------------------------------------------------------
+    def get(self, run_id: str) -> RunRecord | None:
+        found = self.query(ids=[run_id])
+        return found[0] if found else None
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, RunRecord]:
+        return {r.id: r for r in self.query(ids=list(ids))}
+
+    def find(self, id_or_prefix: str) -> RunRecord:
+        """The run whose id is or starts with ``id_or_prefix`` (unique prefix required)."""
+        exact = self.get(id_or_prefix)
+        if exact is not None:
+            return exact
+        matches = [r for r in self.query() if r.id.startswith(id_or_prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunNotFoundError(
+                f"no run with id or prefix {id_or_prefix!r} in {self.url}; `assay ls` lists runs"
+            )
+        raise RunNotFoundError(
+            f"{id_or_prefix!r} matches {len(matches)} runs "
+            f"({', '.join(r.id for r in matches[:5])}...); give more of the id"
+        )
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,265 @@
+"""The SQL store (SQLAlchemy Core): SQLite by default, PostgreSQL through the same code.
+
+SQLite runs in WAL mode with a busy timeout so several processes (workers, shards) share one file.
+Claims are compare-and-swap updates: read the row, then update it only if it is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from .._errors import StoreError
+from .._io import dumps
+from .._run import RunRecord, RunStatus
+from ._base import Store
+
+SCHEMA_VERSION = 1
+SQLITE_BUSY_TIMEOUT_MS = 60_000  # shards on one file wait for each other rather than fail
+
+_metadata = sa.MetaData()
+runs_table = sa.Table(
+    "runs",
+    _metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("stage", sa.String(200), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("results", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("heartbeat", sa.Float),
+    sa.Column("created", sa.Float),
+    sa.Column("started", sa.Float),
+    sa.Column("ended", sa.Float),
+    sa.Column("dir", sa.Text),
+)
+meta_table = sa.Table(
+    "assay_meta",
+    _metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    cur.close()
+
+
+class SQLStore(Store):
+    """A :class:`Store` on any SQLAlchemy URL (tested with SQLite; PostgreSQL uses the same SQL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
+        try:
+            self.engine = sa.create_engine(url, **kwargs)
+        except (ImportError, sa.exc.ArgumentError) as exc:
+            raise StoreError(f"cannot open store {url!r}: {exc}") from None
+        if self.is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._init_schema()
+
+    def _init_schema(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                _metadata.create_all(conn)
+                row = conn.execute(
+                    sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+                ).first()
+                if row is None:
+                    conn.execute(
+                        _insert_ignore(self.engine, meta_table).values(
+                            key="schema_version", value=str(SCHEMA_VERSION)
+                        )
+                    )
+                elif int(row[0]) != SCHEMA_VERSION:
+                    raise StoreError(
+                        f"store {self.url} has schema version {row[0]}, this assay expects "
+                        f"{SCHEMA_VERSION}; rebuild the index from the run directories with "
+                        "`assay reindex --root ROOT` into a new store file"
+                    )
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot open store {self.url!r}: {exc.orig}") from None
+
+    # -- the contract --------------------------------------------------------------------------
+    def ensure(self, run_id: str, stage: str, config: dict[str, Any], dir: str) -> None:
+        stmt = _insert_ignore(self.engine, runs_table).values(
+            id=run_id,
+            stage=stage,
+            status=RunStatus.PENDING.value,
+            config=dumps(config),
+            attempts=0,
+            created=time.time(),
+            dir=dir,
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def claim(
+        self,
+        run_id: str,
+        owner: str,
+        *,
+        retry_failed: bool,
+        stale_after_s: float,
+        owner_is_dead: Callable[[str], bool],
+    ) -> int | None:
+        t = runs_table.c
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(t.status, t.attempts, t.owner, t.heartbeat).where(t.id == run_id)
+            ).first()
+            if row is None:
+                return None
+            status, attempts, old_owner, beat = row
+            now = time.time()
+            claimable = (
+                status == RunStatus.PENDING.value
+                or (status == RunStatus.FAILED.value and retry_failed)
+                or (
+                    status == RunStatus.RUNNING.value
+                    and ((beat or 0) < now - stale_after_s or owner_is_dead(old_owner or ""))
+                )
+            )
+            if not claimable:
+                return None
+            result = conn.execute(
+                sa.update(runs_table)
+                .where(t.id == run_id, t.status == status, t.attempts == attempts)
+                .values(
+                    status=RunStatus.RUNNING.value,
+                    owner=owner,
+                    heartbeat=now,
+                    started=now,
+                    ended=None,
+                    error=None,
+                    attempts=attempts + 1,
+                )
+            )
+            return attempts + 1 if result.rowcount == 1 else None
+
+    def heartbeat(self, run_id: str, owner: str) -> bool:
+        t = runs_table.c
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(runs_table)
+                .where(t.id == run_id, t.owner == owner, t.status == RunStatus.RUNNING.value)
+                .values(heartbeat=time.time())
+            )
+        return result.rowcount == 1
+
+    def finish(
+        self,
+        run_id: str,
+        owner: str,
+        status: RunStatus,
+        *,
+        results: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        t = runs_table.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(runs_table)
+                .where(t.id == run_id, t.owner == owner)
+                .values(
+                    status=status.value,
+                    results=None if results is None else dumps(results),
+                    error=error,
+                    ended=time.time(),
+                )
+            )
+
+    def query(
+        self,
+        *,
+        ids: Iterable[str] | None = None,
+        stage: str | None = None,
+        status: RunStatus | None = None,
+    ) -> list[RunRecord]:
+        t = runs_table.c
+        base = sa.select(runs_table)
+        if stage is not None:
+            base = base.where(t.stage == stage)
+        if status is not None:
+            base = base.where(t.status == RunStatus(status).value)
+        rows: list[Any] = []
+        with self.engine.connect() as conn:
+            if ids is None:
+                rows = list(conn.execute(base.order_by(t.created, t.id)))
+            else:
+                id_list = list(ids)
+                for start in range(0, len(id_list), 500):  # stay under SQL parameter limits
+                    chunk = id_list[start : start + 500]
+                    rows.extend(conn.execute(base.where(t.id.in_(chunk))))
+        return [_record(row) for row in rows]
+
+    def put(self, record: RunRecord) -> None:
+        values = dict(
+            stage=record.stage,
+            status=record.status.value,
+            config=dumps(record.config),
+            results=None if record.results is None else dumps(record.results),
+            error=record.error,
+            attempts=record.attempts,
+            owner=record.owner,
+            heartbeat=record.heartbeat,
+            created=record.created,
+            started=record.started,
+            ended=record.ended,
+            dir=None if record.dir is None else str(record.dir),
+        )
+        t = runs_table.c
+        with self.engine.begin() as conn:
+            updated = conn.execute(sa.update(runs_table).where(t.id == record.id).values(**values))
+            if updated.rowcount == 0:
+                conn.execute(sa.insert(runs_table).values(id=record.id, **values))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"SQLStore({self.url!r})"
+
+
+def _insert_ignore(engine: sa.Engine, table: sa.Table) -> Any:
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        raise StoreError(f"store dialect {engine.dialect.name!r} is not supported")
+    return insert(table).on_conflict_do_nothing()
+
+
+def _record(row: Any) -> RunRecord:
+    m = row._mapping
+    return RunRecord(
+        id=m["id"],
+        stage=m["stage"],
+        status=RunStatus(m["status"]),
+        config=json.loads(m["config"]),
+        results=None if m["results"] is None else json.loads(m["results"]),
+        error=m["error"],
+        attempts=m["attempts"],
+        owner=m["owner"],
+        heartbeat=m["heartbeat"],
+        created=m["created"],
+        started=m["started"],
+        ended=m["ended"],
+        dir=None if m["dir"] is None else Path(m["dir"]),
+    )
