@@ -14,6 +14,7 @@ from typing import Any
 
 from ._registry import get_stage
 from ._runner import Outcome, RunOptions, Runner
+from ._store import resolve_store
 from ._suite import PlannedRun
 
 
@@ -70,6 +71,7 @@ class ProcessExecutor(Executor):
         import multiprocessing as mp
 
         modules = self.modules + tuple(sorted({get_stage(r.stage).module for r in runs}))
+        resolve_store(self.options.store, self.options.root).close()  # create it once, here
         pool = ProcessPoolExecutor(
             max_workers=self.options.workers,
             mp_context=mp.get_context("spawn"),  # no inherited torch threads or store handles

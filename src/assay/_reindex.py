@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ._run import RunStatus, record_from_dir
@@ -20,7 +21,7 @@ def reindex(root: str | Path, store: Store) -> dict[str, int]:
         if record is None:
             continue
         if record.status is RunStatus.RUNNING:
-            record = type(record)(**{**record.__dict__, "status": RunStatus.PENDING})
+            record = dataclasses.replace(record, status=RunStatus.PENDING)
         store.put(record)
         counts[record.status.value] = counts.get(record.status.value, 0) + 1
     return counts

@@ -73,7 +73,7 @@ class SQLStore(Store):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._init_schema()
 
-    def _init_schema(self) -> None:
+    def _init_schema(self, tries: int = 3) -> None:
         try:
             with self.engine.begin() as conn:
                 _metadata.create_all(conn)
@@ -92,7 +92,11 @@ class SQLStore(Store):
                         f"{SCHEMA_VERSION}; rebuild the index from the run directories with "
                         "`assay reindex --root ROOT` into a new store file"
                     )
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
+            # Processes opening a new store together race to create its tables; the loser
+            # finds them created and simply tries again.
+            if tries > 1 and "exist" in str(exc.orig).lower():
+                return self._init_schema(tries - 1)
             raise StoreError(f"cannot open store {self.url!r}: {exc.orig}") from None
 
     # -- the contract --------------------------------------------------------------------------

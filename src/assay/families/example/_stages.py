@@ -46,7 +46,7 @@ class FitConfig(StageConfig):
     seed: int = 0  # the fit is deterministic; the seed names the replicate
 
 
-@stage("example.fit", config=FitConfig, version=1, smoke={"degree": 2})
+@stage("example.fit", config=FitConfig, version=1, smoke={"degree": 3})
 def fit(config: FitConfig, run: Run) -> dict:
     """Ridge-regress y on [1, x, ..., x^degree]; report train/test MSE."""
     data = np.load(run.upstream["data"].artifact("data.npz"))

@@ -1,0 +1,366 @@
+"""The ``assay`` command line: a table of small commands over the Python API.
+
+    assay run SUITE [key=value ...] [--dry-run] [--workers N] [--shard i/n] ...
+    assay status SUITE        assay ls        assay show RUN        assay reindex
+    assay analyze SUITE|--stage S [--baseline k=v] [--out DIR]
+    assay families            assay stages  assay <family> ...  (commands a family adds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._errors import AssayError
+
+EXIT_ERROR = 2  # bad input: nothing ran
+EXIT_FAILED_RUNS = 1  # the command ran, some runs failed
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, title_justify="left")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row))
+    _console().print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default="runs", help="directory of run folders (default: runs)")
+    p.add_argument("--store", default=None, help="store URL (default: sqlite:///ROOT/assay.db)")
+
+
+def _suite_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", help="suite file (.yaml, .json or .toml)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value, or key=1,2,3 to sweep")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds replacing the sweep's")
+    p.add_argument("--import", dest="imports", action="append", default=[],
+                   help="module that registers extra stages (repeatable)")  # fmt: skip
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise AssayError(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
+def _prepare(args: argparse.Namespace) -> Any:
+    from ._registry import import_modules
+    from ._suite import load_suite
+
+    sys.path.insert(0, str(Path.cwd()))  # so `--import mystages` finds ./mystages.py
+    import_modules(args.imports)
+    return load_suite(args.suite)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ._api import plan_rows, plan_suite, run_suite
+    from ._store import resolve_store
+
+    suite = _prepare(args)
+    selection = dict(seeds=_seeds(args.seeds), shard=args.shard, start_index=args.start_index,
+                     end_index=args.end_index)  # fmt: skip
+    if args.dry_run:
+        runs = plan_suite(suite, args.overrides, **selection)
+        with resolve_store(args.store, args.root) as store:
+            rows = plan_rows(runs, store)
+        _table(
+            f"suite {suite.name}: {len(runs)} run(s) of {suite.stage}",
+            ["index", "id", "stage", "parameters", "state"],
+            [(r.index if not r.upstream else f"({r.index})", r.id, r.stage, r.params, r.state)
+             for r in rows],
+        )  # fmt: skip
+        print(f"dry run: nothing executed. runs: {_count_states(r for r in rows if not r.upstream)}"
+              f"; upstream: {_count_states(r for r in rows if r.upstream) or 'none'}")  # fmt: skip
+        return 0
+    result = run_suite(
+        suite, args.overrides, root=args.root, store=args.store, workers=args.workers,
+        retry_failed=args.retry_failed, retries=args.retries, timeout_s=args.timeout_s,
+        stop_on_error=args.stop_on_error, stale_after_s=args.stale_after_s,
+        heartbeat_s=args.heartbeat_s, progress=not args.quiet, **selection,
+    )  # fmt: skip
+    counts = result.counts
+    print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    for o in result.failed:
+        print(f"  failed {o.id}: {(o.error or '').splitlines()[0] if o.error else ''}")
+    if result.failed:
+        print("  see <root>/<id>/error.txt; rerun failed runs with --retry-failed")
+        return EXIT_FAILED_RUNS
+    return 0
+
+
+def _count_states(rows: Any) -> str:
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r.state] = states.get(r.state, 0) + 1
+    return ", ".join(f"{v} {k}" for k, v in states.items())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ._api import plan_rows, plan_suite
+    from ._store import resolve_store
+
+    suite = _prepare(args)
+    runs = plan_suite(suite, args.overrides, seeds=_seeds(args.seeds))
+    with resolve_store(args.store, args.root) as store:
+        rows = [r for r in plan_rows(runs, store) if not r.upstream]
+        records = store.get_many(r.id for r in rows)
+    states: dict[str, int] = {}
+    for r in rows:
+        states[r.state] = states.get(r.state, 0) + 1
+    done = states.get("done", 0)
+    print(f"suite {suite.name}: {done}/{len(rows)} done; "
+          + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))  # fmt: skip
+    unfinished = [r for r in rows if r.state != "done"]
+    if unfinished:
+        _table("not done", ["index", "id", "state", "attempts", "error"],
+               [(r.index, r.id, r.state, getattr(records.get(r.id), "attempts", 0),
+                 (getattr(records.get(r.id), "error", None) or "")[:100]) for r in unfinished])  # fmt: skip
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from ._run import RunStatus
+    from ._store import resolve_store
+
+    with resolve_store(args.store, args.root) as store:
+        status = RunStatus(args.status) if args.status else None
+        records = store.query(stage=args.stage, status=status)
+    records = records[-args.limit :] if args.limit else records
+    _table(f"{len(records)} run(s)", ["id", "stage", "status", "attempts", "duration_s"],
+           [(r.id, r.stage, r.status.value, r.attempts, r.duration_s) for r in records])  # fmt: skip
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from ._store import resolve_store
+
+    with resolve_store(args.store, args.root) as store:
+        rec = store.find(args.run)
+    info = {"id": rec.id, "stage": rec.stage, "status": rec.status.value,
+            "attempts": rec.attempts, "duration_s": rec.duration_s, "dir": str(rec.dir),
+            "error": rec.error, "config": rec.config, "results": rec.results}  # fmt: skip
+    if rec.dir is not None and (rec.dir / "provenance.json").exists():
+        prov = json.loads((rec.dir / "provenance.json").read_text())
+        info["provenance"] = {k: prov.get(k) for k in ("git", "host", "python", "seed", "device",
+                                                        "time_start_iso", "duration_s")}  # fmt: skip
+        info["files"] = sorted(str(p.relative_to(rec.dir)) for p in rec.dir.rglob("*")
+                               if p.is_file())  # fmt: skip
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from ._reindex import reindex
+    from ._store import resolve_store
+
+    if not Path(args.root).is_dir():
+        raise AssayError(f"root {args.root!r} is not a directory of runs; pass --root")
+    with resolve_store(args.store, args.root) as store:
+        counts = reindex(args.root, store)
+    print(f"indexed {sum(counts.values())} run(s): "
+          + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))  # fmt: skip
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from ._analysis import compare_groups, export, load_runs, plot_summary, summarize
+
+    if (args.suite is None) == (args.stage is None):
+        raise AssayError("analyze needs a suite file or --stage NAME (exactly one of them)")
+    suite = _prepare(args) if args.suite else None
+    df = load_runs(args.root, args.store, stage=args.stage, suite=suite,
+                   overrides=args.overrides if suite else ())  # fmt: skip
+    metrics = [m if m.startswith("results.") else f"results.{m}" for m in args.metric] or None
+    summary = summarize(df, metrics)
+    _table(f"{len(df)} run(s): mean and 95% CI per group", list(summary.columns),
+           summary.values.tolist())  # fmt: skip
+    comparison = compare_groups(df, args.baseline, metrics)
+    if not comparison.empty:
+        cols = ["metric", "group", "baseline_mean", "mean", "diff", "n", "p_welch_holm",
+                "n_pairs", "p_paired_holm"]  # fmt: skip
+        _table(f"against baseline: {comparison['baseline'].iloc[0]} "
+               "(Welch t-test and paired t-test, Holm-corrected)", cols,
+               comparison[cols].values.tolist())  # fmt: skip
+    if args.out:
+        out = Path(args.out)
+        for name, frame in (("runs", df), ("summary", summary), ("comparison", comparison)):
+            export(frame, out / name, args.format)
+        plots = plot_summary(summary, out / "plots")
+        print(f"wrote {out}/runs.{args.format}, summary.{args.format}, "
+              f"comparison.{args.format} and {len(plots)} plot(s) in {out}/plots")  # fmt: skip
+    _family_analysis(df, args)
+    return 0
+
+
+def _family_analysis(df: Any, args: argparse.Namespace) -> None:
+    from ._registry import families
+    from ._store import resolve_store
+
+    stages = sorted(set(df["stage"])) if len(df) else []
+    for fam in families().values():
+        mine = [s for s in stages if s.split(".", 1)[0] == fam.name]
+        if not fam.analyze or not mine:
+            continue
+        hook = fam.resolve("analyze")
+        with resolve_store(args.store, args.root) as store:
+            records = store.query(ids=list(df["id"]))
+        hook(records, Path(args.out) / fam.name if args.out else None)
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from ._registry import broken_families, families
+
+    rows = [(f.name, f.description, "yes" if f.cli else "") for f in families().values()]
+    rows += [(name, f"(not loaded: {why})", "") for name, why in broken_families().items()]
+    _table("installed families", ["family", "description", "commands"], rows)
+    return 0
+
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    from ._registry import all_stage_names, get_stage
+
+    rows = []
+    for name in all_stage_names():
+        entry = get_stage(name)
+        fields = ", ".join(entry.config_cls.model_fields)
+        rows.append((name, entry.version, entry.description, fields))
+    _table("stages", ["stage", "version", "description", "config keys"], rows)
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assay", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a suite (skips finished runs)")
+    _suite_args(p)
+    _common(p)
+    p.add_argument("--dry-run", action="store_true", help="show the plan; run nothing")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--shard", default=None, help="i/n: run indices with index %% n == i")
+    p.add_argument("--start-index", type=int, default=None)
+    p.add_argument("--end-index", type=int, default=None, help="exclusive")
+    p.add_argument("--stop-on-error", action="store_true")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    p.add_argument("--retries", type=int, default=0, help="extra attempts per failing run")
+    p.add_argument("--timeout-s", type=float, default=None, help="per-run limit (child process)")
+    p.add_argument("--stale-after-s", type=float, default=120.0,
+                   help="a running run with an older heartbeat is rerun")  # fmt: skip
+    p.add_argument("--heartbeat-s", type=float, default=10.0)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="progress of a suite")
+    _suite_args(p)
+    _common(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("ls", help="list recorded runs")
+    _common(p)
+    p.add_argument("--stage", default=None)
+    p.add_argument("--status", default=None, choices=["pending", "running", "done", "failed"])
+    p.add_argument("--limit", type=int, default=0, help="only the last N")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("show", help="one run: config, results, provenance, files")
+    p.add_argument("run", help="run id or unique prefix")
+    _common(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("reindex", help="rebuild the store from the run directories")
+    _common(p)
+    p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser("analyze", help="statistics across seeds, comparisons, plots, export")
+    p.add_argument("suite", nargs="?", default=None, help="suite file (or use --stage)")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--seeds", default=None)
+    p.add_argument("--import", dest="imports", action="append", default=[])
+    _common(p)
+    p.add_argument("--stage", default=None, help="analyze every finished run of this stage")
+    p.add_argument("--metric", action="append", default=[], help="metric(s); default all")
+    p.add_argument("--baseline", default=None, help="key=value[,key=value] of the baseline group")
+    p.add_argument("--out", default=None, help="write tables and plots here")
+    p.add_argument("--format", default="csv", choices=["csv", "json", "parquet"])
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("families", help="installed experiment families")
+    p.set_defaults(func=cmd_families)
+    p = sub.add_parser("stages", help="registered stages and their config keys")
+    p.set_defaults(func=cmd_stages)
+
+    _family_parsers(sub, argv)
+    return parser
+
+
+def _family_parsers(sub: Any, argv: Sequence[str]) -> None:
+    """Add ``assay <family> ...``; a family's CLI module is imported only when it is invoked."""
+    from ._registry import families
+
+    wanted = argv[0] if argv else None
+    for fam in families().values():
+        if not fam.cli:
+            continue
+        p = sub.add_parser(fam.name, help=f"{fam.name} commands: {fam.description}")
+        if fam.name == wanted:
+            fam.resolve("cli")(p)
+        p.set_defaults(func=lambda _a, p=p: (p.print_help(), EXIT_ERROR)[1])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # SLURM and other schedulers stop jobs with SIGTERM: treat it like Ctrl-C so the run in
+    # flight goes back to pending instead of staying "running" until its heartbeat goes stale.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        parser = build_parser(argv)
+        # Overrides may stand after options (`assay run s.yaml --workers 2 lr=0.1`).
+        args, extra = parser.parse_known_args(argv)
+        stray = [t for t in extra if t.startswith("-") or "=" not in t]
+        if stray or (extra and not hasattr(args, "overrides")):
+            parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+        if extra:
+            args.overrides = [*args.overrides, *extra]
+        return int(args.func(args) or 0)
+    except AssayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; the run in flight is pending again, rerun to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Conformance checks that every family's stages (and every store) must pass.
+
+    from assay.testing import check_stage
+    def test_my_stage(tmp_path):
+        check_stage("volume.train", tmp_path)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._api import run_config
+from ._config import build_config, run_id
+from ._registry import get_stage
+from ._run import RunRecord, RunStatus
+from ._store import Store
+
+REQUIRED_FILES = ("config.json", "results.json", "provenance.json", "run.json", "log.txt")
+
+
+def smoke_config(stage_name: str, **overrides: Any) -> Any:
+    """The stage's defaults with its declared ``smoke`` overrides (and ``overrides``) applied."""
+    entry = get_stage(stage_name)
+    return build_config(entry.config_cls, {**entry.smoke, **overrides}, stage=stage_name)
+
+
+def check_stage(stage_name: str, root: str | Path, **overrides: Any) -> RunRecord:
+    """A smoke config runs, records every file, returns JSON results, and a rerun is skipped."""
+    entry = get_stage(stage_name)
+    config = smoke_config(stage_name, **overrides)
+    record = run_config(config, root=root)
+    if record.status is not RunStatus.DONE:
+        raise AssertionError(f"{stage_name} smoke run failed: {record.error}")
+    if record.id != run_id(entry.name, entry.version, config):
+        raise AssertionError(f"{stage_name}: record id {record.id} is not the content id")
+    for name in REQUIRED_FILES:
+        if not (Path(record.dir) / name).is_file():
+            raise AssertionError(f"{stage_name}: run directory lacks {name}")
+    results = json.loads((Path(record.dir) / "results.json").read_text())
+    if not isinstance(results, Mapping):
+        raise AssertionError(f"{stage_name}: results.json is not a JSON object")
+    mtime = (Path(record.dir) / "results.json").stat().st_mtime_ns
+    again = run_config(config, root=root)
+    if again.attempts != record.attempts or (
+        (Path(record.dir) / "results.json").stat().st_mtime_ns != mtime
+    ):
+        raise AssertionError(f"{stage_name}: rerunning a finished config ran it again")
+    return record
+
+
+def check_store(make_store: Any) -> None:
+    """Store conformance: claims are exclusive, finish records results, stale runs are reclaimed.
+
+    Args:
+        make_store: a callable returning a fresh, empty :class:`Store`.
+    """
+    store: Store = make_store()
+    try:
+        store.ensure("s_1", "s", {"a": 1}, "/tmp/s_1")
+        store.ensure("s_1", "s", {"a": 2}, "/tmp/elsewhere")  # ignored: already recorded
+        rec = store.get("s_1")
+        assert rec is not None and rec.status is RunStatus.PENDING and rec.config == {"a": 1}
+        never = lambda owner: False  # noqa: E731
+        first = store.claim("s_1", "A", retry_failed=False, stale_after_s=60, owner_is_dead=never)
+        second = store.claim("s_1", "B", retry_failed=False, stale_after_s=60, owner_is_dead=never)
+        assert first == 1 and second is None, (first, second)
+        assert store.heartbeat("s_1", "A") and not store.heartbeat("s_1", "B")
+        store.finish("s_1", "A", RunStatus.FAILED, error="boom")
+        assert store.claim("s_1", "B", retry_failed=False, stale_after_s=60,
+                           owner_is_dead=never) is None  # fmt: skip
+        assert store.claim("s_1", "B", retry_failed=True, stale_after_s=60,
+                           owner_is_dead=never) == 2  # fmt: skip
+        # B "dies": a dead owner is reclaimed at once, a stale heartbeat after stale_after_s
+        assert store.claim("s_1", "C", retry_failed=False, stale_after_s=60,
+                           owner_is_dead=lambda o: o == "B") == 3  # fmt: skip
+        assert store.claim("s_1", "D", retry_failed=False, stale_after_s=-1,
+                           owner_is_dead=never) == 4  # fmt: skip
+        store.finish("s_1", "D", RunStatus.DONE, results={"x": 1.5})
+        rec = store.get("s_1")
+        assert rec is not None and rec.status is RunStatus.DONE and rec.results == {"x": 1.5}
+        assert rec.attempts == 4 and [r.id for r in store.query(stage="s")] == ["s_1"]
+    finally:
+        store.close()

@@ -1,0 +1,58 @@
+import pydantic
+import pytest
+import teststages  # noqa: F401 (registers the t.* stages)
+
+import assay
+from assay._config import identity, parse_override
+from assay.families.example._stages import DataConfig, FitConfig
+
+
+def test_config_is_frozen_and_rejects_unknown_keys():
+    cfg = FitConfig(degree=4)
+    with pytest.raises(pydantic.ValidationError):
+        cfg.degree = 5
+    with pytest.raises(pydantic.ValidationError, match="extra"):
+        FitConfig(degre=4)
+
+
+def test_run_id_is_stage_plus_hex_and_stable():
+    rid = assay.run_id("example.fit", 1, FitConfig(degree=4))
+    assert rid.startswith("example_fit_") and len(rid.split("_")[-1]) == 12
+    assert rid == assay.run_id("example.fit", 1, FitConfig(degree=4))
+    assert rid != assay.run_id("example.fit", 1, FitConfig(degree=5))
+    assert rid != assay.run_id("example.fit", 2, FitConfig(degree=4))  # version is identity
+
+
+def test_defaults_and_excluded_fields_do_not_enter_identity():
+    # writing a default explicitly is the same run
+    assert identity(FitConfig(degree=3)) == identity(FitConfig()) == {}
+    a = teststages.CountConfig(x=1, marker_dir="/a", sleep_s=1)
+    b = teststages.CountConfig(x=1, marker_dir="/b", sleep_s=2)
+    assert assay.run_id("t.count", 1, a) == assay.run_id("t.count", 1, b)
+
+
+def test_nested_upstream_changes_downstream_identity():
+    a = FitConfig(data=DataConfig(noise_std=0.1))
+    b = FitConfig(data=DataConfig(noise_std=0.3))
+    assert assay.run_id("example.fit", 1, a) != assay.run_id("example.fit", 1, b)
+    assert a.upstream() == {"data": DataConfig(noise_std=0.1)}
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("a.b=3", ("a.b", [3])),
+        ("lr=1e-3", ("lr", [0.001])),
+        ("x=1,2,3", ("x", [1, 2, 3])),
+        ("name=abc", ("name", ["abc"])),
+        ("xs=[1,2]", ("xs", [[1, 2]])),
+        ("flag=true", ("flag", [True])),
+    ],
+)
+def test_parse_override(text, expected):
+    assert parse_override(text) == expected
+
+
+def test_override_without_equals_is_explained():
+    with pytest.raises(assay.ConfigError, match="key.sub=value"):
+        parse_override("degree")
