@@ -32,6 +32,16 @@ class StageConfig(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid", validate_default=True)
     identity_exclude: ClassVar[frozenset[str]] = frozenset()
+    _rid_cache: dict[str, Any] = pydantic.PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        # Equal configs are equal whatever is cached on them (pydantic would compare the cache).
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.__dict__ == other.__dict__  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((type(self), tuple(_hashable(v) for v in self.__dict__.values())))
 
     def upstream(self) -> dict[str, Any]:
         """The upstream stage configs this config depends on, by name.
@@ -45,6 +55,14 @@ class StageConfig(pydantic.BaseModel):
             if _holds_stage_configs(value):
                 found[name] = value
         return found
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    return value
 
 
 def _holds_stage_configs(value: Any) -> bool:
@@ -96,9 +114,15 @@ def _identity_value(value: Any) -> Any:
 
 def run_id(stage: str, version: int, config: StageConfig) -> str:
     """``<stage>_<12 hex>``: a hash of the stage name, its config version and the identity."""
+    key = (stage, version)
+    cache = config._rid_cache
+    if cache.get("key") == key:
+        return cache["rid"]  # configs are frozen: the id of this object never changes
     payload = f"{stage}\n{version}\n{canonical_json(identity(config))}"
     digest = hashlib.sha256(payload.encode()).hexdigest()[:ID_HEX_CHARS]
-    return f"{stage.replace('.', '_')}_{digest}"
+    rid = f"{stage.replace('.', '_')}_{digest}"
+    cache["key"], cache["rid"] = key, rid
+    return rid
 
 
 # --------------------------------------------------------------------------- validation

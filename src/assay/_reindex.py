@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from ._run import RunStatus, record_from_dir
+from ._run import record_from_dir
 from ._store import Store
 
 
 def reindex(root: str | Path, store: Store) -> dict[str, int]:
     """Put every run directory under ``root`` into ``store``; return counts by status.
 
-    A run directory whose run.json says ``running`` belongs to a process that may be dead; it is
-    indexed as pending so the next invocation runs it again.
+    A run directory without results or a recorded failure belongs to a run that never finished
+    (killed, or still running elsewhere); it is indexed as pending so the next invocation runs it.
     """
     counts: dict[str, int] = {}
     for run_dir in sorted(p for p in Path(root).iterdir() if p.is_dir()):
         record = record_from_dir(run_dir.resolve())
         if record is None:
             continue
-        if record.status is RunStatus.RUNNING:
-            record = dataclasses.replace(record, status=RunStatus.PENDING)
         store.put(record)
         counts[record.status.value] = counts.get(record.status.value, 0) + 1
     return counts

@@ -193,26 +193,43 @@ def DetachedRun(  # noqa: N802 - reads like a class at call sites
 
 
 def record_from_dir(run_dir: Path) -> RunRecord | None:
-    """Rebuild a run's record from its directory (``assay reindex``); None if it is not a run."""
-    meta_path = run_dir / "run.json"
-    if not meta_path.exists():
+    """Rebuild a run's record from its directory (``assay reindex``); None if it is not a run.
+
+    The directory is the source of truth: ``results.json`` exists only for a finished run (it is
+    written last, atomically), ``provenance.json`` says which attempt ended and how.
+    """
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
         return None
-    meta = read_json(meta_path)
+    prov_path = run_dir / "provenance.json"
+    prov = read_json(prov_path) if prov_path.exists() else {}
     results_path = run_dir / "results.json"
     results = read_json(results_path) if results_path.exists() else None
-    status = RunStatus(meta["status"])
-    if status is RunStatus.DONE and results is None:
-        status = RunStatus.FAILED  # the marker says done but results are missing: never trust it
+    if results is not None:
+        status = RunStatus.DONE
+    elif prov.get("status") == RunStatus.FAILED.value:
+        status = RunStatus.FAILED
+    else:
+        status = RunStatus.PENDING  # never finished: killed, or still running elsewhere
+    rid = prov.get("run_id") or run_dir.name
+    stage = prov.get("stage") or _stage_from_id(rid)
     return RunRecord(
-        id=meta["id"],
-        stage=meta["stage"],
+        id=rid,
+        stage=stage,
         status=status,
-        config=read_json(run_dir / "config.json"),
+        config=read_json(config_path),
         results=results,
-        error=meta.get("error"),
-        attempts=meta.get("attempts", 1),
-        created=meta.get("created"),
-        started=meta.get("started"),
-        ended=meta.get("ended"),
+        error=prov.get("error"),
+        attempts=prov.get("attempt", 0),
+        created=prov.get("time_start"),
+        started=prov.get("time_start"),
+        ended=prov.get("time_end"),
         dir=run_dir,
     )
+
+
+def _stage_from_id(rid: str) -> str:
+    """``volume_train_ab12`` -> ``volume.train`` (stage names have one dot)."""
+    head = rid.rsplit("_", 1)[0]
+    family, _, step = head.partition("_")
+    return f"{family}.{step}"

@@ -118,6 +118,7 @@ class Runner:
         self.store = store or resolve_store(options.store, options.root)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._finished: dict[str, RunRecord] = {}
+        self._heartbeat = _Heartbeat(self.store, self.owner, options.heartbeat_s)
 
     # -- public --------------------------------------------------------------------------------
     def execute(self, config: StageConfig, *, index: int | None = None) -> Outcome:
@@ -128,7 +129,7 @@ class Runner:
         if before is not None and before.status is RunStatus.DONE:
             return Outcome(rid, entry.name, "skipped", 0.0, index=index)
         try:
-            record = self.record_for(config)
+            record = self.record_for(config, known=before)
         except UpstreamFailedError as exc:
             return Outcome(rid, entry.name, "failed", time.perf_counter() - start, str(exc), index)
         status = "done" if record.status is RunStatus.DONE else "failed"
@@ -136,19 +137,22 @@ class Runner:
             status = "failed-earlier"
         return Outcome(rid, entry.name, status, time.perf_counter() - start, record.error, index)
 
-    def record_for(self, config: StageConfig) -> RunRecord:
-        """The finished (or failed) record of ``config``, running it and its upstream if needed."""
+    def record_for(self, config: StageConfig, known: RunRecord | None = None) -> RunRecord:
+        """The finished (or failed) record of ``config``, running it and its upstream if needed.
+
+        ``known``: the store's record of this run, when the caller has just read it.
+        """
         entry = stage_for_config(config)
         rid = run_id(entry.name, entry.version, config)
         if rid in self._finished:
             return self._finished[rid]
-        rec = self.store.get(rid)
+        rec = known if known is not None else self.store.get(rid)
         if rec is not None and rec.status is RunStatus.DONE:
             self._finished[rid] = rec
             return rec
         upstream = self._upstream(config)
         run_dir = self.root / rid
-        self.store.ensure(rid, entry.name, _config_json(config), str(run_dir.resolve()))
+        new = None if rec is not None else (entry.name, _config_json(config), str(run_dir.resolve()))
         tries_left = self.options.retries + 1
         retry_failed = self.options.retry_failed
         while True:
@@ -158,7 +162,9 @@ class Runner:
                 retry_failed=retry_failed,
                 stale_after_s=self.options.stale_after_s,
                 owner_is_dead=owner_is_dead,
+                ensure=new,
             )
+            new = None
             if attempt is None:
                 rec = self.store.get(rid)
                 if rec is None:
@@ -216,17 +222,13 @@ class Runner:
         for stale in ("results.json", "error.txt"):  # left by an earlier, killed attempt
             (run_dir / stale).unlink(missing_ok=True)
         started = time.time()
-        meta = {"id": rid, "stage": entry.name, "status": "running", "attempts": attempt,
-                "owner": self.owner, "started": started, "created": started}  # fmt: skip
-        atomic_write_json(run_dir / "config.json", _config_json(config))
-        atomic_write_json(run_dir / "run.json", meta)
+        config_json = _config_json(config)
+        atomic_write_json(run_dir / "config.json", config_json)
         seed = getattr(config, "seed", None)
         prov = start_record(seed=seed, device=getattr(config, "device", None), attempt=attempt)
-        atomic_write_json(run_dir / "provenance.json", prov)
         handle = Run(run_id=rid, stage=entry.name, config=config, dir=run_dir,
                      upstream=upstream, attempt=attempt)  # fmt: skip
-        handle.log(f"attempt {attempt} started by {self.owner}")
-        beat = _Heartbeat(self.store, rid, self.owner, self.options.heartbeat_s)
+        self._heartbeat.watch(rid)
         try:
             if entry.isolate or self.options.timeout_s is not None:
                 results = _run_in_child(entry, config, handle, self.options.timeout_s)
@@ -235,28 +237,27 @@ class Runner:
             atomic_write_json(run_dir / "results.json", results, fsync=True)
             status, error = RunStatus.DONE, None
         except KeyboardInterrupt:
-            beat.stop()
-            handle.log("interrupted; the run goes back to pending")
+            self._heartbeat.unwatch()
+            handle.log(f"attempt {attempt} interrupted; the run goes back to pending")
             self.store.finish(rid, self.owner, RunStatus.PENDING)
             raise
         except Exception as exc:
             results = None
             status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
-            handle.log(f"failed: {error}")
         finally:
-            beat.stop()
+            self._heartbeat.unwatch()
         ended = time.time()
         prov["time_end"] = ended
         prov["duration_s"] = ended - started
         prov["device"] = _resolved_device(config, prov["device"])
+        prov.update(run_id=rid, stage=entry.name, status=status.value, error=error)
         atomic_write_json(run_dir / "provenance.json", prov)
-        meta.update(status=status.value, ended=ended, error=error)
-        atomic_write_json(run_dir / "run.json", meta, fsync=True)
         self.store.finish(rid, self.owner, status, results=results, error=error)
-        handle.log(f"{status.value} in {ended - started:.3f}s")
+        handle.log(f"attempt {attempt} by {self.owner}: {status.value} in {ended - started:.3f}s"
+                   + (f": {error}" if error else ""))  # fmt: skip
         return RunRecord(
-            id=rid, stage=entry.name, status=status, config=_config_json(config),
+            id=rid, stage=entry.name, status=status, config=config_json,
             results=results, error=error, attempts=attempt, owner=self.owner,
             started=started, ended=ended, dir=run_dir.resolve(),
         )  # fmt: skip
@@ -301,24 +302,32 @@ def _config_json(config: StageConfig) -> dict[str, Any]:
 
 
 class _Heartbeat:
-    """Refreshes a run's heartbeat from a daemon thread until stopped."""
+    """One daemon thread per Runner that refreshes the heartbeat of the run in flight."""
 
-    def __init__(self, store: Store, rid: str, owner: str, every_s: float) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, args=(store, rid, owner, every_s), daemon=True
-        )
-        self._thread.start()
+    def __init__(self, store: Store, owner: str, every_s: float) -> None:
+        self._store, self._owner, self._every_s = store, owner, every_s
+        self._current: str | None = None
+        self._thread: threading.Thread | None = None
 
-    def _loop(self, store: Store, rid: str, owner: str, every_s: float) -> None:
-        while not self._stop.wait(every_s):
+    def watch(self, rid: str) -> None:
+        self._current = rid
+        if self._thread is None:  # started on first use, reused for every later run
+            self._thread = threading.Thread(target=self._loop, daemon=True, name="assay-heartbeat")
+            self._thread.start()
+
+    def unwatch(self) -> None:
+        self._current = None
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self._every_s)
+            rid = self._current
+            if rid is None:
+                continue
             try:
-                store.heartbeat(rid, owner)
+                self._store.heartbeat(rid, self._owner)
             except Exception:  # a missed beat is harmless; the next one retries
                 continue
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 # --------------------------------------------------------------------------- child processes

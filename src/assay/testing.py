@@ -18,7 +18,7 @@ from ._registry import get_stage
 from ._run import RunRecord, RunStatus
 from ._store import Store
 
-REQUIRED_FILES = ("config.json", "results.json", "provenance.json", "run.json", "log.txt")
+REQUIRED_FILES = ("config.json", "results.json", "provenance.json", "log.txt")
 
 
 def smoke_config(stage_name: str, **overrides: Any) -> Any:

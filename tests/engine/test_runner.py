@@ -15,7 +15,7 @@ def test_run_directory_layout_and_provenance(root):
     assert rec.status is assay.RunStatus.DONE and rec.results["x2"] == 8
     files = {p.name for p in rec.dir.iterdir()}
     assert {"config.json", "results.json", "metrics.jsonl", "provenance.json", "log.txt",
-            "artifacts", "run.json"} <= files  # fmt: skip
+            "artifacts"} <= files  # fmt: skip
     assert json.loads((rec.dir / "config.json").read_text())["x"] == 4
     metrics = [json.loads(line) for line in (rec.dir / "metrics.jsonl").read_text().splitlines()]
     assert [(m["step"], m["value"]) for m in metrics] == [(0, 4), (1, 8)]

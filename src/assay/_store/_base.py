@@ -33,8 +33,11 @@ class Store(abc.ABC):
         retry_failed: bool,
         stale_after_s: float,
         owner_is_dead: Callable[[str], bool],
+        ensure: tuple[str, dict[str, Any], str] | None = None,
     ) -> int | None:
         """Take the run for ``owner``; return its attempt number, or None if it is not claimable.
+
+        ``ensure``: ``(stage, config, dir)``; record the run as pending first if it is new.
 
         Claimable: pending; failed when ``retry_failed``; running whose heartbeat is older than
         ``stale_after_s`` or whose owner ``owner_is_dead`` (a killed process on this host).

@@ -101,7 +101,11 @@ class SQLStore(Store):
 
     # -- the contract --------------------------------------------------------------------------
     def ensure(self, run_id: str, stage: str, config: dict[str, Any], dir: str) -> None:
-        stmt = _insert_ignore(self.engine, runs_table).values(
+        with self.engine.begin() as conn:
+            conn.execute(self._ensure_stmt(run_id, stage, config, dir))
+
+    def _ensure_stmt(self, run_id: str, stage: str, config: dict[str, Any], dir: str) -> Any:
+        return _insert_ignore(self.engine, runs_table).values(
             id=run_id,
             stage=stage,
             status=RunStatus.PENDING.value,
@@ -110,8 +114,11 @@ class SQLStore(Store):
             created=time.time(),
             dir=dir,
         )
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
+
+    def get(self, run_id: str) -> RunRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).first()
+        return None if row is None else _record(row)
 
     def claim(
         self,
@@ -121,9 +128,12 @@ class SQLStore(Store):
         retry_failed: bool,
         stale_after_s: float,
         owner_is_dead: Callable[[str], bool],
+        ensure: tuple[str, dict[str, Any], str] | None = None,
     ) -> int | None:
         t = runs_table.c
         with self.engine.begin() as conn:
+            if ensure is not None:  # one transaction for "record if new" and "claim"
+                conn.execute(self._ensure_stmt(run_id, *ensure))
             row = conn.execute(
                 sa.select(t.status, t.attempts, t.owner, t.heartbeat).where(t.id == run_id)
             ).first()
