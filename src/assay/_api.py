@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._cluster import parse_cluster_params
 from ._config import StageConfig
 from ._executors import make_executor
 from ._progress import ProgressDisplay
@@ -99,6 +100,8 @@ def run_suite(
     stale_after_s: float = 120.0,
     heartbeat_s: float = 10.0,
     progress: bool = False,
+    executor: str = "local",
+    cluster: Mapping[str, Any] | Sequence[str] = (),
 ) -> SuiteResult:
     """Run every run of ``suite`` that is not finished yet; return what happened to each.
 
@@ -111,7 +114,8 @@ def run_suite(
     options = RunOptions(
         root=Path(root), store=store, retry_failed=retry_failed, retries=retries,
         timeout_s=timeout_s, workers=workers, stop_on_error=stop_on_error,
-        stale_after_s=stale_after_s, heartbeat_s=heartbeat_s,
+        stale_after_s=stale_after_s, heartbeat_s=heartbeat_s, executor=executor,
+        cluster=parse_cluster_params(executor, cluster),
     )  # fmt: skip
     display = ProgressDisplay(len(runs), enabled=progress)
     outcomes: list[Outcome] = []

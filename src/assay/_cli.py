@@ -105,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         suite, args.overrides, root=args.root, store=args.store, workers=args.workers,
         retry_failed=args.retry_failed, retries=args.retries, timeout_s=args.timeout_s,
         stop_on_error=args.stop_on_error, stale_after_s=args.stale_after_s,
-        heartbeat_s=args.heartbeat_s, progress=not args.quiet, **selection,
+        heartbeat_s=args.heartbeat_s, progress=not args.quiet, executor=args.executor,
+        cluster=args.cluster, **selection,
     )  # fmt: skip
     counts = result.counts
     print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
@@ -280,6 +281,11 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
                    help="a running run with an older heartbeat is rerun")  # fmt: skip
     p.add_argument("--heartbeat-s", type=float, default=10.0)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--executor", default="local",
+                   choices=["local", "slurm", "submitit-local", "ray"],
+                   help="local (inline or --workers processes), slurm (submitit), ray")
+    p.add_argument("--cluster", action="append", default=[], metavar="KEY=VALUE",
+                   help="executor parameter, e.g. partition=gpu timeout_min=120 address=auto")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="progress of a suite")

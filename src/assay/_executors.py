@@ -109,6 +109,15 @@ class ProcessExecutor(Executor):
 
 
 def make_executor(options: RunOptions, modules: Sequence[str] = ()) -> Executor:
+    """The executor named by ``options.executor`` (see :class:`RunOptions`)."""
+    if options.executor in ("slurm", "submitit-local"):
+        from ._cluster import SubmititExecutor
+
+        return SubmititExecutor(options, modules, local=options.executor == "submitit-local")
+    if options.executor == "ray":
+        from ._cluster import RayExecutor
+
+        return RayExecutor(options, modules)
     if options.workers <= 1:
         return InlineExecutor(options)
     return ProcessExecutor(options, modules)

@@ -47,6 +47,9 @@ class RunOptions:
         stale_after_s: a running run whose heartbeat is older is taken as dead and rerun.
         workers: local processes; 1 runs inline.
         stop_on_error: stop scheduling new runs after the first failure.
+        executor: ``local`` (inline, or a process pool when workers > 1), ``slurm``,
+            ``submitit-local`` or ``ray``.
+        cluster: the executor's parameters (partition, timeout_min, address, ...).
     """
 
     root: Path = Path("runs")
@@ -58,9 +61,14 @@ class RunOptions:
     stale_after_s: float = 120.0
     workers: int = 1
     stop_on_error: bool = False
+    executor: str = "local"
+    cluster: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from ._cluster import parse_cluster_params
+
         object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "cluster", parse_cluster_params(self.executor, self.cluster))
         checks = {
             "workers": (self.workers, self.workers >= 1, ">= 1"),
             "retries": (self.retries, self.retries >= 0, ">= 0"),
