@@ -142,7 +142,9 @@ def main() -> None:
         print(f"{'method':<34}{'total s':>10}{'vs files':>12}")
         print(f"{'read every results.json':<34}{t_files:>10.3f}{1.0:>11.1f}x")
         print(f"{'assay.load_runs (store)':<34}{t_assay:>10.3f}{t_assay / t_files:>11.2f}x")
-        print(f"assay.load_runs: {t_assay:.3f} s for {n} runs (target <= 1 s), with config columns")
+        print(
+            f"assay.load_runs: {t_assay:.3f} s for {n} runs (target <= 1 s), with config columns"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -25,8 +25,8 @@ from ._io import atomic_path as atomic_path
 from ._io import atomic_write_json as atomic_write_json
 from ._registry import Family as Family
 from ._registry import Stage as Stage
-from ._registry import families as list_families
 from ._registry import get_stage as get_stage
+from ._registry import list_families as list_families
 from ._registry import stage as stage
 from ._reindex import reindex as reindex
 from ._run import DetachedRun as DetachedRun

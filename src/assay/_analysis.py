@@ -30,7 +30,9 @@ def flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
         if not obj and prefix:
             out[prefix[:-1]] = None
     elif isinstance(obj, list):
-        out[prefix[:-1]] = tuple(obj) if all(not isinstance(v, dict | list) for v in obj) else str(obj)
+        out[prefix[:-1]] = (
+            tuple(obj) if all(not isinstance(v, dict | list) for v in obj) else str(obj)
+        )
     else:
         out[prefix[:-1]] = obj
 

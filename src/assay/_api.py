@@ -13,7 +13,7 @@ from ._config import StageConfig
 from ._executors import make_executor
 from ._progress import ProgressDisplay
 from ._run import RunRecord, RunStatus
-from ._runner import Outcome, RunOptions, Runner
+from ._runner import Outcome, Runner, RunOptions
 from ._store import Store, resolve_store
 from ._suite import PlannedRun, Suite, expand, load_suite, select
 

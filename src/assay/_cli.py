@@ -1,9 +1,9 @@
 """The ``assay`` command line: a table of small commands over the Python API.
 
-    assay run SUITE [key=value ...] [--dry-run] [--workers N] [--shard i/n] ...
-    assay status SUITE        assay ls        assay show RUN        assay reindex
-    assay analyze SUITE|--stage S [--baseline k=v] [--out DIR]
-    assay families            assay stages  assay <family> ...  (commands a family adds)
+assay run SUITE [key=value ...] [--dry-run] [--workers N] [--shard i/n] ...
+assay status SUITE        assay ls        assay show RUN        assay reindex
+assay analyze SUITE|--stage S [--baseline k=v] [--out DIR]
+assay families            assay stages  assay <family> ...  (commands a family adds)
 """
 
 from __future__ import annotations
@@ -281,11 +281,19 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
                    help="a running run with an older heartbeat is rerun")  # fmt: skip
     p.add_argument("--heartbeat-s", type=float, default=10.0)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--executor", default="local",
-                   choices=["local", "slurm", "submitit-local", "ray"],
-                   help="local (inline or --workers processes), slurm (submitit), ray")
-    p.add_argument("--cluster", action="append", default=[], metavar="KEY=VALUE",
-                   help="executor parameter, e.g. partition=gpu timeout_min=120 address=auto")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "slurm", "submitit-local", "ray"],
+        help="local (inline or --workers processes), slurm (submitit), ray",
+    )
+    p.add_argument(
+        "--cluster",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="executor parameter, e.g. partition=gpu timeout_min=120 address=auto",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="progress of a suite")
@@ -364,7 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("interrupted; the run in flight is pending again, rerun to continue", file=sys.stderr)
+        print(
+            "interrupted; the run in flight is pending again, rerun to continue", file=sys.stderr
+        )
         return 130
 
 

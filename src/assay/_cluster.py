@@ -15,7 +15,7 @@ from typing import Any
 from ._errors import AssayError
 from ._executors import Executor
 from ._registry import get_stage
-from ._runner import Outcome, RunOptions, Runner
+from ._runner import Outcome, Runner, RunOptions
 from ._suite import PlannedRun
 
 # parameter -> (meaning, type). Names follow submitit's and Ray's own.
@@ -49,7 +49,9 @@ def parse_cluster_params(executor: str, items: Sequence[str] | Mapping[str, Any]
     for key, value in pairs:
         if key not in table:
             valid = ", ".join(f"{k} ({v[0]})" for k, v in table.items()) or "none"
-            raise AssayError(f"unknown --cluster key {key!r} for executor {executor!r}; valid: {valid}")
+            raise AssayError(
+                f"unknown --cluster key {key!r} for executor {executor!r}; valid: {valid}"
+            )
         try:
             out[key] = table[key][1](value)
         except ValueError:

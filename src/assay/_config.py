@@ -154,7 +154,9 @@ def format_validation_error(
     return "\n".join(lines)
 
 
-def model_at(cls: type[pydantic.BaseModel], path: Iterable[str]) -> type[pydantic.BaseModel] | None:
+def model_at(
+    cls: type[pydantic.BaseModel], path: Iterable[str]
+) -> type[pydantic.BaseModel] | None:
     """The pydantic model class reached by following field names ``path`` from ``cls``."""
     current: type[pydantic.BaseModel] | None = cls
     for name in path:
@@ -275,7 +277,13 @@ def _seed_lists(cls: type[pydantic.BaseModel], data: dict[str, Any], seed: int) 
         value = data.get(name)
         if sub is None or value is None:
             continue
-        items = value if isinstance(value, list) else value.values() if isinstance(value, dict) else [value]
+        items = (
+            value
+            if isinstance(value, list)
+            else value.values()
+            if isinstance(value, dict)
+            else [value]
+        )
         for item in items:
             if isinstance(item, dict):
                 if "seed" in sub.model_fields:

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Any
 
 from ._registry import get_stage
-from ._runner import Outcome, RunOptions, Runner
+from ._runner import Outcome, Runner, RunOptions
 from ._store import resolve_store
 from ._suite import PlannedRun
 

@@ -74,7 +74,10 @@ def stage(
             description=(fn.__doc__ or "").strip().split("\n")[0],
         )
         old = _STAGES.get(name)
-        if old is not None and (old.module, old.fn.__qualname__) != (entry.module, fn.__qualname__):
+        if old is not None and (old.module, old.fn.__qualname__) != (
+            entry.module,
+            fn.__qualname__,
+        ):
             raise AssayError(
                 f"stage name {name!r} is registered twice: by {old.module}.{old.fn.__qualname__} "
                 f"and by {entry.module}.{fn.__qualname__}; stage names must be unique"
@@ -207,3 +210,6 @@ def import_modules(modules: list[str] | tuple[str, ...]) -> None:
                 f"cannot import module {module!r} named in 'imports' ({exc}); "
                 "check the name and that its folder is on PYTHONPATH or the working directory"
             ) from None
+
+
+list_families = families  # the public name: `assay.families` is the package of our families

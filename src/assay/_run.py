@@ -21,7 +21,7 @@ from ._io import atomic_path, atomic_write_json, read_json, to_jsonable
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
@@ -183,8 +183,8 @@ def DetachedRun(  # noqa: N802 - reads like a class at call sites
         dir: where files go (a fresh temporary directory when omitted).
         upstream: what ``run.upstream`` should hold (e.g. records from :func:`assay.run_config`).
     """
-    from ._registry import stage_for_config
     from ._config import run_id
+    from ._registry import stage_for_config
 
     entry = stage_for_config(config)
     rid = run_id(entry.name, entry.version, config)

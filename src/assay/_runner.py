@@ -160,7 +160,9 @@ class Runner:
             return rec
         upstream = self._upstream(config)
         run_dir = self.root / rid
-        new = None if rec is not None else (entry.name, _config_json(config), str(run_dir.resolve()))
+        new = (
+            None if rec is not None else (entry.name, _config_json(config), str(run_dir.resolve()))
+        )
         tries_left = self.options.retries + 1
         retry_failed = self.options.retry_failed
         while True:
@@ -347,9 +349,7 @@ def _run_in_child(
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or CUDA state
-    upstream = {
-        name: _upstream_payload(value) for name, value in handle.upstream.items()
-    }
+    upstream = {name: _upstream_payload(value) for name, value in handle.upstream.items()}
     proc = ctx.Process(
         target=_child_main,
         args=(entry.module, entry.name, json.dumps(_config_json(config)), str(handle.dir),

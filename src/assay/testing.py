@@ -1,8 +1,8 @@
 """Conformance checks that every family's stages (and every store) must pass.
 
-    from assay.testing import check_stage
-    def test_my_stage(tmp_path):
-        check_stage("volume.train", tmp_path)
+from assay.testing import check_stage
+def test_my_stage(tmp_path):
+    check_stage("volume.train", tmp_path)
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ def assay(*args, check=True):
     proc = subprocess.run([sys.executable, "-m", "assay", *map(str, args)],
                           capture_output=True, text=True)  # fmt: skip
     if check and proc.returncode != 0:
-        raise AssertionError(f"assay {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"assay {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -68,7 +70,9 @@ def test_analyze_writes_tables_and_plots(suite, root, tmp_path):
     rows = [r for r in summary if r["metric"] == "test_mse"]
     assert [r["n"] for r in rows] == [3, 3]
     assert (out_dir / "plots" / "test_mse.png").stat().st_size > 1000
-    out = assay("analyze", "--stage", "example.fit", "--root", root, "--metric", "train_mse").stdout
+    out = assay(
+        "analyze", "--stage", "example.fit", "--root", root, "--metric", "train_mse"
+    ).stdout
     assert "train_mse" in out and "test_mse" not in out
 
 
@@ -117,7 +121,9 @@ def test_failed_runs_give_exit_code_1(tmp_path, root):
     flag = tmp_path / "flag"
     flag.write_text("")
     suite = tmp_path / "fail.yaml"
-    suite.write_text(f"stage: t.count\nimports: [teststages]\nconfig: {{fail_if_exists: {flag}}}\n")
+    suite.write_text(
+        f"stage: t.count\nimports: [teststages]\nconfig: {{fail_if_exists: {flag}}}\n"
+    )
     proc = assay("run", suite, "--root", root, check=False)
     assert proc.returncode == 1 and "--retry-failed" in proc.stdout
     flag.unlink()

@@ -32,7 +32,9 @@ def test_ray_local_cluster(root):
 
 def test_cluster_parameters_are_checked(root):
     with pytest.raises(assay.AssayError, match="unknown --cluster key 'partion'.*partition"):
-        assay.run_suite(suite_from_dict(SUITE), root=root, executor="slurm", cluster=["partion=gpu"])
+        assay.run_suite(
+            suite_from_dict(SUITE), root=root, executor="slurm", cluster=["partion=gpu"]
+        )
     with pytest.raises(assay.AssayError, match="expected a int"):
         assay.run_suite(suite_from_dict(SUITE), root=root, executor="slurm",
                         cluster=["timeout_min=soon"])  # fmt: skip

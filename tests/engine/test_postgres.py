@@ -19,7 +19,9 @@ from assay.testing import check_store
 
 pytest.importorskip("psycopg")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-INITDB = shutil.which("initdb") or (str(PG_BIN / "initdb") if (PG_BIN / "initdb").exists() else None)
+INITDB = shutil.which("initdb") or (
+    str(PG_BIN / "initdb") if (PG_BIN / "initdb").exists() else None
+)
 
 
 def _free_port() -> int:

@@ -16,7 +16,9 @@ def test_sqlite_uses_wal_and_records_schema_version(tmp_path):
     store.close()
     con = sqlite3.connect(tmp_path / "assay.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("SELECT value FROM assay_meta WHERE key='schema_version'").fetchone()[0] == "1"
+    assert (
+        con.execute("SELECT value FROM assay_meta WHERE key='schema_version'").fetchone()[0] == "1"
+    )
     con.execute("UPDATE assay_meta SET value='99'")
     con.commit()
     con.close()
@@ -25,7 +27,9 @@ def test_sqlite_uses_wal_and_records_schema_version(tmp_path):
 
 
 def test_unknown_scheme_lists_valid_ones(tmp_path):
-    with pytest.raises(assay.StoreError, match="unknown store URL scheme 'redis'.*sqlite, postgresql"):
+    with pytest.raises(
+        assay.StoreError, match="unknown store URL scheme 'redis'.*sqlite, postgresql"
+    ):
         assay.resolve_store("redis://localhost/0", tmp_path)
 
 

@@ -88,7 +88,9 @@ def test_unknown_stage_lists_available(tmp_path):
 
 def test_unknown_key_is_named_with_valid_keys():
     suite = suite_from_dict({"stage": "example.fit", "config": {"degre": 3}})
-    with pytest.raises(assay.ConfigError, match=r"unknown key 'degre'; valid keys here: data, degree, l2, seed"):
+    with pytest.raises(
+        assay.ConfigError, match=r"unknown key 'degre'; valid keys here: data, degree, l2, seed"
+    ):
         assay.plan_suite(suite)
 
 
@@ -97,13 +99,17 @@ def test_nested_unknown_key_and_out_of_range():
     with pytest.raises(assay.ConfigError, match="unknown key 'data.n_trian'.*n_test, n_train"):
         assay.plan_suite(suite)
     suite = suite_from_dict({"stage": "example.fit", "config": {"degree": 99}})
-    with pytest.raises(assay.ConfigError, match="'degree': Input should be less than or equal to 30"):
+    with pytest.raises(
+        assay.ConfigError, match="'degree': Input should be less than or equal to 30"
+    ):
         assay.plan_suite(suite)
 
 
 def test_override_matching_no_key():
     suite = suite_from_dict(BASE)
-    with pytest.raises(assay.ConfigError, match="'lr' is not a field.*valid keys there: data, degree, l2, seed"):
+    with pytest.raises(
+        assay.ConfigError, match="'lr' is not a field.*valid keys there: data, degree, l2, seed"
+    ):
         assay.plan_suite(suite, ["lr=0.1"])
     with pytest.raises(assay.ConfigError, match="'noise' is not a field at data"):
         assay.plan_suite(suite, ["data.noise=0.1"])
@@ -121,4 +127,6 @@ def test_unknown_suite_and_sweep_keys():
     with pytest.raises(assay.SuiteError, match="unknown sweep key.*'grids'"):
         suite_from_dict({**BASE, "sweep": {"grids": {}}})
     with pytest.raises(assay.SuiteError, match="equal length"):
-        assay.plan_suite(suite_from_dict({**BASE, "sweep": {"zip": {"degree": [1, 2], "l2": [1]}}}))
+        assay.plan_suite(
+            suite_from_dict({**BASE, "sweep": {"zip": {"degree": [1, 2], "l2": [1]}}})
+        )
