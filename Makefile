@@ -14,12 +14,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
 
+DEMO_SUITE := suites/volume/swiss_roll_low_data_smoke.yaml
+
+# One torch thread per worker: two workers on two cores beat one worker on both.
 demo: $(STAMP)
-	ASSAY_NUM_THREADS=1 $(BIN)/assay run src/assay/suites/volume/swiss_roll_low_data_smoke.yaml --root runs/demo --workers 2
-	$(BIN)/assay analyze src/assay/suites/volume/swiss_roll_low_data_smoke.yaml --root runs/demo --out runs/demo/analysis
+	ASSAY_NUM_THREADS=1 $(BIN)/assay run $(DEMO_SUITE) --root runs/demo --workers 2
+	$(BIN)/assay analyze $(DEMO_SUITE) --root runs/demo --out runs/demo/analysis
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	ASSAY_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
