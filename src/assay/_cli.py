@@ -193,7 +193,14 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from ._analysis import compare_groups, export, load_runs, plot_summary, summarize
+    from ._analysis import (
+        compare_groups,
+        export,
+        load_runs,
+        plot_summary,
+        summarize,
+        write_report,
+    )
 
     if (args.suite is None) == (args.stage is None):
         raise AssayError("analyze needs a suite file or --stage NAME (exactly one of them)")
@@ -216,8 +223,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         for name, frame in (("runs", df), ("summary", summary), ("comparison", comparison)):
             export(frame, out / name, args.format)
         plots = plot_summary(summary, out / "plots")
-        print(f"wrote {out}/runs.{args.format}, summary.{args.format}, "
-              f"comparison.{args.format} and {len(plots)} plot(s) in {out}/plots")  # fmt: skip
+        title = f"assay report: {suite.name if suite else args.stage}"
+        report = write_report(out, title, df, summary, comparison, plots)
+        print(
+            f"wrote {out}/runs.{args.format}, summary.{args.format}, comparison.{args.format}, "
+            f"{report.name} and {len(plots)} plot(s) in {out}/plots"
+        )
     _family_analysis(df, args)
     return 0
 

@@ -70,6 +70,8 @@ def test_analyze_writes_tables_and_plots(suite, root, tmp_path):
     rows = [r for r in summary if r["metric"] == "test_mse"]
     assert [r["n"] for r in rows] == [3, 3]
     assert (out_dir / "plots" / "test_mse.png").stat().st_size > 1000
+    report = (out_dir / "report.md").read_text()
+    assert "| degree=3 | test_mse | 3 |" in report and "![test_mse](plots/test_mse.png)" in report
     out = assay(
         "analyze", "--stage", "example.fit", "--root", root, "--metric", "train_mse"
     ).stdout
