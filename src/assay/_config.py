@@ -114,7 +114,9 @@ def _identity_value(value: Any) -> Any:
 
 def run_id(stage: str, version: int, config: StageConfig) -> str:
     """``<stage>_<12 hex>``: a hash of the stage name, its config version and the identity."""
-    key = (stage, version)
+    # model_copy() and copy.copy() copy the cache along with a *new* field dict: keying on the
+    # dict's identity makes a copy with updated fields compute its own id.
+    key = (stage, version, id(config.__dict__))
     cache = config._rid_cache
     if cache.get("key") == key:
         return cache["rid"]  # configs are frozen: the id of this object never changes
