@@ -1,0 +1,234 @@
+"""volume.perturb: walk every trained model along the same random directions.
+
+    assay run suites/volume/swiss_roll_low_data_smoke.yaml
+
+Upstream: one ``volume.train`` run per level in ``levels`` (x each value of ``vary``), computed
+from the ``train`` template. For each model of level k and each landscape L <= k it caches, in
+``curves.npz``:
+
+* exact mode: the mean training loss and accuracy in landscape L at every grid coefficient
+  c_i = coefficient_max * (i / (n_coefficients - 1)) ** grid_power along every direction, as
+  float32 (n_models, n_landscapes, M, C), NaN where not evaluated. Any tau <= loss_cap can then
+  be answered by ``volume.volume`` without a single forward pass.
+* adaptive mode: the bisected crossing of each listed threshold (tau-dependent by nature, so
+  the thresholds are part of this stage's config).
+
+plus each model's unperturbed per-sample losses on base ++ the whole pool (volume cutoff).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from assay import Run, StageConfig, configure_torch, resolve_device, stage
+
+from ._stage_train import TrainConfig
+
+VARIABLE = Literal["batch_size", "epochs", "lr", "sam_rho", "weight_decay"]
+
+
+class PerturbConfig(StageConfig):
+    train: TrainConfig = TrainConfig()  # template: every model is this with a level (and vary)
+    levels: tuple[int, ...] = (0, 30, 80, 180, 380, 780)  # the paper's swiss-roll levels
+    vary: VARIABLE | None = None  # fixed-dataset variations: one model per value of this field
+    values: tuple[float, ...] = ()
+    landscapes: tuple[int, ...] | None = None  # None: the levels
+    n_directions: int = Field(1000, ge=1)
+    perturbation_seed: int = 0  # direction j uses seed perturbation_seed + j
+    n_coefficients: int = Field(100, ge=2)
+    coefficient_max: float = Field(1.0, gt=0)
+    grid_power: float = Field(2.0, gt=0)  # c_i = c_max (i/(C-1))^2: fine steps near the minimum
+    scaling: Literal["filter", "filter_unit"] = "filter"
+    mode: Literal["exact", "adaptive"] = "exact"
+    # exact mode: stop a direction once every landscape's loss exceeded this. Radii are then
+    # exact for every tau <= loss_cap (the paper uses tau <= 0.1); None evaluates the full grid.
+    loss_cap: float | None = Field(1.0, gt=0)
+    accuracy_floor: float | None = Field(None, ge=0, le=1)  # exact: also run until acc < floor
+    thresholds: tuple[float, ...] = ()  # adaptive mode: the taus to bisect
+    accuracy_thresholds: tuple[float, ...] = ()  # adaptive mode: accuracy criteria to bisect
+    tolerance: float | None = Field(None, gt=0)  # adaptive, in grid steps of u; None: 1 step
+    device: str = "cpu"
+    num_threads: int = 0
+    identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads"})
+
+    @model_validator(mode="after")
+    def _check(self) -> PerturbConfig:
+        if (
+            not self.levels
+            or any(k < 0 for k in self.levels)
+            or len(set(self.levels)) != len(self.levels)
+        ):
+            raise ValueError(f"levels must be distinct non-negative integers, got {self.levels}")
+        if (self.vary is None) != (len(self.values) == 0):
+            raise ValueError(
+                f"vary={self.vary!r} and values={self.values}: give both (e.g. vary: batch_size, "
+                "values: [16, 800]) or neither"
+            )
+        from ._data import resolved_pool
+
+        pool = resolved_pool(self.train)
+        if max(self.levels) > pool:
+            raise ValueError(
+                f"level {max(self.levels)} is larger than the data: {self.train.dataset!r} has a "
+                f"pool of {pool} additional samples (train.pool_size). Lower the levels or raise "
+                "train.pool_size (the dataset may cap it)."
+            )
+        lands = self.landscape_levels
+        if not lands:
+            raise ValueError("landscapes is empty; list at least one level, e.g. [0]")
+        if any(L < 0 for L in lands) or max(lands) > max(self.levels):
+            raise ValueError(
+                f"landscapes {list(lands)} must lie in 0..{max(self.levels)} (the largest model "
+                "level): a landscape is only evaluated by models trained on at least its data"
+            )
+        for t in self.thresholds:
+            if t <= 0:
+                raise ValueError(f"thresholds must be > 0 (absolute loss), got {t}")
+        if self.mode == "adaptive" and not (self.thresholds or self.accuracy_thresholds):
+            raise ValueError(
+                "mode adaptive bisects the crossing of given thresholds; set thresholds (e.g. "
+                "[0.1]) or accuracy_thresholds, or use mode exact (caches tau-free curves)"
+            )
+        return self
+
+    @property
+    def landscape_levels(self) -> tuple[int, ...]:
+        return tuple(sorted(self.landscapes if self.landscapes is not None else self.levels))
+
+    def model_configs(self) -> list[TrainConfig]:
+        out = []
+        for k in sorted(self.levels):
+            for v in self.values or [None]:
+                update: dict = {"extra_samples": k}
+                if self.vary is not None:
+                    update[self.vary] = int(v) if self.vary in ("batch_size", "epochs") else v
+                out.append(TrainConfig(**{**self.train.model_dump(), **update}))
+        return out
+
+    def upstream(self) -> dict:
+        return {"models": self.model_configs()}
+
+    def coefficients(self) -> np.ndarray:
+        u = np.arange(self.n_coefficients) / (self.n_coefficients - 1)
+        return (self.coefficient_max * u**self.grid_power).astype(np.float32)
+
+
+def model_label(cfg: TrainConfig, vary: str | None) -> str:
+    return f"k{cfg.extra_samples}" + (f"-{vary}{getattr(cfg, vary)}" if vary else "")
+
+
+@stage("volume.perturb", config=PerturbConfig, version=1,
+       smoke={"levels": (0, 20), "n_directions": 20, "train": {"epochs": 30, "pool_size": 40}})  # fmt: skip
+def perturb(config: PerturbConfig, run: Run) -> dict:
+    """Evaluate every model along every direction; see the module docstring."""
+    from ._data import build_split, resolved_base
+    from ._directions import param_shapes, random_directions
+
+    threads = configure_torch(config.num_threads)
+    ups = run.upstream["models"]
+    cfgs = [TrainConfig(**u.config) if isinstance(u.config, dict) else u.config for u in ups]
+    split = build_split(cfgs[0])  # data depends on the seed only: shared by every model
+    base = resolved_base(cfgs[0])
+    models = [_load_model(u, c, split) for u, c in zip(ups, cfgs, strict=True)]
+    # the same raw directions for every model (same architecture), regenerated from seeds
+    raw = random_directions(param_shapes(models[0]), config.n_directions, config.perturbation_seed)
+    # resume after the last finished model if this run was killed
+    state = run.load_checkpoint() or {
+        "done": 0,
+        "passes": 0,
+        "out": _empty(config, split, len(ups)),
+    }
+    t0 = time.perf_counter()
+    for i in range(state["done"], len(ups)):
+        state["passes"] += _evaluate_model(
+            config, i, models[i], cfgs[i], split, base, raw, state["out"]
+        )
+        state["done"] = i + 1
+        run.save_checkpoint(state)
+        run.log(f"model {model_label(cfgs[i], config.vary)} done, {time.perf_counter() - t0:.1f}s")
+    with run.write_artifact("curves.npz") as tmp:
+        # compressed: entries after a direction stopped are NaN and shrink ~10x
+        np.savez_compressed(tmp, coefficients=config.coefficients(), norms=raw.norm(dim=1).numpy(),
+                            seeds=config.perturbation_seed + np.arange(config.n_directions),
+                            landscapes=np.array(config.landscape_levels), base_size=base,
+                            levels=np.array([c.extra_samples for c in cfgs]),
+                            n_params=raw.shape[1], **state["out"])  # fmt: skip
+    info = [{
+        "label": model_label(c, config.vary), "level": c.extra_samples, "run_id": u.id,
+        **{k: u.results.get(k) for k in ("test_loss", "test_accuracy", "train_loss")},
+    } for u, c in zip(ups, cfgs, strict=True)]  # fmt: skip
+    run.save_json(
+        "models.json", {"models": info, "criteria": _criteria(config), "mode": config.mode}
+    )
+    return {"n_params": int(raw.shape[1]), "points_evaluated": state["passes"], "threads": threads}
+
+
+def _criteria(config: PerturbConfig) -> list[tuple[str, float]]:
+    return [("loss", t) for t in config.thresholds] + [
+        ("accuracy", a) for a in config.accuracy_thresholds
+    ]
+
+
+def _load_model(up, cfg: TrainConfig, split):
+    from ._models import build_model
+
+    model = build_model(cfg, tuple(split.x_base.shape[1:]), split.n_classes, cfg.loss_name)
+    model.load_state_dict(torch.load(up.artifact("model.pt"), weights_only=True))
+    return model.eval()
+
+
+def _empty(config: PerturbConfig, split, n_models: int) -> dict[str, np.ndarray]:
+    """The arrays curves.npz holds, NaN where a (model, landscape) pair is not evaluated."""
+    m, nl, nc = config.n_directions, len(config.landscape_levels), config.n_coefficients
+    out = {
+        "centre_losses": np.zeros((n_models, len(split.x_base) + len(split.x_pool)), np.float32),
+        "landscape_loss": np.full((n_models, nl), np.nan, np.float32),
+    }
+    if config.mode == "exact":
+        out["loss"] = np.full((n_models, nl, m, nc), np.nan, np.float32)  # (models, L, M, C)
+        out["accuracy"] = np.full((n_models, nl, m, nc), np.nan, np.float32)
+    else:
+        t = len(_criteria(config))
+        out["crossing_u"] = np.full((n_models, nl, t, m), np.nan, np.float32)  # (models, L, T, M)
+    return out
+
+
+@torch.no_grad()
+def _evaluate_model(config: PerturbConfig, i: int, model, cfg, split, base, raw, out) -> int:
+    """Fill model i's entries of ``out``; returns the number of points evaluated."""
+    from ._directions import flatten_params, scale_directions
+    from ._evaluate import Evaluator, adaptive_crossings, centre_losses, grid_curves
+
+    device = resolve_device(config.device)
+    model.to(device)
+    x_all = torch.cat([split.x_base, split.x_pool]).to(device)  # base ++ whole pool: cutoff
+    y_all = torch.cat([split.y_base, split.y_pool]).to(device)
+    out["centre_losses"][i] = centre_losses(model, x_all, y_all, cfg.loss_name).cpu().numpy()
+    lands = config.landscape_levels
+    mine = [j for j, land in enumerate(lands) if land <= cfg.extra_samples]  # landscapes to fill
+    if not mine:
+        return 0
+    dirs = scale_directions(raw, model.cpu(), config.scaling).to(device)  # (M, P)
+    model.to(device)
+    x, y = (t.to(device) for t in split.train_set(cfg.extra_samples))
+    sizes = [base + lands[j] for j in mine]
+    ev = Evaluator(model, flatten_params(model), dirs, x, y, sizes, cfg.loss_name)
+    centre = ev.at(torch.zeros(1, dtype=torch.long), torch.zeros(1))[0][0]  # (nL,)
+    out["landscape_loss"][i, mine] = centre.numpy()
+    coeffs = torch.from_numpy(config.coefficients())
+    if config.mode == "exact":
+        loss, acc = grid_curves(ev, coeffs, config.loss_cap, config.accuracy_floor)
+        out["loss"][i, mine] = loss.numpy()
+        out["accuracy"][i, mine] = acc.numpy()
+    else:
+        tol = (config.tolerance or 1.0) / (config.n_coefficients - 1)
+        u = adaptive_crossings(
+            ev, _criteria(config), config.coefficient_max, config.grid_power, tol
+        )
+        out["crossing_u"][i, mine] = u.numpy()
+    return ev.forward_passes

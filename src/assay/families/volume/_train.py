@@ -1,0 +1,97 @@
+"""Training loop: AdamW (or SAM around AdamW), full batch by default.
+
+The loop is deliberately plain: the minimum it finds is the object of study, so nothing here
+(schedulers, augmentation, early stopping) may silently change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ._models import per_sample_correct, per_sample_loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, chunk: int = 4096):
+    """Mean loss and accuracy of ``model`` on (x, y), in chunks to bound memory."""
+    losses, correct = [], []
+    for i in range(0, len(x), chunk):
+        logits = model(x[i : i + chunk])
+        losses.append(per_sample_loss(logits, y[i : i + chunk], loss))
+        correct.append(per_sample_correct(logits, y[i : i + chunk], loss))
+    return torch.cat(losses).mean().item(), torch.cat(correct).mean().item()
+
+
+def sam_step(
+    model: nn.Module, closure: Callable[[], torch.Tensor], opt, rho: float, adaptive: bool
+):
+    """One SAM step (Foret et al. 2021): ascend to w + e(w), take the gradient there, step at w.
+
+    e(w) = rho * g / ||g||, or with ``adaptive`` (ASAM) rho * |w|^2 g / || |w| g ||.
+    """
+    loss = closure()
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    with torch.no_grad():
+        scaled = [(p.abs() * p.grad) if adaptive else p.grad for p in params]
+        norm = torch.linalg.vector_norm(torch.stack([s.norm() for s in scaled]))
+        eps = [(p.abs() if adaptive else 1.0) * s * (rho / (norm + 1e-12)) for p, s in
+               zip(params, scaled, strict=True)]  # fmt: skip
+        for p, e in zip(params, eps, strict=True):
+            p.add_(e)
+    opt.zero_grad()
+    closure().backward()  # gradient at the perturbed point
+    with torch.no_grad():
+        for p, e in zip(params, eps, strict=True):
+            p.sub_(e)
+    opt.step()
+    return loss
+
+
+def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None) -> dict:
+    """Train in place; returns per-epoch histories (test metrics every ``cfg.eval_every``)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed + 3)  # minibatch order, if not full batch
+    n = len(x)
+    bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
+    hist: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_accuracy")}
+    hist |= {"test_epoch": [], "test_loss": [], "test_accuracy": []}
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.arange(n) if bs == n else torch.randperm(n, generator=gen)
+        tot_loss = tot_correct = 0.0
+        for i in range(0, n, bs):
+            idx = order[i : i + bs]
+            xb, yb = x[idx], y[idx]
+            out = {}
+
+            def closure(xb=xb, yb=yb, out=out):
+                logits = model(xb)
+                out.setdefault("logits", logits.detach())
+                return per_sample_loss(logits, yb, loss).mean()
+
+            opt.zero_grad()
+            if cfg.optimizer == "sam":
+                batch_loss = sam_step(model, closure, opt, cfg.sam_rho, cfg.sam_adaptive)
+            else:
+                batch_loss = closure()
+                batch_loss.backward()
+                opt.step()
+            tot_loss += batch_loss.item() * len(idx)
+            tot_correct += per_sample_correct(out["logits"], yb, loss).sum().item()
+        hist["epoch"].append(epoch)
+        hist["train_loss"].append(tot_loss / n)
+        hist["train_accuracy"].append(tot_correct / n)
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            model.eval()
+            test_loss, test_acc = evaluate(model, x_test, y_test, loss)
+            hist["test_epoch"].append(epoch)
+            hist["test_loss"].append(test_loss)
+            hist["test_accuracy"].append(test_acc)
+            if log is not None:
+                log(epoch, hist["train_loss"][-1], test_loss, test_acc)
+    model.eval()
+    return hist
