@@ -1,0 +1,371 @@
+"""Layer structure read from the live model: run one forward with hooks and record what ran.
+
+Nothing is guessed from state-dict key names. For every submodule the probe records its kind
+(linear, conv, activation, ...), the per-sample shape of the tensor it outputs, how many units
+that tensor has, and when the call started and ended. The start/end order is what lets the
+runner reuse the cached prefix of a forward (see ``_runner.py``).
+
+    structure = probe_structure(model, model.example_input(PROBE_BATCH))
+    print(structure.table(kinds=("linear", "activation")))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._errors import PatchingError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ._models import LoadedModel
+
+KINDS = (
+    "linear",
+    "conv",
+    "activation",
+    "attention",
+    "block",
+    "norm",
+    "embedding",
+    "hook",
+    "other",
+)
+DEFAULT_KINDS = ("linear", "conv", "activation")
+# The probe runs this many copies of the sample: a batch size unlikely to equal any other
+# dimension, so "dim 0 == PROBE_BATCH" reliably marks which output tensors are per-sample.
+PROBE_BATCH = 5
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """One submodule as seen in a forward pass.
+
+    ``shape`` is the per-sample shape of the patchable tensor (the output, or its first element
+    when the module returns a tuple, as attention layers do); ``None`` when the output is not a
+    per-sample tensor. ``layout`` says, for a tensor/tuple output, which leaves are per-sample
+    (used to replay cached outputs); ``None`` when the output cannot be replayed.
+    """
+
+    name: str
+    kind: str
+    type_name: str
+    shape: tuple[int, ...] | None
+    unit_axis: int | None  # axis of ``shape`` that indexes units
+    position_axis: int | None  # axis of ``shape`` that indexes sequence positions
+    calls: int
+    start: int  # sequence number of the pre-hook (first call)
+    end: int  # sequence number of the forward hook (last call)
+    layout: tuple[bool, ...] | None
+    tuple_output: bool
+    # Where the output is used: the innermost module (or "" for top-level code) whose forward
+    # ran a torch op on it, or returned it. Lets the runner skip replaying unused outputs.
+    consumers: frozenset[str] = frozenset()
+    # Token models: the only positions of this output that can reach the readout, when the
+    # module is position-wise and that is not all of them (see _positions.py); else None.
+    readout_positions: tuple[int, ...] | None = None
+
+    @property
+    def n_units(self) -> int:
+        if self.shape is None or self.unit_axis is None:
+            return 0
+        return self.shape[self.unit_axis]
+
+    @property
+    def patchable(self) -> bool:
+        return self.shape is not None and self.calls == 1
+
+    def describe(self) -> str:
+        if self.shape is None:
+            return f"{self.name} ({self.type_name}: output is not a per-sample tensor)"
+        pos = (
+            f", {self.shape[self.position_axis]} positions"
+            if self.position_axis is not None
+            else ""
+        )
+        calls = f", called {self.calls}x" if self.calls != 1 else ""
+        return f"{self.name} ({self.kind}, {self.n_units} units{pos}{calls})"
+
+
+@dataclass(frozen=True)
+class Structure:
+    """All submodules that ran in the probe forward, in the order their calls started."""
+
+    modules: dict[str, ModuleInfo]
+    input_kind: str  # "vector" | "tokens"
+    seq_len: int | None = None
+    _parents: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def select(self, kinds: Iterable[str] = DEFAULT_KINDS) -> list[ModuleInfo]:
+        """Patchable modules of the given kinds, in execution order."""
+        kinds = check_kinds(kinds)
+        return [m for m in self.modules.values() if m.patchable and m.kind in kinds]
+
+    def output_module(self) -> str | None:
+        """The output layer: the last leaf module (one with no submodule calls) to finish."""
+        called = set(self.modules)
+        leaves = [
+            m for m in self.modules.values()
+            if m.patchable and not any(n.startswith(m.name + ".") for n in called)
+        ]  # fmt: skip
+        return max(leaves, key=lambda m: m.end).name if leaves else None
+
+    def get(self, name: str) -> ModuleInfo:
+        """The module called ``name``; unknown or unpatchable names fail listing the valid ones."""
+        info = self.modules.get(name)
+        if info is None:
+            raise PatchingError(
+                f"module {name!r} does not exist in this model (or did not run in its forward). "
+                f"Valid modules and sizes: {self.valid_names()}. "
+                "Fix the definition, or list them with `assay patching structure --model PATH`."
+            )
+        if info.shape is None:
+            raise PatchingError(
+                f"module {name!r} ({info.type_name}) does not output a per-sample tensor, so it "
+                f"has no units to patch. Valid modules and sizes: {self.valid_names()}"
+            )
+        if info.calls != 1:
+            raise PatchingError(
+                f"module {name!r} runs {info.calls} times in one forward (a shared or reused "
+                "module), so 'its activation' is ambiguous; patch the modules that consume it."
+            )
+        return info
+
+    def valid_names(self, limit: int = 40) -> str:
+        names = [f"{m.name} [{m.n_units}]" for m in self.modules.values() if m.patchable]
+        more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+        return ", ".join(names[:limit]) + more
+
+    def ancestors(self, name: str) -> list[str]:
+        """Dotted-name ancestors of ``name`` that ran (closest first)."""
+        parts = name.split(".")
+        return [".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+
+    def table(self, kinds: Iterable[str] = KINDS) -> str:
+        kinds = check_kinds(kinds)
+        rows = [("module", "kind", "type", "output shape", "units")]
+        for m in self.modules.values():
+            if m.kind in kinds and m.shape is not None:
+                rows.append((m.name, m.kind, m.type_name, str(m.shape), str(m.n_units)))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+        )
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": m.name,
+                "kind": m.kind,
+                "type": m.type_name,
+                "shape": m.shape,
+                "units": m.n_units,
+                "calls": m.calls,
+            }
+            for m in self.modules.values()
+        ]
+
+
+def check_kinds(kinds: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(kinds, str):
+        kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+    kinds = tuple(kinds)
+    if kinds == ("all",):
+        return KINDS
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise PatchingError(
+            f"unknown module kind(s) {bad or kinds!r}; valid kinds: {', '.join(KINDS)} or 'all' "
+            f"(default {','.join(DEFAULT_KINDS)})"
+        )
+    return kinds
+
+
+def module_kind(module: torch.nn.Module, parent: torch.nn.Module | None) -> str:
+    """Classify a module by its class; HF GPT-2's ``Conv1D`` is a Linear with transposed weight."""
+    from torch import nn
+
+    name = type(module).__name__
+    home = type(module).__module__
+    if isinstance(module, (nn.Linear, nn.Bilinear)) or name == "Conv1D":
+        return "linear"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return "conv"
+    if isinstance(module, nn.MultiheadAttention) or "Attention" in name:
+        return "attention"
+    if home.startswith(("torch.nn.modules.activation", "transformers.activations")):
+        return "activation"
+    if isinstance(module, nn.Embedding):
+        return "embedding"
+    if "Norm" in name:
+        return "norm"
+    if name == "HookPoint":
+        return "hook"
+    if isinstance(parent, nn.ModuleList):
+        return "block"  # transformer blocks: their output is the residual stream
+    return "other"
+
+
+def _leaves(output: Any) -> tuple[Any, ...]:
+    return output if isinstance(output, tuple) else (output,)
+
+
+def _layout(output: Any, batch: int) -> tuple[tuple[bool, ...] | None, Any, bool]:
+    """(per-sample leaves, the patchable tensor or None, whether the output is a tuple)."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        batched = output.dim() > 0 and output.shape[0] == batch
+        return (batched,), output if batched else None, False
+    if isinstance(output, tuple) and all(o is None or isinstance(o, torch.Tensor) for o in output):
+        leaves = tuple(o is not None and o.dim() > 0 and o.shape[0] == batch for o in output)
+        first = output[0] if output and leaves[0] else None
+        return leaves, first, True
+    return None, None, False
+
+
+def probe_structure(model: LoadedModel, sample: torch.Tensor) -> Structure:
+    """Run ``model`` once on ``sample`` (batch of PROBE_BATCH) and record every submodule call."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    root = model.root
+    batch = sample.shape[0]
+    seq_len = sample.shape[1] if model.input_kind == "tokens" else None
+    counter = itertools.count()
+    seen: dict[str, dict[str, Any]] = {}
+    parents = {}
+    by_name = dict(root.named_modules())
+    for name in by_name:
+        if name:
+            parents[name] = name.rpartition(".")[0]
+
+    # Data flow at module granularity: which module produced each tensor, who used it.
+    stack: list[str] = []
+    producers: dict[int, list[str]] = {}
+    keep: list[Any] = []  # holds produced tensors so their id()s are not reused
+    consumers: dict[str, set[str]] = {}
+    quiet = [False]  # our own hook code must not count as a use
+
+    def use(tensor: Any, where: str) -> None:
+        for name in producers.get(id(tensor), ()):
+            consumers.setdefault(name, set()).add(where)
+
+    class Uses(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if not quiet[0]:
+                for leaf in torch.utils._pytree.tree_leaves((args, kwargs or {})):
+                    if isinstance(leaf, torch.Tensor):
+                        use(leaf, stack[-1] if stack else "")
+            return func(*args, **(kwargs or {}))
+
+    def pre(name: str, module: torch.nn.Module, args: Any) -> None:
+        rec = seen.setdefault(name, {"calls": 0, "start": next(counter)})
+        rec["calls"] += 1
+        stack.append(name)
+
+    def post(name: str, module: torch.nn.Module, args: Any, output: Any) -> None:
+        quiet[0] = True
+        stack.pop()
+        rec = seen[name]
+        rec["end"] = next(counter)
+        rec["layout"], tensor, rec["tuple"] = _layout(output, batch)
+        rec["shape"] = tuple(tensor.shape[1:]) if tensor is not None else None
+        for leaf in _leaves(output):
+            if isinstance(leaf, torch.Tensor):
+                use(leaf, name)  # returning a child's output is a use by this module
+                producers.setdefault(id(leaf), []).append(name)
+                keep.append(leaf)
+        quiet[0] = False
+
+    handles = []
+    for name, module in by_name.items():
+        if not name:
+            continue
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: pre(n, m, a)))
+        handles.append(module.register_forward_hook(lambda m, a, o, n=name: post(n, m, a, o)))
+    try:
+        with torch.inference_mode(), Uses():
+            model.forward(sample)
+    except PatchingError:
+        raise
+    except Exception as exc:  # the model rejected the input: say what we fed it
+        raise PatchingError(
+            f"the model ({model.description}) failed on a sample input of shape "
+            f"{tuple(sample.shape)} and dtype {sample.dtype}: {type(exc).__name__}: {exc}. "
+            f"Check that the inputs match the model (expected: {model.input_hint})."
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+
+    modules = {}
+    for name, rec in sorted(seen.items(), key=lambda kv: kv[1]["start"]):
+        shape = rec.get("shape")
+        unit_axis = position_axis = None
+        if shape is not None and len(shape) > 0:
+            if seq_len is not None and len(shape) >= 2 and shape[0] == seq_len:
+                position_axis, unit_axis = 0, len(shape) - 1  # (T, C): units are features
+            elif seq_len is None and len(shape) >= 2:
+                unit_axis = 0  # (C, H, W): units are channels
+            else:
+                unit_axis = len(shape) - 1
+        parent = by_name.get(parents.get(name, ""))
+        modules[name] = ModuleInfo(
+            name=name,
+            kind=module_kind(by_name[name], parent),
+            type_name=type(by_name[name]).__name__,
+            shape=shape if unit_axis is not None else None,
+            unit_axis=unit_axis,
+            position_axis=position_axis,
+            calls=rec["calls"],
+            start=rec["start"],
+            end=rec.get("end", rec["start"]),
+            layout=rec.get("layout"),
+            tuple_output=rec.get("tuple", False),
+            consumers=frozenset(consumers.get(name, ())),
+        )
+    from ._positions import readout_positions
+
+    for name, keep in readout_positions(model, sample, modules).items():
+        modules[name] = dataclasses.replace(modules[name], readout_positions=keep)
+    return Structure(
+        modules=modules, input_kind=model.input_kind, seq_len=seq_len, _parents=parents
+    )
+
+
+def select_modules(
+    structure: Structure,
+    *,
+    kinds: Sequence[str] | str = DEFAULT_KINDS,
+    layers: Sequence[str] | None = None,
+    include_output: bool = False,
+) -> list[ModuleInfo]:
+    """Modules to generate definitions for: by kind, optionally by name or glob pattern."""
+    import fnmatch
+
+    chosen = structure.select(kinds)
+    if layers:
+        picked: list[ModuleInfo] = []
+        for pattern in layers:
+            if pattern in structure.modules:
+                picked.append(structure.get(pattern))  # explicit names may be of any kind
+                continue
+            hits = [m for m in chosen if fnmatch.fnmatchcase(m.name, pattern)]
+            if not hits:
+                raise PatchingError(
+                    f"--layers entry {pattern!r} matches no module of kinds {check_kinds(kinds)}. "
+                    f"Valid modules and sizes: {structure.valid_names()}"
+                )
+            picked.extend(hits)
+        seen: set[str] = set()
+        chosen = [m for m in picked if not (m.name in seen or seen.add(m.name))]
+        return sorted(chosen, key=lambda m: m.start)
+    if not include_output:
+        out = structure.output_module()
+        chosen = [m for m in chosen if m.name != out]
+    return chosen

@@ -1,0 +1,279 @@
+"""Stages of the patching family.
+
+    assay run suites/patching/cartpole_dqn_sharded.yaml --workers 2   # train, then 4 shards
+    assay patching run --model agent.zip --inputs pairs.npz --definitions defs.json
+
+``patching.cartpole_dqn`` trains the example agent and writes its input pairs and single-neuron
+definitions; ``patching.run`` runs definitions ``[start_index, end_index)`` of a definitions
+file over clean/corrupted pairs, either from files or from a ``prepared`` upstream run.
+
+Identity: a config names files by path, and a file's content can change under the same path.
+So the config carries ``content_sha256`` (path -> sha256), filled in from the files when the
+config is built; it is part of the run id, so changed content means a new run instead of a
+stale cached one. The stage re-hashes and refuses to run if a file changed after the config was
+made. (Hashing a multi-GB HF directory takes seconds; it is cached per process.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+import assay
+from assay import Run, StageConfig, stage
+
+from ._errors import PatchingError
+
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def sha256_of(path: str | Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and contents, sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(path).as_posix()}\0{sha256_of(f)}\n".encode())
+        return h.hexdigest()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _HASH_CACHE[key] = h.hexdigest()
+    return _HASH_CACHE[key]
+
+
+class CartPoleDQNConfig(StageConfig):
+    """Train the example DQN and write input pairs + single-neuron definitions for it."""
+
+    train_steps: int = Field(20_000, ge=100)  # ~13 s on one thread; returns ~100-200
+    hidden: tuple[int, ...] = (64, 64)
+    n_pairs: int = Field(256, ge=1)
+    # Every Linear layer. A ReLU after a Linear would only repeat its results: patching one
+    # unit before or after an elementwise activation gives the same output.
+    kinds: tuple[str, ...] = ("linear",)
+    include_output: bool = True
+    seed: int = 0
+    num_threads: int = 1  # tiny network: one thread is fastest (see bench/bench_patching.py)
+    identity_exclude = frozenset({"num_threads"})
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        from ._structure import check_kinds
+
+        try:
+            return check_kinds(kinds)
+        except PatchingError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@stage(
+    "patching.cartpole_dqn", config=CartPoleDQNConfig, version=1,
+    smoke={"train_steps": 600, "hidden": (16, 16), "n_pairs": 16},
+)  # fmt: skip
+def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
+    """Train a CartPole DQN; write agent.zip, pairs.npz (mirrored pole) and definitions.json."""
+    import numpy as np
+
+    from ._cartpole import mirrored_pairs, rollout, train_dqn
+    from ._definitions import generate, save_definitions
+    from ._models import load_model
+    from ._structure import PROBE_BATCH, probe_structure, select_modules
+
+    assay.configure_torch(config.num_threads)
+    agent, train_s = train_dqn(config.train_steps, config.hidden, config.seed)
+    with run.write_artifact("agent.zip") as tmp:
+        agent.save(tmp)
+    clean, mean_return = rollout(agent, config.n_pairs, seed=config.seed)
+    with run.write_artifact("pairs.npz") as tmp:
+        np.savez(tmp, clean=clean, corrupted=mirrored_pairs(clean), ids=np.arange(len(clean)))
+    model = load_model(run.artifact("agent.zip"))
+    structure = probe_structure(model, model.example_input(PROBE_BATCH))
+    modules = select_modules(structure, kinds=config.kinds, include_output=config.include_output)
+    definitions = generate("single_neuron", modules)
+    with run.write_artifact("definitions.json") as tmp:
+        save_definitions(definitions, tmp)
+    run.log(f"trained {config.train_steps} steps in {train_s:.1f}s; mean return {mean_return:.1f}")
+    return {"train_s": train_s, "mean_return": mean_return, "n_definitions": len(definitions),
+            "modules": {m.name: m.n_units for m in modules}}  # fmt: skip
+
+
+class PatchingRunConfig(StageConfig):
+    """Run definitions [start_index, end_index) over clean/corrupted input pairs."""
+
+    model: str | None = None  # checkpoint / SB3 .zip / HF dir; default: the prepared agent
+    model_kind: Literal["auto", "torch", "sb3", "hf"] = "auto"
+    arch: str | None = None  # arch spec (JSON file or inline) for a bare state dict
+    trust_checkpoint: bool = False  # allow pickled nn.Modules (runs code from the file)
+    inputs: list[str] = []  # one pairs file, or [clean, corrupted]; default: prepared pairs
+    definitions: str | None = None  # JSON file; default: the prepared definitions
+    prepared: CartPoleDQNConfig | None = None  # upstream that provides the three above
+    start_index: int = Field(0, ge=0)
+    end_index: int | None = Field(None, ge=1)  # exclusive; None = to the last definition
+    direction: Literal["denoising", "noising", "both"] = "denoising"
+    readout_position: int = -1  # token models: whose logits are the output
+    logit_diff: tuple[int | str, int | str] | None = None  # two outputs (ids or tokens)
+    metrics: tuple[str, ...] | None = None  # subset of _metrics.METRICS; None = all
+    content_sha256: dict[str, str] = {}  # path -> sha256; filled from the files if empty
+    seed: int = 0
+    defs_per_forward: int = Field(64, ge=1)  # K
+    max_batch_rows: int = Field(16384, ge=1)
+    reuse_prefix: bool = True  # replay cached outputs before the first patched module
+    slice_positions: bool = True  # token models: run readout-only modules on those positions
+    device: str = "auto"
+    num_threads: int = 0  # 0: $ASSAY_NUM_THREADS or torch's default
+    identity_exclude = frozenset(
+        {
+            "defs_per_forward",
+            "max_batch_rows",
+            "reuse_prefix",
+            "slice_positions",
+            "device",
+            "num_threads",
+        }  # fmt: skip
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hash_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("content_sha256"):
+            return data
+        paths = [data.get("model"), data.get("definitions"), *(data.get("inputs") or [])]
+        arch = data.get("arch")
+        if arch and not str(arch).lstrip().startswith("{"):
+            paths.append(arch)
+        hashes = {}
+        for p in paths:
+            if p is None:
+                continue
+            if not os.path.exists(p):
+                raise ValueError(f"file {p!r} does not exist (cwd {os.getcwd()}); fix the path")
+            hashes[str(p)] = sha256_of(p)
+        return {**data, "content_sha256": hashes} if hashes else data
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        from ._metrics import check_metric_names
+
+        return check_metric_names(names)
+
+    @model_validator(mode="after")
+    def _check(self) -> PatchingRunConfig:
+        missing = [n for n in ("model", "definitions") if getattr(self, n) is None]
+        if self.prepared is None and (missing or not self.inputs):
+            raise ValueError(
+                f"missing {missing + ([] if self.inputs else ['inputs'])}: give model, inputs and "
+                "definitions paths, or a `prepared` upstream (patching.cartpole_dqn) that makes them"
+            )
+        if len(self.inputs) > 2:
+            raise ValueError(
+                f"inputs takes 1 (pairs) or 2 (clean, corrupted) paths, got {self.inputs}"
+            )
+        if self.end_index is not None and self.end_index <= self.start_index:
+            raise ValueError(
+                f"end_index ({self.end_index}) must be > start_index ({self.start_index}); "
+                "the shard is [start_index, end_index)"
+            )
+        return self
+
+
+def _files(config: PatchingRunConfig, run: Run) -> tuple[str, list[str], str]:
+    up = run.upstream.get("prepared")
+    model = config.model or str(up.artifact("agent.zip"))
+    inputs = list(config.inputs) or [str(up.artifact("pairs.npz"))]
+    definitions = config.definitions or str(up.artifact("definitions.json"))
+    for path, expected in config.content_sha256.items():
+        if os.path.exists(path) and sha256_of(path) != expected:
+            raise PatchingError(
+                f"{path} changed after this run was configured (sha256 {expected[:12]}.. -> "
+                f"{sha256_of(path)[:12]}..); build the config again (rerun the CLI or suite) "
+                "so the new content gets its own run id"
+            )
+    return model, inputs, definitions
+
+
+def _logit_diff(config: PatchingRunConfig, model: Any) -> tuple[int, int] | None:
+    if config.logit_diff is None:
+        return None
+    out = []
+    for item in config.logit_diff:
+        if isinstance(item, int):
+            out.append(item)
+            continue
+        ids = model.tokenizer.encode(item, add_special_tokens=False) if model.tokenizer else []
+        if len(ids) != 1:
+            raise PatchingError(
+                f"logit_diff entry {item!r} is not a single token of the model's tokenizer; give an output index"
+            )
+        out.append(ids[0])
+    return out[0], out[1]
+
+
+@stage(
+    "patching.run", config=PatchingRunConfig, version=1,
+    smoke={"prepared": {"train_steps": 600, "hidden": (16, 16), "n_pairs": 16}},
+)  # fmt: skip
+def run_patching(config: PatchingRunConfig, run: Run) -> dict:
+    """Patch each definition over all input pairs; one record per definition and direction."""
+    from ._definitions import load_definitions
+    from ._inputs import load_pairs
+    from ._models import load_model
+    from ._results import build_records, format_table, rank, resolve_metric, write_records
+    from ._runner import BatchedPatcher
+    from ._structure import PROBE_BATCH, probe_structure
+
+    device = assay.resolve_device(config.device)
+    threads = assay.configure_torch(config.num_threads)
+    model_path, input_paths, defs_path = _files(config, run)
+    t0 = time.perf_counter()
+    model = load_model(model_path, config.model_kind, arch=config.arch,
+                       trust_checkpoint=config.trust_checkpoint).to(device)  # fmt: skip
+    model.readout_position = config.readout_position
+    pairs = load_pairs(input_paths, model)
+    everything = load_definitions(defs_path)
+    if config.start_index >= len(everything):
+        raise PatchingError(
+            f"start_index {config.start_index} is past the end: {defs_path} has "
+            f"{len(everything)} definitions (valid start 0..{len(everything) - 1})"
+        )
+    end = min(config.end_index or len(everything), len(everything))
+    definitions = everything[config.start_index : end]
+    sample = pairs.corrupted[:1].repeat(PROBE_BATCH, *[1] * (pairs.corrupted.dim() - 1))
+    structure = probe_structure(model, sample.to(device))
+    run.save_json("structure.json", structure.to_json())
+    load_s = time.perf_counter() - t0
+
+    patcher = BatchedPatcher(model, structure, defs_per_forward=config.defs_per_forward,
+                             max_batch_rows=config.max_batch_rows, reuse_prefix=config.reuse_prefix, slice_positions=config.slice_positions)  # fmt: skip
+    directions = ["denoising", "noising"] if config.direction == "both" else [config.direction]
+    logit_diff = _logit_diff(config, model)
+    outcomes, records = [], []
+    for direction in directions:
+        outcome = patcher.run(definitions, pairs, direction, logit_diff, config.metrics)
+        outcomes.append(outcome)
+        records += build_records(outcome, start_index=config.start_index)
+        run.log(f"{direction}: {len(definitions)} definitions x {len(pairs)} pairs in "
+                f"{outcome.n_forwards} forwards, {sum(outcome.timings.values()):.3f}s")  # fmt: skip
+    files = write_records(run, records, outcomes)
+    metric = resolve_metric(records)
+    top = rank(records, metric, top=10)
+    run.log(f"top units by mean |{metric}|:\n" + format_table(top))
+    patch_s = sum(sum(o.timings.values()) for o in outcomes)
+    return {
+        "n_definitions": len(definitions), "n_inputs": len(pairs), "directions": directions,
+        "definitions_range": [config.start_index, end], "n_forwards": sum(o.n_forwards for o in outcomes),
+        "load_s": load_s, "patch_s": patch_s, "threads": threads, "device": device,
+        "model": model.description, "files": files, "content_sha256": dict(config.content_sha256),
+        "top": [{"index": r["index"], "label": r["label"], "direction": r["direction"],
+                 f"{metric}_mean": r["metrics"][metric]["mean"]} for r in top],
+    }  # fmt: skip
