@@ -31,5 +31,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
+# Benchmarks print ratios against baselines measured in the same run (one torch thread).
+bench: $(STAMP)
+	$(BIN)/python bench/bench_engine.py
+	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_volume.py
+	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_patching.py
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
