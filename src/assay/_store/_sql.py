@@ -50,10 +50,24 @@ meta_table = sa.Table(
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # Switching to WAL takes an exclusive lock without waiting on the busy handler: only the
+    # first opener of a new file does it (the mode is stored in the file), and it may retry.
+    if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        for delay_s in (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, None):
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                break
+            except Exception as exc:
+                if delay_s is None or "locked" not in str(exc):
+                    raise
+                time.sleep(delay_s)
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
     cur.close()
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class SQLStore(Store):
@@ -64,16 +78,22 @@ class SQLStore(Store):
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
+            # isolation_level=None hands transaction control to SQLAlchemy, which then begins
+            # every transaction with BEGIN IMMEDIATE (below): a claim reads, then writes, and a
+            # deferred transaction upgrading to a write fails at once under contention instead
+            # of waiting on the busy timeout.
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60,
+                                      "isolation_level": None}  # fmt: skip
         try:
             self.engine = sa.create_engine(url, **kwargs)
         except (ImportError, sa.exc.ArgumentError) as exc:
             raise StoreError(f"cannot open store {url!r}: {exc}") from None
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", _begin_immediate)
         self._init_schema()
 
-    def _init_schema(self, tries: int = 3) -> None:
+    def _init_schema(self, tries: int = 5) -> None:
         try:
             with self.engine.begin() as conn:
                 _metadata.create_all(conn)
@@ -95,7 +115,8 @@ class SQLStore(Store):
         except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
             # Processes opening a new store together race to create its tables; the loser
             # finds them created and simply tries again.
-            if tries > 1 and "exist" in str(exc.orig).lower():
+            if tries > 1 and any(w in str(exc.orig).lower() for w in ("exist", "locked")):
+                time.sleep(0.1)
                 return self._init_schema(tries - 1)
             raise StoreError(f"cannot open store {self.url!r}: {exc.orig}") from None
 
