@@ -33,8 +33,13 @@ def flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix[:-1]] = (
             tuple(obj) if all(not isinstance(v, dict | list) for v in obj) else str(obj)
         )
+    elif type(obj) is str and obj in _NONFINITE:
+        out[prefix[:-1]] = float(obj)  # results store nan/inf as strings (JSON has no literal)
     else:
         out[prefix[:-1]] = obj
+
+
+_NONFINITE = frozenset({"nan", "inf", "-inf"})
 
 
 def records_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
@@ -143,7 +148,9 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.Data
             values = pd.to_numeric(sub[metric], errors="coerce").dropna().to_numpy(float)
             values = values[np.isfinite(values)]
             n = len(values)
-            mean = float(values.mean()) if n else math.nan
+            if n == 0:
+                continue  # this group has no finite value of the metric (e.g. another stage's)
+            mean = float(values.mean())
             std = float(values.std(ddof=1)) if n > 1 else math.nan
             half = (
                 float(stats.t.ppf((1 + CONFIDENCE) / 2, n - 1) * std / math.sqrt(n))

@@ -69,3 +69,13 @@ def test_load_runs_from_store(root):
     df = assay.load_runs(root, suite=suite)
     assert list(df["config.seed"]) == [0, 1] and df["results.test_mse"].gt(0).all()
     assert len(assay.load_runs(root, stage="example.data")) == 2
+
+
+def test_nonfinite_results_come_back_as_floats():
+    from assay._analysis import records_frame
+
+    rec = assay.RunRecord(id="a_1", stage="a.b", status=assay.RunStatus.DONE, config={"seed": 0},
+                          results={"lv": "-inf", "cut": "nan", "x": 1.0})  # fmt: skip
+    df = records_frame([rec])
+    assert df["results.lv"].iloc[0] == -math.inf and math.isnan(df["results.cut"].iloc[0])
+    assert set(assay._analysis.metric_columns(df)) == {"results.lv", "results.cut", "results.x"}
