@@ -62,10 +62,10 @@ def plan_suite(
     return select(runs, shard=shard, start=start_index, end=end_index)
 
 
-def plan_rows(runs: Sequence[PlannedRun], store: Store) -> list[PlanRow]:
+def plan_rows(runs: Sequence[PlannedRun], store: Store | None) -> list[PlanRow]:
     """Every planned run, upstream runs first, with its state in ``store`` (for --dry-run)."""
     ids = {r.id for top in runs for r in top.closure()}
-    known = store.get_many(ids)
+    known = store.get_many(ids) if store is not None else {}
     rows: list[PlanRow] = []
     seen: set[str] = set()
     for top in runs:

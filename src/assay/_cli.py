@@ -90,8 +90,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                      end_index=args.end_index)  # fmt: skip
     if args.dry_run:
         runs = plan_suite(suite, args.overrides, **selection)
-        with resolve_store(args.store, args.root) as store:
-            rows = plan_rows(runs, store)
+        if args.store is None and not (Path(args.root) / "assay.db").exists():
+            rows = plan_rows(runs, None)  # nothing recorded yet; a dry run creates no store
+        else:
+            with resolve_store(args.store, args.root) as store:
+                rows = plan_rows(runs, store)
         _table(
             f"suite {suite.name}: {len(runs)} run(s) of {suite.stage}",
             ["index", "id", "stage", "parameters", "state"],

@@ -17,6 +17,6 @@ def test_example_stages_pass_conformance(tmp_path):
 
 
 def test_import_assay_stays_light():
-    code = "import sys, assay; print(sorted(m for m in ('torch','pandas','matplotlib','scipy') if m in sys.modules))"
+    code = "import sys, assay; print(sorted(m for m in ('torch','pandas','matplotlib','scipy','sqlalchemy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
