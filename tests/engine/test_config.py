@@ -64,6 +64,8 @@ def test_copies_with_updates_get_their_own_id():
     cfg = FitConfig(degree=4)
     rid = assay.run_id("example.fit", 1, cfg)
     updated = cfg.model_copy(update={"degree": 5})
-    assert assay.run_id("example.fit", 1, updated) == assay.run_id("example.fit", 1, FitConfig(degree=5))
+    assert assay.run_id("example.fit", 1, updated) == assay.run_id(
+        "example.fit", 1, FitConfig(degree=5)
+    )
     assert assay.run_id("example.fit", 1, cfg.model_copy()) == rid
     assert assay.run_id("example.fit", 1, copy.deepcopy(cfg)) == rid
