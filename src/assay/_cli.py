@@ -387,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(
-            "interrupted; the run in flight is pending again, rerun to continue", file=sys.stderr
+            "interrupted; unfinished runs stay pending: rerun the command to continue",
+            file=sys.stderr,
         )
         return 130
 

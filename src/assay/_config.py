@@ -152,7 +152,8 @@ def format_validation_error(
             lines.append(f"  - '{loc}' is required but missing; add it to the config")
         else:
             got = err.get("input")
-            lines.append(f"  - '{loc}': {err['msg']} (got {got!r:.60})")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r:.60})"
+            lines.append(f"  - '{loc}': {err['msg']}{shown}")
     return "\n".join(lines)
 
 
