@@ -99,3 +99,17 @@ def test_two_identical_invocations_split_the_work(tmp_path):
         assert p.returncode == 0, err
     starts = Counter((tmp_path / "starts.txt").read_text().split())
     assert len(starts) == 12 and max(starts.values()) == 1
+
+
+def test_sigint_puts_the_run_in_flight_back_to_pending(tmp_path):
+    root = tmp_path / "runs"
+    suite = write_suite(tmp_path / "s.yaml", tmp_path, n=3, sleep_s=30)
+    proc = launch(suite, root)
+    wait_for_lines(tmp_path / "starts.txt", 1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and b"rerun the command to continue" in err
+    with assay.resolve_store(None, root) as store:
+        (rec,) = store.query()
+    assert rec.status is assay.RunStatus.PENDING  # not failed: the next run picks it up
+    assert "interrupted" in (rec.dir / "log.txt").read_text()
