@@ -196,14 +196,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from ._analysis import (
-        compare_groups,
-        export,
-        load_runs,
-        plot_summary,
-        summarize,
-        write_report,
-    )
+    from ._analysis import compare_groups, export, load_runs, summarize
+    from ._report import plot_summary, write_report
 
     if (args.suite is None) == (args.stage is None):
         raise AssayError("analyze needs a suite file or --stage NAME (exactly one of them)")

@@ -10,7 +10,6 @@ can work on one suite without running a run twice.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 
 from ._config import StageConfig, run_id
 from ._errors import AssayError
-from ._io import atomic_write_json, dumps, read_json, to_jsonable
+from ._io import atomic_write_json, dumps, to_jsonable
 from ._provenance import start_record
 from ._registry import Stage, stage_for_config
 from ._run import Run, RunRecord, RunStatus, UpstreamRun
@@ -241,7 +240,9 @@ class Runner:
         self._heartbeat.watch(rid)
         try:
             if entry.isolate or self.options.timeout_s is not None:
-                results = _run_in_child(entry, config, handle, self.options.timeout_s)
+                from ._child import run_in_child
+
+                results = run_in_child(entry, config, handle, self.options.timeout_s)
             else:
                 results = call_stage(entry, config, handle)
             atomic_write_json(run_dir / "results.json", results, fsync=True)
@@ -338,79 +339,3 @@ class _Heartbeat:
                 self._store.heartbeat(rid, self._owner)
             except Exception:  # a missed beat is harmless; the next one retries
                 continue
-
-
-# --------------------------------------------------------------------------- child processes
-
-
-def _run_in_child(
-    entry: Stage, config: StageConfig, handle: Run, timeout_s: float | None
-) -> dict[str, Any]:
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or CUDA state
-    upstream = {name: _upstream_payload(value) for name, value in handle.upstream.items()}
-    proc = ctx.Process(
-        target=_child_main,
-        args=(entry.module, entry.name, json.dumps(_config_json(config)), str(handle.dir),
-              handle.id, handle.attempt, upstream),
-    )  # fmt: skip
-    proc.start()
-    proc.join(timeout_s)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-        raise TimeoutError(f"run exceeded its timeout of {timeout_s} s and was killed")
-    out = handle.dir / ".child_results.json"
-    err = handle.dir / ".child_error.txt"
-    if proc.exitcode != 0:
-        message = err.read_text() if err.exists() else f"child process exited with {proc.exitcode}"
-        err.unlink(missing_ok=True)
-        raise AssayError(message.strip().splitlines()[-1] if message.strip() else message)
-    results = read_json(out)
-    out.unlink()
-    return results
-
-
-def _upstream_payload(value: Any) -> Any:
-    if isinstance(value, UpstreamRun):
-        return {"id": value.id, "stage": value.stage, "config": _config_json(value.config),
-                "dir": str(value.dir), "results": value.results}  # fmt: skip
-    if isinstance(value, Mapping):
-        return {k: _upstream_payload(v) for k, v in value.items()}
-    return [_upstream_payload(v) for v in value]
-
-
-def _upstream_from_payload(value: Any) -> Any:
-    from ._registry import get_stage
-
-    if isinstance(value, Mapping) and "stage" in value and "dir" in value:
-        cls = get_stage(value["stage"]).config_cls
-        return UpstreamRun(value["id"], value["stage"], cls.model_validate(value["config"]),
-                           Path(value["dir"]), value["results"])  # fmt: skip
-    if isinstance(value, Mapping):
-        return {k: _upstream_from_payload(v) for k, v in value.items()}
-    return [_upstream_from_payload(v) for v in value]
-
-
-def _child_main(module: str, stage_name: str, config_json: str, run_dir: str, rid: str,
-                attempt: int, upstream: dict[str, Any]) -> None:  # fmt: skip
-    import importlib
-    import sys
-
-    from ._registry import get_stage
-
-    importlib.import_module(module)
-    entry = get_stage(stage_name)
-    config = entry.config_cls.model_validate_json(config_json)
-    ups = {name: _upstream_from_payload(v) for name, v in upstream.items()}
-    handle = Run(run_id=rid, stage=stage_name, config=config, dir=run_dir, upstream=ups,
-                 attempt=attempt)  # fmt: skip
-    try:
-        results = call_stage(entry, config, handle)
-    except BaseException as exc:
-        Path(run_dir, ".child_error.txt").write_text(
-            traceback.format_exc() + f"\n{type(exc).__name__}: {exc}", encoding="utf-8"
-        )
-        sys.exit(1)
-    atomic_write_json(Path(run_dir) / ".child_results.json", results)

@@ -5,7 +5,8 @@ import pytest
 from scipy import stats
 
 import assay
-from assay._analysis import export, holm, plot_summary
+from assay._analysis import export, holm
+from assay._report import plot_summary
 
 
 def frame():
