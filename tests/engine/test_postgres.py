@@ -47,12 +47,17 @@ def postgres_url():
     base.chmod(0o777)
     data = base / "data"
     port = _free_port()
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-A", "trust",
-                                 "-U", "assay", "--no-sync"]), check=True, capture_output=True)  # fmt: skip
-    log = data.parent / "pg.log"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
-                                 "-o", f"-p {port} -k {data.parent} -c listen_addresses=127.0.0.1",
-                                 "start"]), check=True, capture_output=True)  # fmt: skip
+    log = base / "pg.log"
+    steps = [
+        [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "assay", "--no-sync"],
+        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+         f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
+    ]  # fmt: skip
+    for cmd in steps:
+        proc = subprocess.run(_as_postgres(cmd), capture_output=True, text=True)
+        if proc.returncode != 0:  # e.g. no unprivileged user to run the server as
+            shutil.rmtree(base, ignore_errors=True)
+            pytest.skip(f"cannot start a PostgreSQL server here: {proc.stderr.strip()[-300:]}")
     try:
         url = f"postgresql+psycopg://assay@127.0.0.1:{port}/postgres"
         deadline = time.time() + 30
