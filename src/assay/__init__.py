@@ -23,6 +23,7 @@ from ._errors import StoreError as StoreError
 from ._errors import SuiteError as SuiteError
 from ._io import atomic_path as atomic_path
 from ._io import atomic_write_json as atomic_write_json
+from ._io import save_figure as save_figure
 from ._registry import Family as Family
 from ._registry import Stage as Stage
 from ._registry import get_stage as get_stage

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._config import StageConfig
 from ._errors import AssayError
-from ._io import atomic_write_json, read_json
+from ._io import atomic_write_json, atomic_write_text, read_json
 from ._registry import Stage
 from ._run import Run, UpstreamRun
 from ._runner import _config_json, call_stage
@@ -87,8 +87,9 @@ def _child_main(module: str, stage_name: str, config_json: str, run_dir: str, ri
     try:
         results = call_stage(entry, config, handle)
     except BaseException as exc:
-        Path(run_dir, ".child_error.txt").write_text(
-            traceback.format_exc() + f"\n{type(exc).__name__}: {exc}", encoding="utf-8"
+        atomic_write_text(
+            Path(run_dir, ".child_error.txt"),
+            traceback.format_exc() + f"\n{type(exc).__name__}: {exc}",
         )
         sys.exit(1)
     atomic_write_json(Path(run_dir) / ".child_results.json", results)

@@ -68,21 +68,28 @@ def _split(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _chunks(runs: Sequence[PlannedRun], size: int) -> list[list[tuple[str, str, int]]]:
-    items = [(r.stage, r.config.model_dump_json(), r.index) for r in runs]
+Chunk = list[tuple[str, str, str, int]]  # (run id, stage, config JSON, index) per run
+
+
+def _chunks(runs: Sequence[PlannedRun], size: int) -> list[Chunk]:
+    items = [(r.id, r.stage, r.config.model_dump_json(), r.index) for r in runs]
     return [items[i : i + size] for i in range(0, len(items), max(1, size))]
 
 
-def execute_chunk(
-    chunk: list[tuple[str, str, int]], options: RunOptions, modules: tuple[str, ...]
-) -> list[Outcome]:
+def _chunk_failed(chunk: Chunk, message: str) -> Iterator[Outcome]:
+    """Outcomes for a chunk whose job died as a whole (preempted, out of memory, lost node)."""
+    for rid, stage, _, index in chunk:
+        yield Outcome(rid, stage, "failed", 0.0, message[:500], index)
+
+
+def execute_chunk(chunk: Chunk, options: RunOptions, modules: tuple[str, ...]) -> list[Outcome]:
     """Run a chunk of runs in this (remote) process; the function every cluster job calls."""
     for module in modules:
         importlib.import_module(module)
     runner = Runner(options)
     try:
         outcomes = []
-        for stage, config_json, index in chunk:
+        for _, stage, config_json, index in chunk:
             config = get_stage(stage).config_cls.model_validate_json(config_json)
             outcome = runner.execute(config, index=index)
             outcomes.append(outcome)
@@ -134,10 +141,8 @@ class SubmititExecutor(Executor):
         for job, chunk in zip(jobs, chunks, strict=True):
             try:
                 yield from job.result()
-            except Exception as exc:  # the job itself died (preempted, out of memory, ...)
-                for stage, _, index in chunk:
-                    yield Outcome("?", stage, "failed", 0.0,
-                                  f"job {job.job_id} failed: {exc}".strip()[:500], index)  # fmt: skip
+            except Exception as exc:  # the job itself died
+                yield from _chunk_failed(chunk, f"job {job.job_id} failed: {exc}")
 
 
 class RayExecutor(Executor):
@@ -171,10 +176,8 @@ class RayExecutor(Executor):
                 chunk = pending.pop(done[0])
                 try:
                     yield from ray.get(done[0])
-                except Exception as exc:
-                    for stage, _, index in chunk:
-                        yield Outcome("?", stage, "failed", 0.0, f"ray task failed: {exc}"[:500],
-                                      index)  # fmt: skip
+                except Exception as exc:  # the task itself died
+                    yield from _chunk_failed(chunk, f"ray task failed: {exc}")
         finally:
             if started_here:
                 ray.shutdown()

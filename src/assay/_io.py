@@ -46,6 +46,16 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
             tmp.unlink()
 
 
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
+    """Save a matplotlib figure atomically (same suffix, so the format is kept) and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = False) -> None:
     with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -20,7 +20,7 @@ def plot_summary(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ._io import atomic_path
+    from ._io import save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -34,11 +34,7 @@ def plot_summary(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_ylabel(metric)
         ax.set_title(f"{metric}: mean and {int(CONFIDENCE * 100)}% CI over seeds")
         fig.tight_layout()
-        path = out_dir / f"{metric.replace('/', '_')}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out_dir / f"{metric.replace('/', '_')}.png"))
     return paths
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._config import StageConfig, run_id
 from ._errors import AssayError
-from ._io import atomic_write_json, dumps, to_jsonable
+from ._io import atomic_write_json, atomic_write_text, dumps, to_jsonable
 from ._provenance import start_record
 from ._registry import Stage, stage_for_config
 from ._run import Run, RunRecord, RunStatus, UpstreamRun
@@ -255,7 +255,7 @@ class Runner:
         except Exception as exc:
             results = None
             status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-            (run_dir / "error.txt").write_text(traceback.format_exc(), encoding="utf-8")
+            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
         finally:
             self._heartbeat.unwatch()
         ended = time.time()

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from assay import atomic_path, save_figure
+
 from ._results import (
     DEFAULT_RANK_METRIC,
     effect_grid,
@@ -56,7 +58,8 @@ def render(
     metric = resolve_metric(records, metric)
     written = []
     ranked = rank(records, metric)
-    pd.DataFrame(flat_rows(ranked)).to_csv(out_dir / "ranking.csv", index=False)
+    with atomic_path(out_dir / "ranking.csv") as tmp:
+        pd.DataFrame(flat_rows(ranked)).to_csv(tmp, index=False)
     written.append(out_dir / "ranking.csv")
 
     directions = sorted({r["direction"] for r in records})
@@ -73,10 +76,7 @@ def render(
             ax.set_title(f"|mean {metric}| per unit ({direction})")
             fig.colorbar(image, ax=ax)
             fig.tight_layout()
-            path = out_dir / f"heatmap{suffix}.png"
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, out_dir / f"heatmap{suffix}.png"))
         best = [
             r
             for r in rank(records, metric, direction=direction, top=top)
@@ -89,10 +89,7 @@ def render(
             ax.set_title(f"top {len(best)} definitions ({direction})")
             ax.tick_params(axis="y", labelsize=7)
             fig.tight_layout()
-            path = out_dir / f"top_units{suffix}.png"
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append(path)
+            written.append(save_figure(fig, out_dir / f"top_units{suffix}.png"))
     return written
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assay import atomic_path, save_figure
+
 
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
@@ -96,7 +98,7 @@ def _write(agg: list[dict], out: Path, label: str) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     slug = "".join(c if c.isalnum() or c in "=._-" else "_" for c in label)
-    with open(out / f"volume_table_{slug}.csv", "w", newline="") as f:
+    with atomic_path(out / f"volume_table_{slug}.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(agg[0]))
         w.writeheader()
         w.writerows(agg)
@@ -117,5 +119,4 @@ def _write(agg: list[dict], out: Path, label: str) -> None:
     for ax in axes:
         ax.set_xscale("symlog", linthresh=30)  # levels grow geometrically (0, 30, 80, ..., 780)
         ax.legend(fontsize=7)
-    fig.savefig(out / f"volume_{slug}.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / f"volume_{slug}.png")

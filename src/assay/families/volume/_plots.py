@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from assay import save_figure
+
 
 def plot_records(rows: list[dict]) -> dict:
     """The numbers behind every plot, from the volume table rows.
@@ -88,9 +90,4 @@ def _finite(vs: list) -> list:
 
 
 def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
