@@ -10,6 +10,7 @@ every recorded run id valid; changing what a default means must bump the stage's
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Union, get_args, get_origin
@@ -21,6 +22,19 @@ from ._errors import ConfigError
 from ._io import canonical_json
 
 ID_HEX_CHARS = 12  # 48 bits: a collision needs ~16 million runs of one stage
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """What the engine reads from a config to set up a run: its seed, device and threads.
+
+    The engine never looks for fields by name (``getattr(config, "seed")``); it calls
+    :meth:`StageConfig.runtime`, which :class:`SeededConfig` and ``assay.ml.TorchConfig`` declare.
+    """
+
+    seed: int | None = None
+    device: str | None = None
+    num_threads: int | None = None
 
 
 class StageConfig(pydantic.BaseModel):
@@ -43,6 +57,10 @@ class StageConfig(pydantic.BaseModel):
     def __hash__(self) -> int:
         return hash((type(self), tuple(_hashable(v) for v in self.__dict__.values())))
 
+    def runtime(self) -> Runtime:
+        """The seed, device and thread count the engine sets up for this run (none by default)."""
+        return Runtime()
+
     def upstream(self) -> dict[str, Any]:
         """The upstream stage configs this config depends on, by name.
 
@@ -55,6 +73,18 @@ class StageConfig(pydantic.BaseModel):
             if _holds_stage_configs(value):
                 found[name] = value
         return found
+
+
+class SeededConfig(StageConfig):
+    """A config whose runs are seeded: python, numpy and torch are seeded from ``seed``.
+
+    ``seeds:`` in a suite sets every ``seed`` field of a run and of its upstream configs.
+    """
+
+    seed: int = 0
+
+    def runtime(self) -> Runtime:
+        return Runtime(seed=self.seed)
 
 
 def _hashable(value: Any) -> Any:
