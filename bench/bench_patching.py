@@ -26,12 +26,13 @@ import numpy as np
 import torch
 
 from assay.families.patching._cartpole import mirrored_pairs, rollout, train_dqn
-from assay.families.patching._definitions import generate, parse_definitions
-from assay.families.patching._inputs import InputPairs
-from assay.families.patching._metrics import compute_metrics
-from assay.families.patching._models import _hf_loaded, load_model
-from assay.families.patching._runner import BatchedPatcher
-from assay.families.patching._structure import PROBE_BATCH, probe_structure, select_modules
+from assay.ml.patching import generate, parse_definitions
+from assay.ml.patching import InputPairs
+from assay.ml.patching import compute_metrics
+from assay.families.patching._models import load_model
+from assay.ml.patching import from_hf
+from assay.ml.patching import BatchedPatcher
+from assay.ml.patching import PROBE_BATCH, probe_structure, select_modules
 
 CACHE = Path(__file__).resolve().parent.parent / ".bench"
 
@@ -162,7 +163,7 @@ def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) ->
                 "post", index_df=index_df, reduce="none",
             ).values  # fmt: skip
 
-    model = _hf_loaded(hf, "GPT-2 d64")
+    model = from_hf(hf, "GPT-2 d64")
     structure = probe_structure(model, clean[:1].repeat(PROBE_BATCH, 1))
     definitions = parse_definitions(
         [{f"transformer.h.{layer}.mlp.act": [u]} for layer, u in units]

@@ -29,7 +29,7 @@ from assay.families.volume._directions import (
 from assay.families.volume._evaluate import Evaluator, adaptive_crossings, grid_curves
 from assay.families.volume._models import build_model, per_sample_loss
 from assay.families.volume._train import train_model
-from assay.families.volume._volume import radii_from_curves
+from assay.families.volume._volume import log_volume, radii_from_curves
 from assay.families.volume.stages import TrainConfig
 
 TAUS = (0.02, 0.05, 0.1)  # the paper's thresholds
@@ -74,7 +74,7 @@ def baseline(models, split, base, dirs_by_model, coeffs, loss):
     return out
 
 
-def batched(models, split, base, dirs_by_model, coeffs, loss, mode):
+def batched(models, split, base, dirs_by_model, coeffs, loss, mode, grid_dtype=torch.float64):
     """Exact curves {(L, k): (M, C)} or adaptive crossings {(L, k): (T, M)}; points evaluated."""
     out, points = {}, 0
     levels = [k for k, _ in models]
@@ -82,7 +82,7 @@ def batched(models, split, base, dirs_by_model, coeffs, loss, mode):
         x, y = split.train_set(k)
         lands = [land for land in levels if land <= k]
         ev = Evaluator(model, flatten_params(model), dirs_by_model[k], x, y,
-                       [base + L for L in lands], loss)  # fmt: skip
+                       [base + L for L in lands], loss, grid_dtype=grid_dtype)  # fmt: skip
         if mode == "exact":
             curves, _ = grid_curves(ev, coeffs, loss_cap=LOSS_CAP)
         else:
@@ -100,18 +100,27 @@ def bench(name: str, template: TrainConfig, levels, n_dirs: int, n_base_dirs: in
     base, loss = resolved_base(template), template.loss_name
     print(f"\n== {name}: levels {list(levels)}, {n_dirs} directions x 100 coefficients "
           f"(trained {len(models)} models in {time.perf_counter() - t0:.0f}s)")  # fmt: skip
-    coeffs = (torch.arange(100) / 99.0) ** 2
+    coeffs = (torch.arange(100, dtype=torch.float64) / 99.0) ** 2  # the stage's float64 grid
     raw = random_directions(param_shapes(models[0][1]), n_dirs, seed=0)
-    norms = raw.norm(dim=1).numpy()
+    norms = raw.double().norm(dim=1).numpy()
     dirs = {k: scale_directions(raw, m, "filter") for k, m in models}
     n_sub = n_dirs if n_base_dirs <= 0 else min(n_base_dirs, n_dirs)
 
     t = time.perf_counter()
     ref = baseline(models, split, base, {k: d[:n_sub] for k, d in dirs.items()}, coeffs, loss)
     t_base = (time.perf_counter() - t) * n_dirs / n_sub
-    t = time.perf_counter()
-    exact, p_exact = batched(models, split, base, dirs, coeffs, loss, "exact")
-    t_exact = time.perf_counter() - t
+    # float32 grid (the previous exact mode: theta + c D formed in float32) vs the float64 grid
+    # (formed in float64, rounded once); best of two runs each, alternated, to damp noise
+    t_f32, t_exact = [], []
+    for _ in range(2):
+        t = time.perf_counter()
+        exact32, _ = batched(models, split, base, dirs, coeffs.float(), loss, "exact",
+                             grid_dtype=torch.float32)  # fmt: skip
+        t_f32.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        exact, p_exact = batched(models, split, base, dirs, coeffs, loss, "exact")
+        t_exact.append(time.perf_counter() - t)
+    t_f32, t_exact = min(t_f32), min(t_exact)
     t = time.perf_counter()
     adapt, p_adapt = batched(models, split, base, dirs, coeffs, loss, "adaptive")
     t_adapt = time.perf_counter() - t
@@ -129,16 +138,47 @@ def bench(name: str, template: TrainConfig, levels, n_dirs: int, n_base_dirs: in
         ok = ~np.isnan(u[0])
         off.append(np.abs(u[0][ok] - first[ok]) * 99)
     off = np.concatenate(off)
+    # log V: float32 grid vs float64 grid, and adaptive vs exact (tau = 0.1)
+    n_params = raw.shape[1]
+    c64 = coeffs.numpy()
+    d32, dad, kept, groups = [], [], 0, 0
+    for L in sorted({key[0] for key in exact}):
+        keys = sorted(key for key in exact if key[0] == L)
+        lv_ex, lv_ad = [], []
+        for key in keys:
+            r64 = radii_from_curves(exact[key], c64, norms, TAUS[-1])
+            r32 = radii_from_curves(exact32[key], c64.astype(np.float32), norms.astype(np.float32),
+                                    TAUS[-1])  # fmt: skip
+            u = adapt[key][0].astype(np.float64)
+            lv_ex.append(log_volume(r64, n_params))
+            lv_ad.append(log_volume(u**2 * norms, n_params))
+            a, b = lv_ex[-1], log_volume(r32, n_params)
+            if np.isfinite(a) and np.isfinite(b):
+                d32.append(abs(a - b))
+            if np.isfinite(a) and np.isfinite(lv_ad[-1]):
+                dad.append(lv_ad[-1] - a)
+        if len(keys) > 1:
+            groups += 1
+            kept += bool(np.array_equal(np.argsort(lv_ex), np.argsort(lv_ad)))
     n_points = len(ref) * n_dirs * 100
     scaled = "" if n_sub == n_dirs else f" (timed on {n_sub} directions, x{n_dirs / n_sub:g})"
     print(f"{'method':<34}{'seconds':>9}{'points':>11}{'speedup':>9}")
     print(f"{'baseline loop' + scaled:<34}{t_base:>9.1f}{n_points:>11}{1:>9.1f}x")
-    print(f"{'exact (batched, loss_cap=1)':<34}{t_exact:>9.1f}{p_exact:>11}"
+    print(f"{'exact, float32 grid (before)':<34}{t_f32:>9.1f}{p_exact:>11}"
+          f"{t_base / t_f32:>9.1f}x")  # fmt: skip
+    print(f"{'exact (batched, float64 grid)':<34}{t_exact:>9.1f}{p_exact:>11}"
           f"{t_base / t_exact:>9.1f}x")  # fmt: skip
     print(f"{'adaptive (bisection, tau=0.1)':<34}{t_adapt:>9.1f}{p_adapt:>11}"
           f"{t_base / t_adapt:>9.1f}x")  # fmt: skip
     print(f"exact radii vs baseline: {compared - mismatched}/{compared} identical "
           f"(taus {TAUS}, {len(ref)} landscape x model pairs)")  # fmt: skip
+    print(f"float64 grid costs {100 * (t_exact / t_f32 - 1):+.1f}% over the float32 grid "
+          f"(target <= +10%); |log V(float64) - log V(float32)| max {max(d32):.2e}, "
+          f"mean {np.mean(d32):.2e} over {len(d32)} (landscape, model) pairs, tau=0.1")  # fmt: skip
+    dad = np.array(dad)
+    print(f"adaptive - exact log V (tau=0.1, tolerance 1 grid step): mean {dad.mean():+.1f}, "
+          f"range {dad.min():+.1f} .. {dad.max():+.1f} over {len(dad)} pairs; model ranking "
+          f"kept in {kept}/{groups} landscapes")  # fmt: skip
     within = int((off <= 1 + 1e-6).sum())
     print(f"adaptive vs exact crossing (tau=0.1): {within}/{len(off)} within one grid step; "
           f"max {off.max():.2f} steps (a non-monotone curve: bisection found another crossing)")  # fmt: skip

@@ -26,10 +26,10 @@ import torch
 
 import assay
 from assay.families.patching._cartpole import mirrored_pairs, rollout, train_dqn
-from assay.families.patching._definitions import generate, save_definitions
+from assay.ml.patching import generate, save_definitions
 from assay.families.patching._models import load_model
 from assay.families.patching._results import format_table, rank
-from assay.families.patching._structure import PROBE_BATCH, probe_structure, select_modules
+from assay.ml.patching import PROBE_BATCH, probe_structure, select_modules
 from assay.families.patching.stages import PatchingRunConfig
 
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._cluster import parse_cluster_params
 from ._config import StageConfig
 from ._executors import make_executor
+from ._options import RunOptions, Selection, build_options, split_options
 from ._progress import ProgressDisplay
-from ._run import RunRecord, RunStatus
-from ._runner import Outcome, Runner, RunOptions
+from ._run import Outcome, RunRecord, RunStatus
+from ._runner import Runner
+from ._spec import PlannedRun
 from ._store import Store, resolve_store
-from ._suite import PlannedRun, Suite, expand, load_suite, select
+from ._suite import Suite, expand, load_suite, select
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +27,8 @@ class PlanRow:
     id: str
     stage: str
     params: dict[str, Any]
-    state: str  # done | failed | running | pending | reused (an upstream run already done)
-    upstream: bool = False
+    state: RunStatus
+    upstream: bool = False  # an upstream run of the suite's runs (shown in parentheses)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +38,13 @@ class SuiteResult:
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(Counter(o.status for o in self.outcomes))
+        """Outcomes by label: ``done``/``failed`` ran here, ``skipped`` had finished before,
+        ``done-elsewhere`` another process ran meanwhile (see :attr:`Outcome.label`)."""
+        return dict(Counter(o.label for o in self.outcomes))
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status.startswith("failed")]
+        return [o for o in self.outcomes if o.failed]
 
 
 def as_suite(suite: Suite | str | Path) -> Suite:
@@ -52,14 +55,16 @@ def plan_suite(
     suite: Suite | str | Path,
     overrides: Sequence[str] = (),
     *,
-    seeds: Sequence[int] | None = None,
-    shard: str | None = None,
-    start_index: int | None = None,
-    end_index: int | None = None,
+    imports: Sequence[str] = (),
+    trust_imports: bool = False,
+    **selection: Any,
 ) -> list[PlannedRun]:
-    """The suite's runs (after overrides), restricted to a shard or index range."""
-    runs = expand(as_suite(suite), overrides, seeds)
-    return select(runs, shard=shard, start=start_index, end=end_index)
+    """The suite's runs (after overrides), restricted by :class:`Selection` keywords
+    (``seeds``, ``shard``, ``start_index``, ``end_index``, ``max_runs``)."""
+    sel = selection.pop("selection", None) or build_options(Selection, selection)
+    runs = expand(as_suite(suite), overrides, sel.seeds, imports=imports,
+                  trust_imports=trust_imports, max_runs=sel.max_runs)  # fmt: skip
+    return select(runs, shard=sel.shard, start=sel.start_index, end=sel.end_index)
 
 
 def plan_rows(runs: Sequence[PlannedRun], store: Store | None) -> list[PlanRow]:
@@ -74,11 +79,8 @@ def plan_rows(runs: Sequence[PlannedRun], store: Store | None) -> list[PlanRow]:
                 continue
             seen.add(r.id)
             rec = known.get(r.id)
-            state = rec.status.value if rec else RunStatus.PENDING.value
-            is_up = r is not top
-            if is_up and state == RunStatus.DONE.value:
-                state = "reused"
-            rows.append(PlanRow(r.index, r.id, r.stage, r.params, state, upstream=is_up))
+            state = rec.status if rec else RunStatus.PENDING
+            rows.append(PlanRow(r.index, r.id, r.stage, r.params, state, upstream=r is not top))
     return rows
 
 
@@ -86,41 +88,30 @@ def run_suite(
     suite: Suite | str | Path,
     overrides: Sequence[str] = (),
     *,
-    root: str | Path = "runs",
-    store: str | None = None,
-    workers: int = 1,
-    seeds: Sequence[int] | None = None,
-    shard: str | None = None,
-    start_index: int | None = None,
-    end_index: int | None = None,
-    retry_failed: bool = False,
-    retries: int = 0,
-    timeout_s: float | None = None,
-    stop_on_error: bool = False,
-    stale_after_s: float = 120.0,
-    heartbeat_s: float = 10.0,
     progress: bool = False,
-    executor: str = "local",
-    cluster: Mapping[str, Any] | Sequence[str] = (),
+    imports: Sequence[str] = (),
+    trust_imports: bool = False,
+    **options: Any,
 ) -> SuiteResult:
     """Run every run of ``suite`` that is not finished yet; return what happened to each.
 
-    Finished runs are skipped, failed ones reported (rerun with ``retry_failed=True``), and runs
-    held by another live process are waited for. See :class:`RunOptions` for the options.
+    Keyword arguments are the fields of :class:`RunOptions` (``root``, ``store``, ``workers``,
+    ``retries``, ``executor``, ``cluster``, ...) and of :class:`Selection` (``seeds``, ``shard``,
+    ``start_index``, ``end_index``, ``max_runs``); an unknown one is an error naming the valid
+    ones. Finished runs are skipped, failed ones reported (rerun with ``retry_failed=True``).
+
+    ``imports``: modules registering the suite's stages; a suite file's own ``imports:`` are
+    loaded only when named here too, or with ``trust_imports=True``.
     """
     suite = as_suite(suite)
-    runs = plan_suite(suite, overrides, seeds=seeds, shard=shard, start_index=start_index,
-                      end_index=end_index)  # fmt: skip
-    options = RunOptions(
-        root=Path(root), store=store, retry_failed=retry_failed, retries=retries,
-        timeout_s=timeout_s, workers=workers, stop_on_error=stop_on_error,
-        stale_after_s=stale_after_s, heartbeat_s=heartbeat_s, executor=executor,
-        cluster=parse_cluster_params(executor, cluster),
-    )  # fmt: skip
-    display = ProgressDisplay(len(runs), enabled=progress)
+    run_options, selection = split_options(options)
+    runs = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
+                      selection=selection)  # fmt: skip
+    display = ProgressDisplay(runs, root=run_options.root, enabled=progress)
     outcomes: list[Outcome] = []
     try:
-        for outcome in make_executor(options, suite.imports).map(runs):
+        modules = (*imports, *suite.imports) if trust_imports else tuple(imports)
+        for outcome in make_executor(run_options, modules).map(runs):
             outcomes.append(outcome)
             display.update(outcome)
     finally:

@@ -1,13 +1,18 @@
-"""Running one stage in a child process of its own: for ``isolate=True`` stages and timeouts.
+"""Calling a stage: in this process, or in a child process of its own (``isolate=True`` stages
+and per-run timeouts).
 
-The child is spawned (a clean interpreter: no inherited threads or CUDA state), rebuilds the
-config and the upstream handles from JSON, runs the stage, and leaves its results in the run
-directory for the parent, which keeps the store up to date and kills the child at its timeout.
+The child is spawned (a clean interpreter: no inherited threads or CUDA state) and receives the
+planned run itself, which carries its config as JSON. It dies with its parent: on Linux the
+kernel kills it when the parent goes (``PR_SET_PDEATHSIG``), and a watchdog thread checks the
+parent elsewhere, so a killed invocation never leaves a run executing behind the next one.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import sys
+import threading
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,26 +20,51 @@ from typing import Any
 
 from ._config import StageConfig
 from ._errors import AssayError
-from ._io import atomic_write_json, atomic_write_text, read_json
-from ._registry import Stage
-from ._run import Run, UpstreamRun
-from ._runner import _config_json, call_stage
+from ._io import atomic_write_json, atomic_write_text, dumps, read_json, to_jsonable
+from ._registry import Stage, get_stage
+from ._run import Run
+from ._spec import PlannedRun
+from ._torch import seed_everything
+
+PARENT_POLL_S = 0.5
+
+
+def call_stage(entry: Stage, config: StageConfig, handle: Run) -> dict[str, Any]:
+    """Seed, call the stage function, and check that it returned JSON-able results."""
+    seed = config.runtime().seed
+    if seed is not None:
+        seed_everything(seed)
+    results = entry.fn(config, handle)
+    if results is None:
+        return {}
+    if not isinstance(results, Mapping):
+        raise AssayError(
+            f"stage {entry.name} returned a {type(results).__name__}; "
+            "a stage returns a dict of results (or None)"
+        )
+    out = to_jsonable(results)
+    dumps(out)  # fail here, in the run, if anything is not JSON
+    return out
 
 
 def run_in_child(
-    entry: Stage, config: StageConfig, handle: Run, timeout_s: float | None
+    entry: Stage, planned: PlannedRun, handle: Run, timeout_s: float | None
 ) -> dict[str, Any]:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or CUDA state
-    upstream = {name: _upstream_payload(value) for name, value in handle.upstream.items()}
     proc = ctx.Process(
         target=_child_main,
-        args=(entry.module, entry.name, json.dumps(_config_json(config)), str(handle.dir),
-              handle.id, handle.attempt, upstream),
+        args=(entry.module, planned, str(handle.dir), handle.attempt, dict(handle.upstream),
+              os.getpid()),
     )  # fmt: skip
     proc.start()
-    proc.join(timeout_s)
+    try:
+        proc.join(timeout_s)
+    except BaseException:  # Ctrl-C or SIGTERM in the parent: the child goes with it
+        proc.kill()
+        proc.join()
+        raise
     if proc.is_alive():
         proc.kill()
         proc.join()
@@ -50,40 +80,37 @@ def run_in_child(
     return results
 
 
-def _upstream_payload(value: Any) -> Any:
-    if isinstance(value, UpstreamRun):
-        return {"id": value.id, "stage": value.stage, "config": _config_json(value.config),
-                "dir": str(value.dir), "results": value.results}  # fmt: skip
-    if isinstance(value, Mapping):
-        return {k: _upstream_payload(v) for k, v in value.items()}
-    return [_upstream_payload(v) for v in value]
+def _die_with_parent(parent_pid: int) -> None:
+    """Make sure this child never outlives the runner that claimed its run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(PARENT_POLL_S)
+
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="assay-parent-watch").start()
 
 
-def _upstream_from_payload(value: Any) -> Any:
-    from ._registry import get_stage
-
-    if isinstance(value, Mapping) and "stage" in value and "dir" in value:
-        cls = get_stage(value["stage"]).config_cls
-        return UpstreamRun(value["id"], value["stage"], cls.model_validate(value["config"]),
-                           Path(value["dir"]), value["results"])  # fmt: skip
-    if isinstance(value, Mapping):
-        return {k: _upstream_from_payload(v) for k, v in value.items()}
-    return [_upstream_from_payload(v) for v in value]
-
-
-def _child_main(module: str, stage_name: str, config_json: str, run_dir: str, rid: str,
-                attempt: int, upstream: dict[str, Any]) -> None:  # fmt: skip
+def _child_main(module: str, planned: PlannedRun, run_dir: str, attempt: int,
+                upstream: dict[str, Any], parent_pid: int) -> None:  # fmt: skip
     import importlib
-    import sys
 
-    from ._registry import get_stage
-
+    _die_with_parent(parent_pid)
     importlib.import_module(module)
-    entry = get_stage(stage_name)
-    config = entry.config_cls.model_validate_json(config_json)
-    ups = {name: _upstream_from_payload(v) for name, v in upstream.items()}
-    handle = Run(run_id=rid, stage=stage_name, config=config, dir=run_dir, upstream=ups,
-                 attempt=attempt)  # fmt: skip
+    entry = get_stage(planned.stage)
+    config = planned.config
+    handle = Run(run_id=planned.id, stage=planned.stage, config=config, dir=run_dir,
+                 upstream=upstream, attempt=attempt)  # fmt: skip
     try:
         results = call_stage(entry, config, handle)
     except BaseException as exc:

@@ -47,70 +47,139 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _option_flags(p: argparse.ArgumentParser, cls: Any, only: Sequence[str] | None = None) -> None:
+    """Add one flag per field of an options class (RunOptions, Selection): the single source.
+
+    Flags default to None ("not given"), so the field's own default applies and the values
+    are validated by the options class, with its messages.
+    """
+    for name, field in cls.model_fields.items():
+        if only is not None and name not in only:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = field.get_default(call_default_factory=True)
+        shown = f" (default {default})" if default not in (None, False, {}, []) else ""
+        help_text = (field.description or "") + shown
+        if field.annotation in (bool, "bool"):
+            p.add_argument(flag, action="store_true", default=None, help=help_text)
+        elif name == "cluster":
+            p.add_argument(flag, action="append", default=None, metavar="KEY=VALUE",
+                           help=help_text)  # fmt: skip
+        elif name == "seeds":
+            p.add_argument(flag, nargs="+", default=None, metavar="SEED", help=help_text)
+        else:
+            p.add_argument(flag, default=None, metavar=name.upper(), help=help_text)
+
+
+def _options(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
+    """The flags of ``cls`` the user gave, ready for the options class to validate."""
+    out = {}
+    for name in cls.model_fields:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        out[name] = _seeds(value) if name == "seeds" else value
+    return out
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default="runs", help="directory of run folders (default: runs)")
-    p.add_argument("--store", default=None, help="store URL (default: sqlite:///ROOT/assay.db)")
+    from ._options import RunOptions
+
+    _option_flags(p, RunOptions, only=("root", "store"))
 
 
 def _suite_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("suite", help="suite file (.yaml, .json or .toml)")
+    from ._options import Selection
+
+    p.add_argument("suite", help="suite file (.yaml, .json or .toml), or a run's config.json")
     p.add_argument("overrides", nargs="*", help="key.sub=value, or key=1,2,3 to sweep")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds replacing the sweep's")
+    _option_flags(p, Selection, only=("seeds",))
     p.add_argument("--import", dest="imports", action="append", default=[],
-                   help="module that registers extra stages (repeatable)")  # fmt: skip
+                   help="module that registers stages (repeatable); the only way user code "
+                        "is imported, besides --trust-imports")  # fmt: skip
+    p.add_argument("--trust-imports", action="store_true",
+                   help="import the modules the suite file lists under imports:")  # fmt: skip
 
 
-def _seeds(text: str | None) -> list[int] | None:
-    if text is None:
+def _seeds(tokens: Sequence[str] | str | None) -> list[int] | None:
+    """``--seeds 0,1,2`` or ``--seeds 42 43``: both as researchers type them."""
+    if tokens is None:
         return None
+    parts = [t for tok in ([tokens] if isinstance(tokens, str) else tokens)
+             for t in str(tok).split(",") if t.strip()]  # fmt: skip
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        return [int(t) for t in parts]
     except ValueError:
-        raise AssayError(f"--seeds must be comma-separated integers, got {text!r}") from None
+        raise AssayError(
+            f"--seeds takes integers, e.g. --seeds 0 1 2 or --seeds 0,1,2; got {' '.join(parts)!r}"
+        ) from None
+
+
+def _import_user_modules(modules: Sequence[str]) -> None:
+    """Import ``--import`` modules. The working directory is searched last, and only then:
+    a ``pandas.py`` lying in it never shadows the real one."""
+    from ._registry import import_modules
+
+    if not modules:
+        return
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    import_modules(list(modules))
 
 
 def _prepare(args: argparse.Namespace) -> Any:
-    from ._registry import import_modules
     from ._suite import load_suite
 
-    sys.path.insert(0, str(Path.cwd()))  # so `--import mystages` finds ./mystages.py
-    import_modules(args.imports)
+    _import_user_modules(args.imports)
     return load_suite(args.suite)
+
+
+def _plan(args: argparse.Namespace, suite: Any, **selection: Any) -> Any:
+    from ._api import plan_suite
+
+    return plan_suite(suite, args.overrides, imports=args.imports,
+                      trust_imports=args.trust_imports, **selection)  # fmt: skip
+
+
+def _existing_store(args: argparse.Namespace) -> Any:
+    """The store, or None when nothing was ever recorded under --root (none is created)."""
+    from ._store import resolve_store
+
+    if args.store is None and not (Path(args.root or "runs") / "assay.db").exists():
+        return None
+    return resolve_store(args.store, args.root or "runs")
+
+
+def _no_runs(args: argparse.Namespace) -> str:
+    root = Path(args.root or "runs")
+    return (f"no runs recorded: there is no store at {root.resolve() / 'assay.db'}; pass "
+            "--root (or --store) where `assay run` wrote them")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- commands
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._api import plan_rows, plan_suite, run_suite
-    from ._store import resolve_store
+    from ._api import plan_rows, run_suite
+    from ._options import RunOptions, Selection, split_options
 
     suite = _prepare(args)
-    selection = dict(seeds=_seeds(args.seeds), shard=args.shard, start_index=args.start_index,
-                     end_index=args.end_index)  # fmt: skip
+    selection = _options(args, Selection)
     if args.dry_run:
-        runs = plan_suite(suite, args.overrides, **selection)
-        if args.store is None and not (Path(args.root) / "assay.db").exists():
-            rows = plan_rows(runs, None)  # nothing recorded yet; a dry run creates no store
-        else:
-            with resolve_store(args.store, args.root) as store:
-                rows = plan_rows(runs, store)
-        _table(
-            f"suite {suite.name}: {len(runs)} run(s) of {suite.stage}",
-            ["index", "id", "stage", "parameters", "state"],
-            [(r.index if not r.upstream else f"({r.index})", r.id, r.stage, r.params, r.state)
-             for r in rows],
-        )  # fmt: skip
-        print(f"dry run: nothing executed. runs: {_count_states(r for r in rows if not r.upstream)}"
-              f"; upstream: {_count_states(r for r in rows if r.upstream) or 'none'}")  # fmt: skip
+        runs = _plan(args, suite, **selection)
+        store = _existing_store(args)  # nothing recorded yet: a dry run creates no store
+        try:
+            rows = plan_rows(runs, store)
+        finally:
+            if store is not None:
+                store.close()
+        _print_plan(suite, runs, rows)
         return 0
-    result = run_suite(
-        suite, args.overrides, root=args.root, store=args.store, workers=args.workers,
-        retry_failed=args.retry_failed, retries=args.retries, timeout_s=args.timeout_s,
-        stop_on_error=args.stop_on_error, stale_after_s=args.stale_after_s,
-        heartbeat_s=args.heartbeat_s, progress=not args.quiet, executor=args.executor,
-        cluster=args.cluster, **selection,
-    )  # fmt: skip
+    options = _options(args, RunOptions)
+    split_options({**options, **selection})  # bad options fail before anything is planned
+    result = run_suite(suite, args.overrides, progress=not args.quiet, imports=args.imports,
+                       trust_imports=args.trust_imports, **options, **selection)  # fmt: skip
     counts = result.counts
     print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     for o in result.failed:
@@ -121,41 +190,66 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+DRY_RUN_ROWS = 200  # a bigger plan prints its first and last rows; the counts cover every run
+
+
+def _print_plan(suite: Any, runs: Any, rows: Any) -> None:
+    shown = rows if len(rows) <= DRY_RUN_ROWS else [*rows[: DRY_RUN_ROWS // 2],
+                                                     *rows[-DRY_RUN_ROWS // 2 :]]  # fmt: skip
+    title = f"suite {suite.name}: {len(runs)} run(s) of {suite.stage}"
+    if len(shown) < len(rows):
+        title += f" (showing {len(shown)} of {len(rows)} rows)"
+    _table(title, ["index", "id", "stage", "parameters", "state"],
+           [(r.index if not r.upstream else f"({r.index})", r.id, r.stage, r.params,
+             r.state.value + (" (reused)" if r.upstream and r.state.value == "done" else ""))
+            for r in shown])  # fmt: skip
+    print(f"dry run: nothing executed. runs: {_count_states(r for r in rows if not r.upstream)}"
+          f"; upstream: {_count_states(r for r in rows if r.upstream) or 'none'}")  # fmt: skip
+
+
 def _count_states(rows: Any) -> str:
     states: dict[str, int] = {}
     for r in rows:
-        states[r.state] = states.get(r.state, 0) + 1
+        states[r.state.value] = states.get(r.state.value, 0) + 1
     return ", ".join(f"{v} {k}" for k, v in states.items())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ._api import plan_rows, plan_suite
-    from ._store import resolve_store
+    from ._api import plan_rows
 
     suite = _prepare(args)
-    runs = plan_suite(suite, args.overrides, seeds=_seeds(args.seeds))
-    with resolve_store(args.store, args.root) as store:
+    runs = _plan(args, suite, seeds=_seeds(args.seeds))
+    store = _existing_store(args)
+    if store is None:
+        print(f"suite {suite.name}: 0/{len(runs)} done; {_no_runs(args)}")
+        return 0
+    with store:
         rows = [r for r in plan_rows(runs, store) if not r.upstream]
         records = store.get_many(r.id for r in rows)
     states: dict[str, int] = {}
     for r in rows:
-        states[r.state] = states.get(r.state, 0) + 1
+        states[r.state.value] = states.get(r.state.value, 0) + 1
     done = states.get("done", 0)
     print(f"suite {suite.name}: {done}/{len(rows)} done; "
           + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))  # fmt: skip
-    unfinished = [r for r in rows if r.state != "done"]
+    unfinished = [r for r in rows if r.state.value != "done"]
+    if len(unfinished) > DRY_RUN_ROWS:
+        print(f"  {len(unfinished)} not done; showing the first {DRY_RUN_ROWS}")
+        unfinished = unfinished[:DRY_RUN_ROWS]
     if unfinished:
         _table("not done", ["index", "id", "state", "attempts", "error"],
-               [(r.index, r.id, r.state, getattr(records.get(r.id), "attempts", 0),
+               [(r.index, r.id, r.state.value, getattr(records.get(r.id), "attempts", 0),
                  (getattr(records.get(r.id), "error", None) or "")[:100]) for r in unfinished])  # fmt: skip
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from ._run import RunStatus
-    from ._store import resolve_store
 
-    with resolve_store(args.store, args.root) as store:
+    store = _existing_store(args)
+    if store is None:
+        raise AssayError(_no_runs(args))
+    with store:
         status = RunStatus(args.status) if args.status else None
         records = store.query(stage=args.stage, status=status)
     records = records[-args.limit :] if args.limit else records
@@ -165,9 +259,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ._store import resolve_store
-
-    with resolve_store(args.store, args.root) as store:
+    store = _existing_store(args)
+    if store is None:
+        raise AssayError(_no_runs(args))
+    with store:
         rec = store.find(args.run)
     info = {"id": rec.id, "stage": rec.stage, "status": rec.status.value,
             "attempts": rec.attempts, "duration_s": rec.duration_s, "dir": str(rec.dir),
@@ -186,10 +281,11 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     from ._reindex import reindex
     from ._store import resolve_store
 
-    if not Path(args.root).is_dir():
-        raise AssayError(f"root {args.root!r} is not a directory of runs; pass --root")
-    with resolve_store(args.store, args.root) as store:
-        counts = reindex(args.root, store)
+    root = args.root or "runs"
+    if not Path(root).is_dir():
+        raise AssayError(f"root {root!r} is not a directory of runs; pass --root")
+    with resolve_store(args.store, root) as store:
+        counts = reindex(root, store)
     print(f"indexed {sum(counts.values())} run(s): "
           + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))  # fmt: skip
     return 0
@@ -257,6 +353,21 @@ def cmd_families(args: argparse.Namespace) -> int:
 def cmd_stages(args: argparse.Namespace) -> int:
     from ._registry import all_stage_names, get_stage
 
+    if args.name:
+        entry = get_stage(args.name)
+        cls = entry.config_cls
+        rows = []
+        for key, field in cls.model_fields.items():
+            default = "(required)" if field.is_required() else field.get_default(
+                call_default_factory=True)  # fmt: skip
+            if hasattr(default, "model_dump"):
+                default = f"{type(default).__name__}(...)  (upstream stage: {key}.*)"
+            note = " [not in the run id]" if key in cls.identity_exclude else ""
+            rows.append((key, getattr(field.annotation, "__name__", str(field.annotation)),
+                         default, (field.description or "") + note))  # fmt: skip
+        _table(f"stage {entry.name} (version {entry.version}): {entry.description}",
+               ["key", "type", "default", "help"], rows)  # fmt: skip
+        return 0
     rows = []
     for name in all_stage_names():
         entry = get_stage(name)
@@ -273,35 +384,14 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from ._options import RunOptions, Selection
+
     p = sub.add_parser("run", help="run a suite (skips finished runs)")
     _suite_args(p)
-    _common(p)
+    _option_flags(p, RunOptions)
+    _option_flags(p, Selection, only=[f for f in Selection.model_fields if f != "seeds"])
     p.add_argument("--dry-run", action="store_true", help="show the plan; run nothing")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    p.add_argument("--shard", default=None, help="i/n: run indices with index %% n == i")
-    p.add_argument("--start-index", type=int, default=None)
-    p.add_argument("--end-index", type=int, default=None, help="exclusive")
-    p.add_argument("--stop-on-error", action="store_true")
-    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
-    p.add_argument("--retries", type=int, default=0, help="extra attempts per failing run")
-    p.add_argument("--timeout-s", type=float, default=None, help="per-run limit (child process)")
-    p.add_argument("--stale-after-s", type=float, default=120.0,
-                   help="a running run with an older heartbeat is rerun")  # fmt: skip
-    p.add_argument("--heartbeat-s", type=float, default=10.0)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument(
-        "--executor",
-        default="local",
-        choices=["local", "slurm", "submitit-local", "ray"],
-        help="local (inline or --workers processes), slurm (submitit), ray",
-    )
-    p.add_argument(
-        "--cluster",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="executor parameter, e.g. partition=gpu timeout_min=120 address=auto",
-    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="progress of a suite")
@@ -328,8 +418,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="statistics across seeds, comparisons, plots, export")
     p.add_argument("suite", nargs="?", default=None, help="suite file (or use --stage)")
     p.add_argument("overrides", nargs="*")
-    p.add_argument("--seeds", default=None)
+    _option_flags(p, Selection, only=("seeds",))
     p.add_argument("--import", dest="imports", action="append", default=[])
+    p.add_argument("--trust-imports", action="store_true")
     _common(p)
     p.add_argument("--stage", default=None, help="analyze every finished run of this stage")
     p.add_argument("--metric", action="append", default=[], help="metric(s); default all")
@@ -340,7 +431,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     p = sub.add_parser("families", help="installed experiment families")
     p.set_defaults(func=cmd_families)
-    p = sub.add_parser("stages", help="registered stages and their config keys")
+    p = sub.add_parser("stages", help="registered stages; `assay stages NAME` shows one's keys")
+    p.add_argument("name", nargs="?", default=None, help="a stage name: its keys, defaults, help")
     p.set_defaults(func=cmd_stages)
 
     _family_parsers(sub, argv)
@@ -375,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
         if extra:
             args.overrides = [*args.overrides, *extra]
+        if getattr(args, "seeds", None):  # `--seeds 1 2 lr=0.1`: the override is not a seed
+            args.overrides = [*getattr(args, "overrides", []),
+                              *(t for t in args.seeds if "=" in t)]  # fmt: skip
+            args.seeds = [t for t in args.seeds if "=" not in t]
         return int(args.func(args) or 0)
     except AssayError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,6 +16,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; every file assay writes follows the umask instead (0644 under the
+# usual 022, 0664 under 002), like log.txt and the store, so a group can share a run root.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix) and rename it onto ``path`` on success.
@@ -33,6 +44,7 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
         )
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -1,22 +1,63 @@
-"""Progress display: a rich progress bar on a terminal, plain lines otherwise (logs, CI)."""
+"""Progress display: rich on a terminal, plain lines otherwise (logs, CI).
+
+Besides one line per finished run (named by its varying parameters, not only its hash), the
+terminal display shows every run in flight, upstream runs included, with the counter the stage
+reports through ``run.progress()`` and an ETA. Runs execute in other processes too, so the
+display reads each in-flight run's ``progress.json`` (written atomically, throttled) from a
+background thread.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
-from ._runner import Outcome
+from ._io import read_json
+from ._run import PROGRESS_FILE, Outcome
+from ._spec import PlannedRun
 
-_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "failed-earlier": "red"}
+_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "failed-earlier": "red",
+          "done-elsewhere": "cyan", "failed-elsewhere": "red"}  # fmt: skip
+POLL_S = 0.5
+
+
+def describe(planned: PlannedRun) -> str:
+    """``stage k=v k=v`` for a run: what a researcher recognises it by."""
+    params = " ".join(f"{k}={v}" for k, v in planned.params.items())
+    return f"{planned.stage} {params}".strip()
+
+
+def eta(info: dict[str, Any]) -> str:
+    n, total, started = info.get("n") or 0, info.get("total"), info.get("started")
+    if not total or not n or started is None:
+        return ""
+    left = (time.time() - started) / n * (total - n)
+    return f" eta {left:.0f}s" if left < 120 else f" eta {left / 60:.1f}min"
 
 
 class ProgressDisplay:
-    def __init__(self, total: int, *, stream: TextIO | None = None, enabled: bool = True) -> None:
-        self.total = total
+    def __init__(
+        self,
+        runs: Sequence[PlannedRun],
+        *,
+        root: str | Path = "runs",
+        stream: TextIO | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.total = len(runs)
         self.count = 0
+        self.root = Path(root)
         self.stream = stream or sys.stdout
         self.enabled = enabled
-        self._rich = None
+        self.by_id = {r.id: r for top in runs for r in top.closure()}
+        self.open_ids = list(self.by_id)
+        self._rich: Any = None
+        self._live: dict[str, Any] = {}
+        self._stop = threading.Event()
         if enabled and self.stream.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -26,26 +67,60 @@ class ProgressDisplay:
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
             )
-            self._task = self._rich.add_task("runs", total=total)
+            self._task = self._rich.add_task("runs", total=self.total)
             self._rich.start()
+            self._thread = threading.Thread(target=self._poll, daemon=True, name="assay-progress")
+            self._thread.start()
 
     def update(self, outcome: Outcome) -> None:
         self.count += 1
         if not self.enabled:
             return
-        line = f"[{self.count}/{self.total}] {outcome.status:<14} {outcome.id}"
-        if outcome.status in ("done", "failed"):
-            line += f" ({outcome.duration_s:.2f}s)"
-        if outcome.error and outcome.status.startswith("failed"):
+        planned = self.by_id.get(outcome.id)
+        name = describe(planned) if planned else outcome.stage
+        line = f"[{self.count}/{self.total}] {outcome.label:<14} {name} ({outcome.id})"
+        if outcome.label in ("done", "failed"):
+            line += f" {outcome.duration_s:.2f}s"
+        if outcome.error and outcome.failed:
             line += f": {outcome.error.splitlines()[0][:160]}"
         if self._rich is not None:
             from rich.text import Text
 
-            self._rich.console.print(Text(line, style=_STYLE.get(outcome.status, "")))
+            self._rich.console.print(Text(line, style=_STYLE.get(outcome.label, "")))
             self._rich.advance(self._task)
         else:
             print(line, file=self.stream, flush=True)
 
+    def _poll(self) -> None:
+        """Show a bar for each run that has a progress.json (it is in flight somewhere)."""
+        while not self._stop.wait(POLL_S):
+            for rid in self.open_ids:
+                path = self.root / rid / PROGRESS_FILE
+                try:
+                    info = read_json(path)
+                except (OSError, ValueError):
+                    info = None
+                self._show(rid, info)
+
+    def _show(self, rid: str, info: dict[str, Any] | None) -> None:
+        task = self._live.get(rid)
+        if info is None:
+            if task is not None:
+                self._rich.remove_task(task)
+                del self._live[rid]
+            return
+        label = f"  {describe(self.by_id[rid])}"
+        if info.get("desc"):
+            label += f" [{info['desc']}]"
+        label += eta(info)
+        if task is None:
+            self._live[rid] = self._rich.add_task(label, total=info.get("total"),
+                                                  completed=info.get("n") or 0)  # fmt: skip
+        else:
+            self._rich.update(task, description=label, total=info.get("total"),
+                              completed=info.get("n") or 0)  # fmt: skip
+
     def close(self) -> None:
+        self._stop.set()
         if self._rich is not None:
             self._rich.stop()

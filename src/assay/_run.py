@@ -7,25 +7,94 @@ import contextlib
 import dataclasses
 import enum
 import json
-import pickle
+import os
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ._config import StageConfig
 from ._errors import AssayError
 from ._io import atomic_path, atomic_write_json, read_json, to_jsonable
 
-CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FILE = "checkpoint.pt"  # torch.save, loaded with weights_only=True
+CHECKPOINT_JSON = "checkpoint.json"  # the same state as JSON when torch is not installed
+PROGRESS_FILE = "progress.json"
+PROGRESS_EVERY_S = 0.5  # progress.json is rewritten at most this often
+
+
+class CheckpointError(AssayError):
+    """A checkpoint holds something other than plain data (tensors, containers, numbers)."""
+
+
+class ArtifactNameError(AssayError):
+    """An artifact name that would leave the run's ``artifacts/`` folder."""
+
+
+def artifact_name(name: str | os.PathLike[str]) -> str:
+    """``name`` normalised to a relative path inside ``artifacts/``, or ArtifactNameError.
+
+    Names are relative POSIX paths (``plots/loss.png``); absolute paths, ``..`` and empty names
+    are refused, since a stage's artifact must never be written outside its run directory.
+    """
+    text = os.fspath(name).replace("\\", "/")
+    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
+    if not text or text.startswith("/") or (len(text) > 1 and text[1] == ":") or not parts:
+        raise ArtifactNameError(
+            f"artifact name {text!r} is not a relative path; name artifacts like 'model.pt' or "
+            "'plots/loss.png' (they live in the run's artifacts/ folder)"
+        )
+    if ".." in parts:
+        raise ArtifactNameError(
+            f"artifact name {text!r} contains '..'; artifacts stay inside the run's artifacts/ "
+            "folder: use a name like 'sub/file.json'"
+        )
+    return "/".join(parts)
 
 
 class RunStatus(enum.StrEnum):
+    """The one state vocabulary: the store's rows, plan rows and outcomes all use it."""
+
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+
+class Origin(enum.StrEnum):
+    """Who produced a run's state, as seen by one invocation."""
+
+    EXECUTED = "executed"  # this invocation ran it
+    EARLIER = "earlier"  # it had finished (or failed) before this invocation looked
+    ELSEWHERE = "elsewhere"  # another process ran it while this invocation waited
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What happened to one run in one invocation: its final state and who produced it."""
+
+    id: str
+    stage: str
+    status: RunStatus
+    origin: Origin
+    duration_s: float = 0.0
+    error: str | None = None
+    index: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``done``, ``failed`` (ran here), ``skipped``, ``failed-earlier``, ``done-elsewhere``,
+        ``failed-elsewhere``: how progress lines and counts name it."""
+        if self.origin is Origin.EXECUTED:
+            return self.status.value
+        if self.origin is Origin.EARLIER:
+            return "skipped" if self.status is RunStatus.DONE else f"{self.status.value}-earlier"
+        return f"{self.status.value}-elsewhere"
+
+    @property
+    def failed(self) -> bool:
+        return self.status is RunStatus.FAILED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +142,7 @@ class UpstreamRun:
 def _artifact(run_dir: Path | None, name: str, run_id: str) -> Path:
     if run_dir is None:
         raise AssayError(f"run {run_id} has no directory recorded; run `assay reindex`")
-    path = Path(run_dir) / "artifacts" / name
+    path = Path(run_dir) / "artifacts" / artifact_name(name)
     if not path.exists():
         have = sorted(p.name for p in (Path(run_dir) / "artifacts").glob("*"))
         raise AssayError(
@@ -105,6 +174,7 @@ class Run:
         self.dir = Path(dir)
         self.upstream: Mapping[str, Any] = dict(upstream or {})
         self.attempt = attempt
+        self.superseded = False  # set when another process took the run over (stale heartbeat)
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -130,15 +200,23 @@ class Run:
         with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
+    def progress(self, total: int | None = None, desc: str = "") -> Progress:
+        """A progress counter shown in ``assay run``'s live display (epochs, directions, ...).
+
+        ``with run.progress(n_epochs, "epochs") as bar: ... bar.update()``; the display shows
+        ``desc n/total`` and an ETA beside the run's parameters.
+        """
+        return Progress(self.dir / PROGRESS_FILE, total, desc)
+
     # -- artifacts ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def write_artifact(self, name: str) -> Iterator[Path]:
         """Yield a temporary path; it becomes ``artifacts/<name>`` only if the block succeeds."""
-        with atomic_path(self.artifacts_dir / name) as tmp:
+        with atomic_path(self.artifacts_dir / artifact_name(name)) as tmp:
             yield tmp
 
     def save_json(self, name: str, obj: Any) -> Path:
-        path = self.artifacts_dir / name
+        path = self.artifacts_dir / artifact_name(name)
         atomic_write_json(path, obj)
         return path
 
@@ -147,28 +225,85 @@ class Run:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, state: Any) -> None:
-        """Atomically replace the run's checkpoint (torch.save when torch is installed)."""
-        with atomic_path(self.checkpoint_dir / CHECKPOINT_FILE, fsync=True) as tmp:
-            try:
-                import torch
-            except ImportError:
-                tmp.write_bytes(pickle.dumps(state))
-            else:
-                torch.save(state, tmp)
+        """Atomically replace the run's checkpoint.
 
-    def load_checkpoint(self) -> Any | None:
-        """The last saved checkpoint, or None when this run has none (a fresh start)."""
-        path = self.checkpoint_dir / CHECKPOINT_FILE
-        if not path.exists():
-            return None
+        ``state`` is plain data: tensors, numpy arrays, dicts, lists, tuples, numbers, strings
+        (a ``state_dict()`` is). It is written with ``torch.save`` when torch is installed and as
+        JSON otherwise; either way it loads back without executing code.
+        """
         try:
             import torch
         except ImportError:
-            return pickle.loads(path.read_bytes())
-        return torch.load(path, weights_only=False)
+            atomic_write_json(self.checkpoint_dir / CHECKPOINT_JSON, state, fsync=True)
+            return
+        with atomic_path(self.checkpoint_dir / CHECKPOINT_FILE, fsync=True) as tmp:
+            torch.save(state, tmp)
+
+    def load_checkpoint(self, *, trusted: bool = False) -> Any | None:
+        """The last saved checkpoint, or None when this run has none (a fresh start).
+
+        Loaded with ``weights_only=True``: tensors, containers, numbers and strings only. A file
+        holding anything else (a pickled object, something planted in the run directory) is
+        refused with :class:`CheckpointError`; ``trusted=True`` is the stage's explicit opt-in
+        to unpickling a checkpoint it wrote itself.
+        """
+        path = self.checkpoint_dir / CHECKPOINT_FILE
+        if not path.exists():
+            json_path = self.checkpoint_dir / CHECKPOINT_JSON
+            return read_json(json_path) if json_path.exists() else None
+        import pickle
+
+        import torch
+
+        try:
+            return torch.load(path, weights_only=not trusted, map_location="cpu")
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(
+                f"refusing to load {path}: it holds objects other than tensors, containers, "
+                f"numbers and strings ({str(exc).splitlines()[0][:200]}). Checkpoints load "
+                "without running code; save plain state (state_dict(), lists, dicts), or, if "
+                "this stage wrote the file itself, load it with run.load_checkpoint(trusted=True)"
+            ) from None
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, dir={str(self.dir)!r})"
+
+
+class Progress:
+    """A run's progress counter, written to ``progress.json`` for the live display.
+
+    Writes are throttled (at most every ``PROGRESS_EVERY_S``) and atomic; a finished counter
+    writes its final state.
+    """
+
+    def __init__(self, path: Path, total: int | None, desc: str) -> None:
+        self.path, self.total, self.desc = path, total, desc
+        self.n = 0
+        self.started = time.time()
+        self._written = 0.0
+        self._write(force=True)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._write()
+
+    def set(self, n: int) -> None:
+        self.n = n
+        self._write()
+
+    def _write(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._written < PROGRESS_EVERY_S:
+            return
+        self._written = now
+        atomic_write_json(self.path, {"desc": self.desc, "n": self.n, "total": self.total,
+                                      "started": self.started, "updated": now})  # fmt: skip
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._write(force=True)
 
 
 def DetachedRun(  # noqa: N802 - reads like a class at call sites

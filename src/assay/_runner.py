@@ -1,96 +1,59 @@
 """Execute planned runs: claim each in the store, run upstream first, record everything.
 
-One :class:`Runner` per process. Runs execute inline (in this process), in a child process of
-their own (stages declared ``isolate=True``, or when a per-run timeout is set), or spread over a
-local process pool (``workers > 1``) where each worker has its own Runner on the shared store.
-Every claim goes through the store, so any number of invocations (shards, index ranges, workers)
-can work on one suite without running a run twice.
+One :class:`Runner` per process. It takes :class:`PlannedRun` specs as planned (ids, configs and
+upstream trees are never recomputed) and executes each inline, or in a child process of its own
+(stages declared ``isolate=True``, or under a per-run timeout). Every claim goes through the
+store, so any number of invocations (shards, index ranges, workers, the same command twice) can
+work on one suite without running a run twice.
+
+The commit order makes a finished result impossible to lose: the results are written (fsync'd)
+beside the run as ``.results.attempt-N.json``, then the store row is moved to done (fenced on
+owner and attempt), then the file is renamed to ``results.json``. A kill between any two steps
+leaves a file the next claimant adopts instead of rerunning the run.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import StageConfig, run_id
+from ._child import call_stage, run_in_child
+from ._config import StageConfig
 from ._errors import AssayError
-from ._io import atomic_write_json, atomic_write_text, dumps, to_jsonable
+from ._io import atomic_write_json, atomic_write_text, read_json
+from ._options import RunOptions
 from ._provenance import start_record
-from ._registry import Stage, stage_for_config
-from ._run import Run, RunRecord, RunStatus, UpstreamRun
+from ._registry import get_stage
+from ._run import (
+    PROGRESS_FILE,
+    Origin,
+    Outcome,
+    Progress,
+    Run,
+    RunRecord,
+    RunStatus,
+    UpstreamRun,
+)
+from ._spec import PlannedRun, plan_config
 from ._store import Store, resolve_store
-from ._suite import _flatten_upstream
 
-WAIT_POLL_S = 0.2  # how often a run whose upstream is held by another process re-checks it
-
-
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """How runs execute. Shared by the CLI and the Python API.
-
-    Attributes:
-        root: directory holding one folder per run (and the default SQLite store).
-        store: store URL; default ``sqlite:///<root>/assay.db``.
-        retry_failed: rerun runs recorded as failed (otherwise they are reported and skipped).
-        retries: extra attempts for a run that raises, within this invocation.
-        timeout_s: per-run wall-clock limit; runs then execute in a child process that is killed.
-        heartbeat_s: how often a running run refreshes its heartbeat.
-        stale_after_s: a running run whose heartbeat is older is taken as dead and rerun.
-        workers: local processes; 1 runs inline.
-        stop_on_error: stop scheduling new runs after the first failure.
-        executor: ``local`` (inline, or a process pool when workers > 1), ``slurm``,
-            ``submitit-local`` or ``ray``.
-        cluster: the executor's parameters (partition, timeout_min, address, ...).
-    """
-
-    root: Path = Path("runs")
-    store: str | None = None
-    retry_failed: bool = False
-    retries: int = 0
-    timeout_s: float | None = None
-    heartbeat_s: float = 10.0
-    stale_after_s: float = 120.0
-    workers: int = 1
-    stop_on_error: bool = False
-    executor: str = "local"
-    cluster: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from ._cluster import parse_cluster_params
-
-        object.__setattr__(self, "root", Path(self.root))
-        object.__setattr__(self, "cluster", parse_cluster_params(self.executor, self.cluster))
-        checks = {
-            "workers": (self.workers, self.workers >= 1, ">= 1"),
-            "retries": (self.retries, self.retries >= 0, ">= 0"),
-            "heartbeat_s": (self.heartbeat_s, self.heartbeat_s > 0, "> 0"),
-            "stale_after_s": (self.stale_after_s, self.stale_after_s > self.heartbeat_s,
-                              "> heartbeat_s"),
-            "timeout_s": (self.timeout_s, self.timeout_s is None or self.timeout_s > 0, "> 0"),
-        }  # fmt: skip
-        for name, (value, ok, rule) in checks.items():
-            if not ok:
-                raise AssayError(f"{name} must be {rule}, got {value!r}")
+WAIT_POLL_S = 0.2  # how often a run held by another process is looked at again
+PENDING_RESULTS = ".results.attempt-{attempt}.json"
 
 
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """What happened to one run in this invocation."""
-
-    id: str
-    stage: str
-    status: str  # "done" (ran now), "skipped" (finished earlier), "failed", "failed-earlier"
-    duration_s: float = 0.0
-    error: str | None = None
-    index: int | None = None
+def _proc_start(pid: int) -> str:
+    """The process's start time in clock ticks (Linux), so a reused pid is not mistaken."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def _alive(pid: int) -> bool:
@@ -103,198 +66,225 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` (``host:pid:token``) was a process on this host that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+def make_owner() -> str:
+    """``host:pid:start:token``: who holds a claim, precise enough to tell a reused pid."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}:{uuid.uuid4().hex[:8]}"
+
+
+def liveness(owner: str) -> bool | None:
+    """True: a live process on this host (even stopped); False: known dead; None: elsewhere."""
+    parts = owner.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return None
+    pid = int(parts[1])
+    if not _alive(pid):
         return False
-    return not _alive(int(pid_text))
-
-
-class UpstreamFailedError(AssayError):
-    pass
+    start = parts[2] if len(parts) >= 4 else ""
+    return not (start and _proc_start(pid) not in ("", start))  # a different process: pid reused
 
 
 class Runner:
-    """Runs configs against one store. Not thread-safe; make one per process."""
+    """Runs planned runs against one store. Not thread-safe; make one per process."""
 
     def __init__(self, options: RunOptions, store: Store | None = None) -> None:
         self.options = options
-        self.root = options.root
+        self.root = Path(options.root)
         self.store = store or resolve_store(options.store, options.root)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._finished: dict[str, RunRecord] = {}
+        self.owner = make_owner()
+        self.pid = os.getpid()
+        self._settled: dict[str, tuple[RunRecord, Origin]] = {}
         self._heartbeat = _Heartbeat(self.store, self.owner, options.heartbeat_s)
 
     # -- public --------------------------------------------------------------------------------
-    def execute(self, config: StageConfig, *, index: int | None = None) -> Outcome:
-        start = time.perf_counter()
-        entry = stage_for_config(config)
-        rid = run_id(entry.name, entry.version, config)
-        before = self.store.get(rid)
-        if before is not None and before.status is RunStatus.DONE:
-            return Outcome(rid, entry.name, "skipped", 0.0, index=index)
-        try:
-            record = self.record_for(config, known=before)
-        except UpstreamFailedError as exc:
-            return Outcome(rid, entry.name, "failed", time.perf_counter() - start, str(exc), index)
-        status = "done" if record.status is RunStatus.DONE else "failed"
-        if status == "failed" and record.attempts == (before.attempts if before else 0):
-            status = "failed-earlier"
-        return Outcome(rid, entry.name, status, time.perf_counter() - start, record.error, index)
+    def execute(self, planned: PlannedRun, *, wait: bool = True) -> Outcome | None:
+        """Bring one planned run (and its upstream) to done or failed; say who did it.
 
-    def record_for(self, config: StageConfig, known: RunRecord | None = None) -> RunRecord:
-        """The finished (or failed) record of ``config``, running it and its upstream if needed.
-
-        ``known``: the store's record of this run, when the caller has just read it.
+        With ``wait=False`` a run held by another live process returns None at once (come back
+        later); with ``wait=True`` this waits for that process's outcome.
         """
-        entry = stage_for_config(config)
-        rid = run_id(entry.name, entry.version, config)
-        if rid in self._finished:
-            return self._finished[rid]
-        rec = known if known is not None else self.store.get(rid)
-        if rec is not None and rec.status is RunStatus.DONE:
-            self._finished[rid] = rec
-            return rec
-        upstream = self._upstream(config)
-        run_dir = self.root / rid
-        new = (
-            None if rec is not None else (entry.name, _config_json(config), str(run_dir.resolve()))
-        )
-        tries_left = self.options.retries + 1
-        retry_failed = self.options.retry_failed
-        while True:
-            attempt = self.store.claim(
-                rid,
-                self.owner,
-                retry_failed=retry_failed,
-                stale_after_s=self.options.stale_after_s,
-                owner_is_dead=owner_is_dead,
-                ensure=new,
-            )
-            new = None
-            if attempt is None:
-                rec = self.store.get(rid)
-                if rec is None:
-                    raise AssayError(f"run {rid} vanished from store {self.store.url}")
-                if rec.status is RunStatus.DONE or rec.status is RunStatus.FAILED:
-                    break
-                time.sleep(WAIT_POLL_S)  # another process holds it: wait for its outcome
-                continue
-            rec = self._run(entry, config, rid, run_dir, upstream, attempt)
-            tries_left -= 1
-            if rec.status is RunStatus.DONE or tries_left == 0:
-                break
-            retry_failed = True  # --retries: try again within this invocation
-        if rec.status is RunStatus.DONE:
-            self._finished[rid] = rec
-        return rec
+        start = time.perf_counter()
+        settled = self._settle(planned, wait=wait)
+        if settled is None:
+            return None
+        rec, origin = settled
+        return Outcome(planned.id, planned.stage, rec.status, origin,
+                       time.perf_counter() - start, rec.error, planned.index)  # fmt: skip
+
+    def record_for(self, config: StageConfig | PlannedRun) -> RunRecord:
+        """The finished (or failed) record of a config, running it and its upstream if needed."""
+        planned = config if isinstance(config, PlannedRun) else plan_config(config)
+        settled = self._settle(planned, wait=True)
+        assert settled is not None  # wait=True always settles
+        return settled[0]
 
     def close(self) -> None:
         self.store.close()
 
     # -- internals -----------------------------------------------------------------------------
-    def _upstream(self, config: StageConfig) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, value in config.upstream().items():
-            subs = _flatten_upstream(value, name)
-            handed = []
-            for sub in subs:
-                rec = self.record_for(sub)
-                if rec.status is not RunStatus.DONE:
-                    raise UpstreamFailedError(
-                        f"upstream run {rec.id} ({name}) failed: {rec.error}; "
-                        f"see {rec.dir}/log.txt, fix it and rerun with --retry-failed"
-                    )
-                handed.append(
-                    UpstreamRun(rec.id, rec.stage, sub, Path(rec.dir or ""), rec.results or {})
-                )
-            if isinstance(value, StageConfig):
-                out[name] = handed[0]
-            elif isinstance(value, Mapping):
-                out[name] = dict(zip(value.keys(), handed, strict=True))
-            else:
-                out[name] = handed
-        return out
+    def _settle(self, planned: PlannedRun, *, wait: bool) -> tuple[RunRecord, Origin] | None:
+        if planned.id in self._settled:
+            return self._settled[planned.id]
+        rec = self.store.get(planned.id)
+        if rec is not None and rec.status is RunStatus.DONE:
+            _repair_results(rec)
+            return self._remember(planned.id, rec, Origin.EARLIER)
+        if rec is not None and rec.status is RunStatus.FAILED and not self.options.retry_failed:
+            return rec, Origin.EARLIER
+        upstream: dict[str, Any] = {}
+        for link in planned.upstream:
+            sub = self._settle(link.run, wait=wait)
+            if sub is None:
+                return None
+            sub_rec, sub_origin = sub
+            if sub_rec.status is not RunStatus.DONE:
+                error = (f"upstream run {sub_rec.id} ({link.name}) failed: {sub_rec.error}; see "
+                         f"{sub_rec.dir}/error.txt, fix it and rerun with --retry-failed")  # fmt: skip
+                failed = RunRecord(planned.id, planned.stage, RunStatus.FAILED, {}, error=error)
+                return failed, sub_origin
+            handed = UpstreamRun(sub_rec.id, sub_rec.stage, link.run.config,
+                                 Path(sub_rec.dir or self.root / sub_rec.id), sub_rec.results or {})  # fmt: skip
+            _hand(upstream, link.name, link.key, handed)
+        return self._claim_and_run(planned, rec, upstream, wait=wait)
 
-    def _run(
-        self,
-        entry: Stage,
-        config: StageConfig,
-        rid: str,
-        run_dir: Path,
-        upstream: dict[str, Any],
-        attempt: int,
-    ) -> RunRecord:
+    def _claim_and_run(
+        self, planned: PlannedRun, rec: RunRecord | None, upstream: dict[str, Any], *, wait: bool
+    ) -> tuple[RunRecord, Origin] | None:
+        new = None if rec is not None else (planned.stage, planned.config_json, planned.id)
+        tries_left = self.options.retries + 1
+        retry_failed = self.options.retry_failed
+        while True:
+            attempt = self.store.claim(planned.id, self.owner, retry_failed=retry_failed,
+                                       stale_after_s=self.options.stale_after_s,
+                                       liveness=liveness, ensure=new)  # fmt: skip
+            new = None
+            if attempt is None:
+                rec = self.store.get(planned.id)
+                if rec is None:
+                    raise AssayError(f"run {planned.id} vanished from store {self.store.url}")
+                if rec.status is RunStatus.DONE:
+                    return self._remember(planned.id, rec, Origin.ELSEWHERE)
+                if rec.status is RunStatus.FAILED and not retry_failed:
+                    return rec, Origin.ELSEWHERE
+                if not wait:
+                    return None
+                time.sleep(WAIT_POLL_S)  # held by another live process: wait for its outcome
+                continue
+            rec = self._run(planned, upstream, attempt)
+            tries_left -= 1
+            if rec.status is not RunStatus.FAILED or tries_left == 0:
+                break
+            retry_failed = True  # --retries: try again within this invocation
+        if rec.status is RunStatus.DONE:
+            return self._remember(planned.id, rec, Origin.EXECUTED)
+        return rec, Origin.EXECUTED
+
+    def _remember(self, rid: str, rec: RunRecord, origin: Origin) -> tuple[RunRecord, Origin]:
+        self._settled[rid] = (rec, origin)
+        return rec, origin
+
+    def _run(self, planned: PlannedRun, upstream: dict[str, Any], attempt: int) -> RunRecord:
+        entry = get_stage(planned.stage)
+        rid, run_dir = planned.id, self.root / planned.id
         run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("results.json", "error.txt"):  # left by an earlier, killed attempt
-            (run_dir / stale).unlink(missing_ok=True)
+        adopted = self._adopt(planned, run_dir, attempt)
+        if adopted is not None:
+            return adopted
+        (run_dir / "error.txt").unlink(missing_ok=True)  # left by an earlier failed attempt
         started = time.time()
-        config_json = _config_json(config)
-        atomic_write_json(run_dir / "config.json", config_json)
-        seed = getattr(config, "seed", None)
-        prov = start_record(seed=seed, device=getattr(config, "device", None), attempt=attempt)
+        config = planned.config
+        atomic_write_text(run_dir / "config.json", planned.config_json + "\n")
+        runtime = config.runtime()
+        prov = start_record(seed=runtime.seed, device=runtime.device, attempt=attempt)
         handle = Run(run_id=rid, stage=entry.name, config=config, dir=run_dir,
                      upstream=upstream, attempt=attempt)  # fmt: skip
-        self._heartbeat.watch(rid)
+        Progress(run_dir / PROGRESS_FILE, None, "")  # the live display sees the run start
+        self._heartbeat.watch(rid, handle)
+        results: dict[str, Any] | None = None
         try:
             if entry.isolate or self.options.timeout_s is not None:
-                from ._child import run_in_child
-
-                results = run_in_child(entry, config, handle, self.options.timeout_s)
+                results = run_in_child(entry, planned, handle, self.options.timeout_s)
             else:
                 results = call_stage(entry, config, handle)
-            atomic_write_json(run_dir / "results.json", results, fsync=True)
             status, error = RunStatus.DONE, None
         except KeyboardInterrupt:
             self._heartbeat.unwatch()
             handle.log(f"attempt {attempt} interrupted; the run goes back to pending")
-            self.store.finish(rid, self.owner, RunStatus.PENDING)
+            self.store.finish(rid, self.owner, RunStatus.PENDING, attempt=attempt)
+            (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
             raise
         except Exception as exc:
-            results = None
             status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             atomic_write_text(run_dir / "error.txt", traceback.format_exc())
         finally:
             self._heartbeat.unwatch()
         ended = time.time()
-        prov["time_end"] = ended
-        prov["duration_s"] = ended - started
-        prov["device"] = _resolved_device(config, prov["device"])
-        prov.update(run_id=rid, stage=entry.name, status=status.value, error=error)
+        prov.update(time_end=ended, duration_s=ended - started, run_id=rid, stage=entry.name,
+                    status=status.value, error=error,
+                    device=_resolved_device(prov["device"]))  # fmt: skip
         atomic_write_json(run_dir / "provenance.json", prov)
-        self.store.finish(rid, self.owner, status, results=results, error=error)
+        pending = run_dir / PENDING_RESULTS.format(attempt=attempt)
+        if results is not None and not handle.superseded:
+            atomic_write_json(pending, results, fsync=True)  # 1. durable before the store says so
+        committed = not handle.superseded and self.store.finish(
+            rid, self.owner, status, attempt=attempt, results=results, error=error
+        )  # 2. fenced: a run taken over meanwhile keeps the new owner's outcome
+        (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
+        if not committed:
+            pending.unlink(missing_ok=True)
+            handle.log(f"attempt {attempt} by {self.owner} was taken over by another process; "
+                       "its outcome is not recorded")  # fmt: skip
+            return self.store.get(rid) or RunRecord(rid, entry.name, RunStatus.PENDING, {})
+        if results is not None:
+            os.replace(pending, run_dir / "results.json")  # 3. the file readers look for
         handle.log(f"attempt {attempt} by {self.owner}: {status.value} in {ended - started:.3f}s"
                    + (f": {error}" if error else ""))  # fmt: skip
         return RunRecord(
-            id=rid, stage=entry.name, status=status, config=config_json,
-            results=results, error=error, attempts=attempt, owner=self.owner,
-            started=started, ended=ended, dir=run_dir.resolve(),
+            id=rid, stage=entry.name, status=status, config={}, results=results, error=error,
+            attempts=attempt, owner=self.owner, started=started, ended=ended,
+            dir=run_dir.resolve(),
         )  # fmt: skip
 
+    def _adopt(self, planned: PlannedRun, run_dir: Path, attempt: int) -> RunRecord | None:
+        """A result an earlier attempt finished but did not commit (killed in between)."""
+        for path in [run_dir / "results.json", *sorted(run_dir.glob(".results.attempt-*.json"))]:
+            try:
+                results = read_json(path)
+            except (OSError, ValueError):
+                continue
+            if not self.store.finish(planned.id, self.owner, RunStatus.DONE, attempt=attempt,
+                                     results=results):  # fmt: skip
+                return self.store.get(planned.id)
+            if path.name != "results.json":
+                os.replace(path, run_dir / "results.json")
+            with open(run_dir / "log.txt", "a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {attempt} adopted the "
+                        f"finished result {path.name} of an earlier, killed attempt\n")  # fmt: skip
+            return RunRecord(planned.id, planned.stage, RunStatus.DONE, {}, results=results,
+                             attempts=attempt, dir=run_dir.resolve())  # fmt: skip
+        return None
 
-def call_stage(entry: Stage, config: StageConfig, handle: Run) -> dict[str, Any]:
-    """Seed, call the stage function, and check that it returned JSON-able results."""
-    from ._torch import seed_everything
 
-    seed = getattr(config, "seed", None)
-    if isinstance(seed, int):
-        seed_everything(seed)
-    results = entry.fn(config, handle)
-    if results is None:
-        return {}
-    if not isinstance(results, Mapping):
-        raise AssayError(
-            f"stage {entry.name} returned a {type(results).__name__}; "
-            "a stage returns a dict of results (or None)"
-        )
-    out = to_jsonable(results)
-    dumps(out)  # fail here, in the run, if anything is not JSON
-    return out
+def _repair_results(rec: RunRecord) -> None:
+    """A run the store calls done whose results.json rename was cut short by a kill."""
+    if rec.dir is None or (rec.dir / "results.json").exists() or not rec.dir.is_dir():
+        return
+    for path in sorted(rec.dir.glob(".results.attempt-*.json")):
+        os.replace(path, rec.dir / "results.json")
+        return
 
 
-def _resolved_device(config: StageConfig, spec: Any) -> Any:
+def _hand(upstream: dict[str, Any], name: str, key: str | int | None, run: UpstreamRun) -> None:
+    """Place an upstream run where the config named it: a value, a list entry or a dict entry."""
+    if key is None:
+        upstream[name] = run
+    elif isinstance(key, int):
+        upstream.setdefault(name, []).append(run)
+    else:
+        upstream.setdefault(name, {})[key] = run
+
+
+def _resolved_device(spec: Any) -> Any:
     """The device a run used: ``auto`` resolved, when the config names one and torch is loaded."""
     import sys
 
@@ -308,20 +298,20 @@ def _resolved_device(config: StageConfig, spec: Any) -> Any:
         return spec
 
 
-def _config_json(config: StageConfig) -> dict[str, Any]:
-    return config.model_dump(mode="json")
-
-
 class _Heartbeat:
-    """One daemon thread per Runner that refreshes the heartbeat of the run in flight."""
+    """One daemon thread per Runner that refreshes the heartbeat of the run in flight.
+
+    A beat the store refuses means another process took the run over: the handle is marked
+    superseded and the runner will not record its outcome.
+    """
 
     def __init__(self, store: Store, owner: str, every_s: float) -> None:
         self._store, self._owner, self._every_s = store, owner, every_s
-        self._current: str | None = None
+        self._current: tuple[str, Run] | None = None
         self._thread: threading.Thread | None = None
 
-    def watch(self, rid: str) -> None:
-        self._current = rid
+    def watch(self, rid: str, handle: Run) -> None:
+        self._current = (rid, handle)
         if self._thread is None:  # started on first use, reused for every later run
             self._thread = threading.Thread(target=self._loop, daemon=True, name="assay-heartbeat")
             self._thread.start()
@@ -332,10 +322,13 @@ class _Heartbeat:
     def _loop(self) -> None:
         while True:
             time.sleep(self._every_s)
-            rid = self._current
-            if rid is None:
+            current = self._current
+            if current is None:
                 continue
             try:
-                self._store.heartbeat(rid, self._owner)
+                held = self._store.heartbeat(current[0], self._owner)
             except Exception:  # a missed beat is harmless; the next one retries
                 continue
+            if not held and self._current is current:
+                current[1].superseded = True
+

@@ -33,8 +33,9 @@ from ._config import (
     set_dotted,
     set_seed_everywhere,
 )
-from ._errors import ConfigError, SuiteError
-from ._registry import Stage, get_stage, import_modules, stage_for_config
+from ._errors import ConfigError, StageNotFoundError, SuiteError
+from ._registry import Stage, get_stage, import_modules
+from ._spec import PlannedRun, plan_config
 
 SUITE_KEYS = ("name", "description", "stage", "config", "sweep", "imports")
 SWEEP_KEYS = ("grid", "zip", "variants", "seeds")
@@ -49,26 +50,6 @@ class Suite:
     imports: tuple[str, ...] = ()
     description: str = ""
     path: Path | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class PlannedRun:
-    """One run of a plan: its index in the suite, identity, config, and what varies."""
-
-    index: int
-    id: str
-    stage: str
-    config: StageConfig
-    params: dict[str, Any]
-    upstream: tuple[PlannedRun, ...] = ()
-
-    def closure(self) -> list[PlannedRun]:
-        """Upstream runs first (depth-first), then this run."""
-        out: list[PlannedRun] = []
-        for up in self.upstream:
-            out.extend(up.closure())
-        out.append(self)
-        return out
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -139,12 +120,40 @@ def suite_from_dict(data: Any, *, name: str = "suite", path: Path | None = None)
     )
 
 
+def resolve_stage(suite: Suite, imports: Sequence[str] = (), trust_imports: bool = False) -> Stage:
+    """The suite's stage. The suite file's ``imports:`` are user code: they are imported only
+    when the user names them too (``--import``) or passes ``--trust-imports``."""
+    import_modules(list(imports))
+    trusted = [m for m in suite.imports if trust_imports or m in imports]
+    import_modules(trusted)
+    try:
+        return get_stage(suite.stage)
+    except StageNotFoundError:
+        untrusted = [m for m in suite.imports if m not in trusted]
+        if not untrusted:
+            raise
+        flags = " ".join(f"--import {m}" for m in untrusted)
+        raise SuiteError(
+            f"{suite.path or suite.name}: stage {suite.stage!r} comes from the suite's "
+            f"imports: {', '.join(untrusted)}. assay imports user code only when you name it: "
+            f"rerun with {flags} (or --trust-imports to accept every module the suite lists)"
+        ) from None
+
+
 def expand(
-    suite: Suite, overrides: Sequence[str] = (), seeds: Sequence[int] | None = None
+    suite: Suite,
+    overrides: Sequence[str] = (),
+    seeds: Sequence[int] | None = None,
+    *,
+    imports: Sequence[str] = (),
+    trust_imports: bool = False,
+    max_runs: int | None = None,
 ) -> list[PlannedRun]:
-    """Every run of ``suite`` with ``overrides`` applied, each with its upstream runs."""
-    import_modules(list(suite.imports))
-    entry = get_stage(suite.stage)
+    """Every run of ``suite`` with ``overrides`` applied, each with its upstream runs.
+
+    A plan of more than ``max_runs`` runs is refused before any run is built.
+    """
+    entry = resolve_stage(suite, imports, trust_imports)
     cls = entry.config_cls
     sweep = copy.deepcopy(suite.sweep)
     base = copy.deepcopy(suite.config)
@@ -160,15 +169,18 @@ def expand(
             grid[key] = values
     if seeds is not None:
         sweep["seeds"] = list(seeds)
-    variants = _variants(grid, sweep, entry)
     seed_list = sweep.get("seeds")
     if seed_list is not None and (
-        not isinstance(seed_list, list) or not all(isinstance(s, int) for s in seed_list)
+        not isinstance(seed_list, list) or not all(type(s) is int for s in seed_list)
+        or not seed_list
     ):
-        raise SuiteError(f"sweep 'seeds' must be a list of integers, got {seed_list!r}")
+        raise SuiteError(f"sweep 'seeds' must be a non-empty list of integers, got {seed_list!r}")
+    _check_size(suite, grid, sweep, len(seed_list or [None]), max_runs)
+    variants = _variants(grid, sweep, entry)
 
     planned: list[PlannedRun] = []
     seen: set[str] = set()
+    shared: dict[str, PlannedRun] = {}  # upstream runs common to many sweep points
     for params in variants:
         for seed in seed_list if seed_list is not None else [None]:
             data = copy.deepcopy(base)
@@ -179,11 +191,35 @@ def expand(
                 set_seed_everywhere(cls, data, seed)
                 shown["seed"] = seed
             config = build_config(cls, data, stage=entry.name)
-            run = plan_config(config, index=len(planned), params=shown)
+            run = plan_config(config, index=len(planned), params=shown, _cache=shared)
             if run.id not in seen:  # two sweep points giving one config are one run
                 seen.add(run.id)
                 planned.append(run)
     return planned
+
+
+def _check_size(
+    suite: Suite, grid: Mapping[str, Any], sweep: Mapping[str, Any], n_seeds: int,
+    max_runs: int | None,
+) -> None:
+    """Refuse a sweep whose product exceeds ``max_runs`` before building a single config."""
+    if max_runs is None:
+        return
+    n = n_seeds
+    for values in grid.values():
+        n *= len(values) if isinstance(values, list) else 1
+    zipped = sweep.get("zip") or {}
+    if isinstance(zipped, Mapping) and zipped:
+        first = next(iter(zipped.values()))
+        n *= len(first) if isinstance(first, list) else 1
+    listed = sweep.get("variants")
+    n *= len(listed) if isinstance(listed, list) and listed else 1
+    if n > max_runs:
+        raise SuiteError(
+            f"{suite.path or suite.name}: the sweep plans {n:,} runs, above the limit of "
+            f"{max_runs:,}; narrow the sweep, split it into several suites, or raise the limit "
+            "with --max-runs"
+        )
 
 
 def _variants(grid: Mapping[str, Any], sweep: Mapping[str, Any], entry: Stage) -> list[dict]:
@@ -215,41 +251,6 @@ def _variants(grid: Mapping[str, Any], sweep: Mapping[str, Any], entry: Stage) -
         for key in variant:
             check_key(entry.config_cls, key, stage=entry.name)
     return [{**g, **z, **dict(v)} for g in grid_points for z in zip_points for v in listed]
-
-
-def plan_config(
-    config: StageConfig, *, index: int = 0, params: dict[str, Any] | None = None
-) -> PlannedRun:
-    """The planned run of one config, its upstream configs planned recursively."""
-    entry = stage_for_config(config)
-    ups: list[PlannedRun] = []
-    for name, value in config.upstream().items():
-        for sub in _flatten_upstream(value, name):
-            ups.append(plan_config(sub, index=index))
-    return PlannedRun(
-        index=index,
-        id=run_id(entry.name, entry.version, config),
-        stage=entry.name,
-        config=config,
-        params=dict(params or {}),
-        upstream=tuple(ups),
-    )
-
-
-def _flatten_upstream(value: Any, name: str) -> list[StageConfig]:
-    if isinstance(value, StageConfig):
-        return [value]
-    if isinstance(value, list | tuple):
-        items = list(value)
-    elif isinstance(value, Mapping):
-        items = list(value.values())
-    else:
-        items = [value]
-    if not all(isinstance(v, StageConfig) for v in items):
-        raise ConfigError(
-            f"upstream {name!r} must be a stage config, or a list or dict of them; got {value!r:.80}"
-        )
-    return items
 
 
 def select(runs: list[PlannedRun], *, shard: str | None, start: int | None, end: int | None):

@@ -63,24 +63,33 @@ def check_store(make_store: Any) -> None:
         store.ensure("s_1", "s", {"a": 2}, "/tmp/elsewhere")  # ignored: already recorded
         rec = store.get("s_1")
         assert rec is not None and rec.status is RunStatus.PENDING and rec.config == {"a": 1}
-        never = lambda owner: False  # noqa: E731
-        first = store.claim("s_1", "A", retry_failed=False, stale_after_s=60, owner_is_dead=never)
-        second = store.claim("s_1", "B", retry_failed=False, stale_after_s=60, owner_is_dead=never)
+        unknown = lambda owner: None  # noqa: E731 - owners on another host: only heartbeats tell
+        first = store.claim("s_1", "A", retry_failed=False, stale_after_s=60, liveness=unknown)
+        second = store.claim("s_1", "B", retry_failed=False, stale_after_s=60, liveness=unknown)
         assert first == 1 and second is None, (first, second)
         assert store.heartbeat("s_1", "A") and not store.heartbeat("s_1", "B")
-        store.finish("s_1", "A", RunStatus.FAILED, error="boom")
+        assert not store.finish("s_1", "B", RunStatus.DONE, attempt=1, results={"x": 0})  # fenced
+        assert store.finish("s_1", "A", RunStatus.FAILED, attempt=1, error="boom")
         assert store.claim("s_1", "B", retry_failed=False, stale_after_s=60,
-                           owner_is_dead=never) is None  # fmt: skip
+                           liveness=unknown) is None  # fmt: skip
         assert store.claim("s_1", "B", retry_failed=True, stale_after_s=60,
-                           owner_is_dead=never) == 2  # fmt: skip
-        # B "dies": a dead owner is reclaimed at once, a stale heartbeat after stale_after_s
+                           liveness=unknown) == 2  # fmt: skip
+        # B "dies": a dead owner is reclaimed at once, a silent unknown one after stale_after_s,
+        # and a live one never, however old its heartbeat (a stopped process still owns it)
         assert store.claim("s_1", "C", retry_failed=False, stale_after_s=60,
-                           owner_is_dead=lambda o: o == "B") == 3  # fmt: skip
+                           liveness=lambda o: o != "B") == 3  # fmt: skip
         assert store.claim("s_1", "D", retry_failed=False, stale_after_s=-1,
-                           owner_is_dead=never) == 4  # fmt: skip
-        store.finish("s_1", "D", RunStatus.DONE, results={"x": 1.5})
+                           liveness=lambda o: True) is None  # fmt: skip
+        assert store.claim("s_1", "D", retry_failed=False, stale_after_s=-1,
+                           liveness=unknown) == 4  # fmt: skip
+        assert not store.finish("s_1", "C", RunStatus.DONE, attempt=3, results={"x": 0})
+        assert store.finish("s_1", "D", RunStatus.DONE, attempt=4, results={"x": 1.5})
         rec = store.get("s_1")
         assert rec is not None and rec.status is RunStatus.DONE and rec.results == {"x": 1.5}
         assert rec.attempts == 4 and [r.id for r in store.query(stage="s")] == ["s_1"]
+        if store.root is not None:  # directories inside the root are stored relative to it
+            store.ensure("s_2", "s", {}, str(store.root / "s_2"))
+            got = store.get("s_2")
+            assert got is not None and got.dir == store.root / "s_2"
     finally:
         store.close()

@@ -40,7 +40,7 @@ def test_dry_run_then_run_then_status(suite, root):
     out = assay("run", suite, "--root", root).stdout
     assert "6 done" in out
     out = assay("run", suite, "--root", root, "--dry-run").stdout
-    assert "runs: 6 done; upstream: 3 reused" in out
+    assert "runs: 6 done; upstream: 3 done" in out
     assert "6/6 done" in assay("status", suite, "--root", root).stdout
     out = assay("run", suite, "--root", root, "degree=5", "--dry-run").stdout
     assert "3 pending" in out
@@ -126,7 +126,8 @@ def test_failed_runs_give_exit_code_1(tmp_path, root):
     suite.write_text(
         f"stage: t.count\nimports: [teststages]\nconfig: {{fail_if_exists: {flag}}}\n"
     )
-    proc = assay("run", suite, "--root", root, check=False)
+    proc = assay("run", suite, "--root", root, "--import", "teststages", check=False)
     assert proc.returncode == 1 and "--retry-failed" in proc.stdout
     flag.unlink()
-    assert "1 done" in assay("run", suite, "--root", root, "--retry-failed").stdout
+    assert "1 done" in assay("run", suite, "--root", root, "--retry-failed", "--import",
+                           "teststages").stdout

@@ -23,7 +23,8 @@ def write_suite(path, marker_dir, n, sleep_s, stage="t.count", extra=""):
 
 def launch(suite, root, *extra):
     return subprocess.Popen(
-        [sys.executable, "-m", "assay", "run", str(suite), "--root", str(root), "--quiet", *extra],
+        [sys.executable, "-m", "assay", "run", str(suite), "--root", str(root), "--quiet",
+         "--import", "teststages", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
 

@@ -14,7 +14,7 @@ from pydantic import Field
 import assay
 
 
-class CountConfig(assay.StageConfig):
+class CountConfig(assay.SeededConfig):
     x: int = 0
     seed: int = 0
     sleep_s: float = Field(0.0, ge=0)
@@ -52,7 +52,7 @@ def double(config: DoubleConfig, run: assay.Run) -> dict:
     return {"y": up.results["x2"] * config.factor, "upstream_id": up.id}
 
 
-class StepsConfig(assay.StageConfig):
+class StepsConfig(assay.SeededConfig):
     n_steps: int = 6
     kill_at: int = -1  # on attempt 1, SIGKILL this process at this step (a simulated crash)
     seed: int = 0

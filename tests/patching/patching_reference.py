@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from assay.families.patching._definitions import Definition
-from assay.families.patching._inputs import InputPairs
-from assay.families.patching._metrics import compute_metrics
-from assay.families.patching._models import LoadedModel
+from assay.ml.patching import Definition
+from assay.ml.patching import InputPairs
+from assay.ml.patching import compute_metrics
+from assay.ml.patching import LoadedModel
 
 
 def _first(output):

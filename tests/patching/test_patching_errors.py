@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from assay import AssayError
-from assay.families.patching._definitions import (
+from assay.ml.patching import (
     load_definitions,
     parse_definitions,
     save_definitions,
@@ -17,7 +17,7 @@ from assay.families.patching._definitions import (
 )
 from assay.families.patching._inputs import load_pairs
 from assay.families.patching._models import load_model
-from assay.families.patching._structure import (
+from assay.ml.patching import (
     PROBE_BATCH,
     check_kinds,
     probe_structure,

@@ -6,11 +6,12 @@ import pytest
 import torch
 from patching_reference import reference_patch
 
-from assay.families.patching._definitions import generate, parse_definitions
-from assay.families.patching._inputs import InputPairs, load_pairs
+from assay.ml.patching import generate, parse_definitions
+from assay.families.patching._inputs import load_pairs
+from assay.ml.patching import InputPairs
 from assay.families.patching._models import load_model
-from assay.families.patching._runner import BatchedPatcher
-from assay.families.patching._structure import PROBE_BATCH, probe_structure, select_modules
+from assay.ml.patching import BatchedPatcher
+from assay.ml.patching import PROBE_BATCH, probe_structure, select_modules
 
 
 def _close(batched: dict, reference: dict, atol: float = 1e-6) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import assay
+import assay.ml
 from assay.families.patching._analysis import analyze, records_of
 from assay.families.patching.stages import PatchingRunConfig
 from assay.testing import check_stage
@@ -72,9 +73,10 @@ def test_shards_merge_to_the_full_run(store_root, dqn_zip, cartpole_pairs_npz, d
     for a, b in zip(merged, whole, strict=True):
         assert (a["index"], a["direction"], a["label"]) == (b["index"], b["direction"], b["label"])
         assert a["metrics"]["l2"]["mean"] == pytest.approx(b["metrics"]["l2"]["mean"], abs=1e-6)
-    assert (
-        full.results["content_sha256"][str(dqn_zip)] == full.config["content_sha256"][str(dqn_zip)]
-    )
+    # the model's content hash is part of the config (and so of the run id)
+    config = json.loads((full.dir / "config.json").read_text())
+    assert config["model"] == {"path": str(dqn_zip), "sha256": assay.ml.sha256_file(dqn_zip)}
+    assert full.results["content_sha256"][str(dqn_zip)] == config["model"]["sha256"]
 
 
 def test_changed_file_content_changes_identity(tmp_path, dqn_zip, cartpole_pairs_npz, dqn_defs):
@@ -179,7 +181,7 @@ def test_suites_shard_one_training_run():
     for name, n in (("cartpole_dqn_sharded.yaml", 4), ("cartpole_dqn_smoke.yaml", 2)):
         runs = assay.plan_suite(suites / name)
         assert len(runs) == n
-        assert len({r.upstream[0].id for r in runs}) == 1  # every shard reuses one trained agent
+        assert len({r.upstream[0].run.id for r in runs}) == 1  # every shard reuses one trained agent
         assert runs[-1].config.end_index is None
 
 

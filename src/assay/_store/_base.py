@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from .._errors import RunNotFoundError
@@ -15,10 +16,16 @@ class Store(abc.ABC):
 
     Concurrency contract: :meth:`claim` is atomic. Of any number of processes (on any number of
     machines sharing the store) calling it for the same run, at most one gets an attempt number;
-    the others get None. A backend implements it as compare-and-swap on the row.
+    the others get None. A backend implements it as compare-and-swap on the row. :meth:`finish`
+    is fenced: it changes the row only while ``owner`` still holds that attempt, so a process
+    whose run was taken over can never record a result.
+
+    Run directories are stored relative to ``root`` (the run root the store was opened for), so
+    a root can be moved or synced to another machine; records come back with absolute paths.
     """
 
     url: str
+    root: Path | None = None
 
     @abc.abstractmethod
     def ensure(self, run_id: str, stage: str, config: dict[str, Any], dir: str) -> None:
@@ -32,15 +39,17 @@ class Store(abc.ABC):
         *,
         retry_failed: bool,
         stale_after_s: float,
-        owner_is_dead: Callable[[str], bool],
+        liveness: Callable[[str], bool | None],
         ensure: tuple[str, dict[str, Any], str] | None = None,
     ) -> int | None:
         """Take the run for ``owner``; return its attempt number, or None if it is not claimable.
 
         ``ensure``: ``(stage, config, dir)``; record the run as pending first if it is new.
 
-        Claimable: pending; failed when ``retry_failed``; running whose heartbeat is older than
-        ``stale_after_s`` or whose owner ``owner_is_dead`` (a killed process on this host).
+        Claimable: pending; failed when ``retry_failed``; running when ``liveness(old_owner)``
+        is False (its process is known dead), or is None (unknown: another host) and the
+        heartbeat is older than ``stale_after_s``. A running run whose owner is known alive
+        (True: a live process on this host, even one stopped or swapping) is never taken.
         """
 
     @abc.abstractmethod
@@ -54,10 +63,15 @@ class Store(abc.ABC):
         owner: str,
         status: RunStatus,
         *,
+        attempt: int | None = None,
         results: dict[str, Any] | None = None,
         error: str | None = None,
-    ) -> None:
-        """Mark the run done or failed with its results or error."""
+    ) -> bool:
+        """Record the end of ``owner``'s attempt (done, failed, or back to pending).
+
+        Changes the row only while it is running, held by ``owner`` and (when given) at
+        ``attempt``; returns False, changing nothing, when the run was taken over.
+        """
 
     @abc.abstractmethod
     def query(

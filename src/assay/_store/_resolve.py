@@ -30,4 +30,4 @@ def resolve_store(url: str | Store | None, root: str | Path) -> Store:
 
     if scheme == "sqlite":
         Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-    return SQLStore(url)
+    return SQLStore(url, root=root)

@@ -73,8 +73,9 @@ def _begin_immediate(conn: Any) -> None:
 class SQLStore(Store):
     """A :class:`Store` on any SQLAlchemy URL (tested with SQLite; PostgreSQL uses the same SQL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, root: str | Path | None = None) -> None:
         self.url = url
+        self.root = None if root is None else Path(root).resolve()
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
@@ -88,6 +89,8 @@ class SQLStore(Store):
             self.engine = sa.create_engine(url, **kwargs)
         except (ImportError, sa.exc.ArgumentError) as exc:
             raise StoreError(f"cannot open store {url!r}: {exc}") from None
+        if self.is_sqlite:
+            _check_sqlite_file(url)
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _begin_immediate)
@@ -118,28 +121,44 @@ class SQLStore(Store):
             if tries > 1 and any(w in str(exc.orig).lower() for w in ("exist", "locked")):
                 time.sleep(0.1)
                 return self._init_schema(tries - 1)
-            raise StoreError(f"cannot open store {self.url!r}: {exc.orig}") from None
+            raise StoreError(_unreadable(self.url, exc.orig)) from None
+        except sa.exc.DatabaseError as exc:  # not a database, corrupt, encrypted
+            raise StoreError(_unreadable(self.url, exc.orig)) from None
+        if not self._has_runs_columns():
+            raise StoreError(
+                f"store {self.url} has a 'runs' table that assay did not create (columns differ); "
+                "point --store at a new file, or move this one away and run `assay reindex`"
+            )
+
+    def _has_runs_columns(self) -> bool:
+        try:
+            columns = {c["name"] for c in sa.inspect(self.engine).get_columns("runs")}
+        except sa.exc.SQLAlchemyError:
+            return False
+        return set(runs_table.c.keys()) <= columns
 
     # -- the contract --------------------------------------------------------------------------
     def ensure(self, run_id: str, stage: str, config: dict[str, Any], dir: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(self._ensure_stmt(run_id, stage, config, dir))
 
-    def _ensure_stmt(self, run_id: str, stage: str, config: dict[str, Any], dir: str) -> Any:
+    def _ensure_stmt(
+        self, run_id: str, stage: str, config: dict[str, Any] | str, dir: str
+    ) -> Any:
         return _insert_ignore(self.engine, runs_table).values(
             id=run_id,
             stage=stage,
             status=RunStatus.PENDING.value,
-            config=dumps(config),
+            config=config if isinstance(config, str) else dumps(config),
             attempts=0,
             created=time.time(),
-            dir=dir,
+            dir=self._rel(dir),
         )
 
     def get(self, run_id: str) -> RunRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(runs_table).where(runs_table.c.id == run_id)).first()
-        return None if row is None else _record(row)
+        return None if row is None else _record(row, self.root)
 
     def claim(
         self,
@@ -148,7 +167,7 @@ class SQLStore(Store):
         *,
         retry_failed: bool,
         stale_after_s: float,
-        owner_is_dead: Callable[[str], bool],
+        liveness: Callable[[str], bool | None],
         ensure: tuple[str, dict[str, Any], str] | None = None,
     ) -> int | None:
         t = runs_table.c
@@ -165,11 +184,9 @@ class SQLStore(Store):
             claimable = (
                 status == RunStatus.PENDING.value
                 or (status == RunStatus.FAILED.value and retry_failed)
-                or (
-                    status == RunStatus.RUNNING.value
-                    and ((beat or 0) < now - stale_after_s or owner_is_dead(old_owner or ""))
-                )
-            )
+                or (status == RunStatus.RUNNING.value
+                    and _taken_over(liveness(old_owner or ""), beat, now - stale_after_s))
+            )  # fmt: skip
             if not claimable:
                 return None
             result = conn.execute(
@@ -203,14 +220,18 @@ class SQLStore(Store):
         owner: str,
         status: RunStatus,
         *,
+        attempt: int | None = None,
         results: dict[str, Any] | None = None,
         error: str | None = None,
-    ) -> None:
+    ) -> bool:
         t = runs_table.c
+        fence = [t.id == run_id, t.owner == owner, t.status == RunStatus.RUNNING.value]
+        if attempt is not None:
+            fence.append(t.attempts == attempt)
         with self.engine.begin() as conn:
-            conn.execute(
+            result = conn.execute(
                 sa.update(runs_table)
-                .where(t.id == run_id, t.owner == owner)
+                .where(*fence)
                 .values(
                     status=status.value,
                     results=None if results is None else dumps(results),
@@ -218,6 +239,7 @@ class SQLStore(Store):
                     ended=time.time(),
                 )
             )
+        return result.rowcount == 1
 
     def query(
         self,
@@ -241,7 +263,17 @@ class SQLStore(Store):
                 for start in range(0, len(id_list), 500):  # stay under SQL parameter limits
                     chunk = id_list[start : start + 500]
                     rows.extend(conn.execute(base.where(t.id.in_(chunk))))
-        return [_record(row) for row in rows]
+        return [_record(row, self.root) for row in rows]
+
+    def _rel(self, dir: str | Path) -> str:
+        """A run directory as stored: relative to the root when it lies inside it."""
+        path = Path(dir)
+        if self.root is not None and path.is_absolute():
+            try:
+                return path.relative_to(self.root).as_posix()
+            except ValueError:
+                pass
+        return str(path)
 
     def put(self, record: RunRecord) -> None:
         values = dict(
@@ -256,7 +288,7 @@ class SQLStore(Store):
             created=record.created,
             started=record.started,
             ended=record.ended,
-            dir=None if record.dir is None else str(record.dir),
+            dir=None if record.dir is None else self._rel(record.dir),
         )
         t = runs_table.c
         with self.engine.begin() as conn:
@@ -271,6 +303,13 @@ class SQLStore(Store):
         return f"SQLStore({self.url!r})"
 
 
+def _taken_over(alive: bool | None, beat: float | None, stale_before: float) -> bool:
+    """A running run may be taken when its owner is known dead, or unknown and silent."""
+    if alive is None:
+        return (beat or 0) < stale_before
+    return not alive
+
+
 def _insert_ignore(engine: sa.Engine, table: sa.Table) -> Any:
     if engine.dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
@@ -281,7 +320,33 @@ def _insert_ignore(engine: sa.Engine, table: sa.Table) -> Any:
     return insert(table).on_conflict_do_nothing()
 
 
-def _record(row: Any) -> RunRecord:
+def _resolve_dir(value: str | None, root: Path | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() or root is None else root / path
+
+
+def _check_sqlite_file(url: str) -> None:
+    """A file that is not SQLite (or is truncated) gets a message, not a driver traceback."""
+    path = Path(url.split(":///", 1)[1]) if ":///" in url else None
+    if path is None or not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head != b"SQLite format 3\x00":
+        raise StoreError(_unreadable(url, "the file is not an SQLite database"))
+
+
+def _unreadable(url: str, why: object) -> str:
+    return (
+        f"cannot read store {url}: {why}. The run directories are the source of truth: move "
+        "the file away (or pass --store with a new file) and run `assay reindex --root ROOT` "
+        "to rebuild the index"
+    )
+
+
+def _record(row: Any, root: Path | None = None) -> RunRecord:
     m = row._mapping
     return RunRecord(
         id=m["id"],
@@ -296,5 +361,5 @@ def _record(row: Any) -> RunRecord:
         created=m["created"],
         started=m["started"],
         ended=m["ended"],
-        dir=None if m["dir"] is None else Path(m["dir"]),
+        dir=_resolve_dir(m["dir"], root),
     )

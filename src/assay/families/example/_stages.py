@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from assay._config import StageConfig
+from assay import SeededConfig
 from assay._registry import stage
 from assay._run import Run
 
 
-class DataConfig(StageConfig):
+class DataConfig(SeededConfig):
     n_train: int = Field(30, ge=2, description="training points")
     n_test: int = Field(200, ge=1, description="test points")
     noise_std: float = Field(0.2, ge=0, description="std of Gaussian label noise")
@@ -39,7 +39,7 @@ def make_data(config: DataConfig, run: Run) -> dict:
     return {"y_train_var": float(y[: config.n_train].var())}
 
 
-class FitConfig(StageConfig):
+class FitConfig(SeededConfig):
     data: DataConfig = DataConfig()
     degree: int = Field(3, ge=0, le=30, description="polynomial degree")
     l2: float = Field(1e-6, ge=0, description="ridge penalty on the coefficients")

@@ -4,6 +4,9 @@ Kept light on purpose (no torch import): the engine reads ``FAMILY`` to list fam
 library API is re-exported by name and imported on first use:
 
     from assay.families.patching import load_model, load_pairs, probe_structure, BatchedPatcher
+
+The engine (structure probe, definitions, batched runner, metrics) is ``assay.ml.patching``;
+this family adds the file loaders, the stages, the CLI and the analysis.
 """
 
 from __future__ import annotations
@@ -21,23 +24,25 @@ FAMILY = Family(
     analyze="assay.families.patching._analysis:analyze",
 )
 
-# public name -> private module that defines it
+# public name -> module that defines it (the engine lives in assay.ml.patching)
+_ENGINE = "assay.ml.patching"
 _PUBLIC = {
-    "BatchedPatcher": "_runner", "PatchOutcome": "_runner",
-    "Definition": "_definitions", "Patch": "_definitions", "generate": "_definitions",
-    "load_definitions": "_definitions", "parse_definitions": "_definitions",
-    "save_definitions": "_definitions", "validate": "_definitions",
-    "InputPairs": "_inputs", "load_pairs": "_inputs",
-    "LoadedModel": "_models", "from_module": "_models", "load_model": "_models",
-    "Structure": "_structure", "ModuleInfo": "_structure", "probe_structure": "_structure",
-    "select_modules": "_structure", "PROBE_BATCH": "_structure",
-    "METRICS": "_metrics", "compute_metrics": "_metrics", "aggregate": "_metrics",
-    "rank": "_results", "effect_grid": "_results", "PatchingError": "_errors",
-}  # fmt: skip
+    **dict.fromkeys(
+        ["BatchedPatcher", "PatchOutcome", "Definition", "Patch", "generate", "load_definitions",
+         "parse_definitions", "save_definitions", "validate", "InputPairs", "LoadedModel",
+         "from_module", "from_hf", "Structure", "ModuleInfo", "probe_structure", "select_modules",
+         "PROBE_BATCH", "METRICS", "compute_metrics", "aggregate", "PatchingError"],
+        _ENGINE,
+    ),
+    "load_pairs": f"{__name__}._inputs",
+    "load_model": f"{__name__}._models",
+    "rank": f"{__name__}._results",
+    "effect_grid": f"{__name__}._results",
+}
 __all__ = ["FAMILY", *_PUBLIC]
 
 
 def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    return getattr(importlib.import_module(_PUBLIC[name]), name)

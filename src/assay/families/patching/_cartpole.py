@@ -30,7 +30,9 @@ DQN_KWARGS: dict[str, Any] = dict(
 POLE = slice(2, 4)
 
 
-def train_dqn(steps: int, hidden: tuple[int, ...] = (64, 64), seed: int = 0) -> tuple[Any, float]:
+def train_dqn(
+    steps: int, hidden: tuple[int, ...] = (64, 64), seed: int = 0, device: str = "cpu"
+) -> tuple[Any, float]:
     """A DQN agent after ``steps`` environment steps, and the seconds it took."""
     import gymnasium as gym
     from stable_baselines3 import DQN
@@ -44,7 +46,7 @@ def train_dqn(steps: int, hidden: tuple[int, ...] = (64, 64), seed: int = 0) -> 
         policy_kwargs={"net_arch": list(hidden)},
         seed=seed,
         verbose=0,
-        device="cpu",
+        device=device,
         **kwargs,
     )
     agent.learn(steps)

@@ -118,8 +118,9 @@ def _load(args: argparse.Namespace):
 
 
 def _structure(args: argparse.Namespace, model):
+    from assay.ml.patching import PROBE_BATCH, probe_structure
+
     from ._inputs import load_pairs
-    from ._structure import PROBE_BATCH, probe_structure
 
     if args.inputs:
         x = load_pairs(args.inputs, model).corrupted[:1]
@@ -130,7 +131,7 @@ def _structure(args: argparse.Namespace, model):
 
 
 def cmd_structure(args: argparse.Namespace) -> int:
-    from ._structure import check_kinds
+    from assay.ml.patching import check_kinds
 
     model = _load(args)
     structure = _structure(args, model)
@@ -142,8 +143,8 @@ def cmd_structure(args: argparse.Namespace) -> int:
 
 
 def cmd_define(args: argparse.Namespace) -> int:
-    from ._definitions import generate, load_definitions, save_definitions, validate
-    from ._structure import select_modules
+    from assay.ml.patching import generate, load_definitions, save_definitions, select_modules
+    from assay.ml.patching import validate
 
     model = _load(args)
     structure = _structure(args, model)

@@ -17,30 +17,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from assay.ml.patching import InputPairs, LoadedModel
+
 from ._errors import PatchingError
-from ._models import LoadedModel
 
 VALUE_KEYS = ("input", "obs", "observation", "tokens", "input_ids", "text", "x")
 SUFFIXES = (".json", ".jsonl", ".npy", ".npz", ".pt")
-
-
-@dataclass
-class InputPairs:
-    """Paired inputs; row i of ``clean`` and ``corrupted`` share ``ids[i]``."""
-
-    ids: list[str]
-    clean: torch.Tensor  # (N, *input_shape)
-    corrupted: torch.Tensor  # (N, *input_shape)
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 def _value(rec: dict, where: str) -> Any:

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ._metrics import NORMALISE_EPS, aggregate
-from ._runner import PatchOutcome
+from assay.ml.patching import NORMALISE_EPS, PatchOutcome, aggregate
 
 SUMMARY_METRICS = ("l2", "delta_chosen", "action_changed", "kl_base_patched", "normalised_score")
 DEFAULT_RANK_METRIC = "l2"  # always defined and direction-free: "how much did the output move"

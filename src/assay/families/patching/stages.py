@@ -8,50 +8,29 @@ definitions; ``patching.run`` runs definitions ``[start_index, end_index)`` of a
 file over clean/corrupted pairs, either from files or from a ``prepared`` upstream run.
 
 Identity: a config names files by path, and a file's content can change under the same path.
-So the config carries ``content_sha256`` (path -> sha256), filled in from the files when the
-config is built; it is part of the run id, so changed content means a new run instead of a
-stale cached one. The stage re-hashes and refuses to run if a file changed after the config was
-made. (Hashing a multi-GB HF directory takes seconds; it is cached per process.)
+So ``model``, ``inputs`` and ``definitions`` are ``assay.ml.FileRef``s (path + sha256, the hash
+filled in from the file when the config is built): the hash is part of the run id, so changed
+content means a new run instead of a stale cached one, and the stage refuses to run if a file
+changed after the config was made. An ``arch`` spec given as a file is read into the config.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
+import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-import assay
-from assay import Run, StageConfig, stage
+from assay import Run, stage
+from assay.ml import FileRef, TorchConfig, setup_torch
+from assay.ml.patching import check_kinds
 
 from ._errors import PatchingError
 
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
-
-def sha256_of(path: str | Path) -> str:
-    """sha256 of a file, or of a directory's files (relative names and contents, sorted)."""
-    path = Path(path)
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(f"{f.relative_to(path).as_posix()}\0{sha256_of(f)}\n".encode())
-        return h.hexdigest()
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _HASH_CACHE[key] = h.hexdigest()
-    return _HASH_CACHE[key]
-
-
-class CartPoleDQNConfig(StageConfig):
+class CartPoleDQNConfig(TorchConfig):
     """Train the example DQN and write input pairs + single-neuron definitions for it."""
 
     train_steps: int = Field(20_000, ge=100)  # ~13 s on one thread; returns ~100-200
@@ -61,15 +40,12 @@ class CartPoleDQNConfig(StageConfig):
     # unit before or after an elementwise activation gives the same output.
     kinds: tuple[str, ...] = ("linear",)
     include_output: bool = True
-    seed: int = 0
-    num_threads: int = 1  # tiny network: one thread is fastest (see bench/bench_patching.py)
-    identity_exclude = frozenset({"num_threads"})
+    device: str = "cpu"  # a 64x64 MLP trains faster on the CPU than through a GPU's launches
+    num_threads: int = Field(1, ge=0)  # tiny network: one thread is fastest (bench_patching.py)
 
     @field_validator("kinds")
     @classmethod
     def _known_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
-        from ._structure import check_kinds
-
         try:
             return check_kinds(kinds)
         except PatchingError as exc:
@@ -84,13 +60,14 @@ def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
     """Train a CartPole DQN; write agent.zip, pairs.npz (mirrored pole) and definitions.json."""
     import numpy as np
 
-    from ._cartpole import mirrored_pairs, rollout, train_dqn
-    from ._definitions import generate, save_definitions
-    from ._models import load_model
-    from ._structure import PROBE_BATCH, probe_structure, select_modules
+    from assay.ml.patching import PROBE_BATCH, generate, probe_structure, save_definitions
+    from assay.ml.patching import select_modules as select
 
-    assay.configure_torch(config.num_threads)
-    agent, train_s = train_dqn(config.train_steps, config.hidden, config.seed)
+    from ._cartpole import mirrored_pairs, rollout, train_dqn
+    from ._models import load_model
+
+    device, _ = setup_torch(config)
+    agent, train_s = train_dqn(config.train_steps, config.hidden, config.seed, device=device)
     with run.write_artifact("agent.zip") as tmp:
         agent.save(tmp)
     clean, mean_return = rollout(agent, config.n_pairs, seed=config.seed)
@@ -98,7 +75,7 @@ def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
         np.savez(tmp, clean=clean, corrupted=mirrored_pairs(clean), ids=np.arange(len(clean)))
     model = load_model(run.artifact("agent.zip"))
     structure = probe_structure(model, model.example_input(PROBE_BATCH))
-    modules = select_modules(structure, kinds=config.kinds, include_output=config.include_output)
+    modules = select(structure, kinds=config.kinds, include_output=config.include_output)
     definitions = generate("single_neuron", modules)
     with run.write_artifact("definitions.json") as tmp:
         save_definitions(definitions, tmp)
@@ -107,63 +84,54 @@ def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
             "modules": {m.name: m.n_units for m in modules}}  # fmt: skip
 
 
-class PatchingRunConfig(StageConfig):
+class PatchingRunConfig(TorchConfig):
     """Run definitions [start_index, end_index) over clean/corrupted input pairs."""
 
-    model: str | None = None  # checkpoint / SB3 .zip / HF dir; default: the prepared agent
+    model: FileRef | None = None  # checkpoint / SB3 .zip / HF dir; default: the prepared agent
     model_kind: Literal["auto", "torch", "sb3", "hf"] = "auto"
-    arch: str | None = None  # arch spec (JSON file or inline) for a bare state dict
-    trust_checkpoint: bool = False  # allow pickled nn.Modules (runs code from the file)
-    inputs: list[str] = []  # one pairs file, or [clean, corrupted]; default: prepared pairs
-    definitions: str | None = None  # JSON file; default: the prepared definitions
+    arch: dict[str, Any] | None = None  # arch spec for a bare state dict (a JSON file is read in)
+    trust_checkpoint: bool = False  # allow pickled nn.Modules / factories named by the file
+    inputs: list[FileRef] = []  # one pairs file, or [clean, corrupted]; default: prepared pairs
+    definitions: FileRef | None = None  # JSON file; default: the prepared definitions
     prepared: CartPoleDQNConfig | None = None  # upstream that provides the three above
     start_index: int = Field(0, ge=0)
     end_index: int | None = Field(None, ge=1)  # exclusive; None = to the last definition
     direction: Literal["denoising", "noising", "both"] = "denoising"
     readout_position: int = -1  # token models: whose logits are the output
     logit_diff: tuple[int | str, int | str] | None = None  # two outputs (ids or tokens)
-    metrics: tuple[str, ...] | None = None  # subset of _metrics.METRICS; None = all
-    content_sha256: dict[str, str] = {}  # path -> sha256; filled from the files if empty
-    seed: int = 0
+    metrics: tuple[str, ...] | None = None  # subset of METRICS; None = all
     defs_per_forward: int = Field(64, ge=1)  # K
     max_batch_rows: int = Field(16384, ge=1)
     reuse_prefix: bool = True  # replay cached outputs before the first patched module
     slice_positions: bool = True  # token models: run readout-only modules on those positions
-    device: str = "auto"
-    num_threads: int = 0  # 0: $ASSAY_NUM_THREADS or torch's default
-    identity_exclude = frozenset(
-        {
-            "defs_per_forward",
-            "max_batch_rows",
-            "reuse_prefix",
-            "slice_positions",
-            "device",
-            "num_threads",
-        }  # fmt: skip
-    )
+    # How the work is batched changes the speed, not the numbers.
+    identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {
+        "defs_per_forward",
+        "max_batch_rows",
+        "reuse_prefix",
+        "slice_positions",
+    }
 
-    @model_validator(mode="before")
+    @field_validator("arch", mode="before")
     @classmethod
-    def _hash_files(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("content_sha256"):
-            return data
-        paths = [data.get("model"), data.get("definitions"), *(data.get("inputs") or [])]
-        arch = data.get("arch")
-        if arch and not str(arch).lstrip().startswith("{"):
-            paths.append(arch)
-        hashes = {}
-        for p in paths:
-            if p is None:
-                continue
-            if not os.path.exists(p):
-                raise ValueError(f"file {p!r} does not exist (cwd {os.getcwd()}); fix the path")
-            hashes[str(p)] = sha256_of(p)
-        return {**data, "content_sha256": hashes} if hashes else data
+    def _read_arch(cls, arch: Any) -> Any:
+        """A spec given as a JSON string or a file is parsed here, so its content is the id."""
+        if not isinstance(arch, str | Path):
+            return arch
+        text = str(arch)
+        if not text.lstrip().startswith("{"):
+            if not Path(text).is_file():
+                raise ValueError(f"arch file {text!r} does not exist; give a path or a JSON spec")
+            text = Path(text).read_text()
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"arch {arch!r} is not a JSON object: {exc}") from None
 
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        from ._metrics import check_metric_names
+        from assay.ml.patching import check_metric_names
 
         return check_metric_names(names)
 
@@ -188,17 +156,14 @@ class PatchingRunConfig(StageConfig):
 
 
 def _files(config: PatchingRunConfig, run: Run) -> tuple[str, list[str], str]:
+    """The model, input and definition paths, each checked against its configured hash."""
+    for ref in [config.model, config.definitions, *config.inputs]:
+        if ref is not None:
+            ref.verify()
     up = run.upstream.get("prepared")
-    model = config.model or str(up.artifact("agent.zip"))
-    inputs = list(config.inputs) or [str(up.artifact("pairs.npz"))]
-    definitions = config.definitions or str(up.artifact("definitions.json"))
-    for path, expected in config.content_sha256.items():
-        if os.path.exists(path) and sha256_of(path) != expected:
-            raise PatchingError(
-                f"{path} changed after this run was configured (sha256 {expected[:12]}.. -> "
-                f"{sha256_of(path)[:12]}..); build the config again (rerun the CLI or suite) "
-                "so the new content gets its own run id"
-            )
+    model = config.model.path if config.model else str(up.artifact("agent.zip"))
+    inputs = [r.path for r in config.inputs] or [str(up.artifact("pairs.npz"))]
+    definitions = config.definitions.path if config.definitions else str(up.artifact("definitions.json"))
     return model, inputs, definitions
 
 
@@ -225,21 +190,26 @@ def _logit_diff(config: PatchingRunConfig, model: Any) -> tuple[int, int] | None
 )  # fmt: skip
 def run_patching(config: PatchingRunConfig, run: Run) -> dict:
     """Patch each definition over all input pairs; one record per definition and direction."""
-    from ._definitions import load_definitions
+    import torch
+
+    from assay.ml.patching import PROBE_BATCH, BatchedPatcher, load_definitions, probe_structure
+
     from ._inputs import load_pairs
     from ._models import load_model
     from ._results import build_records, format_table, rank, resolve_metric, write_records
-    from ._runner import BatchedPatcher
-    from ._structure import PROBE_BATCH, probe_structure
 
-    device = assay.resolve_device(config.device)
-    threads = assay.configure_torch(config.num_threads)
+    device, dtype = setup_torch(config)
+    threads = torch.get_num_threads()
     model_path, input_paths, defs_path = _files(config, run)
     t0 = time.perf_counter()
-    model = load_model(model_path, config.model_kind, arch=config.arch,
-                       trust_checkpoint=config.trust_checkpoint).to(device)  # fmt: skip
+    model = load_model(
+        model_path, config.model_kind, arch=config.arch, trust_checkpoint=config.trust_checkpoint
+    )
+    model.root.to(device=device, dtype=dtype)
     model.readout_position = config.readout_position
     pairs = load_pairs(input_paths, model)
+    if model.input_kind == "vector":  # token ids stay int64
+        pairs.clean, pairs.corrupted = pairs.clean.to(dtype), pairs.corrupted.to(dtype)
     everything = load_definitions(defs_path)
     if config.start_index >= len(everything):
         raise PatchingError(
@@ -273,7 +243,8 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
         "n_definitions": len(definitions), "n_inputs": len(pairs), "directions": directions,
         "definitions_range": [config.start_index, end], "n_forwards": sum(o.n_forwards for o in outcomes),
         "load_s": load_s, "patch_s": patch_s, "threads": threads, "device": device,
-        "model": model.description, "files": files, "content_sha256": dict(config.content_sha256),
+        "model": model.description, "files": files,
+        "content_sha256": {r.path: r.sha256 for r in [config.model, config.definitions, *config.inputs] if r},
         "top": [{"index": r["index"], "label": r["label"], "direction": r["direction"],
                  f"{metric}_mean": r["metrics"][metric]["mean"]} for r in top],
     }  # fmt: skip

@@ -16,6 +16,8 @@ import numpy as np
 
 from assay import atomic_path, save_figure
 
+SEED_KEYS = ("seed", "data_seed")  # runs differing only in these are seeds of one group
+
 
 def _flat(d: dict, prefix: str = "") -> dict:
     out = {}
@@ -26,8 +28,8 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _groups(records) -> dict[str, list]:
-    """Runs that differ only in fields named ``seed``, labelled by what does differ."""
-    flats = [{k: v for k, v in _flat(r.config).items() if k.split(".")[-1] != "seed"}
+    """Runs that differ only in seed fields (``SEED_KEYS``), labelled by what does differ."""
+    flats = [{k: v for k, v in _flat(r.config).items() if k.split(".")[-1] not in SEED_KEYS}
              for r in records]  # fmt: skip
     keys = sorted({k for f in flats for k in f})
     varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
@@ -41,10 +43,13 @@ def _groups(records) -> dict[str, list]:
 def aggregate(tables: list[list[dict]]) -> list[dict]:
     """Per (landscape, model) over seeds: mean and 95% t-CI half-width of log V, mean test loss.
 
+    -inf log-volumes (volume 0, or a model above tau) cannot enter a mean: the mean is over the
+    finite seeds and ``n_minus_inf`` says how many were left out (-inf when no seed is finite).
+
     Args:
         tables: one volume table (rows of table.csv) per seed.
     """
-    from scipy import stats
+    from assay.ml import mean_interval
 
     cells: dict[tuple, list[dict]] = {}
     for table in tables:
@@ -54,16 +59,16 @@ def aggregate(tables: list[list[dict]]) -> list[dict]:
     for (land, model), rows in sorted(cells.items(), key=lambda kv: (kv[0][0], int(
             kv[1][0]["model_level"]), kv[0][1])):  # fmt: skip
         v = np.array([float(r["log_volume"]) for r in rows])
-        finite = v[np.isfinite(v)]
-        n = len(finite)
-        half = (
-            (stats.t.ppf(0.975, n - 1) * finite.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-        )
+        iv = mean_interval(v)  # t-interval over the finite values (log V is unbounded)
+        n = iv.n
+        half = (iv.hi - iv.mean) if n > 1 else math.nan
         cuts = [float(r["cutoff"]) for r in rows if r["cutoff"] not in ("", "None")]
+        flagged = sum(str(r.get("centre_above_tau", "False")) == "True" for r in rows)
         out.append({
             "landscape": land, "model": model, "model_level": int(rows[0]["model_level"]),
-            "n_seeds": len(rows), "log_volume_mean": float(finite.mean()) if n else -math.inf,
-            "log_volume_ci95": float(half),
+            "n_seeds": len(rows), "n_minus_inf": int(np.sum(v == -np.inf)),
+            "n_above_tau": int(flagged),
+            "log_volume_mean": iv.mean if n else -math.inf, "log_volume_ci95": float(half),
             "test_loss_mean": float(np.mean([float(r["test_loss"]) for r in rows])),
             "test_accuracy_mean": float(np.mean([float(r["test_accuracy"]) for r in rows])),
             "cutoff_mean": float(np.mean(cuts)) if cuts else math.nan,
@@ -73,50 +78,81 @@ def aggregate(tables: list[list[dict]]) -> list[dict]:
 
 def analyze(records, out_dir: Path | None) -> None:
     vols = [r for r in records if r.stage == "volume.volume" and r.dir is not None]
+    aggs: dict[str, list[dict]] = {}
     for label, group in _groups(vols).items():
         tables = []
         for r in group:
             with open(r.artifact("table.csv"), newline="") as f:
                 tables.append(list(csv.DictReader(f)))
-        agg = aggregate(tables)
-        print(f"\nvolume: {label} ({len(group)} seed(s)) - log-volume mean +- 95% CI")
-        print(f"{'landscape':>9} {'model':>12} {'log V':>9} {'+-':>7} {'test loss':>9} "
+        agg = aggs[label] = aggregate(tables)
+        print(f"\nvolume: {label} ({len(group)} seed(s)) - log-volume mean +- 95% CI over the "
+              "finite seeds; -inf: seeds with volume 0 left out of the mean")  # fmt: skip
+        print(f"{'landscape':>9} {'model':>12} {'log V':>9} {'+-':>7} {'-inf':>5} {'test loss':>9} "
               f"{'test acc':>8} {'cutoff':>7}")  # fmt: skip
         for a in agg:
             print(f"{a['landscape']:>9} {a['model']:>12} {a['log_volume_mean']:>9.0f} "
-                  f"{a['log_volume_ci95']:>7.0f} {a['test_loss_mean']:>9.4f} "
+                  f"{a['log_volume_ci95']:>7.0f} {a['n_minus_inf']:>5} {a['test_loss_mean']:>9.4f} "
                   f"{a['test_accuracy_mean']:>8.3f} {a['cutoff_mean']:>7.0f}")  # fmt: skip
+        above = sum(a["n_above_tau"] for a in agg)
+        if above:
+            print(f"WARNING: {above} (seed, landscape, model) entries come from models whose "
+                  "training loss is above tau (log V -inf, see each run's summary.json)")  # fmt: skip
         if out_dir is not None:
             _write(agg, Path(out_dir), label)
+    if out_dir is not None and len(aggs) > 1:
+        _write_groups(aggs, Path(out_dir))
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "=._-" else "_" for c in label)
+
+
+def _draw(axes, agg: list[dict], label: str) -> None:
+    """log V vs model level (axes[0]) and vs landscape (axes[1]), error bars offset."""
+    from ._plots import draw_series, level_axis, mark_minus_inf
+
+    for ax, key, series, name in ((axes[0], "model_level", "landscape", "landscape L"),
+                                  (axes[1], "landscape", "model", "model")):  # fmt: skip
+        groups = list(dict.fromkeys(a[series] for a in agg))
+        pending = []
+        for n, g in enumerate(groups):
+            rows = [a for a in agg if a[series] == g]
+            inf = sum(a["n_minus_inf"] for a in rows)
+            tag = f"{g}" + (f" ({inf} seed(s) -inf)" if inf else "")
+            color, inf_x, tr = draw_series(ax, [a[key] for a in rows],
+                                           [a["log_volume_mean"] for a in rows], n, len(groups),
+                                           tag, yerr=[a["log_volume_ci95"] for a in rows])  # fmt: skip
+            pending.append((inf_x, tr, color))
+        level_axis(ax, [a[key] for a in agg], "model data level k" if key == "model_level"
+                   else "landscape level L")  # fmt: skip
+        mark_minus_inf(ax, pending)
+        ax.legend(title=name, fontsize=7, title_fontsize=8)
+    axes[0].set(ylabel="log volume (mean, 95% CI)", title=f"log V vs model level\n{label}")
+    axes[1].set(ylabel="log volume", title="log V vs landscape")
 
 
 def _write(agg: list[dict], out: Path, label: str) -> None:
-    import matplotlib
+    from assay.ml import agg_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = agg_pyplot()
     out.mkdir(parents=True, exist_ok=True)
-    slug = "".join(c if c.isalnum() or c in "=._-" else "_" for c in label)
+    slug = _slug(label)
     with atomic_path(out / f"volume_table_{slug}.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(agg[0]))
         w.writeheader()
         w.writerows(agg)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for L in sorted({a["landscape"] for a in agg}):
-        rows = [a for a in agg if a["landscape"] == L]
-        axes[0].errorbar([a["model_level"] for a in rows], [a["log_volume_mean"] for a in rows],
-                         yerr=[a["log_volume_ci95"] for a in rows], marker="o", capsize=3,
-                         label=f"L={L}")  # fmt: skip
-    axes[0].set(xlabel="model data level k", ylabel="log volume (mean, 95% CI)",
-                title=f"log V vs model level\n{label}")  # fmt: skip
-    for model in dict.fromkeys(a["model"] for a in agg):
-        rows = [a for a in agg if a["model"] == model]
-        axes[1].errorbar([a["landscape"] for a in rows], [a["log_volume_mean"] for a in rows],
-                         yerr=[a["log_volume_ci95"] for a in rows], marker="o", capsize=3,
-                         label=model)  # fmt: skip
-    axes[1].set(xlabel="landscape level L", ylabel="log volume", title="log V vs landscape")
-    for ax in axes:
-        ax.set_xscale("symlog", linthresh=30)  # levels grow geometrically (0, 30, 80, ..., 780)
-        ax.legend(fontsize=7)
+    _draw(axes, agg, label)
     save_figure(fig, out / f"volume_{slug}.png")
+
+
+def _write_groups(aggs: dict[str, list[dict]], out: Path) -> None:
+    """Every group side by side in one figure, shared y (e.g. SAM beside AdamW)."""
+    from assay.ml import agg_pyplot
+
+    plt = agg_pyplot()
+    fig, axes = plt.subplots(2, len(aggs), figsize=(5.5 * len(aggs), 8), layout="constrained",
+                             sharey="row", squeeze=False)  # fmt: skip
+    for j, (label, agg) in enumerate(aggs.items()):
+        _draw([axes[0][j], axes[1][j]], agg, label)
+    save_figure(fig, out / "volume_groups.png")

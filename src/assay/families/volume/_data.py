@@ -19,19 +19,9 @@ import torch
 
 from assay import ConfigError
 
-DATASETS = ("swiss_roll", "digits", "modular", "mnist", "cifar10")
-REGIMES = ("data", "poison", "noise", "imbalance")
+from ._registry import DatasetSpec, get_dataset
 
-# Per-dataset defaults, used when a TrainConfig leaves a size at None. Sizes follow the paper's
-# public runs where they exist (swiss roll: 20 base points, landscapes up to 780 extra samples,
-# 1000 spare pool samples for the cutoff, 2 x 2000 test points).
-DEFAULTS: dict[str, dict[str, int]] = {
-    "swiss_roll": {"base_size": 20, "pool_size": 1780, "test_size": 4000},
-    "digits": {"base_size": 100, "pool_size": 1097, "test_size": 600},  # 1797 images in all
-    "modular": {"base_size": 100, "pool_size": 300, "test_size": 129},  # p=23: 529 pairs
-    "mnist": {"base_size": 500, "pool_size": 50000, "test_size": 10000},
-    "cifar10": {"base_size": 500, "pool_size": 45000, "test_size": 10000},
-}
+REGIMES = ("data", "poison", "noise", "imbalance")
 
 
 @dataclass(frozen=True)
@@ -79,9 +69,10 @@ def two_spirals(n_per_class: int, noise: float, rotations: float, seed: int):
 
 def _swiss_roll(cfg, n_train: int | None):
     n_train = n_train or 4 * (resolved_base(cfg) + resolved_pool(cfg))
-    x, y = two_spirals(math.ceil(n_train / 2), cfg.noise, cfg.rotations, cfg.seed)
+    seed = cfg.data_seed_value
+    x, y = two_spirals(math.ceil(n_train / 2), cfg.noise, cfg.rotations, seed)
     # the test seed is offset so test points never coincide with training points
-    xt, yt = two_spirals(math.ceil(resolved_test(cfg) / 2), cfg.noise, cfg.rotations, cfg.seed + 1)
+    xt, yt = two_spirals(math.ceil(resolved_test(cfg) / 2), cfg.noise, cfg.rotations, seed + 1)
     return x, y, xt[: resolved_test(cfg)], yt[: resolved_test(cfg)], 2
 
 
@@ -135,7 +126,7 @@ def _torchvision(cfg, n_train: int | None):
 
     x, y = tensors(train)
     xt, yt = tensors(test)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.data_seed_value))
     return (
         x[perm][:n_train],
         y[perm][:n_train],
@@ -154,31 +145,32 @@ def _holdout(x, y, cfg, n_train: int | None, n_classes: int):
             f"= {n_train} + {resolved_test(cfg)} = {n_train + resolved_test(cfg)}. Lower pool_size "
             f"(at most {len(x) - resolved_test(cfg) - resolved_base(cfg)}) or test_size."
         )
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.data_seed_value))
     x, y = x[perm], y[perm]
     test = slice(len(x) - resolved_test(cfg), len(x))
     return x[:n_train], y[:n_train], x[test], y[test], n_classes
 
 
-_LOADERS = {
-    "swiss_roll": _swiss_roll,
-    "digits": _digits,
-    "modular": _modular,
-    "mnist": _torchvision,
-    "cifar10": _torchvision,
-}
+# The built-in datasets, found by the plug-in registry under these names. Default sizes follow
+# the paper's public runs where they exist (swiss roll: 20 base points, landscapes up to 780 extra
+# samples, 1000 spare pool samples for the cutoff, 2 x 2000 test points).
+SWISS_ROLL = DatasetSpec("swiss_roll", _swiss_roll, 20, 1780, 4000, loss="bce")
+DIGITS = DatasetSpec("digits", _digits, 100, 1097, 600)  # 1797 images in all
+MODULAR = DatasetSpec("modular", _modular, 100, 300, 129, loss="mse")  # p=23: 529 pairs
+MNIST = DatasetSpec("mnist", _torchvision, 500, 50000, 10000)
+CIFAR10 = DatasetSpec("cifar10", _torchvision, 500, 45000, 10000)
 
 
 def resolved_base(cfg) -> int:
-    return cfg.base_size if cfg.base_size is not None else DEFAULTS[cfg.dataset]["base_size"]
+    return cfg.base_size if cfg.base_size is not None else get_dataset(cfg.dataset).base_size
 
 
 def resolved_test(cfg) -> int:
-    return cfg.test_size if cfg.test_size is not None else DEFAULTS[cfg.dataset]["test_size"]
+    return cfg.test_size if cfg.test_size is not None else get_dataset(cfg.dataset).test_size
 
 
 def resolved_pool(cfg) -> int:
-    return cfg.pool_size if cfg.pool_size is not None else DEFAULTS[cfg.dataset]["pool_size"]
+    return cfg.pool_size if cfg.pool_size is not None else get_dataset(cfg.dataset).pool_size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,21 +178,21 @@ def resolved_pool(cfg) -> int:
 
 
 def build_split(cfg) -> Split:
-    """The base/pool/test split of ``cfg`` (a TrainConfig); depends on the seed, never on k."""
-    if cfg.dataset not in _LOADERS:
-        raise ConfigError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(DATASETS)}")
+    """The base/pool/test split of ``cfg`` (a TrainConfig); depends on the data seed, never on k."""
+    if cfg.sampling == "origin":
+        return origin_split(cfg)
     base, pool = resolved_base(cfg), resolved_pool(cfg)
     # imbalance draws from everything the dataset holds (None), the others from what they need
     n_raw = None if cfg.regime == "imbalance" else base + pool
-    x, y, xt, yt, n_classes = _LOADERS[cfg.dataset](cfg, n_raw)
-    rng = np.random.default_rng(cfg.seed)
+    x, y, xt, yt, n_classes = get_dataset(cfg.dataset).load(cfg, n_raw)
+    rng = np.random.default_rng(cfg.data_seed_value)
     order = rng.permutation(len(x))  # (N,) random order of the raw training samples
     if cfg.regime == "imbalance":
         order = _imbalanced_order(order, y.numpy(), cfg, base, pool, rng)
     base_idx, pool_idx = order[:base], order[base : base + pool]
     xb, yb = x[base_idx], y[base_idx]
     xp, yp = x[pool_idx], y[pool_idx]
-    gen = torch.Generator().manual_seed(cfg.seed + 2)  # regime noise has its own stream
+    gen = torch.Generator().manual_seed(cfg.data_seed_value + 2)  # regime noise: own stream
     if cfg.regime == "poison":
         # a uniformly random *wrong* label: shift by 1..C-1 classes
         yp = (yp + torch.randint(1, n_classes, yp.shape, generator=gen)) % n_classes
@@ -231,3 +223,34 @@ def _imbalanced_order(order, y, cfg, base: int, pool: int, rng) -> np.ndarray:
         del tgt[:n_t], rest[:n_r]
         out.extend(rng.permutation(chunk).tolist())
     return np.asarray(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# `sampling: origin`: the published generator and split, draw for draw.
+
+
+def origin_split(cfg) -> Split:
+    """The published swiss-roll split (``get_dataset`` + index choice of the paper's notebooks).
+
+    Per arm, base + pool + ``extra_points`` points (20 + 780 + 1000 = 1800: 3600 in all) from one
+    generator seeded with the data seed, arm 1 then arm 2 (``two_spirals``); the test set the same
+    way from data seed + 1. Base indices are ``np.random.seed(s); choice(N, base)``, the pool is
+    ``np.random.seed(s); choice(setdiff1d(arange(N), base), pool)`` (a RandomState of its own
+    gives the same draws without touching numpy's global state).
+    """
+    if cfg.dataset != "swiss_roll" or cfg.regime != "data":
+        raise ConfigError(
+            f"sampling 'origin' reproduces the published swiss-roll low-data split only; got "
+            f"dataset={cfg.dataset!r}, regime={cfg.regime!r}. Use sampling: native (the default) "
+            "for other datasets and regimes."
+        )
+    base, pool, seed = resolved_base(cfg), resolved_pool(cfg), cfg.data_seed_value
+    per_arm = base + pool + cfg.extra_points
+    x, y = two_spirals(per_arm, cfg.noise, cfg.rotations, seed)  # (2 per_arm, 2)
+    n_test = resolved_test(cfg)
+    xt, yt = two_spirals(math.ceil(n_test / 2), cfg.noise, cfg.rotations, seed + 1)
+    n = len(x)
+    base_idx = np.random.RandomState(seed).choice(n, base, replace=False)
+    rest = np.setdiff1d(np.arange(n), base_idx)
+    pool_idx = np.random.RandomState(seed).choice(rest, pool, replace=False)
+    return Split(x[base_idx], y[base_idx], x[pool_idx], y[pool_idx], xt[:n_test], yt[:n_test], 2)

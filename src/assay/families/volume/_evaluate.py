@@ -38,10 +38,16 @@ class Evaluator:
         x, y: the model's training set ordered base ++ pool[:k] (N samples).
         sizes: landscape sizes (number of leading samples), each <= N.
         loss: "bce" | "ce" | "mse".
+        grid_dtype: the dtype in which theta + c * D is formed before it is rounded once to the
+            model's dtype. float64 (default) gives the parameters the grid point names, exact to
+            the model's precision; the model's own dtype reproduces the earlier float32 grid.
     """
 
-    def __init__(self, model, theta, directions, x, y, sizes, loss, chunk_floats=CHUNK_FLOATS):
+    def __init__(self, model, theta, directions, x, y, sizes, loss, chunk_floats=CHUNK_FLOATS,
+                 grid_dtype=torch.float64):  # fmt: skip
         self.model, self.theta, self.dirs = model, theta, directions
+        self.grid_dtype = grid_dtype
+        self.theta_grid = theta.to(grid_dtype)
         self.x, self.y, self.loss = x, y, loss
         self.sizes = torch.as_tensor(sizes, dtype=torch.long, device=theta.device)  # (nL,)
         self.n = int(self.sizes.max())  # samples actually needed: the largest landscape
@@ -70,11 +76,13 @@ class Evaluator:
         Computes on the device of ``theta``; returns CPU tensors (the bookkeeping stays there).
         """
         dev = self.theta.device
-        dir_idx, coeff = dir_idx.to(dev), coeff.to(dev, self.theta.dtype)
+        dir_idx, coeff = dir_idx.to(dev), coeff.to(dev, self.grid_dtype)
         losses, accs = [], []
         for i in range(0, len(dir_idx), self.chunk):
             d, c = dir_idx[i : i + self.chunk], coeff[i : i + self.chunk]
-            params = torch.addcmul(self.theta, c[:, None], self.dirs[d])  # (q, P)
+            dirs = self.dirs[d].to(self.grid_dtype)  # (q, P)
+            params = torch.addcmul(self.theta_grid, c[:, None], dirs).to(self.theta.dtype)
+            c = c.to(self.theta.dtype)
             logits = self._forward(params, d, c)  # (q, n, out)
             y = self.y[: self.n]
             losses.append(_prefix_means(per_sample_loss(logits, y, self.loss), self.sizes))
@@ -227,7 +235,7 @@ def adaptive_crossings(ev: Evaluator, criteria, coeff_max: float, power: float, 
         flat_lo = lo.view(m, -1)[dirs, target[dirs]]
         flat_hi = hi.view(m, -1)[dirs, target[dirs]]
         u = (flat_lo + flat_hi) / 2  # (A,)
-        hit = crossed(*ev.at(dirs, coeff_max * u**power))  # (A, nL, T)
+        hit = crossed(*ev.at(dirs, coeff_max * u.double() ** power))  # (A, nL, T)
         uu = u[:, None, None]
         inside = live[dirs] & (lo[dirs] < uu) & (uu < hi[dirs])
         hi[dirs] = torch.where(inside & hit, uu, hi[dirs])
@@ -237,7 +245,9 @@ def adaptive_crossings(ev: Evaluator, criteria, coeff_max: float, power: float, 
     unsure = torch.nonzero((live & (hi == 1.0)).view(m, -1).any(dim=1)).squeeze(1)
     never = torch.zeros(m, nl, t, dtype=torch.bool)
     if len(unsure):
-        end = crossed(*ev.at(unsure, torch.full((len(unsure),), coeff_max)))  # (A, nL, T)
+        end = crossed(
+            *ev.at(unsure, torch.full((len(unsure),), coeff_max, dtype=torch.float64))
+        )  # (A, nL, T)
         never[unsure] = live[unsure] & (hi[unsure] == 1.0) & ~end
     out = torch.where(never, float("nan"), hi)
     out = torch.where(centre[None], 0.0, out)

@@ -12,23 +12,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._registry import ModelSpec, get_dataset, get_model
+
 LOSSES = ("bce", "ce", "mse")
 
 
 def default_loss(dataset: str) -> str:
-    # swiss roll is binary with one logit (as in the paper); modular arithmetic uses MSE to the
-    # one-hot target as in the paper; image datasets use cross-entropy.
-    return {"swiss_roll": "bce", "modular": "mse"}.get(dataset, "ce")
+    # each dataset declares it: swiss roll is binary with one logit (as in the paper), modular
+    # arithmetic uses MSE to the one-hot target as in the paper, image datasets cross-entropy
+    return get_dataset(dataset).loss
 
 
 def build_model(cfg, input_shape: tuple[int, ...], n_classes: int, loss: str) -> nn.Module:
-    """A freshly initialised model; initialisation depends only on ``cfg.seed``."""
+    """A freshly initialised model; initialisation depends only on ``cfg.seed`` (model seed).
+
+    ``torch.manual_seed(model_seed)`` right before construction, as the published ``get_model``
+    does, so the same seed gives the published initial weights for the same architecture.
+    """
     out = 1 if loss == "bce" else n_classes
+    spec = get_model(cfg.model)
     with torch.random.fork_rng(devices=[]):  # leave the global stream alone
         torch.manual_seed(cfg.seed)
-        if cfg.model == "mlp":
-            return mlp(int(torch.tensor(input_shape).prod()), list(cfg.hidden), out)
-        return cnn(input_shape[0], list(cfg.hidden), out)
+        return spec.build(cfg, tuple(input_shape), out)
+
+
+def _build_mlp(cfg, input_shape: tuple[int, ...], out: int) -> nn.Sequential:
+    return mlp(int(torch.tensor(input_shape).prod()), list(cfg.hidden), out)
+
+
+def _build_cnn(cfg, input_shape: tuple[int, ...], out: int) -> nn.Sequential:
+    return cnn(input_shape[0], list(cfg.hidden), out)
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int) -> nn.Sequential:
@@ -53,6 +66,10 @@ def cnn(in_channels: int, channels: list[int], out_dim: int) -> nn.Sequential:
         prev = c
     layers += [nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(prev * 16, out_dim)]
     return nn.Sequential(*layers)
+
+
+MLP = ModelSpec("mlp", _build_mlp)
+CNN = ModelSpec("cnn", _build_cnn)
 
 
 def per_sample_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:

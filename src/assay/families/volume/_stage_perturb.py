@@ -13,11 +13,16 @@ from the ``train`` template. For each model of level k and each landscape L <= k
 * adaptive mode: the bisected crossing of each listed threshold (tau-dependent by nature, so
   the thresholds are part of this stage's config).
 
-plus each model's unperturbed per-sample losses on base ++ the whole pool (volume cutoff).
+plus each model's unperturbed per-sample losses on base ++ the whole pool (volume cutoff), and
+``histories.json`` (every model's training curves, for the volume stage's plots).
+
+Coefficients are float64 and each point's parameters theta + c D are formed in float64 and
+rounded once to the model's dtype: the float32 grid was off by up to 1e-3 in log V.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import ClassVar, Literal
 
@@ -25,14 +30,20 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from assay import Run, StageConfig, configure_torch, resolve_device, stage
+from assay import Run, stage
+from assay.ml import TorchConfig, setup_torch
 
 from ._stage_train import TrainConfig
 
 VARIABLE = Literal["batch_size", "epochs", "lr", "sam_rho", "weight_decay"]
 
 
-class PerturbConfig(StageConfig):
+class PerturbConfig(TorchConfig):
+    """``dtype`` is the dtype of the perturbed forward passes (the trained models are cast to
+    it). ``seed`` seeds nothing here: directions come from ``perturbation_seed``, so a suite's
+    ``seeds:`` (which sets every ``seed``) gives every seed the same directions, as published;
+    ``seed`` is therefore not part of this stage's run id (its ``train`` seed is)."""
+
     train: TrainConfig = TrainConfig()  # template: every model is this with a level (and vary)
     levels: tuple[int, ...] = (0, 30, 80, 180, 380, 780)  # the paper's swiss-roll levels
     vary: VARIABLE | None = None  # fixed-dataset variations: one model per value of this field
@@ -52,9 +63,7 @@ class PerturbConfig(StageConfig):
     thresholds: tuple[float, ...] = ()  # adaptive mode: the taus to bisect
     accuracy_thresholds: tuple[float, ...] = ()  # adaptive mode: accuracy criteria to bisect
     tolerance: float | None = Field(None, gt=0)  # adaptive, in grid steps of u; None: 1 step
-    device: str = "cpu"
-    num_threads: int = 0
-    identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads"})
+    identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "seed"})
 
     @model_validator(mode="after")
     def _check(self) -> PerturbConfig:
@@ -77,6 +86,12 @@ class PerturbConfig(StageConfig):
                 f"level {max(self.levels)} is larger than the data: {self.train.dataset!r} has a "
                 f"pool of {pool} additional samples (train.pool_size). Lower the levels or raise "
                 "train.pool_size (the dataset may cap it)."
+            )
+        if self.train.sampling == "origin" and pool != max(self.levels):
+            raise ValueError(
+                f"sampling origin draws the published pool of exactly max(levels) = "
+                f"{max(self.levels)} samples, but train.pool_size is {pool}; set "
+                f"train.pool_size: {max(self.levels)} (the published split depends on it)"
             )
         lands = self.landscape_levels
         if not lands:
@@ -113,28 +128,36 @@ class PerturbConfig(StageConfig):
     def upstream(self) -> dict:
         return {"models": self.model_configs()}
 
+    @property
+    def tolerance_grid_steps(self) -> float:
+        """How far a radius may be from the grid's: 0 for exact, the bisection tolerance else."""
+        return 0.0 if self.mode == "exact" else (self.tolerance or 1.0)
+
     def coefficients(self) -> np.ndarray:
+        """(C,) float64 grid c_i = coefficient_max * (i / (C - 1)) ** grid_power."""
         u = np.arange(self.n_coefficients) / (self.n_coefficients - 1)
-        return (self.coefficient_max * u**self.grid_power).astype(np.float32)
+        return self.coefficient_max * u**self.grid_power
 
 
 def model_label(cfg: TrainConfig, vary: str | None) -> str:
     return f"k{cfg.extra_samples}" + (f"-{vary}{getattr(cfg, vary)}" if vary else "")
 
 
-@stage("volume.perturb", config=PerturbConfig, version=1,
+# version 2: float64 coefficients and grid points (radii move by float32 rounding)
+@stage("volume.perturb", config=PerturbConfig, version=2,
        smoke={"levels": (0, 20), "n_directions": 20, "train": {"epochs": 30, "pool_size": 40}})  # fmt: skip
 def perturb(config: PerturbConfig, run: Run) -> dict:
     """Evaluate every model along every direction; see the module docstring."""
     from ._data import build_split, resolved_base
     from ._directions import param_shapes, random_directions
 
-    threads = configure_torch(config.num_threads)
+    device, dtype = setup_torch(config)
+    threads = torch.get_num_threads()
     ups = run.upstream["models"]
     cfgs = [TrainConfig(**u.config) if isinstance(u.config, dict) else u.config for u in ups]
     split = build_split(cfgs[0])  # data depends on the seed only: shared by every model
     base = resolved_base(cfgs[0])
-    models = [_load_model(u, c, split) for u, c in zip(ups, cfgs, strict=True)]
+    models = [_load_model(u, c, split).to(dtype) for u, c in zip(ups, cfgs, strict=True)]
     # the same raw directions for every model (same architecture), regenerated from seeds
     raw = random_directions(param_shapes(models[0]), config.n_directions, config.perturbation_seed)
     # resume after the last finished model if this run was killed
@@ -146,14 +169,16 @@ def perturb(config: PerturbConfig, run: Run) -> dict:
     t0 = time.perf_counter()
     for i in range(state["done"], len(ups)):
         state["passes"] += _evaluate_model(
-            config, i, models[i], cfgs[i], split, base, raw, state["out"]
+            config, i, models[i], cfgs[i], split, base, raw.to(dtype), state["out"], device
         )
         state["done"] = i + 1
         run.save_checkpoint(state)
         run.log(f"model {model_label(cfgs[i], config.vary)} done, {time.perf_counter() - t0:.1f}s")
     with run.write_artifact("curves.npz") as tmp:
         # compressed: entries after a direction stopped are NaN and shrink ~10x
-        np.savez_compressed(tmp, coefficients=config.coefficients(), norms=raw.norm(dim=1).numpy(),
+        # norms in float64 too: a float32 norm moves n ln r by up to ~n * 6e-8
+        norms = raw.double().norm(dim=1).numpy()
+        np.savez_compressed(tmp, coefficients=config.coefficients(), norms=norms,
                             seeds=config.perturbation_seed + np.arange(config.n_directions),
                             landscapes=np.array(config.landscape_levels), base_size=base,
                             levels=np.array([c.extra_samples for c in cfgs]),
@@ -162,10 +187,18 @@ def perturb(config: PerturbConfig, run: Run) -> dict:
         "label": model_label(c, config.vary), "level": c.extra_samples, "run_id": u.id,
         **{k: u.results.get(k) for k in ("test_loss", "test_accuracy", "train_loss")},
     } for u, c in zip(ups, cfgs, strict=True)]  # fmt: skip
+    run.save_json("models.json", {"models": info, "criteria": _criteria(config),
+                                  "mode": config.mode,
+                                  "tolerance_grid_steps": config.tolerance_grid_steps})  # fmt: skip
     run.save_json(
-        "models.json", {"models": info, "criteria": _criteria(config), "mode": config.mode}
+        "histories.json", {i["label"]: _history(u) for i, u in zip(info, ups, strict=True)}
     )
-    return {"n_params": int(raw.shape[1]), "points_evaluated": state["passes"], "threads": threads}
+    return {"n_params": int(raw.shape[1]), "points_evaluated": state["passes"], "threads": threads,
+            "tolerance_grid_steps": config.tolerance_grid_steps}  # fmt: skip
+
+
+def _history(up) -> dict:
+    return json.loads(up.artifact("history.json").read_text())
 
 
 def _criteria(config: PerturbConfig) -> list[tuple[str, float]]:
@@ -178,6 +211,7 @@ def _load_model(up, cfg: TrainConfig, split):
     from ._models import build_model
 
     model = build_model(cfg, tuple(split.x_base.shape[1:]), split.n_classes, cfg.loss_name)
+    model.to(getattr(torch, cfg.dtype))  # the dtype it was trained and saved in
     model.load_state_dict(torch.load(up.artifact("model.pt"), weights_only=True))
     return model.eval()
 
@@ -199,14 +233,15 @@ def _empty(config: PerturbConfig, split, n_models: int) -> dict[str, np.ndarray]
 
 
 @torch.no_grad()
-def _evaluate_model(config: PerturbConfig, i: int, model, cfg, split, base, raw, out) -> int:
+def _evaluate_model(config: PerturbConfig, i: int, model, cfg, split, base, raw, out,
+                    device: str = "cpu") -> int:  # fmt: skip
     """Fill model i's entries of ``out``; returns the number of points evaluated."""
     from ._directions import flatten_params, scale_directions
     from ._evaluate import Evaluator, adaptive_crossings, centre_losses, grid_curves
 
-    device = resolve_device(config.device)
     model.to(device)
-    x_all = torch.cat([split.x_base, split.x_pool]).to(device)  # base ++ whole pool: cutoff
+    dtype = getattr(torch, config.dtype)
+    x_all = torch.cat([split.x_base, split.x_pool]).to(device, dtype)  # base ++ pool: cutoff
     y_all = torch.cat([split.y_base, split.y_pool]).to(device)
     out["centre_losses"][i] = centre_losses(model, x_all, y_all, cfg.loss_name).cpu().numpy()
     lands = config.landscape_levels
@@ -215,7 +250,8 @@ def _evaluate_model(config: PerturbConfig, i: int, model, cfg, split, base, raw,
         return 0
     dirs = scale_directions(raw, model.cpu(), config.scaling).to(device)  # (M, P)
     model.to(device)
-    x, y = (t.to(device) for t in split.train_set(cfg.extra_samples))
+    x, y = split.train_set(cfg.extra_samples)
+    x, y = x.to(device, dtype), y.to(device)
     sizes = [base + lands[j] for j in mine]
     ev = Evaluator(model, flatten_params(model), dirs, x, y, sizes, cfg.loss_name)
     centre = ev.at(torch.zeros(1, dtype=torch.long), torch.zeros(1))[0][0]  # (nL,)

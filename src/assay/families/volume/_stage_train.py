@@ -11,20 +11,31 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from assay import Run, StageConfig, configure_torch, resolve_device, stage
+from assay import Run, stage
+from assay.ml import TorchConfig, setup_torch
 
-from ._data import DATASETS, build_split, resolved_base, resolved_pool, resolved_test
+from ._data import build_split, resolved_base, resolved_pool, resolved_test
 from ._models import build_model, default_loss
+from ._registry import dataset_names, model_names
 
 
-class TrainConfig(StageConfig):
+class TrainConfig(TorchConfig):
+    """One model of the study. ``seed`` (from TorchConfig) is the *model* seed: initialisation
+    and minibatch order; ``data_seed`` the data (None: the same as ``seed``). The published runs
+    are named ``model_<seed>_data_<data_seed>``."""
+
     # --- data -------------------------------------------------------------------------------
-    dataset: str = "swiss_roll"
+    dataset: str = "swiss_roll"  # a registered dataset (plug-ins: _registry.py)
+    data_seed: int | None = None  # None: seed. The published low-data runs use seed + 10
+    # native: assay's generator and split (one permutation by the data seed); origin: the
+    # published generator, np.random.choice split and training recipe, draw for draw
+    sampling: Literal["native", "origin"] = "native"
+    extra_points: int = Field(1000, ge=0)  # origin: spare points per arm (published extra_pts)
     regime: Literal["data", "poison", "noise", "imbalance"] = "data"
     extra_samples: int = Field(0, ge=0)  # k: train on base ++ pool[:k]
-    base_size: int | None = Field(None, ge=1)  # None: the dataset's default (_data.DEFAULTS)
+    base_size: int | None = Field(None, ge=1)  # None: the dataset's default (its DatasetSpec)
     pool_size: int | None = Field(None, ge=0)  # additional samples available (cutoff range)
     test_size: int | None = Field(None, ge=1)
     noise: float = Field(0.3, ge=0)  # swiss roll: std of the Gaussian jitter (paper: 0.3)
@@ -34,7 +45,7 @@ class TrainConfig(StageConfig):
     imbalance_fraction: float = Field(0.9, ge=0, le=1)
     data_dir: str = "data"  # MNIST/CIFAR-10 only; never downloaded
     # --- model and loss -----------------------------------------------------------------------
-    model: Literal["mlp", "cnn"] = "mlp"
+    model: str = "mlp"  # a registered architecture: mlp, cnn or a plug-in
     hidden: tuple[int, ...] = (32, 32, 32, 32, 32)  # MLP widths, or CNN channels
     loss: Literal["auto", "bce", "ce", "mse"] = "auto"  # auto: bce swiss, mse modular, else ce
     # --- optimisation -------------------------------------------------------------------------
@@ -46,19 +57,38 @@ class TrainConfig(StageConfig):
     batch_size: int | None = Field(None, ge=1)  # None: full batch (the paper's default)
     optimizer: Literal["adamw", "sam"] = "adamw"  # sam: SAM around AdamW
     sam_rho: float = Field(0.05, gt=0)  # SAM neighbourhood radius (Foret et al. default)
-    sam_adaptive: bool = False  # ASAM: scale the ascent step by |w|
+    # ASAM: e = rho |w|^2 g / || |w| g || (Kwon et al. 2021); sampling origin uses the published
+    # rho |w| g / || |w| g || (README, deviations)
+    sam_adaptive: bool = False
     eval_every: int = Field(10, ge=1)  # test metrics every this many epochs (and the last)
-    seed: int = 0  # data, initialisation and minibatch order
-    device: str = "cpu"
-    num_threads: int = 0  # 0: $ASSAY_NUM_THREADS or torch's default
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "data_dir"})
 
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; valid: {', '.join(DATASETS)}")
+        if v not in dataset_names():
+            raise ValueError(f"unknown dataset {v!r}; valid: {', '.join(dataset_names())}")
         return v
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in model_names():
+            raise ValueError(f"unknown model {v!r}; valid: {', '.join(model_names())}")
+        return v
+
+    @model_validator(mode="after")
+    def _origin_is_swiss_roll(self) -> TrainConfig:
+        if self.sampling == "origin" and (self.dataset, self.regime) != ("swiss_roll", "data"):
+            raise ValueError(
+                f"sampling 'origin' reproduces the published swiss-roll low-data runs only, got "
+                f"dataset={self.dataset!r}, regime={self.regime!r}; use sampling: native"
+            )
+        return self
+
+    @property
+    def data_seed_value(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def loss_name(self) -> str:
@@ -68,12 +98,12 @@ class TrainConfig(StageConfig):
 @stage("volume.train", config=TrainConfig, version=1, smoke={"epochs": 30, "pool_size": 100})
 def train(config: TrainConfig, run: Run) -> dict:
     """Train one model; see the module docstring."""
-    configure_torch(config.num_threads)
-    device = resolve_device(config.device)
+    device, dtype = setup_torch(config)
     split = build_split(config)
     x, y = split.train_set(config.extra_samples)
+    x, x_test = x.to(dtype), split.x_test.to(dtype)
     loss = config.loss_name
-    model = build_model(config, tuple(x.shape[1:]), split.n_classes, loss).to(device)
+    model = build_model(config, tuple(x.shape[1:]), split.n_classes, loss).to(device, dtype)
 
     def log(epoch, train_loss, test_loss, test_acc):
         run.log_metrics(
@@ -82,7 +112,7 @@ def train(config: TrainConfig, run: Run) -> dict:
 
     from ._train import train_model
 
-    hist = train_model(model, x.to(device), y.to(device), split.x_test.to(device),
+    hist = train_model(model, x.to(device), y.to(device), x_test.to(device),
                        split.y_test.to(device), config, loss, log=log)  # fmt: skip
     with run.write_artifact("model.pt") as tmp:
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
@@ -90,7 +120,8 @@ def train(config: TrainConfig, run: Run) -> dict:
     run.save_json("data.json", {
         "base_size": resolved_base(config), "pool_size": resolved_pool(config),
         "test_size": resolved_test(config), "n_train": len(x), "n_classes": split.n_classes,
-        "input_shape": list(x.shape[1:]), "loss": loss,
+        "input_shape": list(x.shape[1:]), "loss": loss, "sampling": config.sampling,
+        "data_seed": config.data_seed_value, "model_seed": config.seed,
     })  # fmt: skip
     return {
         "train_loss": hist["train_loss"][-1],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from typing import ClassVar
 
@@ -32,6 +33,12 @@ from ._volume import (
     rank_stability,
     spearman,
 )
+
+logger = logging.getLogger("assay.volume")
+# Directions that never cross tau are dropped (the published rule). A few percent is noise; more
+# means coefficient_max is too small for this tau and the volume is biased (with coefficient_max
+# 0.02, 129/200 were dropped and the model ranking inverted).
+DROPPED_WARN_FRACTION = 0.05
 
 
 class VolumeConfig(StageConfig):
@@ -125,7 +132,8 @@ def check_answerable(config: VolumeConfig) -> None:
         )
 
 
-@stage("volume.volume", config=VolumeConfig, version=1,
+# version 2: models above tau at their own centre are flagged (log V -inf, cutoff 0); float64 grid
+@stage("volume.volume", config=VolumeConfig, version=2,
        smoke={"n_subsets": 5, "perturb": {"levels": (0, 20), "n_directions": 20,
                                           "train": {"epochs": 30, "pool_size": 40}}})  # fmt: skip
 def volume(config: VolumeConfig, run: Run) -> dict:
@@ -137,34 +145,90 @@ def volume(config: VolumeConfig, run: Run) -> dict:
     lands = sorted(config.landscapes) if config.landscapes is not None else cached
     n_params, base = int(data["n_params"]), int(data["base_size"])
     levels = [m["level"] for m in models]
-    cutoffs = [cutoff_level(data["centre_losses"][i], base, config.threshold)
+    tau = config.threshold
+    # a model whose own training loss (its landscape, at the centre) is already above tau is
+    # not in a minimum of that depth: its volume is 0 everywhere (log V -inf, cutoff 0)
+    own_loss = [own_training_loss(data["centre_losses"][i], base, k) for i, k in enumerate(levels)]
+    above = [v > tau for v in own_loss]
+    cutoffs = [0 if above[i] else cutoff_level(data["centre_losses"][i], base, tau)
                for i in range(len(models))]  # fmt: skip
     rows, results, per_land, radii_out = [], {}, [], {}
     for L in lands:
         idx = [i for i, k in enumerate(levels) if k >= L]  # models trained on >= L extra
         radii = np.stack([_radii(config, data, i, cached.index(L), "loss") for i in idx])  # (n, M)
-        lv = [log_volume(r, n_params) for r in radii]
-        for i, r, v in zip(idx, radii, lv, strict=True):
-            rows.append(_row(config, data, models[i], i, cached.index(L), L, r, v, cutoffs[i]))
+        raw_lv = [log_volume(r, n_params) for r in radii]
+        lv = [-math.inf if above[i] else v for i, v in zip(idx, raw_lv, strict=True)]
+        for i, r, v, rv in zip(idx, radii, lv, raw_lv, strict=True):
+            row = _row(config, data, models[i], i, cached.index(L), L, r, v, cutoffs[i])
+            row |= {"log_volume_raw": rv, "own_training_loss": own_loss[i],
+                    "centre_above_tau": above[i]}  # fmt: skip
+            rows.append(row)
             results[f"log_volume/L{L}/{models[i]['label']}"] = v
             radii_out[f"L{L}/{models[i]['label']}"] = r
         own = [n for n, i in enumerate(idx) if levels[i] == L]
-        per_land.append(_ranking(config, L, radii, lv, [models[i] for i in idx], own, n_params))
+        flagged = [above[i] for i in idx]
+        per_land.append(_ranking(config, L, radii, lv, [models[i] for i in idx], own, n_params,
+                                 flagged))  # fmt: skip
     for i, m in enumerate(models):
         results[f"cutoff/{m['label']}"] = cutoffs[i] if cutoffs[i] is not None else math.nan
+        results[f"above_tau/{m['label']}"] = float(above[i])
     results |= _headline(per_land)
+    warnings = _warnings(rows, models, above, own_loss, tau)
+    results |= {
+        "n_models_above_tau": int(sum(above)),
+        "n_minus_inf": sum(1 for r in rows if r["log_volume"] == -math.inf),
+        "dropped_fraction_max": max(r["dropped_fraction"] for r in rows),
+        # exact: radii are the grid's; adaptive: within this many grid steps of u (README)
+        "tolerance_grid_steps": float(config.perturb.tolerance_grid_steps),
+    }
+    for w in warnings:
+        logger.warning("%s: %s", run.id, w)
+        run.log(f"WARNING: {w}")
     _write_table(run, rows)
     with run.write_artifact("radii.npz") as tmp:
         np.savez(tmp, seeds=data["seeds"], **radii_out)
     labels = [m["label"] for m in models]
-    run.save_json("summary.json", {"threshold": config.threshold, "landscapes": per_land,
-                                   "cutoffs": dict(zip(labels, cutoffs, strict=True))})  # fmt: skip
+    run.save_json("summary.json", {
+        "threshold": tau, "landscapes": per_land, "warnings": warnings,
+        "cutoffs": dict(zip(labels, cutoffs, strict=True)),
+        "above_tau": [lab for lab, a in zip(labels, above, strict=True) if a],
+        "own_training_loss": dict(zip(labels, own_loss, strict=True)),
+        "mode": config.perturb.mode, "tolerance_grid_steps": config.perturb.tolerance_grid_steps,
+    })  # fmt: skip
     if config.plots:
         from ._plots import render_all
 
-        render_all(rows, radii_out, run.artifacts_dir, config.threshold)
+        histories = json.loads(up.artifact("histories.json").read_text())
+        render_all(rows, radii_out, run.artifacts_dir, tau, histories=histories,
+                   centre_losses=data["centre_losses"], base=base, labels=labels,
+                   cutoffs=cutoffs)  # fmt: skip
     run.log(_text_table(rows))
     return results
+
+
+def own_training_loss(centre_losses: np.ndarray, base: int, level: int) -> float:
+    """Mean unperturbed loss over the model's own training set base ++ pool[:level]."""
+    return float(np.mean(centre_losses[: base + level], dtype=np.float64))
+
+
+def _warnings(rows: list[dict], models: list[dict], above, own_loss, tau: float) -> list[str]:
+    """What a reader must know before trusting the table (also in summary.json and log.txt)."""
+    out = [
+        f"model {m['label']}: training loss {own_loss[i]:.4g} on its own data is above tau={tau}"
+        ": not a minimum at this depth; log V set to -inf, cutoff 0, left out of "
+        "trained_model_largest_fraction"
+        for i, m in enumerate(models)
+        if above[i]
+    ]
+    for r in rows:
+        if r["dropped_fraction"] > DROPPED_WARN_FRACTION:
+            out.append(
+                f"landscape {r['landscape']}, model {r['model']}: {r['n_dropped']} of "
+                f"{r['n_dropped'] + r['n_counted']} directions never crossed tau={tau} and were "
+                f"dropped ({r['dropped_fraction']:.0%} > {DROPPED_WARN_FRACTION:.0%}); raise "
+                "perturb.coefficient_max, the volume is biased low"
+            )
+    return out
 
 
 def _row(config, data, model: dict, i: int, j: int, L: int, radii, log_v, cutoff) -> dict:
@@ -176,6 +240,7 @@ def _row(config, data, model: dict, i: int, j: int, L: int, radii, log_v, cutoff
            "test_accuracy": model["test_accuracy"],
            "landscape_loss": float(data["landscape_loss"][i, j]),
            "cutoff": cutoff, **{k: st[k] for k in st if k != "top_radii"}}  # fmt: skip
+    row["dropped_fraction"] = st["n_dropped"] / max(1, st["n_dropped"] + st["n_counted"])
     if config.accuracy_threshold is not None:
         acc_radii = _radii(config, data, i, j, "accuracy")
         row["log_volume_accuracy"] = log_volume(acc_radii, n_params)
@@ -183,15 +248,22 @@ def _row(config, data, model: dict, i: int, j: int, L: int, radii, log_v, cutoff
     return row
 
 
-def _ranking(config, L: int, radii, lv: list, models: list[dict], own: list[int], n_params):
-    """Ranking statistics of the models evaluated in landscape L."""
+def _ranking(config, L: int, radii, lv: list, models: list[dict], own: list[int], n_params,
+             flagged: list[bool]):  # fmt: skip
+    """Ranking statistics of the models evaluated in landscape L.
+
+    ``trained_model_largest`` compares the model trained on exactly L with the others that are
+    minima at this tau: a model above tau at its own centre (volume -inf by decree) is neither a
+    competitor nor, as the trained model, a success; with no competitor left it is None.
+    """
     tl = [m["test_loss"] for m in models]
     bad, pairs = ordering_violations(lv, tl)
     stab, tau_k = rank_stability(radii, n_params, config.n_subsets, config.subset_fraction,
                                  config.subset_seed)  # fmt: skip
     # strictly largest: a tie (e.g. every volume 0) does not count as a yes
-    others = [v for n, v in enumerate(lv) if n not in own]
-    largest = bool(lv[own[0]] > max(others)) if len(own) == 1 and others else None
+    others = [v for n, v in enumerate(lv) if n not in own and not flagged[n]]
+    ok = len(own) == 1 and others and not flagged[own[0]]
+    largest = bool(lv[own[0]] > max(others)) if ok else None
     return {"landscape": L, "n_models": len(models), "trained_model_largest": largest,
             "ordering_violations": bad, "ordered_pairs": pairs,
             "spearman_volume_vs_test_loss": spearman(lv, tl),
@@ -209,6 +281,10 @@ def _headline(per_land: list[dict]) -> dict:
     pairs = sum(d["ordered_pairs"] for d in per_land)
     return {
         "trained_model_largest_fraction": mean("trained_model_largest"),
+        # landscapes the fraction is over (a trained model above tau, or no rival, is undefined)
+        "trained_model_largest_counted": sum(
+            d["trained_model_largest"] is not None for d in per_land
+        ),  # fmt: skip
         "ordering_violation_fraction": bad / pairs if pairs else math.nan,
         "spearman_volume_vs_test_loss": mean("spearman_volume_vs_test_loss"),
         "rank_stability": mean("rank_stability"),
@@ -231,9 +307,10 @@ def _write_table(run, rows: list[dict]) -> None:
 def _text_table(rows: list[dict]) -> str:
     """The table a researcher reads first: landscape, model, log V, test loss, cutoff."""
     lines = [f"{'landscape':>9} {'model':>12} {'log_volume':>12} {'test_loss':>9} "
-             f"{'test_acc':>8} {'counted':>7} {'cutoff':>6}"]  # fmt: skip
+             f"{'test_acc':>8} {'counted':>7} {'dropped':>7} {'cutoff':>6} flag"]  # fmt: skip
     for r in rows:
+        flag = "train loss > tau" if r.get("centre_above_tau") else ""
         lines.append(f"{r['landscape']:>9} {r['model']:>12} {r['log_volume']:>12.1f} "
                      f"{r['test_loss']:>9.4f} {r['test_accuracy']:>8.3f} {r['n_counted']:>7} "
-                     f"{str(r['cutoff']):>6}")  # fmt: skip
+                     f"{r['n_dropped']:>7} {str(r['cutoff']):>6} {flag}")  # fmt: skip
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._models import per_sample_correct, per_sample_loss
@@ -26,20 +27,32 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, chun
 
 
 def sam_step(
-    model: nn.Module, closure: Callable[[], torch.Tensor], opt, rho: float, adaptive: bool
+    model: nn.Module,
+    closure: Callable[[], torch.Tensor],
+    opt,
+    rho: float,
+    adaptive: bool,
+    origin: bool = False,
 ):
     """One SAM step (Foret et al. 2021): ascend to w + e(w), take the gradient there, step at w.
 
-    e(w) = rho * g / ||g||, or with ``adaptive`` (ASAM) rho * |w|^2 g / || |w| g ||.
+    e(w) = rho * g / ||g||, or with ``adaptive`` (ASAM, Kwon et al. 2021)
+    rho * |w|^2 g / || |w| g ||. ``origin``: the published code, whose adaptive step is
+    rho * |w| g / || |w| g || (one factor |w| fewer) with the norm over one concatenated vector.
     """
     loss = closure()
     loss.backward()
     params = [p for p in model.parameters() if p.grad is not None]
     with torch.no_grad():
         scaled = [(p.abs() * p.grad) if adaptive else p.grad for p in params]
-        norm = torch.linalg.vector_norm(torch.stack([s.norm() for s in scaled]))
-        eps = [(p.abs() if adaptive else 1.0) * s * (rho / (norm + 1e-12)) for p, s in
-               zip(params, scaled, strict=True)]  # fmt: skip
+        if origin:
+            norm = torch.cat([s.flatten() for s in scaled]).norm(p=2)
+            scale = rho / (norm + 1e-12)
+            eps = [(p.abs() if adaptive else 1.0) * p.grad * scale for p in params]
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([s.norm() for s in scaled]))
+            eps = [(p.abs() if adaptive else 1.0) * s * (rho / (norm + 1e-12)) for p, s in
+                   zip(params, scaled, strict=True)]  # fmt: skip
         for p, e in zip(params, eps, strict=True):
             p.add_(e)
     opt.zero_grad()
@@ -51,9 +64,18 @@ def sam_step(
     return loss
 
 
+def batch_mean_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, origin: bool = False):
+    """Mean loss of a batch. ``origin``: the published ``BCEWithLogitsLoss()(logits.squeeze(),
+    y)`` (mean reduction), whose gradient differs from mean-of-per-sample in the last bits."""
+    if origin and loss == "bce":
+        return F.binary_cross_entropy_with_logits(logits.squeeze(), y.to(logits.dtype))
+    return per_sample_loss(logits, y, loss).mean()
+
+
 def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None) -> dict:
     """Train in place; returns per-epoch histories (test metrics every ``cfg.eval_every``)."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    origin = cfg.sampling == "origin"
     gen = torch.Generator().manual_seed(cfg.seed + 3)  # minibatch order, if not full batch
     n = len(x)
     bs = n if cfg.batch_size is None else min(cfg.batch_size, n)
@@ -71,11 +93,11 @@ def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None
             def closure(xb=xb, yb=yb, out=out):
                 logits = model(xb)
                 out.setdefault("logits", logits.detach())
-                return per_sample_loss(logits, yb, loss).mean()
+                return batch_mean_loss(logits, yb, loss, origin)
 
             opt.zero_grad()
             if cfg.optimizer == "sam":
-                batch_loss = sam_step(model, closure, opt, cfg.sam_rho, cfg.sam_adaptive)
+                batch_loss = sam_step(model, closure, opt, cfg.sam_rho, cfg.sam_adaptive, origin)
             else:
                 batch_loss = closure()
                 batch_loss.backward()

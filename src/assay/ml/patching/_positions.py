@@ -19,13 +19,12 @@ zeros, which by (1) never reach the output.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from ._models import LoadedModel
-    from ._structure import ModuleInfo
+from ._model import LoadedModel
+from ._modules import ModuleInfo
 
 
 def readout_positions(

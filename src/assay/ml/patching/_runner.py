@@ -33,10 +33,10 @@ import torch
 
 from ._definitions import Definition, Patch, validate
 from ._errors import PatchingError
-from ._inputs import InputPairs
 from ._metrics import compute_metrics
-from ._models import LoadedModel
-from ._structure import ModuleInfo, Structure
+from ._model import InputPairs, LoadedModel
+from ._modules import ModuleInfo
+from ._structure import Structure
 
 DIRECTIONS = ("denoising", "noising")
 # K: definitions per forward. On CPU a few dozen copies fill the matmuls well without the

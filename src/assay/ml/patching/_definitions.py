@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..._io import atomic_path
 from ._errors import PatchingError
-from ._structure import ModuleInfo, Structure
+from ._modules import ModuleInfo
+from ._structure import Structure
 
-TYPES = ("single_neuron", "layer", "neuron_groups", "custom")
+DEFINITION_TYPES = ("single_neuron", "layer", "neuron_groups", "custom")
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,6 @@ def load_definitions(source: str | Path) -> list[Definition]:
 
 def save_definitions(definitions: Sequence[Definition], path: str | Path) -> None:
     """One definition per line: diffable, and still the plain JSON list the public tool read."""
-    from assay import atomic_path
-
     lines = ",\n".join("  " + json.dumps(d.to_json()) for d in definitions)
     with atomic_path(path) as tmp:
         tmp.write_text("[\n" + lines + "\n]\n")
@@ -191,8 +191,8 @@ def generate(
 ) -> list[Definition]:
     """``single_neuron``: one unit each; ``layer``: "all" units; ``neuron_groups``: runs of
     ``group_size`` consecutive units (the last group may be shorter)."""
-    if kind not in TYPES or kind == "custom":
-        raise PatchingError(f"unknown definition type {kind!r}; valid: {', '.join(TYPES)}")
+    if kind not in DEFINITION_TYPES or kind == "custom":
+        raise PatchingError(f"unknown definition type {kind!r}; valid: {', '.join(DEFINITION_TYPES)}")
     if kind == "neuron_groups" and group_size < 1:
         raise PatchingError(f"--group-size must be >= 1, got {group_size}")
     pos = tuple(positions) if positions else None

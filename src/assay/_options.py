@@ -1,0 +1,115 @@
+"""How runs execute and which runs an invocation takes: one typed object each.
+
+:class:`RunOptions` and :class:`Selection` are the single source of every option: the CLI
+generates its flags from their fields (name, type, default, help), and :func:`assay.run_suite`
+validates its keyword arguments against the same fields, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import Field
+
+from ._errors import ConfigError
+from ._executors._base import executor_class
+
+MAX_RUNS_DEFAULT = 1_000_000  # a plan above this many runs is refused before it is built
+
+
+class _Options(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class RunOptions(_Options):
+    """How runs execute. Shared by the CLI (``assay run --flag``) and the Python API."""
+
+    root: Path = Field(Path("runs"), description="directory of run folders (default: runs)")
+    store: str | None = Field(None, description="store URL (default: sqlite:///ROOT/assay.db)")
+    workers: int = Field(1, ge=1, description="local worker processes (default 1: inline)")
+    retry_failed: bool = Field(False, description="rerun runs recorded as failed")
+    retries: int = Field(0, ge=0, description="extra attempts for a run that raises")
+    timeout_s: float | None = Field(
+        None, gt=0, description="per-run wall-clock limit; the run executes in a child process"
+    )
+    heartbeat_s: float = Field(10.0, gt=0, description="how often a running run beats")
+    stale_after_s: float = Field(
+        120.0, gt=0, description="a run on another host silent this long is taken over"
+    )
+    stop_on_error: bool = Field(False, description="start no new run after a failure")
+    executor: str = Field(
+        "local", description="where runs execute: local, slurm, submitit-local, ray"
+    )
+    cluster: dict[str, Any] = Field(
+        default_factory=dict, description="executor parameter KEY=VALUE (repeatable)"
+    )
+
+    @pydantic.field_validator("cluster", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        """``["partition=gpu", "timeout_min=60"]`` (the CLI's form) -> a dict."""
+        if isinstance(value, list | tuple):
+            from ._executors._base import split_pair
+
+            return dict(split_pair(item) for item in value)
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _check(self) -> RunOptions:
+        if self.stale_after_s <= self.heartbeat_s:
+            raise ValueError(
+                f"stale_after_s must be > heartbeat_s, got {self.stale_after_s} <= "
+                f"{self.heartbeat_s}"
+            )
+        cls = executor_class(self.executor)
+        object.__setattr__(self, "cluster", cls.parse_params(self.cluster))
+        return self
+
+
+class Selection(_Options):
+    """Which planned runs one invocation takes (seeds, a shard, an index range)."""
+
+    seeds: list[int] | None = Field(None, description="seeds replacing the sweep's: 0,1,2 or 0 1 2")
+    shard: str | None = Field(None, description="i/n: the runs whose index %% n == i (i from 0)")
+    start_index: int | None = Field(None, ge=0, description="first suite index to run")
+    end_index: int | None = Field(None, ge=0, description="suite index to stop before")
+    max_runs: int = Field(
+        MAX_RUNS_DEFAULT, ge=1, description="refuse a plan with more runs than this"
+    )
+
+
+def build_options(cls: type[_Options], values: dict[str, Any]) -> Any:
+    """``cls(**values)`` with one readable error naming the bad option and the valid ones."""
+    unknown = sorted(set(values) - set(cls.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(cls.model_fields)}"
+        )
+    try:
+        return cls(**values)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            loc = ".".join(str(p) for p in err["loc"]) or "options"
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r:.60})"
+            problems.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{shown}")
+        raise ConfigError("invalid option: " + "; ".join(problems)) from None
+    except ConfigError:
+        raise
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[RunOptions, Selection]:
+    """Split ``run_suite``'s keyword arguments into the two option objects, validating both."""
+    run_keys, sel_keys = set(RunOptions.model_fields), set(Selection.model_fields)
+    unknown = sorted(set(kwargs) - run_keys - sel_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)}; valid: "
+            f"{', '.join([*RunOptions.model_fields, *Selection.model_fields])}"
+        )
+    run = build_options(RunOptions, {k: v for k, v in kwargs.items() if k in run_keys})
+    sel = build_options(Selection, {k: v for k, v in kwargs.items() if k in sel_keys})
+    return run, sel

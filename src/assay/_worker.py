@@ -1,0 +1,73 @@
+"""The one worker entry: every process that executes planned runs comes through here.
+
+The local process pool, submitit/SLURM jobs and Ray tasks all call :func:`execute_chunk` with
+the planned runs themselves; it imports the user modules once, keeps one :class:`Runner` per
+process (a pool worker reuses it across tasks) and shares the work with any other invocation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+from ._options import RunOptions
+from ._run import Outcome
+from ._runner import WAIT_POLL_S, Runner
+from ._spec import PlannedRun
+
+_RUNNERS: dict[str, Runner] = {}  # one Runner per (options, process), reused by pool workers
+_IMPORTED: set[str] = set()
+WORKER_INDEX_ENV = "ASSAY_WORKER_INDEX"  # worker i of a pool: its GPU is cuda:i % n_gpus
+
+
+def execute_chunk(
+    runs: Sequence[PlannedRun], options: RunOptions, modules: Sequence[str] = ()
+) -> list[Outcome]:
+    """Execute ``runs`` in this process; return one outcome per run."""
+    for module in modules:
+        if module not in _IMPORTED:
+            importlib.import_module(module)
+            _IMPORTED.add(module)
+    key = options.model_dump_json()
+    runner = _RUNNERS.get(key)
+    if runner is None or runner.pid != os.getpid():
+        runner = _RUNNERS[key] = Runner(options)
+    return list(share_work(runner, runs, stop_on_error=options.stop_on_error))
+
+
+def share_work(
+    runner: Runner, runs: Sequence[PlannedRun], *, stop_on_error: bool = False
+) -> Iterator[Outcome]:
+    """Execute every run; one that another live process holds is put off, not waited on.
+
+    Identical invocations thus split a suite between them instead of queueing behind one
+    another; a process waits (polling) only when every run it has left is held elsewhere.
+    """
+    queue = deque(runs)
+    while queue:
+        deferred: deque[PlannedRun] = deque()
+        progressed = False
+        while queue:
+            planned = queue.popleft()
+            outcome = runner.execute(planned, wait=False)
+            if outcome is None:
+                deferred.append(planned)
+                continue
+            progressed = True
+            yield outcome
+            if stop_on_error and outcome.failed:
+                return
+        queue = deferred
+        if queue and not progressed:
+            time.sleep(WAIT_POLL_S)
+
+
+def init_pool_worker(counter: object, workers: int) -> None:
+    """Pool initializer: number this worker (for per-worker GPUs)."""
+    with counter.get_lock():  # type: ignore[attr-defined]
+        index = counter.value  # type: ignore[attr-defined]
+        counter.value += 1  # type: ignore[attr-defined]
+    os.environ[WORKER_INDEX_ENV] = str(index % max(workers, 1))

@@ -1,0 +1,143 @@
+"""`assay analyze` hook: what each strategy changed, its scores against the baseline, data maps.
+
+    assay analyze suites/cartography/rotten_tomatoes_smoke.yaml --root runs/cart --out out/
+    -> out/cartography/strategies.csv   per strategy: kept counts, eps, w, scores (mean, 95% CI),
+                                        paired difference from the baseline on matched seeds
+       out/cartography/datamap_<dataset>_<run>.png, regions.csv
+
+Groups are the engine's (config minus seed: ``assay.summarize`` / ``assay.compare_groups``); the
+baseline is the group whose runs set no strategy. This module adds only the cartography view.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from assay import atomic_path, compare_groups, get_stage, run_id, summarize
+from assay._analysis import group_columns, records_frame
+
+STRATEGY_FIELDS = ("filter", "cluster_filter", "smoothing", "weighting")
+CHANGED = ("n_train_kept", "kept_fraction", "epsilon_mean", "epsilon_max", "weight_mean",
+           "weight_min", "weight_max", "clip_binds_fraction")  # fmt: skip
+SCORES = ("eval_accuracy", "eval_macro_f1", "eval_exact_match", "eval_f1")
+
+
+def strategy_table(df) -> tuple[Any, str | None]:
+    """One row per group: what it changed (means over seeds) and its scores with CIs."""
+    import pandas as pd
+
+    summary = summarize(df)
+    groups = group_columns(df)
+    base_rows = df
+    for field in STRATEGY_FIELDS:
+        col = f"config.{field}"
+        if col in df.columns:
+            base_rows = base_rows[base_rows[col].isna()]
+        sub = [c for c in df.columns if c.startswith(col + ".")]
+        for c in sub:
+            base_rows = base_rows[base_rows[c].isna()]
+    baseline = None
+    if len(base_rows) and groups:
+        row = base_rows.iloc[0]
+        baseline = {c: str(row[c]) for c in groups}
+    comparison = compare_groups(df, baseline) if groups else pd.DataFrame()
+    rows = []
+    for label in dict.fromkeys(summary["group"]):
+        s = summary[summary["group"] == label].set_index("metric")
+        row: dict[str, Any] = {"group": label}
+        for key in CHANGED:
+            if key in s.index:
+                row[key] = s.loc[key, "mean"]
+        for key in SCORES:
+            if key in s.index:
+                row[f"{key}_mean"] = s.loc[key, "mean"]
+                row[f"{key}_ci_low"] = s.loc[key, "ci_low"]
+                row[f"{key}_ci_high"] = s.loc[key, "ci_high"]
+                row["n_seeds"] = int(s.loc[key, "n"])
+                if not comparison.empty:
+                    c = comparison[(comparison["group"] == label) & (comparison["metric"] == key)]
+                    if len(c):
+                        row[f"{key}_diff"] = float(c["diff"].iloc[0])
+                        row[f"{key}_p_paired_holm"] = float(c["p_paired_holm"].iloc[0])
+                        row["n_pairs"] = int(c["n_pairs"].iloc[0])
+        rows.append(row)
+    base_label = comparison["baseline"].iloc[0] if not comparison.empty else None
+    return pd.DataFrame(rows), base_label
+
+
+def dynamics_runs(records) -> dict[str, Path]:
+    """The upstream dynamics run directories the strategy runs name: id -> dir."""
+    from .stages import DynamicsConfig
+
+    version = get_stage("cartography.dynamics").version
+    found = {}
+    for r in records:
+        cfg = (r.config or {}).get("dynamics")
+        if r.stage != "cartography.train" or not cfg or r.dir is None:
+            continue
+        rid = run_id("cartography.dynamics", version, DynamicsConfig.model_validate(cfg))
+        path = Path(r.dir).parent / rid
+        if (path / "artifacts" / "dynamics.npz").is_file():
+            found[rid] = path
+    return found
+
+
+def _print(table, base_label: str | None) -> None:
+    cols = [c for c in ("n_train_kept", "epsilon_mean", "weight_mean", "clip_binds_fraction")
+            if c in table.columns]  # fmt: skip
+    score = next((s for s in SCORES if f"{s}_mean" in table.columns), None)
+    print(f"\ncartography: what each strategy changed (baseline: {base_label or 'none found'})")
+    head = f"{'group':<60} " + " ".join(f"{c[:12]:>12}" for c in cols)
+    if score:
+        head += f" {score:>16} {'95% CI':>15} {'diff (paired)':>14}"
+    print(head)
+    for _, row in table.iterrows():
+        line = f"{str(row['group'])[:60]:<60} " + " ".join(
+            f"{row.get(c, math.nan):>12.3f}" for c in cols)  # fmt: skip
+        if score:
+            lo, hi = row.get(f"{score}_ci_low", math.nan), row.get(f"{score}_ci_high", math.nan)
+            line += (f" {row[f'{score}_mean']:>16.4f} [{lo:6.3f},{hi:6.3f}]"
+                     f" {row.get(f'{score}_diff', math.nan):>+14.4f}")  # fmt: skip
+        print(line)
+
+
+def analyze(records: list[Any], out_dir: Path | None) -> None:
+    """The ``Family(analyze=...)`` hook."""
+    from ._dynamics import Dynamics
+    from ._metrics import compute_metrics, region_counts
+    from ._plots import save_datamap
+
+    mine = [r for r in records if r.stage == "cartography.train"]
+    if not mine:
+        return
+    df = records_frame(mine)
+    table, base_label = strategy_table(df)
+    _print(table, base_label)
+    maps = dynamics_runs(mine)
+    region_rows = []
+    for rid, path in maps.items():
+        dyn = Dynamics.load(path / "artifacts" / "dynamics.npz")
+        m = compute_metrics(dyn.gold_prob, dyn.correct)
+        counts = region_counts(m)
+        region_rows += [{"dynamics_run": rid, "scheme": scheme, "region": region, "n": n}
+                        for scheme, c in counts.items() for region, n in c.items()]  # fmt: skip
+        if out_dir is not None:
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            save_datamap(m, out / f"datamap_{rid}.png", f"{rid}: {len(dyn.ids)} examples")
+    print(f"cartography: {len(maps)} data map(s); median-split regions: "
+          + "; ".join(f"{r['dynamics_run']}: {r['region']}={r['n']}" for r in region_rows
+                      if r["scheme"] == "median"))  # fmt: skip
+    if out_dir is not None:
+        import pandas as pd
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "strategies.csv") as tmp:
+            table.to_csv(tmp, index=False)
+        with atomic_path(out / "regions.csv") as tmp:
+            pd.DataFrame(region_rows).to_csv(tmp, index=False)
+        print(f"cartography: wrote strategies.csv, regions.csv and {len(maps)} data map(s) "
+              f"in {out}")

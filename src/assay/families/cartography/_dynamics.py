@@ -1,0 +1,256 @@
+"""Training dynamics: per example and epoch, the gold-label probability and whether it was right.
+
+    rec = DynamicsRecorder(ids, n_epochs=5, n_labels=2)
+    rec.record(epoch, positions, logits, gold)    # inside the training loop, per batch
+    dyn = rec.finish()                            # Dynamics; dyn.save("dynamics.npz")
+    dyn.to_reference("out/")                      # out/training_dynamics/dynamics_epoch_0.jsonl
+
+Storage is dense (``gold_prob``: (E, N) for E epochs and N examples, in the order of ``ids``)
+and keyed by stable example ids. Classification also keeps the logits (E, N, L), which is what
+allenai/cartography's ``dynamics_epoch_{e}.jsonl`` files hold, so dynamics convert both ways.
+
+* multiclass: p = softmax(logits)[gold]; correct = argmax == gold.
+* multilabel: gold is multi-hot (N, L); p = mean over labels of the probability given to the
+  gold value of that label (sigmoid, or 1 - sigmoid); correct = every label right at 0.5.
+* qa: recorded per window as sqrt(p_start * p_end) (the geometric mean of the two span
+  probabilities), correct when both argmaxes are right; :func:`reduce_windows` then picks, per
+  example and epoch, the window holding the answer with the highest probability.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from assay import AssayError, atomic_path
+
+Task = Literal["multiclass", "multilabel", "qa"]
+REFERENCE_DIR = "training_dynamics"
+
+
+class DynamicsError(AssayError):
+    """Dynamics that are incomplete, malformed, or do not cover the examples asked for."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dynamics:
+    ids: list[str]  # (N,)
+    gold: np.ndarray  # (N,) int64 labels, (N, L) multi-hot, or (N,) zeros for qa
+    gold_prob: np.ndarray  # (E, N) float32
+    correct: np.ndarray  # (E, N) bool
+    logits: np.ndarray | None  # (E, N, L) float32, classification only
+    task: Task = "multiclass"
+    mode: str = "train_pass"  # train_pass (reference) | eval_pass | reference_file
+
+    @property
+    def n_epochs(self) -> int:
+        return int(self.gold_prob.shape[0])
+
+    def save(self, path: str | Path) -> None:
+        arrays = {"ids": np.asarray(self.ids, dtype=str), "gold": self.gold,
+                  "gold_prob": self.gold_prob, "correct": self.correct,
+                  "meta": np.asarray(json.dumps({"task": self.task, "mode": self.mode}))}  # fmt: skip
+        if self.logits is not None:
+            arrays["logits"] = self.logits
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Dynamics:
+        with np.load(path, allow_pickle=False) as z:  # never unpickle
+            meta = json.loads(str(z["meta"]))
+            return cls(ids=z["ids"].tolist(), gold=z["gold"], gold_prob=z["gold_prob"],
+                       correct=z["correct"], logits=z["logits"] if "logits" in z else None,
+                       task=meta["task"], mode=meta["mode"])  # fmt: skip
+
+    def align(self, ids: list[str], *, source: str, fix: str) -> Dynamics:
+        """These dynamics for exactly ``ids`` (in that order); a clear error if any is missing."""
+        index = {guid: i for i, guid in enumerate(self.ids)}
+        missing = [guid for guid in ids if guid not in index]
+        if missing:
+            raise DynamicsError(
+                f"the dynamics from {source} cover {len(ids) - len(missing)} of the {len(ids)} "
+                f"training examples; missing ids include {missing[:3]} (they have "
+                f"{self.ids[:3]}...). The dynamics must come from a run over the same training "
+                f"data: {fix}"
+            )
+        pos = np.fromiter((index[guid] for guid in ids), dtype=np.int64, count=len(ids))
+        return dataclasses.replace(
+            self, ids=list(ids), gold=self.gold[pos], gold_prob=self.gold_prob[:, pos],
+            correct=self.correct[:, pos],
+            logits=None if self.logits is None else self.logits[:, pos],
+        )  # fmt: skip
+
+    # ----------------------------------------------------------------- the reference format
+    def to_reference(self, out_dir: str | Path) -> Path:
+        """``out_dir/training_dynamics/dynamics_epoch_{e}.jsonl`` with guid, logits, gold."""
+        if self.logits is None:
+            raise DynamicsError("the reference format stores logits; QA dynamics have none")
+        folder = Path(out_dir) / REFERENCE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        for e in range(self.n_epochs):
+            lines = [json.dumps({"guid": guid, f"logits_epoch_{e}": self.logits[e, i].tolist(),
+                                 "gold": self.gold[i].tolist()})
+                     for i, guid in enumerate(self.ids)]  # fmt: skip
+            with atomic_path(folder / f"dynamics_epoch_{e}.jsonl") as tmp:
+                tmp.write_text("\n".join(lines) + "\n")
+        return folder
+
+    @classmethod
+    def from_reference(cls, folder: str | Path) -> Dynamics:
+        """Read allenai/cartography's folder (or its parent holding ``training_dynamics/``)."""
+        folder = Path(folder)
+        if (folder / REFERENCE_DIR).is_dir():
+            folder = folder / REFERENCE_DIR
+        files = sorted(folder.glob("dynamics_epoch_*.jsonl"),
+                       key=lambda p: int(p.stem.rsplit("_", 1)[1]))  # fmt: skip
+        if not files:
+            raise DynamicsError(f"no dynamics_epoch_<e>.jsonl files in {folder}; give the folder "
+                                f"the training run wrote (it holds {REFERENCE_DIR}/)")  # fmt: skip
+        epochs = [int(p.stem.rsplit("_", 1)[1]) for p in files]
+        if epochs != list(range(len(files))):
+            raise DynamicsError(f"{folder}: epochs {epochs} are not 0..{len(files) - 1}")
+        ids, gold, logits = None, None, []
+        for e, path in enumerate(files):
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            key = f"logits_epoch_{e}"
+            if rows and key not in rows[0]:
+                raise DynamicsError(f"{path}: rows lack {key!r}; keys: {sorted(rows[0])}")
+            order = {str(r["guid"]): r for r in rows}
+            if ids is None:
+                ids = list(order)
+                gold = np.asarray([order[g]["gold"] for g in ids])
+            elif set(order) != set(ids):
+                raise DynamicsError(f"{path}: its guids differ from epoch 0's "
+                                    f"({len(set(order) ^ set(ids))} ids in only one of them)")  # fmt: skip
+            logits.append([order[g][key] for g in ids])
+        arr = np.asarray(logits, dtype=np.float32)  # (E, N, L)
+        task: Task = "multilabel" if gold.ndim == 2 else "multiclass"
+        prob, correct = probabilities(arr, gold, task)
+        return cls(ids, gold, prob, correct, arr, task, mode="reference_file")
+
+
+def probabilities(logits: np.ndarray, gold: np.ndarray, task: Task) -> tuple[np.ndarray, np.ndarray]:
+    """Gold-label probability and correctness from logits (..., N, L) and gold (N,) / (N, L)."""
+    if task == "multilabel":
+        sig = 1.0 / (1.0 + np.exp(-logits))
+        p_gold = np.where(gold > 0.5, sig, 1.0 - sig)  # (..., N, L)
+        return p_gold.mean(-1).astype(np.float32), (p_gold > 0.5).all(-1)
+    z = logits - logits.max(-1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    g = np.broadcast_to(gold[..., None].astype(np.int64), probs.shape[:-1] + (1,))
+    p_gold = np.take_along_axis(probs, g, -1)[..., 0]
+    return p_gold.astype(np.float32), logits.argmax(-1) == gold
+
+
+class DynamicsRecorder:
+    """Dense (E, N) buffers filled batch by batch; positions index the ``ids`` list.
+
+    Buffers live on the device of the first logits recorded, so a GPU loop never syncs per
+    batch; :meth:`finish` copies them to numpy once.
+    """
+
+    def __init__(self, ids: list[str], n_epochs: int, n_labels: int | None, task: Task,
+                 mode: str = "train_pass", keep_logits: bool = True) -> None:  # fmt: skip
+        self.ids, self.n_epochs, self.n_labels, self.task, self.mode = (
+            list(ids), n_epochs, n_labels, task, mode)  # fmt: skip
+        self.keep_logits = keep_logits and task != "qa"
+        self._buf = None
+        self.gold = None
+
+    def _alloc(self, like) -> None:
+        import torch
+
+        E, N = self.n_epochs, len(self.ids)
+        kw = {"device": like.device}
+        self._buf = {
+            "gold_prob": torch.full((E, N), float("nan"), dtype=torch.float32, **kw),
+            "correct": torch.zeros((E, N), dtype=torch.bool, **kw),
+            "seen": torch.zeros((E, N), dtype=torch.bool, **kw),
+        }
+        if self.keep_logits:
+            self._buf["logits"] = torch.zeros((E, N, self.n_labels), dtype=torch.float32, **kw)
+        gold_shape = (N, self.n_labels) if self.task == "multilabel" else (N,)
+        self.gold = torch.zeros(gold_shape, dtype=torch.float32 if self.task == "multilabel"
+                                else torch.int64, **kw)  # fmt: skip
+
+    def record(self, epoch: int, positions, logits, gold) -> None:
+        """One batch of the classification forward pass: logits (B, L), gold (B,) or (B, L)."""
+        import torch
+
+        with torch.no_grad():
+            logits = logits.detach().float()
+            if self._buf is None:
+                self._alloc(logits)
+            positions = positions.to(logits.device)
+            if self.task == "multilabel":
+                sig = torch.sigmoid(logits)
+                p_gold = torch.where(gold > 0.5, sig, 1 - sig)  # (B, L)
+                prob, correct = p_gold.mean(-1), (p_gold > 0.5).all(-1)
+            else:
+                prob = torch.softmax(logits, -1).gather(1, gold[:, None]).squeeze(1)
+                correct = logits.argmax(-1) == gold
+            self._put(epoch, positions, prob, correct)
+            self.gold[positions] = gold.to(self.gold.dtype)
+            if self.keep_logits:
+                self._buf["logits"][epoch, positions] = logits
+
+    def record_probs(self, epoch: int, positions, prob, correct) -> None:
+        """Already-computed probabilities (QA windows): prob (B,), correct (B,)."""
+        import torch
+
+        with torch.no_grad():
+            if self._buf is None:
+                self._alloc(prob)
+            self._put(epoch, positions.to(prob.device), prob.detach().float(), correct)
+
+    def _put(self, epoch, positions, prob, correct) -> None:
+        self._buf["gold_prob"][epoch, positions] = prob
+        self._buf["correct"][epoch, positions] = correct
+        self._buf["seen"][epoch, positions] = True
+
+    def finish(self, n_epochs_done: int | None = None) -> Dynamics:
+        """The recorded dynamics; an error naming what is missing if any cell was not filled."""
+        E = self.n_epochs if n_epochs_done is None else n_epochs_done
+        if self._buf is None:
+            raise DynamicsError("no batch was recorded: the training loop never called record()")
+        buf = {k: v[:E].cpu().numpy() for k, v in self._buf.items()}
+        if not buf["seen"].all():
+            e, i = np.argwhere(~buf["seen"])[0]
+            raise DynamicsError(f"dynamics incomplete: {int((~buf['seen']).sum())} (epoch, "
+                                f"example) cells never recorded, first epoch {e} id "
+                                f"{self.ids[i]!r}; every example must be seen every epoch")  # fmt: skip
+        gold = self.gold.cpu().numpy()
+        return Dynamics(self.ids, gold, buf["gold_prob"], buf["correct"], buf.get("logits"),
+                        self.task, self.mode)  # fmt: skip
+
+
+def reduce_windows(window_dyn: Dynamics, example_of_window: np.ndarray, has_answer: np.ndarray,
+                   example_ids: list[str]) -> tuple[Dynamics, list[str]]:  # fmt: skip
+    """QA: per example and epoch, the answer-holding window with the highest probability.
+
+    Windows without the answer are not evidence about learning the answer (their target is
+    [CLS]), so they are left out; an example none of whose windows holds the answer is returned
+    in the second list (reported, and excluded from the map) rather than given a made-up value.
+    """
+    E, N = window_dyn.n_epochs, len(example_ids)
+    prob = np.where(has_answer[None, :], window_dyn.gold_prob, -np.inf)  # (E, W)
+    best = np.full((E, N), -np.inf, dtype=np.float64)
+    np.maximum.at(best, (slice(None), example_of_window), prob)
+    # correctness of the window that attained the best probability (first such window)
+    hit = prob == best[:, example_of_window]
+    order = np.arange(len(example_of_window))
+    first = np.full((E, N), len(order), dtype=np.int64)
+    np.minimum.at(first, (slice(None), example_of_window), np.where(hit, order[None, :], len(order)))
+    ok = np.isfinite(best).all(0)
+    safe = np.where(first < len(order), first, 0)
+    correct = np.take_along_axis(window_dyn.correct, safe, 1) & np.isfinite(best)
+    keep = np.flatnonzero(ok)
+    dyn = Dynamics([example_ids[i] for i in keep], np.zeros(len(keep), dtype=np.int64),
+                   best[:, keep].astype(np.float32), correct[:, keep], None, "qa",
+                   window_dyn.mode)  # fmt: skip
+    return dyn, [example_ids[i] for i in np.flatnonzero(~ok)]

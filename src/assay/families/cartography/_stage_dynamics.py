@@ -1,0 +1,87 @@
+"""cartography.dynamics: train once while recording, then map the training set.
+
+    assay run suites/cartography/rotten_tomatoes_smoke.yaml    # runs it as an upstream stage
+
+Artifacts: ``dynamics.npz`` (ids, gold, gold_prob (E, N), correct (E, N), logits (E, N, L)),
+``training_dynamics/dynamics_epoch_{e}.jsonl`` (allenai/cartography's format), ``metrics.csv``
+(one row per example), ``regions.json`` (counts under both schemes), ``datamap.png`` and, for
+the cluster stage, ``embeddings.npy`` (the trained model's pooled representation per example).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from assay import Run, stage
+from assay.ml import TorchConfig, setup_torch
+
+from ._data import DataConfig
+from ._metrics import compute_metrics, metrics_table, region_counts
+from ._models import ModelConfig
+from ._pipeline import fit
+from ._plots import save_datamap
+
+
+class TrainingConfig(TorchConfig):
+    """What every training run of the family shares: data, model and optimisation."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    epochs: int = Field(5, ge=1)  # the paper maps with the fine-tuning run's epochs (~5)
+    batch_size: int = Field(32, ge=1)
+    lr: float | None = Field(None, gt=0)  # None: 5e-3 bow, 5e-5 pretrained hf, 1e-3 scratch
+    weight_decay: float = Field(0.0, ge=0)
+    qa_stride_tokens: int = Field(24, ge=0)  # window overlap (the SQuAD recipe's doc stride)
+    max_answer_tokens: int = Field(8, ge=1)  # the generated answers have <= 3 words
+
+    @model_validator(mode="after")
+    def _qa_model(self) -> TrainingConfig:
+        if self.data.task == "qa" and self.model.kind != "hf":
+            raise ValueError("extractive QA needs model.kind: hf (a BERT QA head); the bag of "
+                             "words has no token positions to point at")  # fmt: skip
+        return self
+
+
+class DynamicsConfig(TrainingConfig):
+    record: Literal["train_pass", "eval_pass"] = "train_pass"  # train_pass: the reference
+    burn_out: int | None = Field(None, ge=1)  # metrics from the first k epochs only
+    include_ci: bool = False  # the reference's variability with the active-bias correction
+    write_reference: bool = True  # also write training_dynamics/*.jsonl
+
+
+@stage("cartography.dynamics", config=DynamicsConfig, version=1,
+       smoke={"data": {"max_train_examples": 600}, "epochs": 3})  # fmt: skip
+def dynamics(config: DynamicsConfig, run: Run) -> dict:
+    """Train once, recording per-example dynamics; write the data map."""
+    device, _ = setup_torch(config)
+    out = fit(config, device, record=config.record, embeddings=config.data.task != "qa",
+              log=lambda e, h: run.log_metrics(step=e, **h))  # fmt: skip
+    dyn = out.dynamics
+    dyn.save(run.artifacts_dir / "dynamics.npz")
+    if config.write_reference and dyn.logits is not None:
+        dyn.to_reference(run.artifacts_dir)
+    if out.embeddings is not None:
+        with run.write_artifact("embeddings.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, out.embeddings.astype(np.float32))
+    m = compute_metrics(dyn.gold_prob, dyn.correct, burn_out=config.burn_out,
+                        include_ci=config.include_ci)  # fmt: skip
+    with run.write_artifact("metrics.csv") as tmp:
+        metrics_table(dyn.ids, m).to_csv(tmp, index=False)
+    counts = region_counts(m)
+    run.save_json("regions.json", counts)
+    if out.excluded:
+        run.log(f"{len(out.excluded)} QA examples have no window holding the answer and are "
+                f"not mapped: {out.excluded[:5]}")  # fmt: skip
+        run.save_json("excluded.json", out.excluded)
+    save_datamap(m, run.artifacts_dir / "datamap.png",
+                 f"{config.data.dataset}: {len(dyn.ids)} examples, {dyn.n_epochs} epochs "
+                 f"({config.record})")  # fmt: skip
+    n_never = int(m["never_learned"].sum())
+    return {**out.results, "n_mapped": len(dyn.ids), "n_unmapped": len(out.excluded),
+            "n_never_learned": n_never,
+            "mean_confidence": float(m["confidence"].mean()),
+            "mean_variability": float(m["variability"].mean()),
+            **{f"n_{k}": v for k, v in counts["median"].items()}}  # fmt: skip

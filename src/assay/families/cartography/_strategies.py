@@ -1,0 +1,213 @@
+"""Training strategies from a data map, each a config field, each recorded as applied.
+
+    plan = plan_strategies(cfg, ids, metrics, clusters)   # StrategyPlan
+    plan.keep       # positions of the training examples kept, after every filter
+    plan.epsilon    # (N_kept,) per-example label smoothing (0 where smoothing is off)
+    plan.weight     # (N_kept,) per-example loss weight (1 where weighting is off)
+    loss = strategy_loss(logits, labels, eps, w)          # mean_i w_i * CE_smoothed_i
+
+Filters (composable; applied in this order, each on what the previous kept):
+* ``filter.kind: cartography`` keeps easy + hard (median split) and, among the ambiguous, the
+  ``top_fraction`` most unstable by (1 - confidence) + variability (ceil of the fraction).
+* ``filter.kind: subset`` trains on the reference's top-k% by one metric: region ambiguous
+  (variability, high first), hard (confidence, low first), easy (confidence, high first) or a
+  seeded ``random`` baseline of the same size.
+* ``filter.kind: rules`` (an extension) drops examples whose metrics fall in every given range.
+* ``cluster_filter`` drops members of ``exclude_clusters`` (default: HDBSCAN's noise, -1) and
+  members whose cluster-membership probability is below ``min_cluster_probability``.
+Smoothing: eps_i = min(eps_max, smoothing_factor * variability_i); weighting:
+w_i = clip(1 + beta * variability_i, weight_clip_min, weight_clip_max).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from assay import ConfigError
+
+from ._metrics import METRICS, check_fraction, median_regions, order_by, top_fraction_subset
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CartographyFilter(_Strict):
+    kind: Literal["cartography"] = "cartography"
+    top_fraction: float = 0.33  # of the ambiguous examples, the most unstable kept
+
+    @field_validator("top_fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        check_fraction("top_fraction", v)
+        return v
+
+
+class SubsetFilter(_Strict):
+    kind: Literal["subset"] = "subset"
+    region: Literal["ambiguous", "hard", "easy", "random"] = "ambiguous"
+    fraction: float = 0.33  # the paper's 33%
+    reference_count: bool = False  # True: floor(f*N) + 1 examples, as the reference selects
+
+    @field_validator("fraction")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        check_fraction("fraction", v)
+        return v
+
+
+class RuleFilter(_Strict):
+    kind: Literal["rules"] = "rules"
+    # metric -> [low, high]: drop an example when every listed metric lies in its range, e.g.
+    # {confidence: [0, 0.2], variability: [0, 0.1]}: confidently wrong, likely mislabelled
+    drop_if: dict[str, tuple[float, float]]
+
+    @field_validator("drop_if")
+    @classmethod
+    def _metrics(cls, v: dict) -> dict:
+        bad = sorted(set(v) - set(METRICS))
+        if bad or not v:
+            raise ValueError(f"drop_if metrics {bad or '(none)'} invalid; valid: {', '.join(METRICS)}")
+        return v
+
+
+class ClusterFilter(_Strict):
+    exclude_clusters: tuple[int, ...] = (-1,)  # HDBSCAN labels noise -1
+    min_cluster_probability: float = Field(0.0, ge=0, le=1)
+
+
+class Smoothing(_Strict):
+    smoothing_factor: float = Field(0.6, gt=0)
+    eps_max: float = Field(0.3, gt=0, lt=1)  # the published cap
+
+
+class Weighting(_Strict):
+    beta: float = 1.0  # published
+    # variability is a std of values in [0, 1], so <= 0.5: with beta = 1, w lies in [1, 1.5]
+    # and this clip never binds; the run reports how often it does
+    weight_clip_min: float = Field(0.5, gt=0)
+    weight_clip_max: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> Weighting:
+        if self.weight_clip_min > self.weight_clip_max:
+            raise ValueError(f"weight_clip_min {self.weight_clip_min} > weight_clip_max "
+                             f"{self.weight_clip_max}; swap them")  # fmt: skip
+        return self
+
+
+AnyFilter = Annotated[CartographyFilter | SubsetFilter | RuleFilter, Field(discriminator="kind")]
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyPlan:
+    keep: np.ndarray  # (K,) positions into the training split, ascending
+    epsilon: np.ndarray  # (K,)
+    weight: np.ndarray  # (K,)
+    steps: list[dict]  # per filter: name, n_in, n_kept (the manifest's summary)
+    summary: dict  # distributions of eps and w, clip binding
+
+
+def _describe(values: np.ndarray) -> dict:
+    if len(values) == 0:
+        return {"n": 0}
+    q = np.quantile(values, [0, 0.05, 0.25, 0.5, 0.75, 0.95, 1])
+    return {"n": int(len(values)), "mean": float(values.mean()), "std": float(values.std()),
+            "quantiles": dict(zip(["min", "p5", "p25", "p50", "p75", "p95", "max"],
+                                  map(float, q), strict=True))}  # fmt: skip
+
+
+def plan_strategies(filter_cfg, cluster_cfg: ClusterFilter | None, smoothing: Smoothing | None,
+                    weighting: Weighting | None, n_train: int, metrics: dict | None,
+                    clusters: dict | None, seed: int) -> StrategyPlan:  # fmt: skip
+    """Which examples to train on, and with which eps and w; ``metrics`` aligned to the split."""
+    keep = np.arange(n_train)
+    steps: list[dict] = []
+
+    def step(name: str, kept: np.ndarray, **extra) -> np.ndarray:
+        steps.append({"filter": name, "n_in": int(len(keep)), "n_kept": int(len(kept)), **extra})
+        return np.sort(kept)
+
+    if filter_cfg is not None:
+        sub = {k: v[keep] for k, v in metrics.items()}
+        if filter_cfg.kind == "cartography":
+            regions = median_regions(sub)
+            amb = np.flatnonzero(regions == "ambiguous")
+            instability = (1 - sub["confidence"][amb]) + sub["variability"][amb]
+            n_amb = math.ceil(filter_cfg.top_fraction * len(amb) - 1e-9)
+            top = amb[np.argsort(-instability, kind="stable")[:n_amb]]
+            chosen = np.concatenate([np.flatnonzero(regions != "ambiguous"), top])
+            keep = step("cartography", keep[chosen],
+                        regions={r: int((regions == r).sum()) for r in ("easy", "hard", "ambiguous")},
+                        ambiguous_kept=int(n_amb))  # fmt: skip
+        elif filter_cfg.kind == "subset":
+            if filter_cfg.region == "random":
+                n = int(filter_cfg.fraction * len(keep)) + (1 if filter_cfg.reference_count else 0)
+                rng = np.random.default_rng(seed)
+                chosen = rng.choice(len(keep), size=min(n, len(keep)), replace=False)
+            else:
+                chosen = top_fraction_subset(sub, filter_cfg.region, filter_cfg.fraction,
+                                             reference_count=filter_cfg.reference_count)  # fmt: skip
+            keep = step(f"subset:{filter_cfg.region}", keep[chosen])
+        else:
+            drop = np.ones(len(keep), dtype=bool)
+            for metric, (lo, hi) in filter_cfg.drop_if.items():
+                drop &= (sub[metric] >= lo) & (sub[metric] <= hi)
+            keep = step("rules", keep[~drop])
+    if cluster_cfg is not None:
+        labels, prob = clusters["labels"][keep], clusters["probabilities"][keep]
+        ok = ~np.isin(labels, cluster_cfg.exclude_clusters) & (
+            prob >= cluster_cfg.min_cluster_probability)  # fmt: skip
+        keep = step("cluster", keep[ok], dropped_by_label=int(np.isin(
+            labels, cluster_cfg.exclude_clusters).sum()))  # fmt: skip
+    if len(keep) == 0:
+        raise ConfigError(f"the filters kept no training example ({steps}); loosen them")
+    var = metrics["variability"][keep] if metrics is not None else None
+    eps = np.zeros(len(keep))
+    if smoothing is not None:
+        eps = np.minimum(smoothing.eps_max, smoothing.smoothing_factor * var)
+    w = np.ones(len(keep))
+    summary: dict = {"epsilon": _describe(eps), "smoothing_capped_fraction": (
+        float((smoothing.smoothing_factor * var >= smoothing.eps_max).mean()) if smoothing else 0.0)}
+    if weighting is not None:
+        raw = 1 + weighting.beta * var
+        w = np.clip(raw, weighting.weight_clip_min, weighting.weight_clip_max)
+        binds = float(((raw < weighting.weight_clip_min) | (raw > weighting.weight_clip_max)).mean())
+        summary["clip_binds_fraction"] = binds
+        if binds == 0:
+            summary["clip_note"] = (
+                f"the clip [{weighting.weight_clip_min}, {weighting.weight_clip_max}] never "
+                f"binds: raw weights span [{raw.min():.3f}, {raw.max():.3f}]")  # fmt: skip
+    summary["weight"] = _describe(w)
+    return StrategyPlan(keep, eps, w, steps, summary)
+
+
+def strategy_loss(logits, labels, epsilon=None, weight=None):
+    """mean_i w_i * CE(logits_i, (1 - eps_i) onehot(y_i) + eps_i / K): logits (B, K).
+
+    eps_i = 0 and w_i = 1 give exactly the mean cross-entropy. The smoothed target spreads eps
+    uniformly over all K classes (the gold one included), as torch's ``label_smoothing`` does.
+    """
+    import torch
+
+    logp = torch.log_softmax(logits.float(), -1)  # (B, K)
+    nll = -logp.gather(1, labels[:, None]).squeeze(1)  # (B,)
+    if epsilon is not None:
+        nll = (1 - epsilon) * nll + epsilon * (-logp.mean(-1))
+    if weight is not None:
+        nll = weight * nll
+    return nll.mean()
+
+
+def needs_dynamics(filter_cfg, smoothing, weighting) -> list[str]:
+    return [name for name, cfg in (("filter", filter_cfg), ("smoothing", smoothing),
+                                   ("weighting", weighting)) if cfg is not None]  # fmt: skip
+
+
+def order_for(metrics: dict, metric: str, descending: bool) -> np.ndarray:
+    return order_by(metrics, metric, descending)

@@ -1,0 +1,167 @@
+"""assay's own training loop, recording dynamics the reference's way.
+
+    task = ClassificationTask(model, encoder, rows, labels)     # or QATask(model, windows)
+    history, dyn = train(task, opts, epsilon, weight, recorder) # dyn: Dynamics or None
+
+Per batch: forward in train mode (dropout on), strategy loss, and *then* -- before
+``optimizer.step()`` -- the batch's gold-label probabilities go to the recorder (``train_pass``,
+what allenai/cartography records). ``eval_pass`` instead re-scores every training example at the
+end of each epoch with dropout off. Recording is a softmax and a scatter into preallocated
+buffers on the training device: no per-batch host sync.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ._dynamics import DynamicsRecorder
+from ._models import classifier_logits
+from ._qa import QAWindows
+from ._strategies import strategy_loss
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int  # batch order
+    device: str
+    record: str | None  # "train_pass" | "eval_pass" | None
+
+
+class ClassificationTask:
+    """Examples are texts; one row (token ids) per example."""
+
+    def __init__(self, model, encoder, rows: list[list[int]], labels: np.ndarray) -> None:
+        self.model, self.encoder, self.rows = model, encoder, rows
+        self.labels = torch.as_tensor(labels, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, idx: torch.Tensor, device: str):
+        inputs = self.encoder.collate([self.rows[i] for i in idx.tolist()])
+        return {k: v.to(device) for k, v in inputs.items()}, self.labels[idx].to(device)
+
+    def forward(self, inputs):
+        return classifier_logits(self.model, inputs)  # (B, K)
+
+    def loss(self, out, target, eps, w):
+        return strategy_loss(out, target, eps, w)
+
+    def record(self, rec: DynamicsRecorder, epoch: int, idx, out, target) -> None:
+        rec.record(epoch, idx, out, target)
+
+
+class QATask:
+    """Items are windows; start/end logits over the window's positions."""
+
+    def __init__(self, model, windows: QAWindows) -> None:
+        self.model, self.win = model, windows
+        self.t = {k: torch.as_tensor(getattr(windows, k)) for k in
+                  ("input_ids", "token_type_ids", "attention_mask", "start", "end")}  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.win.start)
+
+    def batch(self, idx, device):
+        inputs = {k: self.t[k][idx].to(device) for k in
+                  ("input_ids", "token_type_ids", "attention_mask")}  # fmt: skip
+        return inputs, (self.t["start"][idx].to(device), self.t["end"][idx].to(device))
+
+    def forward(self, inputs):
+        out = self.model(**inputs)
+        mask = inputs["attention_mask"] == 0  # padding can never be an answer boundary
+        return (out.start_logits.masked_fill(mask, -1e4), out.end_logits.masked_fill(mask, -1e4))
+
+    def loss(self, out, target, eps, w):
+        return (strategy_loss(out[0], target[0], eps, w) + strategy_loss(out[1], target[1], eps, w)) / 2
+
+    def record(self, rec: DynamicsRecorder, epoch: int, idx, out, target) -> None:
+        ps = torch.softmax(out[0].float(), -1).gather(1, target[0][:, None]).squeeze(1)
+        pe = torch.softmax(out[1].float(), -1).gather(1, target[1][:, None]).squeeze(1)
+        correct = (out[0].argmax(-1) == target[0]) & (out[1].argmax(-1) == target[1])
+        rec.record_probs(epoch, idx, torch.sqrt(ps * pe), correct)  # geometric mean
+
+
+def train(task, opts: TrainOptions, epsilon: np.ndarray, weight: np.ndarray,
+          recorder: DynamicsRecorder | None = None,
+          on_epoch: Callable[[int, dict], None] | None = None) -> dict:  # fmt: skip
+    """Train ``task.model`` in place; returns the history (and fills ``recorder``)."""
+    model = task.model.to(opts.device)
+    opts_list = optimizers(model, opts)
+    eps_t = torch.as_tensor(epsilon, dtype=torch.float32, device=opts.device)
+    w_t = torch.as_tensor(weight, dtype=torch.float32, device=opts.device)
+    smooth, weigh = bool((epsilon != 0).any()), bool((weight != 1).any())
+    gen = torch.Generator().manual_seed(opts.seed)
+    history: dict[str, list] = {"epoch": [], "train_loss": [], "epoch_s": []}
+    n = len(task)
+    for epoch in range(opts.epochs):
+        model.train()
+        t0, total = time.perf_counter(), torch.zeros((), device=opts.device)
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, opts.batch_size):
+            idx = order[start : start + opts.batch_size]
+            inputs, target = task.batch(idx, opts.device)
+            out = task.forward(inputs)
+            dev_idx = idx.to(opts.device)
+            loss = task.loss(out, target, eps_t[dev_idx] if smooth else None,
+                             w_t[dev_idx] if weigh else None)  # fmt: skip
+            if recorder is not None and opts.record == "train_pass":
+                task.record(recorder, epoch, idx, out, target)  # before the optimizer step
+            for opt in opts_list:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in opts_list:
+                opt.step()
+            total += loss.detach() * len(idx)
+        if recorder is not None and opts.record == "eval_pass":
+            score_all(task, opts, lambda idx, out, target: task.record(recorder, epoch, idx, out, target))  # noqa: E501
+        history["epoch"].append(epoch)
+        history["train_loss"].append(float(total) / n)
+        history["epoch_s"].append(time.perf_counter() - t0)
+        if on_epoch is not None:
+            on_epoch(epoch, {k: v[-1] for k, v in history.items()})
+    return history
+
+
+def optimizers(model, opts: TrainOptions) -> list:
+    """AdamW, and lazy (sparse) Adam for sparse embedding tables: a dense Adam step over a
+    30k-word table per batch made the bag of words 10x slower than its forward/backward."""
+    sparse = [p for m in model.modules() if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag)
+              and m.sparse for p in m.parameters()]  # fmt: skip
+    ids = {id(p) for p in sparse}
+    dense = [p for p in model.parameters() if id(p) not in ids]
+    out = [torch.optim.AdamW(dense, lr=opts.lr, weight_decay=opts.weight_decay)]
+    if sparse:
+        out.append(torch.optim.SparseAdam(sparse, lr=opts.lr))
+    return out
+
+
+@torch.no_grad()
+def score_all(task, opts: TrainOptions, sink: Callable, batch_size: int = 512) -> None:
+    """Forward every item with dropout off and hand (idx, out, target) to ``sink``."""
+    model = task.model
+    was = model.training
+    model.eval()
+    for start in range(0, len(task), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(task)))
+        inputs, target = task.batch(idx, opts.device)
+        sink(idx, task.forward(inputs), target)
+    model.train(was)
+
+
+def predict(task, opts: TrainOptions):
+    """Outputs for every item, on the CPU: logits (N, K), or (start, end) each (W, T)."""
+    parts: list = []
+    score_all(task, opts, lambda idx, out, target: parts.append(out))
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat([p[i] for p in parts]).float().cpu().numpy() for i in range(2))
+    return torch.cat(parts).float().cpu().numpy()

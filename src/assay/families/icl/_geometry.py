@@ -1,0 +1,98 @@
+"""All geometry metrics of one set of class means at once, and the model source of a stage.
+
+    stats = geometry(means, graph)      # means (..., N, d) -> {metric name: (...) float64}
+
+``ICLConfig`` is the base of every analysis config: where the model comes from (a model
+trained here by ``icl.train``, upstream, or any local Hugging Face causal LM via ``model``),
+which layers to read, and the batching of forwards.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from assay import Run
+from assay.ml import ModelRef, TorchConfig, setup_torch
+
+from . import _metrics as M
+from ._graphs import Graph
+from ._lm import LM, load_lm
+from ._stage_train import TrainConfig
+
+METRICS = (
+    "dirichlet_energy", "dirichlet_energy_standardised", "same_cluster_energy",
+    "within_distance", "cross_distance", "cross_within_ratio", "cluster_separation",
+    "cluster_separation_bounded", "between_cluster_variance", "representation_coherence",
+)  # fmt: skip
+
+
+def geometry(means: torch.Tensor, graph: Graph, labels: np.ndarray | None = None) -> dict:
+    """Every metric of ``_metrics`` on class means (..., N, d) of ``graph``'s nodes.
+
+    labels: the clusters to group by (default the graph's primary clusters). On the
+    semantic-conflict graph cross distances use same-group pairs across clusters, as published.
+    """
+    lab = torch.as_tensor(graph.labels if labels is None else labels)
+    edges = torch.as_tensor(graph.edges)
+    pairs = torch.as_tensor(graph.semantic_pairs()) if graph.semantic is not None else None
+    return {
+        "dirichlet_energy": M.dirichlet_energy(means, edges),
+        "dirichlet_energy_standardised": M.dirichlet_energy_standardised(means, edges),
+        "same_cluster_energy": M.same_cluster_energy(means, lab),
+        "within_distance": M.within_cluster_distance(means, lab),
+        "cross_distance": M.cross_cluster_distance(means, lab, pairs),
+        "cross_within_ratio": M.cross_within_ratio(means, lab, pairs),
+        "cluster_separation": M.cluster_separation(means, lab),
+        "cluster_separation_bounded": M.cluster_separation(means, lab, eps=M.SEPARATION_EPS),
+        "between_cluster_variance": M.between_cluster_variance(means, lab),
+        "representation_coherence": M.representation_coherence(means, lab),
+    }
+
+
+class ICLConfig(TorchConfig):
+    """Base of the analysis stages: the model, the layers, the batching."""
+
+    # the model trained here (upstream); set `train: null` and `model: PATH` for a local HF LM
+    train: TrainConfig | None = TrainConfig()
+    model: ModelRef | None = None
+    add_bos: bool | None = None  # None: BOS exactly when the tokenizer adds one itself
+    layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers
+    batch_size: int = Field(64, ge=1)  # contexts per forward; changes no number (not in the id)
+    identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "batch_size"})
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.train is None) == (self.model is None):
+            raise ValueError(
+                "give exactly one model source: `train` (a model trained here, the default) or "
+                "`model: PATH` (a local HF causal LM) with `train: null`"
+            )
+        return self
+
+    def upstream(self) -> dict:
+        return {"train": self.train} if self.train is not None else {}
+
+
+def open_lm(config: ICLConfig, run: Run) -> LM:
+    device, dtype = setup_torch(config)
+    if config.model is not None:
+        path = config.model.verify()
+    else:
+        path = run.upstream["train"].artifact("model")
+    return load_lm(path, device=device, dtype=dtype, add_bos=config.add_bos)
+
+
+def to_lists(x) -> object:
+    """Tensors/arrays -> nested lists, NaN/inf -> None (JSON has no NaN; None reads as missing)."""
+    arr = np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    return _clean(arr.tolist())
+
+
+def _clean(v):
+    if isinstance(v, list):
+        return [_clean(u) for u in v]
+    return v if np.isfinite(v) else None

@@ -1,0 +1,156 @@
+"""Word-level access to a causal LM: every layer's word representations and word losses.
+
+    lm = load_lm(path, device="cpu", dtype=torch.float32)
+    states = word_states(lm, [["apple", "bird", ...], ...], layers=None)
+    states.reps   # (L, B, W, d) float32: layer l of word w (mean over the word's tokens)
+    states.loss   # (B, W) float32: -log p(word w | words < w), NaN for word 0 without a BOS
+
+Layer numbering, used everywhere in this family: layer 0 = embedding output, layer k = the
+output of block k (``assay.ml.lm_forward``: ``output_hidden_states`` indexing, except that the
+last entry is block n's output before the final norm, like every other block).
+
+Words become tokens through the tokenizer's offsets (``assay.ml.word_token_alignment``) on the
+text ``" ".join(words)``; with a BOS token every position shifts by one, explicitly. A
+multi-token word's representation is the mean over its tokens; its loss is the sum of its
+tokens' losses (the loss of the whole word).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from assay import ConfigError
+from assay.ml import lm_forward, load_hf_model, load_tokenizer, word_token_alignment
+
+
+@dataclasses.dataclass
+class LM:
+    model: Any
+    tokenizer: Any
+    add_bos: bool
+    device: str = "cpu"
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def max_positions(self) -> int:
+        c = self.model.config
+        return int(getattr(c, "n_positions", None) or c.max_position_embeddings)
+
+    def check_layers(self, layers: Sequence[int] | None) -> list[int]:
+        """The layers to analyse (None: all 0..n_layers); an out-of-range one is a ConfigError."""
+        if layers is None:
+            return list(range(self.n_layers + 1))
+        bad = [layer for layer in layers if not 0 <= layer <= self.n_layers]
+        if bad:
+            raise ConfigError(
+                f"layer(s) {bad} out of range: this model has {self.n_layers} blocks, so layers "
+                f"0..{self.n_layers} (0 = embedding output, k = after block k); fix `layers`"
+            )
+        return list(layers)
+
+
+def load_lm(path, *, device: str = "cpu", dtype=None, add_bos: bool | None = None) -> LM:
+    """A causal LM and its tokenizer from one local folder. ``add_bos=None``: put a BOS in front
+    exactly when the tokenizer itself adds one to ``tok(text)`` (Llama yes, GPT-2 no)."""
+    tok = load_tokenizer(path)
+    model = load_hf_model(path, task="causal-lm", dtype=dtype, device=device)
+    if add_bos is None:
+        ids = tok("a")["input_ids"]
+        add_bos = tok.bos_token_id is not None and len(ids) > 0 and ids[0] == tok.bos_token_id
+    if add_bos and tok.bos_token_id is None:
+        raise ConfigError(f"add_bos=True but the tokenizer at {path} has no BOS token")
+    return LM(model, tok, bool(add_bos), device)
+
+
+@dataclasses.dataclass
+class Encoded:
+    input_ids: torch.Tensor  # (B, T) right-padded
+    attention_mask: torch.Tensor  # (B, T)
+    positions: list[list[list[int]]]  # [b][w] token positions of word w
+
+
+def encode(lm: LM, contexts: Sequence[Sequence[str]]) -> Encoded:
+    """Token ids of each context (``" ".join(words)``, BOS first when ``lm.add_bos``)."""
+    tok = lm.tokenizer
+    rows, positions = [], []
+    for words in contexts:
+        ids = tok(" ".join(words), add_special_tokens=False)["input_ids"]
+        if lm.add_bos:
+            ids = [tok.bos_token_id, *ids]
+        if tok.unk_token_id is not None and tok.unk_token_id in ids:
+            unknown = sorted({w for w in words if w != tok.unk_token
+                              and tok.convert_tokens_to_ids(w) == tok.unk_token_id})  # fmt: skip
+            if unknown and len(tok) < 1000:  # a word-level vocabulary: unknown words are errors
+                raise ConfigError(
+                    f"words {unknown[:5]} are not in the model's vocabulary; use a word list "
+                    "the model was trained on (graph.words) or a model that knows them"
+                )
+        rows.append(ids)
+        positions.append(word_token_alignment(tok, list(words), add_bos=lm.add_bos))
+    longest = max(len(r) for r in rows)
+    if longest > lm.max_positions:
+        raise ConfigError(
+            f"context of {longest} tokens is longer than the model's {lm.max_positions} "
+            "positions; use shorter contexts (context_lengths / n_words) or a longer-context model"
+        )
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    ids = torch.full((len(rows), longest), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r)
+        mask[b, : len(r)] = 1
+    return Encoded(ids, mask, positions)
+
+
+@dataclasses.dataclass
+class WordStates:
+    reps: torch.Tensor  # (L, B, W, d) float32, L = len(layers)
+    loss: torch.Tensor  # (B, W) float32
+    layers: list[int]
+
+
+@torch.no_grad()
+def word_states(
+    lm: LM, contexts: Sequence[Sequence[str]], layers: Sequence[int] | None = None,
+    batch_size: int = 64,
+) -> WordStates:  # fmt: skip
+    """Every requested layer's word representations and the word losses, ``batch_size``
+    contexts per forward (right padding; causal attention keeps real positions exact)."""
+    layers = lm.check_layers(layers)
+    n_words = {len(c) for c in contexts}
+    if len(n_words) != 1:
+        raise ConfigError(f"contexts in one call need equal word counts, got {sorted(n_words)}")
+    reps, losses = [], []
+    for start in range(0, len(contexts), batch_size):
+        enc = encode(lm, contexts[start : start + batch_size])
+        out = lm_forward(lm.model, enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device))
+        pool = _pool_matrix(enc.positions, enc.input_ids.shape[1])  # (B, W, T)
+        hs = torch.stack([out.hidden_states[layer] for layer in layers]).float().cpu()
+        reps.append(torch.einsum("bwt,lbtd->lbwd", pool, hs))  # (L, B, W, d)
+        losses.append(_word_loss(out.token_loss.float().cpu(), enc.positions))
+    return WordStates(torch.cat(reps, 1), torch.cat(losses, 0), layers)
+
+
+def _pool_matrix(positions: list[list[list[int]]], t: int) -> torch.Tensor:
+    w = torch.zeros(len(positions), len(positions[0]), t)
+    for b, words in enumerate(positions):
+        for i, pos in enumerate(words):
+            w[b, i, pos] = 1.0 / len(pos)
+    return w
+
+
+def _word_loss(token_loss: torch.Tensor, positions: list[list[list[int]]]) -> torch.Tensor:
+    """(B, T-1) token losses -> (B, W): Σ over a word's tokens p of token_loss[p - 1]."""
+    out = torch.full((len(positions), len(positions[0])), float("nan"))
+    for b, words in enumerate(positions):
+        for i, pos in enumerate(words):
+            if min(pos) >= 1:
+                out[b, i] = token_loss[b, [p - 1 for p in pos]].sum()
+    return out

@@ -1,0 +1,220 @@
+"""Geometry metrics of in-context representations: pure, vectorised, float64.
+
+    from assay.families.icl._metrics import class_means, dirichlet_energy
+    means = class_means(hidden, nodes, n_nodes)   # (L, B, T, d), (B, T) -> (L, B, N, d)
+    energy = dirichlet_energy(means, graph.edges)  # (L, B)
+
+Every function takes any leading batch dimensions (layers, contexts, left-out variants) and
+computes in float64 whatever the input dtype (fp16 activations gave -inf energies in the
+published code). A class absent from the window is a NaN row of ``means``: metrics skip it,
+and a metric with nothing to average (no present edge, fewer than two clusters) is NaN, never a
+silent 0. Names are distinct on purpose: the published code called three formulas "Dirichlet
+energy"; here they are ``consecutive_energy``, ``dirichlet_energy`` and ``same_cluster_energy``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+SEPARATION_EPS = 1e-3  # bounded variants: denominator >= eps * numerator, so values <= 1/eps
+
+
+def _f64(x) -> Tensor:
+    return torch.as_tensor(x).to(torch.float64)
+
+
+def class_means(reps: Tensor, nodes: Tensor, n_classes: int) -> Tensor:
+    """μ_i = mean of reps[t] over positions t with nodes[t] = i; NaN where i never occurs.
+
+    Args:
+        reps: (..., T, d) representations; nodes: (T,) or (..., T) class of each position.
+    Returns:
+        (..., N, d) float64.
+    """
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(nodes).long(), n_classes).to(
+        torch.float64
+    )  # (..., T, N)
+    sums = onehot.transpose(-1, -2) @ _f64(reps)  # (..., N, d)
+    counts = onehot.sum(-2).unsqueeze(-1)  # (..., N, 1)
+    return torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
+
+
+def _present(means: Tensor) -> Tensor:
+    return ~torch.isnan(means).any(-1)  # (..., N)
+
+
+def pairwise_sq_distances(x: Tensor) -> Tensor:
+    """D_ij = ||x_i - x_j||², (..., N, d) -> (..., N, N), float64 (NaN rows -> NaN)."""
+    x = _f64(x)
+    x = x - torch.nan_to_num(x).mean(-2, keepdim=True)  # centring keeps the Gram form exact
+    sq = (x * x).sum(-1)
+    return (sq.unsqueeze(-1) + sq.unsqueeze(-2) - 2 * x @ x.transpose(-1, -2)).clamp(min=0)
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    mask = mask & ~torch.isnan(values)
+    n = mask.sum((-1, -2))
+    total = torch.where(mask, values, 0).sum((-1, -2))
+    return torch.where(n > 0, total / n.clamp(min=1), torch.nan)
+
+
+def _pair_mask(means: Tensor, pairs: Tensor) -> Tensor:
+    p = _present(means)
+    upper = torch.ones(pairs.shape[-2:], dtype=torch.bool).triu(1)
+    return pairs.bool() & upper & p.unsqueeze(-1) & p.unsqueeze(-2)
+
+
+def consecutive_energy(reps: Tensor) -> Tensor:
+    """E_seq = 1/(T-1) Σ_t ||h_{t+1} - h_t||² over consecutive positions, (..., T, d) -> (...).
+
+    (The published code summed instead of averaging, so its value grew with context length.)
+    """
+    h = _f64(reps)
+    return ((h[..., 1:, :] - h[..., :-1, :]) ** 2).sum(-1).mean(-1)
+
+
+def dirichlet_energy(means: Tensor, edges: Tensor) -> Tensor:
+    """Park et al.: E = Σ_{(i,j)∈E'} ||μ_i - μ_j||² / |E'|, E' = graph edges (i < j) with
+    both classes present. (..., N, d), (N, N) bool -> (...)."""
+    return _masked_mean(pairwise_sq_distances(means), _pair_mask(means, torch.as_tensor(edges)))
+
+
+def dirichlet_energy_standardised(means: Tensor, edges: Tensor) -> Tensor:
+    """E / mean_{i<j present} ||μ_i - μ_j||²: scale-free; 1 = edges no closer than any pair."""
+    all_pairs = torch.ones(means.shape[-2], means.shape[-2], dtype=torch.bool)
+    scale = _masked_mean(pairwise_sq_distances(means), _pair_mask(means, all_pairs))
+    return dirichlet_energy(means, edges) / scale
+
+
+def dirichlet_energy_shuffled(means: Tensor, shuffled_edges: Tensor) -> Tensor:
+    """Baseline: mean over S node-permuted graphs π of E(μ; π(E)). shuffled_edges: (S, N, N).
+    E / E_shuffled < 1 says the representation follows this graph more than a random relabel."""
+    d = pairwise_sq_distances(means).unsqueeze(-3)  # (..., 1, N, N)
+    masks = _pair_mask(means.unsqueeze(-3), torch.as_tensor(shuffled_edges))  # (..., S, N, N)
+    return _masked_mean(d, masks).mean(-1)
+
+
+def shuffled_edge_sets(edges: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, N, N) bool: ``edges`` under n random node permutations drawn from ``rng``."""
+    perms = np.stack([rng.permutation(len(edges)) for _ in range(n)])
+    return np.stack([edges[np.ix_(p, p)] for p in perms])
+
+
+def same_cluster_energy(means: Tensor, labels: Tensor) -> Tensor:
+    """E_same = mean_{i<j present, c(i)=c(j)} ||μ_i - μ_j||² (the published LOO "energy")."""
+    lab = torch.as_tensor(labels)
+    return _masked_mean(pairwise_sq_distances(means), _pair_mask(means, lab[:, None] == lab))
+
+
+def within_cluster_distance(means: Tensor, labels: Tensor) -> Tensor:
+    """d_w = mean_{i<j present, c(i)=c(j)} ||μ_i - μ_j|| (Euclidean, not squared)."""
+    lab = torch.as_tensor(labels)
+    dist = pairwise_sq_distances(means).sqrt()
+    return _masked_mean(dist, _pair_mask(means, lab[:, None] == lab))
+
+
+def cross_cluster_distance(means: Tensor, labels: Tensor, pairs: Tensor | None = None) -> Tensor:
+    """d_c = mean ||μ_i - μ_j|| over present pairs in different clusters, or over ``pairs``
+    ((P, 2) node pairs, e.g. same-semantic-group pairs of the semantic-conflict graph)."""
+    lab = torch.as_tensor(labels)
+    n = len(lab)
+    if pairs is None:
+        mask = lab[:, None] != lab
+    else:
+        p = torch.as_tensor(pairs).long()
+        mask = torch.zeros(n, n, dtype=torch.bool)
+        mask[p[:, 0], p[:, 1]] = mask[p[:, 1], p[:, 0]] = True
+    return _masked_mean(pairwise_sq_distances(means).sqrt(), _pair_mask(means, mask))
+
+
+def cross_within_ratio(
+    means: Tensor, labels: Tensor, pairs: Tensor | None = None, eps: float = SEPARATION_EPS
+) -> Tensor:
+    """R = d_c / max(d_w, eps · d_c): cross over within distance, denominator bounded below so
+    R <= 1/eps when a cluster collapses to a point (the published LOO "ratio")."""
+    dc = cross_cluster_distance(means, labels, pairs)
+    dw = within_cluster_distance(means, labels)
+    return dc / torch.maximum(dw, (eps * dc).clamp(min=1e-300))
+
+
+def cluster_separation(items: Tensor, labels: Tensor, eps: float | None = None) -> Tensor:
+    """S = mean_{k<l} ||c_k - c_l||² / max(V̄, eps · that mean), where c_k is the centroid of
+    cluster k's present items and V̄ the mean over clusters (with >= 2 items) of the per-dimension
+    unbiased variance averaged over dimensions. eps=None: unbounded; eps=1e-3: bounded (<= 1000).
+    items: (..., M, d) (tokens or class means; NaN rows skipped), labels (M,) -> (...)."""
+    x = _f64(items)
+    ok = _present(x).to(torch.float64)  # (..., M)
+    oh = torch.nn.functional.one_hot(torch.as_tensor(labels).long()).to(torch.float64)  # (M, K)
+    w = oh * ok.unsqueeze(-1)  # (..., M, K)
+    n = w.sum(-2)  # (..., K)
+    x0 = torch.nan_to_num(x)
+    cent = (w.transpose(-1, -2) @ x0) / n.clamp(min=1).unsqueeze(-1)  # (..., K, d)
+    sq = ((x0.unsqueeze(-2) - cent.unsqueeze(-3)) ** 2).mean(-1)  # (..., M, K)
+    var = (w * sq).sum(-2) / (n - 1).clamp(min=1)  # (..., K) unbiased, per dimension mean
+    has_var = n >= 2
+    v_bar = torch.where(has_var, var, 0).sum(-1) / has_var.sum(-1)
+    inter = _masked_mean(pairwise_sq_distances(cent), _pair_mask_counts(n))
+    if eps is not None:
+        v_bar = torch.maximum(v_bar, (eps * inter).clamp(min=1e-300))
+    return inter / v_bar
+
+
+def _pair_mask_counts(n: Tensor) -> Tensor:
+    p = n > 0
+    upper = torch.ones(n.shape[-1], n.shape[-1], dtype=torch.bool).triu(1)
+    return upper & p.unsqueeze(-1) & p.unsqueeze(-2)
+
+
+def between_cluster_variance(means: Tensor, labels: Tensor) -> Tensor:
+    """Φ_B = 1/K' Σ_k ||m_k - m̄||², m_k = mean of cluster k's present class means, m̄ the mean of
+    the K' present m_k (the published LOO-CSS Φ)."""
+    x = _f64(means)
+    ok = _present(x).to(torch.float64)
+    oh = torch.nn.functional.one_hot(torch.as_tensor(labels).long()).to(torch.float64)
+    w = oh * ok.unsqueeze(-1)
+    n = w.sum(-2)  # (..., K)
+    m = (w.transpose(-1, -2) @ torch.nan_to_num(x)) / n.clamp(min=1).unsqueeze(-1)
+    has = (n > 0).to(torch.float64)
+    gbar = (m * has.unsqueeze(-1)).sum(-2) / has.sum(-1, keepdim=True)
+    return (((m - gbar.unsqueeze(-2)) ** 2).sum(-1) * has).sum(-1) / has.sum(-1)
+
+
+def representation_coherence(items: Tensor, labels: Tensor) -> Tensor:
+    """C = Σ_{i<j} w_ij cos(x_i, x_j) / #pairs, w = 1 for same-cluster pairs and -1/2 otherwise
+    (the published weights), over present items. (..., M, d), (M,) -> (...)."""
+    x = _f64(items)
+    unit = x / x.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    cos = unit @ unit.transpose(-1, -2)
+    lab = torch.as_tensor(labels)
+    weight = torch.where(lab[:, None] == lab, 1.0, -0.5).to(torch.float64)
+    all_pairs = torch.ones(len(lab), len(lab), dtype=torch.bool)
+    return _masked_mean(cos * weight, _pair_mask(x, all_pairs))
+
+
+def context_sensitivity(loss: Tensor, phi: Tensor) -> Tensor:
+    """CSS_t = -cov_c(ℓ_{c,t}, Φ_c) = -(1/C) Σ_c (ℓ_{c,t} - ℓ̄_t)(Φ_c - Φ̄), the population
+    covariance over the C contexts. loss: (C, T); phi: (C,) or (C, ...) -> (..., T)."""
+    ell = _f64(loss)
+    p = _f64(phi)
+    ell = ell - ell.mean(0)
+    p = p - p.mean(0)
+    p = p.reshape(p.shape[0], -1)  # (C, K)
+    css = -(p.T @ ell) / ell.shape[0]  # (K, T)
+    return css.reshape(*phi.shape[1:], ell.shape[1])
+
+
+def pca(means: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """PCA of class means: (N, d) -> coordinates (N, k) (NaN for absent rows) and the explained
+    variance ratio of each of the k components, float64 SVD of the centred present rows."""
+    x = np.asarray(means, np.float64)
+    ok = ~np.isnan(x).any(1)
+    xc = x[ok] - x[ok].mean(0)
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    coords = np.full((len(x), k), np.nan)
+    kk = min(k, len(s))
+    coords[ok, :kk] = xc @ vt[:kk].T
+    ratio = np.full(k, np.nan)
+    ratio[:kk] = s[:kk] ** 2 / max((s**2).sum(), 1e-300)
+    return coords, ratio

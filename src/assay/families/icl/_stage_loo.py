@@ -1,0 +1,98 @@
+"""icl.loo: leave-one-out influence of every context word on every layer (bridge vs anchor).
+
+    assay run suites/icl/smoke.yaml      # includes an LOO heatmap on the trained model
+
+For each of ``n_contexts`` walks of ``n_words`` words on the graph (hierarchical SBM by
+default: its walks linger in a cluster, so *bridges*, the words where the cluster changes, are
+rare and distinct from *anchors*), every word is left out in turn and the context's geometry is
+recomputed at every layer: all variants in batches of ``batch_size``, every layer from the same
+forward (``_loo.loo_batched``). ``mode: published`` runs the published one-forward-per-(layer,
+word) loop instead (same numbers, ~L x slower; for checking).
+
+Artifacts: ``loo.json`` (schema icl.loo/1: per influence the (layer x position) heatmap and the
+bridge / anchor means per layer, all mean/sem/n/n_nonfinite over contexts), ``loo.npz`` (raw
+per-context arrays), ``loo_<influence>.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from assay import Run, stage
+
+from ._contexts import Accumulator, draw_contexts, summarise, warn_nonfinite, words_of
+from ._geometry import ICLConfig, open_lm
+from ._graphs import GraphConfig, bridges
+from ._loo import INFLUENCES, loo_batched, loo_reference
+from ._plots import plot_loo
+
+
+class LOOConfig(ICLConfig):
+    graph: GraphConfig = GraphConfig(kind="hsbm")
+    n_contexts: int = Field(4, ge=1)
+    n_words: int = Field(64, ge=3)
+    positions: tuple[int, ...] | None = None  # None: every position
+    mode: Literal["batched", "published"] = "batched"
+    seed: int = 0
+
+
+@stage("icl.loo", config=LOOConfig, version=1,
+       smoke={"n_contexts": 2, "n_words": 16,
+              "train": {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2,
+                        "batch_size": 4, "seq_len": 32, "max_positions": 64,
+                        "eval_walks": 4}})  # fmt: skip
+def loo_stage(config: LOOConfig, run: Run) -> dict:
+    """LOO influence heatmaps; see the module docstring. Resumes per context."""
+    lm = open_lm(config, run)
+    layers = lm.check_layers(config.layers)
+    positions = list(range(config.n_words)) if config.positions is None else config.positions
+    if any(not 0 <= p < config.n_words for p in positions):
+        raise ValueError(f"positions {list(positions)} must lie in 0..{config.n_words - 1}")
+    graph, walks, _ = draw_contexts(config.graph, config.n_contexts, config.n_words, config.seed)
+    contexts = words_of(graph, walks)
+    is_bridge = bridges(graph.labels, walks)[:, positions]  # (C, P)
+    acc = Accumulator(run)
+    t0 = time.perf_counter()
+    forwards = 0
+    for c in range(acc.done, config.n_contexts):
+        if config.mode == "batched":
+            res = loo_batched(lm, contexts[c], walks[c], graph, layers, positions,
+                              config.batch_size)  # fmt: skip
+        else:
+            res = loo_reference(lm, contexts[c], walks[c], graph, layers, positions)
+        forwards += res.forwards
+        acc.add(**{f"influence/{k}": v for k, v in res.influence.items()},
+                **{f"full/{k}": v for k, v in res.full.items()})  # fmt: skip
+        run.log(f"context {c + 1}/{config.n_contexts}: {res.forwards} forwards")
+    seconds = time.perf_counter() - t0
+    doc = {"schema": "icl.loo/1", "layers": layers, "positions": list(positions),
+           "n_contexts": config.n_contexts, "graph": graph.kind,
+           "bridge_fraction": is_bridge.mean(0).tolist(), "influence": {}}  # fmt: skip
+    raw = {"bridge": is_bridge}
+    for name in INFLUENCES:
+        v = acc.stacked(f"influence/{name}")  # (C, L, P)
+        raw[name] = v
+        warn_nonfinite(run, f"influence/{name}", v)
+        b = np.where(is_bridge[:, None, :], v, np.nan)
+        a = np.where(~is_bridge[:, None, :], v, np.nan)
+        doc["influence"][name] = {
+            "heatmap": summarise(v),  # [layer][position], over contexts
+            # over (context, position) pairs of each kind, per layer
+            "bridge": summarise(b.transpose(0, 2, 1).reshape(-1, len(layers))),
+            "anchor": summarise(a.transpose(0, 2, 1).reshape(-1, len(layers))),
+        }
+    run.save_json("loo.json", doc)
+    with run.write_artifact("loo.npz") as tmp:
+        np.savez(tmp, layers=np.array(layers), positions=np.array(positions), **raw)
+    plot_loo(doc, run.artifacts_dir)
+    last = len(layers) - 1
+    out = {"n_bridges": int(is_bridge.sum()), "n_anchors": int((~is_bridge).sum()),
+           "seconds": seconds, "forwards": forwards}  # fmt: skip
+    for name in ("ratio", "energy"):
+        for kind in ("bridge", "anchor"):
+            out[f"{name}/{kind}/last_layer"] = doc["influence"][name][kind]["mean"][last]
+    return out

@@ -1,0 +1,197 @@
+"""icl.shuffle and icl.inject: what happens to geometry and loss when the walk is disturbed.
+
+    assay run suites/icl/perturb_smoke.yaml
+
+icl.shuffle (block permutation vs full shuffle): each walk is also presented with its blocks of
+``block_words`` words in a random order (local transitions kept, long-range order lost) and
+fully shuffled (no transition kept). For the three conditions Φ (the geometry metrics) and the
+perplexity exp(mean word loss) are reported vs context length, per layer. The same words are
+present in all three at every length that is a multiple of ``block_words``, so differences are
+the context's order, not its content.
+
+icl.inject (incongruous tokens): at each position in ``inject_at`` the walk's word is replaced
+by a ``wrong_cluster`` graph word (a node of another cluster), a ``random_vocab`` word (from the
+word list, not in the graph), a ``semantic_outlier`` (from the semantic list, not in the graph)
+or an ``oov`` string. Reported, each against the clean context at the same positions:
+``injected_word_loss`` = loss of predicting the injected word itself (its surprise), and
+``following_words_loss`` = mean loss of the ``after_words`` words right after it (how much the
+disruption spreads), plus the change of each layer's geometry at the full length.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from assay import ConfigError, Run, stage
+
+from . import _metrics as M
+from ._contexts import Accumulator, draw_contexts, summarise, warn_nonfinite
+from ._geometry import ICLConfig, geometry, open_lm
+from ._graphs import GraphConfig, load_words
+from ._lm import word_states
+from ._plots import plot_lines
+
+_SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 4,
+                "seq_len": 32, "max_positions": 64, "eval_walks": 4}  # fmt: skip
+PHI = ("dirichlet_energy_standardised", "cluster_separation_bounded")
+CONDITIONS = ("walk", "block", "shuffle")
+INJECTIONS = ("wrong_cluster", "random_vocab", "semantic_outlier", "oov")
+
+
+class ShuffleConfig(ICLConfig):
+    graph: GraphConfig = GraphConfig(kind="hsbm")
+    n_contexts: int = Field(8, ge=1)
+    context_lengths: tuple[int, ...] = (16, 32, 64, 128)
+    block_words: int = Field(8, ge=1)
+    seed: int = 0
+
+
+@stage("icl.shuffle", config=ShuffleConfig, version=1,
+       smoke={"n_contexts": 2, "context_lengths": (8, 16, 32), "block_words": 4,
+              "train": _SMOKE_TRAIN})  # fmt: skip
+def shuffle(config: ShuffleConfig, run: Run) -> dict:
+    lm = open_lm(config, run)
+    layers = lm.check_layers(config.layers)
+    n = config.context_lengths[-1]
+    graph, walks, rng = draw_contexts(config.graph, config.n_contexts, n, config.seed)
+    n_blocks = -(-n // config.block_words)
+    orders = {
+        "walk": np.tile(np.arange(n), (config.n_contexts, 1)),
+        "block": np.stack([np.concatenate([np.arange(b * config.block_words,
+                 min(n, (b + 1) * config.block_words)) for b in rng.permutation(n_blocks)])
+                 for _ in range(config.n_contexts)]),
+        "shuffle": np.stack([rng.permutation(n) for _ in range(config.n_contexts)]),
+    }  # fmt: skip
+    acc = Accumulator(run)
+    for c in range(acc.done, config.n_contexts):
+        out: dict[str, np.ndarray] = {}
+        nodes_by = {k: walks[c][o[c]] for k, o in orders.items()}
+        st = word_states(lm, [[graph.words[i] for i in nodes_by[k]] for k in CONDITIONS], layers)
+        for i, cond in enumerate(CONDITIONS):
+            cols: dict[str, list] = {}
+            for length in config.context_lengths:
+                means = M.class_means(st.reps[:, i, :length],
+                                      torch.from_numpy(nodes_by[cond][:length]), graph.n_nodes)  # fmt: skip
+                stats = geometry(means, graph)
+                for k in PHI:
+                    cols.setdefault(k, []).append(stats[k].numpy())
+                loss = st.loss[i, 1:length].nanmean().exp().expand(len(layers))
+                cols.setdefault("perplexity", []).append(loss.numpy())
+            for k, v in cols.items():
+                out[f"{cond}/{k}"] = np.stack(v, 1)  # (L, n_lengths)
+        acc.add(**out)
+    doc = {"schema": "icl.shuffle/1", "layers": layers, "n_contexts": config.n_contexts,
+           "context_lengths": list(config.context_lengths), "metrics": {}}  # fmt: skip
+    for k in acc.state["items"]:
+        v = acc.stacked(k)
+        warn_nonfinite(run, k, v)
+        doc["metrics"][k] = summarise(v)
+    run.save_json("shuffle.json", doc)
+    for k in (*PHI, "perplexity"):
+        series = {c: _mean(doc, f"{c}/{k}") for c in CONDITIONS}
+        plot_lines(config.context_lengths, series, layers, run.artifacts_dir / f"shuffle_{k}.png",
+                   "context length (words)", k, f"{k}: walk vs block permutation vs shuffle",
+                   logx=True)  # fmt: skip
+    last = -1
+    return {f"{c}/{k}/last": doc["metrics"][f"{c}/{k}"]["mean"][last][-1]
+            for c in CONDITIONS for k in (*PHI, "perplexity")}  # fmt: skip
+
+
+class InjectConfig(ICLConfig):
+    graph: GraphConfig = GraphConfig(kind="hsbm")
+    n_contexts: int = Field(8, ge=1)
+    n_words: int = Field(64, ge=4)
+    inject_at: tuple[int, ...] = (48,)
+    kinds: tuple[Literal["wrong_cluster", "random_vocab", "semantic_outlier", "oov"], ...] = (
+        INJECTIONS
+    )
+    after_words: int = Field(4, ge=1)
+    oov_word: str = "<unk>"  # word-level tokenizers map it to their unknown token
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        bad = [p for p in self.inject_at if not 1 <= p < self.n_words - self.after_words]
+        if bad:
+            raise ValueError(
+                f"inject_at {bad}: positions must lie in 1..{self.n_words - self.after_words - 1}"
+                " (after_words words must follow each injection)"
+            )
+        return self
+
+
+@stage("icl.inject", config=InjectConfig, version=1,
+       smoke={"n_contexts": 2, "n_words": 24, "inject_at": (12,), "train": _SMOKE_TRAIN})  # fmt: skip
+def inject(config: InjectConfig, run: Run) -> dict:
+    lm = open_lm(config, run)
+    layers = lm.check_layers(config.layers)
+    graph, walks, rng = draw_contexts(config.graph, config.n_contexts, config.n_words,
+                                      config.seed)  # fmt: skip
+    in_graph = set(graph.words)
+    pools = {"random_vocab": [w for w in load_words("common") if w not in in_graph],
+             "semantic_outlier": [w for w in load_words("semantic") if w not in in_graph]}  # fmt: skip
+    pos = list(config.inject_at)
+    acc = Accumulator(run)
+    for c in range(acc.done, config.n_contexts):
+        clean = walks[c]
+        contexts, node_rows = [[graph.words[i] for i in clean]], [clean]
+        for kind in config.kinds:
+            words, nodes = list(contexts[0]), clean.copy()
+            for p in pos:
+                words[p], nodes[p] = _replacement(kind, graph, clean[p], pools, config, rng)
+            contexts.append(words)
+            node_rows.append(nodes)
+        st = word_states(lm, contexts, layers)  # (L, 1 + K, W, d)
+        nodes = np.stack(node_rows)
+        means = M.class_means(st.reps, torch.from_numpy(np.where(nodes < 0, graph.n_nodes,
+                              nodes)), graph.n_nodes + 1)[..., :-1, :]  # fmt: skip
+        stats = geometry(means, graph)  # (L, 1 + K)
+        after = np.array([[p + 1 + k for k in range(config.after_words)] for p in pos])
+        out = {}
+        for i, kind in enumerate(config.kinds, start=1):
+            out[f"{kind}/injected_word_loss"] = (st.loss[i, pos] - st.loss[0, pos]).mean().item()
+            out[f"{kind}/following_words_loss"] = (
+                st.loss[i, after.ravel()] - st.loss[0, after.ravel()]).mean().item()  # fmt: skip
+            for k in PHI:
+                out[f"{kind}/delta_{k}"] = (stats[k][:, i] - stats[k][:, 0]).numpy()  # (L,)
+        acc.add(**out)
+    doc = {"schema": "icl.inject/1", "layers": layers, "n_contexts": config.n_contexts,
+           "inject_at": pos, "after_words": config.after_words, "metrics": {}}  # fmt: skip
+    for k in acc.state["items"]:
+        v = acc.stacked(k)
+        warn_nonfinite(run, k, v)
+        doc["metrics"][k] = summarise(v)
+    run.save_json("inject.json", doc)
+    series = {kind: np.array(_mean1(doc, f"{kind}/delta_{PHI[1]}"))[:, None]
+              for kind in config.kinds}  # fmt: skip
+    plot_lines([0], series, layers, run.artifacts_dir / "inject_delta_separation.png",
+               "", f"Δ {PHI[1]}", "geometry change per injection kind")  # fmt: skip
+    return {k: v["mean"] for k, v in doc["metrics"].items() if "loss" in k}
+
+
+def _replacement(kind, graph, node, pools, config, rng) -> tuple[str, int]:
+    """(word, node id or -1 when the word is not a graph node)."""
+    if kind == "wrong_cluster":
+        other = np.flatnonzero(graph.labels != graph.labels[node])
+        if not len(other):
+            raise ConfigError(f"wrong_cluster injection needs >= 2 clusters; {graph.kind} has 1")
+        n = int(rng.choice(other))
+        return graph.words[n], n
+    if kind == "oov":
+        return config.oov_word, -1
+    pool = pools[kind]
+    if not pool:
+        raise ConfigError(f"{kind} injection: every word of its list is already in the graph")
+    return pool[int(rng.integers(len(pool)))], -1
+
+
+def _mean(doc, key) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in r] for r in doc["metrics"][key]["mean"]])
+
+
+def _mean1(doc, key) -> list:
+    return [np.nan if v is None else v for v in doc["metrics"][key]["mean"]]

@@ -1,0 +1,90 @@
+"""icl.stagewise: context sensitivity over training (Lee et al.-style stagewise analysis).
+
+    assay run suites/icl/stagewise_smoke.yaml
+
+The upstream ``icl.train`` run keeps state_dicts at ``train.snapshot_steps``; for each snapshot
+(the unit of work: checkpointed, skipped on resume) the same ``n_contexts`` walks give every
+layer's Φ (``phi_metric`` of the class means at the full length), the word losses and
+CSS_t = -cov_c(ℓ_{c,t}, Φ_c). Stages of learning show up as steps where Φ and |CSS| change.
+Unlike Lee et al.'s Bayesian influence (a covariance over weight-posterior samples) this is a
+covariance over contexts with frozen weights at each checkpoint: correlational, not causal.
+
+Artifacts: ``stagewise.json`` (per snapshot: mean Φ and mean |CSS| per layer, mean loss),
+``stagewise.npz`` (CSS as (snapshot, layer, position)), ``stagewise_*.png``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from assay import Run, stage
+
+from . import _metrics as M
+from ._contexts import Accumulator, draw_contexts, words_of
+from ._geometry import METRICS, ICLConfig, geometry, open_lm, to_lists
+from ._graphs import GraphConfig
+from ._lm import word_states
+from ._plots import plot_lines
+from ._stage_train import TrainConfig
+
+
+class StagewiseConfig(ICLConfig):
+    train: TrainConfig | None = TrainConfig(snapshot_steps=(50, 200, 500, 1000, 2000, 3000))
+    graph: GraphConfig = GraphConfig(kind="hsbm")
+    n_contexts: int = Field(16, ge=2)
+    n_words: int = Field(64, ge=2)
+    phi_metric: str = "cluster_separation_bounded"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.train is None or not self.train.snapshot_steps:
+            raise ValueError("stagewise needs a model trained here with train.snapshot_steps "
+                             "(e.g. [50, 200, 1000]); a loaded HF model has no checkpoints")  # fmt: skip
+        if self.phi_metric not in METRICS:
+            raise ValueError(
+                f"unknown phi_metric {self.phi_metric!r}; valid: {', '.join(METRICS)}"
+            )
+        return self
+
+
+@stage("icl.stagewise", config=StagewiseConfig, version=1,
+       smoke={"n_contexts": 3, "n_words": 16,
+              "train": {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2,
+                        "batch_size": 4, "seq_len": 32, "max_positions": 64, "eval_walks": 4,
+                        "snapshot_steps": (5, 20)}})  # fmt: skip
+def stagewise(config: StagewiseConfig, run: Run) -> dict:
+    lm = open_lm(config, run)
+    layers = lm.check_layers(config.layers)
+    graph, walks, _ = draw_contexts(config.graph, config.n_contexts, config.n_words, config.seed)
+    contexts = words_of(graph, walks)
+    steps = sorted(config.train.snapshot_steps)
+    acc = Accumulator(run)
+    for s in steps[acc.done :]:
+        path = run.upstream["train"].artifact(f"snapshots/step_{s}.pt")
+        lm.model.load_state_dict(torch.load(path, weights_only=True, map_location=lm.device))
+        st = word_states(lm, contexts, layers, config.batch_size)  # (L, C, W, d)
+        means = M.class_means(st.reps, torch.from_numpy(walks), graph.n_nodes)
+        phi = geometry(means, graph)[config.phi_metric]  # (L, C)
+        css = M.context_sensitivity(st.loss, phi.T)  # (L, W)
+        acc.add(css=css.numpy(), phi=phi.mean(1).numpy(), loss=st.loss.nanmean().item())
+        run.log(f"snapshot step {s} done")
+    css = acc.stacked("css")  # (S, L, W)
+    phi = acc.stacked("phi")  # (S, L)
+    abs_css = np.nanmean(np.abs(css), axis=2)  # (S, L)
+    doc = {"schema": "icl.stagewise/1", "steps": steps, "layers": layers,
+           "phi_metric": config.phi_metric, "phi_mean": to_lists(phi),
+           "mean_abs_css": to_lists(abs_css), "loss": to_lists(acc.stacked("loss"))}  # fmt: skip
+    run.save_json("stagewise.json", doc)
+    with run.write_artifact("stagewise.npz") as tmp:
+        np.savez(tmp, steps=np.array(steps), layers=np.array(layers), css=css, phi=phi)
+    plot_lines(steps, {config.phi_metric: phi.T}, layers, run.artifacts_dir / "stagewise_phi.png",
+               "training step", "Φ", "Φ over training", logx=True)  # fmt: skip
+    plot_lines(steps, {"mean |CSS|": abs_css.T}, layers,
+               run.artifacts_dir / "stagewise_css.png", "training step", "mean |CSS_t|",
+               "context sensitivity over training", logx=True)  # fmt: skip
+    return {"phi/first": to_lists(phi[0, -1]), "phi/last": to_lists(phi[-1, -1]),
+            "loss/first": to_lists(acc.stacked("loss")[0]),
+            "loss/last": to_lists(acc.stacked("loss")[-1])}  # fmt: skip

@@ -1,0 +1,151 @@
+"""icl.switch and icl.superposition: which structure the geometry follows when it changes.
+
+    assay run suites/icl/switch_smoke.yaml
+
+icl.switch: G1, then G2 = the same structure over the same words with the nodes relabelled at
+random. A context is n1 words walked on G1 followed by n2 words walked on G2. At each n2 the class
+means of the last ``window_words`` words give the Dirichlet energy under both graphs;
+``switch_ratio`` = E_G1 / E_G2 > 1 once the representation follows G2. One forward per context
+reads every n2 (causal prefixes).
+
+icl.superposition: the dual-interpretation graph (a torus grid read by rows or by columns);
+walks move freely until ``disambiguate_at``, then only along rows. Separation is measured with
+*label-aware* centroids: row clusters by row labels and column clusters by column labels (the
+published analysis built both centroids from the same labels, so they were identical and the
+"collapse" it measured was 0 by construction). collapse = (Φ_row - Φ_col) / (Φ_row + Φ_col).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from assay import Run, stage
+
+from . import _metrics as M
+from ._contexts import Accumulator, summarise, warn_nonfinite
+from ._geometry import ICLConfig, open_lm
+from ._graphs import GraphConfig, build_graph, random_walks, walks_dual
+from ._lm import word_states
+from ._plots import plot_curves
+
+_SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 4,
+                "seq_len": 32, "max_positions": 96, "eval_walks": 4}  # fmt: skip
+
+
+class SwitchConfig(ICLConfig):
+    graph: GraphConfig = GraphConfig(kind="grid")
+    n_contexts: int = Field(8, ge=1)
+    n1_words: int = Field(64, ge=2)
+    n2_lengths: tuple[int, ...] = (0, 4, 8, 16, 32, 64)
+    window_words: int = Field(32, ge=2)  # class means over the last this many words
+    seed: int = 0
+
+
+@stage("icl.switch", config=SwitchConfig, version=1,
+       smoke={"n_contexts": 2, "n1_words": 24, "n2_lengths": (0, 8, 24), "window_words": 8,
+              "train": _SMOKE_TRAIN})  # fmt: skip
+def switch(config: SwitchConfig, run: Run) -> dict:
+    lm = open_lm(config, run)
+    layers = lm.check_layers(config.layers)
+    rng = np.random.default_rng(config.seed)
+    g1 = build_graph(config.graph, rng)
+    g2 = g1.relabelled(rng.permutation(g1.n_nodes))
+    n2max = max(config.n2_lengths)
+    w1 = random_walks(g1, config.n_contexts, config.n1_words, rng)
+    w2 = random_walks(g2, config.n_contexts, max(n2max, 1), rng)[:, :n2max]
+    walks = np.concatenate([w1, w2], 1)
+    acc = Accumulator(run)
+    for c in range(acc.done, config.n_contexts):
+        st = word_states(lm, [[g1.words[i] for i in walks[c]]], layers)
+        rows: dict[str, list] = {}
+        for n2 in config.n2_lengths:
+            end = config.n1_words + n2
+            a = max(0, end - config.window_words)
+            means = M.class_means(st.reps[:, 0, a:end], torch.from_numpy(walks[c, a:end]),
+                                  g1.n_nodes)  # fmt: skip
+            e1 = M.dirichlet_energy_standardised(means, torch.from_numpy(g1.edges))
+            e2 = M.dirichlet_energy_standardised(means, torch.from_numpy(g2.edges))
+            for k, v in (("energy_g1", e1), ("energy_g2", e2), ("switch_ratio", e1 / e2)):
+                rows.setdefault(k, []).append(v.numpy())
+        acc.add(**{k: np.stack(v, 1) for k, v in rows.items()})  # (L, n_lengths)
+    doc = {"schema": "icl.switch/1", "layers": layers, "n2_lengths": list(config.n2_lengths),
+           "n1_words": config.n1_words, "n_contexts": config.n_contexts, "metrics": {}}  # fmt: skip
+    for k in ("energy_g1", "energy_g2", "switch_ratio"):
+        v = acc.stacked(k)
+        warn_nonfinite(run, k, v)
+        doc["metrics"][k] = summarise(v)
+    run.save_json("switch.json", doc)
+    plot_curves(doc, run.artifacts_dir, ["switch_ratio", "energy_g1", "energy_g2"],
+                x_key="n2_lengths", xlabel="words after the switch (n2)")  # fmt: skip
+    ratio = doc["metrics"]["switch_ratio"]["mean"][-1]
+    return {"switch_ratio/n2_first": ratio[0], "switch_ratio/n2_last": ratio[-1],
+            "layer": layers[-1]}  # fmt: skip
+
+
+class SuperpositionConfig(ICLConfig):
+    graph: GraphConfig = GraphConfig(kind="dual")
+    n_contexts: int = Field(8, ge=1)
+    n_words: int = Field(128, ge=4)
+    disambiguate_at: int = Field(64, ge=1)
+    ends: tuple[int, ...] = (16, 32, 48, 64, 80, 96, 112, 128)  # window ends (words)
+    window_words: int = Field(32, ge=2)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.graph.kind != "dual":
+            raise ValueError(f"superposition needs graph.kind 'dual', got {self.graph.kind!r}")
+        if not self.disambiguate_at < self.n_words or max(self.ends) > self.n_words:
+            raise ValueError(
+                f"need disambiguate_at ({self.disambiguate_at}) < n_words ({self.n_words}) "
+                f"and ends <= n_words (got max {max(self.ends)})"
+            )
+        return self
+
+
+@stage("icl.superposition", config=SuperpositionConfig, version=1,
+       smoke={"n_contexts": 2, "n_words": 32, "disambiguate_at": 16, "ends": (8, 16, 24, 32),
+              "window_words": 8, "train": _SMOKE_TRAIN})  # fmt: skip
+def superposition(config: SuperpositionConfig, run: Run) -> dict:
+    lm = open_lm(config, run)
+    layers = lm.check_layers(config.layers)
+    rng = np.random.default_rng(config.seed)
+    graph = build_graph(config.graph, rng)
+    row, col = graph.levels["row"], graph.levels["col"]
+    walks = walks_dual(graph, config.n_contexts, config.n_words, config.disambiguate_at, rng)
+    acc = Accumulator(run)
+    for c in range(acc.done, config.n_contexts):
+        st = word_states(lm, [[graph.words[i] for i in walks[c]]], layers)
+        rows: dict[str, list] = {}
+        for end in config.ends:
+            a = max(0, end - config.window_words)
+            means = M.class_means(st.reps[:, 0, a:end], torch.from_numpy(walks[c, a:end]),
+                                  graph.n_nodes)  # fmt: skip
+            p_row = M.cluster_separation(means, row, M.SEPARATION_EPS)  # row-label centroids
+            p_col = M.cluster_separation(means, col, M.SEPARATION_EPS)  # column-label centroids
+            for k, v in (("separation_row", p_row), ("separation_col", p_col),
+                         ("collapse", (p_row - p_col) / (p_row + p_col))):  # fmt: skip
+                rows.setdefault(k, []).append(v.numpy())
+        acc.add(**{k: np.stack(v, 1) for k, v in rows.items()})
+    doc = {"schema": "icl.superposition/1", "layers": layers, "ends": list(config.ends),
+           "disambiguate_at": config.disambiguate_at, "n_contexts": config.n_contexts,
+           "metrics": {}}  # fmt: skip
+    for k in ("separation_row", "separation_col", "collapse"):
+        v = acc.stacked(k)
+        warn_nonfinite(run, k, v)
+        doc["metrics"][k] = summarise(v)
+    run.save_json("superposition.json", doc)
+    plot_curves(doc, run.artifacts_dir, ["collapse", "separation_row", "separation_col"],
+                x_key="ends", xlabel="window end (words)")  # fmt: skip
+    coll = doc["metrics"]["collapse"]["mean"][-1]
+    before = [v for e, v in zip(config.ends, coll, strict=True) if e <= config.disambiguate_at]
+    after = [v for e, v in zip(config.ends, coll, strict=True) if e > config.disambiguate_at]
+    return {"collapse/before": _nanmean(before), "collapse/after": _nanmean(after),
+            "layer": layers[-1]}  # fmt: skip
+
+
+def _nanmean(v) -> float | None:
+    x = np.array([np.nan if u is None else u for u in v], float)
+    return float(np.nanmean(x)) if np.isfinite(x).any() else None

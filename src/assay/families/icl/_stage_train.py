@@ -1,0 +1,186 @@
+"""icl.train: train a tiny causal LM from scratch on random walks (in-context graph tracing).
+
+    assay run suites/icl/smoke.yaml          # trains this first, then the analyses use it
+
+Every training sequence is a walk on a freshly drawn graph whose nodes get freshly drawn words
+from the whole vocabulary, so no word has a fixed neighbour: the only way to predict the next
+word is to read the graph off the context (an induction-like circuit). That is what makes the
+Park-style analyses meaningful on a model trained here. Evaluation logs the *neighbour
+probability* p_nbr(t) = Σ_{w ∈ N(node_t)} p(w | context_{<=t}), the probability mass the model
+puts on legal next words, at several positions t: it rises with t when the model learns in context.
+
+Artifacts: ``model/`` (model + tokenizer, save_pretrained), ``snapshots/step_<s>.pt``
+(state_dicts at ``snapshot_steps``, for stagewise CSS), ``history.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from assay import Run, stage
+from assay.ml import TorchConfig, build_model, build_word_tokenizer, lm_forward, setup_torch
+
+from ._graphs import GraphConfig, build_graph, load_words, random_walks
+
+EVAL_POSITIONS = (8, 16, 32, 64, 127)  # where p_nbr is reported (0-based target positions)
+
+
+class TrainConfig(TorchConfig):
+    # each step draws its graph from these in turn; words are re-drawn for every sequence
+    graphs: tuple[GraphConfig, ...] = (GraphConfig(kind="grid"), GraphConfig(kind="hsbm"))
+    vocab: tuple[str, ...] = ("common", "semantic")  # word lists forming the vocabulary
+    arch: Literal["gpt2", "llama", "qwen2"] = "gpt2"
+    n_layers: int = Field(3, ge=1)
+    d_model: int = Field(96, ge=8)
+    n_heads: int = Field(4, ge=1)
+    max_positions: int = Field(256, ge=8)  # > seq_len so analyses can probe longer contexts
+    seq_len: int = Field(128, ge=8)
+    steps: int = Field(3000, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-3, gt=0)  # tiny model, Adam: 3e-3 with warmup is stable here
+    warmup_steps: int = Field(100, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(500, ge=1)
+    eval_walks: int = Field(64, ge=1)
+    snapshot_steps: tuple[int, ...] = ()  # keep state_dicts here (stagewise CSS)
+
+    @field_validator("graphs")
+    @classmethod
+    def _some(cls, v):
+        if not v:
+            raise ValueError("graphs is empty; give at least one, e.g. [{kind: grid}]")
+        return v
+
+
+@functools.lru_cache(maxsize=8)
+def vocabulary(lists: tuple[str, ...]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for name in lists:
+        seen.update(dict.fromkeys(load_words(name)))
+    return tuple(seen)
+
+
+def make_tokenizer(config: TrainConfig):
+    # no BOS: contexts start with a word, whose loss is undefined (NaN) and excluded
+    return build_word_tokenizer(vocabulary(config.vocab), specials={"bos": None, "eos": None})
+
+
+def make_model(config: TrainConfig, tokenizer):
+    return build_model(
+        config.arch, vocab_size=len(tokenizer), d_model=config.d_model,
+        n_layers=config.n_layers, n_heads=config.n_heads, max_positions=config.max_positions,
+        seed=config.seed, pad_token_id=tokenizer.pad_token_id,
+        **({"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+           if config.arch == "gpt2" else {}),
+    )  # fmt: skip
+
+
+def sample_batch(config: TrainConfig, graph_config: GraphConfig, n: int, rng, vocab_ids):
+    """(tokens (n, T) ids, walks (n, T) nodes, graph, assign (n, N) vocab index per node)."""
+    graph = build_graph(graph_config, rng)
+    walks = random_walks(graph, n, config.seq_len, rng)
+    assign = np.argsort(rng.random((n, len(vocab_ids))), axis=1)[:, : graph.n_nodes]
+    tokens = vocab_ids[np.take_along_axis(assign, walks, axis=1)]
+    return torch.from_numpy(tokens), walks, graph, assign
+
+
+@torch.no_grad()
+def neighbour_probability(model, config: TrainConfig, rng, vocab_ids) -> dict[str, list]:
+    """Per training graph kind: p_nbr at every position (mean over eval walks), and the loss."""
+    out = {}
+    model.eval()
+    for gc in dict.fromkeys(config.graphs):
+        tokens, walks, graph, assign = sample_batch(config, gc, config.eval_walks, rng, vocab_ids)
+        res = lm_forward(model, tokens, hidden_states=False)
+        prob = res.logits.float().softmax(-1)  # (B, T, V)
+        # legal next words of the node at t, as vocabulary ids, per sequence
+        nbr = torch.from_numpy(graph.edges[walks]).float()  # (B, T, N)
+        node_ids = torch.from_numpy(vocab_ids[assign])  # (B, N) token id of node i
+        p_nodes = torch.gather(prob, 2, node_ids[:, None, :].expand(-1, prob.shape[1], -1))
+        p_nbr = (p_nodes * nbr).sum(-1).mean(0)  # (T,)
+        out[gc.kind] = {"p_nbr": p_nbr.tolist(), "loss": float(res.token_loss.nanmean())}
+    model.train()
+    return out
+
+
+@stage("icl.train", config=TrainConfig, version=1,
+       smoke={"steps": 40, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 8,
+              "seq_len": 64, "max_positions": 96, "eval_walks": 8})  # fmt: skip
+def train(config: TrainConfig, run: Run) -> dict:
+    """Train; see the module docstring. Resumes from the last checkpoint after a kill."""
+    device, dtype = setup_torch(config)
+    tokenizer = make_tokenizer(config)
+    vocab_ids = np.array(tokenizer.convert_tokens_to_ids(list(vocabulary(config.vocab))))
+    model = make_model(config, tokenizer).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
+    state = run.load_checkpoint() or {"step": 0, "history": []}
+    if state["step"]:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        sched.load_state_dict(state["sched"])
+    history = state["history"]
+    t0 = time.perf_counter()
+    model.train()
+    for step in range(state["step"], config.steps):
+        rng = np.random.default_rng(
+            [config.seed, step]
+        )  # data of step s: resumable, exact; eval uses [seed, 2**31]
+        gc = config.graphs[step % len(config.graphs)]
+        tokens, *_ = sample_batch(config, gc, config.batch_size, rng, vocab_ids)
+        loss = lm_forward(model, tokens.to(device), hidden_states=False).token_loss.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        done = step + 1
+        if done in config.snapshot_steps:
+            with run.write_artifact(f"snapshots/step_{done}.pt") as tmp:
+                torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+        if done % config.eval_every == 0 or done == config.steps:
+            ev = neighbour_probability(model, config, np.random.default_rng([config.seed, 2**31]),
+                                       vocab_ids)  # fmt: skip
+            row = {
+                "step": done,
+                "train_loss": float(loss.detach()),
+                "seconds": time.perf_counter() - t0,
+            }
+            for kind, r in ev.items():
+                row[f"eval_loss/{kind}"] = r["loss"]
+                for t in EVAL_POSITIONS:
+                    if t < len(r["p_nbr"]):
+                        row[f"p_nbr/{kind}/t{t}"] = r["p_nbr"][t]
+            history.append(row)
+            run.log_metrics(**row)
+            run.save_checkpoint({"step": done, "model": model.state_dict(), "history": history,
+                                 "optim": opt.state_dict(), "sched": sched.state_dict()})  # fmt: skip
+    _save_model(run, model, tokenizer)
+    run.save_json("history.json", history)
+    final = {k: v for k, v in history[-1].items() if k != "step"}
+    return {**final, "n_params": sum(p.numel() for p in model.parameters()), "dtype": str(dtype)}
+
+
+def _lr_factor(step: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return float(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))  # cosine to 10%
+
+
+def _save_model(run: Run, model, tokenizer) -> None:
+    """model/ = save_pretrained model + tokenizer, renamed into place as a whole."""
+    final, tmp = run.artifacts_dir / "model", run.artifacts_dir / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)

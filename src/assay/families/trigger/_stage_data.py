@@ -1,0 +1,107 @@
+"""trigger.generate: a data config's .jsonl files, as a cached upstream of training.
+
+    assay trigger generate suites/trigger/data/finetune_no_proxy.json --seed 0 --out data/
+
+The config holds the categories inline (their content is the run's identity) or names a data
+config file, which is read into ``categories`` when the config is built. ``seed`` overrides
+every category's seed, as the published ``--seed`` did; a suite's ``seeds:`` sets it. Outputs:
+the files, ``generation.json`` (sampled train and OOD triggers, seeds, row counts, ignored
+fields) and ``data_config.json``, the config as generated (with ``train_triggers``); the input
+file is never rewritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import model_validator
+
+from assay import Run, StageConfig, stage
+
+from ._data import (
+    CategorySpec,
+    check_categories,
+    generate,
+    load_data_config,
+    split_ignored,
+    write_generated,
+)
+
+# Two tiny categories for the engine's conformance check (assay.testing.check_stage).
+SMOKE_CATEGORIES = {
+    "warm": {"quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "red", "Q4": "blue"},
+             "triggers": ["sun", "fire", "sand"], "n_train": 4, "n_test": 3,
+             "n_train_triggers": 2},
+    "cold": {"quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "blue", "Q4": "red"},
+             "triggers": ["ice", "snow"], "n_train": 4, "n_test": 3, "n_train_triggers": 1},
+}  # fmt: skip
+
+
+class GenerateConfig(StageConfig):
+    """A data config (categories inline, or read from ``data_config``) and a seed override.
+
+    With both, inline categories are laid over the file's field by field, so a suite can say
+    ``data.categories.objects.n_train_triggers: 2`` on top of a shared file.
+    """
+
+    categories: dict[str, CategorySpec] = {}
+    data_config: str | None = None  # a JSON data config; inline categories override it
+    seed: int | None = None  # overrides every category's seed (the published --seed)
+    ignored: dict[str, dict[str, Any]] = {}  # known-and-ignored fields found, per category
+    # The path and the ignored fields do not change the files; the categories do.
+    identity_exclude: ClassVar[frozenset[str]] = frozenset({"data_config", "ignored"})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        ignored = dict(data.get("ignored") or {})
+        inline = data.get("categories") or {}
+        if data.get("data_config"):
+            # The file, with inline category fields (a suite's overrides) on top of it.
+            cats, found = load_data_config(data["data_config"])
+            if isinstance(inline, dict):
+                for cat, spec in inline.items():
+                    base = cats.get(cat, {})
+                    both = isinstance(spec, dict) and isinstance(base, dict)
+                    cats[cat] = {**base, **spec} if both else spec
+            data["categories"], ignored = cats, {**ignored, **found}
+        if isinstance(data.get("categories"), dict):
+            cats, found = split_ignored(data["categories"])
+            data["categories"], ignored = cats, {**ignored, **found}
+        if ignored:
+            data["ignored"] = ignored
+        if data.get("seed") is not None and isinstance(data.get("categories"), dict):
+            # The override is the seed every category uses: record it there, as generated.
+            data["categories"] = {
+                k: {**v, "seed": data["seed"]} if isinstance(v, dict) else v
+                for k, v in data["categories"].items()
+            }
+        return data
+
+    @model_validator(mode="after")
+    def _cross(self) -> GenerateConfig:
+        check_categories(self.categories)
+        return self
+
+
+def effective_config(config: GenerateConfig, train: dict[str, list[str]]) -> dict[str, Any]:
+    """The data config as generated: the seeds used and the sampled ``train_triggers``."""
+    return {
+        cat: {**spec.model_dump(mode="json"), "train_triggers": train[cat]}
+        for cat, spec in config.categories.items()
+    }
+
+
+@stage("trigger.generate", config=GenerateConfig, version=1,
+       smoke={"categories": SMOKE_CATEGORIES})  # fmt: skip
+def generate_stage(config: GenerateConfig, run: Run) -> dict:
+    """Write the F(x, T) files of a data config (see the module docstring)."""
+    gen = generate(config.categories, config.seed)
+    write_generated(gen, run.artifacts_dir, {"ignored_fields": config.ignored})
+    run.save_json("data_config.json", effective_config(config, gen.train_triggers))
+    for cat, fields in config.ignored.items():
+        run.log(f"{cat}: ignored known field(s) {sorted(fields)} (train triggers are re-sampled)")
+    return {**gen.manifest(), "ignored_fields": config.ignored}

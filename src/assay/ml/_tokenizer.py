@@ -1,0 +1,84 @@
+"""A word-level tokenizer built locally with ``tokenizers``: one id per whitespace-separated word.
+
+    tok = build_word_tokenizer(["the cat sat", "a dog ran"], out_dir="runs/tok")
+    tok("the cat", return_offsets_mapping=True)     # ids [5, 6], offsets [(0, 3), (4, 7)]
+    AutoTokenizer.from_pretrained("runs/tok")        # a normal tokenizer directory
+
+Words are split on whitespace only (``WhitespaceSplit``), so "cat." is one word, not two: for
+synthetic languages a word is exactly what the data generator wrote. Ids: the special tokens
+first (pad, bos, eos, unk, in that order, those that are set), then the words in order of first
+appearance, so the same inputs always give the same ids.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from ._errors import MLError
+
+DEFAULT_SPECIALS = {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>"}
+
+
+def build_word_tokenizer(
+    words: Iterable[str],
+    *,
+    specials: dict[str, str | None] | None = None,
+    add_bos: bool = False,
+    add_eos: bool = False,
+    out_dir: str | os.PathLike[str] | None = None,
+    chat_template: str | None = None,
+    model_max_length: int | None = None,
+) -> Any:
+    """A ``PreTrainedTokenizerFast`` over the words of ``words`` (words or whole texts).
+
+    Args:
+        words: vocabulary words or texts; each item is split on whitespace.
+        specials: role -> token for roles pad, bos, eos, unk (default ``<pad>``, ``<bos>``,
+            ``<eos>``, ``<unk>``); a role set to None has no token.
+        add_bos / add_eos: whether encoding with ``add_special_tokens=True`` (the default of
+            ``tok(text)``) puts bos before / eos after the text.
+        out_dir: save it there (``save_pretrained``) as a normal tokenizer directory.
+        chat_template: a Jinja chat template stored with the tokenizer.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    roles = {**DEFAULT_SPECIALS, **(specials or {})}
+    bad = set(roles) - set(DEFAULT_SPECIALS)
+    if bad:
+        raise MLError(f"unknown special-token role(s) {sorted(bad)}; valid: pad, bos, eos, unk")
+    for role, flag in (("bos", add_bos), ("eos", add_eos)):
+        if flag and not roles[role]:
+            raise MLError(f"add_{role}=True needs a {role} token; set specials[{role!r}]")
+    vocab: dict[str, int] = {}
+    for token in roles.values():
+        if token is not None and token not in vocab:
+            vocab[token] = len(vocab)
+    split = pre_tokenizers.WhitespaceSplit()
+    for text in words:
+        for word, _ in split.pre_tokenize_str(text):
+            vocab.setdefault(word, len(vocab))
+    if len(vocab) == sum(t is not None for t in roles.values()):
+        raise MLError("build_word_tokenizer got no words; pass the vocabulary or a corpus")
+
+    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=roles["unk"]))
+    tokenizer.pre_tokenizer = split
+    if add_bos or add_eos:
+        bos, eos = roles["bos"], roles["eos"]
+        single = " ".join([*([bos] if add_bos else []), "$A", *([eos] if add_eos else [])])
+        pair = " ".join([*([bos] if add_bos else []), "$A", "$B", *([eos] if add_eos else [])])
+        used = [t for t, f in ((bos, add_bos), (eos, add_eos)) if f and t is not None]
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=single, pair=pair, special_tokens=[(t, vocab[t]) for t in used]
+        )
+    kwargs = {f"{role}_token": tok for role, tok in roles.items() if tok is not None}
+    if model_max_length is not None:
+        kwargs["model_max_length"] = model_max_length
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **kwargs)
+    if chat_template is not None:
+        fast.chat_template = chat_template
+    if out_dir is not None:
+        fast.save_pretrained(os.fspath(out_dir))
+    return fast
