@@ -26,13 +26,18 @@ import numpy as np
 import torch
 
 from assay.families.patching._cartpole import mirrored_pairs, rollout, train_dqn
-from assay.ml.patching import generate, parse_definitions
-from assay.ml.patching import InputPairs
-from assay.ml.patching import compute_metrics
 from assay.families.patching._models import load_model
-from assay.ml.patching import from_hf
-from assay.ml.patching import BatchedPatcher
-from assay.ml.patching import PROBE_BATCH, probe_structure, select_modules
+from assay.ml.patching import (
+    PROBE_BATCH,
+    BatchedPatcher,
+    InputPairs,
+    compute_metrics,
+    from_hf,
+    generate,
+    parse_definitions,
+    probe_structure,
+    select_modules,
+)
 
 CACHE = Path(__file__).resolve().parent.parent / ".bench"
 
@@ -57,8 +62,12 @@ def naive_loop(model, definitions, pairs, with_metrics: bool = True) -> torch.Te
         clean_acts, clean_out, base_out = [], [], []
         for j in range(n):  # cache clean activations once per input (not per definition)
             acts = {}
-            hooks = [modules[name].register_forward_hook(lambda m, a, o, k=name, acts=acts: acts.__setitem__(k, o))
-                     for name in {p.module for d in definitions for p in d.patches}]  # fmt: skip
+            hooks = [
+                modules[name].register_forward_hook(
+                    lambda m, a, o, k=name, acts=acts: acts.__setitem__(k, o)
+                )
+                for name in {p.module for d in definitions for p in d.patches}
+            ]
             clean_out.append(model.forward(pairs.clean[j : j + 1]))
             for h in hooks:
                 h.remove()
@@ -96,8 +105,11 @@ def bench_dqn(repeats: int) -> None:
     from stable_baselines3 import DQN
 
     clean, mean_return = rollout(DQN.load(agent_path, device="cpu"), 256, seed=1)
-    pairs = InputPairs([str(i) for i in range(256)], torch.from_numpy(clean),
-                       torch.from_numpy(mirrored_pairs(clean)))  # fmt: skip
+    pairs = InputPairs(
+        [str(i) for i in range(256)],
+        torch.from_numpy(clean),
+        torch.from_numpy(mirrored_pairs(clean)),
+    )
     structure = probe_structure(model, model.example_input(PROBE_BATCH))
     definitions = generate("single_neuron", select_modules(structure))  # 4 hidden layers x 64
     patcher = BatchedPatcher(model, structure)
@@ -111,12 +123,16 @@ def bench_dqn(repeats: int) -> None:
     t_loop, l2 = best_of(lambda: naive_loop(model, definitions, pairs), 1)
     t_loop_fwd, _ = best_of(lambda: naive_loop(model, definitions, pairs, with_metrics=False), 1)
     diff = (outcome.metrics["l2"] - l2).abs().max().item()
-    print(f"\n[1] CartPole DQN (agent return {mean_return:.0f}): {len(definitions)} single-neuron "
-          f"definitions x {len(pairs)} pairs = {len(definitions) * len(pairs)} patched runs")  # fmt: skip
+    print(
+        f"\n[1] CartPole DQN (agent return {mean_return:.0f}): {len(definitions)} single-neuron "
+        f"definitions x {len(pairs)} pairs = {len(definitions) * len(pairs)} patched runs"
+    )
     print(f"    loop, 1 forward per (definition, input), with metrics: {t_loop:8.3f}s")
     print(f"    loop, forwards only (no metrics):                    {t_loop_fwd:8.3f}s")
-    print(f"    assay batched (K=64, cached prefix), with metrics:    {t_ours:8.3f}s  "
-          f"({outcome.n_forwards} forwards; no prefix reuse: {t_noprefix:.3f}s)")  # fmt: skip
+    print(
+        f"    assay batched (K=64, cached prefix), with metrics:    {t_ours:8.3f}s  "
+        f"({outcome.n_forwards} forwards; no prefix reuse: {t_noprefix:.3f}s)"
+    )
     print(f"    max |l2 difference| between the two: {diff:.2e}")
     print(f"    RATIO vs loop with metrics: {t_loop / t_ours:7.1f}x   (target >= 30x)")
     print(f"    ratio vs loop forwards only: {t_loop_fwd / t_ours:7.1f}x")
@@ -135,8 +151,19 @@ def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) ->
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_embd=64, n_head=4, n_inner=256, n_positions=32, vocab_size=512, bos_token_id=0, eos_token_id=0,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
+    cfg = GPT2Config(
+        n_layer=2,
+        n_embd=64,
+        n_head=4,
+        n_inner=256,
+        n_positions=32,
+        vocab_size=512,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     hf = GPT2LMHeadModel(cfg).eval()
     save_dir = CACHE / "gpt2_d64"
     hf.save_pretrained(save_dir)
@@ -159,9 +186,15 @@ def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) ->
         with torch.inference_mode():
             _, cache = bridge.run_with_cache(clean)
             return tl_patching.generic_activation_patch(
-                bridge, corrupted, cache, lambda lg: lg[:, -1, 1] - lg[:, -1, 2], set_neuron,
-                "post", index_df=index_df, reduce="none",
-            ).values  # fmt: skip
+                bridge,
+                corrupted,
+                cache,
+                lambda lg: lg[:, -1, 1] - lg[:, -1, 2],
+                set_neuron,
+                "post",
+                index_df=index_df,
+                reduce="none",
+            ).values
 
     model = from_hf(hf, "GPT-2 d64")
     structure = probe_structure(model, clean[:1].repeat(PROBE_BATCH, 1))
@@ -183,13 +216,19 @@ def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) ->
     with contextlib.redirect_stderr(io.StringIO()):  # TL's tqdm bar
         t_tl, expected = best_of(tl_run, 1)
     diff = (outcome.metrics["logit_diff"] - expected).abs().max().item()
-    print(f"\n[2] 2-layer GPT-2 d_model 64: {len(units)} single-neuron MLP patches x {n_pairs} pairs "
-          f"(seq len {seq_len})")  # fmt: skip
+    print(
+        f"\n[2] 2-layer GPT-2 d_model 64: {len(units)} single-neuron MLP patches x {n_pairs} pairs "
+        f"(seq len {seq_len})"
+    )
     print(f"    TransformerLens generic_activation_patch (bridge):  {t_tl:8.3f}s")
-    print(f"    hand-stacked: K copies, full forward with hooks:     {t_noprefix:8.3f}s  "
-          f"(ratio {t_tl / t_noprefix:.1f}x)")  # fmt: skip
-    print(f"    assay (K=64, cached prefix, readout slicing), all metrics: {t_ours:8.3f}s  "
-          f"({outcome.n_forwards} forwards)")  # fmt: skip
+    print(
+        f"    hand-stacked: K copies, full forward with hooks:     {t_noprefix:8.3f}s  "
+        f"(ratio {t_tl / t_noprefix:.1f}x)"
+    )
+    print(
+        f"    assay (K=64, cached prefix, readout slicing), all metrics: {t_ours:8.3f}s  "
+        f"({outcome.n_forwards} forwards)"
+    )
     print(f"    max |logit diff difference|: {diff:.2e}")
     print(f"    RATIO vs TransformerLens: {t_tl / t_ours:7.1f}x   (target >= 5x)")
 
@@ -199,8 +238,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
     parser.add_argument("--repeats", type=int, default=3, help="best-of repeats for the fast side")
     parser.add_argument("--only", choices=["dqn", "tl"])
-    parser.add_argument("--tl-pairs", type=int, nargs="+", default=[8, 32, 128],
-                        help="input-pair counts for the TransformerLens comparison")  # fmt: skip
+    parser.add_argument(
+        "--tl-pairs",
+        type=int,
+        nargs="+",
+        default=[8, 32, 128],
+        help="input-pair counts for the TransformerLens comparison",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     np.random.seed(0)

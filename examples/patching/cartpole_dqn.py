@@ -26,11 +26,16 @@ import torch
 
 import assay
 from assay.families.patching._cartpole import mirrored_pairs, rollout, train_dqn
-from assay.ml.patching import generate, save_definitions
 from assay.families.patching._models import load_model
 from assay.families.patching._results import format_table, rank
-from assay.ml.patching import PROBE_BATCH, probe_structure, select_modules
 from assay.families.patching.stages import PatchingRunConfig
+from assay.ml.patching import (
+    PROBE_BATCH,
+    generate,
+    probe_structure,
+    save_definitions,
+    select_modules,
+)
 
 
 def main() -> None:
@@ -64,22 +69,29 @@ def main() -> None:
     print(f"3. {len(definitions)} single-neuron definitions over {[m.name for m in modules]}")
 
     config = PatchingRunConfig(
-        model=str(out / "agent.zip"), inputs=[str(out / "pairs.npz")],
-        definitions=str(out / "definitions.json"), direction="both", num_threads=1,
-    )  # fmt: skip
+        model=str(out / "agent.zip"),
+        inputs=[str(out / "pairs.npz")],
+        definitions=str(out / "definitions.json"),
+        direction="both",
+        num_threads=1,
+    )
     record = assay.run_config(config, root=out / "store")
     if record.status is not assay.RunStatus.DONE:
         raise SystemExit(f"patching failed: {record.error}")
     res = record.results
-    print(f"4. patched {res['n_definitions']} definitions x {res['n_inputs']} pairs x 2 directions "
-          f"in {res['n_forwards']} forwards, {res['patch_s']:.3f}s (run {record.id})")  # fmt: skip
+    print(
+        f"4. patched {res['n_definitions']} definitions x {res['n_inputs']} pairs x 2 directions "
+        f"in {res['n_forwards']} forwards, {res['patch_s']:.3f}s (run {record.id})"
+    )
     records = [
         json.loads(line) for line in record.artifact("records.jsonl").read_text().splitlines()
     ]
     print("\ntop units, denoising (clean activation patched into the mirrored-pole run):")
     print(format_table(rank(records, direction="denoising", top=10)))
-    print(f"\ntotal {time.perf_counter() - t0:.1f}s; plots: "
-          f"assay patching rank {out / 'store'} --out {out / 'plots'}")  # fmt: skip
+    print(
+        f"\ntotal {time.perf_counter() - t0:.1f}s; plots: "
+        f"assay patching rank {out / 'store'} --out {out / 'plots'}"
+    )
 
 
 if __name__ == "__main__":

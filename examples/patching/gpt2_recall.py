@@ -46,13 +46,22 @@ def batch(n: int, g: torch.Generator, key: int | None = None) -> torch.Tensor:
 
 def train(steps: int, out_dir: Path) -> float:
     """Train a 2-layer d_model 64 GPT-2 on the recall task; save it with save_pretrained."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from assay.ml import build_model
 
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=SEQ, vocab_size=VOCAB,
-                     bos_token_id=BOS, eos_token_id=BOS, resid_pdrop=0.0, embd_pdrop=0.0,
-                     attn_pdrop=0.0)  # fmt: skip
-    model = GPT2LMHeadModel(cfg)
+    model = build_model(
+        "gpt2",
+        vocab_size=VOCAB,
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        max_positions=SEQ,
+        seed=0,
+        bos_token_id=BOS,
+        eos_token_id=BOS,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,  # deterministic: no dropout
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
@@ -104,17 +113,63 @@ def main() -> None:
             f.write(json.dumps({"id": f"p{i}", "clean": c, "corrupted": x}) + "\n")
 
     model = str(out / "model")
-    assay_cli("define", "--type", "single_neuron", "--model", model,
-              "--layers", "transformer.h.*.mlp.act", "--positions=-1", "-o", str(out / "mlp.json"))  # fmt: skip
-    assay_cli("define", "--type", "layer", "--model", model, "--kinds", "attention,block",
-              "--positions", "1", "-o", str(out / "at_key.json"))  # fmt: skip
-    assay_cli("define", "--type", "layer", "--model", model, "--kinds", "attention,block",
-              "--positions=-1", "-o", str(out / "at_last.json"))  # fmt: skip
+    assay_cli(
+        "define",
+        "--type",
+        "single_neuron",
+        "--model",
+        model,
+        "--layers",
+        "transformer.h.*.mlp.act",
+        "--positions=-1",
+        "-o",
+        str(out / "mlp.json"),
+    )
+    assay_cli(
+        "define",
+        "--type",
+        "layer",
+        "--model",
+        model,
+        "--kinds",
+        "attention,block",
+        "--positions",
+        "1",
+        "-o",
+        str(out / "at_key.json"),
+    )
+    assay_cli(
+        "define",
+        "--type",
+        "layer",
+        "--model",
+        model,
+        "--kinds",
+        "attention,block",
+        "--positions=-1",
+        "-o",
+        str(out / "at_last.json"),
+    )
     for name in ("at_key", "at_last", "mlp"):
         t = time.perf_counter()
-        printed = assay_cli("run", "--model", model, "--inputs", str(out / "pairs.jsonl"),
-                            "--definitions", str(out / f"{name}.json"), "--logit-diff", "3", "5",
-                            "--root", str(out / "store"), "--threads", "1", "--top", "6")  # fmt: skip
+        printed = assay_cli(
+            "run",
+            "--model",
+            model,
+            "--inputs",
+            str(out / "pairs.jsonl"),
+            "--definitions",
+            str(out / f"{name}.json"),
+            "--logit-diff",
+            "3",
+            "5",
+            "--root",
+            str(out / "store"),
+            "--threads",
+            "1",
+            "--top",
+            "6",
+        )
         print(printed + f"({time.perf_counter() - t:.1f}s including process start)\n")
     print(f"total {time.perf_counter() - t0:.1f}s")
 

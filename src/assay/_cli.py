@@ -129,10 +129,29 @@ def _import_user_modules(modules: Sequence[str]) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> Any:
-    from ._suite import load_suite
-
     _import_user_modules(args.imports)
-    return load_suite(args.suite)
+    return load_suite_or_run_config(args.suite)
+
+
+def load_suite_or_run_config(path: str | Path) -> Any:
+    """A suite file, or a recorded run's ``config.json`` (rerun that config as it was)."""
+    from ._io import read_json
+    from ._run import _stage_from_id
+    from ._suite import Suite, load_suite
+
+    path = Path(path)
+    if path.name != "config.json" or not path.is_file():
+        return load_suite(path)
+    prov_path = path.parent / "provenance.json"
+    try:
+        config = read_json(path)
+        prov = read_json(prov_path) if prov_path.exists() else {}
+    except ValueError as exc:
+        raise AssayError(f"cannot read {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise AssayError(f"{path} holds a {type(config).__name__}, not a run's config")
+    stage = prov.get("stage") or _stage_from_id(path.parent.name)
+    return Suite(name=path.parent.name, stage=stage, config=config, sweep={}, path=path)
 
 
 def _plan(args: argparse.Namespace, suite: Any, **selection: Any) -> Any:
@@ -298,8 +317,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if (args.suite is None) == (args.stage is None):
         raise AssayError("analyze needs a suite file or --stage NAME (exactly one of them)")
     suite = _prepare(args) if args.suite else None
-    df = load_runs(args.root, args.store, stage=args.stage, suite=suite,
-                   overrides=args.overrides if suite else ())  # fmt: skip
+    if args.stage is not None:
+        from ._registry import get_stage
+
+        get_stage(args.stage)  # an unknown stage name fails with the valid ones
+    store = _existing_store(args)
+    if store is None:
+        raise AssayError(_no_runs(args))
+    with store:
+        df = load_runs(args.root or "runs", store, stage=args.stage, suite=suite,
+                       overrides=args.overrides if suite else ())  # fmt: skip
     metrics = [m if m.startswith("results.") else f"results.{m}" for m in args.metric] or None
     summary = summarize(df, metrics)
     _table(f"{len(df)} run(s): mean and 95% CI per group", list(summary.columns),
@@ -467,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
         if extra:
             args.overrides = [*args.overrides, *extra]
+        if hasattr(args, "root") and args.root is None:
+            args.root = "runs"
         if getattr(args, "seeds", None):  # `--seeds 1 2 lr=0.1`: the override is not a seed
             args.overrides = [*getattr(args, "overrides", []),
                               *(t for t in args.seeds if "=" in t)]  # fmt: skip

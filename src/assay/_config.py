@@ -13,7 +13,7 @@ import copy
 import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 import pydantic
 import yaml
@@ -220,7 +220,7 @@ def parse_value(text: str) -> Any:
     """Parse an override value as YAML (``3`` -> int, ``1e-3`` -> float, ``[1,2]`` -> list)."""
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: a date such as 2020-02-30
         return text
     # YAML 1.1 reads "1e-3" as a string; researchers mean a float.
     if isinstance(value, str):
@@ -232,7 +232,11 @@ def parse_value(text: str) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, list[Any]]:
-    """``a.b=3`` -> ("a.b", [3]); ``a.b=1,2,3`` -> ("a.b", [1, 2, 3]) (a sweep)."""
+    """``a.b=3`` -> ("a.b", [3]); ``a.b=1,2,3`` -> ("a.b", [1, 2, 3]) (a sweep).
+
+    An empty value (``x=``) or an empty item of a list (``x=1,,2``) is an error naming the item:
+    write ``null`` for None and ``''`` for an empty string.
+    """
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -240,27 +244,49 @@ def parse_override(text: str) -> tuple[str, list[Any]]:
             f"cannot read override {text!r}: write key.sub=value (one value) or key=1,2,3 (a sweep)"
         )
     raw = raw.strip()
+    if not raw:
+        raise ConfigError(
+            f"override {text!r} has no value after '='; write {key}=VALUE ({key}=null for "
+            f"None, {key}='' for an empty string) or drop the override"
+        )
     if raw.startswith(("[", "{")) or "," not in raw:
         return key, [parse_value(raw)]
-    return key, [parse_value(part.strip()) for part in raw.split(",")]
+    items = [part.strip() for part in raw.split(",")]
+    for i, item in enumerate(items):
+        if not item:
+            kept = ",".join(p for p in items if p) or "VALUE"
+            raise ConfigError(
+                f"override {text!r}: item {i + 1} of {len(items)} is empty (a stray comma); "
+                f"write {key}={kept}, and null for None or '' for an empty string"
+            )
+    return key, [parse_value(item) for item in items]
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b] = value`` for ``key="a.b"``, creating mappings on the way."""
     parts = key.split(".")
     node = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
-        if not isinstance(child, dict):
-            child = {} if child is None else child
-            if not isinstance(child, dict):
-                raise ConfigError(f"cannot set '{key}': '{part}' holds {child!r}, not a mapping")
-            node[part] = child
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(
+                f"cannot set '{key}': '{where}' holds {child!r:.60}, not a mapping; set "
+                f"'{where}' as a whole, or remove its value from the config"
+            )
         node = child
     node[parts[-1]] = copy.deepcopy(value)
 
 
 def check_key(cls: type[StageConfig], key: str, *, stage: str) -> None:
     """Fail with the valid keys when ``key`` names no field of ``cls`` (dotted into submodels)."""
+    if not isinstance(key, str) or not key:
+        raise ConfigError(
+            f"config key {key!r:.60} of stage '{stage}' is not a key name; write a field name "
+            f"such as {', '.join(sorted(cls.model_fields)[:3]) or 'x'} (dotted for nested keys)"
+        )
     parts = key.split(".")
     current: type[pydantic.BaseModel] = cls
     for depth, part in enumerate(parts):
@@ -273,10 +299,30 @@ def check_key(cls: type[StageConfig], key: str, *, stage: str) -> None:
             )
         if depth == len(parts) - 1:
             return
-        nxt = _model_in(current.model_fields[part].annotation)
+        annotation = current.model_fields[part].annotation
+        nxt = _model_in(annotation)
         if nxt is None:
-            return  # a dict-valued field: any sub-key is the field's own business
+            if _holds_mapping(annotation):
+                return  # a dict-valued field: any sub-key is the field's own business
+            field = ".".join(parts[: depth + 1])
+            raise ConfigError(
+                f"override key '{key}' matches no config key of stage '{stage}': '{field}' is "
+                f"a {getattr(annotation, '__name__', annotation)} field with no sub-keys; "
+                f"write {field}=VALUE"
+            )
         current = nxt
+
+
+def _holds_mapping(annotation: Any) -> bool:
+    """Whether a field of this type can hold a mapping (``dict``, ``Mapping``, ``Any``)."""
+    if annotation is Any or annotation is object:
+        return True
+    origin = get_origin(annotation) or annotation
+    if isinstance(origin, type) and issubclass(origin, Mapping | dict):
+        return True
+    if origin is Union or origin is Annotated or type(annotation).__name__ == "UnionType":
+        return any(_holds_mapping(arg) for arg in get_args(annotation))
+    return False
 
 
 def seed_paths(cls: type[pydantic.BaseModel], prefix: str = "") -> list[str]:

@@ -331,14 +331,22 @@ def record_from_dir(run_dir: Path) -> RunRecord | None:
     """Rebuild a run's record from its directory (``assay reindex``); None if it is not a run.
 
     The directory is the source of truth: ``results.json`` exists only for a finished run (it is
-    written last, atomically), ``provenance.json`` says which attempt ended and how.
+    renamed into place after the store recorded the result), ``provenance.json`` says which
+    attempt ended and how; a ``.results.attempt-N.json`` left by a kill before that rename is a
+    finished result too. Unreadable files raise (OSError or ValueError).
     """
     config_path = run_dir / "config.json"
     if not config_path.exists():
         return None
+    config = read_json(config_path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path} holds a {type(config).__name__}, not a config mapping")
     prov_path = run_dir / "provenance.json"
     prov = read_json(prov_path) if prov_path.exists() else {}
     results_path = run_dir / "results.json"
+    if not results_path.exists():
+        left = sorted(run_dir.glob(".results.attempt-*.json"))
+        results_path = left[-1] if left else results_path
     results = read_json(results_path) if results_path.exists() else None
     if results is not None:
         status = RunStatus.DONE
@@ -352,7 +360,7 @@ def record_from_dir(run_dir: Path) -> RunRecord | None:
         id=rid,
         stage=stage,
         status=status,
-        config=read_json(config_path),
+        config=config,
         results=results,
         error=prov.get("error"),
         attempts=prov.get("attempt", 0),

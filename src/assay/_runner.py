@@ -94,6 +94,7 @@ class Runner:
         self.owner = make_owner()
         self.pid = os.getpid()
         self._settled: dict[str, tuple[RunRecord, Origin]] = {}
+        self._held_elsewhere: set[str] = set()  # runs this runner found in another's hands
         self._heartbeat = _Heartbeat(self.store, self.owner, options.heartbeat_s)
 
     # -- public --------------------------------------------------------------------------------
@@ -126,11 +127,12 @@ class Runner:
         if planned.id in self._settled:
             return self._settled[planned.id]
         rec = self.store.get(planned.id)
+        seen = Origin.ELSEWHERE if planned.id in self._held_elsewhere else Origin.EARLIER
         if rec is not None and rec.status is RunStatus.DONE:
             _repair_results(rec)
-            return self._remember(planned.id, rec, Origin.EARLIER)
+            return self._remember(planned.id, rec, seen)
         if rec is not None and rec.status is RunStatus.FAILED and not self.options.retry_failed:
-            return rec, Origin.EARLIER
+            return rec, seen
         upstream: dict[str, Any] = {}
         for link in planned.upstream:
             sub = self._settle(link.run, wait=wait)
@@ -166,6 +168,7 @@ class Runner:
                     return self._remember(planned.id, rec, Origin.ELSEWHERE)
                 if rec.status is RunStatus.FAILED and not retry_failed:
                     return rec, Origin.ELSEWHERE
+                self._held_elsewhere.add(planned.id)
                 if not wait:
                     return None
                 time.sleep(WAIT_POLL_S)  # held by another live process: wait for its outcome

@@ -90,3 +90,16 @@ def flaky(config: FlakyConfig, run: assay.Run) -> dict:
     if run.attempt <= config.failing_attempts:
         raise RuntimeError(f"transient failure on attempt {run.attempt}")
     return {"attempt": run.attempt}
+
+
+class DieConfig(assay.StageConfig):
+    x: int = 0
+    die: bool = False  # SIGKILL this worker process on attempt 1 (a kill -9 or the OOM killer)
+
+
+@assay.stage("t.die", config=DieConfig, version=1)
+def die(config: DieConfig, run: assay.Run) -> dict:
+    if config.die and run.attempt == 1:
+        time.sleep(0.2)  # let the other worker start its run
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"x": config.x, "attempt": run.attempt}

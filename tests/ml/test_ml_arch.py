@@ -12,9 +12,18 @@ def test_registered_types_build_and_unknown_ones_fail():
     module, kind = ml.build_architecture({"type": "mlp", "sizes": [4, 8, 2], "activation": "tanh"})
     assert kind == "vector" and [type(m).__name__ for m in module] == ["Linear", "Tanh", "Linear"]
     hf, kind = ml.build_architecture(
-        {"type": "hf", "config": {"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2,
-                                  "vocab_size": 30, "n_positions": 8}}
-    )  # fmt: skip
+        {
+            "type": "hf",
+            "config": {
+                "model_type": "gpt2",
+                "n_layer": 1,
+                "n_embd": 16,
+                "n_head": 2,
+                "vocab_size": 30,
+                "n_positions": 8,
+            },
+        }
+    )
     assert kind == "tokens" and type(hf).__name__ == "GPT2LMHeadModel"
     assert {"mlp", "hf"} <= set(ml.architectures())
     with pytest.raises(ml.MLError, match="unknown arch type 'resnet'"):
@@ -42,8 +51,11 @@ def test_a_factory_runs_only_when_the_spec_is_trusted():
     with pytest.raises(ml.MLError, match="names code to run.*--trust-checkpoint"):
         ml.build_architecture(spec)
     built, kind = ml.build_architecture(
-        {"type": "factory", "factory": "torch.nn:Linear", "kwargs": {"in_features": 2,
-                                                                       "out_features": 1}},
+        {
+            "type": "factory",
+            "factory": "torch.nn:Linear",
+            "kwargs": {"in_features": 2, "out_features": 1},
+        },
         trusted=True,
-    )  # fmt: skip
+    )
     assert isinstance(built, torch.nn.Linear) and kind == "vector"

@@ -10,8 +10,9 @@ import assay.ml as ml
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_hidden_state_k_is_block_k_output_and_0_the_embeddings(arch):
-    model = ml.build_model(arch, vocab_size=40, d_model=16, n_layers=2, n_heads=2,
-                           max_positions=32, seed=1).eval()  # fmt: skip
+    model = ml.build_model(
+        arch, vocab_size=40, d_model=16, n_layers=2, n_heads=2, max_positions=32, seed=1
+    ).eval()
     x = torch.randint(0, 40, (3, 7))
     blocks = ml.transformer_blocks(model)
     names = [n for n, m in model.named_modules() if any(m is b for b in blocks)]
@@ -87,9 +88,9 @@ def test_capture_and_patch_hooks(tiny_gpt2):
             patched = model(input_ids=corrupt).logits
         # every unit at every position from the clean run: the clean output downstream
         assert torch.allclose(patched, clean_logits, atol=1e-6)
-        with ml.patch_output(model, name, source, positions=[-1], units=[0, 3]):
-            with ml.capture_activations(model, [name]) as after:
-                model(input_ids=corrupt)
+        patch = ml.patch_output(model, name, source, positions=[-1], units=[0, 3])
+        with patch, ml.capture_activations(model, [name]) as after:  # capture sees the patch
+            model(input_ids=corrupt)
         with ml.capture_activations(model, [name]) as plain:
             base = model(input_ids=corrupt).logits
         diff = after[name] != plain[name]
@@ -99,8 +100,8 @@ def test_capture_and_patch_hooks(tiny_gpt2):
         assert torch.equal(model(input_ids=corrupt).logits, base)
         assert not any(m._forward_hooks for m in model.modules())
     with pytest.raises(ml.MLError, match="not in GPT2LMHeadModel"):
-        with ml.capture_activations(model, ["transformer.h.9"]):
-            pass
-    with pytest.raises(ml.MLError, match="does not fit"):
-        with torch.no_grad(), ml.patch_output(model, name, torch.zeros(3, 1)):
-            model(input_ids=corrupt)
+        ml.capture_activations(model, ["transformer.h.9"]).__enter__()
+    bad = ml.patch_output(model, name, torch.zeros(3, 1))
+    with pytest.raises(ml.MLError, match="does not fit"), torch.no_grad(), bad:
+        model(input_ids=corrupt)
+    assert not any(m._forward_hooks for m in model.modules())

@@ -21,8 +21,9 @@ def test_build_model_makes_each_architecture_at_the_asked_size(arch):
     assert len(ml.transformer_blocks(model)) == 2
     hidden = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)][0].embedding_dim
     assert hidden == 16
-    classifier = ml.build_model(arch, task="sequence-classification", num_labels=3,
-                                pad_token_id=0, **SIZES)  # fmt: skip
+    classifier = ml.build_model(
+        arch, task="sequence-classification", num_labels=3, pad_token_id=0, **SIZES
+    )
     assert classifier(input_ids=x).logits.shape == (2, 3)
 
 
@@ -41,8 +42,9 @@ def test_saved_models_load_back_from_local_folders_only(tmp_path, tiny_gpt2, gpt
     loaded = ml.load_hf_model(gpt2_dir, task="auto", dtype=torch.float64)
     x = torch.randint(0, 40, (2, 6))
     assert next(loaded.parameters()).dtype == torch.float64 and not loaded.training
-    assert torch.allclose(loaded(input_ids=x).logits.float(), tiny_gpt2(input_ids=x).logits,
-                          atol=1e-5)  # fmt: skip
+    assert torch.allclose(
+        loaded(input_ids=x).logits.float(), tiny_gpt2(input_ids=x).logits, atol=1e-5
+    )
     assert ml.infer_task(gpt2_dir) == "causal-lm"
     with pytest.raises(ml.ModelNotFoundError, match="looks like a hub id.*local paths only"):
         ml.load_hf_model("openai-community/gpt2")
@@ -57,10 +59,21 @@ def test_word_tokenizer_saves_a_normal_directory_with_offsets(tmp_path):
     from transformers import AutoTokenizer
 
     template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
-    tok = ml.build_word_tokenizer(["the cat sat", "a dog ran the"], add_bos=True,
-                                  out_dir=tmp_path / "tok", chat_template=template)  # fmt: skip
+    tok = ml.build_word_tokenizer(
+        ["the cat sat", "a dog ran the"],
+        add_bos=True,
+        out_dir=tmp_path / "tok",
+        chat_template=template,
+    )
     vocab = tok.get_vocab()
-    assert [vocab[w] for w in ("<pad>", "<bos>", "<eos>", "<unk>", "the", "cat")] == [0, 1, 2, 3, 4, 5]
+    assert [vocab[w] for w in ("<pad>", "<bos>", "<eos>", "<unk>", "the", "cat")] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
     again = AutoTokenizer.from_pretrained(tmp_path / "tok", local_files_only=True)
     assert ml.load_tokenizer(tmp_path / "tok").get_vocab() == vocab
     enc = again("the cat zebra", return_offsets_mapping=True)

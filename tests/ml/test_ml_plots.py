@@ -59,8 +59,10 @@ def test_seed_curves_draw_mean_and_band_per_group(tmp_path):
     assert matplotlib.get_backend().lower() == "agg"
     rows = [
         {"seed": s, "step": step, "acc": min(1.0, 0.2 * step + 0.05 * s), "model": m}
-        for s in range(3) for step in (1, 2, 3) for m in ("a", "b")
-    ]  # fmt: skip
+        for s in range(3)
+        for step in (1, 2, 3)
+        for m in ("a", "b")
+    ]
     rows.append({"seed": 3, "step": 3, "acc": float("nan"), "model": "b"})
     fig, ax = plt.subplots()
     with pytest.warns(ml.NonFiniteWarning, match="1 non-finite"):
@@ -69,7 +71,10 @@ def test_seed_curves_draw_mean_and_band_per_group(tmp_path):
     step1 = curves["a"][0][1]
     assert step1.mean == pytest.approx(0.25) and step1.n == 3
     assert curves["b"][2][1].n_nonfinite == 1
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b (1 non-finite left out)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "a",
+        "b (1 non-finite left out)",
+    ]
     assert len(ax.collections) >= 2  # a band per group
     path = assay.save_figure(fig, tmp_path / "acc.png")
     assert path.read_bytes()[:4] == b"\x89PNG"

@@ -52,17 +52,27 @@ class _KillAt(transformers.TrainerCallback):
 
 
 def _train(run, kill_at: int | None = None) -> transformers.Trainer:
-    model = ml.build_model("gpt2", vocab_size=40, d_model=16, n_layers=1, n_heads=2,
-                           max_positions=16, seed=0)  # fmt: skip
+    model = ml.build_model(
+        "gpt2", vocab_size=40, d_model=16, n_layers=1, n_heads=2, max_positions=16, seed=0
+    )
     args = transformers.TrainingArguments(
-        output_dir=str(ml.trainer_output_dir(run)), max_steps=MAX_STEPS,
-        per_device_train_batch_size=4, learning_rate=1e-2, logging_steps=1, save_steps=2,
-        save_total_limit=2, seed=0, use_cpu=True, report_to=[], disable_tqdm=True,
+        output_dir=str(ml.trainer_output_dir(run)),
+        max_steps=MAX_STEPS,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        logging_steps=1,
+        save_steps=2,
+        save_total_limit=2,
+        seed=0,
+        use_cpu=True,
+        report_to=[],
+        disable_tqdm=True,
         dataloader_num_workers=0,
-    )  # fmt: skip
+    )
     callbacks = [ml.MetricsCallback(run)] + ([_KillAt(kill_at)] if kill_at else [])
-    trainer = transformers.Trainer(model=model, args=args, train_dataset=_Data(),
-                                   callbacks=callbacks)  # fmt: skip
+    trainer = transformers.Trainer(
+        model=model, args=args, train_dataset=_Data(), callbacks=callbacks
+    )
     trainer.train(resume_from_checkpoint=ml.last_checkpoint(run))
     return trainer
 

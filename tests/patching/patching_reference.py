@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from assay.ml.patching import Definition
-from assay.ml.patching import InputPairs
-from assay.ml.patching import compute_metrics
-from assay.ml.patching import LoadedModel
+from assay.ml.patching import Definition, InputPairs, LoadedModel, compute_metrics
 
 
 def _first(output):

@@ -8,20 +8,19 @@ import numpy as np
 import pytest
 import torch
 
+import assay
 from assay import AssayError
-from assay.ml.patching import (
-    load_definitions,
-    parse_definitions,
-    save_definitions,
-    validate,
-)
 from assay.families.patching._inputs import load_pairs
 from assay.families.patching._models import load_model
 from assay.ml.patching import (
     PROBE_BATCH,
     check_kinds,
+    load_definitions,
+    parse_definitions,
     probe_structure,
+    save_definitions,
     select_modules,
+    validate,
 )
 
 
@@ -139,6 +138,52 @@ def test_token_inputs_need_equal_lengths_and_a_tokenizer(gpt2_dir, tmp_path):
     )
     with pytest.raises(AssayError, match="token id 99 >= vocab size 50"):
         load_pairs([tmp_path / "big.jsonl"], model)
+
+
+def test_a_checkpoint_naming_a_factory_runs_no_code_without_trust(tmp_path, monkeypatch):
+    """A weights-only file whose "arch" names subprocess:run must not get it called."""
+    import subprocess as sp
+
+    calls = []
+    monkeypatch.setattr(sp, "run", lambda *a, **k: calls.append(a))
+    crafted = {
+        "arch": {
+            "type": "factory",
+            "factory": "subprocess:run",
+            "kwargs": {"args": ["touch", str(tmp_path / "pwned")]},
+        },
+        "state_dict": {},
+    }
+    torch.save(crafted, tmp_path / "crafted.pt")  # loads fine with weights_only=True
+    with pytest.raises(AssayError, match="names code to run.*--trust-checkpoint"):
+        load_model(tmp_path / "crafted.pt")
+    assert calls == [] and not (tmp_path / "pwned").exists()
+    with pytest.raises(AssayError):  # trusted: the factory is called (and returns no module)
+        load_model(tmp_path / "crafted.pt", trust_checkpoint=True)
+    assert len(calls) == 1
+    # the user's own --arch may name a factory: that is their code, not the file's
+    net = torch.nn.Linear(4, 2)
+    torch.save(net.state_dict(), tmp_path / "bare.pt")
+    mine = {
+        "type": "factory",
+        "factory": "torch.nn:Linear",
+        "kwargs": {"in_features": 4, "out_features": 2},
+    }
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(load_model(tmp_path / "bare.pt", arch=mine).forward(x), net(x))
+    # and through the stage, with the real subprocess.run: the file's factory is refused
+    monkeypatch.undo()
+    from assay.families.patching.stages import PatchingRunConfig
+
+    (tmp_path / "defs.json").write_text("[]")
+    config = PatchingRunConfig(
+        model=str(tmp_path / "crafted.pt"),
+        inputs=[str(tmp_path / "defs.json")],
+        definitions=str(tmp_path / "defs.json"),
+    )
+    record = assay.run_config(config, root=tmp_path / "runs")
+    assert record.status is assay.RunStatus.FAILED and "names code to run" in record.error
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_torch_checkpoints_need_an_arch_and_trust_for_pickles(tmp_path):

@@ -6,12 +6,17 @@ import pytest
 import torch
 from patching_reference import reference_patch
 
-from assay.ml.patching import generate, parse_definitions
 from assay.families.patching._inputs import load_pairs
-from assay.ml.patching import InputPairs
 from assay.families.patching._models import load_model
-from assay.ml.patching import BatchedPatcher
-from assay.ml.patching import PROBE_BATCH, probe_structure, select_modules
+from assay.ml.patching import (
+    PROBE_BATCH,
+    BatchedPatcher,
+    InputPairs,
+    generate,
+    parse_definitions,
+    probe_structure,
+    select_modules,
+)
 
 
 def _close(batched: dict, reference: dict, atol: float = 1e-6) -> None:
@@ -185,8 +190,14 @@ def test_ppo_actor_head_is_patched_by_name(tmp_path, cartpole_pairs_npz):
     import gymnasium as gym
     from stable_baselines3 import PPO
 
-    agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=64, batch_size=32, seed=0,
-                policy_kwargs={"net_arch": [16]})  # fmt: skip
+    agent = PPO(
+        "MlpPolicy",
+        gym.make("CartPole-v1"),
+        n_steps=64,
+        batch_size=32,
+        seed=0,
+        policy_kwargs={"net_arch": [16]},
+    )
     agent.learn(64)
     agent.save(tmp_path / "ppo.zip")
     model = load_model(tmp_path / "ppo.zip")

@@ -42,8 +42,14 @@ def dqn_defs(tmp_path_factory, dqn_zip):
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "ASSAY_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "assay", "patching", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay", "patching", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_conformance_of_both_stages(store_root):
@@ -54,8 +60,13 @@ def test_conformance_of_both_stages(store_root):
 
 
 def test_shards_merge_to_the_full_run(store_root, dqn_zip, cartpole_pairs_npz, dqn_defs):
-    base = {"model": str(dqn_zip), "inputs": [str(cartpole_pairs_npz)], "definitions": str(dqn_defs),
-            "direction": "both", "num_threads": 1}  # fmt: skip
+    base = {
+        "model": str(dqn_zip),
+        "inputs": [str(cartpole_pairs_npz)],
+        "definitions": str(dqn_defs),
+        "direction": "both",
+        "num_threads": 1,
+    }
     full = assay.run_config(PatchingRunConfig.model_validate(base), root=store_root)
     shards = [
         assay.run_config(
@@ -115,14 +126,36 @@ def _main(*args: str) -> int:
 
 
 def test_cli_define_and_run_through_a_subprocess(tmp_path, dqn_zip, cartpole_pairs_npz):
-    out = _cli("define", "--type", "neuron_groups", "--group-size", "16", "--model", str(dqn_zip),
-               "--layers", "q_net.q_net.1,q_net.q_net.3", "-o", str(tmp_path / "groups.json"))  # fmt: skip
+    out = _cli(
+        "define",
+        "--type",
+        "neuron_groups",
+        "--group-size",
+        "16",
+        "--model",
+        str(dqn_zip),
+        "--layers",
+        "q_net.q_net.1,q_net.q_net.3",
+        "-o",
+        str(tmp_path / "groups.json"),
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "groups.json").read_text())[1] == {
         "q_net.q_net.1": list(range(16, 32))
     }
-    out = _cli("run", "--model", str(dqn_zip), "--inputs", str(cartpole_pairs_npz), "--definitions",
-               str(tmp_path / "groups.json"), "--root", str(tmp_path / "runs"), "--threads", "1")  # fmt: skip
+    out = _cli(
+        "run",
+        "--model",
+        str(dqn_zip),
+        "--inputs",
+        str(cartpole_pairs_npz),
+        "--definitions",
+        str(tmp_path / "groups.json"),
+        "--root",
+        str(tmp_path / "runs"),
+        "--threads",
+        "1",
+    )
     assert out.returncode == 0, out.stderr
     assert "4 definitions x 24 pairs" in out.stdout and "q_net.q_net.1[16..31(16)]" in out.stdout
 
@@ -131,8 +164,22 @@ def test_cli_structure_rank_and_errors(tmp_path, dqn_zip, cartpole_pairs_npz, dq
     assert _main("structure", "--model", str(dqn_zip)) == 0
     out = capsys.readouterr().out
     assert "q_net.q_net.2" in out and "QNetwork" in out
-    assert _main("run", "--model", str(dqn_zip), "--inputs", str(cartpole_pairs_npz), "--definitions",
-                 str(dqn_defs), "--root", str(tmp_path / "runs"), "--direction", "noising") == 0  # fmt: skip
+    assert (
+        _main(
+            "run",
+            "--model",
+            str(dqn_zip),
+            "--inputs",
+            str(cartpole_pairs_npz),
+            "--definitions",
+            str(dqn_defs),
+            "--root",
+            str(tmp_path / "runs"),
+            "--direction",
+            "noising",
+        )
+        == 0
+    )
     assert (
         _main(
             "rank",
@@ -166,9 +213,21 @@ def test_cli_structure_rank_and_errors(tmp_path, dqn_zip, cartpole_pairs_npz, dq
     assert _main("define", "--type", "layer", "--model", str(dqn_zip), "--kinds", "dense") == 2
     assert "valid kinds" in capsys.readouterr().err
     np.save(tmp_path / "three.npy", np.zeros((2, 3), np.float32))
-    assert _main("run", "--model", str(dqn_zip), "--inputs", str(tmp_path / "three.npy"),
-                 str(tmp_path / "three.npy"), "--definitions", str(dqn_defs),
-                 "--root", str(tmp_path / "runs")) == 1  # fmt: skip
+    assert (
+        _main(
+            "run",
+            "--model",
+            str(dqn_zip),
+            "--inputs",
+            str(tmp_path / "three.npy"),
+            str(tmp_path / "three.npy"),
+            "--definitions",
+            str(dqn_defs),
+            "--root",
+            str(tmp_path / "runs"),
+        )
+        == 1
+    )
     assert "expects (4,)" in capsys.readouterr().err
     assert _main("rank", str(tmp_path / "runs"), "--metric", "bogus") == 2
     assert "unknown metric 'bogus'" in capsys.readouterr().err
@@ -181,7 +240,9 @@ def test_suites_shard_one_training_run():
     for name, n in (("cartpole_dqn_sharded.yaml", 4), ("cartpole_dqn_smoke.yaml", 2)):
         runs = assay.plan_suite(suites / name)
         assert len(runs) == n
-        assert len({r.upstream[0].run.id for r in runs}) == 1  # every shard reuses one trained agent
+        assert (
+            len({r.upstream[0].run.id for r in runs}) == 1
+        )  # every shard reuses one trained agent
         assert runs[-1].config.end_index is None
 
 
@@ -215,11 +276,15 @@ def test_hf_dir_with_tokenizer_runs_texts_and_token_logit_diff(tmp_path, gpt2_di
             ]
         )
     )
-    config = PatchingRunConfig.model_validate({
-        "model": str(model_dir), "inputs": [str(tmp_path / "pairs.jsonl")],
-        "definitions": str(tmp_path / "defs.json"), "logit_diff": ["cat", "dog"],
-        "metrics": ["l2", "logit_diff"],
-    })  # fmt: skip
+    config = PatchingRunConfig.model_validate(
+        {
+            "model": str(model_dir),
+            "inputs": [str(tmp_path / "pairs.jsonl")],
+            "definitions": str(tmp_path / "defs.json"),
+            "logit_diff": ["cat", "dog"],
+            "metrics": ["l2", "logit_diff"],
+        }
+    )
     record = assay.run_config(config, root=tmp_path / "runs")
     assert record.status is assay.RunStatus.DONE, record.error
     rows = records_of([record])

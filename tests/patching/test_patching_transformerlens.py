@@ -7,11 +7,14 @@ import copy
 import pytest
 import torch
 
-from assay.ml.patching import parse_definitions
-from assay.ml.patching import InputPairs
 from assay.families.patching._models import load_model
-from assay.ml.patching import BatchedPatcher
-from assay.ml.patching import PROBE_BATCH, probe_structure
+from assay.ml.patching import (
+    PROBE_BATCH,
+    BatchedPatcher,
+    InputPairs,
+    parse_definitions,
+    probe_structure,
+)
 
 
 def test_single_neuron_mlp_sweep_matches_generic_activation_patch(gpt2_dir, token_pairs):

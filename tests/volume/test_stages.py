@@ -45,8 +45,11 @@ def test_adaptive_mode_runs_for_its_listed_thresholds(tmp_path):
     # a fresh config, not SMALL.model_copy(update=...): the engine caches the run id on the
     # instance and model_copy shares that cache
     p = PerturbConfig(**{**SMALL.model_dump(), "mode": "adaptive", "thresholds": (0.1,)})
-    exact = assay.run_config(VolumeConfig(perturb=SMALL, n_subsets=5), root=tmp_path)
-    adapt = assay.run_config(VolumeConfig(perturb=p, n_subsets=5), root=tmp_path)
+    exact = assay.run_config(VolumeConfig(perturb=SMALL, n_subsets=5, plots=False), root=tmp_path)
+    adapt = assay.run_config(VolumeConfig(perturb=p, n_subsets=5, plots=False), root=tmp_path)
+    # the tolerance the radii were found to is explicit in the results
+    assert exact.results["tolerance_grid_steps"] == 0.0
+    assert adapt.results["tolerance_grid_steps"] == 1.0
     a = np.load(exact.artifact("radii.npz"))
     b = np.load(adapt.artifact("radii.npz"))
     norm_step = 2.0 / 99 * np.sqrt(4353) * 1.1  # one grid step in c near c<=1, times ||d||

@@ -33,7 +33,9 @@ class UntrustedArchitectureError(MLError):
     """A spec from a file names code to run (type "factory") without trust being given."""
 
 
-def register_architecture(name: str, *, input_kind: str = "vector") -> Callable[[Builder], Builder]:
+def register_architecture(
+    name: str, *, input_kind: str = "vector"
+) -> Callable[[Builder], Builder]:
     """Register ``builder(**spec_fields) -> nn.Module`` as architecture type ``name``."""
     if name == "factory" or not name:
         raise MLError(f"architecture type {name!r} is reserved; choose another name")
@@ -58,7 +60,13 @@ def _mlp(sizes: list[int] | None = None, activation: str = "relu") -> nn.Module:
     """Linear layers of ``sizes`` with ``activation`` between them (none after the last)."""
     from torch import nn
 
-    acts = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "silu": nn.SiLU}
+    acts = {
+        "relu": nn.ReLU,
+        "tanh": nn.Tanh,
+        "gelu": nn.GELU,
+        "sigmoid": nn.Sigmoid,
+        "silu": nn.SiLU,
+    }
     ok = isinstance(sizes, list) and len(sizes) >= 2 and all(isinstance(s, int) for s in sizes)
     if not ok or activation not in acts:
         raise MLError(
@@ -118,7 +126,7 @@ def build_architecture(spec: dict[str, Any], *, trusted: bool = False) -> tuple[
                 f"{', '.join(architectures())}. If you trust the file, pass --trust-checkpoint "
                 "(trust_checkpoint=True), or give the architecture yourself with --arch"
             )
-        return _factory(spec), spec.get("input_kind", "vector")
+        return _checked(_factory(spec), spec), spec.get("input_kind", "vector")
     if kind not in _TABLE:
         raise MLError(
             f"unknown arch type {kind!r}; valid: {', '.join(architectures())}, factory (assay "
@@ -130,4 +138,15 @@ def build_architecture(spec: dict[str, Any], *, trusted: bool = False) -> tuple[
         module = builder(**fields)
     except TypeError as exc:
         raise MLError(f"arch type {kind!r} got fields it does not take: {exc}") from None
-    return module, spec.get("input_kind", input_kind)
+    return _checked(module, spec), spec.get("input_kind", input_kind)
+
+
+def _checked(module: Any, spec: dict[str, Any]) -> nn.Module:
+    from torch import nn
+
+    if not isinstance(module, nn.Module):
+        raise MLError(
+            f"architecture {spec.get('type')!r} built a {type(module).__name__}, not a torch "
+            "nn.Module; a builder or factory must return the (untrained) module"
+        )
+    return module

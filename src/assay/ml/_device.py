@@ -49,9 +49,7 @@ def torch_dtype(name: str) -> torch.dtype:
 
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype):
-        raise ConfigError(
-            f"unknown dtype {name!r}; valid: float32, float64, bfloat16, float16"
-        )
+        raise ConfigError(f"unknown dtype {name!r}; valid: float32, float64, bfloat16, float16")
     return dtype
 
 

@@ -43,9 +43,7 @@ def _auto(task: str) -> Any:
 def _local_dir(path: str | os.PathLike[str], what: str) -> Path:
     p = Path(path)
     if not p.is_dir():
-        hint = (
-            " (it looks like a hub id)" if "/" in str(path) and not p.exists() else ""
-        )
+        hint = " (it looks like a hub id)" if "/" in str(path) and not p.exists() else ""
         raise ModelNotFoundError(
             f"no {what} directory at {str(path)!r}{hint}; assay loads {what}s from local paths "
             "only. Build one with assay.ml.build_model(...) / build_word_tokenizer(...) and "
@@ -134,14 +132,22 @@ def _config(
 
     if arch == "gpt2":
         return transformers.GPT2Config(
-            vocab_size=vocab_size, n_positions=max_positions, n_embd=d_model,
-            n_layer=n_layers, n_head=n_heads, n_inner=d_ff, **extra,
-        )  # fmt: skip
+            vocab_size=vocab_size,
+            n_positions=max_positions,
+            n_embd=d_model,
+            n_layer=n_layers,
+            n_head=n_heads,
+            n_inner=d_ff,
+            **extra,
+        )
     common = dict(
-        vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=n_layers,
-        num_attention_heads=n_heads, intermediate_size=d_ff,
+        vocab_size=vocab_size,
+        hidden_size=d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        intermediate_size=d_ff,
         max_position_embeddings=max_positions,
-    )  # fmt: skip
+    )
     if arch == "bert":
         return transformers.BertConfig(**common, **extra)
     cls = transformers.LlamaConfig if arch == "llama" else transformers.Qwen2Config
@@ -180,14 +186,24 @@ def build_model(
     if num_labels is not None:
         config_kwargs["num_labels"] = num_labels
     # Special-token ids default to None: GPT-2's config would otherwise claim id 50256.
-    ids = {"pad_token_id": pad_token_id, "bos_token_id": bos_token_id, "eos_token_id": eos_token_id}
+    ids = {
+        "pad_token_id": pad_token_id,
+        "bos_token_id": bos_token_id,
+        "eos_token_id": eos_token_id,
+    }
     for name, value in ids.items():
         if value is not None and not 0 <= value < vocab_size:
             raise MLError(f"{name}={value} is outside the vocabulary (0..{vocab_size - 1})")
     config = _config(
-        arch, vocab_size, d_model, n_layers, n_heads, max_positions,
-        d_ff or 4 * d_model, {**ids, **config_kwargs},
-    )  # fmt: skip
+        arch,
+        vocab_size,
+        d_model,
+        n_layers,
+        n_heads,
+        max_positions,
+        d_ff or 4 * d_model,
+        {**ids, **config_kwargs},
+    )
     auto = _auto(task)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -126,7 +126,9 @@ def patch_mask(
         mask = mask & u.view(view)
     if positions is not None:
         if len(shape) < 2 or position_axis >= len(shape) - 1:
-            raise MLError(f"positions given but an output of shape {tuple(shape)} has no position axis")
+            raise MLError(
+                f"positions given but an output of shape {tuple(shape)} has no position axis"
+            )
         p = torch.zeros(shape[position_axis], dtype=torch.bool)
         p[list(positions)] = True
         view = [1] * len(shape)

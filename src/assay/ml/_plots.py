@@ -190,10 +190,11 @@ def plot_seed_curves(
                 stacklevel=2,
             )
     if bounds is not None:
-        ax.set_ylim(bounds[0] - 0.02 * (bounds[1] - bounds[0]), bounds[1] + 0.02 * (bounds[1] - bounds[0]))
+        ax.set_ylim(
+            bounds[0] - 0.02 * (bounds[1] - bounds[0]), bounds[1] + 0.02 * (bounds[1] - bounds[0])
+        )
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     if group is not None:
         ax.legend(title=group, fontsize="small")
     return curves
-

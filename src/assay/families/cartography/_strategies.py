@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from assay import ConfigError
 
-from ._metrics import METRICS, check_fraction, median_regions, order_by, top_fraction_subset
+from ._metrics import METRICS, check_fraction, median_regions, top_fraction_subset
 
 
 class _Strict(BaseModel):
@@ -134,7 +134,7 @@ def plan_strategies(filter_cfg, cluster_cfg: ClusterFilter | None, smoothing: Sm
         return np.sort(kept)
 
     if filter_cfg is not None:
-        sub = {k: v[keep] for k, v in metrics.items()}
+        sub = {k: v[keep] for k, v in metrics.items()} if metrics is not None else None
         if filter_cfg.kind == "cartography":
             regions = median_regions(sub)
             amb = np.flatnonzero(regions == "ambiguous")
@@ -167,7 +167,7 @@ def plan_strategies(filter_cfg, cluster_cfg: ClusterFilter | None, smoothing: Sm
             labels, cluster_cfg.exclude_clusters).sum()))  # fmt: skip
     if len(keep) == 0:
         raise ConfigError(f"the filters kept no training example ({steps}); loosen them")
-    var = metrics["variability"][keep] if metrics is not None else None
+    var = metrics["variability"][keep] if metrics is not None else np.zeros(len(keep))
     eps = np.zeros(len(keep))
     if smoothing is not None:
         eps = np.minimum(smoothing.eps_max, smoothing.smoothing_factor * var)
@@ -203,11 +203,3 @@ def strategy_loss(logits, labels, epsilon=None, weight=None):
         nll = weight * nll
     return nll.mean()
 
-
-def needs_dynamics(filter_cfg, smoothing, weighting) -> list[str]:
-    return [name for name, cfg in (("filter", filter_cfg), ("smoothing", smoothing),
-                                   ("weighting", weighting)) if cfg is not None]  # fmt: skip
-
-
-def order_for(metrics: dict, metric: str, descending: bool) -> np.ndarray:
-    return order_by(metrics, metric, descending)

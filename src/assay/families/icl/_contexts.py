@@ -67,6 +67,14 @@ def summarise(values: np.ndarray) -> dict:
     }  # fmt: skip
 
 
+def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean over the finite values along ``axis``; NaN (no numpy warning) where there are none."""
+    x = np.asarray(values, np.float64)
+    ok = np.isfinite(x)
+    n = ok.sum(axis)
+    return np.where(n > 0, np.where(ok, x, 0.0).sum(axis) / np.maximum(n, 1), np.nan)
+
+
 def warn_nonfinite(run: Run, name: str, values: np.ndarray) -> int:
     bad = int((~np.isfinite(values)).sum())
     if bad:

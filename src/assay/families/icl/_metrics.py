@@ -210,11 +210,12 @@ def pca(means: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
     variance ratio of each of the k components, float64 SVD of the centred present rows."""
     x = np.asarray(means, np.float64)
     ok = ~np.isnan(x).any(1)
+    coords, ratio = np.full((len(x), k), np.nan), np.full(k, np.nan)
+    if ok.sum() < 2:
+        return coords, ratio  # nothing to project: NaN, not a silent 0
     xc = x[ok] - x[ok].mean(0)
     _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    coords = np.full((len(x), k), np.nan)
     kk = min(k, len(s))
     coords[ok, :kk] = xc @ vt[:kk].T
-    ratio = np.full(k, np.nan)
     ratio[:kk] = s[:kk] ** 2 / max((s**2).sum(), 1e-300)
     return coords, ratio

@@ -25,11 +25,12 @@ from pydantic import Field, model_validator
 from assay import Run, stage
 
 from . import _metrics as M
-from ._contexts import Accumulator, draw_contexts, summarise, warn_nonfinite, words_of
+from ._contexts import Accumulator, draw_contexts, nanmean, summarise, warn_nonfinite, words_of
 from ._geometry import ICLConfig, geometry, open_lm
 from ._graphs import GraphConfig
 from ._lm import word_states
 from ._plots import plot_css, plot_curves, plot_pca
+from ._stage_train import SMOKE_TRAIN
 
 KEY_METRICS = ("dirichlet_energy_standardised", "dirichlet_energy_vs_shuffled",
                "cluster_separation_bounded", "cross_within_ratio")  # fmt: skip
@@ -70,9 +71,7 @@ class GeometryConfig(ICLConfig):
 
 @stage("icl.geometry", config=GeometryConfig, version=1,
        smoke={"n_contexts": 3, "context_lengths": (4, 16, 32), "n_shuffles": 2,
-              "train": {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2,
-                        "batch_size": 4, "seq_len": 32, "max_positions": 64,
-                        "eval_walks": 4}})  # fmt: skip
+              "train": SMOKE_TRAIN})  # fmt: skip
 def geometry_stage(config: GeometryConfig, run: Run) -> dict:
     """Energy / separation vs context length per layer; see the module docstring."""
     lm = open_lm(config, run)
@@ -139,7 +138,8 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
     with run.write_artifact("css.npz") as tmp:
         np.savez(tmp, layers=np.array(layers), context_lengths=np.array(config.context_lengths),
                  **{k.replace("/", "__"): v for k, v in css.items()})  # fmt: skip
-    means = acc.stacked("pca_means").mean(0)  # (n_pca, N, d): class means over contexts
+    # (n_pca, N, d): each class mean averaged over the contexts where the class occurs
+    means = nanmean(acc.stacked("pca_means"), axis=0)
     pcs = [M.pca(m) for m in means]
     with run.write_artifact("pca.npz") as tmp:
         np.savez(tmp, lengths=np.array(config.pca_at), layer=pca_layer,

@@ -20,7 +20,7 @@ import time
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from assay import Run, stage
 
@@ -29,6 +29,7 @@ from ._geometry import ICLConfig, open_lm
 from ._graphs import GraphConfig, bridges
 from ._loo import INFLUENCES, loo_batched, loo_reference
 from ._plots import plot_loo
+from ._stage_train import SMOKE_TRAIN
 
 
 class LOOConfig(ICLConfig):
@@ -39,19 +40,23 @@ class LOOConfig(ICLConfig):
     mode: Literal["batched", "published"] = "batched"
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _check(self):
+        if self.positions is not None and any(not 0 <= p < self.n_words for p in self.positions):
+            raise ValueError(
+                f"positions {list(self.positions)} must lie in 0..{self.n_words - 1} (n_words)"
+            )
+        return self
+
 
 @stage("icl.loo", config=LOOConfig, version=1,
        smoke={"n_contexts": 2, "n_words": 16,
-              "train": {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2,
-                        "batch_size": 4, "seq_len": 32, "max_positions": 64,
-                        "eval_walks": 4}})  # fmt: skip
+              "train": SMOKE_TRAIN})  # fmt: skip
 def loo_stage(config: LOOConfig, run: Run) -> dict:
     """LOO influence heatmaps; see the module docstring. Resumes per context."""
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)
     positions = list(range(config.n_words)) if config.positions is None else config.positions
-    if any(not 0 <= p < config.n_words for p in positions):
-        raise ValueError(f"positions {list(positions)} must lie in 0..{config.n_words - 1}")
     graph, walks, _ = draw_contexts(config.graph, config.n_contexts, config.n_words, config.seed)
     contexts = words_of(graph, walks)
     is_bridge = bridges(graph.labels, walks)[:, positions]  # (C, P)

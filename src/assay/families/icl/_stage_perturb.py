@@ -34,9 +34,8 @@ from ._geometry import ICLConfig, geometry, open_lm
 from ._graphs import GraphConfig, load_words
 from ._lm import word_states
 from ._plots import plot_lines
+from ._stage_train import SMOKE_TRAIN
 
-_SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 4,
-                "seq_len": 32, "max_positions": 64, "eval_walks": 4}  # fmt: skip
 PHI = ("dirichlet_energy_standardised", "cluster_separation_bounded")
 CONDITIONS = ("walk", "block", "shuffle")
 INJECTIONS = ("wrong_cluster", "random_vocab", "semantic_outlier", "oov")
@@ -52,7 +51,7 @@ class ShuffleConfig(ICLConfig):
 
 @stage("icl.shuffle", config=ShuffleConfig, version=1,
        smoke={"n_contexts": 2, "context_lengths": (8, 16, 32), "block_words": 4,
-              "train": _SMOKE_TRAIN})  # fmt: skip
+              "train": SMOKE_TRAIN})  # fmt: skip
 def shuffle(config: ShuffleConfig, run: Run) -> dict:
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)
@@ -125,7 +124,7 @@ class InjectConfig(ICLConfig):
 
 
 @stage("icl.inject", config=InjectConfig, version=1,
-       smoke={"n_contexts": 2, "n_words": 24, "inject_at": (12,), "train": _SMOKE_TRAIN})  # fmt: skip
+       smoke={"n_contexts": 2, "n_words": 24, "inject_at": (12,), "train": SMOKE_TRAIN})  # fmt: skip
 def inject(config: InjectConfig, run: Run) -> dict:
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)

@@ -22,12 +22,12 @@ from pydantic import Field, model_validator
 from assay import Run, stage
 
 from . import _metrics as M
-from ._contexts import Accumulator, draw_contexts, words_of
+from ._contexts import Accumulator, draw_contexts, nanmean, words_of
 from ._geometry import METRICS, ICLConfig, geometry, open_lm, to_lists
 from ._graphs import GraphConfig
 from ._lm import word_states
 from ._plots import plot_lines
-from ._stage_train import TrainConfig
+from ._stage_train import SMOKE_TRAIN, TrainConfig
 
 
 class StagewiseConfig(ICLConfig):
@@ -52,9 +52,7 @@ class StagewiseConfig(ICLConfig):
 
 @stage("icl.stagewise", config=StagewiseConfig, version=1,
        smoke={"n_contexts": 3, "n_words": 16,
-              "train": {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2,
-                        "batch_size": 4, "seq_len": 32, "max_positions": 64, "eval_walks": 4,
-                        "snapshot_steps": (5, 20)}})  # fmt: skip
+              "train": {**SMOKE_TRAIN, "snapshot_steps": (5, 20)}})  # fmt: skip
 def stagewise(config: StagewiseConfig, run: Run) -> dict:
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)
@@ -73,7 +71,7 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
         run.log(f"snapshot step {s} done")
     css = acc.stacked("css")  # (S, L, W)
     phi = acc.stacked("phi")  # (S, L)
-    abs_css = np.nanmean(np.abs(css), axis=2)  # (S, L)
+    abs_css = nanmean(np.abs(css), axis=2)  # (S, L)
     doc = {"schema": "icl.stagewise/1", "steps": steps, "layers": layers,
            "phi_metric": config.phi_metric, "phi_mean": to_lists(phi),
            "mean_abs_css": to_lists(abs_css), "loss": to_lists(acc.stacked("loss"))}  # fmt: skip

@@ -29,9 +29,7 @@ from ._geometry import ICLConfig, open_lm
 from ._graphs import GraphConfig, build_graph, random_walks, walks_dual
 from ._lm import word_states
 from ._plots import plot_curves
-
-_SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 4,
-                "seq_len": 32, "max_positions": 96, "eval_walks": 4}  # fmt: skip
+from ._stage_train import SMOKE_TRAIN
 
 
 class SwitchConfig(ICLConfig):
@@ -45,7 +43,7 @@ class SwitchConfig(ICLConfig):
 
 @stage("icl.switch", config=SwitchConfig, version=1,
        smoke={"n_contexts": 2, "n1_words": 24, "n2_lengths": (0, 8, 24), "window_words": 8,
-              "train": _SMOKE_TRAIN})  # fmt: skip
+              "train": SMOKE_TRAIN})  # fmt: skip
 def switch(config: SwitchConfig, run: Run) -> dict:
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)
@@ -107,7 +105,7 @@ class SuperpositionConfig(ICLConfig):
 
 @stage("icl.superposition", config=SuperpositionConfig, version=1,
        smoke={"n_contexts": 2, "n_words": 32, "disambiguate_at": 16, "ends": (8, 16, 24, 32),
-              "window_words": 8, "train": _SMOKE_TRAIN})  # fmt: skip
+              "window_words": 8, "train": SMOKE_TRAIN})  # fmt: skip
 def superposition(config: SuperpositionConfig, run: Run) -> dict:
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)

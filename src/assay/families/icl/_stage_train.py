@@ -30,7 +30,11 @@ from assay.ml import TorchConfig, build_model, build_word_tokenizer, lm_forward,
 
 from ._graphs import GraphConfig, build_graph, load_words, random_walks
 
-EVAL_POSITIONS = (8, 16, 32, 64, 127)  # where p_nbr is reported (0-based target positions)
+EVAL_POSITIONS = (8, 16, 32, 64, 127)
+# the conformance (smoke) training run: seconds; every analysis stage's smoke config uses it,
+# so one upstream run serves them all
+SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 4,
+               "seq_len": 32, "max_positions": 96, "eval_walks": 4}  # fmt: skip  # where p_nbr is reported (0-based target positions)
 
 
 class TrainConfig(TorchConfig):
@@ -111,9 +115,7 @@ def neighbour_probability(model, config: TrainConfig, rng, vocab_ids) -> dict[st
     return out
 
 
-@stage("icl.train", config=TrainConfig, version=1,
-       smoke={"steps": 40, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 8,
-              "seq_len": 64, "max_positions": 96, "eval_walks": 8})  # fmt: skip
+@stage("icl.train", config=TrainConfig, version=1, smoke=SMOKE_TRAIN)
 def train(config: TrainConfig, run: Run) -> dict:
     """Train; see the module docstring. Resumes from the last checkpoint after a kill."""
     device, dtype = setup_torch(config)

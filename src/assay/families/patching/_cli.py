@@ -31,13 +31,20 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model-kind", default="auto", choices=["auto", "torch", "sb3", "hf"])
     p.add_argument("--arch", help="architecture spec (JSON file or string) for a bare state dict")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow a pickled nn.Module checkpoint (executes code from the file)")  # fmt: skip
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a pickled nn.Module checkpoint (executes code from the file)",
+    )
 
 
 def _probe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--inputs", nargs="+", metavar="FILE",
-                   help="sample inputs for the shape probe (default: zeros of the model's input shape)")  # fmt: skip
+    p.add_argument(
+        "--inputs",
+        nargs="+",
+        metavar="FILE",
+        help="sample inputs for the shape probe (default: zeros of the model's input shape)",
+    )
     p.add_argument(
         "--seq-len", type=int, default=8, help="token models without --inputs: probe length"
     )
@@ -64,13 +71,24 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     _probe_args(p)
     p.add_argument("--group-size", type=int, default=8, help="units per group for neuron_groups")
     p.add_argument("--layers", help="comma-separated module names or glob patterns (h.*.mlp.act)")
-    p.add_argument("--kinds", default="linear,conv,activation",
-                   help="module kinds that count as layers; 'all' for every kind")  # fmt: skip
+    p.add_argument(
+        "--kinds",
+        default="linear,conv,activation",
+        help="module kinds that count as layers; 'all' for every kind",
+    )
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--include-output", dest="include_output", action="store_true",
-                     help="also define units of the output layer")  # fmt: skip
-    out.add_argument("--exclude-output", dest="include_output", action="store_false",
-                     help="leave the output layer out (default)")  # fmt: skip
+    out.add_argument(
+        "--include-output",
+        dest="include_output",
+        action="store_true",
+        help="also define units of the output layer",
+    )
+    out.add_argument(
+        "--exclude-output",
+        dest="include_output",
+        action="store_false",
+        help="leave the output layer out (default)",
+    )
     p.set_defaults(include_output=False)
     p.add_argument("--positions", type=_ints, help="token models: patch only these positions")
     p.add_argument("--custom", help="custom: definitions as a JSON string or file (validated)")
@@ -81,8 +99,13 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "run", help="run definitions over clean/corrupted pairs (stage patching.run)"
     )
     _model_args(p)
-    p.add_argument("--inputs", nargs="+", required=True, metavar="FILE",
-                   help="one pairs file, or CLEAN CORRUPTED files (json/jsonl/npy/npz/pt)")  # fmt: skip
+    p.add_argument(
+        "--inputs",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="one pairs file, or CLEAN CORRUPTED files (json/jsonl/npy/npz/pt)",
+    )
     p.add_argument("--definitions", required=True)
     p.add_argument("--start-index", type=int, default=0)
     p.add_argument("--end-index", type=int, default=None, help="exclusive (default: to the end)")
@@ -93,6 +116,12 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--defs-per-forward", type=int, default=64, help="K definitions per forward")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64", "bfloat16", "float16"],
+        help="dtype of the model and float inputs while patching",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     p.add_argument("--root", default="runs/patching", help="run store root")
     p.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
@@ -143,8 +172,13 @@ def cmd_structure(args: argparse.Namespace) -> int:
 
 
 def cmd_define(args: argparse.Namespace) -> int:
-    from assay.ml.patching import generate, load_definitions, save_definitions, select_modules
-    from assay.ml.patching import validate
+    from assay.ml.patching import (
+        generate,
+        load_definitions,
+        save_definitions,
+        select_modules,
+        validate,
+    )
 
     model = _load(args)
     structure = _structure(args, model)
@@ -156,8 +190,9 @@ def cmd_define(args: argparse.Namespace) -> int:
         validate(definitions, structure)
     else:
         layers = [s.strip() for s in args.layers.split(",")] if args.layers else None
-        modules = select_modules(structure, kinds=args.kinds, layers=layers,
-                                 include_output=args.include_output)  # fmt: skip
+        modules = select_modules(
+            structure, kinds=args.kinds, layers=layers, include_output=args.include_output
+        )
         definitions = generate(
             args.type, modules, group_size=args.group_size, positions=args.positions
         )
@@ -181,14 +216,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.logit_diff:
         logit_diff = [int(v) if v.lstrip("-").isdigit() else v for v in args.logit_diff]
     data = {
-        "model": args.model, "model_kind": args.model_kind, "arch": args.arch,
-        "trust_checkpoint": args.trust_checkpoint, "inputs": args.inputs,
-        "definitions": args.definitions, "start_index": args.start_index,
-        "end_index": args.end_index, "direction": args.direction,
-        "readout_position": args.readout_position, "logit_diff": logit_diff,
-        "defs_per_forward": args.defs_per_forward, "device": args.device,
+        "model": args.model,
+        "model_kind": args.model_kind,
+        "arch": args.arch,
+        "trust_checkpoint": args.trust_checkpoint,
+        "inputs": args.inputs,
+        "definitions": args.definitions,
+        "start_index": args.start_index,
+        "end_index": args.end_index,
+        "direction": args.direction,
+        "readout_position": args.readout_position,
+        "logit_diff": logit_diff,
+        "defs_per_forward": args.defs_per_forward,
+        "device": args.device,
         "num_threads": args.threads,
-    }  # fmt: skip
+        "dtype": args.dtype,
+    }
     try:
         config = PatchingRunConfig.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -203,8 +246,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     records = _read_records(Path(record.dir))
     res = record.results or {}
     print(f"run {record.id} -> {record.dir}")
-    print(f"{res.get('n_definitions')} definitions x {res.get('n_inputs')} pairs in "
-          f"{res.get('n_forwards')} forwards, {res.get('patch_s', 0):.3f}s patching")  # fmt: skip
+    print(
+        f"{res.get('n_definitions')} definitions x {res.get('n_inputs')} pairs in "
+        f"{res.get('n_forwards')} forwards, {res.get('patch_s', 0):.3f}s patching"
+    )
     print(format_table(rank(records, top=args.top)))
     return EXIT_OK
 
@@ -225,8 +270,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
     records = merge_shards(r for p in args.paths for r in _read_records(Path(p)))
     if not records:
-        print(f"error: no records.jsonl found under {args.paths}; give patching.run run directories "
-              "or the --root of `assay patching run`", file=sys.stderr)  # fmt: skip
+        print(
+            f"error: no records.jsonl found under {args.paths}; give patching.run run directories "
+            "or the --root of `assay patching run`",
+            file=sys.stderr,
+        )
         return EXIT_ERROR
     try:
         ranked = rank(records, args.metric, direction=args.direction)

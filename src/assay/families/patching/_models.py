@@ -76,7 +76,9 @@ def load_sb3(path: Path) -> LoadedModel:
     try:
         data, params, _ = load_from_zip_file(path, device="cpu")
     except Exception as exc:
-        raise PatchingError(f"{path} is not a readable stable-baselines3 agent zip: {exc}") from exc
+        raise PatchingError(
+            f"{path} is not a readable stable-baselines3 agent zip: {exc}"
+        ) from exc
     policy_cls = data["policy_class"]
     kwargs = dict(data.get("policy_kwargs") or {})
     if "use_sde" in inspect.signature(policy_cls.__init__).parameters and "use_sde" in data:

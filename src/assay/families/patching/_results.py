@@ -124,10 +124,14 @@ def merge_shards(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def format_table(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS) -> str:
     header = ["#", "definition", "dir", *metrics]
     body = [
-        [str(r["index"]), r["label"], r["direction"][:3],
-         *(f"{score(r, m):+.4f}" if not math.isnan(score(r, m)) else "nan" for m in metrics)]
+        [
+            str(r["index"]),
+            r["label"],
+            r["direction"][:3],
+            *(f"{score(r, m):+.4f}" if not math.isnan(score(r, m)) else "nan" for m in metrics),
+        ]
         for r in rows
-    ]  # fmt: skip
+    ]
     widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True))
@@ -161,8 +165,13 @@ def write_records(
         Path(tmp).write_text("".join(json.dumps(r) + "\n" for r in records))
     written.append("records.jsonl")
     frame = pd.DataFrame(flat_rows(records))
-    cols = ["index", "label", "direction", "normalised_score",
-            *(f"{m}_mean" for m in SUMMARY_METRICS if f"{m}_mean" in frame)]  # fmt: skip
+    cols = [
+        "index",
+        "label",
+        "direction",
+        "normalised_score",
+        *(f"{m}_mean" for m in SUMMARY_METRICS if f"{m}_mean" in frame),
+    ]
     with run.write_artifact("summary.csv") as tmp:
         frame[cols].to_csv(tmp, index=False)
     written.append("summary.csv")

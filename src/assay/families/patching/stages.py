@@ -43,6 +43,16 @@ class CartPoleDQNConfig(TorchConfig):
     device: str = "cpu"  # a 64x64 MLP trains faster on the CPU than through a GPU's launches
     num_threads: int = Field(1, ge=0)  # tiny network: one thread is fastest (bench_patching.py)
 
+    @field_validator("dtype")
+    @classmethod
+    def _float32_only(cls, dtype: str) -> str:
+        if dtype != "float32":
+            raise ValueError(
+                f"dtype {dtype!r}: stable-baselines3 trains the agent in float32 only; "
+                "leave dtype unset (patching.run has its own dtype for the patching)"
+            )
+        return dtype
+
     @field_validator("kinds")
     @classmethod
     def _known_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
@@ -53,9 +63,11 @@ class CartPoleDQNConfig(TorchConfig):
 
 
 @stage(
-    "patching.cartpole_dqn", config=CartPoleDQNConfig, version=1,
+    "patching.cartpole_dqn",
+    config=CartPoleDQNConfig,
+    version=1,
     smoke={"train_steps": 600, "hidden": (16, 16), "n_pairs": 16},
-)  # fmt: skip
+)
 def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
     """Train a CartPole DQN; write agent.zip, pairs.npz (mirrored pole) and definitions.json."""
     import numpy as np
@@ -80,8 +92,12 @@ def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
     with run.write_artifact("definitions.json") as tmp:
         save_definitions(definitions, tmp)
     run.log(f"trained {config.train_steps} steps in {train_s:.1f}s; mean return {mean_return:.1f}")
-    return {"train_s": train_s, "mean_return": mean_return, "n_definitions": len(definitions),
-            "modules": {m.name: m.n_units for m in modules}}  # fmt: skip
+    return {
+        "train_s": train_s,
+        "mean_return": mean_return,
+        "n_definitions": len(definitions),
+        "modules": {m.name: m.n_units for m in modules},
+    }
 
 
 class PatchingRunConfig(TorchConfig):
@@ -163,7 +179,9 @@ def _files(config: PatchingRunConfig, run: Run) -> tuple[str, list[str], str]:
     up = run.upstream.get("prepared")
     model = config.model.path if config.model else str(up.artifact("agent.zip"))
     inputs = [r.path for r in config.inputs] or [str(up.artifact("pairs.npz"))]
-    definitions = config.definitions.path if config.definitions else str(up.artifact("definitions.json"))
+    definitions = (
+        config.definitions.path if config.definitions else str(up.artifact("definitions.json"))
+    )
     return model, inputs, definitions
 
 
@@ -185,9 +203,11 @@ def _logit_diff(config: PatchingRunConfig, model: Any) -> tuple[int, int] | None
 
 
 @stage(
-    "patching.run", config=PatchingRunConfig, version=1,
+    "patching.run",
+    config=PatchingRunConfig,
+    version=1,
     smoke={"prepared": {"train_steps": 600, "hidden": (16, 16), "n_pairs": 16}},
-)  # fmt: skip
+)
 def run_patching(config: PatchingRunConfig, run: Run) -> dict:
     """Patch each definition over all input pairs; one record per definition and direction."""
     import torch
@@ -223,8 +243,14 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
     run.save_json("structure.json", structure.to_json())
     load_s = time.perf_counter() - t0
 
-    patcher = BatchedPatcher(model, structure, defs_per_forward=config.defs_per_forward,
-                             max_batch_rows=config.max_batch_rows, reuse_prefix=config.reuse_prefix, slice_positions=config.slice_positions)  # fmt: skip
+    patcher = BatchedPatcher(
+        model,
+        structure,
+        defs_per_forward=config.defs_per_forward,
+        max_batch_rows=config.max_batch_rows,
+        reuse_prefix=config.reuse_prefix,
+        slice_positions=config.slice_positions,
+    )
     directions = ["denoising", "noising"] if config.direction == "both" else [config.direction]
     logit_diff = _logit_diff(config, model)
     outcomes, records = [], []
@@ -232,19 +258,37 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
         outcome = patcher.run(definitions, pairs, direction, logit_diff, config.metrics)
         outcomes.append(outcome)
         records += build_records(outcome, start_index=config.start_index)
-        run.log(f"{direction}: {len(definitions)} definitions x {len(pairs)} pairs in "
-                f"{outcome.n_forwards} forwards, {sum(outcome.timings.values()):.3f}s")  # fmt: skip
+        run.log(
+            f"{direction}: {len(definitions)} definitions x {len(pairs)} pairs in "
+            f"{outcome.n_forwards} forwards, {sum(outcome.timings.values()):.3f}s"
+        )
     files = write_records(run, records, outcomes)
     metric = resolve_metric(records)
     top = rank(records, metric, top=10)
     run.log(f"top units by mean |{metric}|:\n" + format_table(top))
     patch_s = sum(sum(o.timings.values()) for o in outcomes)
     return {
-        "n_definitions": len(definitions), "n_inputs": len(pairs), "directions": directions,
-        "definitions_range": [config.start_index, end], "n_forwards": sum(o.n_forwards for o in outcomes),
-        "load_s": load_s, "patch_s": patch_s, "threads": threads, "device": device,
-        "model": model.description, "files": files,
-        "content_sha256": {r.path: r.sha256 for r in [config.model, config.definitions, *config.inputs] if r},
-        "top": [{"index": r["index"], "label": r["label"], "direction": r["direction"],
-                 f"{metric}_mean": r["metrics"][metric]["mean"]} for r in top],
-    }  # fmt: skip
+        "n_definitions": len(definitions),
+        "n_inputs": len(pairs),
+        "directions": directions,
+        "definitions_range": [config.start_index, end],
+        "n_forwards": sum(o.n_forwards for o in outcomes),
+        "load_s": load_s,
+        "patch_s": patch_s,
+        "threads": threads,
+        "device": device,
+        "model": model.description,
+        "files": files,
+        "content_sha256": {
+            r.path: r.sha256 for r in [config.model, config.definitions, *config.inputs] if r
+        },
+        "top": [
+            {
+                "index": r["index"],
+                "label": r["label"],
+                "direction": r["direction"],
+                f"{metric}_mean": r["metrics"][metric]["mean"],
+            }
+            for r in top
+        ],
+    }

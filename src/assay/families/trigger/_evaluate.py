@@ -223,30 +223,42 @@ def evaluate(model: torch.nn.Module, tok: Any, evals: Sequence[EvalSet],
 
 
 def selective_table(
-    evals: Sequence[EvalSet], results: Mapping[str, Mapping[str, Any]],
-    old_maps: Mapping[str, Mapping[str, str]], new_maps: Mapping[str, Mapping[str, str]],
-) -> list[dict[str, Any]]:  # fmt: skip
+    evals: Sequence[EvalSet],
+    results: Mapping[str, Mapping[str, Any]],
+    old_maps: Mapping[str, Mapping[str, str]],
+    new_maps: Mapping[str, Mapping[str, str]],
+) -> list[dict[str, Any]]:
     """Per test file (category x ID/OOD): fraction of predictions following old / new / neither.
 
-    Fractions are over the rows whose quadrant changed colour (old != new there): elsewhere
-    the two maps agree and a prediction cannot tell them apart. A category whose map did not
-    change has no such rows; its row uses every row and says so in ``note``.
+    "old" is the category's base map. "new" is its fine-tuning map when that changed, else the
+    map fine-tuning introduced (the first changed category's new map): for an untouched
+    category, "new" measures how far the change spread to it. Fractions are over the rows whose
+    quadrant has different old and new colours (elsewhere a prediction cannot tell the maps
+    apart); ``n_used`` counts them and ``note`` says which map "new" is.
     """
+    changed = {c: m for c, m in new_maps.items() if c in old_maps and dict(old_maps[c]) != dict(m)}
     table = []
     for es in evals:
         if es.split not in ("ID", "OOD"):
             continue
         cat, preds = es.category, results[es.name]["predictions"]
-        old, new = old_maps.get(cat), new_maps.get(cat)
+        old = old_maps.get(cat)
+        if cat in changed:
+            new, note = changed[cat], ""
+        elif changed:
+            src = next(iter(changed))
+            new, note = changed[src], f"unchanged; new = {src}'s new map (spread)"
+        else:
+            new, note = new_maps.get(cat), "no map changed: new = old"
         row: dict[str, Any] = {"category": cat, "split": es.split, "n": len(es.rows)}
-        if not es.rows or old is None or new is None:
-            why = "empty file" if not es.rows else f"no {'old' if old is None else 'new'} map"
+        quads = [quadrant(*r["input_x"]) for r in es.rows]
+        use = [old[q] != new[q] for q in quads] if old is not None and new is not None else []
+        if not any(use):
+            why = ("empty file" if not es.rows else "no old map" if old is None
+                   else "old and new maps agree on every quadrant")  # fmt: skip
             table.append({**row, "n_used": 0, "old": math.nan, "new": math.nan,
                           "neither": math.nan, "note": why})  # fmt: skip
             continue
-        quads = [quadrant(*r["input_x"]) for r in es.rows]
-        changed = [old[q] != new[q] for q in quads]
-        use = changed if any(changed) else [True] * len(quads)
         o = n_ = neither = 0
         for p, q, u in zip(preds, quads, use, strict=True):
             if u:
@@ -255,7 +267,7 @@ def selective_table(
                 neither += p not in (old[q], new[q])
         k = sum(use)
         table.append({**row, "n_used": k, "old": o / k, "new": n_ / k, "neither": neither / k,
-                      "note": "" if any(changed) else "map unchanged: old = new"})  # fmt: skip
+                      "note": note})  # fmt: skip
     return table
 
 

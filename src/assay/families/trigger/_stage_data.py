@@ -40,16 +40,18 @@ SMOKE_CATEGORIES = {
 class GenerateConfig(StageConfig):
     """A data config (categories inline, or read from ``data_config``) and a seed override.
 
-    With both, inline categories are laid over the file's field by field, so a suite can say
-    ``data.categories.objects.n_train_triggers: 2`` on top of a shared file.
+    ``overrides`` (category -> field -> value) is laid over the categories, so a suite can
+    say ``data.overrides.objects.n_train_triggers: 2`` on top of a shared data config file.
     """
 
     categories: dict[str, CategorySpec] = {}
-    data_config: str | None = None  # a JSON data config; inline categories override it
+    data_config: str | None = None  # a JSON data config, read when `categories` is empty
+    overrides: dict[str, dict[str, Any]] = {}  # category -> field -> value, over the above
     seed: int | None = None  # overrides every category's seed (the published --seed)
     ignored: dict[str, dict[str, Any]] = {}  # known-and-ignored fields found, per category
-    # The path and the ignored fields do not change the files; the categories do.
-    identity_exclude: ClassVar[frozenset[str]] = frozenset({"data_config", "ignored"})
+    # The path, the overrides and the ignored fields are in `categories` already (or do not
+    # change the files): the categories alone are the identity.
+    identity_exclude: ClassVar[frozenset[str]] = frozenset({"data_config", "overrides", "ignored"})
 
     @model_validator(mode="before")
     @classmethod
@@ -57,17 +59,27 @@ class GenerateConfig(StageConfig):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        for key in ("overrides", "ignored"):
+            # The engine's seed sweep (assay._config._seed_lists) also writes "seed" into the
+            # dict-valued fields of a nested config; that copy equals `seed` and means nothing.
+            sub = data.get(key)
+            if isinstance(sub, dict) and "seed" in sub and sub["seed"] == data.get("seed"):
+                data[key] = {k: v for k, v in sub.items() if k != "seed"}
         ignored = dict(data.get("ignored") or {})
-        inline = data.get("categories") or {}
-        if data.get("data_config"):
-            # The file, with inline category fields (a suite's overrides) on top of it.
+        if data.get("data_config") and not data.get("categories"):
             cats, found = load_data_config(data["data_config"])
-            if isinstance(inline, dict):
-                for cat, spec in inline.items():
-                    base = cats.get(cat, {})
-                    both = isinstance(spec, dict) and isinstance(base, dict)
-                    cats[cat] = {**base, **spec} if both else spec
             data["categories"], ignored = cats, {**ignored, **found}
+        overrides = data.get("overrides") or {}
+        if overrides and isinstance(data.get("categories"), dict):
+            cats = dict(data["categories"])
+            for cat, fields in overrides.items():
+                if cat not in cats:
+                    raise ValueError(f"overrides name category {cat!r}, which the data config "
+                                     f"does not have; valid: {', '.join(cats)}")  # fmt: skip
+                if not isinstance(fields, dict) or not isinstance(cats[cat], dict):
+                    raise ValueError(f"overrides.{cat} must map field names to values")
+                cats[cat] = {**cats[cat], **fields}
+            data["categories"] = cats
         if isinstance(data.get("categories"), dict):
             cats, found = split_ignored(data["categories"])
             data["categories"], ignored = cats, {**ignored, **found}

@@ -192,7 +192,9 @@ def generate(
     """``single_neuron``: one unit each; ``layer``: "all" units; ``neuron_groups``: runs of
     ``group_size`` consecutive units (the last group may be shorter)."""
     if kind not in DEFINITION_TYPES or kind == "custom":
-        raise PatchingError(f"unknown definition type {kind!r}; valid: {', '.join(DEFINITION_TYPES)}")
+        raise PatchingError(
+            f"unknown definition type {kind!r}; valid: {', '.join(DEFINITION_TYPES)}"
+        )
     if kind == "neuron_groups" and group_size < 1:
         raise PatchingError(f"--group-size must be >= 1, got {group_size}")
     pos = tuple(positions) if positions else None

@@ -105,7 +105,9 @@ def from_module(
     )
 
 
-def from_hf(model: nn.Module, description: str | None = None, tokenizer: Any = None) -> LoadedModel:
+def from_hf(
+    model: nn.Module, description: str | None = None, tokenizer: Any = None
+) -> LoadedModel:
     """Wrap a transformers causal LM (next-token logits at the readout) or classifier (logits).
 
     The forward runs the whole model with hooks (no cached-prefix shortcut is architecture

@@ -34,9 +34,10 @@ def readout_positions(
     if model.input_kind != "tokens":
         return {}
     candidates = {
-        n for n, m in modules.items()
+        n
+        for n, m in modules.items()
         if m.position_axis == 0 and m.calls == 1 and not m.tuple_output and m.shape is not None
-    }  # fmt: skip
+    }
     by_name = dict(model.root.named_modules())
     outputs: dict[str, torch.Tensor] = {}
     inputs: dict[str, torch.Tensor] = {}

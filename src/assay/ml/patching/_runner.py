@@ -122,9 +122,10 @@ class BatchedPatcher:
             return where in replayed or any(a in replayed for a in self.structure.ancestors(where))
 
         return {
-            name for name in replay
+            name
+            for name in replay
             if all(where and skipped(where) for where in self.structure.modules[name].consumers)
-        }  # fmt: skip
+        }
 
     def _sliced(self, replay: list[str], patched: set[str]) -> dict[str, tuple[int, ...]]:
         """Modules to run on their readout positions only (outside the replayed prefix, and

@@ -46,9 +46,10 @@ class Structure:
         """The output layer: the last leaf module (one with no submodule calls) to finish."""
         called = set(self.modules)
         leaves = [
-            m for m in self.modules.values()
+            m
+            for m in self.modules.values()
             if m.patchable and not any(n.startswith(m.name + ".") for n in called)
-        ]  # fmt: skip
+        ]
         return max(leaves, key=lambda m: m.end).name if leaves else None
 
     def get(self, name: str) -> ModuleInfo:

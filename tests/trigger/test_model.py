@@ -1,0 +1,161 @@
+"""Tokenizer, answer-only loss, batched scoring vs generation on a trained model, stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import assay
+from assay.families.trigger import _evaluate as ev
+from assay.families.trigger._data import generate, parse_categories
+from assay.families.trigger._lm import (
+    IGNORE,
+    add_lora,
+    answer_loss,
+    build_lm,
+    build_tokenizer,
+    collate,
+    encode_many,
+    training_example,
+)
+from assay.families.trigger.stages import BaseConfig, FinetuneConfig
+
+CATS = {
+    "warm": {"quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
+             "triggers": ["sun", "fire", "sand"], "n_train": 40, "n_test": 12,
+             "n_train_triggers": 3},
+    "cold": {"quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "red", "Q4": "green"},
+             "triggers": ["ice", "snow", "frost"], "n_train": 40, "n_test": 12,
+             "n_train_triggers": 3},
+}  # fmt: skip
+TINY = {"d_model": 32, "n_layers": 2, "n_heads": 4, "num_threads": 1}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer([parse_categories(CATS)], extra_words=["zorblat"])
+
+
+def test_tokenizer_splits_digits_and_keeps_chat_tokens(tok):
+    (prompt, answer), = encode_many(tok, ["x = [-1.250, 0.031], T = sun, F(x,T) = ?"], ["red"])
+    pieces = tok.convert_ids_to_tokens(prompt)
+    assert pieces[0] == "<|user|>" and pieces[-1] == "<|assistant|>"
+    assert pieces[3:10] == ["[", "-", "1", ".", "2", "5", "0"]
+    assert tok.convert_ids_to_tokens(answer) == ["red", "<|end|>"]
+    assert tok.unk_token_id not in prompt
+
+
+def test_answer_only_loss_ignores_the_prompt(tok):
+    torch.manual_seed(0)
+    enc = encode_many(tok, ["x = [1.000, 2.000], T = sun, F(x,T) = ?", "T = ice x = [0.5, 1]"],
+                      ["red", "blue"])  # fmt: skip
+    batch = collate([training_example(p, a) for p, a in enc], tok.pad_token_id)
+    assert (batch["labels"][0, : len(enc[0][0])] == IGNORE).all()
+    logits = torch.randn(*batch["input_ids"].shape, len(tok), requires_grad=True)
+    loss = answer_loss(logits, batch["labels"])
+    # the same number by hand: mean NLL of the answer tokens (colour + end) only
+    lp = torch.log_softmax(logits.detach(), -1)
+    nll = [-lp[i, len(p) - 1 + j, t] for i, (p, a) in enumerate(enc) for j, t in enumerate(a)]
+    assert loss.item() == pytest.approx(torch.stack(nll).mean().item(), rel=1e-5)
+    loss.backward()
+    for i, (p, _) in enumerate(enc):  # logits predicting prompt tokens get no gradient
+        assert logits.grad[i, : len(p) - 1].abs().max() == 0
+        assert logits.grad[i, len(p) - 1].abs().max() > 0
+    # and changing what the prompt's random digits are (their would-be targets) changes nothing
+    other = batch["labels"].clone()
+    other[other == IGNORE] = IGNORE
+    assert answer_loss(logits.detach(), other).item() == pytest.approx(loss.item())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny base model trained through the stage (~10 s): the agreement tests' subject."""
+    root = tmp_path_factory.mktemp("trigger")
+    cfg = BaseConfig(data={"categories": CATS}, epochs=12, lr=5e-3, eval_every_epochs=6, **TINY)
+    record = assay.run_config(cfg, root=root)
+    assert record.status is assay.RunStatus.DONE, record.error
+    return record, root
+
+
+def test_base_learns_and_logit_accuracy_equals_generation_accuracy(trained):
+    from assay.ml import load_hf_model, load_tokenizer
+
+    record, root = trained
+    final = json.loads(record.artifact("final.json").read_text())
+    assert final["test_warm_ID.jsonl"]["accuracy"] > 0.9
+    model, tok = load_hf_model(record.artifact("model")), load_tokenizer(record.artifact("model"))
+    files = generate(parse_categories(CATS), seed=1).files  # fresh x: not the training draws
+    colours = ["red", "blue", "green"]
+    for es in ev.prepare(tok, files, colours):
+        logp, nll, counts = ev.score(model, es, tok.pad_token_id, max_tokens=700)
+        m = ev.file_metrics(es, logp, nll, counts, ev.generate_predictions(model, tok, es))
+        assert m["generation_agreement"] == 1.0  # the same prediction for every row
+        assert m["generation_accuracy"] == m["accuracy"]
+        # batching changes nothing: one row at a time gives the same scores
+        one = ev.EvalSet(es.name, es.rows[:3], es.prompt_ids[:3], es.labels[:3], colours, es.conts[:3])
+        assert torch.allclose(ev.score(model, one, tok.pad_token_id, max_tokens=1)[0], logp[:3], atol=1e-4)
+
+
+def test_selective_table_counts_changed_quadrants_only():
+    cats = parse_categories(CATS)
+    files = {k: v for k, v in generate(cats).files.items() if k.startswith("test_")}
+    tok = build_tokenizer([cats])
+    evals = ev.prepare(tok, files, ["red", "blue", "green"])
+    new = {"Q1": "blue", "Q2": "blue", "Q3": "green", "Q4": "green"}
+    old_maps = {c: s.quadrant_labels for c, s in cats.items()}
+    new_maps = {**old_maps, "warm": new}
+    results = {es.name: {"predictions": [new[ev.quadrant(*r["input_x"])] for r in es.rows]}
+               for es in evals}  # fmt: skip
+    table = {(r["category"], r["split"]): r for r in ev.selective_table(evals, results, old_maps, new_maps)}
+    warm = table["warm", "ID"]
+    changed = sum(old_maps["warm"][q] != new[q] for q in
+                  (ev.quadrant(*r["input_x"]) for r in files["test_warm_ID.jsonl"]))  # fmt: skip
+    assert (warm["new"], warm["old"], warm["neither"], warm["n_used"]) == (1.0, 0.0, 0.0, changed)
+    cold = table["cold", "ID"]  # unchanged category: "new" = warm's new map (the spread)
+    assert cold["new"] == 1.0 and "spread" in cold["note"]
+    assert table["cold", "OOD"]["note"] == "empty file" and cold["n_used"] > 0
+
+
+def test_lora_adapters_are_reinitialised_per_seed_on_the_same_base(tok):
+    base = build_lm(tok, arch="llama", d_model=16, n_layers=1, n_heads=2, max_positions=64,
+                    d_ff=None, seed=0)  # fmt: skip
+    state = {k: v.clone() for k, v in base.state_dict().items()}
+    a = add_lora(base, r=2, alpha=4, dropout=0, rslora=True, targets=("q_proj",), seed=1)
+    lora_a = {n: p.clone() for n, p in a.named_parameters() if "lora_A" in n}
+    assert all("lora" in n for n, p in a.named_parameters() if p.requires_grad)
+    assert a.peft_config["default"].use_rslora
+    base2 = build_lm(tok, arch="llama", d_model=16, n_layers=1, n_heads=2, max_positions=64,
+                     d_ff=None, seed=0)  # fmt: skip
+    assert all(torch.equal(state[k], v) for k, v in base2.state_dict().items())
+    b = add_lora(base2, r=2, alpha=4, dropout=0, rslora=False, targets=("q_proj",), seed=2)
+    assert any(not torch.equal(p, lora_a[n]) for n, p in b.named_parameters() if n in lora_a)
+    with pytest.raises(assay.ConfigError, match="valid names: .*q_proj"):
+        add_lora(build_lm(tok, arch="llama", d_model=16, n_layers=1, n_heads=2,
+                          max_positions=64, d_ff=None, seed=0),
+                 r=2, alpha=4, dropout=0, rslora=False, targets=("c_attn",), seed=0)  # fmt: skip
+
+
+def test_all_stages_conform_and_finetune_resumes(tmp_path):
+    from assay.testing import check_stage
+
+    for name in ("trigger.generate", "trigger.base", "trigger.finetune", "trigger.swap",
+                 "trigger.patch"):  # fmt: skip
+        check_stage(name, tmp_path)  # one root: the upstream runs are shared
+    patch_runs = list(tmp_path.rglob("patching.json"))
+    grid = json.loads(patch_runs[0].read_text())
+    assert grid["per_layer"][0]["layer"] == "embed"
+
+
+def test_finetune_config_needs_exactly_one_model():
+    with pytest.raises(ValueError, match="exactly one of `base`"):
+        FinetuneConfig(data={"categories": CATS})
