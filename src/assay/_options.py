@@ -39,6 +39,11 @@ class RunOptions(_Options):
         120.0, gt=0, description="a run on another host silent this long is taken over"
     )
     stop_on_error: bool = Field(False, description="start no new run after a failure")
+    fsync: bool = Field(
+        False,
+        description="flush each result to disk before committing it (survives power loss, "
+        "not only killed processes; costs a disk flush per run)",
+    )
     executor: str = Field(
         "local", description="where runs execute: local, slurm, submitit-local, ray"
     )

@@ -175,11 +175,18 @@ class Run:
         self.upstream: Mapping[str, Any] = dict(upstream or {})
         self.attempt = attempt
         self.superseded = False  # set when another process took the run over (stale heartbeat)
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        self.progress_used = False
+        self._artifacts_made = False
+        self.dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def artifacts_dir(self) -> Path:
-        return self.dir / "artifacts"
+        """``<run dir>/artifacts``, created on first use."""
+        path = self.dir / "artifacts"
+        if not self._artifacts_made:
+            path.mkdir(parents=True, exist_ok=True)
+            self._artifacts_made = True
+        return path
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -206,6 +213,7 @@ class Run:
         ``with run.progress(n_epochs, "epochs") as bar: ... bar.update()``; the display shows
         ``desc n/total`` and an ETA beside the run's parameters.
         """
+        self.progress_used = True
         return Progress(self.dir / PROGRESS_FILE, total, desc)
 
     # -- artifacts ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@ def share_work(
     another; a process waits (polling) only when every run it has left is held elsewhere.
     """
     queue = deque(runs)
+    runner.prefetch(list(runs))
     while queue:
         deferred: deque[PlannedRun] = deque()
         progressed = False

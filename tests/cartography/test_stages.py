@@ -129,10 +129,11 @@ def test_cli_metrics_and_analysis(csv_path, root, tmp_path):
     from assay.families.cartography._analysis import analyze
 
     dyn_cfg = DynamicsConfig(data=_data(csv_path), epochs=3)
-    recs = [assay.run_config(StrategyConfig(data=_data(csv_path), epochs=1, dynamics=dyn_cfg,
-                                            seed=s, **kw), root=root)
-            for kw in ({}, {"filter": {"kind": "cartography"}}) for s in (0, 1)]
-    analyze(recs, tmp_path / "an")
+    ids = [assay.run_config(StrategyConfig(data=_data(csv_path), epochs=1, dynamics=dyn_cfg,
+                                           seed=s, **kw), root=root).id
+           for kw in ({}, {"filter": {"kind": "cartography"}}) for s in (0, 1)]
+    with assay.resolve_store(None, root) as store:  # what `assay analyze` hands the hook
+        analyze(store.query(ids=ids), tmp_path / "an")
     table = (tmp_path / "an" / "strategies.csv").read_text().splitlines()
     assert len(table) == 3 and "n_train_kept" in table[0] and "eval_accuracy_diff" in table[0]
     assert list((tmp_path / "an").glob("datamap_cartography_dynamics_*.png"))

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 SLURM_START_S = 60  # slurmctld + slurmd to an idle node: ~3 s here, far more on a busy CI box
 MAX_ARRAY_SIZE = 5  # small, so a test suite of a dozen runs needs several arrays
@@ -52,6 +53,7 @@ class Slurm:
     conf: Path
     node: str
     procs: list[subprocess.Popen]
+    log: Any = None  # the daemons' stdout/stderr file, closed by stop()
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,10 +67,12 @@ class Slurm:
                 proc.send_signal(signal.SIGTERM)
         for proc in reversed(self.procs):
             try:
-                proc.wait(timeout=15)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        if self.log is not None:
+            self.log.close()
         munge_pid = self.base / "munged.pid"
         if munge_pid.exists():
             try:
@@ -93,7 +97,7 @@ SlurmctldPidFile={base}/slurmctld.pid
 SlurmdPidFile={base}/slurmd.pid
 SlurmctldLogFile={base}/slurmctld.log
 SlurmdLogFile={base}/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
@@ -139,7 +143,7 @@ def start_slurm(base: Path) -> Slurm:
                                       base=base, max_array=MAX_ARRAY_SIZE, cpus=NODE_CPUS))  # fmt: skip
     slurm = Slurm(base, conf, node, [])
     env = slurm.env
-    log = open(base / "daemons.out", "ab")  # noqa: SIM115 - lives as long as the daemons
+    log = slurm.log = open(base / "daemons.out", "ab")  # noqa: SIM115 - closed by stop()
     try:
         for cmd in (["slurmctld", "-D", "-i", "-f", str(conf)],
                     ["slurmd", "-D", "-f", str(conf), "-N", node]):  # fmt: skip

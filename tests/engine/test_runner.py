@@ -14,8 +14,9 @@ def test_run_directory_layout_and_provenance(root):
     rec = assay.run_config(teststages.CountConfig(x=4, seed=7), root=root)
     assert rec.status is assay.RunStatus.DONE and rec.results["x2"] == 8
     files = {p.name for p in rec.dir.iterdir()}
-    assert {"config.json", "results.json", "metrics.jsonl", "provenance.json", "log.txt",
-            "artifacts"} <= files  # fmt: skip
+    assert {"config.json", "results.json", "metrics.jsonl", "provenance.json",
+            "log.txt"} <= files  # fmt: skip
+    assert not [p for p in files if p.startswith(".results")]  # committed, renamed into place
     assert json.loads((rec.dir / "config.json").read_text())["x"] == 4
     metrics = [json.loads(line) for line in (rec.dir / "metrics.jsonl").read_text().splitlines()]
     assert [(m["step"], m["value"]) for m in metrics] == [(0, 4), (1, 8)]

@@ -37,7 +37,22 @@ MAX_RUNS = 64  # keeps each planned example small; bigger sweeps must hit the li
 
 STAGES = ["example.fit", "example.data", "t.count", "t.double", "example.nope", ""]
 CONFIG_KEYS = ["degree", "l2", "seed", "data", "data.n_train", "data.noise_std", "data.seed",
-               "x", "factor", "source.x", "degre", "data.", ".x", ""]  # fmt: skip
+               "x", "factor", "source.x", "degre", "data.", ".x", "", "degree.x"]  # fmt: skip
+GOOD_KEYS = {  # stage -> keys of its config that take small numbers
+    "example.fit": ["degree", "l2", "data.n_train", "data.noise_std"],
+    "t.count": ["x", "sleep_s"],
+    "t.double": ["factor", "source.x"],
+}
+ALL_GOOD_KEYS = sorted({k for ks in GOOD_KEYS.values() for k in ks})
+
+
+def mostly(good: st.SearchStrategy, bad: st.SearchStrategy) -> st.SearchStrategy:
+    """``good`` four times in five: enough valid structure to reach deep into planning.
+
+    (``st.one_of`` flattens nested choices, so repeating ``good`` there would not weight it.)
+    """
+    return st.sampled_from([True, True, True, True, False]).flatmap(lambda g: good if g else bad)
+
 
 scalars = st.one_of(
     st.none(),
@@ -60,60 +75,71 @@ values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
     max_leaves=8,
 )
-config_keys = st.one_of(st.sampled_from(CONFIG_KEYS), keys)
-axis_values = st.one_of(st.lists(values, max_size=3), values)
-sweeps = st.one_of(
-    st.fixed_dictionaries(
+good_values = mostly(st.integers(2, 6), st.one_of(st.floats(0, 1), st.sampled_from([0.1, 1e-3])))
+config_values = mostly(good_values, values)
+
+
+def sweeps(good_keys: list[str]) -> st.SearchStrategy:
+    config_keys = mostly(st.sampled_from(good_keys), st.one_of(st.sampled_from(CONFIG_KEYS), keys))
+    axis = mostly(st.lists(config_values, min_size=1, max_size=3), values)
+    config_maps = st.dictionaries(config_keys, config_values, max_size=3)
+    good = st.fixed_dictionaries(
         {},
         optional={
-            "grid": st.one_of(st.dictionaries(config_keys, axis_values, max_size=3), values),
-            "zip": st.one_of(st.dictionaries(config_keys, axis_values, max_size=2), values),
-            "variants": st.one_of(
-                st.lists(st.dictionaries(config_keys, values, max_size=2), max_size=3), values
-            ),
-            "seeds": st.one_of(st.lists(st.integers(-2, 5), max_size=3), values),
+            "grid": mostly(st.dictionaries(config_keys, axis, max_size=3), values),
+            "zip": mostly(st.dictionaries(config_keys, axis, max_size=2), values),
+            "variants": mostly(st.lists(config_maps, min_size=1, max_size=3), values),
+            "seeds": mostly(st.lists(st.integers(0, 5), min_size=1, max_size=3), values),
         },
-    ),
-    st.dictionaries(keys, values, max_size=3),
-    values,
-)
-suites = st.one_of(
-    st.fixed_dictionaries(
-        {"stage": st.one_of(st.sampled_from(STAGES), values)},
+    )
+    return mostly(good, st.one_of(st.dictionaries(keys, values, max_size=3), values))
+
+
+def plausible_suite(stage: str) -> st.SearchStrategy:
+    good_keys = GOOD_KEYS.get(stage, ALL_GOOD_KEYS)
+    config_keys = mostly(st.sampled_from(good_keys), st.one_of(st.sampled_from(CONFIG_KEYS), keys))
+    return st.fixed_dictionaries(
+        {"stage": mostly(st.just(stage), st.one_of(st.sampled_from(STAGES), values))},
         optional={
-            "config": st.one_of(st.dictionaries(config_keys, values, max_size=3), values),
-            "sweep": sweeps,
-            "imports": st.one_of(
-                st.lists(st.one_of(st.sampled_from(["teststages", "", ".x", "a..b"]), values),
-                         max_size=2),
-                values,
+            "config": mostly(st.dictionaries(config_keys, config_values, max_size=3), values),
+            "sweep": sweeps(good_keys),
+            "imports": mostly(
+                st.just(["teststages"]),
+                st.one_of(st.lists(st.one_of(st.sampled_from(["", ".x", "a..b"]), values),
+                                   max_size=2), values),
             ),  # fmt: skip
-            "name": values,
-            "description": values,
+            "name": mostly(st.text(max_size=5), scalars),
+            "description": mostly(st.text(max_size=5), values),
         },
-    ),
-    st.dictionaries(keys, values, max_size=4),
-    values,
+    )
+
+
+suites = mostly(
+    st.sampled_from(sorted(GOOD_KEYS)).flatmap(plausible_suite),
+    st.one_of(st.dictionaries(keys, values, max_size=4), values),
 )
-override_texts = st.one_of(
+override_texts = mostly(
     st.builds(
         lambda k, v: f"{k}={v}",
-        st.sampled_from(CONFIG_KEYS),
+        mostly(st.sampled_from(ALL_GOOD_KEYS), st.sampled_from(CONFIG_KEYS)),
         st.one_of(
-            st.sampled_from(["", ",", "1,,2", "3", "1,2", "[1, 2]", "{a: 1}", "null", "x,"]),
+            st.sampled_from(["", ",", "1,,2", "3", "1,2", "[1, 2]", "{a: 1}", "null", "x,", "0.5"]),
             st.text(max_size=6),
         ),
     ),
     st.text(max_size=8),
 )
-selections = st.fixed_dictionaries(
-    {},
-    optional={
-        "seeds": st.one_of(st.none(), st.lists(st.integers(-2, 5), max_size=3), values),
-        "shard": st.one_of(st.sampled_from(["0/2", "3/2", "a"]), st.text(max_size=4)),
-        "start_index": st.one_of(st.integers(-1, 5), values),
-        "end_index": st.one_of(st.integers(-1, 5), values),
-    },
+selections = mostly(
+    st.just({}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "seeds": st.one_of(st.none(), st.lists(st.integers(-2, 5), max_size=3), values),
+            "shard": st.one_of(st.sampled_from(["0/2", "3/2", "a"]), st.text(max_size=4)),
+            "start_index": st.one_of(st.integers(-1, 5), values),
+            "end_index": st.one_of(st.integers(-1, 5), values),
+        },
+    ),
 )
 
 

@@ -81,14 +81,25 @@ def _final_loss(trainer: transformers.Trainer) -> float:
     return [h["loss"] for h in trainer.state.log_history if "loss" in h][-1]
 
 
-def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tmp_path):
+def test_resume_after_a_kill_ends_where_an_unbroken_run_ends(tmp_path, monkeypatch):
     whole = _train(_Run(tmp_path / "whole"))
     run = _Run(tmp_path / "killed")
     assert ml.last_checkpoint(run) is None  # first attempt: nothing to resume
     killed = _train(run, kill_at=4)
     assert killed.state.global_step == 4
     assert ml.last_checkpoint(run).endswith("checkpoint-4")
+    loads = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
     resumed = _train(run)  # the rerun after the kill: picks up checkpoint-4
+    monkeypatch.undo()
+    # optimizer, scheduler and RNG state: every torch.load of the resume is weights-only
+    assert len(loads) >= 3 and all(w is True for w in loads), loads
     assert resumed.state.global_step == whole.state.global_step == MAX_STEPS
     assert _final_loss(resumed) == pytest.approx(_final_loss(whole), rel=1e-5)
     for a, b in zip(resumed.model.parameters(), whole.model.parameters(), strict=True):

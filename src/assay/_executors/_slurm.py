@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -80,19 +81,28 @@ DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize
 class ChunkJob:
     """The callable a SLURM job runs: a chunk of runs, checkpointable by submitit.
 
-    On preemption or timeout submitit calls :meth:`checkpoint` from its signal handler while a
-    run is in flight: the run goes back to pending (fenced on this process's claim) so the
-    requeued job takes it at once, and the job resubmits the same chunk: finished runs are
-    skipped, the interrupted one resumes from its checkpoint.
+    On preemption or at the time limit SLURM sends the job's ``--signal`` (USR2); submitit
+    calls :meth:`checkpoint`, requeues the job and exits. The run in flight goes back to pending
+    (fenced on this process's claim) so the requeued job takes it at once, and the requeued job
+    runs the same chunk: finished runs are skipped, the interrupted one resumes from its
+    checkpoint. SIGTERM (``scancel``, ``scontrol requeue``, a node draining) puts the run in
+    flight back to pending too, as it does for ``assay run`` itself.
     """
 
     def __call__(self, runs: Sequence[PlannedRun], options: Any, modules: Sequence[str]) -> Any:
-        return execute_chunk(runs, _node_options(options), modules)
+        # submitit ignores SIGTERM (it waits for USR2); a run killed without it would hold
+        # its claim until its heartbeat went stale.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        node = _node_options(options)
+        try:
+            return execute_chunk(runs, node, modules)
+        except SystemExit:  # submitit requeued the job after checkpoint() and is exiting
+            release_claims(node, runs, why=_interruption())
+            raise
 
     def checkpoint(self, runs: Sequence[PlannedRun], options: Any, modules: Sequence[str]) -> Any:
         import submitit
 
-        release_claims(_node_options(options), runs, why=_interruption())
         return submitit.helpers.DelayedSubmission(self, runs, options, modules)
 
 

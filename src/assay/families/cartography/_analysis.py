@@ -12,6 +12,7 @@ baseline is the group whose runs set no strategy. This module adds only the cart
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +29,28 @@ def strategy_table(df) -> tuple[Any, str | None]:
     """One row per group: what it changed (means over seeds) and its scores with CIs."""
     import pandas as pd
 
+    df = df.copy()
+    for col in df.columns:  # a strategy a run does not set is "-", not NaN (labels stay text)
+        if col.startswith("config.") and df[col].isna().any():
+            df[col] = df[col].astype(object).where(df[col].notna(), "-")
     summary = summarize(df)
     groups = group_columns(df)
     base_rows = df
     for field in STRATEGY_FIELDS:
         col = f"config.{field}"
-        if col in df.columns:
-            base_rows = base_rows[base_rows[col].isna()]
-        sub = [c for c in df.columns if c.startswith(col + ".")]
-        for c in sub:
-            base_rows = base_rows[base_rows[c].isna()]
+        for c in [c for c in df.columns if c == col or c.startswith(col + ".")]:
+            base_rows = base_rows[base_rows[c].isin(["-", None])]
     baseline = None
     if len(base_rows) and groups:
         row = base_rows.iloc[0]
         baseline = {c: str(row[c]) for c in groups}
-    comparison = compare_groups(df, baseline) if groups else pd.DataFrame()
+    scores = [f"results.{k}" for k in SCORES if f"results.{k}" in df.columns]
+    comparison = pd.DataFrame()
+    if groups and scores:
+        with warnings.catch_warnings():
+            # scipy warns when a group's seeds give identical scores; its p is then NaN, shown
+            warnings.simplefilter("ignore", RuntimeWarning)
+            comparison = compare_groups(df, baseline, scores)
     rows = []
     for label in dict.fromkeys(summary["group"]):
         s = summary[summary["group"] == label].set_index("metric")

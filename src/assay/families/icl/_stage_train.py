@@ -6,8 +6,9 @@ Every training sequence is a walk on a freshly drawn graph whose nodes get fresh
 from the whole vocabulary, so no word has a fixed neighbour: the only way to predict the next
 word is to read the graph off the context (an induction-like circuit). That is what makes the
 Park-style analyses meaningful on a model trained here. Evaluation logs the *neighbour
-probability* p_nbr(t) = Σ_{w ∈ N(node_t)} p(w | context_{<=t}), the probability mass the model
-puts on legal next words, at several positions t: it rises with t when the model learns in context.
+probability* p_nbr(n) = Σ_{w ∈ N(node_n)} p(w | the first n words), the probability mass the
+model puts on legal next words after n words of context: it rises with n when the model learns
+in context (chance, spreading mass over the N graph words: mean degree / N).
 
 Artifacts: ``model/`` (model + tokenizer, save_pretrained), ``snapshots/step_<s>.pt``
 (state_dicts at ``snapshot_steps``, for stagewise CSS), ``history.json``.
@@ -30,11 +31,13 @@ from assay.ml import TorchConfig, build_model, build_word_tokenizer, lm_forward,
 
 from ._graphs import GraphConfig, build_graph, load_words, random_walks
 
-EVAL_POSITIONS = (8, 16, 32, 64, 127)
+# p_nbr is reported after n words of context (the prediction at 0-based position n - 1); the
+# last prediction of a sequence of seq_len words is at n = seq_len - 1 (nothing follows n)
+EVAL_CONTEXTS = (8, 16, 32, 64, 127)
 # the conformance (smoke) training run: seconds; every analysis stage's smoke config uses it,
 # so one upstream run serves them all
 SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 4,
-               "seq_len": 32, "max_positions": 96, "eval_walks": 4}  # fmt: skip  # where p_nbr is reported (0-based target positions)
+               "seq_len": 32, "max_positions": 96, "eval_walks": 4}  # fmt: skip
 
 
 class TrainConfig(TorchConfig):
@@ -158,9 +161,9 @@ def train(config: TrainConfig, run: Run) -> dict:
             }
             for kind, r in ev.items():
                 row[f"eval_loss/{kind}"] = r["loss"]
-                for t in EVAL_POSITIONS:
-                    if t < len(r["p_nbr"]):
-                        row[f"p_nbr/{kind}/t{t}"] = r["p_nbr"][t]
+                for n in EVAL_CONTEXTS:
+                    if n < config.seq_len:
+                        row[f"p_nbr/{kind}/n{n}"] = r["p_nbr"][n - 1]
             history.append(row)
             run.log_metrics(**row)
             run.save_checkpoint({"step": done, "model": model.state_dict(), "history": history,

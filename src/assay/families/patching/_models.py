@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from assay.ml import build_architecture, load_hf_model, load_tokenizer
+from assay.ml import build_architecture, infer_task, load_hf_model, load_tokenizer
 from assay.ml.patching import LoadedModel, from_hf, from_module
 
 from ._errors import PatchingError
@@ -120,9 +120,13 @@ def load_sb3(path: Path) -> LoadedModel:
 
 def load_hf(path: Path) -> LoadedModel:
     """A Hugging Face model directory: a causal LM (next-token logits) or sequence classifier."""
-    task = json.loads((path / "config.json").read_text()).get("architectures") or []
-    classifier = any(a.endswith("ForSequenceClassification") for a in task)
-    model = load_hf_model(path, "sequence-classification" if classifier else "causal-lm")
+    task = infer_task(path)  # from config.json's "architectures"
+    if task not in ("causal-lm", "sequence-classification"):
+        raise PatchingError(
+            f"{path} holds a {task} model; patching reads next-token or class logits, so it "
+            "supports causal LMs and *ForSequenceClassification models"
+        )
+    model = load_hf_model(path, task)
     tokenizer = load_tokenizer(path) if any((path / f).exists() for f in TOKENIZER_FILES) else None
     return from_hf(model, f"HF {type(model).__name__} from {path.name}", tokenizer)
 

@@ -91,6 +91,7 @@ def level_axis(ax, levels, label: str) -> None:
     ax.xaxis.set_major_locator(FixedLocator(levels))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(levels, [str(v) for v in levels], fontsize=7)
+    ax.margins(x=0.06)  # room for the sideways offsets of the outermost series
     ax.set_xlabel(label)
 
 
@@ -103,6 +104,13 @@ def draw_series(ax, xs, ys, i: int, n: int, label: str, yerr=None, color=None):
     err = None if yerr is None else np.where(finite, np.asarray(yerr, float), np.nan)
     line = ax.errorbar(xs[finite], ys[finite], yerr=None if err is None else err[finite],
                        transform=tr, label=label, color=color, **kw)  # fmt: skip
+    # a shifted transform keeps artists out of autoscaling: add the points (and bars) by hand
+    span = np.zeros(int(finite.sum())) if err is None else np.nan_to_num(err[finite])
+    pts = np.concatenate([np.column_stack([xs[finite], ys[finite] - span]),
+                          np.column_stack([xs[finite], ys[finite] + span])])  # fmt: skip
+    if len(pts):
+        ax.update_datalim(pts)
+        ax.autoscale_view()
     return line.lines[0].get_color(), xs[~finite & (ys == -np.inf)], tr
 
 
@@ -222,5 +230,6 @@ def _cutoff_curves(plt, centre_losses, base: int, labels, cutoffs, tau: float, p
     ax.set_yscale("log")
     ax.set(xlabel="landscape level L (extra samples)", ylabel="training loss at the centre",
            title="volume cutoff: first L whose loss exceeds tau (dots)")  # fmt: skip
-    ax.legend(title="model", fontsize=7, title_fontsize=8)
+    ax.legend(title="model", fontsize=7, title_fontsize=8, loc="upper left",
+              bbox_to_anchor=(1.01, 1))  # fmt: skip
     save_figure(fig, path)

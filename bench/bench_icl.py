@@ -1,0 +1,113 @@
+"""Benchmark: all-layer leave-one-out, batched, against the published per-(layer, word) loop.
+
+    ASSAY_NUM_THREADS=1 .venv/bin/python bench/bench_icl.py           # 1 torch thread
+    .venv/bin/python bench/bench_icl.py --words 64 --layers 6 --d-model 128 --threads 2
+
+A 6-layer GPT-2-style model (d_model 128, built from a config: untrained weights time the same
+as trained ones) with a word-level tokenizer reads a 64-word walk on a hierarchical SBM. Both
+sides compute, for every layer 0..6 and every left-out word, the five LOO influences of
+``assay.families.icl._loo``:
+
+* published: one forward of the full context per layer and one batch-1 forward per (layer,
+  left-out word), each read at its one layer: 7 x 65 = 455 forwards;
+* batched (assay): the full context, then all 64 variants (equal length) in one batch; every
+  layer from that one forward: 2 forwards.
+
+Each side runs in its own child process (peak RSS per process is then that side's alone);
+the parent checks the two give the same numbers (rtol 1e-4) before printing the ratio.
+Target: >= 20x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _setup(args):
+    import torch
+
+    from assay.families.icl._graphs import GraphConfig, build_graph, load_words, random_walks
+    from assay.families.icl._lm import LM
+    from assay.ml import build_model, build_word_tokenizer
+
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    graph = build_graph(GraphConfig(kind="hsbm", p_inter=0.1, bridge_penalty=0.3), rng)
+    walk = random_walks(graph, 1, args.words, rng)[0]
+    tok = build_word_tokenizer(load_words("common"), specials={"eos": None})
+    model = build_model("gpt2", vocab_size=len(tok), d_model=args.d_model,
+                        n_layers=args.layers, n_heads=4, max_positions=256, seed=0).eval()  # fmt: skip
+    return LM(model, tok, add_bos=False), graph, walk, [graph.words[i] for i in walk]
+
+
+def child(args) -> None:
+    """Run one side, write its influences and timing to args.out."""
+    from assay.families.icl._loo import loo_batched, loo_reference
+
+    lm, graph, walk, words = _setup(args)
+    fn = loo_batched if args.child == "batched" else loo_reference
+    fn(lm, words[:8], walk[:8], graph)  # warm-up (allocator, kernels)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        res = fn(lm, words, walk, graph)
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    np.savez(args.out, **{f"inf_{k}": v for k, v in res.influence.items()})
+    Path(args.out + ".json").write_text(json.dumps({
+        "seconds": min(times), "forwards": res.forwards, "peak_rss_mb": peak / 1024,
+        "rss_growth_mb": (peak - base_rss) / 1024,
+    }))  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--words", type=int, default=64)
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--threads", type=int, default=int(os.environ.get("ASSAY_NUM_THREADS", 1)))
+    p.add_argument("--repeats", type=int, default=2)  # best of: least disturbed by neighbours
+    p.add_argument("--child", choices=["batched", "published"])
+    p.add_argument("--out")
+    args = p.parse_args()
+    if args.child:
+        return child(args)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_icl."))
+    out = {}
+    for side in ("published", "batched"):
+        path = str(tmp / side)
+        cmd = [sys.executable, __file__, "--child", side, "--out", path, "--words",
+               str(args.words), "--layers", str(args.layers), "--d-model", str(args.d_model),
+               "--threads", str(args.threads), "--repeats", str(args.repeats)]  # fmt: skip
+        subprocess.run(cmd, check=True)
+        out[side] = (np.load(path + ".npz"), json.loads(Path(path + ".json").read_text()))
+    (a, ta), (b, tb) = out["published"], out["batched"]
+    worst = 0.0
+    for k in a.files:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-6, err_msg=k)
+        ok = np.isfinite(a[k])
+        worst = max(worst, float(np.max(np.abs(b[k][ok] - a[k][ok]), initial=0.0)))
+    n = args.layers + 1
+    print(f"all-layer LOO: {args.words}-word context, {args.layers}-layer GPT-2 d_model "
+          f"{args.d_model}, {n} layers x {args.words} left-out words, {args.threads} thread(s)")  # fmt: skip
+    print(f"  published loop : {ta['seconds']:8.2f} s  {ta['forwards']:4d} forwards  "
+          f"peak RSS {ta['peak_rss_mb']:.0f} MB (+{ta['rss_growth_mb']:.0f} MB)")  # fmt: skip
+    print(f"  batched (assay): {tb['seconds']:8.2f} s  {tb['forwards']:4d} forwards  "
+          f"peak RSS {tb['peak_rss_mb']:.0f} MB (+{tb['rss_growth_mb']:.0f} MB)")  # fmt: skip
+    print(f"  identical influences (max |diff| {worst:.1e}); speed-up "
+          f"{ta['seconds'] / tb['seconds']:.1f}x (target >= 20x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Metric curves from ``metrics.jsonl``: per group, mean and a 95% band over seeds at each step.
+
+The band is the t-interval of the mean over the runs that logged that step, the same interval the
+grouped statistics use; a step logged by one run has no band (``lo``/``hi`` are None) and says
+so through ``n``. Non-finite values cannot enter a mean: they are counted and reported in
+``notes``, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._runfiles import as_float
+
+MAX_STEPS = 400  # points per group line; beyond it every k-th logged step is kept (noted)
+RUN_POINTS = 200  # points per run and metric kept for the run-detail chart
+RUN_POINTS_BUDGET = 300_000  # all runs' detail points together; above it they are left out
+SKIP_KEYS = frozenset({"step", "time"})
+
+
+@functools.lru_cache(maxsize=256)
+def _t_crit(n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _thin(steps: list[int], limit: int) -> tuple[list[int], bool]:
+    if len(steps) <= limit:
+        return steps, False
+    k = math.ceil(len(steps) / limit)
+    kept = steps[::k]
+    if kept[-1] != steps[-1]:
+        kept.append(steps[-1])  # the last step is what a reader looks at
+    return kept, True
+
+
+def run_series(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]:
+    """One run's metrics: ``{metric: {step: value}}``; a step logged twice keeps its last value
+    (a resumed run logs again from its checkpoint)."""
+    out: dict[str, dict[int, float]] = {}
+    for row in rows:
+        step = row["step"]
+        for key, value in row.items():
+            if key in SKIP_KEYS:
+                continue
+            x = as_float(value)
+            if x is not None:
+                out.setdefault(key, {})[step] = x
+    return out
+
+
+def aggregate_curves(
+    series: Mapping[str, dict[str, dict[int, float]]],
+    labels: Mapping[str, str],
+) -> dict[str, Any]:
+    """Group curves from per-run series.
+
+    Args:
+        series: run id -> ``run_series`` of that run.
+        labels: run id -> group label (runs without a label are left out).
+
+    Returns:
+        ``{"metrics": [...], "groups": [...], "series": {metric: [{group, steps, mean, lo, hi,
+        n}]}, "notes": [...], "runs": {run id: {metric: [steps, values]}}}``.
+    """
+    groups = list(dict.fromkeys(labels[rid] for rid in series if rid in labels))
+    metrics = sorted({m for s in series.values() for m in s})
+    by_group: dict[str, list[str]] = {g: [] for g in groups}
+    for rid in series:
+        if rid in labels:
+            by_group[labels[rid]].append(rid)
+    notes: list[str] = []
+    out: dict[str, list[dict[str, Any]]] = {}
+    for metric in metrics:
+        lines = []
+        for group in groups:
+            per_step: dict[int, list[float]] = {}
+            for rid in by_group[group]:
+                for step, x in series[rid].get(metric, {}).items():
+                    per_step.setdefault(step, []).append(x)
+            if not per_step:
+                continue
+            steps, thinned = _thin(sorted(per_step), MAX_STEPS)
+            if thinned:
+                notes.append(f"{metric} / {group}: {len(per_step)} logged steps; every "
+                             f"{math.ceil(len(per_step) / MAX_STEPS)}th is drawn")  # fmt: skip
+            mean, lo, hi, ns = [], [], [], []
+            nonfinite = 0
+            for step in steps:
+                vals = [x for x in per_step[step] if math.isfinite(x)]
+                nonfinite += len(per_step[step]) - len(vals)
+                n = len(vals)
+                ns.append(n)
+                if n == 0:
+                    mean.append(None), lo.append(None), hi.append(None)
+                    continue
+                m = sum(vals) / n
+                mean.append(_round(m))
+                if n > 1:
+                    sd = math.sqrt(sum((x - m) ** 2 for x in vals) / (n - 1))
+                    half = _t_crit(n) * sd / math.sqrt(n)
+                    lo.append(_round(m - half)), hi.append(_round(m + half))
+                else:
+                    lo.append(None), hi.append(None)
+            if nonfinite:
+                notes.append(f"{metric} / {group}: {nonfinite} non-finite value(s) (nan/inf) "
+                             "left out of the mean")  # fmt: skip
+            if max(ns) == 1:
+                notes.append(f"{metric} / {group}: one run per step, no band")
+            lines.append({"group": group, "steps": steps, "mean": mean, "lo": lo, "hi": hi,
+                          "n": ns})  # fmt: skip
+        out[metric] = lines
+    return {"metrics": metrics, "groups": groups, "series": out, "notes": notes,
+            "runs": _run_points(series, notes)}  # fmt: skip
+
+
+def _run_points(
+    series: Mapping[str, dict[str, dict[int, float]]], notes: list[str]
+) -> dict[str, dict[str, list[list[Any]]]]:
+    """Each run's own curves for its detail view, thinned; left out above the budget."""
+    total = sum(min(len(v), RUN_POINTS) for s in series.values() for v in s.values())
+    if total > RUN_POINTS_BUDGET:
+        notes.append(f"per-run curves left out of the run details: {total:,} points exceed the "
+                     f"budget of {RUN_POINTS_BUDGET:,} (the group curves cover every run)")  # fmt: skip
+        return {}
+    out: dict[str, dict[str, list[list[Any]]]] = {}
+    for rid, s in series.items():
+        per: dict[str, list[list[Any]]] = {}
+        for metric, values in s.items():
+            steps, _ = _thin(sorted(values), RUN_POINTS)
+            per[metric] = [steps, [_round(values[st]) if math.isfinite(values[st])
+                                   else str(values[st]) for st in steps]]  # fmt: skip
+        out[rid] = per
+    return out

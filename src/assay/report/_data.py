@@ -1,0 +1,331 @@
+"""The report's data record: every number the HTML shows, computed here and tested here.
+
+:func:`collect` plans the suite (or takes every run of a stage), reads the store once and the
+run folders through a :class:`~._runfiles.RunFiles` cache, and calls the engine's analysis
+(``summarize``, ``compare_groups``) for the statistics. The result is plain JSON data; the
+renderer (:mod:`._html`) only draws it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._analysis import (
+    compare_groups,
+    flatten,
+    group_columns,
+    metric_columns,
+    records_frame,
+    seed_column,
+    summarize,
+)
+from .._analysis import _labels as analysis_labels
+from .._errors import AssayError
+from .._run import RunRecord, RunStatus
+from .._store import Store, resolve_store
+from ._curves import aggregate_curves, run_series
+from ._families import family_sections
+from ._provenance import provenance_summary
+from ._runfiles import RunFiles
+
+MAX_RESULT_COLUMNS = 40  # wider tables stop being readable; the rest is in each run's detail
+MAX_FAILURES = 100  # failures shown with their tails; the table's state filter lists all
+MAX_STATS_ROWS = 1_000  # rows of the statistics table (10,000 one-seed groups would be noise)
+ERROR_TAIL_LINES = 25
+LOG_TAIL_LINES = 8
+NONFINITE = ("nan", "inf", "-inf")
+
+
+def collect(
+    *,
+    root: str | Path = "runs",
+    store: str | Store | None = None,
+    suite: Any = None,
+    overrides: Sequence[str] = (),
+    stage: str | None = None,
+    seeds: Sequence[int] | None = None,
+    imports: Sequence[str] = (),
+    trust_imports: bool = False,
+    baseline: str | None = None,
+    families: bool = True,
+    files: RunFiles | None = None,
+) -> dict[str, Any]:
+    """Everything the report shows, as JSON-able data.
+
+    Args:
+        suite: a suite (path or object): its planned runs, recorded or not. Exactly one of
+            ``suite`` and ``stage``.
+        stage: every recorded run of this stage.
+        baseline: ``key=value[,key=value]`` of the group the tests compare against (default
+            the first group).
+        families: add the sections of the families whose stages ran (their analyze hooks).
+        files: a cache of parsed run files, kept by ``assay serve`` between refreshes.
+    """
+    from .._api import as_suite, plan_rows, plan_suite
+
+    if (suite is None) == (stage is None):
+        raise AssayError("a report needs a suite file or --stage NAME (exactly one of them)")
+    files = files or RunFiles()
+    t0 = time.perf_counter()
+    opened = resolve_store(store, root)
+    try:
+        plan: dict[str, Any] | None = None
+        if suite is not None:
+            suite = as_suite(suite)
+            planned = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
+                                 seeds=list(seeds) if seeds else None)  # fmt: skip
+            rows = plan_rows(planned, opened)
+            known = opened.get_many(r.id for r in planned)
+            records = [known.get(p.id) or RunRecord(p.id, p.stage, RunStatus.PENDING,
+                                                    json.loads(p.config_json))
+                       for p in planned]  # fmt: skip
+            index = {p.id: p.index for p in planned}
+            plan = _plan(suite, overrides, planned, rows)
+            title = f"assay report: {suite.name}"
+        else:
+            records = opened.query(stage=stage)
+            if not records:
+                raise AssayError(f"no recorded runs of stage {stage!r} in {opened.url}; "
+                                 "`assay ls` lists the recorded runs")  # fmt: skip
+            index = {r.id: i for i, r in enumerate(records)}
+            title = f"assay report: stage {stage}"
+        url = opened.url
+    finally:
+        if not isinstance(store, Store):
+            opened.close()
+    now = time.time()
+    prov = {r.id: files.json(r.dir / "provenance.json") if r.dir else None for r in records}
+    df = records_frame(records)
+    done = df[df["status"] == RunStatus.DONE.value]
+    flat = {r.id: _flat(r) for r in records}
+    stats = _statistics(done, flat, baseline)
+    labels = _group_labels(df, done)
+    table = _table(df, records, flat, index, prov, now)
+    live = [r for r in records if r.status in (RunStatus.DONE, RunStatus.RUNNING) and r.dir]
+    series = {r.id: run_series(files.metrics(r.dir / "metrics.jsonl")) for r in live}
+    curves = aggregate_curves({k: v for k, v in series.items() if v}, labels)
+    problems: list[str] = []
+    sections = []
+    if families:
+        sections = family_sections([r for r in records if r.status is RunStatus.DONE], problems)
+    return _jsonable({
+        "title": title,
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "generated_s": round(now, 3),
+        "source": {"root": str(Path(root).resolve()), "store": url, "stage": stage,
+                   "suite": None if suite is None else suite.name},
+        "plan": plan,
+        "counts": dict(Counter(r.status.value for r in records)),
+        "table": table,
+        "detail": _details(records, prov),
+        "running": _running(records, files, now),
+        "stats": stats,
+        "curves": curves,
+        "provenance": provenance_summary(records, prov),
+        "failures": _failures(records, df, table["param_keys"], files),
+        "families": sections,
+        "problems": problems,
+        "build_s": round(time.perf_counter() - t0, 3),
+    })  # fmt: skip
+
+
+def _plan(suite: Any, overrides: Sequence[str], planned: Sequence[Any], rows: Sequence[Any]):
+    top = Counter(r.state.value for r in rows if not r.upstream)
+    up = Counter(r.state.value for r in rows if r.upstream)
+    return {
+        "name": suite.name, "stage": suite.stage, "description": suite.description,
+        "path": str(suite.path) if suite.path else None, "sweep": suite.sweep,
+        "config": suite.config, "overrides": list(overrides), "n_runs": len(planned),
+        "states": dict(top), "upstream_states": dict(up),
+        "upstream_stages": sorted({r.stage for r in rows if r.upstream}),
+    }  # fmt: skip
+
+
+def _group_labels(df: Any, done: Any) -> dict[str, str]:
+    """Run id -> group label, grouped as the statistics group (config minus seed, by the
+    columns that vary among finished runs), so a curve and its statistics row match."""
+    if df.empty:
+        return {}
+    groups = group_columns(done) if len(done) else group_columns(df)
+    return dict(zip(df["id"], analysis_labels(df, groups), strict=True))
+
+
+def _statistics(
+    done: Any, flat: dict[str, dict[str, Any]], baseline: str | None
+) -> dict[str, Any]:
+    """Mean and 95% CI per group and metric (the engine's ``summarize``), each row flagged with
+    what it cannot say (one seed: no interval; non-finite values left out), and the tests
+    against the baseline (``compare_groups``: Welch, and paired over shared seeds; Holm)."""
+    if done.empty:
+        return {"summary": [], "comparison": [], "metrics": [], "baseline": None,
+                "notes": ["no finished runs yet: statistics appear when runs finish"]}  # fmt: skip
+    summary = summarize(done)
+    comparison = compare_groups(done, baseline)
+    labels = dict(zip(done["id"], analysis_labels(done, group_columns(done)), strict=True))
+    nonfinite: Counter[tuple[str, str]] = Counter()
+    for metric in metric_columns(done):
+        for rid in done["id"]:
+            value = flat[rid].get(metric)
+            if isinstance(value, float) and not math.isfinite(value):
+                nonfinite[(labels[rid], metric.removeprefix("results."))] += 1
+    rows = summary.to_dict("records")
+    notes = []
+    for row in rows:
+        row["nonfinite"] = nonfinite.get((row["group"], row["metric"]), 0)
+        row["flag"] = "; ".join(filter(None, [
+            "one seed: no interval" if row["n"] < 2 else "",
+            f"{row['nonfinite']} non-finite value(s) left out" if row["nonfinite"] else "",
+        ]))  # fmt: skip
+    shown = {(r["group"], r["metric"]) for r in rows}
+    for group, metric in sorted(set(nonfinite) - shown):
+        notes.append(f"{metric} / {group}: every value is non-finite; no mean")
+    if len(rows) > MAX_STATS_ROWS:
+        notes.append(f"showing {MAX_STATS_ROWS} of {len(rows)} (group, metric) rows")
+        rows = rows[:MAX_STATS_ROWS]
+    comp = comparison.to_dict("records") if not comparison.empty else []
+    return {
+        "summary": rows, "comparison": comp[:MAX_STATS_ROWS],
+        "metrics": list(dict.fromkeys(r["metric"] for r in rows)),
+        "baseline": comp[0]["baseline"] if comp else None, "notes": notes,
+        "seed_column": (seed_column(done) or "").removeprefix("config.") or None,
+    }  # fmt: skip
+
+
+def _flat(rec: RunRecord) -> dict[str, Any]:
+    """A run's config and results as ``config.<key>``/``results.<key>`` cells. Unlike the
+    DataFrame, a missing result stays missing here and a nan result stays "nan"."""
+    row: dict[str, Any] = {}
+    flatten(rec.config, "config.", row)
+    flatten(rec.results or {}, "results.", row)
+    return row
+
+
+def _table(
+    df: Any,
+    records: Sequence[RunRecord],
+    flat: dict[str, dict[str, Any]],
+    index: dict[str, int],
+    prov: dict[str, Any],
+    now: float,
+) -> dict[str, Any]:
+    """The runs table: one row per run, columns described once, values as row arrays."""
+    params = group_columns(df) if len(df) else []
+    seed = seed_column(df) if len(df) else None
+    if seed and seed not in params:
+        params.append(seed)
+    results = list(dict.fromkeys(k for r in records for k in flat[r.id]
+                                 if k.startswith("results.")))  # fmt: skip
+    notes = []
+    if len(results) > MAX_RESULT_COLUMNS:
+        notes.append(f"{len(results)} result keys: the table shows the first "
+                     f"{MAX_RESULT_COLUMNS}; each run's detail has all of them")  # fmt: skip
+        results = results[:MAX_RESULT_COLUMNS]
+    columns = [{"key": "index", "label": "#", "kind": "meta"},
+               {"key": "id", "label": "id", "kind": "meta"},
+               {"key": "state", "label": "state", "kind": "meta"}]  # fmt: skip
+    columns += [{"key": c, "label": c.removeprefix("config."), "kind": "param"} for c in params]
+    columns += [{"key": c, "label": c.removeprefix("results."), "kind": "result"}
+                for c in results]  # fmt: skip
+    columns += [{"key": "duration_s", "label": "duration_s", "kind": "meta"},
+                {"key": "attempts", "label": "attempts", "kind": "meta"},
+                {"key": "commit", "label": "commit", "kind": "meta"}]  # fmt: skip
+    rows = []
+    for rec in records:
+        cells = flat[rec.id]
+        git = (prov.get(rec.id) or {}).get("git") or {}
+        duration = rec.duration_s
+        if duration is None and rec.status is RunStatus.RUNNING and rec.started:
+            duration = now - rec.started
+        commit = (git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else "")
+        row = [index.get(rec.id), rec.id, rec.status.value]
+        row += [_cell(cells.get(c)) for c in [*params, *results]]
+        row += [None if duration is None else round(duration, 3), rec.attempts, commit or None]
+        rows.append(row)
+    for j, c in enumerate(columns):
+        vals = [row[j] for row in rows if row[j] is not None]
+        c["numeric"] = bool(vals) and all(_is_number(v) for v in vals)
+    return {"columns": columns, "rows": rows, "notes": notes,
+            "param_keys": [c.removeprefix("config.") for c in params]}  # fmt: skip
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) or v in NONFINITE
+
+
+def _cell(value: Any) -> Any:
+    """A table cell as JSON: numbers, short strings; non-finite floats as "nan"/"inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
+    return str(value)
+
+
+def _details(records: Sequence[RunRecord], prov: dict[str, Any]) -> dict[str, Any]:
+    """Per run: the full config and results, and its provenance in a few fields."""
+    out = {}
+    for r in records:
+        p = prov.get(r.id) or {}
+        git = p.get("git") or {}
+        out[r.id] = {
+            "stage": r.stage, "config": r.config, "results": r.results, "error": r.error,
+            "dir": str(r.dir) if r.dir else None,
+            "provenance": {"commit": git.get("commit"), "dirty": git.get("dirty"),
+                           "host": p.get("host"), "python": p.get("python"),
+                           "device": p.get("device"), "started": p.get("time_start_iso"),
+                           "attempt": p.get("attempt")} if p else None,
+        }  # fmt: skip
+    return out
+
+
+def _running(records: Sequence[RunRecord], files: RunFiles, now: float) -> list[dict[str, Any]]:
+    out = []
+    for r in records:
+        if r.status is not RunStatus.RUNNING:
+            continue
+        progress = files.json(r.dir / "progress.json") if r.dir else None
+        out.append({"id": r.id, "progress": progress,
+                    "heartbeat_age_s": round(now - r.heartbeat, 1) if r.heartbeat else None,
+                    "running_s": round(now - r.started, 1) if r.started else None})  # fmt: skip
+    return out
+
+
+def _failures(
+    records: Sequence[RunRecord], df: Any, param_keys: Sequence[str], files: RunFiles
+) -> dict[str, Any]:
+    failed = [r for r in records if r.status is RunStatus.FAILED]
+    cols = [f"config.{k}" for k in param_keys]
+    params = {row["id"]: {k.removeprefix("config."): row[k] for k in cols}
+              for row in df[df["status"] == "failed"][["id", *cols]].to_dict("records")}  # fmt: skip
+    shown = []
+    for r in failed[:MAX_FAILURES]:
+        shown.append({
+            "id": r.id, "attempts": r.attempts, "error": r.error, "params": params.get(r.id, {}),
+            "error_tail": files.tail(r.dir / "error.txt", ERROR_TAIL_LINES) if r.dir else None,
+            "log_tail": files.tail(r.dir / "log.txt", LOG_TAIL_LINES) if r.dir else None,
+        })  # fmt: skip
+    return {"n": len(failed), "shown": shown}
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON: non-finite floats become "nan"/"inf"/"-inf" (JSON has no literal for them;
+    the page shows them as such), numpy scalars become numbers, tuples lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays (Plotly figures hold arrays)
+        return _jsonable(obj.tolist())
+    return str(obj)

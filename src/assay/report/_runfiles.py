@@ -1,0 +1,86 @@
+"""Reading what runs left in their folders (provenance, metrics, error and log tails), cached.
+
+``assay serve`` rebuilds the report every few seconds while a suite runs; a file is parsed again
+only when its size or modification time changed, so a refresh of a 1,000-run suite rereads the
+few files of the runs in flight, not all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+TAIL_BYTES = 16_384  # an error or log tail never needs more than the end of the file
+
+
+class RunFiles:
+    """Parsed run files keyed by path and (mtime, size). One per report builder or server."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[tuple[int, int], Any]] = {}
+
+    def _cached(self, kind: str, path: Path, parse: Any) -> Any:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        key = (kind, str(path))
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        try:
+            value = parse(path)
+        except (OSError, ValueError):
+            value = None  # a file being replaced right now: read it on the next refresh
+        self._cache[key] = (stamp, value)
+        return value
+
+    def json(self, path: Path) -> Any:
+        return self._cached("json", path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+
+    def metrics(self, path: Path) -> list[dict[str, Any]]:
+        """The lines of ``metrics.jsonl``; a partly written last line is left for later."""
+        return self._cached("metrics", path, _read_metrics) or []
+
+    def tail(self, path: Path, lines: int) -> str | None:
+        return self._cached(f"tail{lines}", path, lambda p: _tail(p, lines))
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # being appended right now
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                out.append(row)
+    return out
+
+
+def _tail(path: Path, lines: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - TAIL_BYTES))
+        text = f.read().decode("utf-8", errors="replace")
+    return "\n".join(text.rstrip("\n").split("\n")[-lines:])
+
+
+def as_float(value: Any) -> float | None:
+    """A metric value as a float: numbers, and the strings JSON uses for nan/inf; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        return _NONFINITE.get(value)
+    return None
