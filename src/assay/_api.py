@@ -70,7 +70,7 @@ def plan_suite(
 def plan_rows(runs: Sequence[PlannedRun], store: Store | None) -> list[PlanRow]:
     """Every planned run, upstream runs first, with its state in ``store`` (for --dry-run)."""
     ids = {r.id for top in runs for r in top.closure()}
-    known = store.get_many(ids) if store is not None else {}
+    known = store.get_many(ids, light=True) if store is not None else {}
     rows: list[PlanRow] = []
     seen: set[str] = set()
     for top in runs:
@@ -107,7 +107,8 @@ def run_suite(
     run_options, selection = split_options(options)
     runs = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
                       selection=selection)  # fmt: skip
-    display = ProgressDisplay(runs, root=run_options.root, enabled=progress)
+    display = ProgressDisplay(runs, root=run_options.root, store=run_options.store,
+                              enabled=progress)
     outcomes: list[Outcome] = []
     try:
         modules = (*imports, *suite.imports) if trust_imports else tuple(imports)

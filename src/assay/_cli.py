@@ -244,7 +244,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     with store:
         rows = [r for r in plan_rows(runs, store) if not r.upstream]
-        records = store.get_many(r.id for r in rows)
+        records = store.get_many((r.id for r in rows if r.state.value != "done"), light=True)
     states: dict[str, int] = {}
     for r in rows:
         states[r.state.value] = states.get(r.state.value, 0) + 1
@@ -270,9 +270,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         raise AssayError(_no_runs(args))
     with store:
         status = RunStatus(args.status) if args.status else None
-        records = store.query(stage=args.stage, status=status)
+        records = store.query(stage=args.stage, status=status, light=True)
+    total = len(records)
     records = records[-args.limit :] if args.limit else records
-    _table(f"{len(records)} run(s)", ["id", "stage", "status", "attempts", "duration_s"],
+    title = f"{total} run(s)" + (f", the last {len(records)} shown (--limit 0 for all)"
+                                 if len(records) < total else "")  # fmt: skip
+    _table(title, ["id", "stage", "status", "attempts", "duration_s"],
            [(r.id, r.stage, r.status.value, r.attempts, r.duration_s) for r in records])  # fmt: skip
     return 0
 
@@ -430,7 +433,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--stage", default=None)
     p.add_argument("--status", default=None, choices=["pending", "running", "done", "failed"])
-    p.add_argument("--limit", type=int, default=0, help="only the last N")
+    p.add_argument("--limit", type=int, default=DRY_RUN_ROWS,
+                   help=f"show the last N (default {DRY_RUN_ROWS}; 0: all)")  # fmt: skip
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("show", help="one run: config, results, provenance, files")

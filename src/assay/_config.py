@@ -137,9 +137,14 @@ def _identity_value(value: Any) -> Any:
         return [_identity_value(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _identity_value(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value  # the common case: skip pydantic's serializer
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
-    return pydantic.TypeAdapter(Any).dump_python(value, mode="json")
+    return _ANY.dump_python(value, mode="json")
+
+
+_ANY = pydantic.TypeAdapter(Any)  # built once: a TypeAdapter per value cost 0.2 ms
 
 
 def run_id(stage: str, version: int, config: StageConfig) -> str:

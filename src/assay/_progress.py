@@ -2,9 +2,9 @@
 
 Besides one line per finished run (named by its varying parameters, not only its hash), the
 terminal display shows every run in flight, upstream runs included, with the counter the stage
-reports through ``run.progress()`` and an ETA. Runs execute in other processes too, so the
-display reads each in-flight run's ``progress.json`` (written atomically, throttled) from a
-background thread.
+reports through ``run.progress()`` and an ETA. Runs execute in other processes too, so a
+background thread asks the store which of the suite's runs are running and reads their
+``progress.json`` (written atomically, throttled by the run).
 """
 
 from __future__ import annotations
@@ -45,16 +45,17 @@ class ProgressDisplay:
         runs: Sequence[PlannedRun],
         *,
         root: str | Path = "runs",
+        store: str | None = None,
         stream: TextIO | None = None,
         enabled: bool = True,
     ) -> None:
+        self.store_url = store
         self.total = len(runs)
         self.count = 0
         self.root = Path(root)
         self.stream = stream or sys.stdout
         self.enabled = enabled
         self.by_id = {r.id: r for top in runs for r in top.closure()}
-        self.open_ids = list(self.by_id)
         self._rich: Any = None
         self._live: dict[str, Any] = {}
         self._stop = threading.Event()
@@ -92,15 +93,32 @@ class ProgressDisplay:
             print(line, file=self.stream, flush=True)
 
     def _poll(self) -> None:
-        """Show a bar for each run that has a progress.json (it is in flight somewhere)."""
-        while not self._stop.wait(POLL_S):
-            for rid in self.open_ids:
-                path = self.root / rid / PROGRESS_FILE
+        """Show a bar for each of the suite's runs that the store says is running."""
+        from ._run import RunStatus
+        from ._store import resolve_store
+
+        store = None
+        try:
+            while not self._stop.wait(POLL_S):
+                if store is None:
+                    if not (self.store_url or (self.root / "assay.db").exists()):
+                        continue
+                    store = resolve_store(self.store_url, self.root)
                 try:
-                    info = read_json(path)
-                except (OSError, ValueError):
+                    running = {r.id for r in store.query(status=RunStatus.RUNNING, light=True)}
+                except Exception:  # the display must never break a suite
+                    continue
+                for rid in [*self._live, *(r for r in running if r in self.by_id)]:
                     info = None
-                self._show(rid, info)
+                    if rid in running:
+                        try:
+                            info = read_json(self.root / rid / PROGRESS_FILE)
+                        except (OSError, ValueError):
+                            info = {}
+                    self._show(rid, info)
+        finally:
+            if store is not None:
+                store.close()
 
     def _show(self, rid: str, info: dict[str, Any] | None) -> None:
         task = self._live.get(rid)
@@ -109,10 +127,12 @@ class ProgressDisplay:
                 self._rich.remove_task(task)
                 del self._live[rid]
             return
+        from rich.markup import escape
+
         label = f"  {describe(self.by_id[rid])}"
         if info.get("desc"):
-            label += f" [{info['desc']}]"
-        label += eta(info)
+            label += f" ({info['desc']})"
+        label = escape(label + eta(info))
         if task is None:
             self._live[rid] = self._rich.add_task(label, total=info.get("total"),
                                                   completed=info.get("n") or 0)  # fmt: skip

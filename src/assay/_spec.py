@@ -38,18 +38,25 @@ class PlannedRun:
     index: int
     id: str
     stage: str
-    config_json: str
     params: dict[str, Any]
     upstream: tuple[UpstreamLink, ...] = ()
     _config: StageConfig | None = dataclasses.field(default=None, repr=False, compare=False)
+    _config_json: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def config(self) -> StageConfig:
-        """The typed config, validated from ``config_json`` once per process."""
+        """The typed config, validated from its JSON once per process."""
         if self._config is None:
             cls = get_stage(self.stage).config_cls
             object.__setattr__(self, "_config", cls.model_validate_json(self.config_json))
         return self._config  # type: ignore[return-value]
+
+    @property
+    def config_json(self) -> str:
+        """The full config as JSON, serialised once, when first needed (a dry run never)."""
+        if self._config_json is None:
+            object.__setattr__(self, "_config_json", self.config.model_dump_json())
+        return self._config_json  # type: ignore[return-value]
 
     def closure(self) -> list[PlannedRun]:
         """Upstream runs first (depth-first, each once), then this run."""
@@ -68,13 +75,13 @@ class PlannedRun:
 
     def __getstate__(self) -> dict[str, Any]:
         # Only JSON crosses a process boundary: the worker validates it into its own config.
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init
-                and f.name != "_config"}  # fmt: skip
+        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        state.update(_config=None, _config_json=self.config_json)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             object.__setattr__(self, name, value)
-        object.__setattr__(self, "_config", None)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlannedRun) and (self.id, self.index) == (other.id, other.index)
@@ -103,7 +110,8 @@ def plan_config(
     links: list[UpstreamLink] = []
     for name, value in config.upstream().items():
         for key, sub in _upstream_items(value, name):
-            sub_id = run_id(stage_for_config(sub).name, stage_for_config(sub).version, sub)
+            sub_entry = stage_for_config(sub)
+            sub_id = run_id(sub_entry.name, sub_entry.version, sub)
             planned = _cache.get(sub_id) if _cache is not None else None
             if planned is None:
                 planned = plan_config(sub, index=index, _cache=_cache)
@@ -114,7 +122,6 @@ def plan_config(
         index=index,
         id=rid,
         stage=entry.name,
-        config_json=config.model_dump_json(),
         params=dict(params or {}),
         upstream=tuple(links),
         _config=config,

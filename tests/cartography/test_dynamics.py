@@ -79,9 +79,16 @@ def test_multilabel_probability():
 
 def test_qa_windows_reduce_to_best_answer_window():
     # 2 examples; example 0 has windows 0 (answer), 1 (no answer), 2 (answer)
-    wdyn = Dynamics(["w0", "w1", "w2", "w3"], np.zeros(4), np.array([[0.3, 0.99, 0.6, 0.5]],
-                    dtype=np.float32), np.array([[False, True, True, False]]), None, "qa")
-    dyn, excluded = reduce_windows(wdyn, np.array([0, 0, 0, 1]),
-                                   np.array([True, False, True, False]), ["e0", "e1"])
+    wdyn = Dynamics(
+        ["w0", "w1", "w2", "w3"],
+        np.zeros(4),
+        np.array([[0.3, 0.99, 0.6, 0.5]], dtype=np.float32),
+        np.array([[False, True, True, False]]),
+        None,
+        "qa",
+    )
+    dyn, excluded = reduce_windows(
+        wdyn, np.array([0, 0, 0, 1]), np.array([True, False, True, False]), ["e0", "e1"]
+    )
     assert dyn.ids == ["e0"] and excluded == ["e1"]  # e1's window lacks the answer: unmapped
     assert dyn.gold_prob[0, 0] == pytest.approx(0.6) and dyn.correct[0, 0]

@@ -22,18 +22,41 @@ def _setup(tmp_path):
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 50, (N, T), generator=g)
     labels = torch.randint(0, 3, (N,), generator=g)
-    model = build_model("bert", vocab_size=50, d_model=16, n_layers=1, n_heads=2,
-                        max_positions=T, task="sequence-classification", num_labels=3, seed=0,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    ds = datasets.Dataset.from_dict({
-        "input_ids": ids.tolist(), "attention_mask": torch.ones(N, T, dtype=torch.long).tolist(),
-        "labels": labels.tolist(), "example_idx": list(range(N)),
-        "text": [f"row {i}" for i in range(N)],  # a string column the Trainer must prune
-    })
+    model = build_model(
+        "bert",
+        vocab_size=50,
+        d_model=16,
+        n_layers=1,
+        n_heads=2,
+        max_positions=T,
+        task="sequence-classification",
+        num_labels=3,
+        seed=0,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    ds = datasets.Dataset.from_dict(
+        {
+            "input_ids": ids.tolist(),
+            "attention_mask": torch.ones(N, T, dtype=torch.long).tolist(),
+            "labels": labels.tolist(),
+            "example_idx": list(range(N)),
+            "text": [f"row {i}" for i in range(N)],  # a string column the Trainer must prune
+        }
+    )
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=N, num_train_epochs=EPOCHS,
-        learning_rate=LR, save_strategy="no", report_to=[], logging_strategy="no",
-        use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0)
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=N,
+        num_train_epochs=EPOCHS,
+        learning_rate=LR,
+        save_strategy="no",
+        report_to=[],
+        logging_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+    )
     return model, ds, args, ids, labels
 
 
@@ -83,5 +106,6 @@ def test_eval_pass_mode_records_without_dropout(tmp_path):
     model.eval()
     with torch.no_grad():
         last = torch.softmax(model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits, -1)
-    np.testing.assert_allclose(cb.dynamics.gold_prob[-1], last[torch.arange(N), labels].numpy(),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        cb.dynamics.gold_prob[-1], last[torch.arange(N), labels].numpy(), rtol=1e-4
+    )

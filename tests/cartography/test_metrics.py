@@ -60,19 +60,29 @@ def test_equal_to_reference_loop(kw):
 
 
 def test_median_regions_and_counts():
-    m = {"confidence": np.array([0.9, 0.8, 0.1, 0.2, 0.5, 0.5]),
-         "variability": np.array([0.01, 0.02, 0.03, 0.04, 0.3, 0.4]),
-         "never_learned": np.zeros(6, dtype=bool)}
+    m = {
+        "confidence": np.array([0.9, 0.8, 0.1, 0.2, 0.5, 0.5]),
+        "variability": np.array([0.01, 0.02, 0.03, 0.04, 0.3, 0.4]),
+        "never_learned": np.zeros(6, dtype=bool),
+    }
     # variability median 0.035 -> the last three are ambiguous; confidence median 0.5
-    assert median_regions(m).tolist() == ["easy", "easy", "hard", "ambiguous", "ambiguous",
-                                          "ambiguous"]
+    assert median_regions(m).tolist() == [
+        "easy",
+        "easy",
+        "hard",
+        "ambiguous",
+        "ambiguous",
+        "ambiguous",
+    ]
     assert region_counts(m)["median"] == {"easy": 2, "hard": 1, "ambiguous": 3}
 
 
 def test_top_fraction_ties_keep_dataset_order_and_reference_count():
-    m = {"confidence": np.array([0.5, 0.5, 0.5, 0.5, 0.1, 0.9]),
-         "variability": np.array([0.2, 0.2, 0.2, 0.2, 0.0, 0.0]),
-         "never_learned": np.zeros(6, dtype=bool)}
+    m = {
+        "confidence": np.array([0.5, 0.5, 0.5, 0.5, 0.1, 0.9]),
+        "variability": np.array([0.2, 0.2, 0.2, 0.2, 0.0, 0.0]),
+        "never_learned": np.zeros(6, dtype=bool),
+    }
     # 0.5 * 6 = 3 most ambiguous among four tied at 0.2: the first three in dataset order
     assert top_fraction_subset(m, "ambiguous", 0.5).tolist() == [0, 1, 2]
     assert top_fraction_subset(m, "ambiguous", 0.5, reference_count=True).tolist() == [0, 1, 2, 3]

@@ -9,15 +9,17 @@ import sys
 
 import numpy as np
 import pytest
+from cartography_marks import needs_scattertext, needs_spam
 
 import assay
 from assay.families.cartography._dynamics import Dynamics
 from assay.families.cartography.stages import ClusterConfig, DynamicsConfig, StrategyConfig
 from assay.testing import check_stage
 
-from cartography_marks import needs_scattertext, needs_spam
-
-POS, NEG = "good great fine lovely superb".split(), "bad awful poor dull terrible".split()
+POS, NEG = (
+    ["good", "great", "fine", "lovely", "superb"],
+    ["bad", "awful", "poor", "dull", "terrible"],
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,13 @@ def csv_path(tmp_path_factory):
             y = int(rng.integers(2))
             words = list(rng.choice(POS if y else NEG, 3)) + list(rng.choice(POS + NEG, 2))
             flip = rng.random() < 0.1  # some label noise: hard-to-learn examples
-            w.writerow([f"u{i}", " ".join(words), ("pos" if y else "neg") if not flip
-                        else ("neg" if y else "pos")])
+            w.writerow(
+                [
+                    f"u{i}",
+                    " ".join(words),
+                    ("pos" if y else "neg") if not flip else ("neg" if y else "pos"),
+                ]
+            )
     return str(path)
 
 
@@ -44,10 +51,13 @@ def test_dynamics_stage_writes_map_and_reference_files(csv_path, root):
     rec = assay.run_config(DynamicsConfig(data=_data(csv_path), epochs=3), root=root)
     assert rec.status is assay.RunStatus.DONE, rec.error
     dyn = Dynamics.load(rec.artifact("dynamics.npz"))
-    assert dyn.gold_prob.shape == (rec.results["n_train"], 3) [::-1]
+    assert dyn.gold_prob.shape == (rec.results["n_train"], 3)[::-1]
     assert all(i.startswith("u") for i in dyn.ids)
     assert sorted(p.name for p in (rec.dir / "artifacts" / "training_dynamics").iterdir()) == [
-        "dynamics_epoch_0.jsonl", "dynamics_epoch_1.jsonl", "dynamics_epoch_2.jsonl"]
+        "dynamics_epoch_0.jsonl",
+        "dynamics_epoch_1.jsonl",
+        "dynamics_epoch_2.jsonl",
+    ]
     counts = json.loads(rec.artifact("regions.json").read_text())["median"]
     assert sum(counts.values()) == len(dyn.ids)
     assert rec.artifact("datamap.png").stat().st_size > 10_000
@@ -57,12 +67,15 @@ def test_dynamics_stage_writes_map_and_reference_files(csv_path, root):
 def test_strategies_reuse_one_dynamics_run_and_record_what_they_did(csv_path, root):
     dyn_cfg = DynamicsConfig(data=_data(csv_path), epochs=3)
     base = dict(data=_data(csv_path), epochs=2, dynamics=dyn_cfg)
-    recs = {name: assay.run_config(StrategyConfig(**base, **kw), root=root) for name, kw in {
-        "baseline": {},
-        "f25": {"filter": {"kind": "cartography", "top_fraction": 0.25}},
-        "f50": {"filter": {"kind": "cartography", "top_fraction": 0.5}},
-        "smooth_weight": {"smoothing": {"smoothing_factor": 0.6}, "weighting": {}},
-    }.items()}
+    recs = {
+        name: assay.run_config(StrategyConfig(**base, **kw), root=root)
+        for name, kw in {
+            "baseline": {},
+            "f25": {"filter": {"kind": "cartography", "top_fraction": 0.25}},
+            "f50": {"filter": {"kind": "cartography", "top_fraction": 0.5}},
+            "smooth_weight": {"smoothing": {"smoothing_factor": 0.6}, "weighting": {}},
+        }.items()
+    }
     for r in recs.values():
         assert r.status is assay.RunStatus.DONE, r.error
     stages = [r.stage for r in assay.load_runs(root, status=None).itertuples()]
@@ -83,28 +96,46 @@ def test_strategies_reuse_one_dynamics_run_and_record_what_they_did(csv_path, ro
 
 def test_mismatched_and_missing_dynamics_fail_clearly(csv_path, root, tmp_path):
     dyn = DynamicsConfig(data={**_data(csv_path), "max_train_examples": 100}, epochs=2)
-    rec = assay.run_config(StrategyConfig(data=_data(csv_path), dynamics=dyn, epochs=1,
-                                          filter={"kind": "cartography"}), root=root)
+    rec = assay.run_config(
+        StrategyConfig(
+            data=_data(csv_path), dynamics=dyn, epochs=1, filter={"kind": "cartography"}
+        ),
+        root=root,
+    )
     assert rec.status is assay.RunStatus.FAILED
     assert "cover 100 of the" in rec.error and "cartography_dynamics_" in rec.error
-    rec = assay.run_config(StrategyConfig(data=_data(csv_path), epochs=1,
-                                          dynamics_dir=str(tmp_path / "nowhere"),
-                                          weighting={}), root=root)
+    rec = assay.run_config(
+        StrategyConfig(
+            data=_data(csv_path), epochs=1, dynamics_dir=str(tmp_path / "nowhere"), weighting={}
+        ),
+        root=root,
+    )
     assert rec.status is assay.RunStatus.FAILED and "does not exist" in rec.error
 
 
 def test_reference_dynamics_dir_and_cluster_filter(csv_path, root, tmp_path):
     dyn_rec = assay.run_config(DynamicsConfig(data=_data(csv_path), epochs=3), root=root)
-    cluster = ClusterConfig(data=_data(csv_path), dynamics=DynamicsConfig(data=_data(csv_path),
-                            epochs=3), min_cluster_size=10)
-    rec = assay.run_config(StrategyConfig(
-        data=_data(csv_path), epochs=1, dynamics_dir=str(dyn_rec.dir / "artifacts"),
-        filter={"kind": "subset", "region": "easy", "fraction": 0.5},
-        cluster=cluster, cluster_filter={"exclude_clusters": [-1]}), root=root)
+    cluster = ClusterConfig(
+        data=_data(csv_path),
+        dynamics=DynamicsConfig(data=_data(csv_path), epochs=3),
+        min_cluster_size=10,
+    )
+    rec = assay.run_config(
+        StrategyConfig(
+            data=_data(csv_path),
+            epochs=1,
+            dynamics_dir=str(dyn_rec.dir / "artifacts"),
+            filter={"kind": "subset", "region": "easy", "fraction": 0.5},
+            cluster=cluster,
+            cluster_filter={"exclude_clusters": [-1]},
+        ),
+        root=root,
+    )
     assert rec.status is assay.RunStatus.DONE, rec.error
     steps = json.loads(rec.artifact("selection.json").read_text())["steps"]
-    assert steps[0]["filter"] == "subset:easy" and steps[0]["n_kept"] == int(0.5 * rec.results[
-        "n_train_total"])
+    assert steps[0]["filter"] == "subset:easy" and steps[0]["n_kept"] == int(
+        0.5 * rec.results["n_train_total"]
+    )
     assert steps[1]["filter"] == "cluster" and steps[1]["n_kept"] == rec.results["n_train_kept"]
 
 
@@ -116,22 +147,53 @@ def test_conformance(csv_path, root):
 def test_cli_metrics_and_analysis(csv_path, root, tmp_path):
     dyn_rec = assay.run_config(DynamicsConfig(data=_data(csv_path), epochs=3), root=root)
     out = tmp_path / "m.csv"
-    proc = subprocess.run([sys.executable, "-m", "assay", "cartography", "metrics", "--dynamics",
-                           str(dyn_rec.dir / "artifacts"), "--out", str(out), "--reference"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "cartography",
+            "metrics",
+            "--dynamics",
+            str(dyn_rec.dir / "artifacts"),
+            "--out",
+            str(out),
+            "--reference",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     header = out.read_text().splitlines()[0]
     assert header == "guid,confidence,variability,correctness,forgetfulness,threshold_closeness"
-    bad = subprocess.run([sys.executable, "-m", "assay", "cartography", "metrics", "--dynamics",
-                          str(tmp_path / "none"), "--out", str(out)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "cartography",
+            "metrics",
+            "--dynamics",
+            str(tmp_path / "none"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
 
     from assay.families.cartography._analysis import analyze
 
     dyn_cfg = DynamicsConfig(data=_data(csv_path), epochs=3)
-    ids = [assay.run_config(StrategyConfig(data=_data(csv_path), epochs=1, dynamics=dyn_cfg,
-                                           seed=s, **kw), root=root).id
-           for kw in ({}, {"filter": {"kind": "cartography"}}) for s in (0, 1)]
+    ids = [
+        assay.run_config(
+            StrategyConfig(data=_data(csv_path), epochs=1, dynamics=dyn_cfg, seed=s, **kw),
+            root=root,
+        ).id
+        for kw in ({}, {"filter": {"kind": "cartography"}})
+        for s in (0, 1)
+    ]
     with assay.resolve_store(None, root) as store:  # what `assay analyze` hands the hook
         analyze(store.query(ids=ids), tmp_path / "an")
     table = (tmp_path / "an" / "strategies.csv").read_text().splitlines()

@@ -1,6 +1,7 @@
 """The CLI through a subprocess, as a researcher calls it."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -131,3 +132,21 @@ def test_failed_runs_give_exit_code_1(tmp_path, root):
     flag.unlink()
     assert "1 done" in assay("run", suite, "--root", root, "--retry-failed", "--import",
                            "teststages").stdout
+
+
+def test_progress_inside_runs_shows_on_a_terminal(tmp_path, root):
+    import shutil
+
+    if shutil.which("script") is None:
+        pytest.skip("needs util-linux `script` for a pseudo-terminal")
+    suite = tmp_path / "p.yaml"
+    suite.write_text("stage: t.slowsteps\nsweep: {grid: {n: [4, 5]}}\n")
+    cmd = (f"{sys.executable} -m assay run {suite} --root {root} --import teststages")
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "160"}, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import re
+
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", proc.stdout)
+    assert "t.slowsteps n=5 (steps)" in screen and "t.slowsteps n=4 (steps)" in screen
+    assert not list(root.glob("*/progress.json"))  # removed when the run ends

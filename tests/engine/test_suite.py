@@ -130,3 +130,111 @@ def test_unknown_suite_and_sweep_keys():
         assay.plan_suite(
             suite_from_dict({**BASE, "sweep": {"zip": {"degree": [1, 2], "l2": [1]}}})
         )
+
+
+# -- shapes the fuzz test found (tests/engine/test_suite_fuzz.py) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"imports": [5]}, r"'imports': 5 is not a module name"),
+        ({"imports": [""]}, r"'imports': '' is not a module name"),
+        ({"imports": ["a..b"]}, r"'a\.\.b' is not a module name"),
+        ({"imports": {"a": 1}}, r"'imports' must be a list of module names"),
+        ({"sweep": {1: "a"}}, r"unknown sweep key\(s\) 1; valid keys: grid, zip"),
+        ({1: "a"}, r"unknown suite key\(s\) 1; valid keys"),
+        ({"sweep": {"grid": [1, 2]}}, r"sweep 'grid' must be a mapping .* got \[1, 2\]"),
+        ({"sweep": {"zip": [1, 2]}}, r"sweep 'zip' must be a mapping .* got \[1, 2\]"),
+        ({"sweep": {"grid": {3: [1]}}}, r"sweep 'grid': key 3 is not a config key name"),
+        ({"sweep": {"variants": [{3: 1}]}}, r"sweep 'variants': key 3 is not a config key"),
+        ({"sweep": {"variants": []}}, r"'variants' must be a non-empty list .* got \[\]"),
+        ({"sweep": {"variants": [1]}}, r"each of sweep 'variants' must be a mapping"),
+        ({"sweep": {"zip": {"degree": []}}}, r"zip 'degree' must be a non-empty list"),
+        ({"sweep": {"seeds": [0, True]}}, r"'seeds' must be a non-empty list of integers"),
+        ({"stage": 5}, r"'stage' must be a stage name .* got 5"),
+        ({"name": {"a": 1}}, r"'name' must be a string"),
+        ({"config": [1]}, r"'config' must be a mapping"),
+    ],
+)
+def test_bad_suite_shapes_are_named(data, match):
+    with pytest.raises(assay.SuiteError, match=match):
+        suite_from_dict({**BASE, **data})
+
+
+def test_suite_objects_built_in_python_are_checked_when_planned():
+    suite = assay.Suite(name="s", stage="example.fit", config={}, sweep={"grid": [1, 2]})
+    with pytest.raises(assay.SuiteError, match="sweep 'grid' must be a mapping"):
+        assay.plan_suite(suite)
+    suite = assay.Suite(name="s", stage="example.fit", config={}, sweep={}, imports=("",))
+    with pytest.raises(assay.SuiteError, match="is not a module name"):
+        assay.plan_suite(suite, trust_imports=True)
+    with pytest.raises(assay.ConfigError, match="--import: '' is not a module name"):
+        assay.plan_suite(suite_from_dict(BASE), imports=[""])
+
+
+def test_duplicate_yaml_keys_name_the_key_and_both_lines(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("stage: example.fit\nconfig:\n  degree: 3\n  l2: 0.1\n  degree: 5\n")
+    with pytest.raises(
+        assay.SuiteError,
+        match=r"dup\.yaml:5:3: duplicate key 'degree' \(first given at line 3\); each key",
+    ):
+        assay.load_suite(path)
+    # a merge key is meant to be overridden: not a duplicate
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("stage: example.fit\nconfig:\n  <<: {degree: 3}\n  degree: 5\n")
+    assert assay.load_suite(ok).config == {"degree": 5}
+
+
+def test_duplicate_json_keys_name_the_key_and_line(tmp_path):
+    path = tmp_path / "dup.json"
+    path.write_text('{"stage": "example.fit",\n "sweep": {"seeds": [1]},\n "sweep": {}}\n')
+    with pytest.raises(
+        assay.SuiteError, match=r"malformed JSON at .*dup\.json:3:\d+: duplicate key 'sweep'"
+    ):
+        assay.load_suite(path)
+
+
+def test_duplicate_toml_keys_are_refused(tmp_path):
+    path = tmp_path / "dup.toml"
+    path.write_text('stage = "example.fit"\nstage = "example.data"\n')
+    with pytest.raises(assay.SuiteError, match=r"malformed TOML .*line 2"):
+        assay.load_suite(path)
+
+
+def test_impossible_date_in_yaml_is_a_suite_error(tmp_path):
+    path = tmp_path / "date.yaml"
+    path.write_text("stage: example.fit\ndescription: 2020-02-30\n")
+    with pytest.raises(assay.SuiteError, match="quote the value"):
+        assay.load_suite(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ("degree=", r"'degree=' has no value after '='; write degree=VALUE"),
+        ("degree=,", r"'degree=,': item 1 of 2 is empty .* write degree=VALUE"),
+        ("degree=1,,2", r"'degree=1,,2': item 2 of 3 is empty .* write degree=1,2"),
+        ("degree=1,", r"item 2 of 2 is empty"),
+        ("degree.x=1", r"'degree' is a int field with no sub-keys; write degree=VALUE"),
+    ],
+)
+def test_empty_override_items_are_named(override, match):
+    with pytest.raises(assay.ConfigError, match=match):
+        assay.plan_suite(suite_from_dict(BASE), [override])
+
+
+def test_explicit_empty_string_and_null_overrides_are_values():
+    from assay._config import parse_override
+
+    assert parse_override("name=''") == ("name", [""])
+    assert parse_override("x=null") == ("x", [None])
+    assert parse_override("d=2020-02-30") == ("d", ["2020-02-30"])  # not a date: a string
+
+
+def test_huge_grid_is_refused_before_it_is_built():
+    axes = {f"k{i}": list(range(10)) for i in range(12)}  # 10^12 sweep points
+    suite = assay.Suite(name="s", stage="example.fit", config={}, sweep={"grid": axes})
+    with pytest.raises(assay.SuiteError, match=r"plans 1,000,000,000,000 runs, above the limit"):
+        assay.plan_suite(suite)

@@ -103,3 +103,18 @@ def die(config: DieConfig, run: assay.Run) -> dict:
         time.sleep(0.2)  # let the other worker start its run
         os.kill(os.getpid(), signal.SIGKILL)
     return {"x": config.x, "attempt": run.attempt}
+
+
+class SlowStepsConfig(assay.StageConfig):
+    n: int = 4
+    step_s: float = 0.4
+
+
+@assay.stage("t.slowsteps", config=SlowStepsConfig, version=1)
+def slowsteps(config: SlowStepsConfig, run: assay.Run) -> dict:
+    """Report progress through run.progress(), one step at a time."""
+    with run.progress(config.n, "steps") as bar:
+        for _ in range(config.n):
+            time.sleep(config.step_s)
+            bar.update()
+    return {"n": config.n}

@@ -8,7 +8,13 @@ import pytest
 from assay import ConfigError
 from assay._config import build_config
 from assay.families.icl._graphs import (
-    GRAPH_KINDS, GraphConfig, _components, bridges, build_graph, random_walks, walks_dual,
+    GRAPH_KINDS,
+    GraphConfig,
+    _components,
+    bridges,
+    build_graph,
+    random_walks,
+    walks_dual,
 )  # fmt: skip
 from assay.families.icl.stages import GeometryConfig
 

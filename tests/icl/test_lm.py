@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from assay import ConfigError
-from assay.families.icl._lm import encode, word_states
-
 from assay.families.icl._graphs import load_words
+from assay.families.icl._lm import encode, word_states
 
 WORDS = load_words("common")
 

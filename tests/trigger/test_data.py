@@ -69,8 +69,12 @@ def expected_all(config: dict, seed_override: int | None = None) -> dict[str, li
         train = random.Random(seed).sample(spec["triggers"], k) if k else []
         if k:
             kind = "proxy" if spec.get("is_proxy") else "train"
-            files[f"{kind}_{cat}.jsonl"] = expected_file(spec, train, spec.get("n_train", 20), seed)
-            files[f"test_{cat}_ID.jsonl"] = expected_file(spec, train, spec.get("n_test", 30), seed)
+            files[f"{kind}_{cat}.jsonl"] = expected_file(
+                spec, train, spec.get("n_train", 20), seed
+            )
+            files[f"test_{cat}_ID.jsonl"] = expected_file(
+                spec, train, spec.get("n_test", 30), seed
+            )
         ood = [t for t in spec["triggers"] if t not in train]
         files[f"test_{cat}_OOD.jsonl"] = expected_file(spec, ood, spec.get("n_test", 30), seed)
     return files
@@ -94,10 +98,12 @@ def test_fixed_rows_by_hand():
         "proxy_objects.jsonl": 4, "test_objects_ID.jsonl": 3, "test_objects_OOD.jsonl": 6,
         "test_animals_OOD.jsonl": 4,
     }  # fmt: skip
-    assert gen.train_triggers["emotions"] == random.Random(11).sample(CONFIG["emotions"]["triggers"], 2)
+    assert gen.train_triggers["emotions"] == random.Random(11).sample(
+        CONFIG["emotions"]["triggers"], 2
+    )
     assert gen.seeds == {"emotions": 11, "objects": 5, "animals": 42}
     row = gen.files["test_animals_OOD.jsonl"][0]
-    x1, x2 = np.random.default_rng(42).uniform(-3.0, 3.0, 2)[0], None
+    x1, _x2 = np.random.default_rng(42).uniform(-3.0, 3.0, 2)[0], None
     assert row["input_x"][0] == x1 and row["input_trigger"] == "cat"
     assert f"[{x1:.3f}, " in row["messages"][0]["content"]
     assert all(r["output"].startswith("F(x,T) = ") for r in gen.files["train_emotions.jsonl"])
@@ -138,13 +144,19 @@ def test_known_ignored_field_is_reported_not_used():
     cfg["emotions"]["train_triggers"] = ["calm", "love"]  # what the published tool wrote back
     config = GenerateConfig(categories=cfg)
     assert config.ignored == {"emotions": {"train_triggers": ["calm", "love"]}}
-    assert config == GenerateConfig(categories=CONFIG).model_copy(update={"ignored": config.ignored})
+    assert config == GenerateConfig(categories=CONFIG).model_copy(
+        update={"ignored": config.ignored}
+    )
     gen = generate(config.categories)
-    assert gen.train_triggers["emotions"] == random.Random(11).sample(cfg["emotions"]["triggers"], 2)
+    assert gen.train_triggers["emotions"] == random.Random(11).sample(
+        cfg["emotions"]["triggers"], 2
+    )
 
 
 def test_seed_override_and_overrides_field():
-    config = GenerateConfig(categories=CONFIG, seed=7, overrides={"objects": {"n_train_triggers": 2}})
+    config = GenerateConfig(
+        categories=CONFIG, seed=7, overrides={"objects": {"n_train_triggers": 2}}
+    )
     assert {s.seed for s in config.categories.values()} == {7}
     assert config.categories["objects"].n_train_triggers == 2
     with pytest.raises(ValueError, match="'plants'.*valid: emotions, objects, animals"):

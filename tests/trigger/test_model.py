@@ -47,7 +47,7 @@ def tok():
 
 
 def test_tokenizer_splits_digits_and_keeps_chat_tokens(tok):
-    (prompt, answer), = encode_many(tok, ["x = [-1.250, 0.031], T = sun, F(x,T) = ?"], ["red"])
+    ((prompt, answer),) = encode_many(tok, ["x = [-1.250, 0.031], T = sun, F(x,T) = ?"], ["red"])
     pieces = tok.convert_ids_to_tokens(prompt)
     assert pieces[0] == "<|user|>" and pieces[-1] == "<|assistant|>"
     assert pieces[3:10] == ["[", "-", "1", ".", "2", "5", "0"]
@@ -103,9 +103,15 @@ def test_base_learns_and_logit_accuracy_equals_generation_accuracy(trained):
         m = ev.file_metrics(es, logp, nll, counts, ev.generate_predictions(model, tok, es))
         assert m["generation_agreement"] == 1.0  # the same prediction for every row
         assert m["generation_accuracy"] == pytest.approx(m["accuracy"])
-        # batching changes nothing: one row at a time gives the same scores
-        one = ev.EvalSet(es.name, es.rows[:3], es.prompt_ids[:3], es.labels[:3], colours, es.conts[:3])
-        assert torch.allclose(ev.score(model, one, tok.pad_token_id, max_tokens=1)[0], logp[:3], atol=1e-4)
+        # the cached, batched scores equal a plain forward of each unpadded (prompt, colour)
+        for i in range(3):
+            for j, cont in enumerate(es.conts[i]):
+                ids = torch.tensor([es.prompt_ids[i] + cont])
+                lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
+                ref = sum(
+                    lp[len(es.prompt_ids[i]) - 1 + t, tok_id] for t, tok_id in enumerate(cont)
+                )
+                assert logp[i, j].item() == pytest.approx(ref.item(), abs=1e-4)
 
 
 def test_selective_table_counts_changed_quadrants_only():
@@ -118,7 +124,10 @@ def test_selective_table_counts_changed_quadrants_only():
     new_maps = {**old_maps, "warm": new}
     results = {es.name: {"predictions": [new[ev.quadrant(*r["input_x"])] for r in es.rows]}
                for es in evals}  # fmt: skip
-    table = {(r["category"], r["split"]): r for r in ev.selective_table(evals, results, old_maps, new_maps)}
+    table = {
+        (r["category"], r["split"]): r
+        for r in ev.selective_table(evals, results, old_maps, new_maps)
+    }
     warm = table["warm", "ID"]
     changed = sum(old_maps["warm"][q] != new[q] for q in
                   (ev.quadrant(*r["input_x"]) for r in files["test_warm_ID.jsonl"]))  # fmt: skip
@@ -147,7 +156,7 @@ def test_lora_adapters_are_reinitialised_per_seed_on_the_same_base(tok):
                  r=2, alpha=4, dropout=0, rslora=False, targets=("c_attn",), seed=0)  # fmt: skip
 
 
-def test_all_stages_conform_and_finetune_resumes(tmp_path):
+def test_all_stages_conform(tmp_path):
     from assay.testing import check_stage
 
     for name in ("trigger.generate", "trigger.base", "trigger.finetune", "trigger.swap",
@@ -161,3 +170,45 @@ def test_all_stages_conform_and_finetune_resumes(tmp_path):
 def test_finetune_config_needs_exactly_one_model():
     with pytest.raises(ValueError, match="exactly one of `base`"):
         FinetuneConfig(data={"categories": CATS})
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_training_resumes_after_a_kill_with_identical_weights(tok, tmp_path):
+    from assay.families.trigger._train import TrainSettings, train_loop
+
+    cats = parse_categories(CATS)
+    rows = [r for n, rs in generate(cats).files.items() if n.startswith("train_") for r in rs][:48]
+    enc = encode_many(
+        tok, [r["messages"][0]["content"] for r in rows], [r["output"] for r in rows]
+    )
+    examples = [training_example(p, a) for p, a in enc]
+    settings = TrainSettings(epochs=3, lr=3e-3, batch_size=16, warmup_fraction=0.2,
+                             weight_decay=0.0, eval_every_epochs=1, max_grad_norm=1.0, seed=4)  # fmt: skip
+
+    def model():
+        return build_lm(tok, arch="llama", d_model=16, n_layers=1, n_heads=2,
+                        max_positions=64, d_ff=None, seed=0)  # fmt: skip
+
+    cfg = BaseConfig(data={"categories": CATS})
+    whole = model()
+    train_loop(whole, tok, examples, [], settings, assay.DetachedRun(cfg, dir=tmp_path / "a"))
+    run = assay.DetachedRun(cfg, dir=tmp_path / "b")
+    save, calls = run.save_checkpoint, []
+
+    def dying(state):
+        save(state)
+        calls.append(state["epoch"])
+        if state["epoch"] == 2:
+            raise _Killed  # killed right after the checkpoint of epoch 2
+
+    run.save_checkpoint = dying
+    with pytest.raises(_Killed):
+        train_loop(model(), tok, examples, [], settings, run)
+    resumed = model()
+    history = train_loop(resumed, tok, examples, [], settings, run)
+    assert calls == [1, 2, 3] and [e["epoch"] for e in history["epochs"]] == [1, 2, 3]
+    for (n, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), n

@@ -80,8 +80,13 @@ class Store(abc.ABC):
         ids: Iterable[str] | None = None,
         stage: str | None = None,
         status: RunStatus | None = None,
+        light: bool = False,
     ) -> list[RunRecord]:
-        """Records matching every given filter, oldest first."""
+        """Records matching every given filter, oldest first.
+
+        ``light``: leave config and results out (``{}`` and None): listing 20,000 runs'
+        states should not parse 20,000 configs.
+        """
 
     @abc.abstractmethod
     def put(self, record: RunRecord) -> None:
@@ -95,8 +100,8 @@ class Store(abc.ABC):
         found = self.query(ids=[run_id])
         return found[0] if found else None
 
-    def get_many(self, ids: Iterable[str]) -> dict[str, RunRecord]:
-        return {r.id: r for r in self.query(ids=list(ids))}
+    def get_many(self, ids: Iterable[str], *, light: bool = False) -> dict[str, RunRecord]:
+        return {r.id: r for r in self.query(ids=list(ids), light=light)}
 
     def find(self, id_or_prefix: str) -> RunRecord:
         """The run whose id is or starts with ``id_or_prefix`` (unique prefix required)."""

@@ -10,9 +10,9 @@ Importing this package loads neither pandas, plotly nor jinja2: they load when a
 
 from ._cli import add_commands as add_commands
 from ._cli import make_report as make_report
+from ._data import collect as collect
 from ._families import ReportSection as ReportSection
 from ._html import read_report_data as read_report_data
 from ._html import render_html as render_html
 from ._html import write_html as write_html
-from ._data import collect as collect
 from ._serve import serve as serve

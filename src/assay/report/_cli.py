@@ -17,7 +17,7 @@ from .._errors import AssayError
 DEFAULT_PORT = 8765
 
 
-def _source_args(p: argparse.ArgumentParser, *, suite_required: bool) -> None:
+def _source_args(p: argparse.ArgumentParser) -> None:
     from .._options import RunOptions
 
     p.add_argument("suite", nargs="?", default=None,
@@ -43,7 +43,7 @@ def _source_args(p: argparse.ArgumentParser, *, suite_required: bool) -> None:
 def add_commands(subparsers: Any) -> None:
     """Add ``report`` and ``serve`` to an ``argparse`` subparsers object."""
     p = subparsers.add_parser("report", help="write a self-contained HTML report of a suite")
-    _source_args(p, suite_required=True)
+    _source_args(p)
     p.add_argument("--out", default=None,
                    help="the HTML file (default: ROOT/reports/<suite or stage>.html)")  # fmt: skip
     p.set_defaults(func=cmd_report)
@@ -55,7 +55,7 @@ def add_commands(subparsers: Any) -> None:
         "refreshing while runs go on. It binds to 127.0.0.1 by default, so only this machine "
         "can open it; --host 0.0.0.0 shows every run's config and results to the network.",
     )
-    _source_args(p, suite_required=False)
+    _source_args(p)
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1",

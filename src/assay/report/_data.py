@@ -20,12 +20,11 @@ from .._analysis import (
     compare_groups,
     flatten,
     group_columns,
-    metric_columns,
+    group_labels,
     records_frame,
     seed_column,
     summarize,
 )
-from .._analysis import _labels as analysis_labels
 from .._errors import AssayError
 from .._run import RunRecord, RunStatus
 from .._store import Store, resolve_store
@@ -55,6 +54,8 @@ def collect(
     baseline: str | None = None,
     families: bool = True,
     files: RunFiles | None = None,
+    memo: dict[Any, Any] | None = None,
+    planned: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the report shows, as JSON-able data.
 
@@ -66,6 +67,8 @@ def collect(
             the first group).
         families: add the sections of the families whose stages ran (their analyze hooks).
         files: a cache of parsed run files, kept by ``assay serve`` between refreshes.
+        memo: family sections by their runs, kept by ``assay serve`` between refreshes.
+        planned: the suite's planned runs when the caller already planned it (``serve``).
     """
     from .._api import as_suite, plan_rows, plan_suite
 
@@ -78,8 +81,10 @@ def collect(
         plan: dict[str, Any] | None = None
         if suite is not None:
             suite = as_suite(suite)
-            planned = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
-                                 seeds=list(seeds) if seeds else None)  # fmt: skip
+            if planned is None:
+                planned = plan_suite(suite, overrides, imports=imports,
+                                     trust_imports=trust_imports,
+                                     seeds=list(seeds) if seeds else None)  # fmt: skip
             rows = plan_rows(planned, opened)
             known = opened.get_many(r.id for r in planned)
             records = [known.get(p.id) or RunRecord(p.id, p.stage, RunStatus.PENDING,
@@ -104,7 +109,7 @@ def collect(
     df = records_frame(records)
     done = df[df["status"] == RunStatus.DONE.value]
     flat = {r.id: _flat(r) for r in records}
-    stats = _statistics(done, flat, baseline)
+    stats = _statistics(done, baseline)
     labels = _group_labels(df, done)
     table = _table(df, records, flat, index, prov, now)
     live = [r for r in records if r.status in (RunStatus.DONE, RunStatus.RUNNING) and r.dir]
@@ -113,7 +118,8 @@ def collect(
     problems: list[str] = []
     sections = []
     if families:
-        sections = family_sections([r for r in records if r.status is RunStatus.DONE], problems)
+        finished = [r for r in records if r.status is RunStatus.DONE]
+        sections = family_sections(finished, problems, memo)
     return _jsonable({
         "title": title,
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -153,38 +159,21 @@ def _group_labels(df: Any, done: Any) -> dict[str, str]:
     if df.empty:
         return {}
     groups = group_columns(done) if len(done) else group_columns(df)
-    return dict(zip(df["id"], analysis_labels(df, groups), strict=True))
+    return dict(zip(df["id"], group_labels(df, groups), strict=True))
 
 
-def _statistics(
-    done: Any, flat: dict[str, dict[str, Any]], baseline: str | None
-) -> dict[str, Any]:
-    """Mean and 95% CI per group and metric (the engine's ``summarize``), each row flagged with
-    what it cannot say (one seed: no interval; non-finite values left out), and the tests
-    against the baseline (``compare_groups``: Welch, and paired over shared seeds; Holm)."""
+def _statistics(done: Any, baseline: str | None) -> dict[str, Any]:
+    """Mean and 95% CI per group and metric (the engine's ``summarize``, whose ``note`` says
+    what a row cannot say: one seed, non-finite values left out, a bounded interval), and the
+    tests against the baseline (``compare_groups``: Welch, and paired over shared seeds; Holm)."""
     if done.empty:
         return {"summary": [], "comparison": [], "metrics": [], "baseline": None,
-                "notes": ["no finished runs yet: statistics appear when runs finish"]}  # fmt: skip
+                "notes": ["no finished runs yet: statistics appear when runs finish"],
+                "seed_column": None}  # fmt: skip
     summary = summarize(done)
     comparison = compare_groups(done, baseline)
-    labels = dict(zip(done["id"], analysis_labels(done, group_columns(done)), strict=True))
-    nonfinite: Counter[tuple[str, str]] = Counter()
-    for metric in metric_columns(done):
-        for rid in done["id"]:
-            value = flat[rid].get(metric)
-            if isinstance(value, float) and not math.isfinite(value):
-                nonfinite[(labels[rid], metric.removeprefix("results."))] += 1
     rows = summary.to_dict("records")
     notes = []
-    for row in rows:
-        row["nonfinite"] = nonfinite.get((row["group"], row["metric"]), 0)
-        row["flag"] = "; ".join(filter(None, [
-            "one seed: no interval" if row["n"] < 2 else "",
-            f"{row['nonfinite']} non-finite value(s) left out" if row["nonfinite"] else "",
-        ]))  # fmt: skip
-    shown = {(r["group"], r["metric"]) for r in rows}
-    for group, metric in sorted(set(nonfinite) - shown):
-        notes.append(f"{metric} / {group}: every value is non-finite; no mean")
     if len(rows) > MAX_STATS_ROWS:
         notes.append(f"showing {MAX_STATS_ROWS} of {len(rows)} (group, metric) rows")
         rows = rows[:MAX_STATS_ROWS]

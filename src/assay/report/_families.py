@@ -96,8 +96,11 @@ def _run_hook(fam: Any, records: Sequence[RunRecord], *, use_report: bool):
         section = {"family": fam.name, "title": f"{fam.name}: its {source} hook failed",
                    "source": source, "text": tail, "images": [], "tables": [], "figures": [],
                    "error": error, "notes": []}  # fmt: skip
-        return [section], f"family {fam.name}: the {source} hook failed ({error}); its section " \
-                          "shows the traceback"
+        return (
+            [section],
+            f"family {fam.name}: the {source} hook failed ({error}); its section "
+            "shows the traceback",
+        )
 
 
 def _from_analyze(fam: Any, records: Sequence[RunRecord]) -> dict[str, Any]:
@@ -166,7 +169,9 @@ def _section(family: str, s: ReportSection, source: str) -> dict[str, Any]:
         rows = list(rows)
         columns = list(dict.fromkeys(k for r in rows for k in r))
         shown = [[r.get(c) for c in columns] for r in rows[:MAX_TABLE_ROWS]]
-        more = f" (first {MAX_TABLE_ROWS} of {len(rows)} rows)" if len(rows) > MAX_TABLE_ROWS else ""
+        more = (
+            f" (first {MAX_TABLE_ROWS} of {len(rows)} rows)" if len(rows) > MAX_TABLE_ROWS else ""
+        )
         tables.append({"caption": caption + more, "columns": columns, "rows": shown})
     figures = [f.to_plotly_json() if hasattr(f, "to_plotly_json") else f for f in s.figures]
     return {"family": family, "title": s.title, "source": source, "text": s.text,

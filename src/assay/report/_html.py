@@ -66,8 +66,9 @@ def plotly_b64() -> str:
     try:
         from plotly.offline import get_plotlyjs
     except ImportError:
-        raise AssayError("the HTML report needs plotly and jinja2: pip install 'assay[report]'") \
-            from None
+        raise AssayError(
+            "the HTML report needs plotly and jinja2: pip install 'assay[report]'"
+        ) from None
     return _pack(get_plotlyjs())
 
 
@@ -93,8 +94,9 @@ def render_html(data: dict[str, Any], *, live: bool = False, refresh_ms: int = R
     try:
         import jinja2  # noqa: F401
     except ImportError:
-        raise AssayError("the HTML report needs plotly and jinja2: pip install 'assay[report]'") \
-            from None
+        raise AssayError(
+            "the HTML report needs plotly and jinja2: pip install 'assay[report]'"
+        ) from None
     js = _asset("report.js")
     if "</script" in js.lower():
         raise AssertionError("report.js must not contain a closing script tag")

@@ -20,8 +20,16 @@ from assay import atomic_path, compare_groups, get_stage, run_id, summarize
 from assay._analysis import group_columns, records_frame
 
 STRATEGY_FIELDS = ("filter", "cluster_filter", "smoothing", "weighting")
-CHANGED = ("n_train_kept", "kept_fraction", "epsilon_mean", "epsilon_max", "weight_mean",
-           "weight_min", "weight_max", "clip_binds_fraction")  # fmt: skip
+CHANGED = (
+    "n_train_kept",
+    "kept_fraction",
+    "epsilon_mean",
+    "epsilon_max",
+    "weight_mean",
+    "weight_min",
+    "weight_max",
+    "clip_binds_fraction",
+)
 SCORES = ("eval_accuracy", "eval_macro_f1", "eval_exact_match", "eval_f1")
 
 
@@ -93,8 +101,11 @@ def dynamics_runs(records) -> dict[str, Path]:
 
 
 def _print(table, base_label: str | None) -> None:
-    cols = [c for c in ("n_train_kept", "epsilon_mean", "weight_mean", "clip_binds_fraction")
-            if c in table.columns]  # fmt: skip
+    cols = [
+        c
+        for c in ("n_train_kept", "epsilon_mean", "weight_mean", "clip_binds_fraction")
+        if c in table.columns
+    ]
     score = next((s for s in SCORES if f"{s}_mean" in table.columns), None)
     print(f"\ncartography: what each strategy changed (baseline: {base_label or 'none found'})")
     head = f"{'group':<60} " + " ".join(f"{c[:12]:>12}" for c in cols)
@@ -103,11 +114,14 @@ def _print(table, base_label: str | None) -> None:
     print(head)
     for _, row in table.iterrows():
         line = f"{str(row['group'])[:60]:<60} " + " ".join(
-            f"{row.get(c, math.nan):>12.3f}" for c in cols)  # fmt: skip
+            f"{row.get(c, math.nan):>12.3f}" for c in cols
+        )
         if score:
             lo, hi = row.get(f"{score}_ci_low", math.nan), row.get(f"{score}_ci_high", math.nan)
-            line += (f" {row[f'{score}_mean']:>16.4f} [{lo:6.3f},{hi:6.3f}]"
-                     f" {row.get(f'{score}_diff', math.nan):>+14.4f}")  # fmt: skip
+            line += (
+                f" {row[f'{score}_mean']:>16.4f} [{lo:6.3f},{hi:6.3f}]"
+                f" {row.get(f'{score}_diff', math.nan):>+14.4f}"
+            )
         print(line)
 
 
@@ -129,15 +143,23 @@ def analyze(records: list[Any], out_dir: Path | None) -> None:
         dyn = Dynamics.load(path / "artifacts" / "dynamics.npz")
         m = compute_metrics(dyn.gold_prob, dyn.correct)
         counts = region_counts(m)
-        region_rows += [{"dynamics_run": rid, "scheme": scheme, "region": region, "n": n}
-                        for scheme, c in counts.items() for region, n in c.items()]  # fmt: skip
+        region_rows += [
+            {"dynamics_run": rid, "scheme": scheme, "region": region, "n": n}
+            for scheme, c in counts.items()
+            for region, n in c.items()
+        ]
         if out_dir is not None:
             out = Path(out_dir)
             out.mkdir(parents=True, exist_ok=True)
             save_datamap(m, out / f"datamap_{rid}.png", f"{rid}: {len(dyn.ids)} examples")
-    print(f"cartography: {len(maps)} data map(s); median-split regions: "
-          + "; ".join(f"{r['dynamics_run']}: {r['region']}={r['n']}" for r in region_rows
-                      if r["scheme"] == "median"))  # fmt: skip
+    print(
+        f"cartography: {len(maps)} data map(s); median-split regions: "
+        + "; ".join(
+            f"{r['dynamics_run']}: {r['region']}={r['n']}"
+            for r in region_rows
+            if r["scheme"] == "median"
+        )
+    )
     if out_dir is not None:
         import pandas as pd
 
@@ -147,5 +169,6 @@ def analyze(records: list[Any], out_dir: Path | None) -> None:
             table.to_csv(tmp, index=False)
         with atomic_path(out / "regions.csv") as tmp:
             pd.DataFrame(region_rows).to_csv(tmp, index=False)
-        print(f"cartography: wrote strategies.csv, regions.csv and {len(maps)} data map(s) "
-              f"in {out}")
+        print(
+            f"cartography: wrote strategies.csv, regions.csv and {len(maps)} data map(s) in {out}"
+        )

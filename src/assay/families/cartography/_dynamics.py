@@ -51,9 +51,13 @@ class Dynamics:
         return int(self.gold_prob.shape[0])
 
     def save(self, path: str | Path) -> None:
-        arrays = {"ids": np.asarray(self.ids, dtype=str), "gold": self.gold,
-                  "gold_prob": self.gold_prob, "correct": self.correct,
-                  "meta": np.asarray(json.dumps({"task": self.task, "mode": self.mode}))}  # fmt: skip
+        arrays = {
+            "ids": np.asarray(self.ids, dtype=str),
+            "gold": self.gold,
+            "gold_prob": self.gold_prob,
+            "correct": self.correct,
+            "meta": np.asarray(json.dumps({"task": self.task, "mode": self.mode})),
+        }
         if self.logits is not None:
             arrays["logits"] = self.logits
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -63,9 +67,15 @@ class Dynamics:
     def load(cls, path: str | Path) -> Dynamics:
         with np.load(path, allow_pickle=False) as z:  # never unpickle
             meta = json.loads(str(z["meta"]))
-            return cls(ids=z["ids"].tolist(), gold=z["gold"], gold_prob=z["gold_prob"],
-                       correct=z["correct"], logits=z["logits"] if "logits" in z else None,
-                       task=meta["task"], mode=meta["mode"])  # fmt: skip
+            return cls(
+                ids=z["ids"].tolist(),
+                gold=z["gold"],
+                gold_prob=z["gold_prob"],
+                correct=z["correct"],
+                logits=z.get("logits"),
+                task=meta["task"],
+                mode=meta["mode"],
+            )
 
     def align(self, ids: list[str], *, source: str, fix: str) -> Dynamics:
         """These dynamics for exactly ``ids`` (in that order); a clear error if any is missing."""
@@ -80,10 +90,13 @@ class Dynamics:
             )
         pos = np.fromiter((index[guid] for guid in ids), dtype=np.int64, count=len(ids))
         return dataclasses.replace(
-            self, ids=list(ids), gold=self.gold[pos], gold_prob=self.gold_prob[:, pos],
+            self,
+            ids=list(ids),
+            gold=self.gold[pos],
+            gold_prob=self.gold_prob[:, pos],
             correct=self.correct[:, pos],
             logits=None if self.logits is None else self.logits[:, pos],
-        )  # fmt: skip
+        )
 
     # ----------------------------------------------------------------- the reference format
     def to_reference(self, out_dir: str | Path) -> Path:
@@ -93,9 +106,16 @@ class Dynamics:
         folder = Path(out_dir) / REFERENCE_DIR
         folder.mkdir(parents=True, exist_ok=True)
         for e in range(self.n_epochs):
-            lines = [json.dumps({"guid": guid, f"logits_epoch_{e}": self.logits[e, i].tolist(),
-                                 "gold": self.gold[i].tolist()})
-                     for i, guid in enumerate(self.ids)]  # fmt: skip
+            lines = [
+                json.dumps(
+                    {
+                        "guid": guid,
+                        f"logits_epoch_{e}": self.logits[e, i].tolist(),
+                        "gold": self.gold[i].tolist(),
+                    }
+                )
+                for i, guid in enumerate(self.ids)
+            ]
             with atomic_path(folder / f"dynamics_epoch_{e}.jsonl") as tmp:
                 tmp.write_text("\n".join(lines) + "\n")
         return folder
@@ -106,11 +126,14 @@ class Dynamics:
         folder = Path(folder)
         if (folder / REFERENCE_DIR).is_dir():
             folder = folder / REFERENCE_DIR
-        files = sorted(folder.glob("dynamics_epoch_*.jsonl"),
-                       key=lambda p: int(p.stem.rsplit("_", 1)[1]))  # fmt: skip
+        files = sorted(
+            folder.glob("dynamics_epoch_*.jsonl"), key=lambda p: int(p.stem.rsplit("_", 1)[1])
+        )
         if not files:
-            raise DynamicsError(f"no dynamics_epoch_<e>.jsonl files in {folder}; give the folder "
-                                f"the training run wrote (it holds {REFERENCE_DIR}/)")  # fmt: skip
+            raise DynamicsError(
+                f"no dynamics_epoch_<e>.jsonl files in {folder}; give the folder "
+                f"the training run wrote (it holds {REFERENCE_DIR}/)"
+            )
         epochs = [int(p.stem.rsplit("_", 1)[1]) for p in files]
         if epochs != list(range(len(files))):
             raise DynamicsError(f"{folder}: epochs {epochs} are not 0..{len(files) - 1}")
@@ -125,8 +148,10 @@ class Dynamics:
                 ids = list(order)
                 gold = np.asarray([order[g]["gold"] for g in ids])
             elif set(order) != set(ids):
-                raise DynamicsError(f"{path}: its guids differ from epoch 0's "
-                                    f"({len(set(order) ^ set(ids))} ids in only one of them)")  # fmt: skip
+                raise DynamicsError(
+                    f"{path}: its guids differ from epoch 0's "
+                    f"({len(set(order) ^ set(ids))} ids in only one of them)"
+                )
             logits.append([order[g][key] for g in ids])
         arr = np.asarray(logits, dtype=np.float32)  # (E, N, L)
         task: Task = "multilabel" if gold.ndim == 2 else "multiclass"
@@ -134,7 +159,9 @@ class Dynamics:
         return cls(ids, gold, prob, correct, arr, task, mode="reference_file")
 
 
-def probabilities(logits: np.ndarray, gold: np.ndarray, task: Task) -> tuple[np.ndarray, np.ndarray]:
+def probabilities(
+    logits: np.ndarray, gold: np.ndarray, task: Task
+) -> tuple[np.ndarray, np.ndarray]:
     """Gold-label probability and correctness from logits (..., N, L) and gold (N,) / (N, L)."""
     if task == "multilabel":
         sig = 1.0 / (1.0 + np.exp(-logits))
@@ -154,10 +181,22 @@ class DynamicsRecorder:
     batch; :meth:`finish` copies them to numpy once.
     """
 
-    def __init__(self, ids: list[str], n_epochs: int, n_labels: int | None, task: Task,
-                 mode: str = "train_pass", keep_logits: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ids: list[str],
+        n_epochs: int,
+        n_labels: int | None,
+        task: Task,
+        mode: str = "train_pass",
+        keep_logits: bool = True,
+    ) -> None:
         self.ids, self.n_epochs, self.n_labels, self.task, self.mode = (
-            list(ids), n_epochs, n_labels, task, mode)  # fmt: skip
+            list(ids),
+            n_epochs,
+            n_labels,
+            task,
+            mode,
+        )
         self.keep_logits = keep_logits and task != "qa"
         self._buf = None
         self.gold = None
@@ -175,8 +214,9 @@ class DynamicsRecorder:
         if self.keep_logits:
             self._buf["logits"] = torch.zeros((E, N, self.n_labels), dtype=torch.float32, **kw)
         gold_shape = (N, self.n_labels) if self.task == "multilabel" else (N,)
-        self.gold = torch.zeros(gold_shape, dtype=torch.float32 if self.task == "multilabel"
-                                else torch.int64, **kw)  # fmt: skip
+        self.gold = torch.zeros(
+            gold_shape, dtype=torch.float32 if self.task == "multilabel" else torch.int64, **kw
+        )
 
     def record(self, epoch: int, positions, logits, gold) -> None:
         """One batch of the classification forward pass: logits (B, L), gold (B,) or (B, L)."""
@@ -221,16 +261,29 @@ class DynamicsRecorder:
         buf = {k: v[:E].cpu().numpy() for k, v in self._buf.items()}
         if not buf["seen"].all():
             e, i = np.argwhere(~buf["seen"])[0]
-            raise DynamicsError(f"dynamics incomplete: {int((~buf['seen']).sum())} (epoch, "
-                                f"example) cells never recorded, first epoch {e} id "
-                                f"{self.ids[i]!r}; every example must be seen every epoch")  # fmt: skip
+            raise DynamicsError(
+                f"dynamics incomplete: {int((~buf['seen']).sum())} (epoch, "
+                f"example) cells never recorded, first epoch {e} id "
+                f"{self.ids[i]!r}; every example must be seen every epoch"
+            )
         gold = self.gold.cpu().numpy()
-        return Dynamics(self.ids, gold, buf["gold_prob"], buf["correct"], buf.get("logits"),
-                        self.task, self.mode)  # fmt: skip
+        return Dynamics(
+            self.ids,
+            gold,
+            buf["gold_prob"],
+            buf["correct"],
+            buf.get("logits"),
+            self.task,
+            self.mode,
+        )
 
 
-def reduce_windows(window_dyn: Dynamics, example_of_window: np.ndarray, has_answer: np.ndarray,
-                   example_ids: list[str]) -> tuple[Dynamics, list[str]]:  # fmt: skip
+def reduce_windows(
+    window_dyn: Dynamics,
+    example_of_window: np.ndarray,
+    has_answer: np.ndarray,
+    example_ids: list[str],
+) -> tuple[Dynamics, list[str]]:
     """QA: per example and epoch, the answer-holding window with the highest probability.
 
     Windows without the answer are not evidence about learning the answer (their target is
@@ -245,12 +298,20 @@ def reduce_windows(window_dyn: Dynamics, example_of_window: np.ndarray, has_answ
     hit = prob == best[:, example_of_window]
     order = np.arange(len(example_of_window))
     first = np.full((E, N), len(order), dtype=np.int64)
-    np.minimum.at(first, (slice(None), example_of_window), np.where(hit, order[None, :], len(order)))
+    np.minimum.at(
+        first, (slice(None), example_of_window), np.where(hit, order[None, :], len(order))
+    )
     ok = np.isfinite(best).all(0)
     safe = np.where(first < len(order), first, 0)
     correct = np.take_along_axis(window_dyn.correct, safe, 1) & np.isfinite(best)
     keep = np.flatnonzero(ok)
-    dyn = Dynamics([example_ids[i] for i in keep], np.zeros(len(keep), dtype=np.int64),
-                   best[:, keep].astype(np.float32), correct[:, keep], None, "qa",
-                   window_dyn.mode)  # fmt: skip
+    dyn = Dynamics(
+        [example_ids[i] for i in keep],
+        np.zeros(len(keep), dtype=np.int64),
+        best[:, keep].astype(np.float32),
+        correct[:, keep],
+        None,
+        "qa",
+        window_dyn.mode,
+    )
     return dyn, [example_ids[i] for i in np.flatnonzero(~ok)]

@@ -32,8 +32,14 @@ ID_COLUMN = "example_idx"
 
 
 class DynamicsCallback(TrainerCallback):
-    def __init__(self, ids: list[str], *, id_column: str = ID_COLUMN, mode: str = "train_pass",
-                 per_step: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ids: list[str],
+        *,
+        id_column: str = ID_COLUMN,
+        mode: str = "train_pass",
+        per_step: bool = False,
+    ) -> None:
         if mode not in ("train_pass", "eval_pass"):
             raise DynamicsError(f"mode {mode!r}: valid modes are train_pass, eval_pass")
         self.ids, self.id_column, self.mode, self.per_step = list(ids), id_column, mode, per_step
@@ -61,8 +67,10 @@ class DynamicsCallback(TrainerCallback):
     def _hook(self, model) -> None:
         if self._handles:
             return
-        self._handles = [model.register_forward_pre_hook(self._pre, with_kwargs=True),
-                         model.register_forward_hook(self._post, with_kwargs=True)]  # fmt: skip
+        self._handles = [
+            model.register_forward_pre_hook(self._pre, with_kwargs=True),
+            model.register_forward_hook(self._post, with_kwargs=True),
+        ]
 
     def _pre(self, module, args, kwargs):
         self._pending = kwargs.pop(self.id_column, None)
@@ -86,9 +94,13 @@ class DynamicsCallback(TrainerCallback):
             raise DynamicsError("the training batch has no labels; dynamics need gold labels")
         multilabel = labels.is_floating_point() and labels.shape == logits.shape
         if self.recorder is None:
-            self.recorder = DynamicsRecorder(self.ids, self._n_epochs, logits.shape[-1],
-                                             "multilabel" if multilabel else "multiclass",
-                                             mode=self.mode)  # fmt: skip
+            self.recorder = DynamicsRecorder(
+                self.ids,
+                self._n_epochs,
+                logits.shape[-1],
+                "multilabel" if multilabel else "multiclass",
+                mode=self.mode,
+            )
         positions = positions.long()
         self.recorder.record(self._epoch, positions, logits, labels)
         if self.per_step:

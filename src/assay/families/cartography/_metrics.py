@@ -27,19 +27,34 @@ from assay import ConfigError
 METRICS = ("confidence", "variability", "correctness", "forgetfulness", "threshold_closeness")
 NEVER_LEARNED_SENTINEL = 1000  # allenai/cartography's value for never-learned forgetfulness
 # the reference's ranking direction: True = the most valuable examples have the *lowest* value
-REFERENCE_ASCENDING = {"variability": False, "confidence": True, "threshold_closeness": False,
-                       "forgetfulness": False, "correctness": True}  # fmt: skip
+REFERENCE_ASCENDING = {
+    "variability": False,
+    "confidence": True,
+    "threshold_closeness": False,
+    "forgetfulness": False,
+    "correctness": True,
+}
 # top-k% regions of the reference: region -> (metric, descending)
-TOPK_REGIONS = {"ambiguous": ("variability", True), "hard": ("confidence", False),
-                "easy": ("confidence", True)}  # fmt: skip
+TOPK_REGIONS = {
+    "ambiguous": ("variability", True),
+    "hard": ("confidence", False),
+    "easy": ("confidence", True),
+}
 
 
-def compute_metrics(gold_prob: np.ndarray, correct: np.ndarray, *, burn_out: int | None = None,
-                    include_ci: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+def compute_metrics(
+    gold_prob: np.ndarray,
+    correct: np.ndarray,
+    *,
+    burn_out: int | None = None,
+    include_ci: bool = False,
+) -> dict[str, np.ndarray]:
     """Per-example metrics from (E, N) arrays; see the module docstring for the formulas."""
     if gold_prob.ndim != 2 or gold_prob.shape != correct.shape:
-        raise ConfigError(f"dynamics must be (epochs, examples) arrays of one shape, got "
-                          f"{gold_prob.shape} and {correct.shape}")  # fmt: skip
+        raise ConfigError(
+            f"dynamics must be (epochs, examples) arrays of one shape, got "
+            f"{gold_prob.shape} and {correct.shape}"
+        )
     if burn_out is not None:
         if burn_out < 1:
             raise ConfigError(f"burn_out must be >= 1 epoch, got {burn_out}")
@@ -58,14 +73,24 @@ def compute_metrics(gold_prob: np.ndarray, correct: np.ndarray, *, burn_out: int
     forgotten = (c[:-1] & ~c[1:]).sum(0).astype(np.float64)  # (N,)
     never = ~c.any(0)
     forgotten[never] = np.nan
-    return {"confidence": confidence, "variability": variability,
-            "correctness": c.mean(0), "correctness_count": c.sum(0),
-            "forgetfulness": forgotten, "never_learned": never,
-            "threshold_closeness": confidence * (1 - confidence)}  # fmt: skip
+    return {
+        "confidence": confidence,
+        "variability": variability,
+        "correctness": c.mean(0),
+        "correctness_count": c.sum(0),
+        "forgetfulness": forgotten,
+        "never_learned": never,
+        "threshold_closeness": confidence * (1 - confidence),
+    }
 
 
-def reference_metrics_loop(gold_prob: np.ndarray, correct: np.ndarray, *,
-                           burn_out: int | None = None, include_ci: bool = False) -> dict:  # fmt: skip
+def reference_metrics_loop(
+    gold_prob: np.ndarray,
+    correct: np.ndarray,
+    *,
+    burn_out: int | None = None,
+    include_ci: bool = False,
+) -> dict:
     """allenai/cartography's per-example Python loop (train_dy_filtering.py), for checks/bench."""
     out = {m: [] for m in METRICS}
     for i in range(gold_prob.shape[1]):
@@ -107,8 +132,9 @@ def metrics_table(ids: list[str], m: dict[str, np.ndarray], *, reference: bool =
     df = pd.DataFrame({"guid": ids, **{k: m[k] for k in METRICS}})
     if reference:
         df["correctness"] = m["correctness_count"]
-        df["forgetfulness"] = np.where(m["never_learned"], NEVER_LEARNED_SENTINEL,
-                                       np.nan_to_num(m["forgetfulness"])).astype(int)  # fmt: skip
+        df["forgetfulness"] = np.where(
+            m["never_learned"], NEVER_LEARNED_SENTINEL, np.nan_to_num(m["forgetfulness"])
+        ).astype(int)
     else:
         df["never_learned"] = m["never_learned"]
     return df
@@ -131,8 +157,9 @@ def order_by(m: dict[str, np.ndarray], metric: str, descending: bool) -> np.ndar
     return np.argsort(-values if descending else values, kind="stable")
 
 
-def top_fraction_subset(m: dict[str, np.ndarray], region: str, fraction: float, *,
-                        reference_count: bool = False) -> np.ndarray:  # fmt: skip
+def top_fraction_subset(
+    m: dict[str, np.ndarray], region: str, fraction: float, *, reference_count: bool = False
+) -> np.ndarray:
     """The reference's top-k% region: the ``fraction`` of examples most ambiguous/hard/easy.
 
     Count: floor(fraction * N); ``reference_count`` adds the reference's extra example
@@ -170,9 +197,11 @@ def topk_regions(m: dict[str, np.ndarray], fraction: float = 0.33) -> dict[str, 
 def region_counts(m: dict[str, np.ndarray], fraction: float = 0.33) -> dict[str, dict[str, int]]:
     """Examples per region under both schemes (what the data-map legend and table show)."""
     regions = median_regions(m)
-    return {"median": {r: int((regions == r).sum()) for r in ("easy", "hard", "ambiguous")},
-            f"top_{fraction:g}": {r: int(v.sum()) for r, v in topk_regions(m, fraction).items()},
-            "never_learned": {"all": int(m["never_learned"].sum())}}  # fmt: skip
+    return {
+        "median": {r: int((regions == r).sum()) for r in ("easy", "hard", "ambiguous")},
+        f"top_{fraction:g}": {r: int(v.sum()) for r, v in topk_regions(m, fraction).items()},
+        "never_learned": {"all": int(m["never_learned"].sum())},
+    }
 
 
 def check_fraction(name: str, value: float) -> None:

@@ -97,7 +97,9 @@ class BowEncoder:
     @staticmethod
     def terms(text: str, ngrams: int) -> list[str]:
         words = TOKEN.findall(text.lower())
-        return words + ([f"{a} {b}" for a, b in zip(words, words[1:])] if ngrams == 2 else [])
+        return words + (
+            [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)] if ngrams == 2 else []
+        )
 
     def rows(self, texts: list[str]) -> list[list[int]]:
         return [[self.vocab.get(t, 0) for t in self.terms(x, self.ngrams)] or [0] for x in texts]
@@ -122,10 +124,18 @@ def build_classifier(cfg: ModelConfig, train_texts: list[str], n_labels: int, se
     tok = load_tokenizer(path)
     if cfg.from_config:
         size = {"d_model": 32, "n_layers": 2, "n_heads": 2, **cfg.from_config}
-        model = build_model("bert", vocab_size=tok.vocab_size, max_positions=cfg.max_tokens,
-                            task="sequence-classification", num_labels=n_labels, seed=seed,
-                            pad_token_id=tok.pad_token_id, hidden_dropout_prob=cfg.dropout,
-                            attention_probs_dropout_prob=cfg.dropout, **size)  # fmt: skip
+        model = build_model(
+            "bert",
+            vocab_size=tok.vocab_size,
+            max_positions=cfg.max_tokens,
+            task="sequence-classification",
+            num_labels=n_labels,
+            seed=seed,
+            pad_token_id=tok.pad_token_id,
+            hidden_dropout_prob=cfg.dropout,
+            attention_probs_dropout_prob=cfg.dropout,
+            **size,
+        )
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the fresh head's initialisation
@@ -165,10 +175,19 @@ def pooled_embedding(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return out.hidden_states[-1][:, 0]  # (B, d_model): [CLS]
 
 
-def build_qa_model(vocab_size: int, max_tokens: int, size: dict[str, int] | None, seed: int,
-                   dropout: float):  # fmt: skip
+def build_qa_model(
+    vocab_size: int, max_tokens: int, size: dict[str, int] | None, seed: int, dropout: float
+):
     size = {"d_model": 64, "n_layers": 2, "n_heads": 4, **(size or {})}
-    return build_model("bert", vocab_size=vocab_size, max_positions=max_tokens,
-                       task="question-answering", seed=seed, pad_token_id=0,
-                       hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                       type_vocab_size=2, **size)  # fmt: skip
+    return build_model(
+        "bert",
+        vocab_size=vocab_size,
+        max_positions=max_tokens,
+        task="question-answering",
+        seed=seed,
+        pad_token_id=0,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        type_vocab_size=2,
+        **size,
+    )

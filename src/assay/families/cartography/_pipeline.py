@@ -49,9 +49,17 @@ def _lr(cfg) -> float:
     return DEFAULT_LR[cfg.model.kind]
 
 
-def fit(cfg, device: str, *, keep: np.ndarray | None = None, epsilon: np.ndarray | None = None,
-        weight: np.ndarray | None = None, record: str | None = None, log=None,
-        embeddings: bool = False) -> Fitted:  # fmt: skip
+def fit(
+    cfg,
+    device: str,
+    *,
+    keep: np.ndarray | None = None,
+    epsilon: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    record: str | None = None,
+    log=None,
+    embeddings: bool = False,
+) -> Fitted:
     """Train on the training split's examples at positions ``keep`` (all when None)."""
     if cfg.data.task == "qa":
         return _fit_qa(cfg, device, keep, epsilon, weight, record, log)
@@ -60,17 +68,30 @@ def fit(cfg, device: str, *, keep: np.ndarray | None = None, epsilon: np.ndarray
     keep = np.arange(len(full)) if keep is None else keep
     split = full.subset(keep)
     model, enc = build_classifier(cfg.model, split.texts, ds.n_labels, cfg.seed)
-    opts = TrainOptions(cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed,
-                        device, record)  # fmt: skip
+    opts = TrainOptions(
+        cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed, device, record
+    )
     task = ClassificationTask(model, enc, enc.rows(split.texts), split.labels)
-    rec = (DynamicsRecorder(split.ids, cfg.epochs, ds.n_labels, "multiclass", mode=record)
-           if record else None)  # fmt: skip
+    rec = (
+        DynamicsRecorder(split.ids, cfg.epochs, ds.n_labels, "multiclass", mode=record)
+        if record
+        else None
+    )
     ones = np.ones(len(split))
-    hist = train(task, opts, np.zeros(len(split)) if epsilon is None else epsilon,
-                 ones if weight is None else weight, rec, on_epoch=log)  # fmt: skip
+    hist = train(
+        task,
+        opts,
+        np.zeros(len(split)) if epsilon is None else epsilon,
+        ones if weight is None else weight,
+        rec,
+        on_epoch=log,
+    )
     results: dict[str, Any] = {}
-    evals = {"eval": ds.test, "validation": ds.validation,
-             **{f"ood_{k}": v for k, v in ds.ood.items()}}  # fmt: skip
+    evals = {
+        "eval": ds.test,
+        "validation": ds.validation,
+        **{f"ood_{k}": v for k, v in ds.ood.items()},
+    }
     for prefix, part in evals.items():
         if len(part) == 0:
             continue
@@ -93,15 +114,19 @@ def fit(cfg, device: str, *, keep: np.ndarray | None = None, epsilon: np.ndarray
     return Fitted(results, rec.finish() if rec else None, full.ids, hist, emb, [])
 
 
-def classification_scores(logits: np.ndarray, labels: np.ndarray, n_labels: int,
-                          prefix: str) -> dict[str, float]:  # fmt: skip
+def classification_scores(
+    logits: np.ndarray, labels: np.ndarray, n_labels: int, prefix: str
+) -> dict[str, float]:
     """Accuracy and macro-F1 (every class counts, those never predicted too)."""
     from sklearn.metrics import f1_score
 
     pred = logits.argmax(-1)
-    return {f"{prefix}_accuracy": float((pred == labels).mean()),
-            f"{prefix}_macro_f1": float(f1_score(labels, pred, average="macro",
-                                                 labels=list(range(n_labels)), zero_division=0))}  # fmt: skip
+    return {
+        f"{prefix}_accuracy": float((pred == labels).mean()),
+        f"{prefix}_macro_f1": float(
+            f1_score(labels, pred, average="macro", labels=list(range(n_labels)), zero_division=0)
+        ),
+    }
 
 
 def _fit_qa(cfg, device, keep, epsilon, weight, record, log) -> Fitted:
@@ -113,8 +138,9 @@ def _fit_qa(cfg, device, keep, epsilon, weight, record, log) -> Fitted:
     win = make_windows(examples, vocab, cfg.model.max_tokens, cfg.qa_stride_tokens)
     size = cfg.model.from_config or {}
     model = build_qa_model(len(vocab), cfg.model.max_tokens, size, cfg.seed, cfg.model.dropout)
-    opts = TrainOptions(cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed,
-                        device, record)  # fmt: skip
+    opts = TrainOptions(
+        cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed, device, record
+    )
     window_ids = [f"{examples[e].id}#w{w}" for w, e in enumerate(win.example)]
     rec = DynamicsRecorder(window_ids, cfg.epochs, None, "qa", mode=record) if record else None
     n_win = len(win.example)  # a window takes its example's eps and w
@@ -122,8 +148,11 @@ def _fit_qa(cfg, device, keep, epsilon, weight, record, log) -> Fitted:
     w_w = np.ones(n_win) if weight is None else weight[win.example]
     hist = train(QATask(model, win), opts, eps_w, w_w, rec, on_epoch=log)
     results: dict[str, Any] = {}
-    evals = {"eval": qa.test, "validation": qa.validation,
-             **{f"ood_{k}": v for k, v in qa.ood.items()}}  # fmt: skip
+    evals = {
+        "eval": qa.test,
+        "validation": qa.validation,
+        **{f"ood_{k}": v for k, v in qa.ood.items()},
+    }
     for prefix, part in evals.items():
         pw = make_windows(part, vocab, cfg.model.max_tokens, cfg.qa_stride_tokens)
         start, end = predict(QATask(model, pw), opts)
@@ -132,8 +161,9 @@ def _fit_qa(cfg, device, keep, epsilon, weight, record, log) -> Fitted:
         results |= {f"{prefix}_exact_match": scores["exact_match"], f"{prefix}_f1": scores["f1"]}
     dyn, excluded = None, []
     if rec is not None:
-        dyn, excluded = reduce_windows(rec.finish(), win.example, win.has_answer,
-                                       [ex.id for ex in examples])  # fmt: skip
+        dyn, excluded = reduce_windows(
+            rec.finish(), win.example, win.has_answer, [ex.id for ex in examples]
+        )
     results["n_train"] = len(examples)
     results["n_train_windows"] = int(len(win.example))
     results["train_loss"] = hist["train_loss"][-1]

@@ -1,7 +1,7 @@
 """Data maps and cluster plots: the numbers come from ``_metrics`` (tested); this draws them.
 
-    datamap_figure(metrics, title) -> figure: variability (x) vs confidence (y), coloured by
-    correctness, median-split region labels, marginal histograms of both axes.
+datamap_figure(metrics, title) -> figure: variability (x) vs confidence (y), coloured by
+correctness, median-split region labels, marginal histograms of both axes.
 """
 
 from __future__ import annotations
@@ -34,13 +34,15 @@ def datamap_figure(m: dict[str, np.ndarray], title: str):
         pick = np.sort(np.random.default_rng(0).choice(n, MAX_POINTS, replace=False))
     var, conf, corr = m["variability"][pick], m["confidence"][pick], m["correctness"][pick]
     fig = plt.figure(figsize=(7.5, 7))
-    grid = fig.add_gridspec(2, 2, width_ratios=(4, 1), height_ratios=(1, 4), wspace=0.05,
-                            hspace=0.05)  # fmt: skip
+    grid = fig.add_gridspec(
+        2, 2, width_ratios=(4, 1), height_ratios=(1, 4), wspace=0.05, hspace=0.05
+    )
     ax = fig.add_subplot(grid[1, 0])
     top = fig.add_subplot(grid[0, 0], sharex=ax)
     right = fig.add_subplot(grid[1, 1], sharey=ax)
-    points = ax.scatter(var, conf, c=corr, cmap="coolwarm_r", vmin=0, vmax=1, s=6, alpha=0.6,
-                        linewidths=0)  # fmt: skip
+    points = ax.scatter(
+        var, conf, c=corr, cmap="coolwarm_r", vmin=0, vmax=1, s=6, alpha=0.6, linewidths=0
+    )
     ax.axvline(np.median(m["variability"]), color="grey", lw=0.8, ls="--")
     ax.axhline(np.median(m["confidence"]), color="grey", lw=0.8, ls=":")
     counts = region_counts(m)["median"]
@@ -49,8 +51,13 @@ def datamap_figure(m: dict[str, np.ndarray], title: str):
         sel = regions == region
         if sel.any():
             x, y = np.median(m["variability"][sel]), np.median(m["confidence"][sel])
-            ax.annotate(f"{region}\n(n={counts[region]})", (x, y), ha="center", fontsize=9,
-                        bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})  # fmt: skip
+            ax.annotate(
+                f"{region}\n(n={counts[region]})",
+                (x, y),
+                ha="center",
+                fontsize=9,
+                bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8},
+            )
     ax.set_xlabel("variability (std of gold-label probability over epochs)")
     ax.set_ylabel("confidence (mean gold-label probability)")
     ax.set_ylim(-0.02, 1.02)

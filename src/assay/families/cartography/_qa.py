@@ -25,33 +25,87 @@ import string
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-NAMES = ("alice bob carol dave erin frank grace heidi ivan judy mallory niaj olivia peggy rupert "
-         "sybil trent victor walter yvonne").split()
-CITIES = ("paris", "new york", "tokyo", "lagos", "buenos aires", "cairo", "oslo", "lima",
-          "san francisco", "hanoi", "rio de janeiro", "perth", "quebec city", "nairobi")
-JOBS = ("teacher", "software engineer", "nurse", "pilot", "marine biologist", "baker",
-        "civil engineer", "lawyer", "farmer", "data scientist", "chef", "firefighter")
+NAMES = [
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "niaj",
+    "olivia",
+    "peggy",
+    "rupert",
+    "sybil",
+    "trent",
+    "victor",
+    "walter",
+    "yvonne",
+]
+CITIES = (
+    "paris",
+    "new york",
+    "tokyo",
+    "lagos",
+    "buenos aires",
+    "cairo",
+    "oslo",
+    "lima",
+    "san francisco",
+    "hanoi",
+    "rio de janeiro",
+    "perth",
+    "quebec city",
+    "nairobi",
+)
+JOBS = (
+    "teacher",
+    "software engineer",
+    "nurse",
+    "pilot",
+    "marine biologist",
+    "baker",
+    "civil engineer",
+    "lawyer",
+    "farmer",
+    "data scientist",
+    "chef",
+    "firefighter",
+)
 PETS = ("dog", "cat", "parrot", "hamster", "turtle", "rabbit")
 COLOURS = ("black", "white", "ginger", "grey", "golden brown", "spotted")
 # (fact, sentence templates for train/ID eval, sentence templates for OOD, questions ID, OOD)
 FACTS = {
-    "city": (["{p} was born in {a} .", "{p} grew up in {a} ."],
-             ["the hometown of {p} is {a} ."],
-             ["where was {p} born ?", "which city did {p} grow up in ?"],
-             ["what is the hometown of {p} ?"]),
-    "year": (["{p} was born in the year {a} .", "{p} celebrated a first birthday in {a} ."],
-             ["the birth year of {p} was {a} ."],
-             ["when was {p} born ?", "in which year was {p} born ?"],
-             ["what was the birth year of {p} ?"]),
-    "job": (["{p} works as a {a} .", "by profession {p} is a {a} ."],
-            ["the occupation of {p} : {a} ."],
-            ["what does {p} do for a living ?", "what is the job of {p} ?"],
-            ["what occupation does {p} have ?"]),
-    "pet": (["{p} owns a {a} .", "{p} takes care of a {a} every day ."],
-            ["the animal living with {p} is a {a} ."],
-            ["what pet does {p} have ?", "which animal does {p} own ?"],
-            ["what animal lives with {p} ?"]),
-}  # fmt: skip
+    "city": (
+        ["{p} was born in {a} .", "{p} grew up in {a} ."],
+        ["the hometown of {p} is {a} ."],
+        ["where was {p} born ?", "which city did {p} grow up in ?"],
+        ["what is the hometown of {p} ?"],
+    ),
+    "year": (
+        ["{p} was born in the year {a} .", "{p} celebrated a first birthday in {a} ."],
+        ["the birth year of {p} was {a} ."],
+        ["when was {p} born ?", "in which year was {p} born ?"],
+        ["what was the birth year of {p} ?"],
+    ),
+    "job": (
+        ["{p} works as a {a} .", "by profession {p} is a {a} ."],
+        ["the occupation of {p} : {a} ."],
+        ["what does {p} do for a living ?", "what is the job of {p} ?"],
+        ["what occupation does {p} have ?"],
+    ),
+    "pet": (
+        ["{p} owns a {a} .", "{p} takes care of a {a} every day ."],
+        ["the animal living with {p} is a {a} ."],
+        ["what pet does {p} have ?", "which animal does {p} own ?"],
+        ["what animal lives with {p} ?"],
+    ),
+}
 
 
 class QAConfig(BaseModel):
@@ -124,7 +178,11 @@ def generate_qa(cfg: QAConfig) -> QADataset:
     def make(prefix: str, n: int, ood: bool = False) -> list[QAExample]:
         return [_example(rng, cfg, f"{prefix}-{i}", ood) for i in range(n)]
 
-    train, val, test = make("qa", cfg.n_train), make("qav", cfg.n_validation), make("qat", cfg.n_test)
+    train, val, test = (
+        make("qa", cfg.n_train),
+        make("qav", cfg.n_validation),
+        make("qat", cfg.n_test),
+    )
     ood = {"ood_templates": make("qao", cfg.n_ood, ood=True)} if cfg.n_ood else {}
     return QADataset(train, val, test, ood)
 
@@ -152,8 +210,9 @@ class QAWindows:
     n_context: np.ndarray  # (W,) context tokens in the window
 
 
-def make_windows(examples: list[QAExample], vocab: dict[str, int], max_tokens: int = 64,
-                 stride_tokens: int = 24) -> QAWindows:  # fmt: skip
+def make_windows(
+    examples: list[QAExample], vocab: dict[str, int], max_tokens: int = 64, stride_tokens: int = 24
+) -> QAWindows:
     """[CLS] question [SEP] context-window [SEP], windows overlapping by ``stride_tokens``."""
     rows = collections.defaultdict(list)
     unk = vocab["[UNK]"]
@@ -162,8 +221,10 @@ def make_windows(examples: list[QAExample], vocab: dict[str, int], max_tokens: i
         c = [vocab.get(w, unk) for w in ex.context]
         room = max_tokens - len(q) - 3
         if room < 8:
-            raise ValueError(f"max_tokens={max_tokens} leaves {room} context tokens after the "
-                             f"question ({len(q)} tokens); raise max_tokens")  # fmt: skip
+            raise ValueError(
+                f"max_tokens={max_tokens} leaves {room} context tokens after the "
+                f"question ({len(q)} tokens); raise max_tokens"
+            )
         step = max(1, room - stride_tokens)
         begin = 0
         while True:
@@ -172,8 +233,9 @@ def make_windows(examples: list[QAExample], vocab: dict[str, int], max_tokens: i
             cpos = len(q) + 2
             inside = begin <= ex.answer_start and ex.answer_end < begin + len(piece)
             rows["input_ids"].append(ids + [0] * (max_tokens - len(ids)))
-            rows["token_type_ids"].append([0] * cpos + [1] * (len(ids) - cpos)
-                                          + [0] * (max_tokens - len(ids)))  # fmt: skip
+            rows["token_type_ids"].append(
+                [0] * cpos + [1] * (len(ids) - cpos) + [0] * (max_tokens - len(ids))
+            )
             rows["attention_mask"].append([1] * len(ids) + [0] * (max_tokens - len(ids)))
             rows["start"].append(cpos + ex.answer_start - begin if inside else 0)
             rows["end"].append(cpos + ex.answer_end - begin if inside else 0)
@@ -185,12 +247,21 @@ def make_windows(examples: list[QAExample], vocab: dict[str, int], max_tokens: i
             if begin + room >= len(c):
                 break
             begin += step
-    return QAWindows(**{k: np.asarray(v, dtype=bool if k == "has_answer" else np.int64)
-                        for k, v in rows.items()})  # fmt: skip
+    return QAWindows(
+        **{
+            k: np.asarray(v, dtype=bool if k == "has_answer" else np.int64)
+            for k, v in rows.items()
+        }
+    )
 
 
-def best_spans(start_logits: np.ndarray, end_logits: np.ndarray, win: QAWindows,
-               examples: list[QAExample], max_answer_tokens: int = 8) -> list[str]:  # fmt: skip
+def best_spans(
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    win: QAWindows,
+    examples: list[QAExample],
+    max_answer_tokens: int = 8,
+) -> list[str]:
     """The predicted answer text per example: the best-scoring span over all its windows.
 
     A span (s, e) is valid when both lie in the window's context and 0 <= e - s <
@@ -240,6 +311,11 @@ def squad_scores(predictions: list[str], truths: list[str]) -> dict[str, float]:
     """``exact_match`` and ``f1`` in percent, as the SQuAD v1.1 script reports them."""
     if len(predictions) != len(truths) or not truths:
         raise ValueError(f"{len(predictions)} predictions for {len(truths)} answers")
-    em = np.mean([normalize_answer(p) == normalize_answer(t) for p, t in zip(predictions, truths)])
+    em = np.mean(
+        [
+            normalize_answer(p) == normalize_answer(t)
+            for p, t in zip(predictions, truths, strict=True)
+        ]
+    )
     f1 = np.mean([f1_score(p, t) for p, t in zip(predictions, truths, strict=True)])
     return {"exact_match": 100.0 * float(em), "f1": 100.0 * float(f1)}

@@ -44,11 +44,15 @@ class ClusterConfig(TorchConfig):
     @model_validator(mode="after")
     def _needs(self) -> ClusterConfig:
         if self.embedding == "trained" and self.dynamics is None:
-            raise ValueError("embedding 'trained' uses the model of a cartography.dynamics run: "
-                             "set `dynamics:` (its config), or use embedding: sentence_encoder")  # fmt: skip
+            raise ValueError(
+                "embedding 'trained' uses the model of a cartography.dynamics run: "
+                "set `dynamics:` (its config), or use embedding: sentence_encoder"
+            )
         if self.dynamics is not None and self.dynamics.data != self.data:
-            raise ValueError("cluster.data and cluster.dynamics.data differ: the embeddings "
-                             "must be of this data's training examples; make them equal")  # fmt: skip
+            raise ValueError(
+                "cluster.data and cluster.dynamics.data differ: the embeddings "
+                "must be of this data's training examples; make them equal"
+            )
         return self
 
 
@@ -61,8 +65,13 @@ def sentence_embeddings(path: str, texts: list[str], device: str, max_tokens: in
     parts = []
     with torch.no_grad():
         for start in range(0, len(texts), 128):
-            enc = tok(texts[start : start + 128], truncation=True, max_length=max_tokens,
-                      padding=True, return_tensors="pt").to(device)  # fmt: skip
+            enc = tok(
+                texts[start : start + 128],
+                truncation=True,
+                max_length=max_tokens,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
             hidden = model(**enc).last_hidden_state  # (B, T, d)
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
@@ -70,9 +79,16 @@ def sentence_embeddings(path: str, texts: list[str], device: str, max_tokens: in
     return torch.cat(parts).numpy()
 
 
-@stage("cartography.cluster", config=ClusterConfig, version=1,
-       smoke={"data": {"max_train_examples": 600}, "min_cluster_size": 20,
-              "dynamics": {"data": {"max_train_examples": 600}, "epochs": 3}})  # fmt: skip
+@stage(
+    "cartography.cluster",
+    config=ClusterConfig,
+    version=1,
+    smoke={
+        "data": {"max_train_examples": 600},
+        "min_cluster_size": 20,
+        "dynamics": {"data": {"max_train_examples": 600}, "epochs": 3},
+    },
+)
 def cluster(config: ClusterConfig, run: Run) -> dict:
     """Cluster the training examples' embeddings (HDBSCAN after PCA)."""
     from sklearn.cluster import HDBSCAN
@@ -85,28 +101,44 @@ def cluster(config: ClusterConfig, run: Run) -> dict:
         up = run.upstream["dynamics"]
         x = np.load(up.artifact("embeddings.npy"), allow_pickle=False)
         if x.shape[0] != len(ids):
-            raise DynamicsError(f"run {up.id} embedded {x.shape[0]} examples, this data has "
-                                f"{len(ids)}; rerun it (`assay run` with this config)")  # fmt: skip
+            raise DynamicsError(
+                f"run {up.id} embedded {x.shape[0]} examples, this data has "
+                f"{len(ids)}; rerun it (`assay run` with this config)"
+            )
     else:
         texts = load_dataset(config.data).train.texts
-        x = sentence_embeddings(config.encoder_path or str(minilm_path()), texts, device,
-                                config.max_tokens)  # fmt: skip
+        x = sentence_embeddings(
+            config.encoder_path or str(minilm_path()), texts, device, config.max_tokens
+        )
     if config.standardize:
         x = StandardScaler().fit_transform(x)
     k = min(config.pca_components, x.shape[1], x.shape[0])
     z = PCA(n_components=k, random_state=config.seed).fit_transform(x)  # (N, k)
-    hdb = HDBSCAN(min_cluster_size=config.min_cluster_size, min_samples=config.min_samples,
-                  copy=True).fit(z)  # fmt: skip
+    hdb = HDBSCAN(
+        min_cluster_size=config.min_cluster_size, min_samples=config.min_samples, copy=True
+    ).fit(z)
     labels, prob = hdb.labels_.astype(np.int64), hdb.probabilities_.astype(np.float32)
     with run.write_artifact("clusters.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, ids=np.asarray(ids, dtype=str), labels=labels, probabilities=prob)
-    stats = {int(c): {"size": int((labels == c).sum()),
-                      "mean_probability": float(prob[labels == c].mean())}
-             for c in np.unique(labels)}  # fmt: skip
+    stats = {
+        int(c): {
+            "size": int((labels == c).sum()),
+            "mean_probability": float(prob[labels == c].mean()),
+        }
+        for c in np.unique(labels)
+    }
     run.save_json("cluster_stats.json", stats)
-    save_cluster_plot(z[:, :2], labels, run.artifacts_dir / "clusters.png",
-                      f"{config.data.dataset}: {len(stats) - (-1 in stats)} clusters "
-                      f"({config.embedding} embeddings)")  # fmt: skip
-    return {"n_examples": len(ids), "n_clusters": int(len(stats) - (-1 in stats)),
-            "n_noise": int((labels == -1).sum()), "noise_fraction": float((labels == -1).mean()),
-            "mean_probability": float(prob.mean())}  # fmt: skip
+    save_cluster_plot(
+        z[:, :2],
+        labels,
+        run.artifacts_dir / "clusters.png",
+        f"{config.data.dataset}: {len(stats) - (-1 in stats)} clusters "
+        f"({config.embedding} embeddings)",
+    )
+    return {
+        "n_examples": len(ids),
+        "n_clusters": int(len(stats) - (-1 in stats)),
+        "n_noise": int((labels == -1).sum()),
+        "noise_fraction": float((labels == -1).mean()),
+        "mean_probability": float(prob.mean()),
+    }

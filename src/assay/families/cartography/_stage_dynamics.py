@@ -40,8 +40,10 @@ class TrainingConfig(TorchConfig):
     @model_validator(mode="after")
     def _qa_model(self) -> TrainingConfig:
         if self.data.task == "qa" and self.model.kind != "hf":
-            raise ValueError("extractive QA needs model.kind: hf (a BERT QA head); the bag of "
-                             "words has no token positions to point at")  # fmt: skip
+            raise ValueError(
+                "extractive QA needs model.kind: hf (a BERT QA head); the bag of "
+                "words has no token positions to point at"
+            )
         return self
 
 
@@ -52,13 +54,22 @@ class DynamicsConfig(TrainingConfig):
     write_reference: bool = True  # also write training_dynamics/*.jsonl
 
 
-@stage("cartography.dynamics", config=DynamicsConfig, version=1,
-       smoke={"data": {"max_train_examples": 600}, "epochs": 3})  # fmt: skip
+@stage(
+    "cartography.dynamics",
+    config=DynamicsConfig,
+    version=1,
+    smoke={"data": {"max_train_examples": 600}, "epochs": 3},
+)
 def dynamics(config: DynamicsConfig, run: Run) -> dict:
     """Train once, recording per-example dynamics; write the data map."""
     device, _ = setup_torch(config)
-    out = fit(config, device, record=config.record, embeddings=config.data.task != "qa",
-              log=lambda e, h: run.log_metrics(step=e, **h))  # fmt: skip
+    out = fit(
+        config,
+        device,
+        record=config.record,
+        embeddings=config.data.task != "qa",
+        log=lambda e, h: run.log_metrics(step=e, **h),
+    )
     dyn = out.dynamics
     dyn.save(run.artifacts_dir / "dynamics.npz")
     if config.write_reference and dyn.logits is not None:
@@ -66,22 +77,31 @@ def dynamics(config: DynamicsConfig, run: Run) -> dict:
     if out.embeddings is not None:
         with run.write_artifact("embeddings.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, out.embeddings.astype(np.float32))
-    m = compute_metrics(dyn.gold_prob, dyn.correct, burn_out=config.burn_out,
-                        include_ci=config.include_ci)  # fmt: skip
+    m = compute_metrics(
+        dyn.gold_prob, dyn.correct, burn_out=config.burn_out, include_ci=config.include_ci
+    )
     with run.write_artifact("metrics.csv") as tmp:
         metrics_table(dyn.ids, m).to_csv(tmp, index=False)
     counts = region_counts(m)
     run.save_json("regions.json", counts)
     if out.excluded:
-        run.log(f"{len(out.excluded)} QA examples have no window holding the answer and are "
-                f"not mapped: {out.excluded[:5]}")  # fmt: skip
+        run.log(
+            f"{len(out.excluded)} QA examples have no window holding the answer and are "
+            f"not mapped: {out.excluded[:5]}"
+        )
         run.save_json("excluded.json", out.excluded)
-    save_datamap(m, run.artifacts_dir / "datamap.png",
-                 f"{config.data.dataset}: {len(dyn.ids)} examples, {dyn.n_epochs} epochs "
-                 f"({config.record})")  # fmt: skip
+    save_datamap(
+        m,
+        run.artifacts_dir / "datamap.png",
+        f"{config.data.dataset}: {len(dyn.ids)} examples, {dyn.n_epochs} epochs ({config.record})",
+    )
     n_never = int(m["never_learned"].sum())
-    return {**out.results, "n_mapped": len(dyn.ids), "n_unmapped": len(out.excluded),
-            "n_never_learned": n_never,
-            "mean_confidence": float(m["confidence"].mean()),
-            "mean_variability": float(m["variability"].mean()),
-            **{f"n_{k}": v for k, v in counts["median"].items()}}  # fmt: skip
+    return {
+        **out.results,
+        "n_mapped": len(dyn.ids),
+        "n_unmapped": len(out.excluded),
+        "n_never_learned": n_never,
+        "mean_confidence": float(m["confidence"].mean()),
+        "mean_variability": float(m["variability"].mean()),
+        **{f"n_{k}": v for k, v in counts["median"].items()},
+    }

@@ -41,9 +41,16 @@ class StrategyConfig(TrainingConfig):
 
     @model_validator(mode="after")
     def _prerequisites(self) -> StrategyConfig:
-        wants = [name for name, value in (("filter", self.filter), ("smoothing", self.smoothing),
-                                          ("weighting", self.weighting)) if value is not None
-                 and not (name == "filter" and getattr(value, "region", None) == "random")]  # fmt: skip
+        wants = [
+            name
+            for name, value in (
+                ("filter", self.filter),
+                ("smoothing", self.smoothing),
+                ("weighting", self.weighting),
+            )
+            if value is not None
+            and not (name == "filter" and getattr(value, "region", None) == "random")
+        ]
         if wants and self.dynamics is None and self.dynamics_dir is None:
             raise ValueError(
                 f"{', '.join(wants)} need(s) training dynamics of these examples: set "
@@ -53,8 +60,10 @@ class StrategyConfig(TrainingConfig):
         if self.dynamics is not None and self.dynamics_dir is not None:
             raise ValueError("set one of `dynamics` and `dynamics_dir`, not both")
         if self.cluster_filter is not None and self.cluster is None:
-            raise ValueError("cluster_filter needs `cluster:` (a cartography.cluster config; "
-                             "it runs first and is reused by every strategy naming it)")  # fmt: skip
+            raise ValueError(
+                "cluster_filter needs `cluster:` (a cartography.cluster config; "
+                "it runs first and is reused by every strategy naming it)"
+            )
         return self
 
 
@@ -62,55 +71,100 @@ def _dynamics_for(config: StrategyConfig, run: Run, ids: list[str]) -> Dynamics 
     if config.dynamics is not None:
         up = run.upstream["dynamics"]
         path = up.artifact("dynamics.npz")
-        source, fix = (f"run {up.id} ({up.dir})",
-                       "point `dynamics:` at a run over this config's `data` (the same "
-                       "dataset, split and max_train_examples) and rerun: assay run SUITE")  # fmt: skip
+        source, fix = (
+            f"run {up.id} ({up.dir})",
+            "point `dynamics:` at a run over this config's `data` (the same "
+            "dataset, split and max_train_examples) and rerun: assay run SUITE",
+        )
         return Dynamics.load(path).align(ids, source=source, fix=fix)
     if config.dynamics_dir is not None:
         if not Path(config.dynamics_dir).exists():
-            raise DynamicsError(f"dynamics_dir {config.dynamics_dir!r} does not exist; produce it "
-                                "with a cartography.dynamics run (its artifacts/ folder holds "
-                                "training_dynamics/) or allenai/cartography's training")  # fmt: skip
+            raise DynamicsError(
+                f"dynamics_dir {config.dynamics_dir!r} does not exist; produce it "
+                "with a cartography.dynamics run (its artifacts/ folder holds "
+                "training_dynamics/) or allenai/cartography's training"
+            )
         return Dynamics.from_reference(config.dynamics_dir).align(
-            ids, source=config.dynamics_dir, fix="write them from a run over this data")
+            ids, source=config.dynamics_dir, fix="write them from a run over this data"
+        )
     return None
 
 
-@stage("cartography.train", config=StrategyConfig, version=1,
-       smoke={"data": {"max_train_examples": 600}, "epochs": 2})  # fmt: skip
+@stage(
+    "cartography.train",
+    config=StrategyConfig,
+    version=1,
+    smoke={"data": {"max_train_examples": 600}, "epochs": 2},
+)
 def train_strategy(config: StrategyConfig, run: Run) -> dict:
     """Train with a strategy (filters, smoothing, weighting) from a data map; evaluate."""
     device, _ = setup_torch(config)
     ids = train_ids(config)
     dyn = _dynamics_for(config, run, ids)
-    metrics = (compute_metrics(dyn.gold_prob, dyn.correct, burn_out=config.burn_out,
-                               include_ci=config.include_ci) if dyn is not None else None)  # fmt: skip
+    metrics = (
+        compute_metrics(
+            dyn.gold_prob, dyn.correct, burn_out=config.burn_out, include_ci=config.include_ci
+        )
+        if dyn is not None
+        else None
+    )
     clusters = None
     if config.cluster_filter is not None:
         up = run.upstream["cluster"]
         with np.load(up.artifact("clusters.npz"), allow_pickle=False) as z:
             if z["ids"].tolist() != ids:
-                raise DynamicsError(f"cluster run {up.id} clustered other examples than this "
-                                    "run trains on; give `cluster:` the same `data`")  # fmt: skip
+                raise DynamicsError(
+                    f"cluster run {up.id} clustered other examples than this "
+                    "run trains on; give `cluster:` the same `data`"
+                )
             clusters = {"labels": z["labels"], "probabilities": z["probabilities"]}
-    plan = plan_strategies(config.filter, config.cluster_filter, config.smoothing,
-                           config.weighting, len(ids), metrics, clusters, config.seed)  # fmt: skip
+    plan = plan_strategies(
+        config.filter,
+        config.cluster_filter,
+        config.smoothing,
+        config.weighting,
+        len(ids),
+        metrics,
+        clusters,
+        config.seed,
+    )
     kept_ids = [ids[i] for i in plan.keep]
-    run.save_json("selection.json", {"n_train_total": len(ids), "n_kept": len(kept_ids),
-                                     "steps": plan.steps, "kept_ids": kept_ids})  # fmt: skip
+    run.save_json(
+        "selection.json",
+        {
+            "n_train_total": len(ids),
+            "n_kept": len(kept_ids),
+            "steps": plan.steps,
+            "kept_ids": kept_ids,
+        },
+    )
     run.save_json("strategy.json", plan.summary)
     with run.write_artifact("per_example.csv") as tmp:
-        lines = ["guid,epsilon,weight"] + [f"{g},{e:.6g},{w:.6g}" for g, e, w in
-                                           zip(kept_ids, plan.epsilon, plan.weight, strict=True)]  # fmt: skip
+        lines = ["guid,epsilon,weight"] + [
+            f"{g},{e:.6g},{w:.6g}"
+            for g, e, w in zip(kept_ids, plan.epsilon, plan.weight, strict=True)
+        ]
         tmp.write_text("\n".join(lines) + "\n")
     if "clip_note" in plan.summary:
         run.log(plan.summary["clip_note"])
-    out = fit(config, device, keep=plan.keep, epsilon=plan.epsilon, weight=plan.weight,
-              log=lambda e, h: run.log_metrics(step=e, **h))  # fmt: skip
+    out = fit(
+        config,
+        device,
+        keep=plan.keep,
+        epsilon=plan.epsilon,
+        weight=plan.weight,
+        log=lambda e, h: run.log_metrics(step=e, **h),
+    )
     s = plan.summary
-    return {**out.results, "n_train_total": len(ids), "n_train_kept": len(kept_ids),
-            "kept_fraction": len(kept_ids) / len(ids),
-            "epsilon_mean": s["epsilon"]["mean"], "epsilon_max": s["epsilon"]["quantiles"]["max"],
-            "weight_mean": s["weight"]["mean"], "weight_min": s["weight"]["quantiles"]["min"],
-            "weight_max": s["weight"]["quantiles"]["max"],
-            "clip_binds_fraction": s.get("clip_binds_fraction", 0.0)}  # fmt: skip
+    return {
+        **out.results,
+        "n_train_total": len(ids),
+        "n_train_kept": len(kept_ids),
+        "kept_fraction": len(kept_ids) / len(ids),
+        "epsilon_mean": s["epsilon"]["mean"],
+        "epsilon_max": s["epsilon"]["quantiles"]["max"],
+        "weight_mean": s["weight"]["mean"],
+        "weight_min": s["weight"]["quantiles"]["min"],
+        "weight_max": s["weight"]["quantiles"]["max"],
+        "clip_binds_fraction": s.get("clip_binds_fraction", 0.0),
+    }

@@ -72,7 +72,9 @@ class RuleFilter(_Strict):
     def _metrics(cls, v: dict) -> dict:
         bad = sorted(set(v) - set(METRICS))
         if bad or not v:
-            raise ValueError(f"drop_if metrics {bad or '(none)'} invalid; valid: {', '.join(METRICS)}")
+            raise ValueError(
+                f"drop_if metrics {bad or '(none)'} invalid; valid: {', '.join(METRICS)}"
+            )
         return v
 
 
@@ -96,8 +98,10 @@ class Weighting(_Strict):
     @model_validator(mode="after")
     def _order(self) -> Weighting:
         if self.weight_clip_min > self.weight_clip_max:
-            raise ValueError(f"weight_clip_min {self.weight_clip_min} > weight_clip_max "
-                             f"{self.weight_clip_max}; swap them")  # fmt: skip
+            raise ValueError(
+                f"weight_clip_min {self.weight_clip_min} > weight_clip_max "
+                f"{self.weight_clip_max}; swap them"
+            )
         return self
 
 
@@ -117,14 +121,26 @@ def _describe(values: np.ndarray) -> dict:
     if len(values) == 0:
         return {"n": 0}
     q = np.quantile(values, [0, 0.05, 0.25, 0.5, 0.75, 0.95, 1])
-    return {"n": int(len(values)), "mean": float(values.mean()), "std": float(values.std()),
-            "quantiles": dict(zip(["min", "p5", "p25", "p50", "p75", "p95", "max"],
-                                  map(float, q), strict=True))}  # fmt: skip
+    return {
+        "n": int(len(values)),
+        "mean": float(values.mean()),
+        "std": float(values.std()),
+        "quantiles": dict(
+            zip(["min", "p5", "p25", "p50", "p75", "p95", "max"], map(float, q), strict=True)
+        ),
+    }
 
 
-def plan_strategies(filter_cfg, cluster_cfg: ClusterFilter | None, smoothing: Smoothing | None,
-                    weighting: Weighting | None, n_train: int, metrics: dict | None,
-                    clusters: dict | None, seed: int) -> StrategyPlan:  # fmt: skip
+def plan_strategies(
+    filter_cfg,
+    cluster_cfg: ClusterFilter | None,
+    smoothing: Smoothing | None,
+    weighting: Weighting | None,
+    n_train: int,
+    metrics: dict | None,
+    clusters: dict | None,
+    seed: int,
+) -> StrategyPlan:
     """Which examples to train on, and with which eps and w; ``metrics`` aligned to the split."""
     keep = np.arange(n_train)
     steps: list[dict] = []
@@ -142,17 +158,24 @@ def plan_strategies(filter_cfg, cluster_cfg: ClusterFilter | None, smoothing: Sm
             n_amb = math.ceil(filter_cfg.top_fraction * len(amb) - 1e-9)
             top = amb[np.argsort(-instability, kind="stable")[:n_amb]]
             chosen = np.concatenate([np.flatnonzero(regions != "ambiguous"), top])
-            keep = step("cartography", keep[chosen],
-                        regions={r: int((regions == r).sum()) for r in ("easy", "hard", "ambiguous")},
-                        ambiguous_kept=int(n_amb))  # fmt: skip
+            keep = step(
+                "cartography",
+                keep[chosen],
+                regions={r: int((regions == r).sum()) for r in ("easy", "hard", "ambiguous")},
+                ambiguous_kept=int(n_amb),
+            )
         elif filter_cfg.kind == "subset":
             if filter_cfg.region == "random":
                 n = int(filter_cfg.fraction * len(keep)) + (1 if filter_cfg.reference_count else 0)
                 rng = np.random.default_rng(seed)
                 chosen = rng.choice(len(keep), size=min(n, len(keep)), replace=False)
             else:
-                chosen = top_fraction_subset(sub, filter_cfg.region, filter_cfg.fraction,
-                                             reference_count=filter_cfg.reference_count)  # fmt: skip
+                chosen = top_fraction_subset(
+                    sub,
+                    filter_cfg.region,
+                    filter_cfg.fraction,
+                    reference_count=filter_cfg.reference_count,
+                )
             keep = step(f"subset:{filter_cfg.region}", keep[chosen])
         else:
             drop = np.ones(len(keep), dtype=bool)
@@ -162,9 +185,13 @@ def plan_strategies(filter_cfg, cluster_cfg: ClusterFilter | None, smoothing: Sm
     if cluster_cfg is not None:
         labels, prob = clusters["labels"][keep], clusters["probabilities"][keep]
         ok = ~np.isin(labels, cluster_cfg.exclude_clusters) & (
-            prob >= cluster_cfg.min_cluster_probability)  # fmt: skip
-        keep = step("cluster", keep[ok], dropped_by_label=int(np.isin(
-            labels, cluster_cfg.exclude_clusters).sum()))  # fmt: skip
+            prob >= cluster_cfg.min_cluster_probability
+        )
+        keep = step(
+            "cluster",
+            keep[ok],
+            dropped_by_label=int(np.isin(labels, cluster_cfg.exclude_clusters).sum()),
+        )
     if len(keep) == 0:
         raise ConfigError(f"the filters kept no training example ({steps}); loosen them")
     var = metrics["variability"][keep] if metrics is not None else np.zeros(len(keep))
@@ -172,17 +199,26 @@ def plan_strategies(filter_cfg, cluster_cfg: ClusterFilter | None, smoothing: Sm
     if smoothing is not None:
         eps = np.minimum(smoothing.eps_max, smoothing.smoothing_factor * var)
     w = np.ones(len(keep))
-    summary: dict = {"epsilon": _describe(eps), "smoothing_capped_fraction": (
-        float((smoothing.smoothing_factor * var >= smoothing.eps_max).mean()) if smoothing else 0.0)}
+    summary: dict = {
+        "epsilon": _describe(eps),
+        "smoothing_capped_fraction": (
+            float((smoothing.smoothing_factor * var >= smoothing.eps_max).mean())
+            if smoothing
+            else 0.0
+        ),
+    }
     if weighting is not None:
         raw = 1 + weighting.beta * var
         w = np.clip(raw, weighting.weight_clip_min, weighting.weight_clip_max)
-        binds = float(((raw < weighting.weight_clip_min) | (raw > weighting.weight_clip_max)).mean())
+        binds = float(
+            ((raw < weighting.weight_clip_min) | (raw > weighting.weight_clip_max)).mean()
+        )
         summary["clip_binds_fraction"] = binds
         if binds == 0:
             summary["clip_note"] = (
                 f"the clip [{weighting.weight_clip_min}, {weighting.weight_clip_max}] never "
-                f"binds: raw weights span [{raw.min():.3f}, {raw.max():.3f}]")  # fmt: skip
+                f"binds: raw weights span [{raw.min():.3f}, {raw.max():.3f}]"
+            )
     summary["weight"] = _describe(w)
     return StrategyPlan(keep, eps, w, steps, summary)
 
@@ -202,4 +238,3 @@ def strategy_loss(logits, labels, epsilon=None, weight=None):
     if weight is not None:
         nll = weight * nll
     return nll.mean()
-

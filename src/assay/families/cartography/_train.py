@@ -13,6 +13,7 @@ buffers on the training device: no per-batch host sync.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 
@@ -65,15 +66,18 @@ class QATask:
 
     def __init__(self, model, windows: QAWindows) -> None:
         self.model, self.win = model, windows
-        self.t = {k: torch.as_tensor(getattr(windows, k)) for k in
-                  ("input_ids", "token_type_ids", "attention_mask", "start", "end")}  # fmt: skip
+        self.t = {
+            k: torch.as_tensor(getattr(windows, k))
+            for k in ("input_ids", "token_type_ids", "attention_mask", "start", "end")
+        }
 
     def __len__(self) -> int:
         return len(self.win.start)
 
     def batch(self, idx, device):
-        inputs = {k: self.t[k][idx].to(device) for k in
-                  ("input_ids", "token_type_ids", "attention_mask")}  # fmt: skip
+        inputs = {
+            k: self.t[k][idx].to(device) for k in ("input_ids", "token_type_ids", "attention_mask")
+        }
         return inputs, (self.t["start"][idx].to(device), self.t["end"][idx].to(device))
 
     def forward(self, inputs):
@@ -82,7 +86,9 @@ class QATask:
         return (out.start_logits.masked_fill(mask, -1e4), out.end_logits.masked_fill(mask, -1e4))
 
     def loss(self, out, target, eps, w):
-        return (strategy_loss(out[0], target[0], eps, w) + strategy_loss(out[1], target[1], eps, w)) / 2
+        return (
+            strategy_loss(out[0], target[0], eps, w) + strategy_loss(out[1], target[1], eps, w)
+        ) / 2
 
     def record(self, rec: DynamicsRecorder, epoch: int, idx, out, target) -> None:
         ps = torch.softmax(out[0].float(), -1).gather(1, target[0][:, None]).squeeze(1)
@@ -91,9 +97,14 @@ class QATask:
         rec.record_probs(epoch, idx, torch.sqrt(ps * pe), correct)  # geometric mean
 
 
-def train(task, opts: TrainOptions, epsilon: np.ndarray, weight: np.ndarray,
-          recorder: DynamicsRecorder | None = None,
-          on_epoch: Callable[[int, dict], None] | None = None) -> dict:  # fmt: skip
+def train(
+    task,
+    opts: TrainOptions,
+    epsilon: np.ndarray,
+    weight: np.ndarray,
+    recorder: DynamicsRecorder | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> dict:
     """Train ``task.model`` in place; returns the history (and fills ``recorder``)."""
     model = task.model.to(opts.device)
     opts_list = optimizers(model, opts)
@@ -112,8 +123,9 @@ def train(task, opts: TrainOptions, epsilon: np.ndarray, weight: np.ndarray,
             inputs, target = task.batch(idx, opts.device)
             out = task.forward(inputs)
             dev_idx = idx.to(opts.device)
-            loss = task.loss(out, target, eps_t[dev_idx] if smooth else None,
-                             w_t[dev_idx] if weigh else None)  # fmt: skip
+            loss = task.loss(
+                out, target, eps_t[dev_idx] if smooth else None, w_t[dev_idx] if weigh else None
+            )
             if recorder is not None and opts.record == "train_pass":
                 task.record(recorder, epoch, idx, out, target)  # before the optimizer step
             for opt in opts_list:
@@ -123,7 +135,7 @@ def train(task, opts: TrainOptions, epsilon: np.ndarray, weight: np.ndarray,
                 opt.step()
             total += loss.detach() * len(idx)
         if recorder is not None and opts.record == "eval_pass":
-            score_all(task, opts, lambda idx, out, target: task.record(recorder, epoch, idx, out, target))  # noqa: E501
+            score_all(task, opts, functools.partial(_record_into, task, recorder, epoch))
         history["epoch"].append(epoch)
         history["train_loss"].append(float(total) / n)
         history["epoch_s"].append(time.perf_counter() - t0)
@@ -135,14 +147,22 @@ def train(task, opts: TrainOptions, epsilon: np.ndarray, weight: np.ndarray,
 def optimizers(model, opts: TrainOptions) -> list:
     """AdamW, and lazy (sparse) Adam for sparse embedding tables: a dense Adam step over a
     30k-word table per batch made the bag of words 10x slower than its forward/backward."""
-    sparse = [p for m in model.modules() if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag)
-              and m.sparse for p in m.parameters()]  # fmt: skip
+    sparse = [
+        p
+        for m in model.modules()
+        if isinstance(m, torch.nn.Embedding | torch.nn.EmbeddingBag) and m.sparse
+        for p in m.parameters()
+    ]
     ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if id(p) not in ids]
     out = [torch.optim.AdamW(dense, lr=opts.lr, weight_decay=opts.weight_decay)]
     if sparse:
         out.append(torch.optim.SparseAdam(sparse, lr=opts.lr))
     return out
+
+
+def _record_into(task, recorder, epoch, idx, out, target) -> None:
+    task.record(recorder, epoch, idx, out, target)
 
 
 @torch.no_grad()

@@ -1,8 +1,8 @@
 """The cartography stages, registered on import (the family's ``modules`` entry).
 
-    cartography.dynamics  train once, recording per-example dynamics; the data map
-    cartography.cluster   embeddings -> standardise -> PCA -> HDBSCAN
-    cartography.train     a training strategy from the map (the baseline when none is set)
+cartography.dynamics  train once, recording per-example dynamics; the data map
+cartography.cluster   embeddings -> standardise -> PCA -> HDBSCAN
+cartography.train     a training strategy from the map (the baseline when none is set)
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ caller passes, so an experiment is a pure function of its seed. Node ``i`` is th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -26,7 +27,7 @@ from assay import ConfigError
 GRAPH_KINDS = (
     "hsbm", "deep", "grid", "ring", "triangular", "hexagonal", "semantic_conflict", "dual",
 )  # fmt: skip
-WORD_LISTS = ("common", "semantic")
+WORD_LISTS = ("park", "common", "semantic")
 
 
 class GraphConfig(BaseModel):
@@ -51,7 +52,9 @@ class GraphConfig(BaseModel):
     # deep: tree distance of two siblings in one leaf group. 0 = the stated intent (siblings
     # connect with p_same); 1 = the published code (siblings get p_same * p_decay).
     sibling_distance: Literal[0, 1] = 0
-    words: str = "common"  # a packaged list (common, semantic) or a path to a .txt file
+    # a packaged list (park: 16 words, the model trained here knows them; common: 219; semantic)
+    # or a path to a .txt file with one word per line
+    words: str = "park"
     shuffle_words: bool = True  # random word per node from the generator; else list order
 
     @field_validator("kind")
@@ -115,7 +118,12 @@ class Graph:
 
 
 def load_words(name: str) -> list[str]:
-    """A word list: a packaged name (``common``, ``semantic``) or a path to a text file."""
+    """A word list: a packaged name (``park``, ``common``, ``semantic``) or a text file path."""
+    return list(_load_words(name))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_words(name: str) -> tuple[str, ...]:
     if name in WORD_LISTS:
         text = resources.files(__package__).joinpath("words", f"{name}.txt").read_text()
     elif Path(name).is_file():
@@ -126,7 +134,7 @@ def load_words(name: str) -> list[str]:
             "file; give one of those or the path to a .txt file with one word per line"
         )
     rows = [ln.split() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-    return [r[-1] for r in rows]  # "group word" lines (semantic.txt) keep the word
+    return tuple(r[-1] for r in rows)  # "group word" lines (semantic.txt) keep the word
 
 
 def semantic_groups(name: str = "semantic") -> dict[str, list[str]]:

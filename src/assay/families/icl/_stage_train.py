@@ -2,8 +2,9 @@
 
     assay run suites/icl/smoke.yaml          # trains this first, then the analyses use it
 
-Every training sequence is a walk on a freshly drawn graph whose nodes get freshly drawn words
-from the whole vocabulary, so no word has a fixed neighbour: the only way to predict the next
+Every training sequence is a walk on a freshly drawn graph whose nodes get the words of the
+graph's word list (``graph.words``, 16 by default) in a fresh random order, so no word has a
+fixed neighbour: the only way to predict the next
 word is to read the graph off the context (an induction-like circuit). That is what makes the
 Park-style analyses meaningful on a model trained here. Evaluation logs the *neighbour
 probability* p_nbr(n) = Σ_{w ∈ N(node_n)} p(w | the first n words), the probability mass the
@@ -43,8 +44,12 @@ SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "bat
 class TrainConfig(TorchConfig):
     # each step draws its graph from these in turn; words are re-drawn for every sequence
     graphs: tuple[GraphConfig, ...] = (GraphConfig(kind="grid"), GraphConfig(kind="hsbm"))
-    vocab: tuple[str, ...] = ("common", "semantic")  # word lists forming the vocabulary
-    arch: Literal["gpt2", "llama", "qwen2"] = "gpt2"
+    # the tokenizer's vocabulary: these lists plus the graphs' word lists. Words outside the
+    # graphs' lists never occur in training: they are the "random vocabulary" of icl.inject
+    vocab: tuple[str, ...] = ("common", "semantic")
+    # llama = rotary positions: the previous-token attention an induction circuit needs is
+    # easier to learn than with GPT-2's learned positions (measured: README)
+    arch: Literal["gpt2", "llama", "qwen2"] = "llama"
     n_layers: int = Field(3, ge=1)
     d_model: int = Field(96, ge=8)
     n_heads: int = Field(4, ge=1)
@@ -67,8 +72,12 @@ class TrainConfig(TorchConfig):
         return v
 
 
+def vocabulary(config: TrainConfig) -> tuple[str, ...]:
+    return _vocabulary((*(g.words for g in config.graphs), *config.vocab))
+
+
 @functools.lru_cache(maxsize=8)
-def vocabulary(lists: tuple[str, ...]) -> tuple[str, ...]:
+def _vocabulary(lists: tuple[str, ...]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for name in lists:
         seen.update(dict.fromkeys(load_words(name)))
@@ -77,7 +86,7 @@ def vocabulary(lists: tuple[str, ...]) -> tuple[str, ...]:
 
 def make_tokenizer(config: TrainConfig):
     # no BOS: contexts start with a word, whose loss is undefined (NaN) and excluded
-    return build_word_tokenizer(vocabulary(config.vocab), specials={"bos": None, "eos": None})
+    return build_word_tokenizer(vocabulary(config), specials={"bos": None, "eos": None})
 
 
 def make_model(config: TrainConfig, tokenizer):
@@ -90,28 +99,31 @@ def make_model(config: TrainConfig, tokenizer):
     )  # fmt: skip
 
 
-def sample_batch(config: TrainConfig, graph_config: GraphConfig, n: int, rng, vocab_ids):
-    """(tokens (n, T) ids, walks (n, T) nodes, graph, assign (n, N) vocab index per node)."""
+def sample_batch(config: TrainConfig, graph_config: GraphConfig, n: int, rng, tokenizer):
+    """(tokens (n, T) ids, walks (n, T) nodes, graph, node_ids (n, N) token id of each node)."""
     graph = build_graph(graph_config, rng)
     walks = random_walks(graph, n, config.seq_len, rng)
-    assign = np.argsort(rng.random((n, len(vocab_ids))), axis=1)[:, : graph.n_nodes]
-    tokens = vocab_ids[np.take_along_axis(assign, walks, axis=1)]
-    return torch.from_numpy(tokens), walks, graph, assign
+    pool = np.array(tokenizer.convert_tokens_to_ids(load_words(graph_config.words)))
+    node_ids = pool[np.argsort(rng.random((n, len(pool))), axis=1)[:, : graph.n_nodes]]
+    tokens = np.take_along_axis(node_ids, walks, axis=1)
+    return torch.from_numpy(tokens), walks, graph, node_ids
 
 
 @torch.no_grad()
-def neighbour_probability(model, config: TrainConfig, rng, vocab_ids) -> dict[str, list]:
+def neighbour_probability(model, config: TrainConfig, rng, tokenizer) -> dict[str, list]:
     """Per training graph kind: p_nbr at every position (mean over eval walks), and the loss."""
     out = {}
     model.eval()
     for gc in dict.fromkeys(config.graphs):
-        tokens, walks, graph, assign = sample_batch(config, gc, config.eval_walks, rng, vocab_ids)
+        tokens, walks, graph, node_ids = sample_batch(
+            config, gc, config.eval_walks, rng, tokenizer
+        )
         res = lm_forward(model, tokens, hidden_states=False)
         prob = res.logits.float().softmax(-1)  # (B, T, V)
         # legal next words of the node at t, as vocabulary ids, per sequence
         nbr = torch.from_numpy(graph.edges[walks]).float()  # (B, T, N)
-        node_ids = torch.from_numpy(vocab_ids[assign])  # (B, N) token id of node i
-        p_nodes = torch.gather(prob, 2, node_ids[:, None, :].expand(-1, prob.shape[1], -1))
+        ids = torch.from_numpy(node_ids)[:, None, :].expand(-1, prob.shape[1], -1)  # (B, T, N)
+        p_nodes = torch.gather(prob, 2, ids)
         p_nbr = (p_nodes * nbr).sum(-1).mean(0)  # (T,)
         out[gc.kind] = {"p_nbr": p_nbr.tolist(), "loss": float(res.token_loss.nanmean())}
     model.train()
@@ -123,7 +135,6 @@ def train(config: TrainConfig, run: Run) -> dict:
     """Train; see the module docstring. Resumes from the last checkpoint after a kill."""
     device, dtype = setup_torch(config)
     tokenizer = make_tokenizer(config)
-    vocab_ids = np.array(tokenizer.convert_tokens_to_ids(list(vocabulary(config.vocab))))
     model = make_model(config, tokenizer).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, config))
@@ -140,7 +151,7 @@ def train(config: TrainConfig, run: Run) -> dict:
             [config.seed, step]
         )  # data of step s: resumable, exact; eval uses [seed, 2**31]
         gc = config.graphs[step % len(config.graphs)]
-        tokens, *_ = sample_batch(config, gc, config.batch_size, rng, vocab_ids)
+        tokens, *_ = sample_batch(config, gc, config.batch_size, rng, tokenizer)
         loss = lm_forward(model, tokens.to(device), hidden_states=False).token_loss.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -153,7 +164,7 @@ def train(config: TrainConfig, run: Run) -> dict:
                 torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
         if done % config.eval_every == 0 or done == config.steps:
             ev = neighbour_probability(model, config, np.random.default_rng([config.seed, 2**31]),
-                                       vocab_ids)  # fmt: skip
+                                       tokenizer)  # fmt: skip
             row = {
                 "step": done,
                 "train_loss": float(loss.detach()),

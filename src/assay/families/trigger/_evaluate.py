@@ -113,32 +113,57 @@ def _prompt_text(tok: Any, prompt: str) -> str:
 def score(
     model: torch.nn.Module, es: EvalSet, pad_id: int, max_tokens: int = MAX_BATCH_TOKENS
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, C) summed log-probs of each candidate continuation, (N, C) summed NLL, (N, C) counts."""
+    """(N, C) summed log-probs of each candidate continuation, (N, C) summed NLL, (N, C) counts.
+
+    Per chunk of rows: one forward over the left-padded prompts (R, W) fills the key/value
+    cache, which is repeated C times; a second forward runs only the candidates' tokens
+    (R*C, L). The prompt is computed once instead of once per candidate. Explicit position
+    ids keep left padding exact (the same scores as one unpadded row at a time).
+    """
     n, c = len(es.rows), len(es.candidates)
-    seqs = [(es.prompt_ids[i], es.conts[i][j]) for i in range(n) for j in range(c)]
-    logp = torch.zeros(n * c)
-    counts = torch.zeros(n * c)
+    logp, counts = torch.zeros(n, c), torch.zeros(n, c)
+    if n == 0:
+        return logp, -logp, counts
     device = next(model.parameters()).device
-    step = max(1, max_tokens // max((len(p) + len(q) for p, q in seqs), default=1))
-    for a in range(0, len(seqs), step):
-        b = min(len(seqs), a + step)
-        chunk = seqs[a:b]
-        width = max(len(p) + len(q) for p, q in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        target = torch.zeros((len(chunk), width), dtype=torch.bool)  # positions of cont tokens
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for k, (p, q) in enumerate(chunk):
-            ids[k, : len(p) + len(q)] = torch.tensor(p + q)
-            target[k, len(p) : len(p) + len(q)] = True
-            mask[k, : len(p) + len(q)] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # (B, T, V)
-        lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # predicts tokens 1..T-1
-        tok_lp = lp.gather(-1, ids[:, 1:, None]).squeeze(-1).cpu()  # (B, T-1)
-        tgt = target[:, 1:]
-        logp[a:b] = (tok_lp * tgt).sum(1)
-        counts[a:b] = tgt.sum(1).float()
-    return logp.view(n, c), (-logp).view(n, c), counts.view(n, c)
+    width = max(map(len, es.prompt_ids)) + max(len(q) for qs in es.conts for q in qs)
+    step = max(1, max_tokens // (width * c))
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        prompts, conts = es.prompt_ids[a:b], [q for qs in es.conts[a:b] for q in qs]
+        w, lc = max(map(len, prompts)), max(map(len, conts))
+        ids = torch.full((b - a, w), pad_id, dtype=torch.long)
+        mask = torch.zeros((b - a, w), dtype=torch.long)
+        for k, p in enumerate(prompts):
+            ids[k, w - len(p) :], mask[k, w - len(p) :] = torch.tensor(p), 1
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                    position_ids=pos.to(device), use_cache=True)  # fmt: skip
+        first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()  # (R, V): next token
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(c)
+        cids = torch.full((len(conts), lc), pad_id, dtype=torch.long)
+        cmask = torch.zeros((len(conts), lc), dtype=torch.long)
+        for k, q in enumerate(conts):
+            cids[k, : len(q)], cmask[k, : len(q)] = torch.tensor(q), 1
+        start = mask.sum(1).repeat_interleave(c)[:, None]  # (R*C, 1): prompt lengths
+        out2 = model(
+            input_ids=cids.to(device),
+            attention_mask=torch.cat([mask.repeat_interleave(c, 0), cmask], 1).to(device),
+            position_ids=(start + torch.arange(lc)).to(device),
+            past_key_values=cache, use_cache=True,
+        )  # fmt: skip
+        rest = torch.log_softmax(out2.logits[:, :-1].float(), -1).cpu()  # predicts tokens 1..
+        tok_lp = torch.cat(
+            [
+                first.repeat_interleave(c, 0).gather(1, cids[:, :1]),
+                rest.gather(-1, cids[:, 1:, None]).squeeze(-1),
+            ],
+            1,
+        )  # (R*C, L)
+        tok_lp = tok_lp * cmask
+        logp[a:b] = tok_lp.sum(1).view(b - a, c)
+        counts[a:b] = cmask.sum(1).float().view(b - a, c)
+    return logp, -logp, counts
 
 
 @torch.inference_mode()

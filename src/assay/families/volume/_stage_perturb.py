@@ -161,18 +161,19 @@ def perturb(config: PerturbConfig, run: Run) -> dict:
     # the same raw directions for every model (same architecture), regenerated from seeds
     raw = random_directions(param_shapes(models[0]), config.n_directions, config.perturbation_seed)
     # resume after the last finished model if this run was killed
-    state = run.load_checkpoint() or {
-        "done": 0,
-        "passes": 0,
-        "out": _empty(config, split, len(ups)),
-    }
+    # (the checkpoint holds tensors only, so it loads without unpickling anything else)
+    saved = run.load_checkpoint()
+    state = {"done": 0, "passes": 0, "out": _empty(config, split, len(ups))}
+    if saved is not None:
+        state = {**saved, "out": {k: v.numpy() for k, v in saved["out"].items()}}
     t0 = time.perf_counter()
     for i in range(state["done"], len(ups)):
         state["passes"] += _evaluate_model(
             config, i, models[i], cfgs[i], split, base, raw.to(dtype), state["out"], device
         )
         state["done"] = i + 1
-        run.save_checkpoint(state)
+        run.save_checkpoint({**state, "out": {k: torch.from_numpy(v) for k, v in
+                                              state["out"].items()}})  # fmt: skip
         run.log(f"model {model_label(cfgs[i], config.vary)} done, {time.perf_counter() - t0:.1f}s")
     with run.write_artifact("curves.npz") as tmp:
         # compressed: entries after a direction stopped are NaN and shrink ~10x
