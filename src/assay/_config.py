@@ -361,13 +361,13 @@ def _seed_lists(cls: type[pydantic.BaseModel], data: dict[str, Any], seed: int) 
         value = data.get(name)
         if sub is None or value is None:
             continue
-        items = (
-            value
-            if isinstance(value, list)
-            else value.values()
-            if isinstance(value, dict)
-            else [value]
-        )
+        origin = get_origin(field.annotation)
+        if isinstance(value, list):
+            items = value
+        elif isinstance(value, dict) and origin is dict:  # a dict *of* configs
+            items = list(value.values())
+        else:  # one nested config, given as its mapping of fields
+            items = [value]
         for item in items:
             if isinstance(item, dict):
                 if "seed" in sub.model_fields:

@@ -14,6 +14,7 @@ leaves a file the next claimant adopts instead of rerunning the run.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -254,7 +255,8 @@ class Runner:
         handle.log(f"attempt {attempt} by {self.owner}: {status.value} in {ended - started:.3f}s"
                    + (f": {error}" if error else ""))  # fmt: skip
         return RunRecord(
-            id=rid, stage=entry.name, status=status, config={}, results=results, error=error,
+            id=rid, stage=entry.name, status=status, config=json.loads(planned.config_json),
+            results=results, error=error,
             attempts=attempt, owner=self.owner, started=started, ended=ended,
             dir=run_dir.resolve(),
         )  # fmt: skip

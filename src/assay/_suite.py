@@ -25,11 +25,9 @@ from typing import Any
 import yaml
 
 from ._config import (
-    StageConfig,
     build_config,
     check_key,
     parse_override,
-    run_id,
     set_dotted,
     set_seed_everywhere,
 )
@@ -168,7 +166,9 @@ def suite_from_dict(data: Any, *, name: str = "suite", path: Path | None = None)
         raise SuiteError(f"{where}: missing 'stage' (the stage to run, e.g. 'volume.volume')")
     for key in ("name", "description"):
         value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, str | int | float)
+        ):
             raise SuiteError(f"{where}: '{key}' must be a string, got {_shown(value)}")
     return Suite(
         name=str(data.get("name") or name),
@@ -189,9 +189,7 @@ def _shown(value: Any) -> str:
 def _check_known(mapping: Mapping, valid: Sequence[str], what: str) -> None:
     unknown = sorted((k for k in mapping if k not in valid), key=repr)
     if unknown:
-        raise SuiteError(
-            f"{what} {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}"
-        )
+        raise SuiteError(f"{what} {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}")
 
 
 def _check_stage(stage: Any, where: str) -> str:
@@ -393,7 +391,10 @@ def expand(
 
 
 def _check_size(
-    where: str, grid: Mapping[str, list], sweep: Mapping[str, Any], n_seeds: int,
+    where: str,
+    grid: Mapping[str, list],
+    sweep: Mapping[str, Any],
+    n_seeds: int,
     max_runs: int | None,
 ) -> None:
     """Refuse a sweep whose product exceeds ``max_runs`` before building a single config."""

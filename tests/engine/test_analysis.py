@@ -252,7 +252,9 @@ def test_table_page_says_how_many_more_and_where(tmp_path):
     shown, more = table_page(df, "summary", tmp_path / "summary.csv", max_rows=40)
     assert len(shown) == 40 and more.startswith("... 60 more summary row(s) not shown (100 in")
     assert str(tmp_path / "summary.csv") in more
-    assert table_page(df, "summary", None, max_rows=40)[1].endswith("pass --out DIR to write all of them")
+    assert table_page(df, "summary", None, max_rows=40)[1].endswith(
+        "pass --out DIR to write all of them"
+    )
     assert table_page(df, "summary", None, max_rows=100) == (df, None)
 
 

@@ -69,3 +69,21 @@ def test_copies_with_updates_get_their_own_id():
     )
     assert assay.run_id("example.fit", 1, cfg.model_copy()) == rid
     assert assay.run_id("example.fit", 1, copy.deepcopy(cfg)) == rid
+
+
+class _Inner(assay.StageConfig):
+    width: int = 2  # no seed field: a seed sweep must leave it alone
+
+
+class _Outer(assay.SeededConfig):
+    inner: _Inner = _Inner()
+    many: dict[str, _Inner] = {}
+
+
+def test_seed_sweeps_do_not_write_seed_into_seedless_sub_configs():
+    from assay._config import set_seed_everywhere
+
+    data = {"inner": {"width": 3}, "many": {"a": {"width": 1}}}
+    set_seed_everywhere(_Outer, data, 7)
+    assert data == {"inner": {"width": 3}, "many": {"a": {"width": 1}}, "seed": 7}
+    assert _Outer.model_validate(data).seed == 7

@@ -9,6 +9,7 @@ real keys) with arbitrary JSON/YAML-shaped values so the search reaches deep int
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -105,8 +106,10 @@ def plausible_suite(stage: str) -> st.SearchStrategy:
             "sweep": sweeps(good_keys),
             "imports": mostly(
                 st.just(["teststages"]),
-                st.one_of(st.lists(st.one_of(st.sampled_from(["", ".x", "a..b"]), values),
-                                   max_size=2), values),
+                st.one_of(
+                    st.lists(st.one_of(st.sampled_from(["", ".x", "a..b"]), values), max_size=2),
+                    values,
+                ),
             ),  # fmt: skip
             "name": mostly(st.text(max_size=5), scalars),
             "description": mostly(st.text(max_size=5), values),
@@ -123,7 +126,9 @@ override_texts = mostly(
         lambda k, v: f"{k}={v}",
         mostly(st.sampled_from(ALL_GOOD_KEYS), st.sampled_from(CONFIG_KEYS)),
         st.one_of(
-            st.sampled_from(["", ",", "1,,2", "3", "1,2", "[1, 2]", "{a: 1}", "null", "x,", "0.5"]),
+            st.sampled_from(
+                ["", ",", "1,,2", "3", "1,2", "[1, 2]", "{a: 1}", "null", "x,", "0.5"]
+            ),
             st.text(max_size=6),
         ),
     ),
@@ -191,10 +196,8 @@ yaml_lines = st.one_of(
 def test_arbitrary_suite_files_raise_only_assay_errors(lines, suffix):
     text = "\n".join(lines)
     if suffix == ".json":
-        try:  # the same content as JSON, when YAML can read it (else the raw text)
+        with contextlib.suppress(Exception):  # the same content as JSON, when YAML reads it
             text = json.dumps(yaml.safe_load(text), default=str)
-        except Exception:
-            pass
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"suite{suffix}"
         path.write_text(text, encoding="utf-8")

@@ -34,11 +34,20 @@ def test_batched_loo_equals_one_forward_per_layer_and_word(word_lm):
     assert np.isfinite(fast.influence["ratio"]).mean() > 0.9
 
 
-def test_batched_loo_with_multi_token_words_and_padding(bpe_lm):
+@pytest.mark.parametrize("prefix_chunk", [None, 2])
+def test_batched_loo_with_multi_token_words_and_padding(bpe_lm, prefix_chunk):
     graph, walk, words = _context(12, seed=1)
-    fast = loo_batched(bpe_lm, words, walk, graph, layers=[0, 2], positions=[0, 3, 7, 11])
-    slow = loo_reference(bpe_lm, words, walk, graph, layers=[0, 2], positions=[0, 3, 7, 11])
+    pos = [11, 0, 3, 7, 5]  # unsorted: results come back in the order asked
+    fast = loo_batched(bpe_lm, words, walk, graph, [0, 1, 2], pos, prefix_chunk=prefix_chunk)
+    slow = loo_reference(bpe_lm, words, walk, graph, layers=[0, 1, 2], positions=pos)
     _assert_same(fast, slow)
+
+
+def test_prefix_reuse_equals_one_forward_per_layer_and_word(word_lm):
+    graph, walk, words = _context(20, seed=2)
+    fast = loo_batched(word_lm, words, walk, graph, prefix_chunk=4)
+    _assert_same(fast, loo_reference(word_lm, words, walk, graph))
+    assert fast.forwards == 2 + 5
 
 
 def test_influence_signs_follow_the_published_convention(word_lm):

@@ -27,8 +27,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no Chromium at {CHROMIUM}: run .ci/install-browser.sh"),  # fmt: skip
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM}: run .ci/install-browser.sh",
+    ),  # fmt: skip
 ]
 
 
@@ -55,7 +57,9 @@ class Watch:
 
 
 def _cells(page, label: str) -> list[str]:
-    labels = page.eval_on_selector_all("#runs-table thead th", "ths => ths.map(t => t.textContent)")
+    labels = page.eval_on_selector_all(
+        "#runs-table thead th", "ths => ths.map(t => t.textContent)"
+    )
     j = labels.index(label)
     return page.eval_on_selector_all(
         "#runs-table tbody tr", f"trs => trs.map(tr => tr.children[{j}].textContent)"
@@ -83,7 +87,7 @@ def test_report_file_offline(browser, demo, tmp_path):
     page.goto(path.as_uri())
     page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
     assert page.locator("#runs-table tbody tr").count() == 9
-    assert page.text_content("#counts") .startswith("6 done 3 failed 0 running 0 pending")
+    assert page.text_content("#counts").startswith("6 done 3 failed 0 running 0 pending")
 
     # the right numbers, in the right rows
     ids, losses = _cells(page, "id"), _cells(page, "final_loss")
@@ -138,6 +142,9 @@ def test_report_file_offline(browser, demo, tmp_path):
     assert names == ["lr=0.1", "lr=0.3"]
     assert page.evaluate("document.querySelector('#stat-plot').data[0].x.length") == 2
 
+    page.click("#detail-close")
+    assert page.is_hidden("#detail")
+    page.set_viewport_size({"width": 1400, "height": 1700})
     page.evaluate("window.scrollTo(0, 0)")
     shot = Path(os.environ.get("ASSAY_SCREENSHOT") or tmp_path / "report.png")
     page.screenshot(path=str(shot))
@@ -147,14 +154,17 @@ def test_report_file_offline(browser, demo, tmp_path):
 
 
 def test_serve_refreshes_while_a_suite_runs(browser, tmp_path):
-    suite = write_suite(tmp_path, """\
+    suite = write_suite(
+        tmp_path,
+        """\
         name: live
         stage: rpt.train
         config: {n_steps: 6, sleep_s: 0.5}
         sweep:
           grid: {lr: [0.1, 0.3]}
           seeds: [0, 1, 2]
-        """)
+        """,
+    )
     root = tmp_path / "runs"
     server, url = start_server(str(suite), "--root", str(root), "--import", "reportstages")
     runner = None

@@ -84,7 +84,9 @@ def test_curves_are_the_mean_and_t_band_of_the_seeds(demo):
     for p in root.glob("rpt_train_*/metrics.jsonl"):
         cfg = json.loads((p.parent / "config.json").read_text())
         if cfg["lr"] == 0.3:
-            per_run.append({r["step"]: r["loss"] for r in map(json.loads, p.read_text().splitlines())})
+            per_run.append(
+                {r["step"]: r["loss"] for r in map(json.loads, p.read_text().splitlines())}
+            )
     assert len(per_run) == 3 and line["steps"] == list(range(12))
     at5 = [r[5] for r in per_run]
     assert line["mean"][5] == pytest.approx(np.mean(at5), rel=1e-5)
@@ -139,14 +141,17 @@ def test_stage_report_and_bad_input(demo):
 def test_nonfinite_results_are_flagged_not_dropped(tmp_path):
     import reportstages  # noqa: F401
 
-    suite = write_suite(tmp_path, """\
+    suite = write_suite(
+        tmp_path,
+        """\
         name: nan-demo
         stage: rpt.train
         config: {n_steps: 3}
         sweep:
           variants: [{nan_result: false}, {nan_result: true}]
           seeds: [0, 1]
-        """)
+        """,
+    )
     root = tmp_path / "runs"
     assay.run_suite(suite, root=root)
     data = collect(root=root, suite=suite)

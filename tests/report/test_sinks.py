@@ -206,6 +206,9 @@ def test_wandb_offline_run_holds_config_history_summary_and_tags(tmp_path, monke
     _log_all(sinks)
     sinks.finish("done", RESULTS, None)
     assert warnings == []
+    import wandb
+
+    wandb.teardown()  # the service writes the offline log asynchronously: wait for it
     (run_dir,) = (tmp_path / "runs" / "wandb").glob("offline-run-*-t_fit_abc")
     records = list(_wandb_records(next(run_dir.glob("run-t_fit_abc.wandb"))))
     kinds = [r.WhichOneof("record_type") for r in records]

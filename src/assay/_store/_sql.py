@@ -71,9 +71,24 @@ _FINISH_WHERE = (_c.id == _b("b_id"), _c.owner == _b("b_owner"),
                  _c.status == RunStatus.RUNNING.value)  # fmt: skip
 _FINISH_VALUES = dict(status=_b("b_status"), results=_b("b_results"), error=_b("b_error"),
                       ended=_b("b_now"))  # fmt: skip
+_CLAIM_READ_PG = _CLAIM_READ.with_for_update(skip_locked=True)
+_PG_FAST_COMMIT = sa.text("SET LOCAL synchronous_commit TO OFF")
 _FINISH = sa.update(runs_table).where(*_FINISH_WHERE).values(**_FINISH_VALUES)
 _FINISH_AT = (sa.update(runs_table).where(*_FINISH_WHERE, _c.attempts == _b("b_attempt"))
               .values(**_FINISH_VALUES))  # fmt: skip
+
+
+def _pg_fast_commit(conn: Any) -> None:
+    """PostgreSQL: this transaction's commit does not wait for its WAL flush.
+
+    The same durability SQLite has in WAL mode with synchronous=NORMAL: a server crash may lose
+    the last few claims or finishes, never corrupt the table. The runner's commit order makes
+    that safe: a lost claim is fenced out at finish; a lost finish leaves the fsync'd results
+    file beside the run, which the next claimant adopts. Without it every claim and finish of
+    16 workers waited for a disk flush (PostgreSQL at a quarter of SQLite's runs/s).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_PG_FAST_COMMIT)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -195,10 +210,18 @@ class SQLStore(Store):
         liveness: Callable[[str], bool | None],
         ensure: tuple[str, dict[str, Any], str] | None = None,
     ) -> int | None:
-        with self.engine.begin() as conn:
-            if ensure is not None:  # one transaction for "record if new" and "claim"
+        pg = self.engine.dialect.name == "postgresql"
+        if ensure is not None and pg:  # committed at once: a held insert would block claimants
+            with self.engine.begin() as conn:
+                _pg_fast_commit(conn)
                 conn.execute(self._ensure, self._ensure_params(run_id, *ensure))
-            row = conn.execute(_CLAIM_READ, {"b_id": run_id}).first()
+        with self.engine.begin() as conn:
+            if ensure is not None and not pg:  # one transaction for "record if new" and "claim"
+                conn.execute(self._ensure, self._ensure_params(run_id, *ensure))
+            if pg:
+                _pg_fast_commit(conn)
+            # PostgreSQL: a row another claimant has locked is skipped, not waited for
+            row = conn.execute(_CLAIM_READ_PG if pg else _CLAIM_READ, {"b_id": run_id}).first()
             if row is None:
                 return None
             status, attempts, old_owner, beat = row
@@ -218,6 +241,7 @@ class SQLStore(Store):
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
         with self.engine.begin() as conn:
+            _pg_fast_commit(conn)
             result = conn.execute(_HEARTBEAT, {"b_id": run_id, "b_owner": owner,
                                                "b_now": time.time()})  # fmt: skip
         return result.rowcount == 1
@@ -236,6 +260,7 @@ class SQLStore(Store):
                   "b_results": None if results is None else dumps(results), "b_error": error,
                   "b_now": time.time(), "b_attempt": attempt}  # fmt: skip
         with self.engine.begin() as conn:
+            _pg_fast_commit(conn)
             result = conn.execute(_FINISH if attempt is None else _FINISH_AT, params)
         return result.rowcount == 1
 

@@ -62,7 +62,7 @@ def strategy_table(df) -> tuple[Any, str | None]:
     rows = []
     for label in dict.fromkeys(summary["group"]):
         s = summary[summary["group"] == label].set_index("metric")
-        row: dict[str, Any] = {"group": label}
+        row: dict[str, Any] = {"strategy": short_label(label), "group": label}
         for key in CHANGED:
             if key in s.index:
                 row[key] = s.loc[key, "mean"]
@@ -81,6 +81,12 @@ def strategy_table(df) -> tuple[Any, str | None]:
         rows.append(row)
     base_label = comparison["baseline"].iloc[0] if not comparison.empty else None
     return pd.DataFrame(rows), base_label
+
+
+def short_label(label: str) -> str:
+    """A group label without the strategy fields a group leaves unset ("-")."""
+    parts = [p for p in str(label).split(", ") if not p.endswith("=-")]
+    return ", ".join(parts) or "baseline"
 
 
 def dynamics_runs(records) -> dict[str, Path]:
@@ -107,13 +113,14 @@ def _print(table, base_label: str | None) -> None:
         if c in table.columns
     ]
     score = next((s for s in SCORES if f"{s}_mean" in table.columns), None)
-    print(f"\ncartography: what each strategy changed (baseline: {base_label or 'none found'})")
-    head = f"{'group':<60} " + " ".join(f"{c[:12]:>12}" for c in cols)
+    base = short_label(base_label) if base_label else "none found"
+    print(f"\ncartography: what each strategy changed (baseline: {base})")
+    head = f"{'strategy':<60} " + " ".join(f"{c[:12]:>12}" for c in cols)
     if score:
         head += f" {score:>16} {'95% CI':>15} {'diff (paired)':>14}"
     print(head)
     for _, row in table.iterrows():
-        line = f"{str(row['group'])[:60]:<60} " + " ".join(
+        line = f"{str(row['strategy'])[:60]:<60} " + " ".join(
             f"{row.get(c, math.nan):>12.3f}" for c in cols
         )
         if score:

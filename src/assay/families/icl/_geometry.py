@@ -39,13 +39,14 @@ def geometry(means: torch.Tensor, graph: Graph, labels: np.ndarray | None = None
     lab = torch.as_tensor(graph.labels if labels is None else labels)
     edges = torch.as_tensor(graph.edges)
     pairs = torch.as_tensor(graph.semantic_pairs()) if graph.semantic is not None else None
+    sq = M.pairwise_sq_distances(means)  # shared by the distance-based metrics
     return {
-        "dirichlet_energy": M.dirichlet_energy(means, edges),
-        "dirichlet_energy_standardised": M.dirichlet_energy_standardised(means, edges),
-        "same_cluster_energy": M.same_cluster_energy(means, lab),
-        "within_distance": M.within_cluster_distance(means, lab),
-        "cross_distance": M.cross_cluster_distance(means, lab, pairs),
-        "cross_within_ratio": M.cross_within_ratio(means, lab, pairs),
+        "dirichlet_energy": M.dirichlet_energy(means, edges, sq),
+        "dirichlet_energy_standardised": M.dirichlet_energy_standardised(means, edges, sq),
+        "same_cluster_energy": M.same_cluster_energy(means, lab, sq),
+        "within_distance": M.within_cluster_distance(means, lab, sq),
+        "cross_distance": M.cross_cluster_distance(means, lab, pairs, sq),
+        "cross_within_ratio": M.cross_within_ratio(means, lab, pairs, sq=sq),
         "cluster_separation": M.cluster_separation(means, lab),
         "cluster_separation_bounded": M.cluster_separation(means, lab, eps=M.SEPARATION_EPS),
         "between_cluster_variance": M.between_cluster_variance(means, lab),

@@ -18,13 +18,20 @@ tokens' losses (the loss of the whole word).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from assay import ConfigError
-from assay.ml import lm_forward, load_hf_model, load_tokenizer, word_token_alignment
+from assay.ml import (
+    lm_forward,
+    load_hf_model,
+    load_tokenizer,
+    transformer_blocks,
+    word_token_alignment,
+)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -131,19 +138,43 @@ def word_states(
     for start in range(0, len(contexts), batch_size):
         enc = encode(lm, contexts[start : start + batch_size])
         out = lm_forward(lm.model, enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device))
-        pool = _pool_matrix(enc.positions, enc.input_ids.shape[1])  # (B, W, T)
+        pool = pool_matrix(enc.positions, enc.input_ids.shape[1])  # (B, W, T)
         hs = torch.stack([out.hidden_states[layer] for layer in layers]).float().cpu()
         reps.append(torch.einsum("bwt,lbtd->lbwd", pool, hs))  # (L, B, W, d)
         losses.append(_word_loss(out.token_loss.float().cpu(), enc.positions))
     return WordStates(torch.cat(reps, 1), torch.cat(losses, 0), layers)
 
 
-def _pool_matrix(positions: list[list[list[int]]], t: int) -> torch.Tensor:
+def pool_matrix(positions: list[list[list[int]]], t: int) -> torch.Tensor:
     w = torch.zeros(len(positions), len(positions[0]), t)
     for b, words in enumerate(positions):
         for i, pos in enumerate(words):
             w[b, i, pos] = 1.0 / len(pos)
     return w
+
+
+def forward_states(model, input_ids, attention_mask, cache=None, use_cache: bool = False):
+    """(hidden states per layer, cache): one forward with a key/value cache, numbered like
+    ``assay.ml.lm_forward`` (entry n = block n's output before the final norm). ``cache``
+    holds the states of the positions before ``input_ids``; ``attention_mask`` covers both."""
+    block_out: list[torch.Tensor] = []
+
+    def keep(module, args, output):
+        block_out.append(output[0] if isinstance(output, tuple) else output)
+
+    handle = transformer_blocks(model)[-1].register_forward_hook(keep)
+    kwargs = {}
+    if cache is not None or use_cache:
+        name = "cache" if "cache" in inspect.signature(model.forward).parameters else (
+            "past_key_values")  # fmt: skip
+        kwargs = {name: cache, "use_cache": True}
+    try:
+        out = model(input_ids=input_ids, attention_mask=attention_mask,
+                    output_hidden_states=True, **kwargs)  # fmt: skip
+    finally:
+        handle.remove()
+    cache_out = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+    return [*out.hidden_states[:-1], block_out[-1]], cache_out
 
 
 def _word_loss(token_loss: torch.Tensor, positions: list[list[list[int]]]) -> torch.Tensor:

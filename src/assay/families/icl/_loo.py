@@ -5,8 +5,12 @@
 
 All left-out variants of a context have the same number of words, so they go through the model
 together (right-padded when words have different token counts), and one forward returns every
-layer. The published design ran one forward per (layer, left-out word): ``loo_reference`` is
-that loop, kept to test that both give the same numbers and to benchmark against.
+layer. Prefix key/value reuse (``prefix_chunk``): variant j shares its first words with the
+full context, so the full context's key/value cache, cut to the chunk's common prefix, stands in
+for those positions and only the rest is computed (chunks of ``prefix_chunk`` consecutive
+positions: smaller chunks reuse more, at more forwards). The published design ran one forward
+per (layer, left-out word): ``loo_reference`` is that loop, kept to test that both give the
+same numbers and to benchmark against.
 
 Influences (sign as published: positive = the word builds the structure):
     ratio            R(full) - R(-j)         R = cross_within_ratio
@@ -18,6 +22,7 @@ Influences (sign as published: positive = the word builds the structure):
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 
@@ -26,7 +31,7 @@ import torch
 
 from ._geometry import geometry
 from ._graphs import Graph
-from ._lm import LM, word_states
+from ._lm import LM, encode, forward_states, pool_matrix, word_states
 from ._metrics import class_means
 
 INFLUENCES = {  # name -> (geometry metric, sign of full - loo)
@@ -67,18 +72,65 @@ def _influence(full: dict, loo: dict) -> dict[str, np.ndarray]:
 def loo_batched(
     lm: LM, words: Sequence[str], nodes: np.ndarray, graph: Graph,
     layers: Sequence[int] | None = None, positions: Sequence[int] | None = None,
-    batch_size: int = 64,
+    batch_size: int = 64, prefix_chunk: int | None = None,
 ) -> LOOResult:  # fmt: skip
-    """Leave out each word in ``positions`` (default all); every layer from the same forwards."""
+    """Leave out each word in ``positions`` (default all); every layer from the same forwards.
+    ``prefix_chunk``: reuse the full context's cache for shared prefixes, chunks of this size."""
     layers = lm.check_layers(layers)
     positions = list(range(len(words))) if positions is None else list(positions)
     full = word_states(lm, [list(words)], layers)
-    loo = word_states(lm, variants(words, positions), layers, batch_size)
+    if prefix_chunk is None:
+        reps = word_states(lm, variants(words, positions), layers, batch_size).reps
+        n_fwd = 1 + -(-len(positions) // batch_size)
+    else:
+        reps = prefix_reuse_states(lm, words, positions, layers, prefix_chunk)
+        n_fwd = 2 + -(-len(positions) // prefix_chunk)  # full (states), full (cache), chunks
     kept = np.stack([np.delete(nodes, j) for j in positions])  # (P, W-1)
     f = {k: v[:, 0] for k, v in _stats(full.reps, nodes[None], graph).items()}
-    lo = _stats(loo.reps, kept, graph)
-    n_fwd = 1 + -(-len(positions) // batch_size)
+    lo = _stats(reps, kept, graph)
     return LOOResult(layers, positions, f, lo, _influence(f, lo), n_fwd)
+
+
+@torch.no_grad()
+def prefix_reuse_states(
+    lm: LM, words: Sequence[str], positions: Sequence[int], layers: list[int], chunk: int
+) -> torch.Tensor:
+    """(L, P, W-1, d) word representations of the left-out variants, computing only what
+    follows each chunk's common prefix with the full context (its cache stands in for the rest)."""
+    full = encode(lm, [list(words)])
+    base = forward_states(lm.model, full.input_ids.to(lm.device), full.attention_mask.to(lm.device),
+                          use_cache=True)  # fmt: skip
+    ids_full = full.input_ids[0]
+    out = []
+    order = sorted(range(len(positions)), key=lambda i: positions[i])
+    for start in range(0, len(order), chunk):
+        idx = order[start : start + chunk]
+        enc = encode(lm, variants(words, [positions[i] for i in idx]))
+        lengths = enc.attention_mask.sum(1)
+        p = min(_common_prefix(ids_full, enc.input_ids[b, : lengths[b]]) for b in range(len(idx)))
+        p = min(p, int(lengths.min()) - 1)  # at least one new token per variant
+        ids, mask = enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device)
+        if p <= 0:
+            hs = forward_states(lm.model, ids, mask)[0]
+        else:
+            cache = copy.deepcopy(base[1])
+            cache.crop(p - ids_full.shape[0])  # keep the first p positions
+            cache.batch_repeat_interleave(len(idx))
+            new = forward_states(lm.model, ids[:, p:], mask, cache=cache)[0]
+            hs = [torch.cat([h[:, :p].expand(len(idx), -1, -1), n], 1)
+                  for h, n in zip(base[0], new, strict=True)]  # fmt: skip
+        pool = pool_matrix(enc.positions, ids.shape[1])  # (B, W-1, T)
+        stack = torch.stack([hs[layer] for layer in layers]).float().cpu()  # (L, B, T, d)
+        out.append((idx, torch.einsum("bwt,lbtd->lbwd", pool, stack)))
+    reps = torch.cat([r for _, r in out], 1)  # in sorted-position order
+    inverse = np.argsort([i for idx, _ in out for i in idx])
+    return reps[:, torch.from_numpy(inverse)]
+
+
+def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
+    n = min(len(a), len(b))
+    diff = (a[:n] != b[:n]).nonzero()
+    return int(diff[0, 0]) if len(diff) else n
 
 
 def loo_reference(

@@ -75,17 +75,23 @@ def consecutive_energy(reps: Tensor) -> Tensor:
     return ((h[..., 1:, :] - h[..., :-1, :]) ** 2).sum(-1).mean(-1)
 
 
-def dirichlet_energy(means: Tensor, edges: Tensor) -> Tensor:
+def _sq(means: Tensor, sq: Tensor | None) -> Tensor:
+    return pairwise_sq_distances(means) if sq is None else sq
+
+
+def dirichlet_energy(means: Tensor, edges: Tensor, sq: Tensor | None = None) -> Tensor:
     """Park et al.: E = Σ_{(i,j)∈E'} ||μ_i - μ_j||² / |E'|, E' = graph edges (i < j) with
     both classes present. (..., N, d), (N, N) bool -> (...)."""
-    return _masked_mean(pairwise_sq_distances(means), _pair_mask(means, torch.as_tensor(edges)))
+    return _masked_mean(_sq(means, sq), _pair_mask(means, torch.as_tensor(edges)))
 
 
-def dirichlet_energy_standardised(means: Tensor, edges: Tensor) -> Tensor:
+def dirichlet_energy_standardised(
+    means: Tensor, edges: Tensor, sq: Tensor | None = None
+) -> Tensor:
     """E / mean_{i<j present} ||μ_i - μ_j||²: scale-free; 1 = edges no closer than any pair."""
     all_pairs = torch.ones(means.shape[-2], means.shape[-2], dtype=torch.bool)
-    scale = _masked_mean(pairwise_sq_distances(means), _pair_mask(means, all_pairs))
-    return dirichlet_energy(means, edges) / scale
+    sq = _sq(means, sq)
+    return dirichlet_energy(means, edges, sq) / _masked_mean(sq, _pair_mask(means, all_pairs))
 
 
 def dirichlet_energy_shuffled(means: Tensor, shuffled_edges: Tensor) -> Tensor:
@@ -102,20 +108,21 @@ def shuffled_edge_sets(edges: np.ndarray, n: int, rng: np.random.Generator) -> n
     return np.stack([edges[np.ix_(p, p)] for p in perms])
 
 
-def same_cluster_energy(means: Tensor, labels: Tensor) -> Tensor:
+def same_cluster_energy(means: Tensor, labels: Tensor, sq: Tensor | None = None) -> Tensor:
     """E_same = mean_{i<j present, c(i)=c(j)} ||μ_i - μ_j||² (the published LOO "energy")."""
     lab = torch.as_tensor(labels)
-    return _masked_mean(pairwise_sq_distances(means), _pair_mask(means, lab[:, None] == lab))
+    return _masked_mean(_sq(means, sq), _pair_mask(means, lab[:, None] == lab))
 
 
-def within_cluster_distance(means: Tensor, labels: Tensor) -> Tensor:
+def within_cluster_distance(means: Tensor, labels: Tensor, sq: Tensor | None = None) -> Tensor:
     """d_w = mean_{i<j present, c(i)=c(j)} ||μ_i - μ_j|| (Euclidean, not squared)."""
     lab = torch.as_tensor(labels)
-    dist = pairwise_sq_distances(means).sqrt()
-    return _masked_mean(dist, _pair_mask(means, lab[:, None] == lab))
+    return _masked_mean(_sq(means, sq).sqrt(), _pair_mask(means, lab[:, None] == lab))
 
 
-def cross_cluster_distance(means: Tensor, labels: Tensor, pairs: Tensor | None = None) -> Tensor:
+def cross_cluster_distance(
+    means: Tensor, labels: Tensor, pairs: Tensor | None = None, sq: Tensor | None = None
+) -> Tensor:
     """d_c = mean ||μ_i - μ_j|| over present pairs in different clusters, or over ``pairs``
     ((P, 2) node pairs, e.g. same-semantic-group pairs of the semantic-conflict graph)."""
     lab = torch.as_tensor(labels)
@@ -126,16 +133,17 @@ def cross_cluster_distance(means: Tensor, labels: Tensor, pairs: Tensor | None =
         p = torch.as_tensor(pairs).long()
         mask = torch.zeros(n, n, dtype=torch.bool)
         mask[p[:, 0], p[:, 1]] = mask[p[:, 1], p[:, 0]] = True
-    return _masked_mean(pairwise_sq_distances(means).sqrt(), _pair_mask(means, mask))
+    return _masked_mean(_sq(means, sq).sqrt(), _pair_mask(means, mask))
 
 
 def cross_within_ratio(
-    means: Tensor, labels: Tensor, pairs: Tensor | None = None, eps: float = SEPARATION_EPS
-) -> Tensor:
+    means: Tensor, labels: Tensor, pairs: Tensor | None = None, eps: float = SEPARATION_EPS,
+    sq: Tensor | None = None,
+) -> Tensor:  # fmt: skip
     """R = d_c / max(d_w, eps · d_c): cross over within distance, denominator bounded below so
     R <= 1/eps when a cluster collapses to a point (the published LOO "ratio")."""
-    dc = cross_cluster_distance(means, labels, pairs)
-    dw = within_cluster_distance(means, labels)
+    dc = cross_cluster_distance(means, labels, pairs, sq)
+    dw = within_cluster_distance(means, labels, sq)
     return dc / torch.maximum(dw, (eps * dc).clamp(min=1e-300))
 
 

@@ -6,7 +6,8 @@ For each of ``n_contexts`` walks of ``n_words`` words on the graph (hierarchical
 default: its walks linger in a cluster, so *bridges*, the words where the cluster changes, are
 rare and distinct from *anchors*), every word is left out in turn and the context's geometry is
 recomputed at every layer: all variants in batches of ``batch_size``, every layer from the same
-forward (``_loo.loo_batched``). ``mode: published`` runs the published one-forward-per-(layer,
+forward (``_loo.loo_batched``), with the shared prefix of each chunk of ``prefix_chunk`` variants
+read from the full context's key/value cache. ``mode: published`` runs the published one-forward-per-(layer,
 word) loop instead (same numbers, ~L x slower; for checking).
 
 Artifacts: ``loo.json`` (schema icl.loo/1: per influence the (layer x position) heatmap and the
@@ -38,6 +39,10 @@ class LOOConfig(ICLConfig):
     n_words: int = Field(64, ge=3)
     positions: tuple[int, ...] | None = None  # None: every position
     mode: Literal["batched", "published"] = "batched"
+    # batched mode: reuse the full context's key/value cache for the words before the left-out
+    # one, chunks of this many variants (8: ~1.8x fewer positions computed for 64 words than one
+    # batch of all); null: all variants in batches of batch_size, no reuse
+    prefix_chunk: int | None = Field(8, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -66,7 +71,7 @@ def loo_stage(config: LOOConfig, run: Run) -> dict:
     for c in range(acc.done, config.n_contexts):
         if config.mode == "batched":
             res = loo_batched(lm, contexts[c], walks[c], graph, layers, positions,
-                              config.batch_size)  # fmt: skip
+                              config.batch_size, config.prefix_chunk)  # fmt: skip
         else:
             res = loo_reference(lm, contexts[c], walks[c], graph, layers, positions)
         forwards += res.forwards

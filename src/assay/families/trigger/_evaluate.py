@@ -137,9 +137,10 @@ def score(
             ids[k, w - len(p) :], mask[k, w - len(p) :] = torch.tensor(p), 1
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=pos.to(device), use_cache=True)  # fmt: skip
+                    position_ids=pos.to(device), use_cache=True, logits_to_keep=1)  # fmt: skip
         first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()  # (R, V): next token
-        cache = out.past_key_values
+        key = _cache_kwarg(model)
+        cache = getattr(out, key)  # the filled key/value cache
         cache.batch_repeat_interleave(c)
         cids = torch.full((len(conts), lc), pad_id, dtype=torch.long)
         cmask = torch.zeros((len(conts), lc), dtype=torch.long)
@@ -150,7 +151,7 @@ def score(
             input_ids=cids.to(device),
             attention_mask=torch.cat([mask.repeat_interleave(c, 0), cmask], 1).to(device),
             position_ids=(start + torch.arange(lc)).to(device),
-            past_key_values=cache, use_cache=True,
+            use_cache=True, **{key: cache},
         )  # fmt: skip
         rest = torch.log_softmax(out2.logits[:, :-1].float(), -1).cpu()  # predicts tokens 1..
         tok_lp = torch.cat(
@@ -164,6 +165,13 @@ def score(
         logp[a:b] = tok_lp.sum(1).view(b - a, c)
         counts[a:b] = cmask.sum(1).float().view(b - a, c)
     return logp, -logp, counts
+
+
+def _cache_kwarg(model: torch.nn.Module) -> str:
+    """transformers 5.x renamed ``past_key_values`` to ``cache``; use the model's name for it."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 @torch.inference_mode()
