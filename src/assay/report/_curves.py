@@ -51,9 +51,13 @@ def run_series(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[int, float]]
         for key, value in row.items():
             if key in SKIP_KEYS:
                 continue
-            x = as_float(value)
-            if x is not None:
-                out.setdefault(key, {})[step] = x
+            kind = type(value)
+            if kind is float or kind is int:
+                out.setdefault(key, {})[step] = float(value)
+            elif kind is str:
+                x = as_float(value)  # "nan", "inf": logged non-finite values
+                if x is not None:
+                    out.setdefault(key, {})[step] = x
     return out
 
 

@@ -52,18 +52,19 @@ class RunFiles:
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # being appended right now
+    text = path.read_text(encoding="utf-8")
+    end = text.rfind("\n")
+    lines = text[: end + 1].splitlines()  # a last line without its newline is being appended
+    try:  # one decode per file: 10,000 runs x 50 lines in seconds, not tens of seconds
+        rows = json.loads("[" + ",".join(line for line in lines if line.strip()) + "]")
+    except ValueError:  # a damaged line: parse one by one, keep the readable ones
+        rows = []
+        for line in lines:
             try:
-                row = json.loads(line)
+                rows.append(json.loads(line))
             except ValueError:
                 continue
-            if isinstance(row, dict) and isinstance(row.get("step"), int):
-                out.append(row)
-    return out
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("step"), int)]
 
 
 def _tail(path: Path, lines: int) -> str:
