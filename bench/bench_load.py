@@ -35,13 +35,13 @@ def suite_dict(n_runs: int, marker_dir: Path) -> dict:
 
 def worker(args: argparse.Namespace) -> int:
     """One worker process: plan, signal ready, wait for go, execute every run."""
+    import teststages  # noqa: F401 - registers t.count
+
     import assay
     from assay._api import plan_suite
     from assay._options import RunOptions
     from assay._suite import suite_from_dict
     from assay._worker import execute_chunk
-
-    import teststages  # noqa: F401 - registers t.count
 
     root = Path(args.root)
     runs = plan_suite(suite_from_dict(suite_dict(args.runs, root.parent)), imports=["teststages"])

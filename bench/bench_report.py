@@ -69,10 +69,11 @@ def main() -> None:
     assert read_report_data(out)["counts"] == {"done": len(result.outcomes)}
     size = out.stat().st_size
     total = t2 - t0
-    print(
-        f"report of {len(data['table']['rows'])} runs: collect {t1 - t0:.2f} s + render "
-        f"{t2 - t1:.2f} s = {total:.2f} s (target <= 5 s: {'ok' if total <= 5 else 'MISSED'})"
-    )
+    n = len(data["table"]["rows"])
+    verdict = f"target <= 5 s: {'ok' if total <= 5 else 'MISSED'}" if n <= 1000 else (
+        "the 5 s target is for 1,000 runs")  # fmt: skip
+    print(f"report of {n} runs: collect {t1 - t0:.2f} s + render {t2 - t1:.2f} s = "
+          f"{total:.2f} s ({verdict})")  # fmt: skip
     print(
         f"size: {size / 1e6:.2f} MB ({out}); Plotly bundle alone "
         f"{len(html) - len(html.replace(_plotly_block(html), '')):,} bytes"

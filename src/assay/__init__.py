@@ -38,6 +38,9 @@ _PUBLIC = {
     "atomic_path": "._io",
     "atomic_write_json": "._io",
     "save_figure": "._io",
+    "agg_pyplot": "._io",
+    "mean_interval": "._stats",
+    "Interval": "._stats",
     "Family": "._registry",
     "Stage": "._registry",
     "get_stage": "._registry",
@@ -105,7 +108,10 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._errors import SuiteError as SuiteError
     from ._io import atomic_path as atomic_path
     from ._io import atomic_write_json as atomic_write_json
+    from ._io import agg_pyplot as agg_pyplot
     from ._io import save_figure as save_figure
+    from ._stats import Interval as Interval
+    from ._stats import mean_interval as mean_interval
     from ._registry import Family as Family
     from ._registry import Stage as Stage
     from ._registry import get_stage as get_stage

@@ -32,7 +32,10 @@ SUMMARY_COLUMNS = ("group", "metric", "n", "mean", "std", "ci_low", "ci_high", "
 
 def flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
     """``{"a": {"b": 1}}`` -> ``{"<prefix>a.b": 1}``; lists of scalars become tuples (hashable)."""
-    if isinstance(obj, Mapping):
+    kind = type(obj)
+    if kind in _SCALARS:  # most cells: skip the (slow) abstract Mapping check
+        out[prefix[:-1]] = float(obj) if kind is str and obj in _NONFINITE else obj
+    elif isinstance(obj, Mapping):
         for key, value in obj.items():
             flatten(value, f"{prefix}{key}.", out)
         if not obj and prefix:
@@ -48,6 +51,7 @@ def flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
 
 
 _NONFINITE = frozenset({"nan", "inf", "-inf"})
+_SCALARS = frozenset({int, float, bool, type(None), str})
 
 
 def records_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
@@ -366,7 +370,7 @@ def _bound_intervals(
         leaving = np.flatnonzero((n > 1) & ((low < bounds[0]) | (high > bounds[1])))
     if not len(leaving):
         return
-    from .ml import mean_interval
+    from ._stats import mean_interval
 
     for g in leaving:
         iv = mean_interval(x[finite & (codes == g)], bounds=bounds)

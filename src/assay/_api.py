@@ -104,6 +104,9 @@ def run_suite(
     loaded only when named here too, or with ``trust_imports=True``.
     """
     suite = as_suite(suite)
+    if suite.sinks:  # a suite's sinks, plus any the caller adds
+        options["sink"] = (*suite.sinks, *_listed(options.get("sink")))
+    options.setdefault("suite_name", suite.name)
     run_options, selection = split_options(options)
     runs = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
                       selection=selection)  # fmt: skip
@@ -118,6 +121,12 @@ def run_suite(
     finally:
         display.close()
     return SuiteResult(suite, outcomes)
+
+
+def _listed(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def run_config(

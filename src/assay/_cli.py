@@ -3,6 +3,7 @@
 assay run SUITE [key=value ...] [--dry-run] [--workers N] [--shard i/n] ...
 assay status SUITE        assay ls        assay show RUN        assay reindex
 assay analyze SUITE|--stage S [--baseline k=v] [--out DIR]
+assay report SUITE|--stage S [--out FILE.html]    assay serve [--root R] [--port P]
 assay families            assay stages  assay <family> ...  (commands a family adds)
 """
 
@@ -56,6 +57,8 @@ def _option_flags(p: argparse.ArgumentParser, cls: Any, only: Sequence[str] | No
     for name, field in cls.model_fields.items():
         if only is not None and name not in only:
             continue
+        if (field.json_schema_extra or {}).get("cli") is False:
+            continue  # set by the API, not typed by users
         flag = "--" + name.replace("_", "-")
         default = field.get_default(call_default_factory=True)
         shown = f" (default {default})" if default not in (None, False, {}, []) else ""
@@ -72,13 +75,15 @@ def _option_flags(p: argparse.ArgumentParser, cls: Any, only: Sequence[str] | No
 
 
 def _options(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
+    from ._options import parse_seeds
+
     """The flags of ``cls`` the user gave, ready for the options class to validate."""
     out = {}
     for name in cls.model_fields:
         value = getattr(args, name, None)
         if value is None:
             continue
-        out[name] = _seeds(value) if name == "seeds" else value
+        out[name] = parse_seeds(value) if name == "seeds" else value
     return out
 
 
@@ -101,27 +106,16 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
                    help="import the modules the suite file lists under imports:")  # fmt: skip
 
 
-def _seeds(tokens: Sequence[str] | str | None) -> list[int] | None:
-    """``--seeds 0,1,2`` or ``--seeds 42 43``: both as researchers type them."""
-    if tokens is None:
-        return None
-    parts = [t for tok in ([tokens] if isinstance(tokens, str) else tokens)
-             for t in str(tok).split(",") if t.strip()]  # fmt: skip
-    try:
-        return [int(t) for t in parts]
-    except ValueError:
-        raise AssayError(
-            f"--seeds takes integers, e.g. --seeds 0 1 2 or --seeds 0,1,2; got {' '.join(parts)!r}"
-        ) from None
-
-
 def _import_user_modules(modules: Sequence[str]) -> None:
     """Import ``--import`` modules. The working directory is searched last, and only then:
     a ``pandas.py`` lying in it never shadows the real one."""
     from ._registry import import_modules
+    from ._suite import check_module_name
 
     if not modules:
         return
+    for module in modules:
+        check_module_name(module, "--import")
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.append(cwd)
@@ -235,9 +229,10 @@ def _count_states(rows: Any) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from ._api import plan_rows
+    from ._options import parse_seeds
 
     suite = _prepare(args)
-    runs = _plan(args, suite, seeds=_seeds(args.seeds))
+    runs = _plan(args, suite, seeds=parse_seeds(args.seeds))
     store = _existing_store(args)
     if store is None:
         print(f"suite {suite.name}: 0/{len(runs)} done; {_no_runs(args)}")
@@ -330,37 +325,50 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     with store:
         df = load_runs(args.root or "runs", store, stage=args.stage, suite=suite,
                        overrides=args.overrides if suite else ())  # fmt: skip
-    metrics = [m if m.startswith("results.") else f"results.{m}" for m in args.metric] or None
+    from ._analysis import parse_metrics
+    from ._report import family_plots, table_page
+
+    metrics = parse_metrics(args.metric)
+    out = Path(args.out) if args.out else None
     summary = summarize(df, metrics)
-    _table(f"{len(df)} run(s): mean and 95% CI per group", list(summary.columns),
-           summary.values.tolist())  # fmt: skip
+    shown, more = table_page(summary, "summary", out / f"summary.{args.format}" if out else None)
+    _table(f"{len(df)} run(s): mean and 95% CI per group", list(shown.columns),
+           shown.values.tolist())  # fmt: skip
+    if more:
+        print(more)
     comparison = compare_groups(df, args.baseline, metrics)
     if not comparison.empty:
         cols = ["metric", "group", "baseline_mean", "mean", "diff", "n", "p_welch_holm",
                 "n_pairs", "p_paired_holm"]  # fmt: skip
+        shown, more = table_page(comparison[cols], "comparison",
+                                 out / f"comparison.{args.format}" if out else None)  # fmt: skip
         _table(f"against baseline: {comparison['baseline'].iloc[0]} "
                "(Welch t-test and paired t-test, Holm-corrected)", cols,
-               comparison[cols].values.tolist())  # fmt: skip
-    if args.out:
-        out = Path(args.out)
+               shown.values.tolist())  # fmt: skip
+        if more:
+            print(more)
+    ran = _family_analysis(df, args)  # before the report, so the families' PNGs exist
+    if out:
         for name, frame in (("runs", df), ("summary", summary), ("comparison", comparison)):
             export(frame, out / name, args.format)
         plots = plot_summary(summary, out / "plots")
         title = f"assay report: {suite.name if suite else args.stage}"
-        report = write_report(out, title, df, summary, comparison, plots)
+        report = write_report(out, title, df, summary, comparison, plots,
+                              family_plots(out, ran), fmt=args.format)  # fmt: skip
         print(
             f"wrote {out}/runs.{args.format}, summary.{args.format}, comparison.{args.format}, "
             f"{report.name} and {len(plots)} plot(s) in {out}/plots"
         )
-    _family_analysis(df, args)
     return 0
 
 
-def _family_analysis(df: Any, args: argparse.Namespace) -> None:
+def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
+    """Run each family's analyze hook on its runs; return the families whose hook ran."""
     from ._registry import families
     from ._store import resolve_store
 
     stages = sorted(set(df["stage"])) if len(df) else []
+    ran = []
     for fam in families().values():
         mine = [s for s in stages if s.split(".", 1)[0] == fam.name]
         if not fam.analyze or not mine:
@@ -369,6 +377,8 @@ def _family_analysis(df: Any, args: argparse.Namespace) -> None:
         with resolve_store(args.store, args.root) as store:
             records = store.query(ids=list(df["id"]))
         hook(records, Path(args.out) / fam.name if args.out else None)
+        ran.append(fam.name)
+    return ran
 
 
 def cmd_families(args: argparse.Namespace) -> int:
@@ -454,11 +464,17 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p.add_argument("--trust-imports", action="store_true")
     _common(p)
     p.add_argument("--stage", default=None, help="analyze every finished run of this stage")
-    p.add_argument("--metric", action="append", default=[], help="metric(s); default all")
+    p.add_argument("--metric", action="append", default=[],
+                   help="metric(s): a,b or repeat the flag; default every metric except timings "
+                        "(*_s) and thread counts")  # fmt: skip
     p.add_argument("--baseline", default=None, help="key=value[,key=value] of the baseline group")
     p.add_argument("--out", default=None, help="write tables and plots here")
     p.add_argument("--format", default="csv", choices=["csv", "json", "parquet"])
     p.set_defaults(func=cmd_analyze)
+
+    from .report import add_commands as add_report_commands
+
+    add_report_commands(sub)  # `assay report` (one HTML file) and `assay serve` (live, localhost)
 
     p = sub.add_parser("families", help="installed experiment families")
     p.set_defaults(func=cmd_families)

@@ -7,6 +7,7 @@ directory and is renamed into place (``os.replace`` is atomic on POSIX and Windo
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -47,15 +48,28 @@ def atomic_path(path: str | os.PathLike[str], *, fsync: bool = False) -> Iterato
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp = Path(tmp_name)
+    renamed = False
     try:
         yield tmp
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        renamed = True
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if not renamed:
+            tmp.unlink(missing_ok=True)
+
+
+def agg_pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first call)."""
+    import matplotlib
+
+    if matplotlib.get_backend().lower() != "agg":
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Path:
@@ -68,9 +82,39 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110) -> Pa
     return Path(path)
 
 
+_TMP_COUNTER = itertools.count()
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = False) -> None:
-    with atomic_path(path, fsync=fsync) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place.
+
+    The hot path of every run (config, provenance): one open, one write, one rename. The
+    temporary name is unique per process and call, created exclusively, so writers never
+    collide.
+    """
+    path = os.fspath(path)
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}.{os.getpid()}.{next(_TMP_COUNTER)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        fd = os.open(tmp, flags, FILE_MODE)
+    except FileNotFoundError:  # the folder is new: make it (checked only on failure)
+        os.makedirs(head, exist_ok=True)
+        fd = os.open(tmp, flags, FILE_MODE)
+    try:
+        try:
+            data = memoryview(text.encode("utf-8"))
+            while data:  # a regular file takes it in one write; loop in case it does not
+                data = data[os.write(fd, data) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, fsync: bool = False) -> None:

@@ -7,6 +7,7 @@ validates its keyword arguments against the same fields, so the two cannot drift
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,13 @@ class RunOptions(_Options):
         120.0, gt=0, description="a run on another host silent this long is taken over"
     )
     stop_on_error: bool = Field(False, description="start no new run after a failure")
+    sink: tuple[str, ...] = Field(
+        (), description="log every run to trackers too: wandb, mlflow, tensorboard (a,b)"
+    )
+    sink_artifacts: bool = Field(False, description="upload run artifacts to the sinks too")
+    suite_name: str | None = Field(
+        None, description="the suite's name, recorded by sinks", json_schema_extra={"cli": False}
+    )
     fsync: bool = Field(
         False,
         description="flush each result to disk before committing it (survives power loss, "
@@ -60,6 +68,13 @@ class RunOptions(_Options):
 
             return dict(split_pair(item) for item in value)
         return value
+
+    @pydantic.field_validator("sink", mode="before")
+    @classmethod
+    def _sinks(cls, value: Any) -> tuple[str, ...]:
+        from ._sinks import parse_sinks
+
+        return parse_sinks(value)
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> RunOptions:
@@ -118,3 +133,17 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RunOptions, Selection]:
     run = build_options(RunOptions, {k: v for k, v in kwargs.items() if k in run_keys})
     sel = build_options(Selection, {k: v for k, v in kwargs.items() if k in sel_keys})
     return run, sel
+
+
+def parse_seeds(tokens: Sequence[str] | str | None) -> list[int] | None:
+    """``--seeds 0,1,2`` or ``--seeds 42 43``: both as researchers type them."""
+    if tokens is None:
+        return None
+    parts = [t for tok in ([tokens] if isinstance(tokens, str) else tokens)
+             for t in str(tok).split(",") if t.strip()]  # fmt: skip
+    try:
+        return [int(t) for t in parts]
+    except ValueError:
+        raise ConfigError(
+            f"--seeds takes integers, e.g. --seeds 0 1 2 or --seeds 0,1,2; got {' '.join(parts)!r}"
+        ) from None

@@ -43,7 +43,7 @@ def summary_figure(metric: str, rows: pd.DataFrame) -> Any:
     """The figure of one metric: each group's mean and interval (rows: summary rows with
     ``n > 0``). Groups are named under the axis up to ``MAX_LABELLED_GROUPS``, numbered in
     summary order beyond; intervals the summary flags are drawn in red."""
-    from .ml import agg_pyplot
+    from ._io import agg_pyplot
 
     plt = agg_pyplot()
     n = len(rows)

@@ -175,6 +175,7 @@ class Run:
         self.upstream: Mapping[str, Any] = dict(upstream or {})
         self.attempt = attempt
         self.superseded = False  # set when another process took the run over (stale heartbeat)
+        self.sinks: Any = None  # the trackers this attempt logs to (assay._sinks.SinkSet)
         self.progress_used = False
         self._artifacts_made = False
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +207,8 @@ class Run:
         line = {"step": int(step), "time": round(time.time(), 3), **to_jsonable(values)}
         with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
+        if self.sinks:
+            self.sinks.log_metrics(step, values)
 
     def progress(self, total: int | None = None, desc: str = "") -> Progress:
         """A progress counter shown in ``assay run``'s live display (epochs, directions, ...).

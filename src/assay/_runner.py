@@ -40,6 +40,7 @@ from ._run import (
     RunStatus,
     UpstreamRun,
 )
+from ._sinks import open_sinks
 from ._spec import PlannedRun, plan_config
 from ._store import Store, resolve_store
 
@@ -214,6 +215,11 @@ class Runner:
         prov = start_record(seed=runtime.seed, device=runtime.device, attempt=attempt)
         handle = Run(run_id=rid, stage=entry.name, config=config, dir=run_dir,
                      upstream=upstream, attempt=attempt)  # fmt: skip
+        if self.options.sink:
+            handle.sinks = open_sinks(self.options.sink, run_id=rid, stage=entry.name,
+                                      suite=self.options.suite_name,
+                                      config=json.loads(planned.config_json), root=self.root,
+                                      run_dir=run_dir, attempt=attempt, warn=handle.log)  # fmt: skip
         self._heartbeat.watch(rid, handle)
         results: dict[str, Any] | None = None
         try:
@@ -226,6 +232,8 @@ class Runner:
             self._heartbeat.unwatch()
             handle.log(f"attempt {attempt} interrupted; the run goes back to pending")
             self.store.finish(rid, self.owner, RunStatus.PENDING, attempt=attempt)
+            if handle.sinks:
+                handle.sinks.finish("interrupted")
             raise
         except Exception as exc:
             status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
@@ -237,6 +245,9 @@ class Runner:
                     status=status.value, error=error,
                     device=_resolved_device(prov["device"]))  # fmt: skip
         atomic_write_json(run_dir / "provenance.json", prov)
+        if handle.sinks is not None:  # never raises: a failing tracker is reported in log.txt
+            handle.sinks.finish(status.value, results,
+                                handle.artifacts_dir if self.options.sink_artifacts else None)
         pending = run_dir / PENDING_RESULTS.format(attempt=attempt)
         if results is not None and not handle.superseded:
             _write_results(pending, results, fsync=self.options.fsync)  # 1. before the store

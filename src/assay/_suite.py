@@ -35,7 +35,7 @@ from ._errors import ConfigError, StageNotFoundError, SuiteError
 from ._registry import Stage, get_stage, import_modules
 from ._spec import PlannedRun, plan_config
 
-SUITE_KEYS = ("name", "description", "stage", "config", "sweep", "imports")
+SUITE_KEYS = ("name", "description", "stage", "config", "sweep", "imports", "sinks")
 SWEEP_KEYS = ("grid", "zip", "variants", "seeds")
 
 
@@ -48,6 +48,7 @@ class Suite:
     imports: tuple[str, ...] = ()
     description: str = ""
     path: Path | None = None
+    sinks: tuple[str, ...] = ()  # trackers every run of the suite logs to (``--sink`` adds)
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -178,7 +179,17 @@ def suite_from_dict(data: Any, *, name: str = "suite", path: Path | None = None)
         imports=_check_imports(data.get("imports"), where),
         description=str(data.get("description") or ""),
         path=path,
+        sinks=_check_sinks(data.get("sinks"), where),
     )
+
+
+def _check_sinks(value: Any, where: str) -> tuple[str, ...]:
+    from ._sinks import SinkError, parse_sinks
+
+    try:
+        return parse_sinks(value)
+    except SinkError as exc:
+        raise SuiteError(f"{where}: 'sinks': {exc}") from None
 
 
 def _shown(value: Any) -> str:

@@ -11,6 +11,7 @@ bounded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -75,10 +76,8 @@ class Slurm:
             self.log.close()
         munge_pid = self.base / "munged.pid"
         if munge_pid.exists():
-            try:
+            with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(munge_pid.read_text().strip()), signal.SIGTERM)
-            except (ValueError, ProcessLookupError):
-                pass
 
 
 SLURM_CONF = """\

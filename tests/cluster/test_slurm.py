@@ -152,7 +152,10 @@ def test_offline_nodes_results_are_ingested(slurm, tmp_path):
     _wait(lambda: all((root / i / "results.json").exists() for i in ids), "results files")
     assert all(r.status is not assay.RunStatus.DONE for r in _records(root).values())
     with assay.resolve_store(None, root) as store:
-        assert reconcile(root, store, ids)[0] == "ingested 3 finished run(s) from their run directories"
+        assert (
+            reconcile(root, store, ids)[0]
+            == "ingested 3 finished run(s) from their run directories"
+        )
         assert reconcile(root, store, ids) == []  # idempotent
     records = _records(root)
     assert sorted(records[i].results["x2"] for i in ids) == [2, 4, 6]

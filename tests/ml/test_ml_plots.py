@@ -44,11 +44,11 @@ def test_non_finite_values_are_counted_not_hidden_and_bad_input_fails():
     assert one.method == "none" and math.isnan(one.lo) and one.mean == 0.5
     none = ml.mean_interval([float("nan")])
     assert (none.n, none.n_nonfinite) == (0, 1) and math.isnan(none.mean)
-    with pytest.raises(ml.MLError, match="leave the metric's bounds"):
+    with pytest.raises(assay.AssayError, match="leave the metric's bounds"):
         ml.mean_interval([0.5, 1.5], bounds=(0, 1))
-    with pytest.raises(ml.MLError, match="valid: auto, t, bootstrap, wilson"):
+    with pytest.raises(assay.AssayError, match="valid: auto, t, bootstrap, wilson"):
         ml.mean_interval([1, 2], method="z")
-    with pytest.raises(ml.MLError, match="needs bounds"):
+    with pytest.raises(assay.AssayError, match="needs bounds"):
         ml.mean_interval([1, 2], method="wilson")
 
 

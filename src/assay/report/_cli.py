@@ -65,19 +65,8 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-def _seeds(tokens: Sequence[str] | None) -> list[int] | None:
-    if not tokens:
-        return None
-    parts = [t for tok in tokens for t in str(tok).split(",") if t.strip()]
-    try:
-        return [int(t) for t in parts]
-    except ValueError:
-        raise AssayError(
-            f"--seeds takes integers, e.g. --seeds 0 1 2 or --seeds 0,1,2; got {' '.join(parts)!r}"
-        ) from None
-
-
 def _source(args: argparse.Namespace) -> dict[str, Any]:
+    from .._options import parse_seeds
     from .._suite import load_suite
 
     if args.suite is not None and args.stage is not None:
@@ -85,7 +74,7 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
     suite = load_suite(args.suite) if args.suite else None
     return {"root": args.root or "runs", "store": args.store, "suite": suite,
             "overrides": list(args.overrides) if suite else [], "stage": args.stage,
-            "seeds": _seeds(args.seeds), "imports": list(args.imports),
+            "seeds": parse_seeds(args.seeds), "imports": list(args.imports),
             "trust_imports": args.trust_imports, "baseline": args.baseline,
             "families": not args.no_families}  # fmt: skip
 

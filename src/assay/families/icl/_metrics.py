@@ -159,8 +159,9 @@ def cluster_separation(items: Tensor, labels: Tensor, eps: float | None = None) 
     n = w.sum(-2)  # (..., K)
     x0 = torch.nan_to_num(x)
     cent = (w.transpose(-1, -2) @ x0) / n.clamp(min=1).unsqueeze(-1)  # (..., K, d)
-    sq = ((x0.unsqueeze(-2) - cent.unsqueeze(-3)) ** 2).mean(-1)  # (..., M, K)
-    var = (w * sq).sum(-2) / (n - 1).clamp(min=1)  # (..., K) unbiased, per dimension mean
+    # Σ_m w_mk ||x_m - c_k||² = Σ_m w_mk ||x_m||² - n_k ||c_k||² (no (M, K, d) intermediate)
+    ss = (w * (x0 * x0).sum(-1).unsqueeze(-1)).sum(-2) - n * (cent * cent).sum(-1)  # (..., K)
+    var = ss.clamp(min=0) / x.shape[-1] / (n - 1).clamp(min=1)  # unbiased, mean over dims
     has_var = n >= 2
     v_bar = torch.where(has_var, var, 0).sum(-1) / has_var.sum(-1)
     inter = _masked_mean(pairwise_sq_distances(cent), _pair_mask_counts(n))

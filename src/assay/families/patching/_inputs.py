@@ -9,8 +9,10 @@ Either one *pairs* file or two files (clean, corrupted). Formats:
 - ``.npy``: an array (N, ...); ids are the row numbers.
 - ``.npz`` / ``.pt``: arrays ``inputs`` (or ``clean`` and ``corrupted``) and optional ``ids``.
 
-Texts need the model's tokenizer. Every sequence must have the same length, since patching
-compares activations position by position.
+Texts need the model's tokenizer. Patching compares activations position by position, so a
+pair's clean and corrupted sequences must have the same length; different pairs may differ:
+they are right-padded to the longest and run with an attention mask (models that take one:
+Hugging Face models), each read at its own readout position.
 """
 
 from __future__ import annotations
@@ -139,6 +141,21 @@ def _pairs_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
+def _lengths(values: list[Any], model: LoadedModel) -> list[int] | None:
+    """Token sequences' lengths (texts tokenized), or None for vector inputs."""
+    if model.input_kind != "tokens":
+        return None
+    if model.tokenizer is None and any(isinstance(v, str) for v in values):
+        raise PatchingError(
+            f"inputs are texts but {model.description} has no tokenizer; "
+            "save one in the model directory or pass token ids"
+        )
+    return [
+        len(model.tokenizer(v)["input_ids"]) if isinstance(v, str) and model.tokenizer else len(v)
+        for v in values
+    ]
+
+
 def _to_tensor(values: list[Any], ids: list[str], model: LoadedModel, side: str) -> torch.Tensor:
     if model.input_kind == "tokens":
         if any(isinstance(v, str) for v in values):
@@ -148,13 +165,18 @@ def _to_tensor(values: list[Any], ids: list[str], model: LoadedModel, side: str)
                     "save one in the model directory or pass token ids"
                 )
             values = [model.tokenizer(v)["input_ids"] if isinstance(v, str) else v for v in values]
-        lengths = {len(v) for v in values}
-        if len(lengths) > 1:
-            first = next(i for i, v in zip(ids, values, strict=True) if len(v) != len(values[0]))
-            raise PatchingError(
-                f"{side} token sequences differ in length ({sorted(lengths)}; e.g. id {first!r}); "
-                "patching compares positions, so pad or trim every sequence to one length"
-            )
+        lengths = [len(v) for v in values]
+        if len(set(lengths)) > 1:
+            if not model.accepts_lengths:
+                first = next(i for i, n in zip(ids, lengths, strict=True) if n != lengths[0])
+                raise PatchingError(
+                    f"{side} token sequences differ in length ({sorted(set(lengths))}; e.g. id "
+                    f"{first!r}) and {model.description} takes no attention mask; pad or trim "
+                    "every sequence to one length"
+                )
+            pad = model.pad_token_id if model.pad_token_id is not None else 0
+            longest = max(lengths)
+            values = [list(v) + [pad] * (longest - len(v)) for v in values]  # right padding
         out = torch.as_tensor(np.asarray(values), dtype=torch.long)  # (N, T)
         if model.vocab_size is not None and out.numel() and int(out.max()) >= model.vocab_size:
             raise PatchingError(
@@ -198,6 +220,19 @@ def load_pairs(paths: Sequence[str | Path], model: LoadedModel) -> InputPairs:
     if not clean:
         raise PatchingError("the inputs are empty; need at least one clean/corrupted pair")
     ids = list(clean)
+    lengths = None
+    if model.input_kind == "tokens":
+        n_clean = _lengths([clean[i] for i in ids], model)
+        n_corr = _lengths([corrupted[i] for i in ids], model)
+        odd = [i for i, a, b in zip(ids, n_clean, n_corr, strict=True) if a != b]
+        if odd:
+            raise PatchingError(
+                f"{len(odd)} pair(s) have clean and corrupted sequences of different lengths "
+                f"(e.g. id {odd[0]!r}); patching compares positions, so each pair's two "
+                "sequences must have one length (pairs may differ from each other)"
+            )
+        if len(set(n_clean)) > 1:
+            lengths = torch.tensor(n_clean)
     c = _to_tensor([clean[i] for i in ids], ids, model, "clean")
     x = _to_tensor([corrupted[i] for i in ids], ids, model, "corrupted")
     if c.shape != x.shape:
@@ -205,4 +240,6 @@ def load_pairs(paths: Sequence[str | Path], model: LoadedModel) -> InputPairs:
             f"clean inputs have shape {tuple(c.shape[1:])} but corrupted {tuple(x.shape[1:])}; "
             "each pair must have the same shape (same sequence length for tokens)"
         )
-    return InputPairs(ids=ids, clean=c, corrupted=x)
+    pairs = InputPairs(ids=ids, clean=c, corrupted=x, lengths=lengths)
+    pairs.check()  # NaN / inf inputs are refused by id
+    return pairs

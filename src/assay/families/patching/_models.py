@@ -35,6 +35,22 @@ from ._errors import PatchingError
 
 MODEL_KINDS = ("auto", "torch", "sb3", "hf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
+# What an agent directory (the published tool's --agent_path) may hold as its model.
+AGENT_FILES = (".zip", ".pt", ".pth")
+
+
+def agent_file(path: Path) -> Path:
+    """The one model file (.zip / .pt / .pth) directly inside an agent directory."""
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in AGENT_FILES)
+    if len(found) == 1:
+        return found[0]
+    what = "no" if not found else f"{len(found)}"
+    listing = f": {', '.join(p.name for p in found)}" if found else ""
+    raise PatchingError(
+        f"agent directory {str(path)!r} holds {what} model files ({', '.join(AGENT_FILES)})"
+        f"{listing}; it must hold exactly one (or a config.json for a Hugging Face model). "
+        "Pass the file itself: --model DIR/agent.zip"
+    )
 
 
 def load_model(
@@ -50,6 +66,8 @@ def load_model(
         raise PatchingError(f"unknown model kind {kind!r}; valid: {', '.join(MODEL_KINDS)}")
     if not path.exists():
         raise PatchingError(f"model path {str(path)!r} does not exist")
+    if path.is_dir() and not (path / "config.json").is_file():
+        path = agent_file(path)  # an agent directory, as the published --agent_path
     if kind == "auto":
         is_hf = (path / "config.json").is_file()
         kind = "hf" if is_hf else "sb3" if path.suffix == ".zip" else "torch"
@@ -66,9 +84,10 @@ def load_model(
 def load_sb3(path: Path) -> LoadedModel:
     """A stable-baselines3 agent: rebuild its policy from the zip and patch the policy network.
 
-    Module names are relative to the policy, as in the public tool (``q_net.q_net.0``). Note
-    that SB3's own loader unpickles the spaces and policy class stored in the zip: only load
-    agents you trust.
+    Module names are relative to the policy (``q_net.q_net.0``); for DQN-style policies the
+    published tool's names relative to the Q-network (``q_net.0``, ``features_extractor.mlp.0``)
+    resolve too, and ``output_logits`` names the output layer. Note that SB3's own loader
+    unpickles the spaces and policy class stored in the zip: only load agents you trust.
     """
     from stable_baselines3.common.policies import ActorCriticPolicy
     from stable_baselines3.common.save_util import load_from_zip_file
@@ -79,6 +98,13 @@ def load_sb3(path: Path) -> LoadedModel:
         raise PatchingError(
             f"{path} is not a readable stable-baselines3 agent zip: {exc}"
         ) from exc
+    needed = ("policy_class", "observation_space", "action_space")
+    if not isinstance(data, dict) or any(k not in data for k in needed) or "policy" not in params:
+        raise PatchingError(
+            f"{path} is a zip but not a stable-baselines3 agent (no 'data' entry with "
+            f"{', '.join(needed)} and no 'policy' weights); save agents with agent.save(PATH), "
+            "or pass --model-kind torch/hf for other files"
+        )
     policy_cls = data["policy_class"]
     kwargs = dict(data.get("policy_kwargs") or {})
     if "use_sde" in inspect.signature(policy_cls.__init__).parameters and "use_sde" in data:
@@ -93,7 +119,7 @@ def load_sb3(path: Path) -> LoadedModel:
         def fn(x: torch.Tensor, readout: int) -> torch.Tensor:
             return policy.q_net(x)  # (B, n_actions)
 
-        what = "Q-values"
+        what, prefixes = "Q-values", ("q_net.",)  # the published tool's names
     elif isinstance(policy, ActorCriticPolicy):  # PPO / A2C: the actor's action logits
 
         def fn(x: torch.Tensor, readout: int) -> torch.Tensor:
@@ -102,7 +128,7 @@ def load_sb3(path: Path) -> LoadedModel:
                 features = features[0]
             return policy.action_net(policy.mlp_extractor.forward_actor(features))
 
-        what = "action logits (actor head)"
+        what, prefixes = "action logits (actor head)", ()
     else:
         raise PatchingError(
             f"{path}: policy class {policy_cls.__name__} is not supported; supported: DQN-style "
@@ -115,6 +141,7 @@ def load_sb3(path: Path) -> LoadedModel:
         input_shape=tuple(data["observation_space"].shape),
         description=f"SB3 {policy_cls.__name__} from {path.name} -> {what}",
         output_names=names,
+        name_prefixes=prefixes,
     )
 
 

@@ -6,14 +6,18 @@
 
 Logit accuracy: every candidate colour c is scored by the teacher-forced log-probability of
 its whole answer continuation (all its tokens and the end-of-turn token) after the prompt; the
-prediction is the best-scoring colour. Candidates are scored together: the (prompt, candidate)
-sequences of many rows go through one forward. The answer loss is the mean next-token loss over
-the true answer's tokens (what training minimises). Greedy generation decodes the answer and
-maps it back to a colour (or to "invalid" when it is none of them).
+prediction is the best-scoring colour. ``prepare`` encodes a file once into padded tensors;
+``score`` then runs one forward per chunk of rows in which each prompt is computed once and
+shared by all its candidates: the candidates' tokens are appended to the prompt as a small
+tree, and a 4-D attention mask lets each candidate token see the prompt and its own
+candidate's earlier tokens only. The answer loss is the mean next-token loss over the true
+answer's tokens (what training minimises). Greedy generation decodes the answer and maps it
+back to a colour (or to "invalid" when it is none of them).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,24 +26,30 @@ from typing import Any
 import torch
 
 from ._data import PREAMBLE, quadrant
-from ._lm import encode_many
+from ._errors import TriggerError
+from ._lm import encode_many, render
 
-# Tokens per batched forward: (prompt, candidate) sequences are packed up to this many tokens.
-# ~16k tokens of a d_model-64 model keep activations in cache on a CPU; raise it on a GPU.
-MAX_BATCH_TOKENS = 16384
+# Tokens per batched forward. Measured on one CPU thread (d_model 128, 4 layers, ~37 tokens per
+# prompt with its candidates): 4k-16k tokens all run within 5% of each other; beyond that the
+# attention scores stop fitting in cache. Raise it on a GPU.
+MAX_BATCH_TOKENS = 8192
 INVALID = "invalid"
+# Attention implementations that take an arbitrary 4-D mask (flash attention does not).
+MASKABLE = ("eager", "sdpa")
 
 
 @dataclass
 class EvalSet:
-    """One file, encoded once and reused at every evaluation."""
+    """One file, encoded once into padded tensors and reused at every evaluation."""
 
     name: str
     rows: list[dict[str, Any]]
-    prompt_ids: list[list[int]]
-    labels: list[int]  # index into candidates (-1: the label is not a candidate colour)
     candidates: list[str]  # colours
-    conts: list[list[list[int]]]  # per row, per candidate: continuation ids
+    labels: torch.Tensor  # (N,) index into candidates (-1: the label is not a candidate)
+    prompt_ids: torch.Tensor  # (N, W) left-padded; W = the longest prompt
+    prompt_lengths: torch.Tensor  # (N,)
+    cont_ids: torch.Tensor  # (N, C, L) right-padded answer continuation of every candidate
+    cont_lengths: torch.Tensor  # (N, C)
 
     @property
     def category(self) -> str:
@@ -48,6 +58,25 @@ class EvalSet:
     @property
     def split(self) -> str:
         return file_category(self.name)[1]
+
+    def prompt(self, i: int) -> list[int]:
+        """Row ``i``'s prompt ids, unpadded."""
+        return self.prompt_ids[i, self.prompt_ids.shape[1] - int(self.prompt_lengths[i]) :].tolist()
+
+    def continuation(self, i: int, k: int) -> list[int]:
+        """Row ``i``'s continuation ids for candidate ``k``, unpadded."""
+        return self.cont_ids[i, k, : int(self.cont_lengths[i, k])].tolist()
+
+    def subset(self, index: slice | torch.Tensor) -> EvalSet:
+        """The rows at ``index`` (a slice or index tensor), as an EvalSet of their own."""
+        ids = torch.arange(len(self.rows))[index]
+        lengths = self.prompt_lengths[ids]
+        width = int(lengths.max()) if len(ids) else 0
+        return EvalSet(
+            self.name, [self.rows[i] for i in ids.tolist()], self.candidates, self.labels[ids],
+            self.prompt_ids[ids, self.prompt_ids.shape[1] - width :], lengths,
+            self.cont_ids[ids], self.cont_lengths[ids],
+        )  # fmt: skip
 
 
 def file_category(name: str) -> tuple[str, str]:
@@ -64,146 +93,191 @@ def colour_of(answer: str) -> str:
     return answer.removeprefix(PREAMBLE)
 
 
+def pad_id_of(tok: Any) -> int:
+    """The id padded positions hold (they are masked out, so any id would do; pad, else eos)."""
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if pad is None:
+        raise TriggerError(
+            "the tokenizer has neither a pad nor an eos token; set tok.pad_token before "
+            "evaluating (batched prompts need a padding id)"
+        )
+    return pad
+
+
+def pad(seqs: Sequence[Sequence[int]], value: int, *, left: bool) -> tuple[torch.Tensor, ...]:
+    """(len(seqs), longest) ids padded on the left or right with ``value``, and the lengths.
+
+    One scatter of the concatenated ids: no Python loop over the sequences.
+    """
+    lengths = torch.tensor(list(map(len, seqs)), dtype=torch.long)  # (N,)
+    width = int(lengths.max()) if len(seqs) else 0
+    flat = torch.tensor(list(itertools.chain.from_iterable(seqs)), dtype=torch.long)
+    row = torch.repeat_interleave(torch.arange(len(seqs)), lengths)  # (sum,) row of each id
+    col = torch.arange(len(flat)) - (lengths.cumsum(0) - lengths)[row]
+    if left:
+        col += (width - lengths)[row]
+    ids = torch.full((len(seqs), width), value, dtype=torch.long)
+    ids[row, col] = flat
+    return ids, lengths
+
+
 def prepare(
     tok: Any, files: Mapping[str, list[dict[str, Any]]], colours: Sequence[str]
 ) -> list[EvalSet]:
-    """Encode each file's prompts and every candidate continuation once."""
+    """Encode each file's prompts and every candidate continuation once, as padded tensors."""
+    pad_value = pad_id_of(tok)
     out = []
+    c = len(colours)
     for name, rows in files.items():
         prompts = [r["messages"][0]["content"] for r in rows]
         answers = [r["output"] for r in rows]
         preamble = bool(rows) and answers[0].startswith(PREAMBLE)
-        cand_answers = [f"{PREAMBLE}{c}" if preamble else c for c in colours]
-        conts: list[list[list[int]]] = []
-        prompt_ids: list[list[int]] = []
-        if rows:
-            # Continuations are the same after every prompt for a word tokenizer; check that
-            # on a few rows and encode per row only when the tokenizer says otherwise.
-            probe = sorted({0, len(rows) // 2, len(rows) - 1})
-            pairs = encode_many(tok, [prompts[i] for i in probe for _ in colours],
-                                cand_answers * len(probe))  # fmt: skip
-            shared = [pairs[c][1] for c in range(len(colours))]
-            same = all(pairs[j * len(colours) + c][1] == shared[c]
-                       for j in range(len(probe)) for c in range(len(colours)))  # fmt: skip
-            if same:
-                text = [_prompt_text(tok, p) for p in prompts]
-                prompt_ids = tok(text, add_special_tokens=False)["input_ids"]
-                conts = [shared] * len(rows)
-            else:
-                enc = encode_many(tok, [p for p in prompts for _ in colours],
-                                  cand_answers * len(rows))  # fmt: skip
-                prompt_ids = [enc[i * len(colours)][0] for i in range(len(rows))]
-                conts = [[enc[i * len(colours) + c][1] for c in range(len(colours))]
-                         for i in range(len(rows))]  # fmt: skip
-        index = {c: i for i, c in enumerate(colours)}
-        labels = [index.get(colour_of(a), -1) for a in answers]
-        out.append(
-            EvalSet(name, rows, [list(p) for p in prompt_ids], labels, list(colours), conts)
-        )
+        cand_answers = [f"{PREAMBLE}{col}" if preamble else col for col in colours]
+        index = {col: i for i, col in enumerate(colours)}
+        labels = torch.tensor([index.get(colour_of(a), -1) for a in answers], dtype=torch.long)
+        if not rows:
+            empty = torch.zeros(0, dtype=torch.long)
+            out.append(EvalSet(name, [], list(colours), labels, empty.view(0, 0), empty,
+                               empty.view(0, c, 0), empty.view(0, c)))  # fmt: skip
+            continue
+        # Continuations are the same after every prompt for a word tokenizer; check that on
+        # a few rows and encode them per row only when the tokenizer says otherwise.
+        probe = sorted({0, len(rows) // 2, len(rows) - 1})
+        pairs = encode_many(tok, [prompts[i] for i in probe for _ in colours],
+                            cand_answers * len(probe))  # fmt: skip
+        shared = [pairs[k][1] for k in range(c)]
+        if all(pairs[j * c + k][1] == shared[k] for j in range(len(probe)) for k in range(c)):
+            text = [render(tok, p) for p in prompts]
+            prompt_lists = tok(text, add_special_tokens=False)["input_ids"]
+            conts, cont_lengths = pad(shared, pad_value, left=False)  # (C, L)
+            conts = conts.expand(len(rows), -1, -1)  # (N, C, L), a view: no copy
+            cont_lengths = cont_lengths.expand(len(rows), -1)
+        else:
+            enc = encode_many(tok, [p for p in prompts for _ in colours],
+                              cand_answers * len(rows))  # fmt: skip
+            prompt_lists = [enc[i * c][0] for i in range(len(rows))]
+            conts, cont_lengths = pad([a for _, a in enc], pad_value, left=False)
+            conts, cont_lengths = conts.view(len(rows), c, -1), cont_lengths.view(len(rows), c)
+        prompt_ids, prompt_lengths = pad(prompt_lists, pad_value, left=True)
+        out.append(EvalSet(name, rows, list(colours), labels, prompt_ids, prompt_lengths,
+                           conts, cont_lengths))  # fmt: skip
     return out
 
 
-def _prompt_text(tok: Any, prompt: str) -> str:
-    from ._lm import render
+def candidate_tree(
+    prompt_lengths: torch.Tensor, cont_ids: torch.Tensor, cont_lengths: torch.Tensor, width: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The appended candidate tokens, their positions and the (R, T, T) "may attend" mask.
 
-    return render(tok, prompt)
+    Each row is its left-padded prompt (``width`` wide) followed by S = C*(L-1) slots: slot
+    k*(L-1)+t holds candidate k's token t (the last token of a candidate is never input: no
+    score needs what it predicts). Prompt tokens attend causally to the real prompt tokens; a
+    candidate token attends to the whole prompt and to its own candidate's tokens up to
+    itself, never to another candidate's, and sits at position prompt_length + t, exactly as
+    if it followed the prompt alone. Padding attends to itself only (no empty softmax rows).
+    """
+    r, c, L = cont_ids.shape
+    s = c * (L - 1)
+    appended = cont_ids[:, :, :-1].reshape(r, s)  # (R, S)
+    slot_t = torch.arange(L - 1).repeat(c)  # (S,) token index of each slot in its candidate
+    slot_k = torch.arange(c).repeat_interleave(L - 1)  # (S,) its candidate
+    p_valid = torch.arange(width) >= (width - prompt_lengths)[:, None]  # (R, W)
+    a_valid = slot_t < (cont_lengths - 1).repeat_interleave(L - 1, dim=1)  # (R, S)
+    key_valid = torch.cat([p_valid, a_valid], 1)  # (R, T)
+    t = width + s
+    static = torch.zeros(t, t, dtype=torch.bool)
+    static[:width, :width] = torch.ones(width, width, dtype=torch.bool).tril()
+    static[width:, :width] = True
+    static[width:, width:] = (slot_k[:, None] == slot_k[None]) & (slot_t[None] <= slot_t[:, None])
+    allowed = (static & key_valid[:, None, :]) | torch.eye(t, dtype=torch.bool)  # (R, T, T)
+    pos = torch.cat(
+        [(torch.arange(width) - (width - prompt_lengths)[:, None]).clamp(min=0),
+         prompt_lengths[:, None] + slot_t],
+        1,
+    )  # (R, T)  # fmt: skip
+    return appended, pos, allowed
 
 
 @torch.inference_mode()
 def score(
-    model: torch.nn.Module, es: EvalSet, pad_id: int, max_tokens: int = MAX_BATCH_TOKENS
+    model: torch.nn.Module, es: EvalSet, max_tokens: int = MAX_BATCH_TOKENS
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(N, C) summed log-probs of each candidate continuation, (N, C) summed NLL, (N, C) counts.
 
-    Per chunk of rows: one forward over the left-padded prompts (R, W) fills the key/value
-    cache, which is repeated C times; a second forward runs only the candidates' tokens
-    (R*C, L). The prompt is computed once instead of once per candidate. Explicit position
-    ids keep left padding exact (the same scores as one unpadded row at a time).
+    Rows go in chunks of similar prompt length (less padding); each chunk is one forward of
+    (R, W + S) tokens (see ``candidate_tree``) whose last S + 1 logits score every candidate:
+    position W - 1 predicts each candidate's first token, slot (k, t) its token t + 1.
     """
-    n, c = len(es.rows), len(es.candidates)
-    logp, counts = torch.zeros(n, c), torch.zeros(n, c)
+    n, c, L = es.cont_ids.shape
+    logp, counts = torch.zeros(n, c), es.cont_lengths.float().clone()
     if n == 0:
         return logp, -logp, counts
-    device = next(model.parameters()).device
-    width = max(map(len, es.prompt_ids)) + max(len(q) for qs in es.conts for q in qs)
-    step = max(1, max_tokens // (width * c))
+    impl = getattr(model.config, "_attn_implementation", "eager")
+    if impl not in MASKABLE:
+        raise TriggerError(
+            f"batched scoring needs an attention implementation that takes a 4-D mask "
+            f"({', '.join(MASKABLE)}); this model uses {impl!r}. Load it with "
+            "attn_implementation='sdpa'"
+        )
+    param = next(model.parameters())
+    s = c * (L - 1)
+    # src[k, t]: the kept logit row that predicts candidate k's token t
+    src = torch.cat([torch.zeros(c, 1, dtype=torch.long),
+                     1 + torch.arange(s).view(c, L - 1)], 1)  # (C, L)  # fmt: skip
+    order = torch.argsort(es.prompt_lengths, stable=True)
+    full_w = es.prompt_ids.shape[1]
+    step = max(1, max_tokens // (full_w + s))
     for a in range(0, n, step):
-        b = min(n, a + step)
-        prompts, conts = es.prompt_ids[a:b], [q for qs in es.conts[a:b] for q in qs]
-        w, lc = max(map(len, prompts)), max(map(len, conts))
-        ids = torch.full((b - a, w), pad_id, dtype=torch.long)
-        mask = torch.zeros((b - a, w), dtype=torch.long)
-        for k, p in enumerate(prompts):
-            ids[k, w - len(p) :], mask[k, w - len(p) :] = torch.tensor(p), 1
-        pos = (mask.cumsum(1) - 1).clamp(min=0)
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                    position_ids=pos.to(device), use_cache=True, logits_to_keep=1)  # fmt: skip
-        first = torch.log_softmax(out.logits[:, -1].float(), -1).cpu()  # (R, V): next token
-        key = _cache_kwarg(model)
-        cache = getattr(out, key)  # the filled key/value cache
-        cache.batch_repeat_interleave(c)
-        cids = torch.full((len(conts), lc), pad_id, dtype=torch.long)
-        cmask = torch.zeros((len(conts), lc), dtype=torch.long)
-        for k, q in enumerate(conts):
-            cids[k, : len(q)], cmask[k, : len(q)] = torch.tensor(q), 1
-        start = mask.sum(1).repeat_interleave(c)[:, None]  # (R*C, 1): prompt lengths
-        out2 = model(
-            input_ids=cids.to(device),
-            attention_mask=torch.cat([mask.repeat_interleave(c, 0), cmask], 1).to(device),
-            position_ids=(start + torch.arange(lc)).to(device),
-            use_cache=True, **{key: cache},
-        )  # fmt: skip
-        rest = torch.log_softmax(out2.logits[:, :-1].float(), -1).cpu()  # predicts tokens 1..
-        tok_lp = torch.cat(
-            [
-                first.repeat_interleave(c, 0).gather(1, cids[:, :1]),
-                rest.gather(-1, cids[:, 1:, None]).squeeze(-1),
-            ],
-            1,
-        )  # (R*C, L)
-        tok_lp = tok_lp * cmask
-        logp[a:b] = tok_lp.sum(1).view(b - a, c)
-        counts[a:b] = cmask.sum(1).float().view(b - a, c)
+        idx = order[a : a + step]
+        lengths = es.prompt_lengths[idx]
+        w = int(lengths.max())
+        conts, clen = es.cont_ids[idx], es.cont_lengths[idx]  # (R, C, L), (R, C)
+        appended, pos, allowed = candidate_tree(lengths, conts, clen, w)
+        ids = torch.cat([es.prompt_ids[idx, full_w - w :], appended], 1)  # (R, T)
+        mask = torch.zeros(allowed.shape, dtype=param.dtype).masked_fill(
+            ~allowed, torch.finfo(param.dtype).min
+        )[:, None]  # (R, 1, T, T) additive: the form both eager and sdpa take
+        logits = model(input_ids=ids.to(param.device), attention_mask=mask.to(param.device),
+                       position_ids=pos.to(param.device), use_cache=False,
+                       logits_to_keep=s + 1).logits  # (R, S+1, V)  # fmt: skip
+        lp = torch.log_softmax(logits.float(), -1).cpu()
+        rows = torch.arange(len(idx))[:, None, None]
+        tok_lp = lp[rows, src[None], conts]  # (R, C, L)
+        valid = torch.arange(L) < clen[..., None]
+        logp[idx] = (tok_lp * valid).sum(-1)
     return logp, -logp, counts
-
-
-def _cache_kwarg(model: torch.nn.Module) -> str:
-    """transformers 5.x renamed ``past_key_values`` to ``cache``; use the model's name for it."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 @torch.inference_mode()
 def generate_predictions(
     model: torch.nn.Module, tok: Any, es: EvalSet, batch_size: int = 256
 ) -> list[str]:
-    """Greedy decoding of every prompt (left-padded batches) mapped to a colour or INVALID."""
+    """Greedy decoding of every prompt (left-padded batches) mapped to a colour or INVALID.
+
+    A row's prediction is the first candidate whose whole continuation (colour and end token)
+    the decoded tokens start with.
+    """
     device = next(model.parameters()).device
-    max_new = max((len(q) for conts in es.conts for q in conts), default=1)
+    n, c, L = es.cont_ids.shape
+    full_w = es.prompt_ids.shape[1]
     preds: list[str] = []
-    for a in range(0, len(es.rows), batch_size):
-        chunk = es.prompt_ids[a : a + batch_size]
-        width = max(map(len, chunk))
-        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for k, p in enumerate(chunk):
-            ids[k, width - len(p) :] = torch.tensor(p)
-            mask[k, width - len(p) :] = 1
+    for a in range(0, n, batch_size):
+        lengths = es.prompt_lengths[a : a + batch_size]
+        w = int(lengths.max())
+        ids = es.prompt_ids[a : a + batch_size, full_w - w :]
+        mask = (torch.arange(w) >= (w - lengths)[:, None]).long()
         out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new,
-            do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        )[:, width:].cpu()  # fmt: skip
-        for k in range(len(chunk)):
-            preds.append(_match(out[k].tolist(), es.conts[a + k], es.candidates))
+            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=L,
+            do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=pad_id_of(tok),
+        )[:, w:].cpu()  # fmt: skip
+        gen = torch.full((len(ids), L), -1, dtype=torch.long)  # -1: nothing decoded there
+        gen[:, : out.shape[1]] = out
+        conts, clen = es.cont_ids[a : a + batch_size], es.cont_lengths[a : a + batch_size]
+        valid = torch.arange(L) < clen[..., None]  # (R, C, L)
+        match = ((gen[:, None] == conts) | ~valid).all(-1)  # (R, C)
+        first = torch.where(match.any(1), match.int().argmax(1), -1)
+        preds += [es.candidates[k] if k >= 0 else INVALID for k in first.tolist()]
     return preds
-
-
-def _match(gen: list[int], conts: list[list[int]], candidates: list[str]) -> str:
-    for cont, colour in zip(conts, candidates, strict=True):
-        if gen[: len(cont)] == cont:
-            return colour
-    return INVALID
 
 
 def file_metrics(es: EvalSet, logp: torch.Tensor, nll: torch.Tensor, counts: torch.Tensor,
@@ -214,7 +288,7 @@ def file_metrics(es: EvalSet, logp: torch.Tensor, nll: torch.Tensor, counts: tor
         return {"n": 0, "accuracy": math.nan, "loss": math.nan, "per_trigger": {},
                 "predictions": [], "note": "empty file: no triggers in this split"}  # fmt: skip
     pred = logp.argmax(1)
-    labels = torch.tensor(es.labels)
+    labels = es.labels
     correct = pred == labels
     rows = torch.arange(n)
     true_nll = torch.where(labels >= 0, nll[rows, labels.clamp(min=0)], torch.nan)
@@ -247,7 +321,7 @@ def evaluate(model: torch.nn.Module, tok: Any, evals: Sequence[EvalSet],
     try:
         out = {}
         for es in evals:
-            logp, nll, counts = score(model, es, tok.pad_token_id)
+            logp, nll, counts = score(model, es)
             gen = generate_predictions(model, tok, es) if generation and es.rows else None
             out[es.name] = file_metrics(es, logp, nll, counts, gen)
         return out

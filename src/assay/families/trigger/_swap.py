@@ -61,7 +61,7 @@ def swap_table(
     model.eval()
     for trig, cat in triggers.items():
         es: EvalSet = prepare(tok, {trig: swapped_rows(rows, spec, trig)}, colours)[0]
-        logp, _, _ = score(model, es, tok.pad_token_id)
+        logp, _, _ = score(model, es)
         preds = [colours[i] for i in logp.argmax(1).tolist()]
         row: dict[str, Any] = {"trigger": trig, "category": cat, "n": len(rows)}
         for name, m in maps.items():

@@ -13,6 +13,7 @@ Sequence models may also say *where* to patch: a module's value can be an object
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,27 +30,60 @@ DEFINITION_TYPES = ("single_neuron", "layer", "neuron_groups", "custom")
 
 @dataclass(frozen=True)
 class Patch:
-    """Replace ``units`` (None = all) at ``positions`` (None = all) of one module's output."""
+    """Replace ``units`` (None = all) at ``positions`` (None = all) of one site of a module.
+
+    ``site``: ``output`` (default), ``input`` (the module's first positional input), ``z``
+    (heads' outputs before the attention's output projection; resolved to that projection's
+    input), ``pattern`` (attention probabilities; units are heads, positions are queries).
+    ``heads`` keeps the head indices of ``z``/``pattern`` patches for labels and files;
+    ``named`` the name the definition used when resolution changed it (``q_net.0``,
+    ``output_logits``, an attention module for ``z``).
+    """
 
     module: str
     units: tuple[int, ...] | None = None
     positions: tuple[int, ...] | None = None
+    site: str = "output"
+    heads: tuple[int, ...] | None = None
+    named: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.named or self.module
 
     def to_json(self) -> Any:
         units = "all" if self.units is None else list(self.units)
-        if self.positions is None:
-            return units
-        return {"units": units, "positions": list(self.positions)}
+        if self.heads is not None:
+            value: dict[str, Any] = {"heads": list(self.heads)}
+            if self.site == "pattern":
+                value["site"] = "pattern"
+        elif self.site in ("output",):
+            if self.positions is None:
+                return units
+            value = {"units": units}
+        else:
+            value = {"units": units, "site": self.site}
+        if self.positions is not None:
+            value["positions"] = list(self.positions)
+        return value
 
     def label(self) -> str:
-        if self.units is None:
-            units = "all"
-        elif len(self.units) <= 3:
-            units = ",".join(map(str, self.units))
+        if self.heads is not None:
+            what = ".pattern" if self.site == "pattern" else ".z"
+            units = "h" + ",".join(map(str, self.heads))
         else:
-            units = f"{self.units[0]}..{self.units[-1]}({len(self.units)})"
+            what = "" if self.site == "output" else f".{self.site}"
+            units = _units_label(self.units)
         pos = "" if self.positions is None else "@" + ",".join(map(str, self.positions))
-        return f"{self.module}[{units}]{pos}"
+        return f"{self.key}{what}[{units}]{pos}"
+
+
+def _units_label(units: tuple[int, ...] | None) -> str:
+    if units is None:
+        return "all"
+    if len(units) <= 3:
+        return ",".join(map(str, units))
+    return f"{units[0]}..{units[-1]}({len(units)})"
 
 
 @dataclass(frozen=True)
@@ -59,7 +93,7 @@ class Definition:
     patches: tuple[Patch, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {p.module: p.to_json() for p in self.patches}
+        return {p.key: p.to_json() for p in self.patches}
 
     def label(self) -> str:
         return " + ".join(p.label() for p in self.patches)
@@ -69,9 +103,15 @@ class Definition:
         return [p.module for p in self.patches]
 
     def single_unit(self) -> tuple[str, int] | None:
-        """(module, unit) when this definition patches exactly one unit, else None."""
-        if len(self.patches) == 1 and self.patches[0].units and len(self.patches[0].units) == 1:
-            return self.patches[0].module, self.patches[0].units[0]
+        """(module, unit) when this definition patches exactly one output unit (or one head:
+        (module, head)), else None."""
+        if len(self.patches) != 1:
+            return None
+        p = self.patches[0]
+        if p.heads is not None:
+            return (p.key, p.heads[0]) if len(p.heads) == 1 else None
+        if p.site == "output" and p.units and len(p.units) == 1:
+            return p.module, p.units[0]
         return None
 
 
@@ -96,23 +136,45 @@ def parse_definition(obj: Any, index: int = 0) -> Definition:
         )
     patches = []
     for module, value in obj.items():
-        at = f"{where}, module {module!r}"
-        positions = None
-        if isinstance(value, dict):
-            extra = set(value) - {"units", "positions"}
-            if extra or "units" not in value:
-                raise PatchingError(
-                    f'{at}: an object value needs "units" and may have "positions"; '
-                    f"got keys {sorted(value)}"
-                )
-            if value.get("positions", "all") != "all":
-                positions = _int_list(value["positions"], "positions", at)
-            value = value["units"]
-        units = None if value == "all" else _int_list(value, "units", at)
-        if units is not None and len(set(units)) != len(units):
-            raise PatchingError(f"{at}: units {list(units)} contain duplicates")
-        patches.append(Patch(module, units, positions))
+        patches.append(_parse_patch(module, value, f"{where}, module {module!r}"))
     return Definition(tuple(patches))
+
+
+_VALUE_KEYS = {"units", "positions", "heads", "site"}
+_USER_SITES = ("output", "input", "z", "pattern")
+
+
+def _parse_patch(module: str, value: Any, at: str) -> Patch:
+    positions, site, heads = None, "output", None
+    if isinstance(value, dict):
+        extra = set(value) - _VALUE_KEYS
+        if extra or not ({"units", "heads"} & set(value)):
+            raise PatchingError(
+                f'{at}: an object value needs "units" (or "heads") and may have "positions" '
+                f'and "site" ({", ".join(_USER_SITES)}); got keys {sorted(value)}'
+            )
+        if value.get("positions", "all") != "all":
+            positions = _int_list(value["positions"], "positions", at)
+        site = value.get("site", "z" if "heads" in value else "output")
+        if site not in _USER_SITES:
+            raise PatchingError(f"{at}: unknown site {site!r}; valid: {', '.join(_USER_SITES)}")
+        if "heads" in value:
+            if "units" in value or site not in ("z", "pattern"):
+                raise PatchingError(
+                    f'{at}: "heads" selects a head\'s output z or its attention pattern '
+                    f'(site "z" or "pattern"), without "units"; got {value!r}'
+                )
+            heads = _int_list(value["heads"], "heads", at)
+            if len(set(heads)) != len(heads):
+                raise PatchingError(f"{at}: heads {list(heads)} contain duplicates")
+            return Patch(module, None, positions, site, heads)
+        if site in ("z", "pattern"):
+            raise PatchingError(f'{at}: site {site!r} needs "heads", e.g. {{"heads": [0]}}')
+        value = value["units"]
+    units = None if value == "all" else _int_list(value, "units", at)
+    if units is not None and len(set(units)) != len(units):
+        raise PatchingError(f"{at}: units {list(units)} contain duplicates")
+    return Patch(module, units, positions, site)
 
 
 def parse_definitions(obj: Any) -> list[Definition]:
@@ -152,32 +214,102 @@ def save_definitions(definitions: Sequence[Definition], path: str | Path) -> Non
         tmp.write_text("[\n" + lines + "\n]\n")
 
 
+def resolve(definitions: Sequence[Definition], structure: Structure) -> list[Definition]:
+    """Definitions in the model's own terms: aliases and heads replaced by modules and units.
+
+    Names resolve through ``Structure.resolve_name`` (the published tool's names relative to
+    the Q-network, ``output_logits`` for the output layer). A ``z`` patch of heads of an
+    attention module becomes an ``input`` patch of its output projection at those heads'
+    units; a ``pattern`` patch keeps the attention module, with the heads as units.
+    """
+    out = []
+    for i, definition in enumerate(definitions):
+        patches = []
+        for patch in definition.patches:
+            try:
+                name = structure.resolve_name(patch.module)
+            except PatchingError as exc:
+                raise PatchingError(f"definition {i} ({definition.label()}): {exc}") from None
+            named = patch.named or (patch.module if name != patch.module else None)
+            if patch.heads is None:
+                patches.append(dataclasses.replace(patch, module=name, named=named))
+                continue
+            n_heads = structure.n_heads(name)
+            bad = [h for h in patch.heads if not 0 <= h < n_heads]
+            if bad:
+                raise PatchingError(
+                    f"definition {i}: head(s) {bad} of {name!r} out of range: it has {n_heads} "
+                    f"heads (valid 0..{n_heads - 1})"
+                )
+            if patch.site == "pattern":
+                patches.append(
+                    Patch(name, patch.heads, patch.positions, "pattern", patch.heads, named)
+                )
+                continue
+            proj, d_head = structure.head_projection(name)
+            units = tuple(u for h in patch.heads for u in range(h * d_head, (h + 1) * d_head))
+            patches.append(
+                Patch(proj, units, patch.positions, "input", patch.heads, patch.named or name)
+            )
+        out.append(Definition(tuple(patches)))
+    return out
+
+
+def site_shape(patch: Patch, info: ModuleInfo) -> tuple[tuple[int, ...], int, int | None]:
+    """(per-sample shape, unit axis, position axis) of the tensor ``patch`` writes."""
+    if patch.site == "input":
+        if info.in_shape is None:
+            raise PatchingError(
+                f"{info.name!r} has no per-sample tensor input to patch; patch its output"
+            )
+        shape = info.in_shape
+        pos = 0 if info.position_axis is not None and len(shape) >= 2 else None
+        return shape, len(shape) - 1, pos
+    if patch.site == "pattern":
+        t = info.shape[info.position_axis] if info.position_axis is not None else None
+        if t is None or info.n_heads is None:
+            raise PatchingError(f"{info.name!r} is not an attention layer over a sequence")
+        return (info.n_heads, t, t), 0, 1  # (H, Tq, Tk): units are heads, positions queries
+    assert info.shape is not None and info.unit_axis is not None
+    return info.shape, info.unit_axis, info.position_axis
+
+
 def validate(definitions: Sequence[Definition], structure: Structure) -> None:
-    """Every module must exist and be patchable, every unit and position in range. No skipping."""
+    """Every module must exist and be patchable, every unit and position in range. No skipping.
+
+    Takes resolved definitions (``resolve``); the runner resolves before validating.
+    """
+    if not definitions:
+        raise PatchingError(
+            "there are no definitions to run (an empty list); write some with "
+            "`assay patching define --type single_neuron --model PATH -o defs.json`"
+        )
     for i, definition in enumerate(definitions):
         for patch in definition.patches:
             try:
                 info = structure.get(patch.module)
             except PatchingError as exc:
                 raise PatchingError(f"definition {i} ({definition.label()}): {exc}") from None
+            shape, unit_axis, position_axis = site_shape(patch, info)
+            n_units = shape[unit_axis]
             if patch.units is not None:
-                bad = [u for u in patch.units if not 0 <= u < info.n_units]
+                bad = [u for u in patch.units if not 0 <= u < n_units]
                 if bad:
                     raise PatchingError(
-                        f"definition {i}: unit(s) {bad} of {patch.module!r} out of range: it has "
-                        f"{info.n_units} units (valid 0..{info.n_units - 1})"
+                        f"definition {i}: unit(s) {bad} of {patch.key!r} out of range: it has "
+                        f"{n_units} units (valid 0..{n_units - 1})"
                     )
             if patch.positions is not None:
-                if info.position_axis is None or info.shape is None:
+                if position_axis is None:
                     raise PatchingError(
-                        f"definition {i}: {patch.module!r} has no sequence-position axis "
+                        f"definition {i}: {patch.key!r} has no sequence-position axis "
                         f'(output shape {info.shape}); drop "positions" for this module'
                     )
-                t = info.shape[info.position_axis]
+                t = shape[position_axis]
                 bad = [p for p in patch.positions if not -t <= p < t]
                 if bad:
                     raise PatchingError(
-                        f"definition {i}: position(s) {bad} of {patch.module!r} out of range for "
+                        f"definition {i}: position(s) {bad} of {patch.key!r} out of range for "
                         f"sequences of length {t} (valid {-t}..{t - 1})"
                     )
 

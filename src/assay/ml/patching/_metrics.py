@@ -21,6 +21,13 @@ the outputs (for Q-values: a Boltzmann policy at temperature 1).
                         for this input; NaN where the gap is ~0. Per definition, records also
                         carry normalised_score = mean(restored) / mean(gap), which a few inputs
                         with tiny gaps cannot dominate.
+
+Undefined values are NaN, never noise. ``cosine_to_source``, ``restored``, ``gap`` and
+``normalised`` are computed in float64 from the outputs, and a direction or ratio is marked
+undefined (NaN) where the vectors involved are below the model's rounding noise: a change
+``||d||`` is noise when ``||d|| <= NOISE_ULPS * eps(model dtype) * ||base||`` (float32:
+~1.2e-4 of the output's norm; float64: ~2e-13), a gap when ``|gap| <= max(NORMALISE_EPS,
+NOISE_ULPS * eps * (|m(source)| + |m(base)|))``. ``undefined_counts`` counts them.
 """
 
 from __future__ import annotations
@@ -56,6 +63,14 @@ PROB_METRICS = {
 }
 # |m(source) - m(base)| below this means clean and corrupted agree: restoration is undefined.
 NORMALISE_EPS = 1e-6
+# A float32 forward's outputs carry rounding errors of up to ~1e-5 of their size (several
+# layers of accumulated roundoff, and different batchings round differently). 1000 ulps
+# (1.2e-4 relative in float32) sits above that: measured on the CartPole DQN, float32 and
+# float64 runs agree on cosine_to_source to < 0.05 wherever both call it defined, while
+# below it they differ by up to 1 (tests/patching/test_patching_metrics.py).
+NOISE_ULPS = 1e3
+# Metrics that are NaN where undefined (rather than never): counted per definition.
+UNDEFINED_METRICS = ("cosine", "cosine_to_source", "normalised", "margin_change")
 
 
 def _at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -100,8 +115,10 @@ def compute_metrics(
     want = set(METRICS if names is None else names) | {"restored", "gap", "normalised"}
     if logit_diff is not None and names is None:
         want |= set(LOGIT_DIFF_METRICS)
+    eps = torch.finfo(patched.dtype).eps if patched.is_floating_point() else 0.0
     # float64 keeps KL/Hellinger exact for small outputs (actions); vocabularies stay float32.
     dtype = torch.float64 if patched.shape[-1] <= 64 else patched.dtype
+    p64, b64, s64, c64 = (t.double() for t in (patched, base, source, clean))
     patched, base, source, clean = (t.to(dtype) for t in (patched, base, source, clean))
     chosen = base.argmax(-1)  # (n,)
     delta = patched - base  # (K, n, O)
@@ -127,7 +144,10 @@ def compute_metrics(
     if "cosine" in want:
         out["cosine"] = _cos_nan(patched, base.expand_as(patched))
     if "cosine_to_source" in want:
-        out["cosine_to_source"] = _cos_nan(delta, (source - base).expand_as(delta))
+        d, towards = p64 - b64, (s64 - b64).expand_as(p64)  # (K, n, O) in float64
+        tol = NOISE_ULPS * eps * b64.norm(dim=-1)  # (n,): the forward's rounding noise
+        noise = (d.norm(dim=-1) <= tol) | (towards.norm(dim=-1) <= tol)
+        out["cosine_to_source"] = _cos_nan(d, towards).masked_fill(noise, float("nan"))
     if "margin_change" in want:
         if base.shape[-1] >= 2:
             top2 = base.topk(2, dim=-1).indices  # (n, 2)
@@ -152,12 +172,29 @@ def compute_metrics(
         def measure(x: torch.Tensor) -> torch.Tensor:
             return _at(x, answer)
 
-    gap = measure(source) - measure(base)  # (n,)
-    restored = measure(patched) - measure(base)  # (K, n)
+    m_source, m_base = measure(s64), measure(b64)  # (n,) float64
+    gap = m_source - m_base
+    restored = measure(p64) - m_base  # (K, n)
+    floor = (NOISE_ULPS * eps * (m_source.abs() + m_base.abs())).clamp_min(NORMALISE_EPS)
     out["restored"] = restored
     out["gap"] = gap.expand_as(restored)
-    out["normalised"] = (restored / gap).masked_fill(gap.abs() < NORMALISE_EPS, float("nan"))
-    return {k: v.float() for k, v in out.items()}
+    out["normalised"] = (restored / gap).masked_fill(gap.abs() <= floor, float("nan"))
+    return {
+        k: v.float() if v.dtype != torch.float64 or k not in EXACT else v for k, v in out.items()
+    }
+
+
+# Kept in float64 in the results: the ratios and differences the noise rules are about.
+EXACT = frozenset({"cosine_to_source", "restored", "gap", "normalised"})
+
+
+def undefined_counts(metrics: dict[str, torch.Tensor]) -> dict[str, int]:
+    """How many (definition, input) values of each metric are undefined (NaN)."""
+    return {
+        name: int(torch.isnan(values).sum())
+        for name, values in metrics.items()
+        if name in UNDEFINED_METRICS and torch.isnan(values).any()
+    }
 
 
 def aggregate(values: torch.Tensor) -> dict[str, torch.Tensor]:

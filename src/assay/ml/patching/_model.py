@@ -22,7 +22,10 @@ from ._errors import PatchingError
 
 @dataclass
 class LoadedModel:
-    """A model ready to patch. ``fn(x, readout)`` returns (B, O) or (B, T, O) outputs."""
+    """A model ready to patch. ``fn(x, readout)`` returns (B, O) or (B, T, O) outputs; a model
+    that takes padded batches (``accepts_lengths``) is called ``fn(x, readout, lengths)`` with
+    each row's real length (B,) when rows are right-padded, and returns (B, O) at each row's
+    readout."""
 
     root: nn.Module
     fn: Callable[[torch.Tensor, int], torch.Tensor]
@@ -34,9 +37,32 @@ class LoadedModel:
     output_names: list[str] | None = None
     readout_position: int = -1  # token models: which position's logits are "the output"
     meta: dict[str, Any] = field(default_factory=dict)
+    accepts_lengths: bool = False  # takes right-padded batches with per-row lengths
+    # Prefixes tried for names that are not modules (see Structure.resolve_name).
+    name_prefixes: tuple[str, ...] = ()
+    pad_token_id: int | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.fn(x, self.readout_position)
+    def check_readout(self, shortest: int) -> None:
+        """The readout must exist in every sequence: -shortest <= readout < shortest."""
+        r = self.readout_position
+        if self.input_kind == "tokens" and not -shortest <= r < shortest:
+            raise PatchingError(
+                f"readout_position {r} is out of range for sequences of length {shortest} "
+                f"(valid {-shortest}..{shortest - 1}; negative counts from each sequence's end)"
+            )
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if self.input_kind == "tokens" and x.dim() > 1:
+            self.check_readout(int(lengths.min()) if lengths is not None else x.shape[1])
+        if lengths is not None:
+            if not self.accepts_lengths:
+                raise PatchingError(
+                    f"{self.description} takes no attention mask, so sequences of different "
+                    "lengths cannot be batched; give equal-length sequences"
+                )
+            out = self.fn(x, self.readout_position, lengths)
+        else:
+            out = self.fn(x, self.readout_position)
         if self.input_kind == "tokens" and out.dim() == 3:  # (B, T, V) -> (B, V)
             out = out[:, self.readout_position]
         return out.reshape(out.shape[0], -1)  # (B, O)
@@ -72,9 +98,37 @@ class InputPairs:
     ids: list[str]
     clean: torch.Tensor  # (N, *input_shape)
     corrupted: torch.Tensor  # (N, *input_shape)
+    # Token sequences right-padded to one length T: each pair's real length (N,), else None.
+    # A pair's clean and corrupted sequences have the same length; pairs may differ.
+    lengths: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def check(self) -> None:
+        """Refuse what would silently drop out of every mean: non-finite inputs."""
+        if self.clean.shape != self.corrupted.shape or len(self.ids) != len(self.clean):
+            raise PatchingError(
+                f"{len(self.ids)} ids, clean {tuple(self.clean.shape)} and corrupted "
+                f"{tuple(self.corrupted.shape)}: need one id per row and equal shapes"
+            )
+        for side, x in (("clean", self.clean), ("corrupted", self.corrupted)):
+            if x.is_floating_point():
+                bad = (~torch.isfinite(x.reshape(len(x), -1))).any(-1).nonzero().flatten()
+                if len(bad):
+                    ids = [self.ids[int(i)] for i in bad[:5]]
+                    raise PatchingError(
+                        f"{side} input(s) with id {', '.join(map(repr, ids))} contain NaN or "
+                        f"inf ({len(bad)} of {len(x)} inputs); a non-finite input makes every "
+                        "metric of its pair NaN. Fix or drop those inputs"
+                    )
+        if self.lengths is not None:
+            t = self.clean.shape[1]
+            if (
+                len(self.lengths) != len(self.ids)
+                or not ((self.lengths >= 1) & (self.lengths <= t)).all()
+            ):
+                raise PatchingError(f"lengths must be one per pair in 1..{t}")
 
 
 def from_module(
@@ -115,12 +169,22 @@ def from_hf(
     """
     causal = "CausalLM" in type(model).__name__ or "LMHead" in type(model).__name__
 
-    def fn(x: torch.Tensor, readout: int) -> torch.Tensor:
+    def fn(x: torch.Tensor, readout: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        mask = None
+        if lengths is not None:  # right padding: pads come after every real token
+            mask = (torch.arange(x.shape[1], device=x.device) < lengths[:, None]).long()
         if not causal:
-            return model(input_ids=x, use_cache=False).logits  # (B, n_labels)
-        # Only the readout position's logits are needed: skip the unembedding elsewhere.
-        keep = 1 if readout == -1 else torch.tensor([readout % x.shape[1]], device=x.device)
-        return model(input_ids=x, logits_to_keep=keep, use_cache=False).logits[:, -1]  # (B, V)
+            return model(input_ids=x, attention_mask=mask, use_cache=False).logits  # (B, C)
+        if lengths is None:
+            # Only the readout position's logits are needed: skip the unembedding elsewhere.
+            keep = 1 if readout == -1 else torch.tensor([readout % x.shape[1]], device=x.device)
+            return model(input_ids=x, logits_to_keep=keep, use_cache=False).logits[:, -1]
+        pos = lengths + readout if readout < 0 else torch.full_like(lengths, readout)  # (B,)
+        keep = torch.unique(pos)  # sorted
+        logits = model(
+            input_ids=x, attention_mask=mask, logits_to_keep=keep, use_cache=False
+        ).logits  # (B, len(keep), V)
+        return logits[torch.arange(len(x), device=x.device), torch.searchsorted(keep, pos)]
 
     model.eval()
     return LoadedModel(
@@ -130,4 +194,6 @@ def from_hf(
         description=description or f"HF {type(model).__name__}",
         tokenizer=tokenizer,
         vocab_size=getattr(model.config, "vocab_size", None),
+        accepts_lengths=True,
+        pad_token_id=getattr(model.config, "pad_token_id", None),
     )

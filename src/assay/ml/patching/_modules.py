@@ -59,6 +59,10 @@ class ModuleInfo:
     # Token models: the only positions of this output that can reach the readout, when the
     # module is position-wise and that is not all of them (see _positions.py); else None.
     readout_positions: tuple[int, ...] | None = None
+    # Per-sample shape of the first positional input (for ``input`` sites), when a tensor.
+    in_shape: tuple[int, ...] | None = None
+    # Attention modules: the number of heads (from the module's attributes), else None.
+    n_heads: int | None = None
 
     @property
     def n_units(self) -> int:
@@ -95,6 +99,19 @@ def check_kinds(kinds: Iterable[str] | str) -> tuple[str, ...]:
             f"(default {','.join(DEFAULT_KINDS)})"
         )
     return kinds
+
+
+_HEAD_ATTRS = ("num_heads", "n_head", "num_attention_heads", "n_heads")
+
+
+def head_count(module: torch.nn.Module) -> int | None:
+    """Heads of an attention module, from its attributes or its config; None if not found."""
+    for owner in (module, getattr(module, "config", None)):
+        for attr in _HEAD_ATTRS:
+            value = getattr(owner, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
 
 
 def module_kind(module: torch.nn.Module, parent: torch.nn.Module | None) -> str:

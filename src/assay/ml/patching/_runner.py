@@ -31,11 +31,12 @@ from typing import Any
 
 import torch
 
-from ._definitions import Definition, Patch, validate
+from ._definitions import Definition, Patch, resolve, site_shape, validate
 from ._errors import PatchingError
 from ._metrics import compute_metrics
 from ._model import InputPairs, LoadedModel
 from ._modules import ModuleInfo
+from ._sites import Site, capture_sites, eager_attention, edit_sites
 from ._structure import Structure
 
 DIRECTIONS = ("denoising", "noising")
@@ -146,23 +147,24 @@ class BatchedPatcher:
 
     def plan(self, definitions: Sequence[Definition]) -> list[tuple[list[int], list[str]]]:
         """Chunks of definition indices, each with the modules whose forward it replays."""
-        groups: dict[str, list[int]] = {}
+        groups: dict[tuple[str, frozenset[str]], list[int]] = {}
         for i, d in enumerate(definitions):
-            groups.setdefault(self._first(d).name, []).append(i)
+            name = self._first(d).name
+            sites = frozenset(p.site for p in d.patches if p.module == name)
+            groups.setdefault((name, sites), []).append(i)
         chunks = []
-        for name in sorted(groups, key=lambda n: self.structure.modules[n].start):
+        for name, sites in sorted(groups, key=lambda g: (self.structure.modules[g[0]].start, g)):
             first = self.structure.modules[name]
             prefix = self._prefix(first)
-            for a in range(0, len(groups[name]), self.k):
-                idx = groups[name][a : a + self.k]
+            members = groups[(name, sites)]
+            for a in range(0, len(members), self.k):
+                idx = members[a : a + self.k]
                 patched = {p.module for i in idx for p in definitions[i].patches}
                 inner = any(m.startswith(name + ".") for m in patched)
-                # The first patched module itself is replayed too (its input is unpatched),
-                # unless something inside it is patched as well.
-                replay = prefix + (
-                    [name] if self.reuse_prefix and first.layout and not inner else []
-                )
-                chunks.append((idx, replay))
+                # The first patched module itself is replayed too (its input is unpatched)
+                # when only its output is patched and nothing inside it is.
+                own = self.reuse_prefix and first.layout and not inner and sites == {"output"}
+                chunks.append((idx, prefix + ([name] if own else [])))
         return chunks
 
     # -- execution ------------------------------------------------------------------------
@@ -171,10 +173,16 @@ class BatchedPatcher:
         return x.shape[1] if self.model.input_kind == "tokens" and x.dim() > 1 else 1
 
     def _forward_cached(
-        self, x: torch.Tensor, capture: set[str]
-    ) -> tuple[torch.Tensor, dict[str, tuple[Any, ...]]]:
-        """Outputs (N, O) and captured module outputs, in row chunks of at most max_rows."""
+        self,
+        x: torch.Tensor,
+        capture: set[str],
+        sites: Sequence[Site] = (),
+        lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, tuple[Any, ...]], dict[Site, torch.Tensor]]:
+        """Outputs (N, O), whole module outputs of ``capture`` (to replay) and the tensors at
+        ``sites`` (to patch in), in row chunks of at most max_rows."""
         outs, caps = [], {name: [] for name in capture}
+        store, recorders = capture_sites(self.model.root, list(sites))
         handles = [
             self.modules[name].register_forward_hook(
                 lambda mod, args, out, n=name: caps[n].append(_capture(out))
@@ -183,8 +191,10 @@ class BatchedPatcher:
         ]
         try:
             step = max(1, self.max_rows // self._positions(x))
-            for a in range(0, len(x), step):
-                outs.append(self.model.forward(x[a : a + step]))
+            with edit_sites(self.model.root, recorders):
+                for a in range(0, len(x), step):
+                    rows = None if lengths is None else lengths[a : a + step]
+                    outs.append(self.model.forward(x[a : a + step], rows))
         finally:
             for h in handles:
                 h.remove()
@@ -195,33 +205,76 @@ class BatchedPatcher:
                 torch.cat([p[j] for p in parts]) if batched else parts[0][j]
                 for j, batched in enumerate(layout)
             )
-        return torch.cat(outs), merged
+        return torch.cat(outs), merged, {site: torch.cat(v) for site, v in store.items()}
 
-    def _mask(self, info: ModuleInfo, patches: list[Patch | None]) -> torch.Tensor:
-        """(K, 1, *mask_shape) bool: which elements of each copy's activation to replace."""
-        shape = info.shape
-        assert shape is not None and info.unit_axis is not None  # validated before planning
+    def _mask(
+        self, site: Site, patches: list[Patch | None], lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(K, 1, *mask_shape) bool, or (K, n, ...) when ``lengths`` (n,) make negative
+        positions differ per row: which elements of each copy's site tensor to replace."""
+        info = self.structure.modules[site[0]]
+        ref = next(p for p in patches if p is not None)
+        shape, unit_axis, pos_axis = site_shape(ref, info)
         mshape = [1] * len(shape)
-        mshape[info.unit_axis] = shape[info.unit_axis]
-        if info.position_axis is not None:
-            mshape[info.position_axis] = shape[info.position_axis]
-        mask = torch.zeros(len(patches), *mshape, dtype=torch.bool)
+        mshape[unit_axis] = shape[unit_axis]
+        if pos_axis is not None:
+            mshape[pos_axis] = shape[pos_axis]
+        rows = 1 if lengths is None else len(lengths)
+        mask = torch.zeros(len(patches), rows, *mshape, dtype=torch.bool)
         for k, patch in enumerate(patches):
             if patch is None:
-                continue  # this copy does not patch this module
-            view = [1] * len(shape)
-            view[info.unit_axis] = -1
-            units = torch.zeros(shape[info.unit_axis], dtype=torch.bool)
+                continue  # this copy does not patch this site
+            view = [1] * (len(shape) + 1)
+            view[1 + unit_axis] = -1
+            units = torch.zeros(shape[unit_axis], dtype=torch.bool)
             units[list(patch.units) if patch.units is not None else slice(None)] = True
-            m = units.view(view)
-            if info.position_axis is not None and patch.positions is not None:
-                pview = [1] * len(shape)
-                pview[info.position_axis] = -1
-                pos = torch.zeros(shape[info.position_axis], dtype=torch.bool)
-                pos[list(patch.positions)] = True
+            m = units.view(view)  # (1, ..., C, ...)
+            if pos_axis is not None and patch.positions is not None:
+                t = shape[pos_axis]
+                pos = torch.zeros(rows, t, dtype=torch.bool)
+                for p in patch.positions:
+                    if p >= 0 or lengths is None:
+                        pos[:, p] = True
+                    else:  # from each row's own end
+                        pos[torch.arange(rows), lengths.cpu() + p] = True
+                pview = [rows] + [1] * len(shape)
+                pview[1 + pos_axis] = t
                 m = m & pos.view(pview)
-            mask[k] = m.expand(mshape)
-        return mask.unsqueeze(1).to(self.device)
+            mask[k] = m.expand(rows, *mshape)
+        return mask.to(self.device)
+
+    def _check(
+        self, definitions: list[Definition], pairs: InputPairs, logit_diff: Any
+    ) -> list[Definition]:
+        """Resolved, validated definitions; every input and index checked before any work."""
+        definitions = resolve(definitions, self.structure)
+        validate(definitions, self.structure)
+        pairs.check()
+        seq_len = self.structure.seq_len
+        if seq_len is not None and pairs.clean.shape[1] != seq_len:
+            raise PatchingError(
+                f"the structure was probed with sequences of length {seq_len} but the inputs "
+                f"have length {pairs.clean.shape[1]}; probe with a sample of these inputs"
+            )
+        if pairs.lengths is not None:
+            shortest = int(pairs.lengths.argmin())
+            t_min = int(pairs.lengths[shortest])
+            for i, d in enumerate(definitions):
+                for p in d.patches:
+                    bad = [q for q in p.positions or () if not -t_min <= q < t_min]
+                    if bad:
+                        raise PatchingError(
+                            f"definition {i} ({d.label()}): position(s) {bad} are past the end "
+                            f"of input {pairs.ids[shortest]!r} (length {t_min}); with padded "
+                            f"sequences positions must lie in {-t_min}..{t_min - 1}"
+                        )
+        if logit_diff is not None:
+            bad = [v for v in logit_diff if isinstance(v, bool) or not isinstance(v, int)]
+            if bad or len(logit_diff) != 2 or logit_diff[0] == logit_diff[1]:
+                raise PatchingError(
+                    f"logit_diff must be two different output indices, got {logit_diff!r}"
+                )
+        return definitions
 
     def run(
         self,
@@ -236,71 +289,86 @@ class BatchedPatcher:
             raise PatchingError(
                 f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)} (or 'both' in a stage)"
             )
-        definitions = list(definitions)
-        validate(definitions, self.structure)
-        seq_len = self.structure.seq_len
-        if seq_len is not None and pairs.clean.shape[1] != seq_len:
-            raise PatchingError(
-                f"the structure was probed with sequences of length {seq_len} but the inputs "
-                f"have length {pairs.clean.shape[1]}; probe with a sample of these inputs"
-            )
+        definitions = self._check(list(definitions), pairs, logit_diff)
         source, target = (
             (pairs.clean, pairs.corrupted)
             if direction == "denoising"
             else (pairs.corrupted, pairs.clean)
         )
         source, target = source.to(self.device), target.to(self.device)
+        lengths = None if pairs.lengths is None else pairs.lengths.to(self.device)
         chunks = self.plan(definitions)
-        patched = {p.module for d in definitions for p in d.patches}
+        sites = sorted({(p.module, p.site) for d in definitions for p in d.patches})
         replayed = {name for _, replay in chunks for name in replay}
+        # Readout slicing assumes one readout position for every row; padded rows differ.
+        padded = lengths is not None and bool((lengths != target.shape[1]).any())
 
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            source_out, src_full = self._forward_cached(source, patched)
-            base_out, tgt_full = self._forward_cached(target, replayed)
-        src = {name: out[0] for name, out in src_full.items()}  # patchable tensor (N, *shape)
-        clean_out = source_out if direction == "denoising" else base_out
-        t_cache = time.perf_counter() - t0
+        with eager_attention(self.model.root, any(kind == "pattern" for _, kind in sites)):
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                source_out, _, src = self._forward_cached(source, set(), sites, lengths)
+                base_out, tgt_full, _ = self._forward_cached(target, replayed, (), lengths)
+            clean_out = source_out if direction == "denoising" else base_out
+            t_cache = time.perf_counter() - t0
+            n_out = base_out.shape[-1]
+            bad = [v for v in logit_diff or () if not 0 <= v < n_out]
+            if bad:
+                raise PatchingError(
+                    f"logit_diff index(es) {bad} out of range: the model has {n_out} outputs "
+                    f"(valid 0..{n_out - 1})"
+                )
 
-        n_total = len(pairs)
-        results: dict[str, torch.Tensor] = {}
-        n_forwards = 0
-        t1 = time.perf_counter()
-        for idx, replay in chunks:
-            k = len(idx)
-            unused = self._unused(replay)
-            sliced = self._sliced(replay, {m for i in idx for m in definitions[i].modules})
-            rows = max(1, min(n_total, self.max_rows // (k * self._positions(target))))
-            infos = {m: self.structure.modules[m] for i in idx for m in definitions[i].modules}
-            masks = {
-                m: self._mask(
-                    info,
-                    [
-                        next((p for p in definitions[i].patches if p.module == m), None)
+            n_total = len(pairs)
+            results: dict[str, torch.Tensor] = {}
+            n_forwards = 0
+            t1 = time.perf_counter()
+            for idx, replay in chunks:
+                k = len(idx)
+                unused = self._unused(replay)
+                mods = {m for i in idx for m in definitions[i].modules}
+                sliced = {} if padded else self._sliced(replay, mods)
+                rows = max(1, min(n_total, self.max_rows // (k * self._positions(target))))
+                chunk_sites = sorted(
+                    {(p.module, p.site) for i in idx for p in definitions[i].patches}
+                )
+                per_site = {
+                    site: [
+                        next(
+                            (p for p in definitions[i].patches if (p.module, p.site) == site), None
+                        )
                         for i in idx
-                    ],
+                    ]
+                    for site in chunk_sites
+                }
+                masks = (
+                    None
+                    if lengths is not None
+                    else {site: self._mask(site, ps) for site, ps in per_site.items()}
                 )
-                for m, info in infos.items()
-            }
-            for a in range(0, n_total, rows):
-                b = min(n_total, a + rows)
-                out = self._patched_forward(
-                    target, a, b, k, replay, unused, sliced, tgt_full, masks, src
-                )
-                n_forwards += 1
-                block = compute_metrics(
-                    out.view(k, b - a, -1),
-                    base_out[a:b],
-                    source_out[a:b],
-                    clean_out[a:b],
-                    logit_diff,
-                    metrics,
-                )
-                for name, values in block.items():
-                    if name not in results:
-                        results[name] = torch.full((len(definitions), n_total), float("nan"))
-                    results[name][idx, a:b] = values.cpu()
-        t_patch = time.perf_counter() - t1
+                for a in range(0, n_total, rows):
+                    b = min(n_total, a + rows)
+                    if lengths is not None:
+                        masks = {
+                            site: self._mask(site, ps, lengths[a:b])
+                            for site, ps in per_site.items()
+                        }
+                    out = self._patched_forward(
+                        target, lengths, a, b, k, replay, unused, sliced, tgt_full, masks, src
+                    )
+                    n_forwards += 1
+                    block = compute_metrics(
+                        out.view(k, b - a, -1),
+                        base_out[a:b],
+                        source_out[a:b],
+                        clean_out[a:b],
+                        logit_diff,
+                        metrics,
+                    )
+                    for name, values in block.items():
+                        if name not in results:
+                            results[name] = torch.full((len(definitions), n_total), float("nan"))
+                        results[name][idx, a:b] = values.cpu()
+            t_patch = time.perf_counter() - t1
         return PatchOutcome(
             definitions=definitions,
             direction=direction,
@@ -315,6 +383,7 @@ class BatchedPatcher:
     def _patched_forward(
         self,
         target: torch.Tensor,
+        lengths: torch.Tensor | None,
         a: int,
         b: int,
         k: int,
@@ -322,44 +391,43 @@ class BatchedPatcher:
         unused: set[str],
         sliced: dict[str, tuple[int, ...]],
         cached: dict[str, tuple[Any, ...]],
-        masks: dict[str, torch.Tensor],
-        src: dict[str, torch.Tensor],
+        masks: dict[Site, torch.Tensor],
+        src: dict[Site, torch.Tensor],
     ) -> torch.Tensor:
         """One forward of k copies of target rows a:b -> outputs (k * (b - a), O)."""
         n = b - a
-        handles, swapped = [], []
+        swapped = []
 
         def replayer(name: str):
             layout = self.structure.modules[name].layout
             assert layout is not None
+            own = (name, "output") in masks
             leaves = []
             for j, (leaf, batched) in enumerate(zip(cached[name], layout, strict=True)):
-                if batched and name in unused and name not in masks:
+                if batched and name in unused and not own:
                     # Only other skipped modules read it: an empty stand-in, which fails
                     # loudly should that analysis ever be wrong, instead of a K-fold copy.
                     leaf = leaf.new_empty(0)
-                elif batched and not (j == 0 and name in masks):
+                elif batched and not (j == 0 and own):
                     leaf = leaf[a:b].repeat(k, *[1] * (leaf.dim() - 1))  # (k*n, ...) copy-major
                 leaves.append(leaf)
-            if name in masks:
+            if own:
                 # The first patched module: build its patched output in one pass instead of
                 # repeating the cached activation and then overwriting it in a hook.
                 tgt = cached[name][0][a:b]  # (n, *shape)
-                leaves[0] = torch.where(masks[name], src[name][a:b].unsqueeze(0), tgt.unsqueeze(0))
+                source = src[(name, "output")][a:b].unsqueeze(0)
+                leaves[0] = torch.where(masks[(name, "output")], source, tgt.unsqueeze(0))
                 leaves[0] = leaves[0].view(k * n, *tgt.shape[1:])
             result = tuple(leaves) if self.structure.modules[name].tuple_output else leaves[0]
             return lambda *args, **kwargs: result
 
-        def patcher(name: str):
-            mask, source = masks[name], src[name][a:b].unsqueeze(0)  # (k,1,...), (1,n,...)
-            is_tuple = self.structure.modules[name].tuple_output
+        def patcher(site: Site):
+            mask, source = masks[site], src[site][a:b].unsqueeze(0)  # (k,1|n,...), (1,n,...)
 
-            def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
-                act = output[0] if is_tuple else output  # (k*n, *shape)
-                new = torch.where(mask, source, act.view(k, n, *act.shape[1:])).view_as(act)
-                return (new, *output[1:]) if is_tuple else new
+            def edit(act: torch.Tensor) -> torch.Tensor:  # (k*n, *shape)
+                return torch.where(mask, source, act.view(k, n, *act.shape[1:])).view_as(act)
 
-            return hook
+            return edit
 
         def slicer(name: str):
             module = self.modules[name]
@@ -373,6 +441,12 @@ class BatchedPatcher:
 
             return forward
 
+        # A replayed module's output is patched already (its own output site).
+        edits = {
+            site: patcher(site)
+            for site in masks
+            if not (site[1] == "output" and site[0] in replay)
+        }
         try:
             for name in sliced:
                 module = self.modules[name]
@@ -382,14 +456,10 @@ class BatchedPatcher:
                 module = self.modules[name]
                 module.forward = replayer(name)  # instance attribute shadows the class method
                 swapped.append(module)
-            for name in masks:
-                if name not in replay:  # a replayed module's output is patched already
-                    handles.append(self.modules[name].register_forward_hook(patcher(name)))
             x = target[a:b].repeat(k, *[1] * (target.dim() - 1))  # (k*n, ...): copy-major
-            with torch.inference_mode():
-                return self.model.forward(x)
+            rows = None if lengths is None else lengths[a:b].repeat(k)
+            with torch.inference_mode(), edit_sites(self.model.root, edits):
+                return self.model.forward(x, rows)
         finally:
-            for h in handles:
-                h.remove()
             for module in swapped:
                 del module.forward

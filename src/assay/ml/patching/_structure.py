@@ -22,10 +22,28 @@ from torch.overrides import TorchFunctionMode
 
 from ._errors import PatchingError
 from ._model import LoadedModel
-from ._modules import DEFAULT_KINDS, KINDS, PROBE_BATCH, ModuleInfo, check_kinds, module_kind
+from ._modules import (
+    DEFAULT_KINDS,
+    KINDS,
+    PROBE_BATCH,
+    ModuleInfo,
+    check_kinds,
+    head_count,
+    module_kind,
+)
 from ._positions import readout_positions
 
-__all__ = ["PROBE_BATCH", "ModuleInfo", "Structure", "probe_structure", "select_modules"]
+# The published tool's name for the network's output (its last layer's output).
+OUTPUT_ALIAS = "output_logits"
+
+__all__ = [
+    "OUTPUT_ALIAS",
+    "PROBE_BATCH",
+    "ModuleInfo",
+    "Structure",
+    "probe_structure",
+    "select_modules",
+]
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,9 @@ class Structure:
     input_kind: str  # "vector" | "tokens"
     seq_len: int | None = None
     _parents: dict[str, str] = field(default_factory=dict, repr=False)
+    # Prefixes tried for a name that is not a module: an SB3 DQN's ("q_net.",), so the
+    # published tool's names relative to the Q-network (``q_net.0``) resolve.
+    prefixes: tuple[str, ...] = ()
 
     def select(self, kinds: Iterable[str] = DEFAULT_KINDS) -> list[ModuleInfo]:
         """Patchable modules of the given kinds, in execution order."""
@@ -51,6 +72,54 @@ class Structure:
             if m.patchable and not any(n.startswith(m.name + ".") for n in called)
         ]
         return max(leaves, key=lambda m: m.end).name if leaves else None
+
+    def resolve_name(self, name: str) -> str:
+        """``name``, or the module it stands for: ``output_logits`` is the output layer (the
+        published tool's name), and a name relative to a prefix (``q_net.0`` ->
+        ``q_net.q_net.0``). Unknown names fail listing the valid ones."""
+        if name in self.modules:
+            return name
+        if name == OUTPUT_ALIAS:
+            out = self.output_module()
+            if out is None:
+                raise PatchingError("the model has no output layer to patch as output_logits")
+            return out
+        hits = [p + name for p in self.prefixes if p + name in self.modules]
+        if len(hits) == 1:
+            return hits[0]
+        return self.get(name).name  # raises, listing the valid names
+
+    def n_heads(self, name: str) -> int:
+        info = self.get(name)
+        if info.n_heads is None:
+            raise PatchingError(
+                f"{name!r} ({info.type_name}) is not an attention module with a known head "
+                "count (an attribute num_heads / n_head / num_attention_heads); heads can only "
+                "be patched on attention modules"
+            )
+        return info.n_heads
+
+    def head_projection(self, name: str) -> tuple[str, int]:
+        """(output projection, d_head): the last linear inside attention module ``name``,
+        whose input is the heads' outputs z concatenated (B, T, H * d_head)."""
+        n_heads = self.n_heads(name)
+        inner = [
+            m
+            for m in self.modules.values()
+            if m.name.startswith(name + ".") and m.kind == "linear" and m.in_shape is not None
+        ]
+        if not inner:
+            raise PatchingError(
+                f"{name!r} calls no linear submodule, so its heads' outputs z (the input of "
+                "its output projection) cannot be located"
+            )
+        proj = max(inner, key=lambda m: m.end)
+        width = proj.in_shape[-1]
+        if width % n_heads:
+            raise PatchingError(
+                f"{proj.name!r}'s input width {width} is not a multiple of {n_heads} heads"
+            )
+        return proj.name, width // n_heads
 
     def get(self, name: str) -> ModuleInfo:
         """The module called ``name``; unknown or unpatchable names fail listing the valid ones."""
@@ -168,6 +237,9 @@ def probe_structure(model: LoadedModel, sample: torch.Tensor) -> Structure:
         rec["end"] = next(counter)
         rec["layout"], tensor, rec["tuple"] = _layout(output, batch)
         rec["shape"] = tuple(tensor.shape[1:]) if tensor is not None else None
+        first = args[0] if args else None
+        if isinstance(first, torch.Tensor) and first.dim() > 1 and first.shape[0] == batch:
+            rec["in_shape"] = tuple(first.shape[1:])
         for leaf in _leaves(output):
             if isinstance(leaf, torch.Tensor):
                 use(leaf, name)  # returning a child's output is a use by this module
@@ -208,9 +280,10 @@ def probe_structure(model: LoadedModel, sample: torch.Tensor) -> Structure:
             else:
                 unit_axis = len(shape) - 1
         parent = by_name.get(parents.get(name, ""))
+        kind = module_kind(by_name[name], parent)
         modules[name] = ModuleInfo(
             name=name,
-            kind=module_kind(by_name[name], parent),
+            kind=kind,
             type_name=type(by_name[name]).__name__,
             shape=shape if unit_axis is not None else None,
             unit_axis=unit_axis,
@@ -221,11 +294,17 @@ def probe_structure(model: LoadedModel, sample: torch.Tensor) -> Structure:
             layout=rec.get("layout"),
             tuple_output=rec.get("tuple", False),
             consumers=frozenset(consumers.get(name, ())),
+            in_shape=rec.get("in_shape"),
+            n_heads=head_count(by_name[name]) if kind == "attention" else None,
         )
     for name, keep in readout_positions(model, sample, modules).items():
         modules[name] = dataclasses.replace(modules[name], readout_positions=keep)
     return Structure(
-        modules=modules, input_kind=model.input_kind, seq_len=seq_len, _parents=parents
+        modules=modules,
+        input_kind=model.input_kind,
+        seq_len=seq_len,
+        _parents=parents,
+        prefixes=tuple(model.name_prefixes),
     )
 
 
