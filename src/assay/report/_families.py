@@ -67,7 +67,7 @@ def family_sections(
     out = []
     for fam in families().values():
         mine = [r for r in records if r.stage.split(".", 1)[0] == fam.name]
-        report_spec = getattr(fam, "report", None)  # the proposed Family.report field
+        report_spec = fam.report
         if not mine or not (report_spec or fam.analyze):
             continue
         key = (fam.name, tuple((r.id, r.ended) for r in records))

@@ -366,7 +366,9 @@ class BatchedPatcher:
                     )
                     for name, values in block.items():
                         if name not in results:
-                            results[name] = torch.full((len(definitions), n_total), float("nan"))
+                            results[name] = torch.full(
+                                (len(definitions), n_total), float("nan"), dtype=values.dtype
+                            )
                         results[name][idx, a:b] = values.cpu()
             t_patch = time.perf_counter() - t1
         return PatchOutcome(
