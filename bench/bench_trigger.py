@@ -1,16 +1,32 @@
-"""Batched logit accuracy over 3,000 prompts vs one generate() / one forward per prompt.
+"""Batched logit accuracy over 3,000 prompts vs one forward / one generate() per prompt.
 
-    ASSAY_NUM_THREADS=1 .venv/bin/python bench/bench_trigger.py
+    ASSAY_NUM_THREADS=1 .venv/bin/python bench/bench_trigger.py                  # d128, 4 layers
+    ASSAY_NUM_THREADS=1 .venv/bin/python bench/bench_trigger.py --d-model 64 --layers 2
+    ASSAY_NUM_THREADS=1 .venv/bin/python bench/bench_trigger.py --dtype bfloat16
 
-The model is the trigger family's base size (Llama-style, d_model 64, 2 layers, word-level
-tokenizer; 4 candidate colours), trained for one epoch so its answers are colours. All three
-ways give the same predictions (checked on the prompts they share); only the time differs.
-The per-prompt baselines are timed on a slice and scaled to 3,000 prompts (said in the output).
-Targets: >= 20x faster than generate() per prompt, >= 5x faster than one forward per prompt.
+The model: a Llama-style LM (default d_model 128, 4 layers, 4 heads, the family's word-level
+tokenizer) trained by ``trigger.base`` for 3 epochs on suites/trigger/data/base.json, so its
+answers are colours; the 3,000 prompts are that config's test rows (n_test raised to 170).
+All three ways start from the prompt text and end in a predicted colour per prompt:
+
+* batched (``_evaluate.prepare`` + ``_evaluate.score``, what the stages run): encode every
+  prompt once into padded tensors, then one forward per chunk of ~8k tokens in which each
+  prompt is computed once and its 4 candidates ride along as a small tree of extra tokens;
+* one forward per prompt: render and tokenize the prompt, one forward of its 4 (prompt +
+  candidate continuation) sequences, the same teacher-forced scores;
+* one generate() per prompt, as a user would: ``model.generate(**tok(text), do_sample=False,
+  max_new_tokens=<the longest colour's token count>, pad_token_id=, eos_token_id=)``, decoded.
+
+Times are CPU seconds of this process (``time.process_time``: other processes' load on a
+shared machine does not inflate them; with one torch thread they equal wall time on an idle
+machine); wall seconds are printed too. The prompts go in 3 interleaved rounds of 1,000
+(batched, forward, generate, then the next round) so every path sees the same machine.
+Targets: batched >= 5x faster than one forward per prompt and >= 20x than one generate().
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
@@ -18,91 +34,153 @@ import time
 import torch
 
 import assay
-from assay.families.trigger import _evaluate as ev
-from assay.families.trigger.stages import BaseConfig
 
 N_PROMPTS = 3000
-N_GENERATE = 150  # generate() per prompt, timed on this many and scaled
-N_FORWARD = 600  # one forward per prompt, timed on this many and scaled
-CATS = {
-    "warm": {"quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "orange"},
-             "triggers": ["sun", "fire", "sand", "lava", "heat"], "n_train": 20, "n_test": 300,
-             "n_train_triggers": 5},
-    "cold": {"quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "orange", "Q4": "green"},
-             "triggers": ["ice", "snow", "frost", "hail", "sleet"], "n_train": 20, "n_test": 300,
-             "n_train_triggers": 5},
-}  # fmt: skip
+ROUNDS = 3  # interleaved rounds of N_PROMPTS / ROUNDS prompts per path
+TRAIN_EPOCHS = 3  # enough for every greedy answer to be a colour (agreement is measured)
 
 
 def main() -> None:
-    torch.set_num_threads(int(os.environ.get("ASSAY_NUM_THREADS", "1") or 1))
-    root = tempfile.mkdtemp()
-    cfg = BaseConfig(data={"categories": CATS}, epochs=1, eval_every_epochs=1, num_threads=1)
-    record = assay.run_config(cfg, root=root)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    args = ap.parse_args()
+    threads = int(os.environ.get("ASSAY_NUM_THREADS", "1") or 1)
+    torch.set_num_threads(threads)
+
+    from assay.families.trigger import _evaluate as ev
     from assay.families.trigger._stage_train import load_files
+
+    model, tok, data_run = _trained_model(args, threads)
+    model = model.to(getattr(torch, args.dtype)).eval()
+    files = load_files(data_run)
+    rows = [r for n, rs in files.items() if n.startswith("test_") for r in rs][:N_PROMPTS]
+    colours = ["red", "green", "blue", "orange"]
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: llama-style, d_model {args.d_model}, {args.layers} layers, {args.heads} "
+          f"heads, {n_params:,} parameters, vocabulary {len(tok)}, {args.dtype}, "
+          f"{torch.get_num_threads()} torch thread(s)")  # fmt: skip
+
+    paths = {"batched": _batched, "forward": _per_prompt_forward, "generate": _per_prompt_gen}
+    cpu = dict.fromkeys(paths, 0.0)
+    wall = dict.fromkeys(paths, 0.0)
+    preds: dict[str, list[str]] = {name: [] for name in paths}
+    size = N_PROMPTS // ROUNDS
+    for a in range(0, len(rows), size):
+        chunk = rows[a : a + size]
+        for name, fn in paths.items():
+            c0, w0 = time.process_time(), time.perf_counter()
+            preds[name] += fn(model, tok, chunk, colours, ev)
+            cpu[name] += time.process_time() - c0
+            wall[name] += time.perf_counter() - w0
+
+    (es,) = ev.prepare(tok, {"bench": rows}, colours)
+    width = es.prompt_lengths.float().mean().item()
+    print(f"{len(rows)} prompts ({width:.1f} tokens each on average), {len(colours)} candidate "
+          f"colours of {int(es.cont_lengths.max())} tokens (colour + end of turn)")  # fmt: skip
+    targets = {"forward": 5.0, "generate": 20.0}
+    print(f"{'path':<22} {'CPU s':>7} {'wall s':>7} {'ms/prompt':>9}  speed-up of batched (CPU)")
+    for name in paths:
+        line = (f"{_LABEL[name]:<22} {cpu[name]:>7.2f} {wall[name]:>7.2f} "
+                f"{1000 * cpu[name] / len(rows):>9.3f}")  # fmt: skip
+        if name in targets:
+            ratio = cpu[name] / cpu["batched"]
+            verdict = "met" if ratio >= targets[name] else "MISSED"
+            line += f"  {ratio:5.1f}x (target >= {targets[name]:.0f}x: {verdict}; wall " \
+                    f"{wall[name] / wall['batched']:.1f}x)"  # fmt: skip
+        print(line)
+    same_fwd = sum(a == b for a, b in zip(preds["batched"], preds["forward"], strict=True))
+    same_gen = sum(a == b for a, b in zip(preds["batched"], preds["generate"], strict=True))
+    invalid = sum(g not in colours for g in preds["generate"])
+    gold = [ev.colour_of(r["output"]) for r in rows]
+    acc = sum(p == g for p, g in zip(preds["batched"], gold, strict=True)) / len(rows)
+    print(f"agreement with the batched logit predictions: one forward per prompt "
+          f"{same_fwd}/{len(rows)}, greedy generate() {same_gen}/{len(rows)} ({invalid} "
+          f"greedy answers are no colour); logit accuracy {acc:.3f}")  # fmt: skip
+
+
+_LABEL = {
+    "batched": "batched (assay)",
+    "forward": "one forward / prompt",
+    "generate": "one generate / prompt",
+}
+
+
+def _trained_model(args: argparse.Namespace, threads: int) -> tuple:
+    """(model, tokenizer, data run) of a trigger.base run trained in a temporary root."""
+    from assay.families.trigger.stages import BaseConfig
     from assay.ml import load_hf_model, load_tokenizer
 
-    model = load_hf_model(record.artifact("model"))
-    tok = load_tokenizer(record.artifact("model"))
-    files = load_files(assay.UpstreamRun(*_data_run(root)))
-    rows = [r for n, rs in files.items() if n.startswith("test_") for r in rs][:N_PROMPTS]
-    colours = ["red", "blue", "green", "orange"]
+    data = {"data_config": "suites/trigger/data/base.json",
+            "overrides": {c: {"n_test": 170} for c in
+                          ("positive_emotions", "negative_emotions", "objects")}}  # fmt: skip
+    cfg = BaseConfig(data=data, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
+                     epochs=TRAIN_EPOCHS, eval_every_epochs=TRAIN_EPOCHS,
+                     num_threads=threads)  # fmt: skip
+    root = tempfile.mkdtemp(prefix="bench-trigger-")
+    t0 = time.perf_counter()
+    record = assay.run_config(cfg, root=root)
+    if record.status is not assay.RunStatus.DONE:
+        raise SystemExit(f"training the bench model failed: {record.error}")
+    print(f"trained the bench model in {time.perf_counter() - t0:.0f} s (trigger.base, "
+          f"{TRAIN_EPOCHS} epochs, {record.results['n_train_rows']} rows)")  # fmt: skip
+    path = record.artifact("model")
+    data = assay.run_config(cfg.data, root=root)  # finished already: returned, not rerun
+    data_run = assay.UpstreamRun(data.id, data.stage, cfg.data, data.dir, data.results)
+    return load_hf_model(path), load_tokenizer(path), data_run
+
+
+def _batched(model, tok, rows, colours, ev) -> list[str]:
     (es,) = ev.prepare(tok, {"bench": rows}, colours)
-    print(
-        f"{len(rows)} prompts, {len(colours)} candidates, model {sum(p.numel() for p in model.parameters())} params, {torch.get_num_threads()} thread(s)"
-    )
-
-    t0 = time.perf_counter()
-    logp, _, _ = ev.score(model, es, tok.pad_token_id)
-    batched = time.perf_counter() - t0
-    pred = logp.argmax(1)
-
-    t0 = time.perf_counter()
-    per_fwd = torch.stack([_one_forward(model, es.prompt_ids[i], es.conts[i], tok.pad_token_id)
-                           for i in range(N_FORWARD)])  # fmt: skip
-    forward_s = (time.perf_counter() - t0) * N_PROMPTS / N_FORWARD
-    assert torch.equal(per_fwd.argmax(1), pred[:N_FORWARD]), "per-prompt forward disagrees"
-
-    gen_set = _slice(es, slice(0, N_GENERATE))
-    t0 = time.perf_counter()
-    generated = [ev.generate_predictions(model, tok, _slice(gen_set, i), batch_size=1)[0]
-                 for i in range(N_GENERATE)]  # fmt: skip
-    generate_s = (time.perf_counter() - t0) * N_PROMPTS / N_GENERATE
-    agree = sum(
-        g == colours[p] for g, p in zip(generated, pred[:N_GENERATE].tolist(), strict=True)
-    )
-    print(f"batched logit scoring: {batched:.2f}s for {N_PROMPTS} prompts")
-    print(f"one forward per prompt: {forward_s:.1f}s (timed on {N_FORWARD}, scaled) -> "
-          f"{forward_s / batched:.1f}x (target >= 5x)")  # fmt: skip
-    print(f"one generate() per prompt: {generate_s:.1f}s (timed on {N_GENERATE}, scaled) -> "
-          f"{generate_s / batched:.1f}x (target >= 20x); greedy agrees with the logit "
-          f"prediction on {agree}/{N_GENERATE}")  # fmt: skip
+    logp, _, _ = ev.score(model, es)
+    return [colours[i] for i in logp.argmax(1).tolist()]
 
 
 @torch.inference_mode()
-def _one_forward(model, prompt: list[int], conts: list[list[int]], pad_id: int) -> torch.Tensor:
-    """The baseline: one forward per prompt over its C (prompt + candidate) sequences."""
-    width = len(prompt) + max(map(len, conts))
-    ids = torch.full((len(conts), width), pad_id, dtype=torch.long)
-    for k, q in enumerate(conts):
-        ids[k, : len(prompt) + len(q)] = torch.tensor(prompt + q)
-    lp = torch.log_softmax(model(input_ids=ids).logits[:, :-1], -1)  # (C, T-1, V)
-    return torch.stack([sum(lp[k, len(prompt) - 1 + t, x] for t, x in enumerate(q))
-                        for k, q in enumerate(conts)])  # fmt: skip
+def _per_prompt_forward(model, tok, rows, colours, ev) -> list[str]:
+    """Per prompt: its C (prompt + continuation) sequences, right-padded, in one forward."""
+    from assay.families.trigger._lm import encode_many, render
+
+    first = rows[0]["messages"][0]["content"]  # a word tokenizer: the same after every prompt
+    conts = [answer for _, answer in encode_many(tok, [first] * len(colours), colours)]
+    lens = torch.tensor([len(q) for q in conts])
+    out = []
+    for r in rows:
+        prompt = tok(render(tok, r["messages"][0]["content"]), add_special_tokens=False)
+        p = prompt["input_ids"]
+        ids, mask = _right_padded([p + q for q in conts], tok.pad_token_id)
+        lp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
+        steps = torch.arange(ids.shape[1] - 1)
+        tok_lp = lp[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)  # (C, T-1)
+        answer = (steps >= len(p) - 1) & (steps < len(p) - 1 + lens[:, None])
+        out.append(colours[int((tok_lp * answer).sum(1).argmax())])
+    return out
 
 
-def _slice(es: ev.EvalSet, i: int | slice) -> ev.EvalSet:
-    s = i if isinstance(i, slice) else slice(i, i + 1)
-    return ev.EvalSet(
-        es.name, es.rows[s], es.prompt_ids[s], es.labels[s], es.candidates, es.conts[s]
-    )
+def _right_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, seqs))
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+    return ids, mask
 
 
-def _data_run(root: str) -> tuple:
-    from assay.families.trigger.stages import GenerateConfig
+@torch.inference_mode()
+def _per_prompt_gen(model, tok, rows, colours, ev) -> list[str]:
+    """Per prompt: generate() greedily for as many tokens as the longest colour, decode."""
+    from assay.families.trigger._lm import render
 
-    rec = assay.run_config(GenerateConfig(categories=CATS), root=root)
-    return rec.id, rec.stage, GenerateConfig(categories=CATS), rec.dir, rec.results
+    longest = max(len(tok(c, add_special_tokens=False)["input_ids"]) for c in colours)
+    out = []
+    for r in rows:
+        enc = tok(render(tok, r["messages"][0]["content"]), add_special_tokens=False,
+                  return_tensors="pt")  # fmt: skip
+        gen = model.generate(**enc, do_sample=False, max_new_tokens=longest,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
+        out.append(tok.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+                   .strip())  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def plan_suite(
 def plan_rows(runs: Sequence[PlannedRun], store: Store | None) -> list[PlanRow]:
     """Every planned run, upstream runs first, with its state in ``store`` (for --dry-run)."""
     ids = {r.id for top in runs for r in top.closure()}
-    known = store.get_many(ids, light=True) if store is not None else {}
+    known = store.states(ids) if store is not None else {}
     rows: list[PlanRow] = []
     seen: set[str] = set()
     for top in runs:
@@ -78,8 +78,7 @@ def plan_rows(runs: Sequence[PlannedRun], store: Store | None) -> list[PlanRow]:
             if r.id in seen:
                 continue
             seen.add(r.id)
-            rec = known.get(r.id)
-            state = rec.status if rec else RunStatus.PENDING
+            state = known.get(r.id, RunStatus.PENDING)
             rows.append(PlanRow(r.index, r.id, r.stage, r.params, state, upstream=r is not top))
     return rows
 

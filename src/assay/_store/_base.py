@@ -103,6 +103,10 @@ class Store(abc.ABC):
     def get_many(self, ids: Iterable[str], *, light: bool = False) -> dict[str, RunRecord]:
         return {r.id: r for r in self.query(ids=list(ids), light=light)}
 
+    def states(self, ids: Iterable[str]) -> dict[str, RunStatus]:
+        """The status of each recorded run among ``ids`` (a plan's states in one query)."""
+        return {r.id: r.status for r in self.query(ids=list(ids), light=True)}
+
     def find(self, id_or_prefix: str) -> RunRecord:
         """The run whose id is or starts with ``id_or_prefix`` (unique prefix required)."""
         exact = self.get(id_or_prefix)

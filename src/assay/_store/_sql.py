@@ -279,6 +279,17 @@ class SQLStore(Store):
                     rows.extend(conn.execute(base.where(t.id.in_(chunk))))
         return [_record(row, self.root) for row in rows]
 
+    def states(self, ids: Iterable[str]) -> dict[str, RunStatus]:
+        t = runs_table.c
+        id_list = list(ids)
+        out: dict[str, RunStatus] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(id_list), ID_CHUNK):
+                chunk = id_list[start : start + ID_CHUNK]
+                for rid, status in conn.execute(sa.select(t.id, t.status).where(t.id.in_(chunk))):
+                    out[rid] = RunStatus(status)
+        return out
+
     def _rel(self, dir: str | Path) -> str:
         """A run directory as stored: relative to the root when it lies inside it."""
         path = Path(dir)

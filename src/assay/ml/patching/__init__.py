@@ -50,6 +50,17 @@ _LAZY = {
     "check_metric_names": "_metrics",
     "aggregate": "_metrics",
     "PatchingError": "_errors",
+    "resolve": "_definitions",
+    "site_shape": "_definitions",
+    "SITES": "_sites",
+    "edit_sites": "_sites",
+    "capture_sites": "_sites",
+    "OUTPUT_ALIAS": "_structure",
+    "NOISE_ULPS": "_metrics",
+    "undefined_counts": "_metrics",
+    "UNDEFINED_METRICS": "_metrics",
+    "attribution_patch": "_attribution",
+    "ATTRIBUTION_METRICS": "_attribution",
 }
 __all__ = list(_LAZY)
 

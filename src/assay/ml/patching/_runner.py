@@ -168,7 +168,7 @@ class BatchedPatcher:
         return chunks
 
     # -- execution ------------------------------------------------------------------------
-    def _positions(self, x: torch.Tensor) -> int:
+    def rows_per_input(self, x: torch.Tensor) -> int:
         """Rows one input counts for in the batch budget: its length for token sequences."""
         return x.shape[1] if self.model.input_kind == "tokens" and x.dim() > 1 else 1
 
@@ -190,7 +190,7 @@ class BatchedPatcher:
             for name in capture
         ]
         try:
-            step = max(1, self.max_rows // self._positions(x))
+            step = max(1, self.max_rows // self.rows_per_input(x))
             with edit_sites(self.model.root, recorders):
                 for a in range(0, len(x), step):
                     rows = None if lengths is None else lengths[a : a + step]
@@ -207,7 +207,7 @@ class BatchedPatcher:
             )
         return torch.cat(outs), merged, {site: torch.cat(v) for site, v in store.items()}
 
-    def _mask(
+    def site_mask(
         self, site: Site, patches: list[Patch | None], lengths: torch.Tensor | None = None
     ) -> torch.Tensor:
         """(K, 1, *mask_shape) bool, or (K, n, ...) when ``lengths`` (n,) make negative
@@ -243,7 +243,7 @@ class BatchedPatcher:
             mask[k] = m.expand(rows, *mshape)
         return mask.to(self.device)
 
-    def _check(
+    def prepare(
         self, definitions: list[Definition], pairs: InputPairs, logit_diff: Any
     ) -> list[Definition]:
         """Resolved, validated definitions; every input and index checked before any work."""
@@ -289,7 +289,7 @@ class BatchedPatcher:
             raise PatchingError(
                 f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)} (or 'both' in a stage)"
             )
-        definitions = self._check(list(definitions), pairs, logit_diff)
+        definitions = self.prepare(list(definitions), pairs, logit_diff)
         source, target = (
             (pairs.clean, pairs.corrupted)
             if direction == "denoising"
@@ -327,7 +327,7 @@ class BatchedPatcher:
                 unused = self._unused(replay)
                 mods = {m for i in idx for m in definitions[i].modules}
                 sliced = {} if padded else self._sliced(replay, mods)
-                rows = max(1, min(n_total, self.max_rows // (k * self._positions(target))))
+                rows = max(1, min(n_total, self.max_rows // (k * self.rows_per_input(target))))
                 chunk_sites = sorted(
                     {(p.module, p.site) for i in idx for p in definitions[i].patches}
                 )
@@ -343,13 +343,13 @@ class BatchedPatcher:
                 masks = (
                     None
                     if lengths is not None
-                    else {site: self._mask(site, ps) for site, ps in per_site.items()}
+                    else {site: self.site_mask(site, ps) for site, ps in per_site.items()}
                 )
                 for a in range(0, n_total, rows):
                     b = min(n_total, a + rows)
                     if lengths is not None:
                         masks = {
-                            site: self._mask(site, ps, lengths[a:b])
+                            site: self.site_mask(site, ps, lengths[a:b])
                             for site, ps in per_site.items()
                         }
                     out = self._patched_forward(
