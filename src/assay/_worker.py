@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,8 @@ from ._spec import PlannedRun
 
 _RUNNERS: dict[str, Runner] = {}  # one Runner per (options, process), reused by pool workers
 _IMPORTED: set[str] = set()
-WORKER_INDEX_ENV = "ASSAY_WORKER_INDEX"  # worker i of a pool: its GPU is cuda:i % n_gpus
+WORKER_INDEX_ENV = "ASSAY_WORKER_INDEX"
+MIN_JUMP = 8  # below this many runs left, walking on is as good as jumping  # worker i of a pool: its GPU is cuda:i % n_gpus
 
 
 def execute_chunk(
@@ -44,10 +46,14 @@ def share_work(
     """Execute every run; one that another live process holds is put off, not waited on.
 
     Identical invocations thus split a suite between them instead of queueing behind one
-    another; a process waits (polling) only when every run it has left is held elsewhere.
+    another; a process waits (polling) only when every run it has left is held elsewhere. On
+    meeting a run held elsewhere, a process also jumps to a random point of what it has left,
+    so processes started together stop walking the suite in lockstep (a lone invocation never
+    meets one, and keeps the suite's order).
     """
     queue = deque(runs)
     runner.prefetch(list(runs))
+    jump = random.Random(os.getpid())
     while queue:
         deferred: deque[PlannedRun] = deque()
         progressed = False
@@ -56,6 +62,8 @@ def share_work(
             outcome = runner.execute(planned, wait=False)
             if outcome is None:
                 deferred.append(planned)
+                if len(queue) > MIN_JUMP:
+                    queue.rotate(-jump.randrange(len(queue)))
                 continue
             progressed = True
             yield outcome

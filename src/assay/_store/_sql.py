@@ -195,8 +195,8 @@ class SQLStore(Store):
         liveness: Callable[[str], bool | None],
         ensure: tuple[str, dict[str, Any], str] | None = None,
     ) -> int | None:
-        with self._write() as conn:
-            if ensure is not None:  # SQLite: one transaction for "record if new" and "claim"
+        with self.engine.begin() as conn:
+            if ensure is not None:  # one transaction for "record if new" and "claim"
                 conn.execute(self._ensure, self._ensure_params(run_id, *ensure))
             row = conn.execute(_CLAIM_READ, {"b_id": run_id}).first()
             if row is None:
@@ -216,22 +216,8 @@ class SQLStore(Store):
                                                  "b_now": now})  # fmt: skip
             return attempts + 1 if result.rowcount == 1 else None
 
-    def _write(self) -> Any:
-        """The connection claim, heartbeat and finish write through.
-
-        SQLite: a transaction (BEGIN IMMEDIATE). PostgreSQL: autocommit, since each of them is
-        one compare-and-swap statement whose WHERE clause makes it atomic on its own (the claim's
-        read before its write is only a hint; the write re-checks status and attempts). A
-        transaction there cost BEGIN and COMMIT round trips per statement: with 16 workers and
-        their 16 server processes on 2 cores each round trip waits for a time slice, and
-        PostgreSQL ran at a quarter of SQLite's runs/s.
-        """
-        if self.engine.dialect.name != "postgresql":
-            return self.engine.begin()
-        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-
     def heartbeat(self, run_id: str, owner: str) -> bool:
-        with self._write() as conn:
+        with self.engine.begin() as conn:
             result = conn.execute(_HEARTBEAT, {"b_id": run_id, "b_owner": owner,
                                                "b_now": time.time()})  # fmt: skip
         return result.rowcount == 1
@@ -249,7 +235,7 @@ class SQLStore(Store):
         params = {"b_id": run_id, "b_owner": owner, "b_status": status.value,
                   "b_results": None if results is None else dumps(results), "b_error": error,
                   "b_now": time.time(), "b_attempt": attempt}  # fmt: skip
-        with self._write() as conn:
+        with self.engine.begin() as conn:
             result = conn.execute(_FINISH if attempt is None else _FINISH_AT, params)
         return result.rowcount == 1
 

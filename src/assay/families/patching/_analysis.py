@@ -24,7 +24,7 @@ from ._results import (
     merge_shards,
     rank,
     resolve_metric,
-    score,
+    top_bars,
 )
 
 
@@ -74,19 +74,29 @@ def render(
             ax.set_yticks(range(len(modules)), modules, fontsize=8)
             ax.set_xlabel("unit")
             ax.set_title(f"|mean {metric}| per unit ({direction})")
-            fig.colorbar(image, ax=ax)
+            fig.colorbar(image, ax=ax, label=f"|mean {metric}| over inputs")
             fig.tight_layout()
             written.append(save_figure(fig, out_dir / f"heatmap{suffix}.png"))
-        best = [
-            r
-            for r in rank(records, metric, direction=direction, top=top)
-            if not math.isnan(score(r, metric))
-        ]
-        if best:
-            fig, ax = plt.subplots(figsize=(7, 0.3 * len(best) + 1.2))
-            ax.barh([r["label"] for r in best][::-1], [score(r, metric) for r in best][::-1])
-            ax.set_xlabel(f"mean {metric}")
-            ax.set_title(f"top {len(best)} definitions ({direction})")
+        bars = top_bars(records, metric, direction=direction, top=top)
+        if bars:
+            fig, ax = plt.subplots(figsize=(7, 0.3 * len(bars) + 1.2))
+            half = [b["half_width"] for b in bars][::-1]
+            ax.barh(
+                [b["label"] for b in bars][::-1],
+                [b["mean"] for b in bars][::-1],
+                xerr=[0.0 if math.isnan(h) else h for h in half],
+                capsize=2,
+                ecolor="black",
+            )
+            n = sorted({b["n"] for b in bars})
+            n_text = str(n[0]) if len(n) == 1 else f"{n[0]}-{n[-1]}"
+            bar_note = (
+                "ratio of means: no error bar"
+                if metric == "normalised_score"
+                else f"mean ± 95% t-interval over n = {n_text} inputs"
+            )
+            ax.set_xlabel(f"{metric} ({bar_note})")
+            ax.set_title(f"top {len(bars)} definitions ({direction})")
             ax.tick_params(axis="y", labelsize=7)
             fig.tight_layout()
             written.append(save_figure(fig, out_dir / f"top_units{suffix}.png"))

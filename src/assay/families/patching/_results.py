@@ -27,8 +27,23 @@ def _num(x: Any) -> float | int | None:
     return x
 
 
-def build_records(outcome: PatchOutcome, start_index: int = 0) -> list[dict[str, Any]]:
-    """Aggregate (D, N) metrics into one JSON-able record per definition."""
+def _module_label(definition: Any) -> str:
+    """The heatmap row of a definition's first patch: its module, or module.site for heads."""
+    first = definition.patches[0]
+    if first.heads is not None:
+        return f"{first.key}.{'pattern' if first.site == 'pattern' else 'z'}"
+    return first.key if first.site == "output" else f"{first.key}.{first.site}"
+
+
+def build_records(
+    outcome: PatchOutcome, start_index: int = 0, method: str = "exact"
+) -> list[dict[str, Any]]:
+    """Aggregate (D, N) metrics into one JSON-able record per definition.
+
+    Every metric's stats carry ``n`` (finite values) and ``n_undefined`` (NaN: undefined,
+    left out of the mean; see ``assay.ml.patching._metrics``).
+    """
+    n_inputs = len(outcome.ids)
     stats = {name: aggregate(values) for name, values in outcome.metrics.items()}
     restored, gap = stats["restored"]["mean"], stats["gap"]["mean"]
     records = []
@@ -42,13 +57,18 @@ def build_records(outcome: PatchOutcome, start_index: int = 0) -> list[dict[str,
                 "label": definition.label(),
                 "definition": definition.to_json(),
                 "direction": outcome.direction,
-                "module": first.module,
+                "method": method,
+                "n_inputs": n_inputs,
+                "module": _module_label(definition),
                 "unit": single[1] if single else None,
                 "positions": list(first.positions) if first.positions is not None else None,
                 # fraction of the clean-corrupted difference restored, over all inputs at once
                 "normalised_score": _num(restored[i] / gap[i]) if defined else None,
                 "metrics": {
-                    name: {stat: _num(values[i]) for stat, values in s.items()}
+                    name: {
+                        **{stat: _num(values[i]) for stat, values in s.items()},
+                        "n_undefined": n_inputs - int(s["n"][i]),
+                    }
                     for name, s in stats.items()
                 },
             }
@@ -113,6 +133,41 @@ def effect_grid(
         for unit, value in cells[module].items():
             grid[row, unit] = value
     return modules, grid
+
+
+def top_bars(
+    records: Iterable[dict[str, Any]],
+    metric: str = DEFAULT_RANK_METRIC,
+    *,
+    direction: str | None = None,
+    top: int = 20,
+) -> list[dict[str, Any]]:
+    """The numbers a top-units bar chart draws: per definition (largest |mean| first) the mean
+    of ``metric`` over inputs, its std, n and the 95% t-interval half-width of the mean
+    (NaN where n < 2, and for ``normalised_score``, a ratio of means with no per-input std)."""
+    from scipy import stats
+
+    bars = []
+    for r in rank(records, metric, direction=direction, top=top):
+        mean = score(r, metric)
+        if math.isnan(mean):
+            continue
+        entry = r["metrics"].get(metric, {}) if metric != "normalised_score" else {}
+        n, std = int(entry.get("n") or 0), entry.get("std")
+        half = float("nan")
+        if n >= 2 and std is not None:
+            sample_std = std * math.sqrt(n / (n - 1))  # records hold the population std
+            half = float(stats.t.ppf(0.975, n - 1)) * sample_std / math.sqrt(n)
+        bars.append(
+            {
+                "label": r["label"],
+                "mean": mean,
+                "std": float("nan") if std is None else float(std),
+                "n": n,
+                "half_width": half,
+            }
+        )
+    return bars
 
 
 def merge_shards(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

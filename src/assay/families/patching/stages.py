@@ -113,7 +113,10 @@ class PatchingRunConfig(TorchConfig):
     start_index: int = Field(0, ge=0)
     end_index: int | None = Field(None, ge=1)  # exclusive; None = to the last definition
     direction: Literal["denoising", "noising", "both"] = "denoising"
-    readout_position: int = -1  # token models: whose logits are the output
+    # exact: one patched forward per definition (batched); attribution: the gradient estimate
+    # of `restored` for every definition from one forward + backward (assay.ml.patching).
+    method: Literal["exact", "attribution"] = "exact"
+    readout_position: int = -1  # token models: whose logits are the output (checked in range)
     logit_diff: tuple[int | str, int | str] | None = None  # two outputs (ids or tokens)
     metrics: tuple[str, ...] | None = None  # subset of METRICS; None = all
     defs_per_forward: int = Field(64, ge=1)  # K
@@ -163,6 +166,13 @@ class PatchingRunConfig(TorchConfig):
             raise ValueError(
                 f"inputs takes 1 (pairs) or 2 (clean, corrupted) paths, got {self.inputs}"
             )
+        if self.method == "attribution" and self.metrics is not None:
+            extra = sorted(set(self.metrics) - {"restored", "gap", "normalised"})
+            if extra:
+                raise ValueError(
+                    f"method attribution estimates restored (and gap, normalised) only; "
+                    f"metrics {extra} need method exact"
+                )
         if self.end_index is not None and self.end_index <= self.start_index:
             raise ValueError(
                 f"end_index ({self.end_index}) must be > start_index ({self.start_index}); "
@@ -212,7 +222,14 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
     """Patch each definition over all input pairs; one record per definition and direction."""
     import torch
 
-    from assay.ml.patching import PROBE_BATCH, BatchedPatcher, load_definitions, probe_structure
+    from assay.ml.patching import (
+        PROBE_BATCH,
+        BatchedPatcher,
+        attribution_patch,
+        load_definitions,
+        probe_structure,
+        undefined_counts,
+    )
 
     from ._inputs import load_pairs
     from ._models import load_model
@@ -230,15 +247,30 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
     pairs = load_pairs(input_paths, model)
     if model.input_kind == "vector":  # token ids stay int64
         pairs.clean, pairs.corrupted = pairs.clean.to(dtype), pairs.corrupted.to(dtype)
+    undefined: dict[str, int] = {}
     everything = load_definitions(defs_path)
+    if not everything:
+        raise PatchingError(
+            f"{defs_path} holds no definitions (an empty list); write some with "
+            "`assay patching define --type single_neuron --model PATH -o defs.json`"
+        )
     if config.start_index >= len(everything):
         raise PatchingError(
             f"start_index {config.start_index} is past the end: {defs_path} has "
             f"{len(everything)} definitions (valid start 0..{len(everything) - 1})"
         )
-    end = min(config.end_index or len(everything), len(everything))
+    if config.end_index is not None and config.end_index > len(everything):
+        raise PatchingError(
+            f"end_index {config.end_index} is past the end: {defs_path} has {len(everything)} "
+            f"definitions (valid end {config.start_index + 1}..{len(everything)}, exclusive; "
+            "leave it unset (null) for 'to the end')"
+        )
+    end = config.end_index or len(everything)
     definitions = everything[config.start_index : end]
-    sample = pairs.corrupted[:1].repeat(PROBE_BATCH, *[1] * (pairs.corrupted.dim() - 1))
+    # Probe with the longest input (padded batches: the one without padding).
+    row = int(pairs.lengths.argmax()) if pairs.lengths is not None else 0
+    x = pairs.corrupted[row : row + 1]
+    sample = x.repeat(PROBE_BATCH, *[1] * (x.dim() - 1))
     structure = probe_structure(model, sample.to(device))
     run.save_json("structure.json", structure.to_json())
     load_s = time.perf_counter() - t0
@@ -255,19 +287,41 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
     logit_diff = _logit_diff(config, model)
     outcomes, records = [], []
     for direction in directions:
-        outcome = patcher.run(definitions, pairs, direction, logit_diff, config.metrics)
+        if config.method == "attribution":
+            outcome = attribution_patch(
+                model,
+                structure,
+                definitions,
+                pairs,
+                direction,
+                logit_diff,
+                max_batch_rows=config.max_batch_rows,
+            )
+        else:
+            outcome = patcher.run(definitions, pairs, direction, logit_diff, config.metrics)
         outcomes.append(outcome)
-        records += build_records(outcome, start_index=config.start_index)
+        records += build_records(outcome, start_index=config.start_index, method=config.method)
         run.log(
-            f"{direction}: {len(definitions)} definitions x {len(pairs)} pairs in "
-            f"{outcome.n_forwards} forwards, {sum(outcome.timings.values()):.3f}s"
+            f"{direction} ({config.method}): {len(definitions)} definitions x {len(pairs)} pairs "
+            f"in {outcome.n_forwards} forwards, {sum(outcome.timings.values()):.3f}s"
         )
+        for name, count in undefined_counts(outcome.metrics).items():
+            # Flag, warn and keep: NaN values are left out of means, never silently.
+            run.log(
+                f"WARNING: {direction} {name} undefined for {count} of "
+                f"{outcome.metrics[name].numel()} (definition, input) values (the change is "
+                "below the model's rounding noise, or a vector is zero); they are NaN in "
+                "per_input.npz and excluded from the means (n_undefined in records.jsonl)"
+            )
+            undefined[f"n_undefined_{name}"] = undefined.get(f"n_undefined_{name}", 0) + count
     files = write_records(run, records, outcomes)
     metric = resolve_metric(records)
     top = rank(records, metric, top=10)
     run.log(f"top units by mean |{metric}|:\n" + format_table(top))
     patch_s = sum(sum(o.timings.values()) for o in outcomes)
     return {
+        "method": config.method,
+        **undefined,
         "n_definitions": len(definitions),
         "n_inputs": len(pairs),
         "directions": directions,
