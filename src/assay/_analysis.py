@@ -114,6 +114,12 @@ def load_runs(
     return records_frame(records)
 
 
+def is_seed_field(name: str) -> bool:
+    """``seed`` and ``*_seed`` (``data_seed``, ``model_seed``): replicate ids, not what defines
+    a group, so analysis pools over them."""
+    return name == "seed" or name.endswith("_seed")
+
+
 def seed_column(df: pd.DataFrame) -> str | None:
     cols = [c for c in df.columns if c.startswith("config.") and c.rsplit(".", 1)[-1] == "seed"]
     cols.sort(key=lambda c: c.count("."))
@@ -146,10 +152,11 @@ def _texts(column: pd.Series) -> pd.Series:
 
 
 def group_columns(df: pd.DataFrame) -> list[str]:
-    """Config columns that vary across runs, seed fields excluded: what defines a group."""
+    """Config columns that vary across runs, seed fields (``seed``, ``*_seed``) excluded: what
+    defines a group."""
     out = []
     for col in df.columns:
-        if not col.startswith("config.") or col.rsplit(".", 1)[-1] == "seed":
+        if not col.startswith("config.") or is_seed_field(col.rsplit(".", 1)[-1]):
             continue
         if _texts(df[col]).nunique() > 1:
             out.append(col)

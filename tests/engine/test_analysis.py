@@ -271,3 +271,14 @@ def test_report_includes_family_plots(tmp_path):
     text = write_report(tmp_path, "t", df, summary, cmp, plots, found).read_text()
     assert "![loss](plots/loss.png)" in text and "![curve](volume/g1/curve.png)" in text
     assert "## volume (the family's own analysis)" in text
+
+
+def test_named_seed_fields_are_pooled_over_not_grouped():
+    import pandas as pd
+
+    from assay._analysis import group_columns
+
+    df = pd.DataFrame({"config.seed": [0, 1, 2, 3], "config.data_seed": [10, 11, 12, 13],
+                       "config.train.model_seed": [5, 6, 7, 8], "config.lr": [1, 1, 2, 2],
+                       "results.acc": [0.5, 0.6, 0.7, 0.8]})  # fmt: skip
+    assert group_columns(df) == ["config.lr"]

@@ -81,15 +81,16 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         "--include-output",
         dest="include_output",
         action="store_true",
-        help="also define units of the output layer",
+        help="also define units of the output layer (default, as the published tool's "
+        "include_output_logits)",
     )
     out.add_argument(
         "--exclude-output",
         dest="include_output",
         action="store_false",
-        help="leave the output layer out (default)",
+        help="leave the output layer out",
     )
-    p.set_defaults(include_output=False)
+    p.set_defaults(include_output=True)
     p.add_argument("--positions", type=_ints, help="token models: patch only these positions")
     p.add_argument("--custom", help="custom: definitions as a JSON string or file (validated)")
     p.add_argument("--output", "-o", help="file to write (default: stdout)")
@@ -110,6 +111,12 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--start-index", type=int, default=0)
     p.add_argument("--end-index", type=int, default=None, help="exclusive (default: to the end)")
     p.add_argument("--direction", default="denoising", choices=["denoising", "noising", "both"])
+    p.add_argument(
+        "--method",
+        default="exact",
+        choices=["exact", "attribution"],
+        help="exact patching, or the gradient estimate of `restored` (one backward)",
+    )
     p.add_argument("--readout-position", type=int, default=-1)
     p.add_argument(
         "--logit-diff", nargs=2, metavar=("A", "B"), help="two outputs (index or token)"
@@ -126,6 +133,25 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="runs/patching", help="run store root")
     p.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "inputs", help="clean/corrupted observation pairs from an environment (RL agents)"
+    )
+    p.add_argument("--env", required=True, help="gymnasium environment id, e.g. CartPole-v1")
+    p.add_argument(
+        "--corrupt",
+        required=True,
+        action="append",
+        metavar="SPEC",
+        help="how the corrupted partner differs (repeatable, applied in order): "
+        "negate:DIMS | noise:STD[:DIMS] | set:DIM=VALUE[,DIM=VALUE] | shuffle",
+    )
+    p.add_argument("--n", type=int, default=256, help="number of pairs")
+    p.add_argument("--model", help="agent (.zip / dir) whose greedy play gives the observations")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--every", type=int, default=2, help="keep one observation per N steps")
+    p.add_argument("--output", "-o", required=True, help=".npz file to write")
+    p.set_defaults(func=cmd_inputs)
 
     p = sub.add_parser("rank", help="rank units from run dirs or a store root; plot them")
     p.add_argument("paths", nargs="+", help="run directories or store roots (shards are merged)")
@@ -225,6 +251,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "start_index": args.start_index,
         "end_index": args.end_index,
         "direction": args.direction,
+        "method": args.method,
         "readout_position": args.readout_position,
         "logit_diff": logit_diff,
         "defs_per_forward": args.defs_per_forward,
@@ -251,6 +278,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{res.get('n_forwards')} forwards, {res.get('patch_s', 0):.3f}s patching"
     )
     print(format_table(rank(records, top=args.top)))
+    return EXIT_OK
+
+
+def cmd_inputs(args: argparse.Namespace) -> int:
+    from ._env_inputs import make_pairs, parse_corruptions, save_pairs
+
+    corruptions = parse_corruptions(args.corrupt)  # fails before any environment is built
+    clean, corrupted, info = make_pairs(
+        args.env, corruptions, args.n, model=args.model, seed=args.seed, every=args.every
+    )
+    save_pairs(args.output, clean, corrupted)
+    print(
+        f"wrote {len(clean)} pairs of {args.env} observations {tuple(clean.shape[1:])} to "
+        f"{args.output} ({info}; corrupted: {' then '.join(args.corrupt)})"
+    )
     return EXIT_OK
 
 
