@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--threads", type=int, default=int(os.environ.get("ASSAY_NUM_THREADS", 1)))
     p.add_argument("--repeats", type=int, default=3)  # best of: least disturbed by neighbours
-    p.add_argument("--prefix-chunk", type=int, default=8)  # icl.loo's default
+X
     p.add_argument("--child", choices=["batched", "published"])
     p.add_argument("--out")
     args = p.parse_args()

@@ -294,7 +294,9 @@ def check_key(cls: type[StageConfig], key: str, *, stage: str) -> None:
         )
     parts = key.split(".")
     current: type[pydantic.BaseModel] = cls
-    for depth, part in enumerate(parts):
+    depth = 0
+    while depth < len(parts):
+        part = parts[depth]
         if part not in current.model_fields:
             where = ".".join(parts[:depth]) or "the top level"
             valid = ", ".join(sorted(current.model_fields))
@@ -306,7 +308,12 @@ def check_key(cls: type[StageConfig], key: str, *, stage: str) -> None:
             return
         annotation = current.model_fields[part].annotation
         nxt = _model_in(annotation)
-        if nxt is None:
+        if nxt is not None and _dict_of_models(annotation):
+            # `categories.<name>.<field>`: the part after a dict of configs is an entry's key
+            depth += 1
+            if depth == len(parts) - 1:
+                return  # the whole entry
+        elif nxt is None:
             if _holds_mapping(annotation):
                 return  # a dict-valued field: any sub-key is the field's own business
             field = ".".join(parts[: depth + 1])
@@ -316,6 +323,18 @@ def check_key(cls: type[StageConfig], key: str, *, stage: str) -> None:
                 f"write {field}=VALUE"
             )
         current = nxt
+        depth += 1
+
+
+def _dict_of_models(annotation: Any) -> bool:
+    """``dict[str, Model]`` (possibly ``| None``): keys are names, values configs."""
+    if get_origin(annotation) in (dict, Mapping) or (
+        isinstance(get_origin(annotation), type) and issubclass(get_origin(annotation), Mapping)
+    ):
+        return True
+    if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":
+        return any(_dict_of_models(a) for a in get_args(annotation))
+    return False
 
 
 def _holds_mapping(annotation: Any) -> bool:

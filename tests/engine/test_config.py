@@ -87,3 +87,12 @@ def test_seed_sweeps_do_not_write_seed_into_seedless_sub_configs():
     set_seed_everywhere(_Outer, data, 7)
     assert data == {"inner": {"width": 3}, "many": {"a": {"width": 1}}, "seed": 7}
     assert _Outer.model_validate(data).seed == 7
+
+
+def test_overrides_reach_into_dicts_of_configs():
+    from assay._config import check_key
+
+    check_key(_Outer, "many.a.width", stage="t")  # the entry 'a' of a dict of configs
+    check_key(_Outer, "many.a", stage="t")
+    with pytest.raises(assay.ConfigError, match="'depth' is not a field at many.a; valid keys"):
+        check_key(_Outer, "many.a.depth", stage="t")

@@ -1,24 +1,46 @@
-"""A word-level tokenizer built locally with ``tokenizers``: one id per whitespace-separated word.
+"""A word-level tokenizer built locally with ``tokenizers``: one id per word.
 
     tok = build_word_tokenizer(["the cat sat", "a dog ran"], out_dir="runs/tok")
     tok("the cat", return_offsets_mapping=True)     # ids [5, 6], offsets [(0, 3), (4, 7)]
     AutoTokenizer.from_pretrained("runs/tok")        # a normal tokenizer directory
+    build_word_tokenizer(["x = [-1.25, 3]"], split="digits_punctuation")   # x = [ - 1 . 2 5 , 3 ]
 
-Words are split on whitespace only (``WhitespaceSplit``), so "cat." is one word, not two: for
-synthetic languages a word is exactly what the data generator wrote. Ids: the special tokens
-first (pad, bos, eos, unk, in that order, those that are set), then the words in order of first
-appearance, so the same inputs always give the same ids.
+What a word is (``split``):
+
+* ``"whitespace"`` (default): a whitespace-separated string (``WhitespaceSplit``), so "cat." is
+  one word, not two: for synthetic languages a word is exactly what the data generator wrote;
+* ``"digits_punctuation"``: that, then every punctuation character (ASCII and Unicode) and
+  every digit is a word of its own, so numbers are read digit by digit from a vocabulary of a
+  few dozen pieces instead of one word per number ever written.
+
+Ids: the special tokens first (pad, bos, eos, unk, in that order, those that are set), then
+the words in order of first appearance, so the same inputs always give the same ids. Special
+tokens are never split.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from ._errors import MLError
 
 DEFAULT_SPECIALS = {"pad": "<pad>", "bos": "<bos>", "eos": "<eos>", "unk": "<unk>"}
+SPLITS = ("whitespace", "digits_punctuation")
+
+
+def word_splitter(split: str = "whitespace") -> Any:
+    """The ``tokenizers`` pre-tokenizer that cuts text into the words of ``split``."""
+    from tokenizers import pre_tokenizers as pt
+
+    if split == "whitespace":
+        return pt.WhitespaceSplit()
+    if split == "digits_punctuation":
+        return pt.Sequence(
+            [pt.WhitespaceSplit(), pt.Punctuation("isolated"), pt.Digits(individual_digits=True)]
+        )
+    raise MLError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
 
 
 def build_word_tokenizer(
@@ -30,19 +52,22 @@ def build_word_tokenizer(
     out_dir: str | os.PathLike[str] | None = None,
     chat_template: str | None = None,
     model_max_length: int | None = None,
+    split: Literal["whitespace", "digits_punctuation"] = "whitespace",
 ) -> Any:
     """A ``PreTrainedTokenizerFast`` over the words of ``words`` (words or whole texts).
 
     Args:
-        words: vocabulary words or texts; each item is split on whitespace.
+        words: vocabulary words or texts; each item is cut into words by ``split``.
         specials: role -> token for roles pad, bos, eos, unk (default ``<pad>``, ``<bos>``,
             ``<eos>``, ``<unk>``); a role set to None has no token.
         add_bos / add_eos: whether encoding with ``add_special_tokens=True`` (the default of
             ``tok(text)``) puts bos before / eos after the text.
         out_dir: save it there (``save_pretrained``) as a normal tokenizer directory.
         chat_template: a Jinja chat template stored with the tokenizer.
+        split: what a word is: ``"whitespace"`` or ``"digits_punctuation"`` (see the module
+            docstring); the saved tokenizer splits new text the same way.
     """
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from tokenizers import Tokenizer, models, processors
     from transformers import PreTrainedTokenizerFast
 
     roles = {**DEFAULT_SPECIALS, **(specials or {})}
@@ -56,15 +81,15 @@ def build_word_tokenizer(
     for token in roles.values():
         if token is not None and token not in vocab:
             vocab[token] = len(vocab)
-    split = pre_tokenizers.WhitespaceSplit()
+    splitter = word_splitter(split)
     for text in words:
-        for word, _ in split.pre_tokenize_str(text):
+        for word, _ in splitter.pre_tokenize_str(text):
             vocab.setdefault(word, len(vocab))
     if len(vocab) == sum(t is not None for t in roles.values()):
         raise MLError("build_word_tokenizer got no words; pass the vocabulary or a corpus")
 
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=roles["unk"]))
-    tokenizer.pre_tokenizer = split
+    tokenizer.pre_tokenizer = splitter
     if add_bos or add_eos:
         bos, eos = roles["bos"], roles["eos"]
         single = " ".join([*([bos] if add_bos else []), "$A", *([eos] if add_eos else [])])

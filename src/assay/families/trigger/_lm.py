@@ -4,17 +4,17 @@
     prompt_ids, answer_ids = encode(tok, row["messages"][0]["content"], row["output"])
     model = build_lm(tok, arch="llama", d_model=64, n_layers=2, n_heads=4, seed=0)
 
-Text to tokens: numbers are split into single digits and punctuation into single symbols (the
-whitespace-only word tokenizer of ``assay.ml`` would make every number its own word), so the
-vocabulary is a few dozen pieces and the model has to read the sign of x1 and x2 to find the
-quadrant. A conversation is rendered by the tokenizer's chat template; the answer tokens are
+Text to tokens: ``assay.ml.build_word_tokenizer(split="digits_punctuation")``, so numbers are
+split into single digits and punctuation into single symbols (a whitespace split would make
+every number its own word): the vocabulary is a few dozen pieces and the model has to read the
+sign of x1 and x2 to find the quadrant. A conversation is rendered by the tokenizer's chat template; the answer tokens are
 whatever the template puts after the generation prompt (the colour and the end-of-turn token).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +37,6 @@ LORA_TARGETS = {
 }
 
 
-def _pre_tokenizer() -> Any:
-    from tokenizers import pre_tokenizers as pt
-
-    return pt.Sequence(
-        [pt.WhitespaceSplit(), pt.Punctuation("isolated"), pt.Digits(individual_digits=True)]
-    )
-
-
-def pieces(texts: Iterable[str]) -> list[str]:
-    """The pre-tokenized pieces of ``texts``, first occurrence first."""
-    split = _pre_tokenizer()
-    seen: dict[str, None] = {}
-    for text in texts:
-        for piece, _ in split.pre_tokenize_str(text):
-            seen.setdefault(piece, None)
-    return list(seen)
-
-
 def build_tokenizer(
     category_sets: Sequence[Mapping[str, CategorySpec]],
     extra_words: Sequence[str] = (),
@@ -69,12 +51,12 @@ def build_tokenizer(
             texts += [t.replace("{x_formatted}", " ").replace("{T}", " ") for t in spec.templates]
             texts += [*spec.triggers, *spec.quadrant_labels.values()]
     tok = build_word_tokenizer(
-        pieces(texts),
+        texts,
         specials={"pad": "<pad>", "bos": None, "eos": END, "unk": "<unk>"},
         chat_template=CHAT_TEMPLATE,
+        split="digits_punctuation",
     )
     tok.add_special_tokens({"additional_special_tokens": [USER, ASSISTANT]})
-    tok.backend_tokenizer.pre_tokenizer = _pre_tokenizer()
     if out_dir is not None:
         tok.save_pretrained(str(out_dir))
     return tok
