@@ -68,10 +68,10 @@ class Slurm:
                 proc.send_signal(signal.SIGTERM)
         for proc in reversed(self.procs):
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait(timeout=5)
+                proc.wait(timeout=2)
         if self.log is not None:
             self.log.close()
         munge_pid = self.base / "munged.pid"

@@ -83,7 +83,7 @@ def test_job_array_runs_a_suite_through_sbatch(slurm, tmp_path):
 
 def test_cancelled_job_is_reported_and_its_run_recovered(slurm, tmp_path):
     root, marks = tmp_path / "runs", tmp_path
-    suite = _suite("c.slow_steps", {"marker_dir": str(marks), "n_steps": 16, "step_s": 0.3},
+    suite = _suite("c.slow_steps", {"marker_dir": str(marks), "n_steps": 12, "step_s": 0.3},
                    {"tag": [0, 1, 2]})  # fmt: skip
     result = _submit(suite, root)
     ids = [o.id for o in result.outcomes]

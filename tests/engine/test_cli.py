@@ -150,3 +150,39 @@ def test_progress_inside_runs_shows_on_a_terminal(tmp_path, root):
     screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", proc.stdout)
     assert "t.slowsteps n=5 (steps)" in screen and "t.slowsteps n=4 (steps)" in screen
     assert not list(root.glob("*/progress.json"))  # removed when the run ends
+
+
+def test_a_recorded_config_json_reruns_as_it_was(suite, root):
+    assay("run", suite, "--root", root, "--quiet")
+    run_dir = next(p for p in root.iterdir() if p.name.startswith("example_fit_"))
+    out = assay("run", run_dir / "config.json", "--root", root).stdout
+    assert "1 skipped" in out  # the very same run: finished, not run twice
+    out = assay("run", run_dir / "config.json", "--root", root, "l2=0.5").stdout
+    assert "1 done" in out  # a variation of it, reusing its data run
+    assert "upstream: 1 done" in assay("run", run_dir / "config.json", "--root", root, "l2=0.5",
+                                       "--dry-run").stdout  # fmt: skip
+
+
+def test_stages_shows_one_stages_keys_defaults_and_help():
+    out = assay("stages", "example.fit").stdout
+    assert "stage example.fit" in out and "degree" in out and "upstream stage" in out
+    proc = assay("stages", "example.nope", check=False)
+    assert proc.returncode == 2 and "example.fit" in proc.stderr
+
+
+def test_seeds_as_researchers_type_them(suite, root):
+    out = assay("run", suite, "--root", root, "--dry-run", "--seeds", "42", "43", "degree=5").stdout
+    assert "2 run(s) of example.fit" in out and "seed=43" in out and "seed=0" not in out
+    proc = assay("run", suite, "--root", root, "--seeds", "4x", check=False)
+    assert proc.returncode == 2 and "--seeds takes integers" in proc.stderr
+
+
+def test_status_and_analyze_on_an_empty_root_say_where_they_looked(suite, tmp_path):
+    empty = tmp_path / "nothing"
+    out = assay("status", suite, "--root", empty).stdout
+    assert "no store at" in out and str(empty.resolve()) in out
+    proc = assay("analyze", suite, "--root", empty, check=False)
+    assert proc.returncode == 2 and "no runs recorded" in proc.stderr
+    proc = assay("analyze", "--stage", "example.nope", "--root", empty, check=False)
+    assert proc.returncode == 2 and "unknown stage 'example.nope'" in proc.stderr
+    assert not empty.exists()

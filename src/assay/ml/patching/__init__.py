@@ -61,6 +61,8 @@ _LAZY = {
     "UNDEFINED_METRICS": "_metrics",
     "attribution_patch": "_attribution",
     "ATTRIBUTION_METRICS": "_attribution",
+    "path_patch": "_paths",
+    "frozen_modules": "_paths",
 }
 __all__ = list(_LAZY)
 

@@ -73,7 +73,9 @@ def path_patch(
     checker = BatchedPatcher(model, structure)  # its checks: names, units, inputs
     sender, receiver = checker.prepare([sender, receiver], pairs, logit_diff)
     source, target = (
-        (pairs.clean, pairs.corrupted) if direction == "denoising" else (pairs.corrupted, pairs.clean)
+        (pairs.clean, pairs.corrupted)
+        if direction == "denoising"
+        else (pairs.corrupted, pairs.clean)
     )
     device = checker.device
     source, target = source.to(device), target.to(device)
@@ -89,29 +91,32 @@ def path_patch(
         return lambda act: torch.where(mask, values, act)
 
     t0 = time.perf_counter()
-    with eager_attention(model.root, any(k == "pattern" for _, k in s_sites + r_sites)):
-        with torch.inference_mode():
-            src_store, rec = capture_sites(model.root, s_sites)
-            with edit_sites(model.root, rec):
-                source_out = model.forward(source, lengths)
-            tgt_store, rec = capture_sites(model.root, f_sites)
-            with edit_sites(model.root, rec):
-                base_out = model.forward(target, lengths)
-            # (2) sender patched, middle frozen; record what reaches the receiver
-            edits = {s: where(s, p, src_store[s][0]) for s, p in zip(s_sites, sender.patches)}
-            edits.update({s: (lambda act, v=tgt_store[s][0]: v) for s in f_sites})
-            recv_store, rec = capture_sites(model.root, r_sites)
-            clash = set(edits) & set(rec)
-            if clash:
-                raise PatchingError(f"sender and receiver share the site(s) {sorted(clash)}")
-            with edit_sites(model.root, {**edits, **rec}):
-                model.forward(target, lengths)
-            # (3) only the receiver changed
-            edits = {
-                s: where(s, p, recv_store[s][0]) for s, p in zip(r_sites, receiver.patches)
-            }
-            with edit_sites(model.root, edits):
-                patched = model.forward(target, lengths)
+    eager = any(k == "pattern" for _, k in s_sites + r_sites)
+    with eager_attention(model.root, eager), torch.inference_mode():
+        src_store, rec = capture_sites(model.root, s_sites)
+        with edit_sites(model.root, rec):
+            source_out = model.forward(source, lengths)
+        tgt_store, rec = capture_sites(model.root, f_sites)
+        with edit_sites(model.root, rec):
+            base_out = model.forward(target, lengths)
+        # (2) sender patched, middle frozen; record what reaches the receiver
+        edits = {
+            s: where(s, p, src_store[s][0]) for s, p in zip(s_sites, sender.patches, strict=True)
+        }
+        edits.update({s: (lambda act, v=tgt_store[s][0]: v) for s in f_sites})
+        recv_store, rec = capture_sites(model.root, r_sites)
+        clash = set(edits) & set(rec)
+        if clash:
+            raise PatchingError(f"sender and receiver share the site(s) {sorted(clash)}")
+        with edit_sites(model.root, {**edits, **rec}):
+            model.forward(target, lengths)
+        # (3) only the receiver changed
+        edits = {
+            s: where(s, p, recv_store[s][0])
+            for s, p in zip(r_sites, receiver.patches, strict=True)
+        }
+        with edit_sites(model.root, edits):
+            patched = model.forward(target, lengths)
     clean_out = source_out if direction == "denoising" else base_out
     values = compute_metrics(patched[None], base_out, source_out, clean_out, logit_diff, metrics)
     label = Definition(sender.patches)
