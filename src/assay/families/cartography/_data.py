@@ -58,17 +58,6 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _engine_seed(cls, data):
-        # WORKAROUND (engine, assay._config._seed_lists): a suite's `seeds:` writes "seed" into
-        # every mapping inside an upstream config's mapping (it takes a single sub-config for a
-        # dict of them), so `dynamics.data` receives a seed this config does not have. Drop
-        # that key until the engine is fixed; remove this validator then.
-        if isinstance(data, dict) and "seed" in data:
-            data = {k: v for k, v in data.items() if k != "seed"}
-        return data
-
     dataset: Literal["rotten_tomatoes", "sms_spam", "local", "qa_synthetic"] = "rotten_tomatoes"
     path: str | None = None  # local: the training file (.csv, .jsonl, .json)
     validation_path: str | None = None  # local: None -> carve validation/test out of `path`

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from assay.ml import build_model, load_hf_model, load_tokenizer
 
@@ -33,17 +33,6 @@ TOKEN = re.compile(r"[a-z0-9']+")
 
 class ModelConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _engine_seed(cls, data):
-        # WORKAROUND (engine, assay._config._seed_lists): a suite's `seeds:` writes "seed" into
-        # every mapping inside an upstream config's mapping (it takes a single sub-config for a
-        # dict of them), so `dynamics.data` receives a seed this config does not have. Drop
-        # that key until the engine is fixed; remove this validator then.
-        if isinstance(data, dict) and "seed" in data:
-            data = {k: v for k, v in data.items() if k != "seed"}
-        return data
 
     kind: Literal["bow", "hf"] = "bow"
     # bow
