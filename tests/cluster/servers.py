@@ -63,6 +63,13 @@ class Slurm:
     def stop(self) -> None:
         subprocess.run(["scancel", "--full", "--user", "root"], env=self.env,
                        capture_output=True, timeout=20)  # fmt: skip
+        deadline = time.time() + 10  # let the cancelled jobs' step daemons end
+        while time.time() < deadline:
+            out = subprocess.run(["squeue", "-h", "-t", "R,CG"], env=self.env,
+                                 capture_output=True, text=True, timeout=20)  # fmt: skip
+            if not out.stdout.strip():
+                break
+            time.sleep(0.3)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -72,12 +79,31 @@ class Slurm:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=2)
+        for pid in self._step_daemons():  # slurmstepd outlives slurmd: end ours by pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.log is not None:
             self.log.close()
         munge_pid = self.base / "munged.pid"
         if munge_pid.exists():
             with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(munge_pid.read_text().strip()), signal.SIGTERM)
+
+    def _step_daemons(self) -> list[int]:
+        """The slurmstepd processes of this cluster: those writing into its folder."""
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if (proc / "comm").read_text().strip() != "slurmstepd":
+                    continue
+                targets = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            except OSError:
+                continue
+            if any(str(self.base) in target for target in targets):
+                pids.append(int(proc.name))
+        return pids
 
 
 SLURM_CONF = """\

@@ -73,7 +73,8 @@ def reference_patch(
                 values = compute_metrics(patched[None], base_out, src_out, clean_out, logit_diff)
                 for name, v in values.items():
                     results.setdefault(
-                        name, torch.full((len(definitions), len(pairs)), float("nan"))
+                        name,
+                        torch.full((len(definitions), len(pairs)), float("nan"), dtype=v.dtype),
                     )
                     results[name][i, j] = v[0, 0]
     return results

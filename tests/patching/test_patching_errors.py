@@ -120,15 +120,15 @@ def test_unpaired_ids_fail(dqn, tmp_path):
     assert pairs.ids == ["a", "b", "c"] and pairs.clean.shape == (3, 4)
 
 
-def test_token_inputs_need_equal_lengths_and_a_tokenizer(gpt2_dir, tmp_path):
+def test_token_inputs_need_equal_lengths_per_pair_and_a_tokenizer(gpt2_dir, tmp_path):
     model = load_model(gpt2_dir)
     (tmp_path / "pairs.jsonl").write_text(
         json.dumps({"id": 1, "clean": [1, 2, 3], "corrupted": [1, 2, 4]})
         + "\n"
-        + json.dumps({"id": 2, "clean": [1, 2], "corrupted": [1, 3]})
+        + json.dumps({"id": 2, "clean": [1, 2], "corrupted": [1, 3, 5]})
         + "\n"
     )
-    with pytest.raises(AssayError, match="differ in length"):
+    with pytest.raises(AssayError, match=r"different lengths \(e.g. id '2'\)"):
         load_pairs([tmp_path / "pairs.jsonl"], model)
     (tmp_path / "texts.jsonl").write_text(json.dumps({"id": 1, "clean": "hi", "corrupted": "ho"}))
     with pytest.raises(AssayError, match="has no tokenizer"):

@@ -145,11 +145,13 @@ def test_patching_all_units_reproduces_the_source_downstream(dqn, gpt2):
     )
     gap = (out.source_out - out.base_out).norm(dim=-1).float()
     torch.testing.assert_close(out.metrics["l2"][0], gap)
-    assert torch.allclose(out.metrics["cosine_to_source"][0], torch.ones(len(pairs)), atol=1e-5)
+    assert torch.allclose(
+        out.metrics["cosine_to_source"][0], torch.ones(len(pairs), dtype=torch.float64), atol=1e-5
+    )
     defined = torch.isfinite(out.metrics["normalised"][0])
     assert defined.any()
     torch.testing.assert_close(
-        out.metrics["normalised"][0][defined], torch.ones(int(defined.sum()))
+        out.metrics["normalised"][0][defined], torch.ones(int(defined.sum()), dtype=torch.float64)
     )
 
     # A transformer's residual stream after block 0, at every position, carries everything.

@@ -73,7 +73,7 @@ def test_shards_merge_to_the_full_run(store_root, dqn_zip, cartpole_pairs_npz, d
             PatchingRunConfig.model_validate({**base, "start_index": a, "end_index": b}),
             root=store_root,
         )
-        for a, b in [(0, 20), (20, 40), (40, 1000)]
+        for a, b in [(0, 20), (20, 40), (40, None)]
     ]
     assert all(s.status is assay.RunStatus.DONE for s in [full, *shards]), [
         s.error for s in shards

@@ -99,19 +99,47 @@ def test_base_learns_and_logit_accuracy_equals_generation_accuracy(trained):
     evals = [es for es in ev.prepare(tok, files, colours) if es.rows]  # OOD files are empty
     assert len(evals) == 4
     for es in evals:
-        logp, nll, counts = ev.score(model, es, tok.pad_token_id, max_tokens=700)
+        logp, nll, counts = ev.score(model, es, max_tokens=700)
         m = ev.file_metrics(es, logp, nll, counts, ev.generate_predictions(model, tok, es))
         assert m["generation_agreement"] == 1.0  # the same prediction for every row
         assert m["generation_accuracy"] == pytest.approx(m["accuracy"])
-        # the cached, batched scores equal a plain forward of each unpadded (prompt, colour)
+        # the batched scores equal a plain forward of each unpadded (prompt, colour)
         for i in range(3):
-            for j, cont in enumerate(es.conts[i]):
-                ids = torch.tensor([es.prompt_ids[i] + cont])
-                lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1], -1)
-                ref = sum(
-                    lp[len(es.prompt_ids[i]) - 1 + t, tok_id] for t, tok_id in enumerate(cont)
-                )
-                assert logp[i, j].item() == pytest.approx(ref.item(), abs=1e-4)
+            for j in range(len(colours)):
+                assert logp[i, j].item() == pytest.approx(_plain(model, es, i, j), abs=1e-4)
+
+
+def _plain(model, es, i: int, k: int) -> float:
+    """Row i's teacher-forced log-prob of candidate k from one forward of it alone."""
+    prompt, cont = es.prompt(i), es.continuation(i, k)
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([prompt + cont])).logits[0], -1)
+    return sum(lp[len(prompt) - 1 + t, x].item() for t, x in enumerate(cont))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_candidate_tree_scores_equal_one_forward_per_candidate(tok, arch):
+    """Multi-token answers, continuations that differ per row, chunks of mixed lengths."""
+    cats = parse_categories({k: {**v, "n_test": 3, "output_preamble": k == "cold"}
+                             for k, v in CATS.items()})  # fmt: skip
+    files = {k: v for k, v in generate(cats).files.items() if k.endswith("_ID.jsonl")}
+    model = build_lm(tok, arch=arch, d_model=16, n_layers=2, n_heads=2, max_positions=64,
+                     d_ff=None, seed=0).eval()  # fmt: skip
+    warm, cold = ev.prepare(tok, files, ["red", "blue", "green"])
+    assert cold.cont_ids.shape[-1] > 2  # "F ( x , T ) = <colour> <|end|>"
+    # per-row continuations of 1..4 tokens, as a tokenizer that merges across words gives
+    g = torch.Generator().manual_seed(0)
+    n = len(warm.rows)
+    warm.cont_ids = torch.randint(3, len(tok), (n, 3, 4), generator=g)
+    warm.cont_lengths = torch.randint(1, 5, (n, 3), generator=g)
+    for es in (warm, cold):
+        logp, nll, counts = ev.score(model, es, max_tokens=90)  # a few rows per chunk
+        assert torch.equal(counts, es.cont_lengths.float()) and torch.equal(nll, -logp)
+        want = torch.tensor([[_plain(model, es, i, k) for k in range(3)] for i in range(n)])
+        assert torch.allclose(logp, want, atol=1e-4)
+    model.config._attn_implementation = "flash_attention_2"
+    with pytest.raises(assay.ConfigError, match="4-D mask.*attn_implementation='sdpa'"):
+        ev.score(model, cold)
 
 
 def test_selective_table_counts_changed_quadrants_only():
