@@ -11,8 +11,15 @@
    forward of the whole batch per neuron) on a copy of the same weights. Target: >= 5x. Also
    printed: stacking K copies by hand (our runner with prefix reuse and readout slicing off).
 
+3. Attribution patching (``assay.ml.patching.attribution_patch``: one clean forward, one
+   corrupted forward and one backward) of every MLP neuron of the same GPT-2, against exact
+   patching of each neuron (assay's batched runner, and TransformerLens's one forward per
+   neuron). Target: >= 100x.
+4. The GPT-2 example (examples/patching/gpt2_recall.py, trained here in ~9 s): correlation of
+   attribution's estimate with exact patching over every MLP neuron at the last position.
+
 Both sides compute the same metric values; the script checks they agree before timing counts.
-The trained agent is cached in .bench/ (first run trains it: ~13 s).
+The trained agent and example model are cached in .bench/ (first run trains them: ~25 s).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from assay.ml.patching import (
     PROBE_BATCH,
     BatchedPatcher,
     InputPairs,
+    attribution_patch,
     compute_metrics,
     from_hf,
     generate,
@@ -138,7 +146,7 @@ def bench_dqn(repeats: int) -> None:
     print(f"    ratio vs loop forwards only: {t_loop_fwd / t_ours:7.1f}x")
 
 
-def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) -> None:
+def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) -> dict:
     try:
         import pandas as pd
         import transformer_lens.patching as tl_patching
@@ -147,7 +155,7 @@ def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) ->
         print(
             f"\n[2] TransformerLens unavailable ({exc}); comparing against the loop only (above)."
         )
-        return
+        return {}
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
@@ -231,13 +239,93 @@ def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) ->
     )
     print(f"    max |logit diff difference|: {diff:.2e}")
     print(f"    RATIO vs TransformerLens: {t_tl / t_ours:7.1f}x   (target >= 5x)")
+    return {"model": model, "structure": structure, "definitions": definitions, "pairs": pairs,
+            "t_exact": t_ours, "t_tl": t_tl, "exact": outcome}  # fmt: skip
+
+
+def bench_attribution(repeats: int, run: dict) -> None:
+    """[3] every MLP neuron by attribution vs exact patching of each, same model and pairs."""
+    model, structure, defs, pairs = (
+        run[k] for k in ("model", "structure", "definitions", "pairs")
+    )
+    t_attr, estimate = best_of(
+        lambda: attribution_patch(model, structure, defs, pairs, logit_diff=(1, 2)), repeats
+    )
+    exact = run["exact"].metrics["restored"]
+    r = float(np.corrcoef(estimate.metrics["restored"].flatten(), exact.flatten())[0, 1])
+    print(
+        f"\n[3] attribution patching of all {len(defs)} MLP neurons x {len(pairs)} pairs "
+        f"(1 clean + 1 corrupted forward + 1 backward): {t_attr:8.4f}s"
+    )
+    print(f"    correlation with exact restored (per neuron and input): {r:.3f}")
+    print(
+        f"    RATIO vs exact patching of each neuron, assay batched ({run['t_exact']:.3f}s): "
+        f"{run['t_exact'] / t_attr:7.1f}x"
+    )
+    print(
+        f"    RATIO vs exact patching of each neuron, TransformerLens ({run['t_tl']:.3f}s): "
+        f"{run['t_tl'] / t_attr:7.1f}x   (target >= 100x)"
+    )
+
+
+def _example():
+    """examples/patching/gpt2_recall.py as a module (its train() and batch())."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "patching" / "gpt2_recall.py"
+    spec = importlib.util.spec_from_file_location("gpt2_recall", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_gpt2_example(n_pairs: int = 64) -> None:
+    """[4] attribution against exact on the trained GPT-2 of the example: every MLP neuron at
+    the last position, logit(3) - logit(5), as the example's first sweep."""
+    from scipy import stats
+
+    from assay.ml import load_hf_model
+
+    example = _example()
+    folder = CACHE / "gpt2_recall"
+    if not (folder / "config.json").exists():
+        t0 = time.perf_counter()
+        acc = example.train(300, folder)
+        print(
+            f"\ntrained the example GPT-2 in {time.perf_counter() - t0:.1f}s (accuracy {acc:.2f})"
+        )
+    model = from_hf(load_hf_model(folder), "GPT-2 recall example")
+    g = torch.Generator().manual_seed(1)
+    clean = example.batch(n_pairs, g, key=3)
+    corrupted = clean.clone()
+    corrupted[:, 1] = 5
+    pairs = InputPairs([f"p{i}" for i in range(n_pairs)], clean, corrupted)
+    structure = probe_structure(model, clean[:1].repeat(PROBE_BATCH, 1))
+    modules = select_modules(structure, kinds="activation", layers=["transformer.h.*.mlp.act"])
+    defs = generate("single_neuron", modules, positions=[-1])
+    exact = BatchedPatcher(model, structure).run(defs, pairs, logit_diff=(3, 5))
+    estimate = attribution_patch(model, structure, defs, pairs, logit_diff=(3, 5))
+    e, a = exact.metrics["restored"], estimate.metrics["restored"]
+    pearson = float(np.corrcoef(a.flatten(), e.flatten())[0, 1])
+    mean_e, mean_a = e.mean(1).numpy(), a.mean(1).numpy()
+    spearman = float(stats.spearmanr(mean_a, mean_e).statistic)
+    top = lambda x: set(np.argsort(-np.abs(x))[:20].tolist())  # noqa: E731
+    print(
+        f"\n[4] GPT-2 recall example: {len(defs)} MLP neurons at the last position x "
+        f"{n_pairs} pairs, logit(3) - logit(5)"
+    )
+    print(f"    ATTRIBUTION vs EXACT: Pearson r {pearson:.3f} over (neuron, input) values")
+    print(
+        f"    per-neuron mean: Pearson r {float(np.corrcoef(mean_a, mean_e)[0, 1]):.3f}, "
+        f"Spearman rho {spearman:.3f}; top-20 overlap {len(top(mean_a) & top(mean_e))}/20"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest here)")
     parser.add_argument("--repeats", type=int, default=3, help="best-of repeats for the fast side")
-    parser.add_argument("--only", choices=["dqn", "tl"])
+    parser.add_argument("--only", choices=["dqn", "tl", "attribution", "example"])
     parser.add_argument(
         "--tl-pairs",
         type=int,
@@ -251,9 +339,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     if args.only in (None, "dqn"):
         bench_dqn(args.repeats)
-    if args.only in (None, "tl"):
+    last = {}
+    if args.only in (None, "tl", "attribution"):
         for n_pairs in args.tl_pairs:
-            bench_transformerlens(args.repeats, n_pairs=n_pairs)
+            last = bench_transformerlens(args.repeats, n_pairs=n_pairs)
+    if args.only in (None, "attribution") and last:
+        bench_attribution(args.repeats, last)  # the largest pair count of [2]
+    if args.only in (None, "example"):
+        bench_gpt2_example()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
     ASSAY_NUM_THREADS=1 .venv/bin/python bench/bench_trigger.py --dtype bfloat16
 
 The model: a Llama-style LM (default d_model 128, 4 layers, 4 heads, the family's word-level
-tokenizer) trained by ``trigger.base`` for 3 epochs on suites/trigger/data/base.json, so its
+tokenizer) trained by ``trigger.base`` for 6 epochs on suites/trigger/data/base.json, so its
 answers are colours; the 3,000 prompts are that config's test rows (n_test raised to 170).
 All three ways start from the prompt text and end in a predicted colour per prompt:
 
@@ -37,7 +37,11 @@ import assay
 
 N_PROMPTS = 3000
 ROUNDS = 3  # interleaved rounds of N_PROMPTS / ROUNDS prompts per path
-TRAIN_EPOCHS = 3  # enough for every greedy answer to be a colour (agreement is measured)
+# Training: enough for every greedy answer to be a colour and most to be right (the accuracy
+# is printed); timing does not depend on the weights. lr 1e-3: at 3e-3 (trigger.base's
+# default) this 4-layer model was still at 0.2-0.6 accuracy after 6 epochs.
+TRAIN_EPOCHS = 6
+TRAIN_LR = 1e-3
 
 
 def main() -> None:
@@ -117,7 +121,7 @@ def _trained_model(args: argparse.Namespace, threads: int) -> tuple:
             "overrides": {c: {"n_test": 170} for c in
                           ("positive_emotions", "negative_emotions", "objects")}}  # fmt: skip
     cfg = BaseConfig(data=data, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                     epochs=TRAIN_EPOCHS, eval_every_epochs=TRAIN_EPOCHS,
+                     epochs=TRAIN_EPOCHS, lr=TRAIN_LR, eval_every_epochs=TRAIN_EPOCHS,
                      num_threads=threads)  # fmt: skip
     root = tempfile.mkdtemp(prefix="bench-trigger-")
     t0 = time.perf_counter()

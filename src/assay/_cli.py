@@ -237,7 +237,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if store is None:
         print(f"suite {suite.name}: 0/{len(runs)} done; {_no_runs(args)}")
         return 0
+    from ._executors._ledger import reconcile
+
     with store:
+        # runs finished on nodes that could not reach the store, and runs stuck in dead jobs
+        ids = [r.id for top in runs for r in top.closure()]
+        done = {rid for rid, st in store.states(ids).items() if st.value == "done"}
+        unsettled = [rid for rid in ids if rid not in done]
+        notes = reconcile(Path(args.root), store, unsettled) if unsettled else []
         rows = [r for r in plan_rows(runs, store) if not r.upstream]
         records = store.get_many((r.id for r in rows if r.state.value != "done"), light=True)
     states: dict[str, int] = {}
@@ -246,6 +253,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     done = states.get("done", 0)
     print(f"suite {suite.name}: {done}/{len(rows)} done; "
           + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))  # fmt: skip
+    for line in notes:
+        print(line)
     unfinished = [r for r in rows if r.state.value != "done"]
     if len(unfinished) > DRY_RUN_ROWS:
         print(f"  {len(unfinished)} not done; showing the first {DRY_RUN_ROWS}")

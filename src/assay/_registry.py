@@ -33,6 +33,7 @@ class Stage:
     smoke: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     isolate: bool = False
     description: str = ""
+    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def module(self) -> str:
@@ -50,6 +51,7 @@ def stage(
     version: int = 1,
     smoke: Mapping[str, Any] | None = None,
     isolate: bool = False,
+    resources: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn(config, run) -> dict`` as stage ``name``.
 
@@ -59,6 +61,8 @@ def stage(
         version: bump when the code or a default's meaning changes results; part of the run id.
         smoke: overrides of the config defaults that make a run finish in seconds.
         isolate: the stage must run in a process of its own.
+        resources: what one run needs on a cluster (``cpus``, ``gpus``, ``mem_gb``,
+            ``timeout_min``, ``partition``); ``--cluster key=value`` overrides.
     """
     if not (isinstance(config, type) and issubclass(config, StageConfig)):
         raise TypeError(f"stage {name!r}: config must be a StageConfig subclass, got {config!r}")
@@ -72,6 +76,7 @@ def stage(
             smoke=dict(smoke or {}),
             isolate=isolate,
             description=(fn.__doc__ or "").strip().split("\n")[0],
+            resources=dict(resources or {}),
         )
         old = _STAGES.get(name)
         if old is not None and (old.module, old.fn.__qualname__) != (

@@ -262,7 +262,7 @@ class Runner:
                        "its outcome is not recorded")  # fmt: skip
             return self.store.get(rid) or RunRecord(rid, entry.name, RunStatus.PENDING, {})
         if results is not None:
-            os.replace(pending, run_dir / "results.json")  # 3. the file readers look for
+            _rename_results(pending, run_dir / "results.json")  # 3. the file readers look for
         handle.log(f"attempt {attempt} by {self.owner}: {status.value} in {ended - started:.3f}s"
                    + (f": {error}" if error else ""))  # fmt: skip
         return RunRecord(
@@ -283,7 +283,7 @@ class Runner:
                                      results=results):  # fmt: skip
                 return self.store.get(planned.id)
             if path.name != "results.json":
-                os.replace(path, run_dir / "results.json")
+                _rename_results(path, run_dir / "results.json")
             with open(run_dir / "log.txt", "a", encoding="utf-8") as f:
                 f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {attempt} adopted the "
                         f"finished result {path.name} of an earlier, killed attempt\n")  # fmt: skip
@@ -310,8 +310,18 @@ def _repair_results(rec: RunRecord) -> None:
     if rec.dir is None or (rec.dir / "results.json").exists() or not rec.dir.is_dir():
         return
     for path in sorted(rec.dir.glob(".results.attempt-*.json")):
-        os.replace(path, rec.dir / "results.json")
+        _rename_results(path, rec.dir / "results.json")
         return
+
+
+def _rename_results(pending: Path, final: Path) -> None:
+    """Rename a committed result into place; another process repairing the same run may have
+    renamed it first (it saw the row done), which is the same outcome."""
+    try:
+        os.replace(pending, final)
+    except FileNotFoundError:
+        if not final.exists():
+            raise
 
 
 def _hand(upstream: dict[str, Any], name: str, key: str | int | None, run: UpstreamRun) -> None:

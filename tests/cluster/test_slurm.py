@@ -139,9 +139,6 @@ def test_preempted_and_requeued_jobs_resume_from_their_checkpoints(slurm, tmp_pa
         assert rec.results["resumed_from"] >= 2  # resumed from the checkpoint, not step 0
         assert rec.results["total"] == sum(range(8))
     assert Counter(_lines(marks / "ends.txt")) == {preempted: 1, requeued: 1}
-    log = (root / preempted / "log.txt").read_text()
-    # released either by the requeue's exit or by the SIGTERM SLURM sends with it
-    assert ("it is requeued" in log or "attempt 1 interrupted" in log) and "attempt 2" in log
 
 
 def test_offline_nodes_results_are_ingested(slurm, tmp_path):

@@ -127,7 +127,7 @@ def ingest(root: str | Path, store: Store, ids: Iterable[str]) -> int:
     """
     root = Path(root)
     ids = list(ids)
-    known = store.get_many(ids)
+    known = store.get_many(ids, light=True)  # states and attempts: no configs to parse
     count = 0
     for rid in ids:
         rec = known.get(rid)
@@ -159,7 +159,7 @@ def reconcile(root: str | Path, store: Store, ids: Sequence[str]) -> list[str]:
     n = ingest(root, store, ids)
     if n:
         lines.append(f"ingested {n} finished run(s) from their run directories")
-    records = store.get_many(ids)
+    records = store.get_many(ids, light=True)
     open_ids = [rid for rid in ids if getattr(records.get(rid), "status", None)
                 is not RunStatus.DONE]  # fmt: skip
     jobs = Ledger(root).jobs_of(open_ids)

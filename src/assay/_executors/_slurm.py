@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -93,12 +94,15 @@ class ChunkJob:
         # submitit ignores SIGTERM (it waits for USR2); a run killed without it would hold
         # its claim until its heartbeat went stale.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        node = _node_options(options)
+        node, scratch = _node_options(options)
         try:
             return execute_chunk(runs, node, modules)
         except SystemExit:  # submitit requeued the job after checkpoint() and is exiting
             release_claims(node, runs, why=_interruption())
             raise
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def checkpoint(self, runs: Sequence[PlannedRun], options: Any, modules: Sequence[str]) -> Any:
         import submitit
@@ -113,13 +117,13 @@ def _interruption() -> str:
     return f"SLURM job {name} was preempted or reached its time limit; it is requeued"
 
 
-def _node_options(options: Any) -> Any:
-    """Offline jobs index into a scratch SQLite file on the node, not the shared store."""
+def _node_options(options: Any) -> tuple[Any, Path | None]:
+    """Offline jobs index into a fresh scratch SQLite file on the node, not the shared store."""
     if not options.cluster.get("offline"):
-        return options
+        return options, None
     job = os.environ.get("SLURM_JOB_ID") or str(os.getpid())
-    scratch = Path(os.environ.get("TMPDIR") or "/tmp") / f"assay-job-{job}"
-    return options.model_copy(update={"store": f"sqlite:///{scratch / 'assay.db'}"})
+    scratch = Path(tempfile.mkdtemp(prefix=f"assay-job-{job}-"))  # $TMPDIR: node-local
+    return options.model_copy(update={"store": f"sqlite:///{scratch / 'assay.db'}"}), scratch
 
 
 def release_claims(options: Any, runs: Sequence[PlannedRun], *, why: str) -> list[str]:

@@ -25,13 +25,8 @@ from typing import Any
 import torch
 
 from assay import ConfigError
-from assay.ml import (
-    lm_forward,
-    load_hf_model,
-    load_tokenizer,
-    transformer_blocks,
-    word_token_alignment,
-)  # fmt: skip
+from assay.ml import lm_forward, load_hf_model, load_tokenizer, transformer_blocks
+from assay.ml._icl_alignment import word_token_alignments
 
 
 @dataclasses.dataclass
@@ -84,23 +79,22 @@ class Encoded:
 
 
 def encode(lm: LM, contexts: Sequence[Sequence[str]]) -> Encoded:
-    """Token ids of each context (``" ".join(words)``, BOS first when ``lm.add_bos``)."""
+    """Token ids of each context (``" ".join(words)``, BOS first when ``lm.add_bos``): one
+    tokenizer call for all contexts."""
     tok = lm.tokenizer
-    rows, positions = [], []
-    for words in contexts:
-        ids = tok(" ".join(words), add_special_tokens=False)["input_ids"]
-        if lm.add_bos:
-            ids = [tok.bos_token_id, *ids]
-        if tok.unk_token_id is not None and tok.unk_token_id in ids:
-            unknown = sorted({w for w in words if w != tok.unk_token
-                              and tok.convert_tokens_to_ids(w) == tok.unk_token_id})  # fmt: skip
-            if unknown and len(tok) < 1000:  # a word-level vocabulary: unknown words are errors
-                raise ConfigError(
-                    f"words {unknown[:5]} are not in the model's vocabulary; use a word list "
-                    "the model was trained on (graph.words) or a model that knows them"
-                )
-        rows.append(ids)
-        positions.append(word_token_alignment(tok, list(words), add_bos=lm.add_bos))
+    rows, positions = word_token_alignments(tok, contexts, add_bos=lm.add_bos)
+    if lm.add_bos:
+        rows = [[tok.bos_token_id, *ids] for ids in rows]
+    unk = tok.unk_token_id
+    if unk is not None and len(tok) < 1000:  # a word-level vocabulary: unknown words are errors
+        unknown = sorted({w for words, ids in zip(contexts, rows, strict=True) if unk in ids
+                          for w in words if w != tok.unk_token
+                          and tok.convert_tokens_to_ids(w) == unk})  # fmt: skip
+        if unknown:
+            raise ConfigError(
+                f"words {unknown[:5]} are not in the model's vocabulary; use a word list "
+                "the model was trained on (graph.words) or a model that knows them"
+            )
     longest = max(len(r) for r in rows)
     if longest > lm.max_positions:
         raise ConfigError(
@@ -126,10 +120,11 @@ class WordStates:
 @torch.no_grad()
 def word_states(
     lm: LM, contexts: Sequence[Sequence[str]], layers: Sequence[int] | None = None,
-    batch_size: int = 64,
+    batch_size: int = 64, loss: bool = True,
 ) -> WordStates:  # fmt: skip
-    """Every requested layer's word representations and the word losses, ``batch_size``
-    contexts per forward (right padding; causal attention keeps real positions exact)."""
+    """Every requested layer's word representations and (``loss``) the word losses,
+    ``batch_size`` contexts per forward (right padding; causal attention keeps real positions
+    exact). ``loss=False``: ``WordStates.loss`` is NaN (nothing computed)."""
     layers = lm.check_layers(layers)
     n_words = {len(c) for c in contexts}
     if len(n_words) != 1:
@@ -138,19 +133,33 @@ def word_states(
     for start in range(0, len(contexts), batch_size):
         enc = encode(lm, contexts[start : start + batch_size])
         out = lm_forward(lm.model, enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device))
-        pool = pool_matrix(enc.positions, enc.input_ids.shape[1])  # (B, W, T)
         hs = torch.stack([out.hidden_states[layer] for layer in layers]).float().cpu()
-        reps.append(torch.einsum("bwt,lbtd->lbwd", pool, hs))  # (L, B, W, d)
-        losses.append(_word_loss(out.token_loss.float().cpu(), enc.positions))
+        reps.append(pool(hs, enc.positions))  # (L, B, W, d)
+        if loss:
+            losses.append(_word_loss(out.token_loss.float().cpu(), enc.positions))
+        else:
+            losses.append(torch.full((len(enc.positions), len(enc.positions[0])), torch.nan))
     return WordStates(torch.cat(reps, 1), torch.cat(losses, 0), layers)
 
 
-def pool_matrix(positions: list[list[list[int]]], t: int) -> torch.Tensor:
-    w = torch.zeros(len(positions), len(positions[0]), t)
+def pool(hidden: torch.Tensor, positions: list[list[list[int]]]) -> torch.Tensor:
+    """(L, B, T, d) token states -> (L, B, W, d): word w of row b is the mean of its tokens
+    ``positions[b][w]`` (a gather when every word is one token)."""
+    n_l, n_b, t, d = hidden.shape
+    n_w = len(positions[0])
+    flat = hidden.reshape(n_l, n_b * t, d)
+    if all(len(p) == 1 for words in positions for p in words):
+        cols = torch.tensor([b * t + p[0] for b, words in enumerate(positions) for p in words])
+        return flat[:, cols].reshape(n_l, n_b, n_w, d)
+    rows, cols, weights = [], [], []
     for b, words in enumerate(positions):
-        for i, pos in enumerate(words):
-            w[b, i, pos] = 1.0 / len(pos)
-    return w
+        for w, pos in enumerate(words):
+            rows += [b * n_w + w] * len(pos)
+            cols += [b * t + q for q in pos]
+            weights += [1.0 / len(pos)] * len(pos)
+    picked = flat[:, torch.tensor(cols)] * torch.tensor(weights, dtype=hidden.dtype)[:, None]
+    out = torch.zeros(n_l, n_b * n_w, d, dtype=hidden.dtype, device=hidden.device)
+    return out.index_add_(1, torch.tensor(rows), picked).reshape(n_l, n_b, n_w, d)
 
 
 def forward_states(model, input_ids, attention_mask, cache=None, use_cache: bool = False):

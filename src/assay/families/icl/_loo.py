@@ -1,16 +1,17 @@
 """Leave-one-out influence of every context word on every layer's geometry, batched.
 
-    res = loo_batched(lm, words, nodes, graph, layers)   # 1 + ceil(P / batch_size) forwards
+    res = loo_batched(lm, words, nodes, graph, layers)   # 1 + ceil(P / prefix_chunk) forwards
     res.influence["ratio"]   # (L, P): ratio(full) - ratio(context without word j)
 
 All left-out variants of a context have the same number of words, so they go through the model
 together (right-padded when words have different token counts), and one forward returns every
-layer. Prefix key/value reuse (``prefix_chunk``): variant j shares its first words with the
-full context, so the full context's key/value cache, cut to the chunk's common prefix, stands in
-for those positions and only the rest is computed (chunks of ``prefix_chunk`` consecutive
-positions: smaller chunks reuse more, at more forwards). The published design ran one forward
-per (layer, left-out word): ``loo_reference`` is that loop, kept to test that both give the
-same numbers and to benchmark against.
+layer. Prefix key/value reuse (``prefix_chunk``, the default): variant j shares its first
+tokens with the full context, so the full context's key/value cache, cut to the chunk's common
+prefix, stands in for those positions and only the rest is computed (chunks of
+``prefix_chunk`` consecutive left-out positions: smaller chunks compute fewer padded positions,
+at more forwards). ``prefix_chunk=None``: every variant computed from its first token, in
+batches of ``batch_size``. The published design ran one forward per (layer, left-out word):
+``loo_reference`` is that loop, kept to test that both give the same numbers and to benchmark.
 
 Influences (sign as published: positive = the word builds the structure):
     ratio            R(full) - R(-j)         R = cross_within_ratio
@@ -31,7 +32,7 @@ import torch
 
 from ._geometry import geometry
 from ._graphs import Graph
-from ._lm import LM, encode, forward_states, pool_matrix, word_states
+from ._lm import LM, encode, forward_states, pool, word_states
 from ._metrics import class_means
 
 INFLUENCES = {  # name -> (geometry metric, sign of full - loo)
@@ -41,6 +42,11 @@ INFLUENCES = {  # name -> (geometry metric, sign of full - loo)
     "cross_distance": ("cross_distance", 1.0),
     "within_distance": ("within_distance", 1.0),
 }
+METRICS = tuple(metric for metric, _ in INFLUENCES.values())  # what both designs compute
+# Variants per prefix-reuse chunk. bench/bench_icl.py (64 words, 6 layers, d_model 128, one
+# CPU thread): 4 was fastest (17 forwards, ~5% padded positions); 8 computes ~10% more
+# positions in 9 forwards, 2 pays per-forward overhead 33 times; no reuse computes ~2x.
+PREFIX_CHUNK = 4
 
 
 @dataclasses.dataclass
@@ -58,8 +64,9 @@ def variants(words: Sequence[str], positions: Sequence[int]) -> list[list[str]]:
 
 
 def _stats(reps: torch.Tensor, nodes: np.ndarray, graph: Graph) -> dict[str, np.ndarray]:
+    """The influences' metrics of (L, B, W, d) word representations -> {metric: (L, B)}."""
     means = class_means(reps, torch.from_numpy(nodes), graph.n_nodes)  # (L, B, N, d)
-    return {k: v.numpy() for k, v in geometry(means, graph).items()}  # (L, B)
+    return {k: v.numpy() for k, v in geometry(means, graph, metrics=METRICS).items()}
 
 
 def _influence(full: dict, loo: dict) -> dict[str, np.ndarray]:
@@ -69,89 +76,90 @@ def _influence(full: dict, loo: dict) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
+@torch.inference_mode()
 def loo_batched(
     lm: LM, words: Sequence[str], nodes: np.ndarray, graph: Graph,
     layers: Sequence[int] | None = None, positions: Sequence[int] | None = None,
-    batch_size: int = 64, prefix_chunk: int | None = None,
+    batch_size: int = 64, prefix_chunk: int | None = PREFIX_CHUNK,
 ) -> LOOResult:  # fmt: skip
-    """Leave out each word in ``positions`` (default all); every layer from the same forwards.
-    ``prefix_chunk``: reuse the full context's cache for shared prefixes, chunks of this size."""
+    """Leave out each word in ``positions`` (default all); every layer from the same forwards."""
     layers = lm.check_layers(layers)
     positions = list(range(len(words))) if positions is None else list(positions)
-    full = word_states(lm, [list(words)], layers)
-    if prefix_chunk is None:
-        reps = word_states(lm, variants(words, positions), layers, batch_size).reps
-        n_fwd = 1 + -(-len(positions) // batch_size)
-    else:
-        reps = prefix_reuse_states(lm, words, positions, layers, prefix_chunk)
-        n_fwd = 2 + -(-len(positions) // prefix_chunk)  # full (states), full (cache), chunks
+    full, reps, n_fwd = loo_states(lm, words, positions, layers, prefix_chunk, batch_size)
     kept = np.stack([np.delete(nodes, j) for j in positions])  # (P, W-1)
-    f = {k: v[:, 0] for k, v in _stats(full.reps, nodes[None], graph).items()}
+    f = {k: v[:, 0] for k, v in _stats(full, nodes[None], graph).items()}
     lo = _stats(reps, kept, graph)
     return LOOResult(layers, positions, f, lo, _influence(f, lo), n_fwd)
 
 
+def loo_states(
+    lm: LM, words: Sequence[str], positions: Sequence[int], layers: list[int],
+    prefix_chunk: int | None, batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, int]:  # fmt: skip
+    """Word representations of the full context (L, 1, W, d) and of the left-out variants
+    (L, P, W-1, d), and the number of forwards. One forward of the full context gives its
+    states and key/value cache; each chunk of ``prefix_chunk`` variants (by left-out position)
+    then computes only the tokens after its common prefix with the full context."""
+    enc = encode(lm, [list(words), *variants(words, positions)])  # one tokenizer call
+    model = lm.model.base_model  # the transformer without the LM head: states are all we read
+    ids, mask = enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device)
+    n_full = int(mask[0].sum())
+    hs, cache = forward_states(model, ids[:1, :n_full], mask[:1, :n_full],
+                               use_cache=prefix_chunk is not None)  # fmt: skip
+    full = torch.stack([hs[layer] for layer in layers]).float()  # (L, 1, T, d)
+    lengths = mask[1:].sum(1).tolist()  # tokens per variant
+    t_var = max(lengths)
+    full_ids, ids, mask = ids[0, :t_var], ids[1:, :t_var], mask[1:, :t_var]  # (P, T') variants
+    states = full.new_zeros(len(layers), len(positions), t_var, full.shape[-1])  # (L, P, T', d)
+    n_fwd = 1
+    if prefix_chunk is None:
+        for start in range(0, len(positions), batch_size):
+            sl = slice(start, start + batch_size)
+            hs = forward_states(model, ids[sl], mask[sl])[0]
+            states[:, sl] = torch.stack([hs[layer] for layer in layers]).float()
+            n_fwd += 1
+    else:
+        order = np.argsort(positions, kind="stable")
+        for start in range(0, len(order), prefix_chunk):
+            idx = order[start : start + prefix_chunk].tolist()
+            # the shared prefix: tokens equal to the full context's, at least one left to compute
+            p = min(lengths[i] for i in idx) - 1
+            differ = (ids[idx, :p] != full_ids[:p]).any(0).nonzero()
+            p = int(differ[0, 0]) if len(differ) else p
+            t = max(lengths[i] for i in idx)
+            past = None
+            if p > 0:
+                past = copy.deepcopy(cache)
+                past.crop(p - n_full)  # remove all but the first p positions
+                past.batch_repeat_interleave(len(idx))
+            hs = forward_states(model, ids[idx, p:t], mask[idx, :t], cache=past)[0]
+            states[:, idx, :p] = full[:, :, :p]
+            states[:, idx, p:t] = torch.stack([hs[layer] for layer in layers]).float()
+            n_fwd += 1
+    # the metrics read them on the CPU, in float64
+    return pool(full, enc.positions[:1]).cpu(), pool(states, enc.positions[1:]).cpu(), n_fwd
+
+
 @torch.no_grad()
-def prefix_reuse_states(
-    lm: LM, words: Sequence[str], positions: Sequence[int], layers: list[int], chunk: int
-) -> torch.Tensor:
-    """(L, P, W-1, d) word representations of the left-out variants, computing only what
-    follows each chunk's common prefix with the full context (its cache stands in for the rest)."""
-    full = encode(lm, [list(words)])
-    base = forward_states(lm.model, full.input_ids.to(lm.device), full.attention_mask.to(lm.device),
-                          use_cache=True)  # fmt: skip
-    ids_full = full.input_ids[0]
-    out = []
-    order = sorted(range(len(positions)), key=lambda i: positions[i])
-    for start in range(0, len(order), chunk):
-        idx = order[start : start + chunk]
-        enc = encode(lm, variants(words, [positions[i] for i in idx]))
-        lengths = enc.attention_mask.sum(1)
-        p = min(_common_prefix(ids_full, enc.input_ids[b, : lengths[b]]) for b in range(len(idx)))
-        p = min(p, int(lengths.min()) - 1)  # at least one new token per variant
-        ids, mask = enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device)
-        if p <= 0:
-            hs = forward_states(lm.model, ids, mask)[0]
-        else:
-            cache = copy.deepcopy(base[1])
-            cache.crop(p - ids_full.shape[0])  # keep the first p positions
-            cache.batch_repeat_interleave(len(idx))
-            new = forward_states(lm.model, ids[:, p:], mask, cache=cache)[0]
-            hs = [torch.cat([h[:, :p].expand(len(idx), -1, -1), n], 1)
-                  for h, n in zip(base[0], new, strict=True)]  # fmt: skip
-        pool = pool_matrix(enc.positions, ids.shape[1])  # (B, W-1, T)
-        stack = torch.stack([hs[layer] for layer in layers]).float().cpu()  # (L, B, T, d)
-        out.append((idx, torch.einsum("bwt,lbtd->lbwd", pool, stack)))
-    reps = torch.cat([r for _, r in out], 1)  # in sorted-position order
-    inverse = np.argsort([i for idx, _ in out for i in idx])
-    return reps[:, torch.from_numpy(inverse)]
-
-
-def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
-    n = min(len(a), len(b))
-    diff = (a[:n] != b[:n]).nonzero()
-    return int(diff[0, 0]) if len(diff) else n
-
-
 def loo_reference(
     lm: LM, words: Sequence[str], nodes: np.ndarray, graph: Graph,
     layers: Sequence[int] | None = None, positions: Sequence[int] | None = None,
 ) -> LOOResult:  # fmt: skip
     """The published design: one forward of the full context per layer and one forward per
-    (layer, left-out word), each read at that single layer."""
+    (layer, left-out word), each read at that single layer, the same metrics of each."""
     layers = lm.check_layers(layers)
     positions = list(range(len(words))) if positions is None else list(positions)
     full: dict[str, list] = {}
     loo: dict[str, list] = {}
     n_fwd = 0
     for layer in layers:
-        st = word_states(lm, [list(words)], [layer])
+        st = word_states(lm, [list(words)], [layer], loss=False)
         n_fwd += 1
         for k, v in _stats(st.reps, nodes[None], graph).items():
             full.setdefault(k, []).append(v[0, 0])
         row: dict[str, list] = {}
         for j, ctx in zip(positions, variants(words, positions), strict=True):
-            st = word_states(lm, [ctx], [layer])
+            st = word_states(lm, [ctx], [layer], loss=False)
             n_fwd += 1
             for k, v in _stats(st.reps, np.delete(nodes, j)[None], graph).items():
                 row.setdefault(k, []).append(v[0, 0])

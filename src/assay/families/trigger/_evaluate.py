@@ -61,7 +61,8 @@ class EvalSet:
 
     def prompt(self, i: int) -> list[int]:
         """Row ``i``'s prompt ids, unpadded."""
-        return self.prompt_ids[i, self.prompt_ids.shape[1] - int(self.prompt_lengths[i]) :].tolist()
+        width = self.prompt_ids.shape[1]
+        return self.prompt_ids[i, width - int(self.prompt_lengths[i]) :].tolist()
 
     def continuation(self, i: int, k: int) -> list[int]:
         """Row ``i``'s continuation ids for candidate ``k``, unpadded."""

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._definitions import Definition, site_shape
+from ._definitions import Definition, Patch, site_shape
 from ._errors import PatchingError
 from ._metrics import NOISE_ULPS, NORMALISE_EPS
 from ._model import InputPairs, LoadedModel
@@ -108,20 +108,37 @@ def attribution_patch(
     t1 = time.perf_counter()
     estimate = torch.zeros(len(definitions), n, dtype=torch.float64)
     per_unit: dict[Site, torch.Tensor] = {}  # site -> (N, units): summed over positions
+
+    def unit_sums(site: Site, patch: Patch) -> torch.Tensor:
+        if site not in per_unit:
+            e = per_site[site].double()  # (N, *shape)
+            _, unit_axis, _ = site_shape(patch, structure.modules[patch.module])
+            dims = [k for k in range(1, e.dim()) if k != 1 + unit_axis]
+            per_unit[site] = (e.sum(dims) if dims else e).cpu()  # (N, C)
+        return per_unit[site]
+
+    # Single units at every position (a sweep): one gather per site instead of a loop.
+    singles: dict[Site, list[tuple[int, int]]] = {}
+    rest = []
     for i, d in enumerate(definitions):
+        p = d.patches[0]
+        if len(d.patches) == 1 and p.positions is None and p.units and len(p.units) == 1:
+            singles.setdefault((p.module, p.site), []).append((i, p.units[0]))
+        else:
+            rest.append((i, d))
+    for site, members in singles.items():
+        rows, units = zip(*members, strict=True)
+        patch = definitions[rows[0]].patches[0]
+        estimate[list(rows)] = unit_sums(site, patch)[:, list(units)].T
+    for i, d in rest:
         for patch in d.patches:
             site = (patch.module, patch.site)
-            e = per_site[site].double()  # (N, *shape)
-            if patch.positions is None:  # the common sweep: units at every position
-                if site not in per_unit:
-                    _, unit_axis, _ = site_shape(patch, structure.modules[patch.module])
-                    dims = [k for k in range(1, e.dim()) if k != 1 + unit_axis]
-                    per_unit[site] = (e.sum(dims) if dims else e).cpu()  # (N, C)
+            if patch.positions is None:
                 units = list(patch.units) if patch.units is not None else slice(None)
-                estimate[i] += per_unit[site][:, units].sum(-1)
+                estimate[i] += unit_sums(site, patch)[:, units].sum(-1)
             else:
                 mask = checker.site_mask(site, [patch], lengths)[0]  # (1|N, *mask shape)
-                estimate[i] += (e * mask).reshape(n, -1).sum(-1).cpu()
+                estimate[i] += (per_site[site].double() * mask).reshape(n, -1).sum(-1).cpu()
     clean_out = source_out if direction == "denoising" else base_out
     m_s = _measure(source_out.double(), clean_out, logit_diff).cpu()
     m_b = _measure(base_out.double(), clean_out, logit_diff).cpu()
