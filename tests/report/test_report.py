@@ -115,8 +115,7 @@ def report_hook(records):
 
 def test_a_report_hook_contributes_interactive_figures(demo, monkeypatch):
     suite, root = demo
-    fam = _fake_family(monkeypatch)
-    monkeypatch.setattr(type(fam), "report", f"{__name__}:report_hook", raising=False)
+    _fake_family(monkeypatch, report=f"{__name__}:report_hook")
     data = collect(root=root, suite=suite)
     (sec,) = data["families"]
     assert sec["source"] == "report" and sec["title"] == "sorted losses"
