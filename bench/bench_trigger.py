@@ -55,12 +55,10 @@ def main() -> None:
     torch.set_num_threads(threads)
 
     from assay.families.trigger import _evaluate as ev
-    from assay.families.trigger._stage_train import load_files
 
-    model, tok, data_run = _trained_model(args, threads)
+    with tempfile.TemporaryDirectory(prefix="bench-trigger-") as root:
+        model, tok, rows = _trained_model(args, threads, root)
     model = model.to(getattr(torch, args.dtype)).eval()
-    files = load_files(data_run)
-    rows = [r for n, rs in files.items() if n.startswith("test_") for r in rs][:N_PROMPTS]
     colours = ["red", "green", "blue", "orange"]
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: llama-style, d_model {args.d_model}, {args.layers} layers, {args.heads} "
@@ -112,8 +110,9 @@ _LABEL = {
 }
 
 
-def _trained_model(args: argparse.Namespace, threads: int) -> tuple:
-    """(model, tokenizer, data run) of a trigger.base run trained in a temporary root."""
+def _trained_model(args: argparse.Namespace, threads: int, root: str) -> tuple:
+    """(model, tokenizer, the first 3,000 test rows) of a trigger.base run trained in root."""
+    from assay.families.trigger._stage_train import load_files
     from assay.families.trigger.stages import BaseConfig
     from assay.ml import load_hf_model, load_tokenizer
 
@@ -123,7 +122,6 @@ def _trained_model(args: argparse.Namespace, threads: int) -> tuple:
     cfg = BaseConfig(data=data, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
                      epochs=TRAIN_EPOCHS, lr=TRAIN_LR, eval_every_epochs=TRAIN_EPOCHS,
                      num_threads=threads)  # fmt: skip
-    root = tempfile.mkdtemp(prefix="bench-trigger-")
     t0 = time.perf_counter()
     record = assay.run_config(cfg, root=root)
     if record.status is not assay.RunStatus.DONE:
@@ -132,8 +130,9 @@ def _trained_model(args: argparse.Namespace, threads: int) -> tuple:
           f"{TRAIN_EPOCHS} epochs, {record.results['n_train_rows']} rows)")  # fmt: skip
     path = record.artifact("model")
     data = assay.run_config(cfg.data, root=root)  # finished already: returned, not rerun
-    data_run = assay.UpstreamRun(data.id, data.stage, cfg.data, data.dir, data.results)
-    return load_hf_model(path), load_tokenizer(path), data_run
+    files = load_files(assay.UpstreamRun(data.id, data.stage, cfg.data, data.dir, data.results))
+    rows = [r for n, rs in files.items() if n.startswith("test_") for r in rs][:N_PROMPTS]
+    return load_hf_model(path), load_tokenizer(path), rows
 
 
 def _batched(model, tok, rows, colours, ev) -> list[str]:

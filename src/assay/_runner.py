@@ -44,7 +44,7 @@ from ._sinks import open_sinks
 from ._spec import PlannedRun, plan_config
 from ._store import Store, resolve_store
 
-WAIT_POLL_S = 0.2  # how often a run held by another process is looked at again
+WAIT_POLL_S = 0.05  # how often a run held by another process is looked at again (a read)
 PENDING_RESULTS = ".results.attempt-{attempt}.json"
 
 
@@ -121,6 +121,11 @@ class Runner:
         ids = {r.id for top in runs for r in top.closure()} - set(self._settled)
         found = self.store.get_many(ids)
         self._known.update({rid: found.get(rid) for rid in ids})
+
+    def forget_prefetch(self) -> None:
+        """Drop prefetched rows: once another process works on the suite they go stale, and a
+        fresh read (no write lock) finds what it finished before a claim is tried."""
+        self._known.clear()
 
     def record_for(self, config: StageConfig | PlannedRun) -> RunRecord:
         """The finished (or failed) record of a config, running it and its upstream if needed."""

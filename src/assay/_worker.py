@@ -62,6 +62,7 @@ def share_work(
             outcome = runner.execute(planned, wait=False)
             if outcome is None:
                 deferred.append(planned)
+                runner.forget_prefetch()
                 if len(queue) > MIN_JUMP:
                     queue.rotate(-jump.randrange(len(queue)))
                 continue
