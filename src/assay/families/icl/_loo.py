@@ -43,10 +43,10 @@ INFLUENCES = {  # name -> (geometry metric, sign of full - loo)
     "within_distance": ("within_distance", 1.0),
 }
 METRICS = tuple(metric for metric, _ in INFLUENCES.values())  # what both designs compute
-# Variants per prefix-reuse chunk. bench/bench_icl.py (64 words, 6 layers, d_model 128, one
-# CPU thread): 4 was fastest (17 forwards, ~5% padded positions); 8 computes ~10% more
-# positions in 9 forwards, 2 pays per-forward overhead 33 times; no reuse computes ~2x.
-PREFIX_CHUNK = 4
+# Variants per prefix-reuse chunk. bench/bench_icl.py --sweep (64 words, 6 layers, d_model 128,
+# one CPU thread): 8 was fastest (9 forwards, ~10% padded positions), 4 and 16 within 5%, 2 and
+# 1 pay per-forward overhead 33 and 65 times, one batch without reuse computes ~2x the positions.
+PREFIX_CHUNK = 8
 
 
 @dataclasses.dataclass

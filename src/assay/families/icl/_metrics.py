@@ -33,12 +33,17 @@ def class_means(reps: Tensor, nodes: Tensor, n_classes: int) -> Tensor:
     Returns:
         (..., N, d) float64.
     """
-    onehot = torch.nn.functional.one_hot(torch.as_tensor(nodes).long(), n_classes).to(
-        torch.float64
-    )  # (..., T, N)
-    sums = onehot.transpose(-1, -2) @ _f64(reps)  # (..., N, d)
-    counts = onehot.sum(-2).unsqueeze(-1)  # (..., N, 1)
-    return torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
+    x = _f64(reps)
+    t, d = x.shape[-2:]
+    idx = torch.as_tensor(nodes).long().expand(x.shape[:-1]).reshape(-1, t)  # (B', T)
+    if len(idx) and (idx.min() < 0 or idx.max() >= n_classes):
+        raise ValueError(f"class ids must lie in 0..{n_classes - 1}")
+    # one scatter-add over all leading dims: row b, class i -> slot b * N + i
+    slot = (torch.arange(len(idx)).unsqueeze(1) * n_classes + idx).reshape(-1)  # (B' T,)
+    sums = x.new_zeros(len(idx) * n_classes, d).index_add_(0, slot, x.reshape(-1, d))
+    counts = torch.bincount(slot, minlength=len(idx) * n_classes).unsqueeze(-1)
+    means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
+    return means.reshape(*x.shape[:-2], n_classes, d)
 
 
 def _present(means: Tensor) -> Tensor:
