@@ -2,47 +2,39 @@
 
 import pytest
 import teststages  # noqa: F401 - registers the t.* stages
+from test_sinks import Recorder, fake_sinks  # noqa: F401 - the shared fakes and fixture
 
 import assay
 from assay import _sinks
 from assay._suite import suite_from_dict
 
 
-class Recorder(_sinks.Sink):
+class RunRecorder(Recorder):
+    """Records which run each line came from."""
+
     name = "recorder"
     seen: list = []
 
     def log_metrics(self, step, values):
-        Recorder.seen.append((self.ctx.run_id, step, values["value"]))
+        RunRecorder.seen.append((self.ctx.run_id, step, values["value"]))
 
     def finish(self, status, results, artifacts):
-        Recorder.seen.append((self.ctx.run_id, "finish", status, results["x2"]))
-
-
-class Broken(_sinks.Sink):
-    name = "broken"
-
-    def log_metrics(self, step, values):
-        raise OSError("quota exceeded")
-
-    def finish(self, status, results, artifacts):
-        raise AssertionError("a dropped sink is not finished")
+        RunRecorder.seen.append((self.ctx.run_id, "finish", status, results["x2"]))
 
 
 @pytest.fixture
-def fake_sinks(monkeypatch):
-    Recorder.seen = []
-    monkeypatch.setitem(_sinks.SINKS, "recorder", Recorder)
-    monkeypatch.setitem(_sinks.SINKS, "broken", Broken)
+def run_sinks(fake_sinks, monkeypatch):  # noqa: F811 - the imported fixture
+    RunRecorder.seen = []
+    monkeypatch.setitem(_sinks.SINKS, "recorder", RunRecorder)
 
 
-def test_every_run_reaches_the_sinks_and_a_broken_one_fails_nothing(fake_sinks, root):
+def test_every_run_reaches_the_sinks_and_a_broken_one_fails_nothing(run_sinks, root):
     suite = suite_from_dict({"stage": "t.count", "sinks": ["recorder"],
                              "sweep": {"grid": {"x": [1, 2]}}})  # fmt: skip
     result = assay.run_suite(suite, root=root, sink="broken")
     assert result.counts == {"done": 2}
     by_run = {}
-    for rid, *rest in Recorder.seen:
+    for rid, *rest in RunRecorder.seen:
         by_run.setdefault(rid, []).append(tuple(rest))
     assert sorted(by_run.values()) == [
         [(0, 1), (1, 2), ("finish", "done", 2)],
