@@ -117,8 +117,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = 
         raise
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, fsync: bool = False) -> None:
-    atomic_write_text(path, dumps(obj, indent=2) + "\n", fsync=fsync)
+def atomic_write_json(
+    path: str | os.PathLike[str], obj: Any, *, fsync: bool = False, indent: int | None = 2
+) -> None:
+    """``indent=None`` writes one line with json's C encoder (the indenting one is pure
+    Python): for files written once per run that tools, not people, read first."""
+    atomic_write_text(path, dumps(obj, indent=indent) + "\n", fsync=fsync)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -167,6 +167,7 @@ class Run:
         dir: str | Path,
         upstream: Mapping[str, Any] | None = None,
         attempt: int = 1,
+        make_dir: bool = True,
     ) -> None:
         self.id = run_id
         self.stage = stage
@@ -178,7 +179,8 @@ class Run:
         self.sinks: Any = None  # the trackers this attempt logs to (assay._sinks.SinkSet)
         self.progress_used = False
         self._artifacts_made = False
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if make_dir:  # the runner has made it already
+            self.dir.mkdir(parents=True, exist_ok=True)
 
     @property
     def artifacts_dir(self) -> Path:

@@ -208,9 +208,10 @@ class Runner:
         entry = get_stage(planned.stage)
         rid, run_dir = planned.id, self.root / planned.id
         run_dir.mkdir(parents=True, exist_ok=True)
-        adopted = self._adopt(planned, run_dir, attempt)
-        if adopted is not None:
-            return adopted
+        if attempt > 1:  # only an earlier attempt can have left a result to adopt
+            adopted = self._adopt(planned, run_dir, attempt)
+            if adopted is not None:
+                return adopted
         if attempt > 1:
             (run_dir / "error.txt").unlink(missing_ok=True)  # left by an earlier failed attempt
         started = time.time()
@@ -219,7 +220,7 @@ class Runner:
         runtime = config.runtime()
         prov = start_record(seed=runtime.seed, device=runtime.device, attempt=attempt)
         handle = Run(run_id=rid, stage=entry.name, config=config, dir=run_dir,
-                     upstream=upstream, attempt=attempt)  # fmt: skip
+                     upstream=upstream, attempt=attempt, make_dir=False)  # fmt: skip
         if self.options.sink:
             handle.sinks = open_sinks(self.options.sink, run_id=rid, stage=entry.name,
                                       suite=self.options.suite_name,
@@ -249,7 +250,7 @@ class Runner:
         prov.update(time_end=ended, duration_s=ended - started, run_id=rid, stage=entry.name,
                     status=status.value, error=error,
                     device=_resolved_device(prov["device"]))  # fmt: skip
-        atomic_write_json(run_dir / "provenance.json", prov)
+        atomic_write_json(run_dir / "provenance.json", prov, indent=None)
         if handle.sinks is not None:  # never raises: a failing tracker is reported in log.txt
             handle.sinks.finish(status.value, results,
                                 handle.artifacts_dir if self.options.sink_artifacts else None)

@@ -8,4 +8,5 @@ FAMILY = Family(
     name="icl",
     description="Random walks on graphs as contexts: per-layer geometry, sensitivity, influence.",
     modules=["assay.families.icl.stages"],
+    analyze="assay.families.icl._analysis:analyze",
 )
