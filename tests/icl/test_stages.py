@@ -68,3 +68,19 @@ def test_loo_resumes_after_the_last_finished_context(root, tmp_path):
     loo_stage(cfg, resumed)
     raw = np.load(tmp_path / "b" / "artifacts" / "loo.npz")
     assert (raw["ratio"][0] == 7.0).all() and not (raw["ratio"][1] == 7.0).all()
+
+
+def test_analyze_hook_reads_the_stages_real_artifacts(root, tmp_path, capsys):
+    from assay.families.icl._analysis import analyze
+
+    for name in ("icl.geometry", "icl.loo"):
+        assay.run_config(smoke_config(name), root=root)  # done already: found, not rerun
+    with assay.resolve_store(None, root) as store:
+        runs = store.query()
+    analyze(runs, tmp_path / "out")
+    printed = capsys.readouterr().out
+    assert "icl energy vs context length [all runs] dirichlet_energy_standardised" in printed
+    assert "icl LOO influence [all runs] ratio" in printed and "bridge:" in printed
+    assert "icl neighbour probability" in printed  # the upstream icl.train run
+    for name in ("energy_vs_length", "css", "loo_bridge_anchor", "p_nbr"):
+        assert (tmp_path / "out" / f"{name}.csv").is_file(), name
