@@ -93,7 +93,7 @@ def assay_cmd(work: Path, *args: str) -> list[str]:
 # --------------------------------------------------------------------------- 1. floor
 
 
-def time_inline(work: Path, n: int) -> float:
+def time_inline(work: Path, n: int, name: str = "inline") -> float:
     import assay
 
     sys.path.insert(0, str(work))
@@ -102,17 +102,17 @@ def time_inline(work: Path, n: int) -> float:
     suite = assay.Suite(name="b", stage="bench.trivial", config={},
                         sweep={"grid": {"x": list(range(n))}})  # fmt: skip
     warm = assay.Suite(name="w", stage="bench.trivial", config={}, sweep={"grid": {"x": [-1]}})
-    assay.run_suite(warm, root=work / "inline")  # imports and the store's creation, untimed
+    assay.run_suite(warm, root=work / name)  # imports and the store's creation, untimed
     t0 = time.perf_counter()
-    result = assay.run_suite(suite, root=work / "inline")
+    result = assay.run_suite(suite, root=work / name)
     total = time.perf_counter() - t0
     assert result.counts == {"done": n}, result.counts
     return total
 
 
-def time_floor(work: Path, n: int) -> float:
+def time_floor(work: Path, n: int, name: str = "floor") -> float:
     """What a run costs at the least: the same files and SQL with raw os and sqlite3."""
-    root = work / "floor"
+    root = work / name
     root.mkdir()
     db = sqlite3.connect(root / "assay.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -274,8 +274,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="assay-bench-"))
     (work / "benchstages.py").write_text(STAGES)
     try:
-        floor = time_floor(work, n_inline)
-        inline = time_inline(work, n_inline)
+        # interleaved, best of three each: the shared disk's speed drifts within seconds
+        floors, inlines = [], []
+        for i in range(3):
+            floors.append(time_floor(work, n_inline, f"floor{i}"))
+            inlines.append(time_inline(work, n_inline, "inline" if i == 0 else f"inline{i}"))
+        floor, inline = min(floors), min(inlines)
         print(f"# 1. per run, inline, {n_inline} trivial runs (SQLite, one process)")
         print(f"floor (raw os + sqlite3, same operations): {1000 * floor / n_inline:.2f} ms/run")
         print(f"assay run_suite:                           {1000 * inline / n_inline:.2f} ms/run"

@@ -88,3 +88,16 @@ def test_context_longer_than_the_model_positions_is_a_clear_config_error(word_lm
 def test_unknown_words_for_a_word_level_model_are_a_clear_config_error(word_lm):
     with pytest.raises(ConfigError, match=r"\['zebra'\] are not in the model's vocabulary"):
         word_states(word_lm, [["apple", "zebra"]])
+
+
+@pytest.mark.parametrize("add_bos", [False, True])
+def test_batched_alignment_equals_the_shared_one_word_list_at_a_time(bpe_tokenizer, add_bos):
+    from assay.ml import word_token_alignment
+    from assay.ml._icl_alignment import word_token_alignments
+
+    contexts = [WORDS[i : i + 9] for i in range(0, 60, 7)] + [["a", "bb", "a"], ["opera"]]
+    ids, positions = word_token_alignments(bpe_tokenizer, contexts, add_bos=add_bos)
+    for words, row, pos in zip(contexts, ids, positions, strict=True):
+        assert pos == word_token_alignment(bpe_tokenizer, words, add_bos=add_bos)
+        assert row == bpe_tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
+    assert any(len(p) > 1 for pos in positions for p in pos)  # multi-token words covered

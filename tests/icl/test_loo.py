@@ -34,7 +34,7 @@ def test_batched_loo_equals_one_forward_per_layer_and_word(word_lm):
     assert np.isfinite(fast.influence["ratio"]).mean() > 0.9
 
 
-@pytest.mark.parametrize("prefix_chunk", [None, 2])
+@pytest.mark.parametrize("prefix_chunk", [None, 2, 8])
 def test_batched_loo_with_multi_token_words_and_padding(bpe_lm, prefix_chunk):
     graph, walk, words = _context(12, seed=1)
     pos = [11, 0, 3, 7, 5]  # unsorted: results come back in the order asked
