@@ -156,3 +156,28 @@ def test_offline_nodes_results_are_ingested(slurm, tmp_path):
         assert reconcile(root, store, ids) == []  # idempotent
     records = _records(root)
     assert sorted(records[i].results["x2"] for i in ids) == [2, 4, 6]
+
+
+@pytest.mark.slow
+def test_a_job_at_its_time_limit_is_recovered_and_resumes(slurm, tmp_path):
+    """A run longer than its job's 1-minute limit: SLURM signals the job before the limit
+    (submitit then checkpoints and requeues it) or kills it there; either way the run resumes
+    from its checkpoint, finishes once, and is counted as two attempts at most twice."""
+    root, marks = tmp_path / "runs", tmp_path
+    suite = _suite("c.slow_steps", {"marker_dir": str(marks), "n_steps": 150, "step_s": 0.5},
+                   {"tag": [20]})  # fmt: skip
+    result = _submit(suite, root, timeout_min=1, signal_delay_s=45)
+    (rid,) = (o.id for o in result.outcomes)
+    job = Ledger(root).latest_jobs([rid])[rid]
+    _wait(lambda: job_states([job]).get(job) in ("PENDING", "TIMEOUT", "REQUEUED"),
+          "the job to reach its time limit", timeout_s=240)  # fmt: skip
+    state = job_states([job]).get(job)
+    if state == "PENDING":  # requeued by submitit: no need to wait out SLURM's hold
+        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm.env,
+                       check=True, timeout=30)  # fmt: skip
+    else:  # killed at the limit: its process is dead, so the next submission takes the run
+        _submit(suite, root, timeout_min=5)
+    _wait(_all_done(root, 1), "the run after its time limit", timeout_s=240)
+    rec = _records(root)[rid]
+    assert rec.results["total"] == sum(range(150)) and rec.results["resumed_from"] >= 2
+    assert _lines(marks / "ends.txt") == [rid]
