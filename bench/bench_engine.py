@@ -34,7 +34,7 @@ import textwrap
 import time
 from pathlib import Path
 
-STAGES = '''
+STAGES = """
 import time
 import assay
 
@@ -49,7 +49,7 @@ def trivial(config, run):
     if config.sleep_ms:
         time.sleep(config.sleep_ms / 1000)
     return {"y": config.x * config.x + 1, "ok": True}
-'''
+"""
 
 HYDRA_APP = """
 import json, hydra
@@ -229,8 +229,13 @@ def big_suite(work: Path, n: int) -> tuple[Path, dict[str, tuple[float, float]]]
              "started": now, "ended": now, "dir": r.id} for r in runs])  # fmt: skip
     for name, args in (("run --dry-run", ["run", str(suite), "--dry-run"]),
                        ("status", ["status", str(suite)]), ("ls", ["ls"])):  # fmt: skip
-        times[name] = cli(work, *args, "--root", str(root),
-                          *(["--import", "benchstages"] if name != "ls" else []))
+        times[name] = cli(
+            work,
+            *args,
+            "--root",
+            str(root),
+            *(["--import", "benchstages"] if name != "ls" else []),
+        )
     times["python start-up (baseline)"] = cli(work, "--help")
     return suite, times
 
@@ -293,7 +298,9 @@ def main() -> None:
         h20, h200 = time_hydra(work, small), time_hydra(work, large)
         a_marg = (a200 - a20) / (large - small)
         print(f"\n# 2. marginal cost of one more run through a whole process ({large} vs {small})")
-        print(f"assay run:        {1000 * a_marg:.2f} ms/run (20 runs {a20:.2f} s, 200 {a200:.2f} s)")
+        print(
+            f"assay run:        {1000 * a_marg:.2f} ms/run (20 runs {a20:.2f} s, 200 {a200:.2f} s)"
+        )
         if h20 is not None and h200 is not None:
             h_marg = (h200 - h20) / (large - small)
             print(f"hydra multirun:   {1000 * h_marg:.2f} ms/job (20 jobs {h20:.2f} s, 200 "

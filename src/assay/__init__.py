@@ -87,8 +87,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is imported at run time
     from ._analysis import compare_groups as compare_groups
     from ._analysis import group_columns as group_columns
-    from ._analysis import records_frame as records_frame
     from ._analysis import load_runs as load_runs
+    from ._analysis import records_frame as records_frame
     from ._analysis import summarize as summarize
     from ._api import PlanRow as PlanRow
     from ._api import SuiteResult as SuiteResult
@@ -106,20 +106,18 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._errors import StageNotFoundError as StageNotFoundError
     from ._errors import StoreError as StoreError
     from ._errors import SuiteError as SuiteError
+    from ._io import agg_pyplot as agg_pyplot
     from ._io import atomic_path as atomic_path
     from ._io import atomic_write_json as atomic_write_json
-    from ._io import agg_pyplot as agg_pyplot
     from ._io import save_figure as save_figure
-    from ._stats import Interval as Interval
-    from ._stats import mean_interval as mean_interval
+    from ._options import RunOptions as RunOptions
+    from ._options import Selection as Selection
     from ._registry import Family as Family
     from ._registry import Stage as Stage
     from ._registry import get_stage as get_stage
     from ._registry import list_families as list_families
     from ._registry import stage as stage
     from ._reindex import reindex as reindex
-    from ._options import RunOptions as RunOptions
-    from ._options import Selection as Selection
     from ._run import CheckpointError as CheckpointError
     from ._run import DetachedRun as DetachedRun
     from ._run import Origin as Origin
@@ -129,10 +127,12 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._run import RunRecord as RunRecord
     from ._run import RunStatus as RunStatus
     from ._run import UpstreamRun as UpstreamRun
-    from ._store import Store as Store
-    from ._store import resolve_store as resolve_store
     from ._spec import PlannedRun as PlannedRun
     from ._spec import RunSpec as RunSpec
+    from ._stats import Interval as Interval
+    from ._stats import mean_interval as mean_interval
+    from ._store import Store as Store
+    from ._store import resolve_store as resolve_store
     from ._suite import Suite as Suite
     from ._suite import load_suite as load_suite
     from ._torch import configure_torch as configure_torch

@@ -109,8 +109,9 @@ def run_suite(
     run_options, selection = split_options(options)
     runs = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
                       selection=selection)  # fmt: skip
-    display = ProgressDisplay(runs, root=run_options.root, store=run_options.store,
-                              enabled=progress)
+    display = ProgressDisplay(
+        runs, root=run_options.root, store=run_options.store, enabled=progress
+    )
     outcomes: list[Outcome] = []
     try:
         modules = (*imports, *suite.imports) if trust_imports else tuple(imports)

@@ -91,7 +91,9 @@ class RunOptions(_Options):
 class Selection(_Options):
     """Which planned runs one invocation takes (seeds, a shard, an index range)."""
 
-    seeds: list[int] | None = Field(None, description="seeds replacing the sweep's: 0,1,2 or 0 1 2")
+    seeds: list[int] | None = Field(
+        None, description="seeds replacing the sweep's: 0,1,2 or 0 1 2"
+    )
     shard: str | None = Field(None, description="i/n: the runs whose index %% n == i (i from 0)")
     start_index: int | None = Field(None, ge=0, description="first suite index to run")
     end_index: int | None = Field(None, ge=0, description="suite index to stop before")

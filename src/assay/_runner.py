@@ -252,8 +252,11 @@ class Runner:
                     device=_resolved_device(prov["device"]))  # fmt: skip
         atomic_write_json(run_dir / "provenance.json", prov, indent=None)
         if handle.sinks is not None:  # never raises: a failing tracker is reported in log.txt
-            handle.sinks.finish(status.value, results,
-                                handle.artifacts_dir if self.options.sink_artifacts else None)
+            handle.sinks.finish(
+                status.value,
+                results,
+                handle.artifacts_dir if self.options.sink_artifacts else None,
+            )
         pending = run_dir / PENDING_RESULTS.format(attempt=attempt)
         if results is not None and not handle.superseded:
             _write_results(pending, results, fsync=self.options.fsync)  # 1. before the store
@@ -387,4 +390,3 @@ class _Heartbeat:
                 continue
             if not held and self._current is current:
                 current[1].superseded = True
-

@@ -130,8 +130,10 @@ def test_failed_runs_give_exit_code_1(tmp_path, root):
     proc = assay("run", suite, "--root", root, "--import", "teststages", check=False)
     assert proc.returncode == 1 and "--retry-failed" in proc.stdout
     flag.unlink()
-    assert "1 done" in assay("run", suite, "--root", root, "--retry-failed", "--import",
-                           "teststages").stdout
+    assert (
+        "1 done"
+        in assay("run", suite, "--root", root, "--retry-failed", "--import", "teststages").stdout
+    )
 
 
 def test_progress_inside_runs_shows_on_a_terminal(tmp_path, root):
@@ -141,7 +143,7 @@ def test_progress_inside_runs_shows_on_a_terminal(tmp_path, root):
         pytest.skip("needs util-linux `script` for a pseudo-terminal")
     suite = tmp_path / "p.yaml"
     suite.write_text("stage: t.slowsteps\nsweep: {grid: {n: [4, 5]}}\n")
-    cmd = (f"{sys.executable} -m assay run {suite} --root {root} --import teststages")
+    cmd = f"{sys.executable} -m assay run {suite} --root {root} --import teststages"
     proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
                           env={**os.environ, "COLUMNS": "160"}, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -171,7 +173,9 @@ def test_stages_shows_one_stages_keys_defaults_and_help():
 
 
 def test_seeds_as_researchers_type_them(suite, root):
-    out = assay("run", suite, "--root", root, "--dry-run", "--seeds", "42", "43", "degree=5").stdout
+    out = assay(
+        "run", suite, "--root", root, "--dry-run", "--seeds", "42", "43", "degree=5"
+    ).stdout
     assert "2 run(s) of example.fit" in out and "seed=43" in out and "seed=0" not in out
     proc = assay("run", suite, "--root", root, "--seeds", "4x", check=False)
     assert proc.returncode == 2 and "--seeds takes integers" in proc.stderr

@@ -152,7 +152,9 @@ def test_reindex_reports_corrupt_files_and_leaves_the_store_alone(tmp_path, root
         assert sorted((r.id, r.status.value) for r in store.query()) == before
 
 
-@pytest.mark.parametrize("content", [b"not a database at all" * 10, b"SQLite format 3\x00" + b"\x00" * 50])
+@pytest.mark.parametrize(
+    "content", [b"not a database at all" * 10, b"SQLite format 3\x00" + b"\x00" * 50]
+)
 def test_a_corrupt_store_file_gets_a_message(tmp_path, content):
     root = tmp_path / "runs"
     root.mkdir()

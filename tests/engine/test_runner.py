@@ -111,8 +111,18 @@ def test_checkpoint_resumes_after_sigkill(root):
 
     suite = root.parent / "steps.yaml"
     suite.write_text("stage: t.steps\nimports: [teststages]\nconfig: {n_steps: 6, kill_at: 3}\n")
-    cmd = [sys.executable, "-m", "assay", "run", str(suite), "--root", str(root), "--quiet",
-           "--import", "teststages"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "assay",
+        "run",
+        str(suite),
+        "--root",
+        str(root),
+        "--quiet",
+        "--import",
+        "teststages",
+    ]
     killed = subprocess.run(cmd, capture_output=True, text=True)
     assert killed.returncode == -9  # the process SIGKILLed itself mid-run
     with assay.resolve_store(None, root) as store:

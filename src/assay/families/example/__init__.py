@@ -16,7 +16,12 @@ FAMILY = Family(
     modules=("assay.families.example._stages",),
 )
 
-_PUBLIC = {"DataConfig": "._stages", "FitConfig": "._stages", "data": "._stages", "fit": "._stages"}
+_PUBLIC = {
+    "DataConfig": "._stages",
+    "FitConfig": "._stages",
+    "data": "._stages",
+    "fit": "._stages",
+}
 
 
 def __getattr__(name: str) -> Any:

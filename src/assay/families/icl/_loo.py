@@ -86,9 +86,12 @@ def loo_batched(
     layers = lm.check_layers(layers)
     positions = list(range(len(words))) if positions is None else list(positions)
     full, reps, n_fwd = loo_states(lm, words, positions, layers, prefix_chunk, batch_size)
-    kept = np.stack([np.delete(nodes, j) for j in positions])  # (P, W-1)
-    f = {k: v[:, 0] for k, v in _stats(full, nodes[None], graph).items()}
-    lo = _stats(reps, kept, graph)
+    kept = torch.from_numpy(np.stack([np.delete(nodes, j) for j in positions]))  # (P, W-1)
+    means = torch.cat([class_means(full, torch.from_numpy(nodes)[None], graph.n_nodes),
+                       class_means(reps, kept, graph.n_nodes)], 1)  # (L, 1 + P, N, d)
+    stats = {k: v.numpy() for k, v in geometry(means, graph, metrics=METRICS).items()}
+    f = {k: v[:, 0] for k, v in stats.items()}
+    lo = {k: v[:, 1:] for k, v in stats.items()}
     return LOOResult(layers, positions, f, lo, _influence(f, lo), n_fwd)
 
 

@@ -65,10 +65,12 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return torch.where(n > 0, total / n.clamp(min=1), torch.nan)
 
 
-def _pair_mask(means: Tensor, pairs: Tensor) -> Tensor:
-    p = _present(means)
+def _pair_mask(pairs: Tensor) -> Tensor:
+    """The pairs i < j of ``pairs`` (..., N, N). Absent classes need no mask of their own: their
+    rows of ``means`` are NaN, so is every pairwise value computed from them, and
+    ``_masked_mean`` skips NaN values."""
     upper = torch.ones(pairs.shape[-2:], dtype=torch.bool).triu(1)
-    return pairs.bool() & upper & p.unsqueeze(-1) & p.unsqueeze(-2)
+    return pairs.bool() & upper
 
 
 def consecutive_energy(reps: Tensor) -> Tensor:
@@ -87,7 +89,7 @@ def _sq(means: Tensor, sq: Tensor | None) -> Tensor:
 def dirichlet_energy(means: Tensor, edges: Tensor, sq: Tensor | None = None) -> Tensor:
     """Park et al.: E = Σ_{(i,j)∈E'} ||μ_i - μ_j||² / |E'|, E' = graph edges (i < j) with
     both classes present. (..., N, d), (N, N) bool -> (...)."""
-    return _masked_mean(_sq(means, sq), _pair_mask(means, torch.as_tensor(edges)))
+    return _masked_mean(_sq(means, sq), _pair_mask(torch.as_tensor(edges)))
 
 
 def dirichlet_energy_standardised(
@@ -96,14 +98,14 @@ def dirichlet_energy_standardised(
     """E / mean_{i<j present} ||μ_i - μ_j||²: scale-free; 1 = edges no closer than any pair."""
     all_pairs = torch.ones(means.shape[-2], means.shape[-2], dtype=torch.bool)
     sq = _sq(means, sq)
-    return dirichlet_energy(means, edges, sq) / _masked_mean(sq, _pair_mask(means, all_pairs))
+    return dirichlet_energy(means, edges, sq) / _masked_mean(sq, _pair_mask(all_pairs))
 
 
 def dirichlet_energy_shuffled(means: Tensor, shuffled_edges: Tensor) -> Tensor:
     """Baseline: mean over S node-permuted graphs π of E(μ; π(E)). shuffled_edges: (S, N, N).
     E / E_shuffled < 1 says the representation follows this graph more than a random relabel."""
     d = pairwise_sq_distances(means).unsqueeze(-3)  # (..., 1, N, N)
-    masks = _pair_mask(means.unsqueeze(-3), torch.as_tensor(shuffled_edges))  # (..., S, N, N)
+    masks = _pair_mask(torch.as_tensor(shuffled_edges))  # (..., S, N, N)
     return _masked_mean(d, masks).mean(-1)
 
 
@@ -116,13 +118,13 @@ def shuffled_edge_sets(edges: np.ndarray, n: int, rng: np.random.Generator) -> n
 def same_cluster_energy(means: Tensor, labels: Tensor, sq: Tensor | None = None) -> Tensor:
     """E_same = mean_{i<j present, c(i)=c(j)} ||μ_i - μ_j||² (the published LOO "energy")."""
     lab = torch.as_tensor(labels)
-    return _masked_mean(_sq(means, sq), _pair_mask(means, lab[:, None] == lab))
+    return _masked_mean(_sq(means, sq), _pair_mask(lab[:, None] == lab))
 
 
 def within_cluster_distance(means: Tensor, labels: Tensor, sq: Tensor | None = None) -> Tensor:
     """d_w = mean_{i<j present, c(i)=c(j)} ||μ_i - μ_j|| (Euclidean, not squared)."""
     lab = torch.as_tensor(labels)
-    return _masked_mean(_sq(means, sq).sqrt(), _pair_mask(means, lab[:, None] == lab))
+    return _masked_mean(_sq(means, sq).sqrt(), _pair_mask(lab[:, None] == lab))
 
 
 def cross_cluster_distance(
@@ -138,7 +140,7 @@ def cross_cluster_distance(
         p = torch.as_tensor(pairs).long()
         mask = torch.zeros(n, n, dtype=torch.bool)
         mask[p[:, 0], p[:, 1]] = mask[p[:, 1], p[:, 0]] = True
-    return _masked_mean(_sq(means, sq).sqrt(), _pair_mask(means, mask))
+    return _masked_mean(_sq(means, sq).sqrt(), _pair_mask(mask))
 
 
 def cross_within_ratio(
@@ -204,7 +206,7 @@ def representation_coherence(items: Tensor, labels: Tensor) -> Tensor:
     lab = torch.as_tensor(labels)
     weight = torch.where(lab[:, None] == lab, 1.0, -0.5).to(torch.float64)
     all_pairs = torch.ones(len(lab), len(lab), dtype=torch.bool)
-    return _masked_mean(cos * weight, _pair_mask(x, all_pairs))
+    return _masked_mean(cos * weight, _pair_mask(all_pairs))
 
 
 def context_sensitivity(loss: Tensor, phi: Tensor) -> Tensor:
