@@ -86,3 +86,11 @@ def test_the_core_never_imports_a_family_or_the_ml_layer():
                 assert head not in ("families", "ml", "assay.families", "assay.ml"), (
                     f"{name} imports {target}"
                 )
+
+
+def test_test_files_have_unique_names():
+    """pytest imports test modules by basename (no packages under tests/): two families'
+    `test_stages.py` would stop the whole collection."""
+    tests = Path(__file__).resolve().parent.parent
+    names = [p.name for p in tests.rglob("*.py") if p.name != "conftest.py"]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -92,8 +92,7 @@ def test_unknown_words_for_a_word_level_model_are_a_clear_config_error(word_lm):
 
 @pytest.mark.parametrize("add_bos", [False, True])
 def test_batched_alignment_equals_the_shared_one_word_list_at_a_time(bpe_tokenizer, add_bos):
-    from assay.ml import word_token_alignment
-    from assay.ml._icl_alignment import word_token_alignments
+    from assay.ml import word_token_alignment, word_token_alignments
 
     contexts = [WORDS[i : i + 9] for i in range(0, 60, 7)] + [["a", "bb", "a"], ["opera"]]
     ids, positions = word_token_alignments(bpe_tokenizer, contexts, add_bos=add_bos)

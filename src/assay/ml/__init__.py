@@ -44,6 +44,7 @@ _LAZY = {
     "token_losses": "_forward",
     "transformer_blocks": "_forward",
     "word_token_alignment": "_forward",
+    "word_token_alignments": "_alignment",
     "pool_words": "_forward",
     # hooks
     "capture_activations": "_hooks",

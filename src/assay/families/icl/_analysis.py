@@ -157,7 +157,9 @@ def summary_lines(tabs: dict[str, list[dict]]) -> list[str]:
                 for k in dict.fromkeys(r[key] for r in sub):
                     cells = "  ".join(f"{r[col]}: {_fmt(r)}" if col != key else _fmt(r)
                                       for r in sub if r[key] == k)  # fmt: skip
-                    lines.append(f"  {key} {k}: {cells}" if col == key else f"  {key} {k}  {cells}")
+                    lines.append(
+                        f"  {key} {k}: {cells}" if col == key else f"  {key} {k}  {cells}"
+                    )
 
     if "energy_vs_length" in tabs:
         block("energy vs context length", tabs["energy_vs_length"], "metric", "layer",

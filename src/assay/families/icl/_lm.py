@@ -25,8 +25,13 @@ from typing import Any
 import torch
 
 from assay import ConfigError
-from assay.ml import lm_forward, load_hf_model, load_tokenizer, transformer_blocks
-from assay.ml._icl_alignment import word_token_alignments
+from assay.ml import (
+    lm_forward,
+    load_hf_model,
+    load_tokenizer,
+    transformer_blocks,
+    word_token_alignments,
+)
 
 
 @dataclasses.dataclass

@@ -87,8 +87,13 @@ def loo_batched(
     positions = list(range(len(words))) if positions is None else list(positions)
     full, reps, n_fwd = loo_states(lm, words, positions, layers, prefix_chunk, batch_size)
     kept = torch.from_numpy(np.stack([np.delete(nodes, j) for j in positions]))  # (P, W-1)
-    means = torch.cat([class_means(full, torch.from_numpy(nodes)[None], graph.n_nodes),
-                       class_means(reps, kept, graph.n_nodes)], 1)  # (L, 1 + P, N, d)
+    means = torch.cat(
+        [
+            class_means(full, torch.from_numpy(nodes)[None], graph.n_nodes),
+            class_means(reps, kept, graph.n_nodes),
+        ],
+        1,
+    )  # (L, 1 + P, N, d)
     stats = {k: v.numpy() for k, v in geometry(means, graph, metrics=METRICS).items()}
     f = {k: v[:, 0] for k, v in stats.items()}
     lo = {k: v[:, 1:] for k, v in stats.items()}

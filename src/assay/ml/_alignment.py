@@ -6,7 +6,7 @@
 The rule is that of ``assay.ml.word_token_alignment`` (a token belongs to every word whose
 character span in ``" ".join(words)`` it overlaps; a bare-space token belongs to none), which
 it equals on every input (tested); the words' spans are sorted, so the words a token overlaps
-are one ``searchsorted`` range instead of a scan over all words. Written for the icl family's
+are one ``searchsorted`` range instead of a scan over all words. Written for leave-one-out over many
 leave-one-out (65 texts of 64 words per context); generic, to fold into ``_forward``.
 """
 

@@ -92,7 +92,9 @@ def test_loo_bridge_and_anchor_per_layer_and_neighbour_probability_bounded(recor
 def test_hook_prints_key_numbers_and_writes_tables_and_plots(records, tmp_path, capsys):
     A.analyze(records, tmp_path / "out")
     printed = capsys.readouterr().out
-    assert "icl energy vs context length [graph.kind=grid] dirichlet_energy_standardised" in printed
+    assert (
+        "icl energy vs context length [graph.kind=grid] dirichlet_energy_standardised" in printed
+    )
     assert "layer 3  bridge: 1.5  anchor: nan" in printed
     assert "WARNING:" in printed and "n_nonfinite" in printed
     for name in ("energy_vs_length", "css", "loo_bridge_anchor", "p_nbr"):
