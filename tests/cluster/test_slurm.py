@@ -159,13 +159,15 @@ def test_offline_nodes_results_are_ingested(slurm, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a real 1-minute limit, then SLURM's requeue hold
 def test_a_job_at_its_time_limit_is_recovered_and_resumes(slurm, tmp_path):
     """A run longer than its job's 1-minute limit: SLURM signals the job before the limit
     (submitit then checkpoints and requeues it) or kills it there; either way the run resumes
     from its checkpoint, finishes once, and is counted as two attempts at most twice."""
     root, marks = tmp_path / "runs", tmp_path
-    suite = _suite("c.slow_steps", {"marker_dir": str(marks), "n_steps": 150, "step_s": 0.5},
-                   {"tag": [20]})  # fmt: skip
+    n_steps = 60  # 30 s of work; SLURM signals the job ~15 s in (45 s before its 1-min limit)
+    suite = _suite("c.slow_steps", {"marker_dir": str(marks), "n_steps": n_steps,
+                                    "step_s": 0.5}, {"tag": [20]})  # fmt: skip
     result = _submit(suite, root, timeout_min=1, signal_delay_s=45)
     (rid,) = (o.id for o in result.outcomes)
     job = Ledger(root).latest_jobs([rid])[rid]
@@ -190,5 +192,6 @@ def test_a_job_at_its_time_limit_is_recovered_and_resumes(slurm, tmp_path):
             continue
     _wait(_all_done(root, 1), "the run after its time limit", timeout_s=30)
     rec = _records(root)[rid]
-    assert rec.results["total"] == sum(range(150)) and rec.results["resumed_from"] >= 2
+    assert rec.results["total"] == sum(range(n_steps)) and rec.results["resumed_from"] >= 2
+    assert rec.attempts >= 2  # interrupted at the limit, resumed from its checkpoint
     assert _lines(marks / "ends.txt") == [rid]
