@@ -31,7 +31,7 @@ from scipy import stats
 
 import assay
 from assay._analysis import compare_groups, load_runs, summarize
-from assay._io import dumps
+from assay._engine._io import dumps
 from assay._report import table_page
 from assay._store import resolve_store
 from assay._store._sql import runs_table

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._errors import AssayError
-from ._run import RunRecord, RunStatus
+from ._engine._errors import AssayError
+from ._engine._run import RunRecord, RunStatus
 from ._store import Store, resolve_store
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def load_runs(
         stage: only runs of this stage.
         status: only runs in this state (default ``done``); None for all.
     """
-    from ._api import plan_suite
+    from ._engine._api import plan_suite
 
     opened = resolve_store(store, root)
     try:
@@ -529,7 +529,7 @@ def _one_sample_p(d: Any) -> float:
 def _baseline_label(
     df: pd.DataFrame, labels: pd.Series, baseline: Mapping[str, Any] | str, groups: list[str]
 ) -> str:
-    from ._config import parse_value
+    from ._engine._config import parse_value
 
     if isinstance(baseline, str):
         pairs = [part.split("=", 1) for part in baseline.split(",") if part.strip()]
@@ -566,7 +566,7 @@ def _check_metrics(df: pd.DataFrame, metrics: Sequence[str]) -> None:
 
 def export(df: pd.DataFrame, path: Path, fmt: str) -> Path:
     """Write ``df`` as csv, json or parquet (atomically)."""
-    from ._io import atomic_path
+    from ._engine._io import atomic_path
 
     if fmt not in EXPORT_FORMATS:
         raise AssayError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._errors import AssayError
+from ._engine._errors import AssayError
 
 EXIT_ERROR = 2  # bad input: nothing ran
 EXIT_FAILED_RUNS = 1  # the command ran, some runs failed
@@ -75,7 +75,7 @@ def _option_flags(p: argparse.ArgumentParser, cls: Any, only: Sequence[str] | No
 
 
 def _options(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
-    from ._options import parse_seeds
+    from ._engine._options import parse_seeds
 
     """The flags of ``cls`` the user gave, ready for the options class to validate."""
     out = {}
@@ -88,13 +88,13 @@ def _options(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from ._options import RunOptions
+    from ._engine._options import RunOptions
 
     _option_flags(p, RunOptions, only=("root", "store"))
 
 
 def _suite_args(p: argparse.ArgumentParser) -> None:
-    from ._options import Selection
+    from ._engine._options import Selection
 
     p.add_argument("suite", help="suite file (.yaml, .json or .toml), or a run's config.json")
     p.add_argument("overrides", nargs="*", help="key.sub=value, or key=1,2,3 to sweep")
@@ -109,8 +109,8 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
 def _import_user_modules(modules: Sequence[str]) -> None:
     """Import ``--import`` modules. The working directory is searched last, and only then:
     a ``pandas.py`` lying in it never shadows the real one."""
-    from ._registry import import_modules
-    from ._suite import check_module_name
+    from ._engine._registry import import_modules
+    from ._engine._suite import check_module_name
 
     if not modules:
         return
@@ -129,9 +129,9 @@ def _prepare(args: argparse.Namespace) -> Any:
 
 def load_suite_or_run_config(path: str | Path) -> Any:
     """A suite file, or a recorded run's ``config.json`` (rerun that config as it was)."""
-    from ._io import read_json
-    from ._run import _stage_from_id
-    from ._suite import Suite, load_suite
+    from ._engine._io import read_json
+    from ._engine._run import _stage_from_id
+    from ._engine._suite import Suite, load_suite
 
     path = Path(path)
     if path.name != "config.json" or not path.is_file():
@@ -149,7 +149,7 @@ def load_suite_or_run_config(path: str | Path) -> Any:
 
 
 def _plan(args: argparse.Namespace, suite: Any, **selection: Any) -> Any:
-    from ._api import plan_suite
+    from ._engine._api import plan_suite
 
     return plan_suite(suite, args.overrides, imports=args.imports,
                       trust_imports=args.trust_imports, **selection)  # fmt: skip
@@ -174,8 +174,8 @@ def _no_runs(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._api import plan_rows, run_suite
-    from ._options import RunOptions, Selection, split_options
+    from ._engine._api import plan_rows, run_suite
+    from ._engine._options import RunOptions, Selection, split_options
 
     suite = _prepare(args)
     selection = _options(args, Selection)
@@ -228,8 +228,8 @@ def _count_states(rows: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ._api import plan_rows
-    from ._options import parse_seeds
+    from ._engine._api import plan_rows
+    from ._engine._options import parse_seeds
 
     suite = _prepare(args)
     runs = _plan(args, suite, seeds=parse_seeds(args.seeds))
@@ -267,7 +267,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ._run import RunStatus
+    from ._engine._run import RunStatus
 
     store = _existing_store(args)
     if store is None:
@@ -304,7 +304,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from ._reindex import reindex
+    from ._engine._reindex import reindex
     from ._store import resolve_store
 
     root = args.root or "runs"
@@ -325,7 +325,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise AssayError("analyze needs a suite file or --stage NAME (exactly one of them)")
     suite = _prepare(args) if args.suite else None
     if args.stage is not None:
-        from ._registry import get_stage
+        from ._engine._registry import get_stage
 
         get_stage(args.stage)  # an unknown stage name fails with the valid ones
     store = _existing_store(args)
@@ -373,7 +373,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
     """Run each family's analyze hook on its runs; return the families whose hook ran."""
-    from ._registry import families
+    from ._engine._registry import families
     from ._store import resolve_store
 
     stages = sorted(set(df["stage"])) if len(df) else []
@@ -391,7 +391,7 @@ def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from ._registry import broken_families, families
+    from ._engine._registry import broken_families, families
 
     rows = [(f.name, f.description, "yes" if f.cli else "") for f in families().values()]
     rows += [(name, f"(not loaded: {why})", "") for name, why in broken_families().items()]
@@ -400,7 +400,7 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
-    from ._registry import all_stage_names, get_stage
+    from ._engine._registry import all_stage_names, get_stage
 
     if args.name:
         entry = get_stage(args.name)
@@ -433,7 +433,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assay", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from ._options import RunOptions, Selection
+    from ._engine._options import RunOptions, Selection
 
     p = sub.add_parser("run", help="run a suite (skips finished runs)")
     _suite_args(p)
@@ -497,7 +497,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 def _family_parsers(sub: Any, argv: Sequence[str]) -> None:
     """Add ``assay <family> ...``; a family's CLI module is imported only when it is invoked."""
-    from ._registry import families
+    from ._engine._registry import families
 
     wanted = argv[0] if argv else None
     for fam in families().values():

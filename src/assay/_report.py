@@ -43,7 +43,7 @@ def summary_figure(metric: str, rows: pd.DataFrame) -> Any:
     """The figure of one metric: each group's mean and interval (rows: summary rows with
     ``n > 0``). Groups are named under the axis up to ``MAX_LABELLED_GROUPS``, numbered in
     summary order beyond; intervals the summary flags are drawn in red."""
-    from ._io import agg_pyplot
+    from ._engine._io import agg_pyplot
 
     plt = agg_pyplot()
     n = len(rows)
@@ -90,7 +90,7 @@ def _fit_title(fig: Any, ax: Any, title: str, width_in: float) -> None:
 
 def plot_summary(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     """One PNG per metric: the group means with their confidence intervals."""
-    from ._io import save_figure
+    from ._engine._io import save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -143,8 +143,8 @@ def write_report(
 ) -> Path:
     """``report.md``: what ran, the per-group statistics, the comparisons, the plots and the
     plots of the families' own analyses (``family``: :func:`family_plots`)."""
-    from ._io import atomic_write_text
-    from ._provenance import git_state
+    from ._engine._io import atomic_write_text
+    from ._engine._provenance import git_state
 
     stages = ", ".join(sorted(set(df["stage"]))) if len(df) else "none"
     methods = set(summary["ci_method"]) if "ci_method" in summary else {"t"}

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ._errors import ConfigError
+from ._engine._errors import ConfigError
 
 INSTALL_HINT = "pip install 'assay[sinks]'"
 MLFLOW_PARAM_CHARS = 6000  # MLflow refuses longer parameter values

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import AssayError
+from ._engine._errors import AssayError
 
 METHODS = ("auto", "t", "bootstrap", "wilson")
 N_BOOTSTRAP = 10_000  # resamples: the 2.5% quantile moves < 1% of the width between seeds

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._api import run_config
-from ._config import build_config, run_id
-from ._registry import get_stage
-from ._run import RunRecord, RunStatus
+from ._engine._api import run_config
+from ._engine._config import build_config, run_id
+from ._engine._registry import get_stage
+from ._engine._run import RunRecord, RunStatus
 from ._store import Store
 
 REQUIRED_FILES = ("config.json", "results.json", "provenance.json", "log.txt")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import assay
-from assay._suite import suite_from_dict
+from assay._engine._suite import suite_from_dict
 from assay.testing import check_store
 
 pytest.importorskip("psycopg")

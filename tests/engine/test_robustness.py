@@ -15,9 +15,9 @@ import teststages  # noqa: F401 - registers the t.* stages
 from test_concurrency import launch, wait_for_lines, write_suite
 
 import assay
-from assay._options import RunOptions
-from assay._runner import Runner
-from assay._spec import plan_config
+from assay._engine._options import RunOptions
+from assay._engine._runner import Runner
+from assay._engine._spec import plan_config
 from assay._store import resolve_store
 
 

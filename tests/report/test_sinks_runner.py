@@ -6,7 +6,7 @@ from test_sinks import Recorder, fake_sinks  # noqa: F401 - the shared fakes and
 
 import assay
 from assay import _sinks
-from assay._suite import suite_from_dict
+from assay._engine._suite import suite_from_dict
 
 
 class RunRecorder(Recorder):

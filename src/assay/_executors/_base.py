@@ -13,12 +13,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._errors import ConfigError
-from .._run import Outcome
-from .._spec import PlannedRun
+from .._engine._errors import ConfigError
+from .._engine._run import Outcome
+from .._engine._spec import PlannedRun
 
 if TYPE_CHECKING:
-    from .._options import RunOptions
+    from .._engine._options import RunOptions
 
 ENTRY_POINT_GROUP = "assay.executors"
 
@@ -28,7 +28,7 @@ class Executor(abc.ABC):
 
     Subclasses set ``name`` and ``params`` (parameter -> (meaning, type)) and write ``map``.
     Every executor sends the planned runs themselves to its workers, which execute them through
-    :func:`assay._worker.execute_chunk`, the one worker entry.
+    :func:`assay._engine._worker.execute_chunk`, the one worker entry.
     """
 
     name: ClassVar[str]

@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .._io import atomic_write_json
-from .._run import RunRecord, RunStatus, record_from_dir
+from .._engine._io import atomic_write_json
+from .._engine._run import RunRecord, RunStatus, record_from_dir
 from .._store import Store
 
 LEDGER_DIR = "_jobs"

@@ -15,13 +15,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from .._io import atomic_write_text
-from .._registry import get_stage
-from .._run import Origin, Outcome, RunStatus
-from .._runner import Runner, liveness, make_owner
-from .._spec import PlannedRun
+from .._engine._io import atomic_write_text
+from .._engine._registry import get_stage
+from .._engine._run import Origin, Outcome, RunStatus
+from .._engine._runner import Runner, liveness, make_owner
+from .._engine._spec import PlannedRun
+from .._engine._worker import execute_chunk, init_pool_worker, share_work
 from .._store import Store, resolve_store
-from .._worker import execute_chunk, init_pool_worker, share_work
 from ._base import Executor
 
 

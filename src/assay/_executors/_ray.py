@@ -2,7 +2,7 @@
 
 Runs are packed ``runs_per_job`` to a task, grouped by the resources their stages declare (CPUs,
 GPUs, memory; ``--cluster num_cpus=`` and ``num_gpus=`` override). Each task executes its runs
-through :func:`assay._worker.execute_chunk` on the shared store. A worker node that dies mid-run
+through :func:`assay._engine._worker.execute_chunk` on the shared store. A worker node that dies mid-run
 fails its tasks with a system error; Ray retries them (``max_retries``) on the nodes left, the
 retried task skips the runs already done and takes over the one in flight (its owner is dead),
 and the fenced commit keeps a late result from the lost attempt from ever being recorded.
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .._errors import AssayError
-from .._run import Origin, Outcome, RunStatus
-from .._spec import PlannedRun
-from .._worker import execute_chunk
+from .._engine._errors import AssayError
+from .._engine._run import Origin, Outcome, RunStatus
+from .._engine._spec import PlannedRun
+from .._engine._worker import execute_chunk
 from ._base import Executor
 from ._local import stage_modules
 from ._resources import Resources, pack

@@ -6,7 +6,7 @@ arrays no larger than the cluster's ``MaxArraySize``, writes the job ids to a le
 ``<root>/_jobs/`` and returns; ``assay status SUITE`` then reads SLURM's job states and says which
 runs are waiting, running, or stuck in a job that ended (``--cluster wait=true`` blocks instead).
 
-Every job executes its runs through :func:`assay._worker.execute_chunk` against the shared store,
+Every job executes its runs through :func:`assay._engine._worker.execute_chunk` against the shared store,
 so claims keep a run from executing twice. On preemption or at its time limit SLURM signals the
 job (``--signal USR2@signal_delay_s``, submitit's checkpointing): the run in flight goes back to
 pending, submitit requeues the job, and the run resumes from its engine checkpoint
@@ -26,11 +26,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .._errors import AssayError
-from .._run import Origin, Outcome, RunStatus
-from .._spec import PlannedRun
+from .._engine._errors import AssayError
+from .._engine._run import Origin, Outcome, RunStatus
+from .._engine._spec import PlannedRun
+from .._engine._worker import execute_chunk
 from .._store import resolve_store
-from .._worker import execute_chunk
 from ._base import Executor
 from ._ledger import Ledger, job_states
 from ._local import stage_modules

@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._errors import StoreError
-from .._io import dumps
-from .._run import RunRecord, RunStatus
+from .._engine._errors import StoreError
+from .._engine._io import dumps
+from .._engine._run import RunRecord, RunStatus
 from ._base import Store
 
 SCHEMA_VERSION = 1

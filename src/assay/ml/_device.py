@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .._errors import ConfigError
-from .._torch import configure_torch, resolve_device, seed_everything
+from .._engine._errors import ConfigError
+from .._engine._torch import configure_torch, resolve_device, seed_everything
 
 if TYPE_CHECKING:
     import torch

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import agg_pyplot
+from .._engine._io import agg_pyplot
 from .._stats import Interval, NonFiniteWarning, mean_interval
 from ._errors import MLError
 

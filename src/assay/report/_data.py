@@ -25,8 +25,8 @@ from .._analysis import (
     seed_column,
     summarize,
 )
-from .._errors import AssayError
-from .._run import RunRecord, RunStatus
+from .._engine._errors import AssayError
+from .._engine._run import RunRecord, RunStatus
 from .._store import Store, resolve_store
 from ._curves import aggregate_curves, run_series
 from ._families import family_sections
@@ -70,7 +70,7 @@ def collect(
         memo: family sections by their runs, kept by ``assay serve`` between refreshes.
         planned: the suite's planned runs when the caller already planned it (``serve``).
     """
-    from .._api import as_suite, plan_rows, plan_suite
+    from .._engine._api import as_suite, plan_rows, plan_suite
 
     if (suite is None) == (stage is None):
         raise AssayError("a report needs a suite file or --stage NAME (exactly one of them)")

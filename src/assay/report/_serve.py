@@ -26,8 +26,8 @@ import traceback
 import urllib.parse
 from typing import Any
 
-from .._errors import AssayError
-from .._run import RunStatus
+from .._engine._errors import AssayError
+from .._engine._run import RunStatus
 from .._store import resolve_store
 from ._runfiles import RunFiles
 
@@ -47,8 +47,8 @@ class ReportServer:
     # -- what a request names ------------------------------------------------------------------
     def _planned(self) -> list[Any]:
         """The suite's planned runs, planned again only when the suite file changed."""
-        from .._api import plan_suite
-        from .._suite import load_suite
+        from .._engine._api import plan_suite
+        from .._engine._suite import load_suite
 
         suite = self.source["suite"]
         stamp = os.stat(suite.path).st_mtime_ns if suite.path else None

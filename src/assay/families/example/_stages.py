@@ -15,8 +15,8 @@ import numpy as np
 from pydantic import Field
 
 from assay import SeededConfig
-from assay._registry import stage
-from assay._run import Run
+from assay._engine._registry import stage
+from assay._engine._run import Run
 
 
 class DataConfig(SeededConfig):

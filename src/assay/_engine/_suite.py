@@ -188,7 +188,7 @@ def suite_from_dict(data: Any, *, name: str = "suite", path: Path | None = None)
 
 
 def _check_sinks(value: Any, where: str) -> tuple[str, ...]:
-    from ._sinks import SinkError, parse_sinks
+    from .._sinks import SinkError, parse_sinks
 
     try:
         return parse_sinks(value)

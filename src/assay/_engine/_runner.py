@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .._sinks import open_sinks
+from .._store import Store, resolve_store
 from ._child import call_stage, run_in_child
 from ._config import StageConfig
 from ._errors import AssayError
@@ -40,9 +42,7 @@ from ._run import (
     RunStatus,
     UpstreamRun,
 )
-from ._sinks import open_sinks
 from ._spec import PlannedRun, plan_config
-from ._store import Store, resolve_store
 
 WAIT_POLL_S = 0.05  # how often a run held by another process is looked at again (a read)
 PENDING_RESULTS = ".results.attempt-{attempt}.json"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._store import Store
 from ._errors import AssayError
 from ._run import RunRecord, record_from_dir
-from ._store import Store
 
 
 class ReindexError(AssayError):

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._executors import make_executor
+from .._store import Store, resolve_store
 from ._config import StageConfig
-from ._executors import make_executor
 from ._options import RunOptions, Selection, build_options, split_options
 from ._progress import ProgressDisplay
 from ._run import Outcome, RunRecord, RunStatus
 from ._runner import Runner
 from ._spec import PlannedRun
-from ._store import Store, resolve_store
 from ._suite import Suite, expand, load_suite, select
 
 

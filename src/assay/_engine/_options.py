@@ -14,8 +14,8 @@ from typing import Any
 import pydantic
 from pydantic import Field
 
+from .._executors._base import executor_class
 from ._errors import ConfigError
-from ._executors._base import executor_class
 
 MAX_RUNS_DEFAULT = 1_000_000  # a plan above this many runs is refused before it is built
 
@@ -64,7 +64,7 @@ class RunOptions(_Options):
     def _pairs(cls, value: Any) -> Any:
         """``["partition=gpu", "timeout_min=60"]`` (the CLI's form) -> a dict."""
         if isinstance(value, list | tuple):
-            from ._executors._base import split_pair
+            from .._executors._base import split_pair
 
             return dict(split_pair(item) for item in value)
         return value
@@ -72,7 +72,7 @@ class RunOptions(_Options):
     @pydantic.field_validator("sink", mode="before")
     @classmethod
     def _sinks(cls, value: Any) -> tuple[str, ...]:
-        from ._sinks import parse_sinks
+        from .._sinks import parse_sinks
 
         return parse_sinks(value)
 

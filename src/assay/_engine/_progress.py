@@ -94,8 +94,8 @@ class ProgressDisplay:
 
     def _poll(self) -> None:
         """Show a bar for each of the suite's runs that the store says is running."""
+        from .._store import resolve_store
         from ._run import RunStatus
-        from ._store import resolve_store
 
         store = None
         try:
