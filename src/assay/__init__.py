@@ -38,6 +38,7 @@ _PUBLIC = {
     "atomic_path": "._engine._io",
     "atomic_write_json": "._engine._io",
     "save_figure": "._engine._io",
+    "load_torch_file": "._engine._io",
     "agg_pyplot": "._engine._io",
     "mean_interval": "._stats",
     "Interval": "._stats",
@@ -49,7 +50,7 @@ _PUBLIC = {
     "reindex": "._engine._reindex",
     "RunOptions": "._engine._options",
     "Selection": "._engine._options",
-    "CheckpointError": "._engine._run",
+    "CheckpointError": "._engine._errors",
     "DetachedRun": "._engine._run",
     "Origin": "._engine._run",
     "Outcome": "._engine._run",
@@ -101,6 +102,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._engine._config import StageConfig as StageConfig
     from ._engine._config import run_id as run_id
     from ._engine._errors import AssayError as AssayError
+    from ._engine._errors import CheckpointError as CheckpointError
     from ._engine._errors import ConfigError as ConfigError
     from ._engine._errors import RunNotFoundError as RunNotFoundError
     from ._engine._errors import StageNotFoundError as StageNotFoundError
@@ -109,6 +111,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._engine._io import agg_pyplot as agg_pyplot
     from ._engine._io import atomic_path as atomic_path
     from ._engine._io import atomic_write_json as atomic_write_json
+    from ._engine._io import load_torch_file as load_torch_file
     from ._engine._io import save_figure as save_figure
     from ._engine._options import RunOptions as RunOptions
     from ._engine._options import Selection as Selection
@@ -118,7 +121,6 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._engine._registry import list_families as list_families
     from ._engine._registry import stage as stage
     from ._engine._reindex import reindex as reindex
-    from ._engine._run import CheckpointError as CheckpointError
     from ._engine._run import DetachedRun as DetachedRun
     from ._engine._run import Origin as Origin
     from ._engine._run import Outcome as Outcome

@@ -95,3 +95,21 @@ def test_recorded_files_follow_the_umask(tmp_path):
     for name in ("config.json", "results.json", "provenance.json", "metrics.jsonl", "log.txt"):
         assert stat.S_IMODE((rec.dir / name).stat().st_mode) == want, name
     assert stat.S_IMODE((root / "assay.db").stat().st_mode) == want
+
+
+def test_a_suite_file_cannot_construct_python_objects(tmp_path):
+    pwned = tmp_path / "pwned"
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"stage: example.fit\nname: !!python/object/apply:os.system ['touch {pwned}']\n")
+    with pytest.raises(assay.SuiteError, match="malformed YAML"):
+        assay.load_suite(suite)
+    assert not pwned.exists()
+
+
+def test_the_one_torch_loader_unpickles_only_when_trusted(tmp_path):
+    pwned = tmp_path / "pwned"
+    path = tmp_path / "model.pt"
+    torch.save({"evil": Planted(pwned)}, path)
+    with pytest.raises(assay.CheckpointError, match="would run code.*pass the flag"):
+        assay.load_torch_file(path, trusted=False, fix="pass the flag")
+    assert not pwned.exists()

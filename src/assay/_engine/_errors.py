@@ -26,3 +26,7 @@ class StoreError(AssayError):
 
 class RunNotFoundError(AssayError):
     """No run with the requested id (or prefix) is recorded."""
+
+
+class CheckpointError(AssayError):
+    """A checkpoint holds something other than plain data (tensors, containers, numbers)."""

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._errors import CheckpointError
+
 
 def _read_umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it: put it straight back
@@ -123,6 +125,28 @@ def atomic_write_json(
     """``indent=None`` writes one line with json's C encoder (the indenting one is pure
     Python): for files written once per run that tools, not people, read first."""
     atomic_write_text(path, dumps(obj, indent=indent) + "\n", fsync=fsync)
+
+
+def load_torch_file(path: str | os.PathLike[str], *, trusted: bool, fix: str) -> Any:
+    """``torch.load`` of a file assay did not necessarily write: plain state only.
+
+    ``weights_only=True`` unless ``trusted`` (the user's explicit flag: ``trusted=True`` from a
+    stage, ``--trust-checkpoint`` on the command line); a file holding pickled objects is then
+    refused with :class:`CheckpointError`, whose message ends with ``fix``. This is the one place
+    assay unpickles, and only behind that flag.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects other than tensors, containers, numbers "
+            f"and strings ({str(exc).splitlines()[0][:200]}); loading it would run code from "
+            f"the file. {fix}"
+        ) from None
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -16,16 +16,13 @@ from typing import Any
 
 from ._config import StageConfig
 from ._errors import AssayError
-from ._io import atomic_path, atomic_write_json, read_json, to_jsonable
+from ._errors import CheckpointError as CheckpointError
+from ._io import atomic_path, atomic_write_json, load_torch_file, read_json, to_jsonable
 
 CHECKPOINT_FILE = "checkpoint.pt"  # torch.save, loaded with weights_only=True
 CHECKPOINT_JSON = "checkpoint.json"  # the same state as JSON when torch is not installed
 PROGRESS_FILE = "progress.json"
 PROGRESS_EVERY_S = 0.5  # progress.json is rewritten at most this often
-
-
-class CheckpointError(AssayError):
-    """A checkpoint holds something other than plain data (tensors, containers, numbers)."""
 
 
 class ArtifactNameError(AssayError):
@@ -264,19 +261,12 @@ class Run:
         if not path.exists():
             json_path = self.checkpoint_dir / CHECKPOINT_JSON
             return read_json(json_path) if json_path.exists() else None
-        import pickle
-
-        import torch
-
-        try:
-            return torch.load(path, weights_only=not trusted, map_location="cpu")
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(
-                f"refusing to load {path}: it holds objects other than tensors, containers, "
-                f"numbers and strings ({str(exc).splitlines()[0][:200]}). Checkpoints load "
-                "without running code; save plain state (state_dict(), lists, dicts), or, if "
-                "this stage wrote the file itself, load it with run.load_checkpoint(trusted=True)"
-            ) from None
+        return load_torch_file(
+            path,
+            trusted=trusted,
+            fix="save plain state (state_dict(), lists, dicts), or, if this stage wrote the file "
+            "itself, load it with run.load_checkpoint(trusted=True)",
+        )
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, dir={str(self.dir)!r})"

@@ -108,7 +108,11 @@ class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc,valid-type]
 
 def _read_yaml(text: str, path: Path) -> Any:
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        loader = _UniqueKeyLoader(text)  # safe construction only: plain types, never objects
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

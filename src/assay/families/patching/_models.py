@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import inspect
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from assay import load_torch_file
 from assay.ml import build_architecture, infer_task, load_hf_model, load_tokenizer
 from assay.ml.patching import LoadedModel, from_hf, from_module
 
@@ -169,17 +169,12 @@ def _read_arch(arch: str | dict | None) -> dict | None:
 
 
 def _checkpoint(path: Path, trust_checkpoint: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not trust_checkpoint:
-            raise PatchingError(
-                f"{path} holds pickled Python objects (a whole nn.Module?) that "
-                f"torch.load(weights_only=True) refuses ({str(exc).splitlines()[0]}). If you trust "
-                "its source, pass --trust-checkpoint; better, save {'arch': spec, "
-                "'state_dict': model.state_dict()} instead"
-            ) from None
-        return torch.load(path, map_location="cpu", weights_only=False)
+    return load_torch_file(
+        path,
+        trusted=trust_checkpoint,
+        fix="If it is a whole nn.Module and you trust its source, pass --trust-checkpoint; "
+        "better, save {'arch': spec, 'state_dict': model.state_dict()} instead",
+    )
 
 
 def load_torch(
