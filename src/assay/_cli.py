@@ -230,6 +230,7 @@ def _count_states(rows: Any) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from ._engine._api import plan_rows
     from ._engine._options import parse_seeds
+    from ._engine._run import RunStatus
 
     suite = _prepare(args)
     runs = _plan(args, suite, seeds=parse_seeds(args.seeds))
@@ -242,10 +243,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     with store:
         # runs finished on nodes that could not reach the store, and runs stuck in dead jobs
         ids = [r.id for top in runs for r in top.closure()]
-        done = {rid for rid, st in store.states(ids).items() if st.value == "done"}
-        unsettled = [rid for rid in ids if rid not in done]
+        states = store.states(ids)
+        unsettled = [rid for rid in ids if states.get(rid) is not RunStatus.DONE]
         notes = reconcile(Path(args.root), store, unsettled) if unsettled else []
-        rows = [r for r in plan_rows(runs, store) if not r.upstream]
+        if notes:  # reconciling changed rows: read them again
+            states = store.states(ids)
+        rows = [r for r in plan_rows(runs, store, states) if not r.upstream]
         records = store.get_many((r.id for r in rows if r.state.value != "done"), light=True)
     states: dict[str, int] = {}
     for r in rows:

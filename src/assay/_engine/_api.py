@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,10 +67,17 @@ def plan_suite(
     return select(runs, shard=sel.shard, start=sel.start_index, end=sel.end_index)
 
 
-def plan_rows(runs: Sequence[PlannedRun], store: Store | None) -> list[PlanRow]:
-    """Every planned run, upstream runs first, with its state in ``store`` (for --dry-run)."""
-    ids = {r.id for top in runs for r in top.closure()}
-    known = store.states(ids) if store is not None else {}
+def plan_rows(
+    runs: Sequence[PlannedRun],
+    store: Store | None,
+    states: Mapping[str, RunStatus] | None = None,
+) -> list[PlanRow]:
+    """Every planned run, upstream runs first, with its state in ``store`` (for --dry-run);
+    ``states``: the store's states of these runs when the caller has just read them."""
+    if states is None:
+        ids = {r.id for top in runs for r in top.closure()}
+        states = store.states(ids) if store is not None else {}
+    known = states
     rows: list[PlanRow] = []
     seen: set[str] = set()
     for top in runs:

@@ -28,10 +28,9 @@ from collections.abc import Sequence
 import torch
 
 from ._definitions import Definition, Patch, site_shape
-from ._errors import PatchingError
 from ._metrics import NOISE_ULPS, NORMALISE_EPS
 from ._model import InputPairs, LoadedModel
-from ._runner import DIRECTIONS, BatchedPatcher, PatchOutcome
+from ._runner import BatchedPatcher, PatchOutcome
 from ._sites import Site, capture_sites, eager_attention, edit_sites
 from ._structure import Structure
 
@@ -56,18 +55,9 @@ def attribution_patch(
     max_batch_rows: int = 16384,
 ) -> PatchOutcome:
     """Estimated ``restored`` of every definition over every pair (see the module docstring)."""
-    if direction not in DIRECTIONS:
-        raise PatchingError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
     checker = BatchedPatcher(model, structure, max_batch_rows=max_batch_rows)  # its checks
+    source, target, lengths = checker.oriented(pairs, direction)
     definitions = checker.prepare(list(definitions), pairs, logit_diff)
-    source, target = (
-        (pairs.clean, pairs.corrupted)
-        if direction == "denoising"
-        else (pairs.corrupted, pairs.clean)
-    )
-    device = checker.device
-    source, target = source.to(device), target.to(device)
-    lengths = None if pairs.lengths is None else pairs.lengths.to(device)
     sites: list[Site] = sorted({(p.module, p.site) for d in definitions for p in d.patches})
     n = len(pairs)
     step = max(1, max_batch_rows // checker.rows_per_input(target))

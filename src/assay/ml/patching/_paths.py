@@ -30,7 +30,7 @@ from ._definitions import Definition, Patch
 from ._errors import PatchingError
 from ._metrics import compute_metrics
 from ._model import InputPairs, LoadedModel
-from ._runner import DIRECTIONS, BatchedPatcher, PatchOutcome
+from ._runner import BatchedPatcher, PatchOutcome
 from ._sites import Site, capture_sites, eager_attention, edit_sites
 from ._structure import Structure
 
@@ -68,18 +68,9 @@ def path_patch(
     metrics: Sequence[str] | None = None,
 ) -> PatchOutcome:
     """Metrics (1, N) of patching ``sender`` -> ``receiver`` through a frozen middle."""
-    if direction not in DIRECTIONS:
-        raise PatchingError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
     checker = BatchedPatcher(model, structure)  # its checks: names, units, inputs
+    source, target, lengths = checker.oriented(pairs, direction)
     sender, receiver = checker.prepare([sender, receiver], pairs, logit_diff)
-    source, target = (
-        (pairs.clean, pairs.corrupted)
-        if direction == "denoising"
-        else (pairs.corrupted, pairs.clean)
-    )
-    device = checker.device
-    source, target = source.to(device), target.to(device)
-    lengths = None if pairs.lengths is None else pairs.lengths.to(device)
     free = sender.modules + receiver.modules
     middle = frozen_modules(structure, frozen, free)
     s_sites: list[Site] = [(p.module, p.site) for p in sender.patches]

@@ -276,6 +276,21 @@ class BatchedPatcher:
                 )
         return definitions
 
+    def oriented(self, pairs: InputPairs, direction: str) -> tuple[Any, Any, Any]:
+        """``(source, target, lengths)`` on this patcher's device: denoising patches clean
+        activations into the corrupted run, noising the other way."""
+        if direction not in DIRECTIONS:
+            raise PatchingError(
+                f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)} (or 'both' in a stage)"
+            )
+        source, target = (
+            (pairs.clean, pairs.corrupted)
+            if direction == "denoising"
+            else (pairs.corrupted, pairs.clean)
+        )
+        lengths = None if pairs.lengths is None else pairs.lengths.to(self.device)
+        return source.to(self.device), target.to(self.device), lengths
+
     def run(
         self,
         definitions: Sequence[Definition],
@@ -285,18 +300,8 @@ class BatchedPatcher:
         metrics: Sequence[str] | None = None,
     ) -> PatchOutcome:
         """Metrics (``metrics``: names, default all) of every definition over every pair."""
-        if direction not in DIRECTIONS:
-            raise PatchingError(
-                f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)} (or 'both' in a stage)"
-            )
+        source, target, lengths = self.oriented(pairs, direction)
         definitions = self.prepare(list(definitions), pairs, logit_diff)
-        source, target = (
-            (pairs.clean, pairs.corrupted)
-            if direction == "denoising"
-            else (pairs.corrupted, pairs.clean)
-        )
-        source, target = source.to(self.device), target.to(self.device)
-        lengths = None if pairs.lengths is None else pairs.lengths.to(self.device)
         chunks = self.plan(definitions)
         sites = sorted({(p.module, p.site) for d in definitions for p in d.patches})
         replayed = {name for _, replay in chunks for name in replay}
