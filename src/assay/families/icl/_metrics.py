@@ -210,15 +210,33 @@ def representation_coherence(items: Tensor, labels: Tensor) -> Tensor:
 
 
 def context_sensitivity(loss: Tensor, phi: Tensor) -> Tensor:
-    """CSS_t = -cov_c(ℓ_{c,t}, Φ_c) = -(1/C) Σ_c (ℓ_{c,t} - ℓ̄_t)(Φ_c - Φ̄), the population
-    covariance over the C contexts. loss: (C, T); phi: (C,) or (C, ...) -> (..., T)."""
+    """CSS_t = -cov_c(ℓ_{c,t}, Φ_c) = -(1/C') Σ_c (ℓ_{c,t} - ℓ̄_t)(Φ_c - Φ̄), the population
+    covariance over the C' contexts whose Φ is finite (counted by ``finite_contexts``): one
+    context with a NaN Φ (a walk that visits one cluster has no cluster separation) is left out
+    of its column rather than voiding it; fewer than two finite contexts give NaN.
+    loss: (C, T); phi: (C,) or (C, ...) -> (..., T)."""
     ell = _f64(loss)
-    p = _f64(phi)
-    ell = ell - ell.mean(0)
-    p = p - p.mean(0)
-    p = p.reshape(p.shape[0], -1)  # (C, K)
-    css = -(p.T @ ell) / ell.shape[0]  # (K, T)
+    p = _f64(phi).reshape(phi.shape[0], -1)  # (C, K)
+    ok = torch.isfinite(p)
+    if bool(ok.all()):
+        ell = ell - ell.mean(0)
+        p = p - p.mean(0)
+        css = -(p.T @ ell) / ell.shape[0]  # (K, T)
+    else:
+        w = ok.T.to(torch.float64).unsqueeze(-1)  # (K, C, 1): the contexts each column uses
+        n = w.sum(1)  # (K, 1)
+        ell_k = torch.where(w > 0, ell.unsqueeze(0), 0.0)  # (K, C, T)
+        p_k = torch.where(ok, p, 0.0).T.unsqueeze(-1)  # (K, C, 1)
+        ell_c = ell_k - ell_k.sum(1, keepdim=True) / n.clamp(min=1).unsqueeze(1)
+        p_c = p_k - p_k.sum(1, keepdim=True) / n.clamp(min=1).unsqueeze(1)
+        css = -(w * p_c * ell_c).sum(1) / n.clamp(min=1)  # (K, T)
+        css = torch.where(n >= 2, css, torch.nan)
     return css.reshape(*phi.shape[1:], ell.shape[1])
+
+
+def finite_contexts(phi: Tensor) -> Tensor:
+    """How many contexts (axis 0) of ``phi`` (C, ...) are finite: the C' of each CSS column."""
+    return torch.isfinite(_f64(phi)).sum(0)
 
 
 def pca(means: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:

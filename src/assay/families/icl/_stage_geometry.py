@@ -69,7 +69,7 @@ class GeometryConfig(ICLConfig):
         return self.pca_lengths or tuple(dict.fromkeys((ls[0], ls[len(ls) // 2], ls[-1])))
 
 
-@stage("icl.geometry", config=GeometryConfig, version=1,
+@stage("icl.geometry", config=GeometryConfig, version=2,
        smoke={"n_contexts": 3, "context_lengths": (4, 16, 32), "n_shuffles": 2,
               "train": SMOKE_TRAIN})  # fmt: skip
 def geometry_stage(config: GeometryConfig, run: Run) -> dict:
@@ -125,7 +125,7 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
         warn_nonfinite(run, k, values)
         curves[k] = summarise(values)
     word_loss = acc.stacked("word_loss")  # (C, T)
-    css = {}
+    css, css_dropped = {}, {}
     css_names = [*config.css_metrics, *(n for n in names if n.startswith("separation/"))]
     for k in css_names:
         phi = acc.stacked(k)  # (C, L, n_lengths)
@@ -135,6 +135,13 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
                 torch.from_numpy(word_loss[:, :length]), torch.from_numpy(phi[:, :, i])
             ).numpy()
         css[k] = grid
+        # contexts left out of each (layer, length) cell because their Φ is NaN/inf
+        dropped = config.n_contexts - M.finite_contexts(torch.from_numpy(phi)).numpy()  # (L, n)
+        css_dropped[k] = dropped.tolist()
+        if dropped.any():
+            run.log(f"WARNING: CSS of {k}: {int(dropped.max())} of {config.n_contexts} contexts "
+                    f"have a non-finite Φ in some (layer, length) cell and are left out of it "
+                    f"(per cell: css_contexts_dropped in curves.json)")  # fmt: skip
     with run.write_artifact("css.npz") as tmp:
         np.savez(tmp, layers=np.array(layers), context_lengths=np.array(config.context_lengths),
                  **{k.replace("/", "__"): v for k, v in css.items()})  # fmt: skip
@@ -151,6 +158,7 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
                   "bipartite": graph.is_bipartite, **graph.info},
         "layers": layers, "context_lengths": list(config.context_lengths),
         "n_contexts": config.n_contexts, "metrics": curves,
+        "css_contexts_dropped": css_dropped,  # metric -> [layer][length]
     }  # fmt: skip
     run.save_json("curves.json", doc)
     plot_curves(doc, run.artifacts_dir, [*KEY_METRICS, "consecutive_energy", "loss"])
@@ -172,6 +180,7 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
         res[f"{k}/first"], res[f"{k}/last"] = mean[0], mean[-1]
     res["loss/last"] = curves["loss"]["mean"][last][-1]
     res["pca_explained_2d/last"] = float(np.nansum(pcs[-1][1]))
+    res["css_contexts_dropped"] = int(sum(np.sum(v) for v in css_dropped.values()))
     return res
 
 

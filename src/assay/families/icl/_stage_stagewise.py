@@ -9,7 +9,11 @@ CSS_t = -cov_c(ℓ_{c,t}, Φ_c). Stages of learning show up as steps where Φ an
 Unlike Lee et al.'s Bayesian influence (a covariance over weight-posterior samples) this is a
 covariance over contexts with frozen weights at each checkpoint: correlational, not causal.
 
-Artifacts: ``stagewise.json`` (per snapshot: mean Φ and mean |CSS| per layer, mean loss),
+A context whose Φ is NaN (an hSBM walk that visits one cluster has no cluster separation) is
+left out of that layer's mean Φ and CSS, counted in ``contexts_dropped`` and logged.
+
+Artifacts: ``stagewise.json`` (per snapshot: mean Φ and mean |CSS| per layer, mean loss, the
+contexts dropped per layer),
 ``stagewise.npz`` (CSS as (snapshot, layer, position)), ``stagewise_*.png``.
 """
 
@@ -50,7 +54,7 @@ class StagewiseConfig(ICLConfig):
         return self
 
 
-@stage("icl.stagewise", config=StagewiseConfig, version=1,
+@stage("icl.stagewise", config=StagewiseConfig, version=2,
        smoke={"n_contexts": 3, "n_words": 16,
               "train": {**SMOKE_TRAIN, "snapshot_steps": (5, 20)}})  # fmt: skip
 def stagewise(config: StagewiseConfig, run: Run) -> dict:
@@ -66,15 +70,22 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
         st = word_states(lm, contexts, layers, config.batch_size)  # (L, C, W, d)
         means = M.class_means(st.reps, torch.from_numpy(walks), graph.n_nodes)
         phi = geometry(means, graph)[config.phi_metric]  # (L, C)
-        css = M.context_sensitivity(st.loss, phi.T)  # (L, W)
-        acc.add(css=css.numpy(), phi=phi.mean(1).numpy(), loss=st.loss.nanmean().item())
+        css = M.context_sensitivity(st.loss, phi.T)  # (L, W), over the contexts with finite Φ
+        dropped = phi.shape[1] - M.finite_contexts(phi.T)  # (L,)
+        if dropped.any():  # e.g. an hSBM walk that visits one cluster has no separation
+            run.log(f"WARNING: step {s}: {int(dropped.max())} of {phi.shape[1]} contexts have a "
+                    f"non-finite {config.phi_metric} and are left out of Φ and CSS")  # fmt: skip
+        acc.add(css=css.numpy(), phi=nanmean(phi.numpy(), axis=1), dropped=dropped.numpy(),
+                loss=st.loss.nanmean().item())  # fmt: skip
         run.log(f"snapshot step {s} done")
     css = acc.stacked("css")  # (S, L, W)
     phi = acc.stacked("phi")  # (S, L)
     abs_css = nanmean(np.abs(css), axis=2)  # (S, L)
     doc = {"schema": "icl.stagewise/1", "steps": steps, "layers": layers,
            "phi_metric": config.phi_metric, "phi_mean": to_lists(phi),
-           "mean_abs_css": to_lists(abs_css), "loss": to_lists(acc.stacked("loss"))}  # fmt: skip
+           "mean_abs_css": to_lists(abs_css), "loss": to_lists(acc.stacked("loss")),
+           "n_contexts": config.n_contexts,
+           "contexts_dropped": acc.stacked("dropped").tolist()}  # (S, L)  # fmt: skip
     run.save_json("stagewise.json", doc)
     with run.write_artifact("stagewise.npz") as tmp:
         np.savez(tmp, steps=np.array(steps), layers=np.array(layers), css=css, phi=phi)
@@ -85,4 +96,5 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
                "context sensitivity over training", logx=True)  # fmt: skip
     return {"phi/first": to_lists(phi[0, -1]), "phi/last": to_lists(phi[-1, -1]),
             "loss/first": to_lists(acc.stacked("loss")[0]),
-            "loss/last": to_lists(acc.stacked("loss")[-1])}  # fmt: skip
+            "loss/last": to_lists(acc.stacked("loss")[-1]),
+            "contexts_dropped/max": int(acc.stacked("dropped").max())}  # fmt: skip
