@@ -195,6 +195,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                        trust_imports=args.trust_imports, **options, **selection)  # fmt: skip
     counts = result.counts
     print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    if result.reran_stale:
+        print(f"  reran {len(result.reran_stale)} stale run(s) (stage code changed since); "
+              f"their old folders are under {Path(options.get('root') or 'runs') / '.stale'}")  # fmt: skip
+    if result.stale:
+        print(f"  {len(result.stale)} finished run(s) are stale (stage code changed since they "
+              "ran) and were kept; `assay status` lists them, --rerun-stale reruns them")  # fmt: skip
     for o in result.failed:
         print(f"  failed {o.id}: {(o.error or '').splitlines()[0] if o.error else ''}")
     if result.failed:
@@ -250,6 +256,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             states = store.states(ids)
         rows = [r for r in plan_rows(runs, store, states) if not r.upstream]
         records = store.get_many((r.id for r in rows if r.state.value != "done"), light=True)
+        from ._engine._stale import find_stale
+
+        stale = find_stale(runs, store, Path(args.root or "runs"))
     states: dict[str, int] = {}
     for r in rows:
         states[r.state.value] = states.get(r.state.value, 0) + 1
@@ -258,6 +267,11 @@ def cmd_status(args: argparse.Namespace) -> int:
           + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))  # fmt: skip
     for line in notes:
         print(line)
+    if stale:
+        print(f"  {len(stale)} finished run(s) are stale: produced by other code than is "
+              "installed now; `assay run SUITE --rerun-stale` reruns them")  # fmt: skip
+        for rid, reason in list(stale.items())[:DRY_RUN_ROWS]:
+            print(f"    stale {rid}: {reason}")
     unfinished = [r for r in rows if r.state.value != "done"]
     if len(unfinished) > DRY_RUN_ROWS:
         print(f"  {len(unfinished)} not done; showing the first {DRY_RUN_ROWS}")

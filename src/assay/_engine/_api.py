@@ -16,6 +16,7 @@ from ._progress import ProgressDisplay
 from ._run import Outcome, RunRecord, RunStatus
 from ._runner import Runner
 from ._spec import PlannedRun
+from ._stale import find_stale, retire
 from ._suite import Suite, expand, load_suite, select
 
 
@@ -35,6 +36,10 @@ class PlanRow:
 class SuiteResult:
     suite: Suite
     outcomes: list[Outcome]
+    # finished runs produced by other code than is installed now: {id: reason} (kept as they
+    # are), and the ids of those rerun because of --rerun-stale
+    stale: dict[str, str] = dataclasses.field(default_factory=dict)
+    reran_stale: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -116,6 +121,7 @@ def run_suite(
     run_options, selection = split_options(options)
     runs = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
                       selection=selection)  # fmt: skip
+    stale, retired = _stale_runs(runs, run_options)
     display = ProgressDisplay(
         runs, root=run_options.root, store=run_options.store, enabled=progress
     )
@@ -127,7 +133,19 @@ def run_suite(
             display.update(outcome)
     finally:
         display.close()
-    return SuiteResult(suite, outcomes)
+    return SuiteResult(suite, outcomes, stale, retired)
+
+
+def _stale_runs(runs: list[PlannedRun], options: RunOptions) -> tuple[dict[str, str], list[str]]:
+    """The planned runs finished by other code than is installed; retired for a rerun when
+    ``options.rerun_stale`` (see :mod:`assay._engine._stale`)."""
+    store = resolve_store(options.store, options.root)
+    try:
+        stale = find_stale(runs, store, Path(options.root))
+        retired = retire(stale, store, Path(options.root)) if options.rerun_stale else []
+    finally:
+        store.close()
+    return ({k: v for k, v in stale.items() if k not in retired}, retired)
 
 
 def _listed(value: Any) -> tuple[str, ...]:

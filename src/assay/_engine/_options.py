@@ -40,6 +40,11 @@ class RunOptions(_Options):
         120.0, gt=0, description="a run on another host silent this long is taken over"
     )
     stop_on_error: bool = Field(False, description="start no new run after a failure")
+    rerun_stale: bool = Field(
+        False,
+        description="rerun finished runs whose stage code changed since they ran (the old "
+        "run folders are kept under ROOT/.stale/)",
+    )
     sink: tuple[str, ...] = Field(
         (), description="log every run to trackers too: wandb, mlflow, tensorboard (a,b)"
     )

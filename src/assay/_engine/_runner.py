@@ -43,6 +43,7 @@ from ._run import (
     UpstreamRun,
 )
 from ._spec import PlannedRun, plan_config
+from ._stale import code_record
 
 WAIT_POLL_S = 0.05  # how often a run held by another process is looked at again (a read)
 PENDING_RESULTS = ".results.attempt-{attempt}.json"
@@ -219,6 +220,7 @@ class Runner:
         atomic_write_text(run_dir / "config.json", planned.config_json + "\n")
         runtime = config.runtime()
         prov = start_record(seed=runtime.seed, device=runtime.device, attempt=attempt)
+        prov["code"] = code_record(entry)  # what code made it: see _stale.py
         handle = Run(run_id=rid, stage=entry.name, config=config, dir=run_dir,
                      upstream=upstream, attempt=attempt, make_dir=False)  # fmt: skip
         if self.options.sink:
