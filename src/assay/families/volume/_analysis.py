@@ -67,6 +67,7 @@ def aggregate(tables: list[list[dict]]) -> list[dict]:
         out.append({
             "landscape": land, "model": model, "model_level": int(rows[0]["model_level"]),
             "n_seeds": len(rows), "n_minus_inf": int(np.sum(v == -np.inf)),
+            "partial": bool(0 < np.isfinite(v).sum() < len(rows)),  # some seeds left out
             "n_above_tau": int(flagged),
             "log_volume_mean": iv.mean if n else -math.inf, "log_volume_ci95": float(half),
             "test_loss_mean": float(np.mean([float(r["test_loss"]) for r in rows])),
@@ -87,12 +88,13 @@ def analyze(records, out_dir: Path | None) -> None:
         agg = aggs[label] = aggregate(tables)
         print(f"\nvolume: {label} ({len(group)} seed(s)) - log-volume mean +- 95% CI over the "
               "finite seeds; -inf: seeds with volume 0 left out of the mean")  # fmt: skip
-        print(f"{'landscape':>9} {'model':>12} {'log V':>9} {'+-':>7} {'-inf':>5} {'test loss':>9} "
+        print(f"{'landscape':>9} {'model':>12} {'log V':>9} {'+-':>7} {'-inf':>7} {'test loss':>9} "
               f"{'test acc':>8} {'cutoff':>7}")  # fmt: skip
-        for a in agg:
+        for a in agg:  # the cutoff mean as computed (2.5 stays 2.5), -inf as "k of n" seeds
             print(f"{a['landscape']:>9} {a['model']:>12} {a['log_volume_mean']:>9.0f} "
-                  f"{a['log_volume_ci95']:>7.0f} {a['n_minus_inf']:>5} {a['test_loss_mean']:>9.4f} "
-                  f"{a['test_accuracy_mean']:>8.3f} {a['cutoff_mean']:>7.0f}")  # fmt: skip
+                  f"{a['log_volume_ci95']:>7.0f} {a['n_minus_inf']:>3}/{a['n_seeds']:<3} "
+                  f"{a['test_loss_mean']:>9.4f} {a['test_accuracy_mean']:>8.3f} "
+                  f"{a['cutoff_mean']:>7.4g}")  # fmt: skip
         above = sum(a["n_above_tau"] for a in agg)
         if above:
             print(f"WARNING: {above} (seed, landscape, model) entries come from models whose "
@@ -107,25 +109,60 @@ def _slug(label: str) -> str:
     return "".join(c if c.isalnum() or c in "=._-" else "_" for c in label)
 
 
+PANELS = (("model_level", "landscape", "landscape L"), ("landscape", "model", "model"))
+
+
+def series_records(agg: list[dict]) -> list[list[dict]]:
+    """What ``_draw`` shows, per panel (log V vs model level, vs landscape) and series.
+
+    Each series: its legend label, x, mean log V (-inf where every seed is -inf), CI half-width,
+    ``minus_inf_x`` (drawn as triangles on the axis edge), ``partial`` (a mean over the finite
+    seeds while others are -inf: drawn hollow) and, per x, how many of its seeds are -inf. The
+    label counts seeds per point ("k200 (2 of 2 seeds -inf)"), never summed over points.
+    """
+    panels = []
+    for key, series, _ in PANELS:
+        out = []
+        for g in dict.fromkeys(a[series] for a in agg):
+            rows = [a for a in agg if a[series] == g]
+            ys = [a["log_volume_mean"] for a in rows]
+            counts = [(a["n_minus_inf"], a["n_seeds"]) for a in rows]
+            out.append({
+                "label": _series_label(g, [a[key] for a in rows], counts, key),
+                "x": [a[key] for a in rows], "y": ys,
+                "yerr": [a["log_volume_ci95"] for a in rows],
+                "minus_inf_x": [a[key] for a, y in zip(rows, ys, strict=True) if y == -math.inf],
+                "partial": [0 < a["n_minus_inf"] < a["n_seeds"] for a in rows],
+                "n_minus_inf": [c[0] for c in counts], "n_seeds": [c[1] for c in counts],
+            })  # fmt: skip
+        panels.append(out)
+    return panels
+
+
+def _series_label(name, xs: list, counts: list[tuple[int, int]], key: str) -> str:
+    hit = [(x, c) for x, c in zip(xs, counts, strict=True) if c[0]]
+    if not hit:
+        return f"{name}"
+    if len({c for _, c in hit}) == 1 and len(hit) == len(xs):  # the same at every point
+        k, n = hit[0][1]
+        return f"{name} ({k} of {n} seeds -inf)"
+    at = "L" if key == "landscape" else "k"
+    return f"{name} (seeds -inf: " + ", ".join(f"{at}{x} {k}/{n}" for x, (k, n) in hit) + ")"
+
+
 def _draw(axes, agg: list[dict], label: str) -> None:
     """log V vs model level (axes[0]) and vs landscape (axes[1]), error bars offset."""
     from ._plots import draw_series, level_axis, mark_minus_inf
 
-    for ax, key, series, name in ((axes[0], "model_level", "landscape", "landscape L"),
-                                  (axes[1], "landscape", "model", "model")):  # fmt: skip
-        groups = list(dict.fromkeys(a[series] for a in agg))
+    for ax, (key, _, name), series in zip(axes, PANELS, series_records(agg), strict=True):
         pending = []
-        for n, g in enumerate(groups):
-            rows = [a for a in agg if a[series] == g]
-            inf = sum(a["n_minus_inf"] for a in rows)
-            tag = f"{g}" + (f" ({inf} seed(s) -inf)" if inf else "")
-            color, inf_x, tr = draw_series(ax, [a[key] for a in rows],
-                                           [a["log_volume_mean"] for a in rows], n, len(groups),
-                                           tag, yerr=[a["log_volume_ci95"] for a in rows])  # fmt: skip
+        for n, s in enumerate(series):
+            color, inf_x, tr = draw_series(ax, s["x"], s["y"], n, len(series), s["label"],
+                                           yerr=s["yerr"], partial=s["partial"])  # fmt: skip
             pending.append((inf_x, tr, color))
         level_axis(ax, [a[key] for a in agg], "model data level k" if key == "model_level"
                    else "landscape level L")  # fmt: skip
-        mark_minus_inf(ax, pending)
+        mark_minus_inf(ax, pending, partial=any(any(s["partial"]) for s in series))
         ax.legend(title=name, fontsize=7, title_fontsize=8)
     axes[0].set(ylabel="log volume (mean, 95% CI)", title=f"log V vs model level\n{label}")
     axes[1].set(ylabel="log volume", title="log V vs landscape")

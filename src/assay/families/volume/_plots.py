@@ -95,8 +95,12 @@ def level_axis(ax, levels, label: str) -> None:
     ax.set_xlabel(label)
 
 
-def draw_series(ax, xs, ys, i: int, n: int, label: str, yerr=None, color=None):
-    """One line of log V with markers; -inf values become triangles on the bottom edge."""
+def draw_series(ax, xs, ys, i: int, n: int, label: str, yerr=None, color=None, partial=None):
+    """One line of log V with markers; -inf values become triangles on the bottom edge.
+
+    partial: per point, True where the value is a mean over only some seeds (the others -inf):
+    drawn hollow, so a partial mean never looks like a full one.
+    """
     xs, ys = np.asarray(xs, float), np.asarray(ys, float)
     finite = np.isfinite(ys)
     tr = dodge(ax, i, n)
@@ -104,26 +108,40 @@ def draw_series(ax, xs, ys, i: int, n: int, label: str, yerr=None, color=None):
     err = None if yerr is None else np.where(finite, np.asarray(yerr, float), np.nan)
     line = ax.errorbar(xs[finite], ys[finite], yerr=None if err is None else err[finite],
                        transform=tr, label=label, color=color, **kw)  # fmt: skip
+    color = line.lines[0].get_color()
+    part = finite & np.asarray(partial if partial is not None else np.zeros(len(ys)), bool)
+    if part.any():
+        ax.plot(xs[part], ys[part], "o", ms=MARKER_SIZE, mfc="white", mec=color, mew=1.2,
+                transform=tr, zorder=4)  # fmt: skip
     # a shifted transform keeps artists out of autoscaling: add the points (and bars) by hand
     span = np.zeros(int(finite.sum())) if err is None else np.nan_to_num(err[finite])
     pts = np.concatenate([np.column_stack([xs[finite], ys[finite] - span]),
                           np.column_stack([xs[finite], ys[finite] + span])])  # fmt: skip
     if len(pts):
         ax.update_datalim(pts)
-        ax.autoscale_view()
-    return line.lines[0].get_color(), xs[~finite & (ys == -np.inf)], tr
+    # -inf points have an x but no y: their x still widens the axis, or they fall outside it
+    ax.dataLim.update_from_data_xy(np.column_stack([xs, np.zeros(len(xs))]), ignore=False,
+                                   updatex=True, updatey=False)  # fmt: skip
+    ax.autoscale_view()
+    return color, xs[~finite & (ys == -np.inf)], tr
 
 
-def mark_minus_inf(ax, pending: list[tuple[np.ndarray, object, str]]) -> None:
-    """Draw -inf points (collected per series) on the bottom edge, once the y range is final."""
+def mark_minus_inf(ax, pending: list[tuple[np.ndarray, object, str]], partial: bool = False):
+    """Draw -inf points (collected per series) on the bottom edge, once the y range is final;
+    ``partial``: add the legend entry of the hollow partial-mean markers."""
+    if partial:
+        ax.plot([], [], "o", color="grey", mfc="white", mec="black",
+                label="mean of the finite seeds only (others -inf)")  # fmt: skip
     if not any(len(x) for x, _, _ in pending):
         return
+    if not np.isfinite(ax.dataLim.y0):  # nothing finite on this axis: a y range of its own
+        ax.set_ylim(-1.0, 1.0)
     lo, hi = ax.get_ylim()
-    edge = lo + 0.03 * (hi - lo)  # inside the axis, so the triangle is not clipped
+    edge = lo + 0.03 * (hi - lo)  # inside the axis; clip_on=False: the sideways shift never hides it
     for x, tr, color in pending:
         if len(x):
             ax.plot(x, np.full(len(x), edge), "v", ms=MARKER_SIZE + 2, color=color, mec="black",
-                    mew=0.5, transform=tr, zorder=5)  # fmt: skip
+                    mew=0.5, transform=tr, zorder=5, clip_on=False)  # fmt: skip
     ax.plot([], [], "v", color="grey", mec="black", label="log V = -inf (volume 0)")
     ax.set_ylim(lo, hi)
 
