@@ -150,7 +150,7 @@ def test_progress_inside_runs_shows_on_a_terminal(tmp_path, root):
     import re
 
     screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", proc.stdout)
-    assert "t.slowsteps n=5 (steps)" in screen and "t.slowsteps n=4 (steps)" in screen
+    assert "t.slowsteps n=5 steps " in screen and "t.slowsteps n=4 steps " in screen
     assert not list(root.glob("*/progress.json"))  # removed when the run ends
 
 

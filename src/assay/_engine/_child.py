@@ -20,7 +20,9 @@ from typing import Any
 
 from ._config import StageConfig
 from ._errors import AssayError
+from ._guard import read_text_in_root
 from ._io import atomic_write_json, atomic_write_text, dumps, read_json, to_jsonable
+from ._progress import silence_library_progress
 from ._registry import Stage, get_stage
 from ._run import Run
 from ._spec import PlannedRun
@@ -31,6 +33,7 @@ PARENT_POLL_S = 0.5
 
 def call_stage(entry: Stage, config: StageConfig, handle: Run) -> dict[str, Any]:
     """Seed, call the stage function, and check that it returned JSON-able results."""
+    silence_library_progress()  # the run's own counter (run.progress) is what is shown
     seed = config.runtime().seed
     if seed is not None:
         seed_everything(seed)
@@ -72,10 +75,11 @@ def run_in_child(
     out = handle.dir / ".child_results.json"
     err = handle.dir / ".child_error.txt"
     if proc.exitcode != 0:
-        message = err.read_text() if err.exists() else f"child process exited with {proc.exitcode}"
+        message = (read_text_in_root(handle.root, err) if err.exists()
+                   else f"child process exited with {proc.exitcode}")  # fmt: skip
         err.unlink(missing_ok=True)
         raise AssayError(message.strip().splitlines()[-1] if message.strip() else message)
-    results = read_json(out)
+    results = read_json(out, root=handle.root)
     out.unlink()
     return results
 
@@ -117,6 +121,7 @@ def _child_main(module: str, planned: PlannedRun, run_dir: str, attempt: int,
         atomic_write_text(
             Path(run_dir, ".child_error.txt"),
             traceback.format_exc() + f"\n{type(exc).__name__}: {exc}",
+            root=handle.root,
         )
         sys.exit(1)
-    atomic_write_json(Path(run_dir) / ".child_results.json", results)
+    atomic_write_json(Path(run_dir) / ".child_results.json", results, root=handle.root)

@@ -9,6 +9,7 @@ background thread asks the store which of the suite's runs are running and reads
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -23,6 +24,11 @@ from ._spec import PlannedRun
 _STYLE = {"done": "green", "skipped": "dim", "failed": "red", "failed-earlier": "red",
           "done-elsewhere": "cyan", "failed-elsewhere": "red"}  # fmt: skip
 POLL_S = 0.5
+_LIBRARY_PROGRESS_OFF = {  # module -> the function that turns its progress bars off
+    "huggingface_hub.utils": "disable_progress_bars",
+    "transformers.utils.logging": "disable_progress_bar",
+    "datasets.utils": "disable_progress_bars",
+}
 
 
 def describe(planned: PlannedRun) -> str:
@@ -32,11 +38,45 @@ def describe(planned: PlannedRun) -> str:
 
 
 def eta(info: dict[str, Any]) -> str:
-    n, total, started = info.get("n") or 0, info.get("total"), info.get("started")
-    if not total or not n or started is None:
+    """`` eta 42s`` from a run's progress record: the rate of the units done since it (re)started."""
+    total, started = info.get("total"), info.get("started")
+    position = info.get("position") or info.get("n") or 0
+    done = position - (info.get("start") or 0)  # a resumed run's earlier units took no time now
+    if not total or done <= 0 or started is None:
         return ""
-    left = (time.time() - started) / n * (total - n)
+    left = (time.time() - started) / done * (total - position)
     return f" eta {left:.0f}s" if left < 120 else f" eta {left / 60:.1f}min"
+
+
+def in_flight(info: dict[str, Any] | None) -> str:
+    """``epoch 3/10, batch 120/400 eta 42s`` for a run's progress record ('' when it has none)."""
+    if not info:
+        return ""
+    label = info.get("label") or info.get("desc") or ""
+    if not info.get("label") and info.get("n") is not None:
+        label = f"{label} {info['n']}/{info.get('total') or '?'}".strip()
+    return (label + eta(info)).strip()
+
+
+def read_progress(run_dir: Path) -> dict[str, Any]:
+    """A running run's ``progress.json`` ({} when it reports none or the file is mid-rename)."""
+    try:
+        info = read_json(Path(run_dir) / PROGRESS_FILE)
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def silence_library_progress() -> None:
+    """Turn off the progress bars Hugging Face libraries draw (loading weights, writing shards)
+    inside runs: they would tear the live display and fill log files. Libraries loaded already
+    are told directly; the environment covers those a stage imports later (nothing is imported
+    here)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for module, call in _LIBRARY_PROGRESS_OFF.items():
+        if module in sys.modules:
+            getattr(sys.modules[module], call, lambda: None)()
 
 
 class ProgressDisplay:
@@ -111,10 +151,7 @@ class ProgressDisplay:
                 for rid in [*self._live, *(r for r in running if r in self.by_id)]:
                     info = None
                     if rid in running:
-                        try:
-                            info = read_json(self.root / rid / PROGRESS_FILE)
-                        except (OSError, ValueError):
-                            info = {}
+                        info = read_progress(self.root / rid)
                     self._show(rid, info)
         finally:
             if store is not None:
@@ -129,16 +166,12 @@ class ProgressDisplay:
             return
         from rich.markup import escape
 
-        label = f"  {describe(self.by_id[rid])}"
-        if info.get("desc"):
-            label += f" ({info['desc']})"
-        label = escape(label + eta(info))
+        label = escape(f"  {describe(self.by_id[rid])} {in_flight(info)}".rstrip())
+        done = info.get("position") or info.get("n") or 0
         if task is None:
-            self._live[rid] = self._rich.add_task(label, total=info.get("total"),
-                                                  completed=info.get("n") or 0)  # fmt: skip
+            self._live[rid] = self._rich.add_task(label, total=info.get("total"), completed=done)
         else:
-            self._rich.update(task, description=label, total=info.get("total"),
-                              completed=info.get("n") or 0)  # fmt: skip
+            self._rich.update(task, description=label, total=info.get("total"), completed=done)
 
     def close(self) -> None:
         self._stop.set()

@@ -17,7 +17,15 @@ from typing import Any
 from ._config import StageConfig
 from ._errors import AssayError
 from ._errors import CheckpointError as CheckpointError
-from ._io import atomic_path, atomic_write_json, load_torch_file, read_json, to_jsonable
+from ._guard import append_text_in_root, check_tree_in_root, make_dir_in_root, real_in_root
+from ._io import (
+    atomic_dir,
+    atomic_path,
+    atomic_write_json,
+    load_torch_file,
+    read_json,
+    to_jsonable,
+)
 
 CHECKPOINT_FILE = "checkpoint.pt"  # torch.save, loaded with weights_only=True
 CHECKPOINT_JSON = "checkpoint.json"  # the same state as JSON when torch is not installed
@@ -140,11 +148,14 @@ def _artifact(run_dir: Path | None, name: str, run_id: str) -> Path:
     if run_dir is None:
         raise AssayError(f"run {run_id} has no directory recorded; run `assay reindex`")
     path = Path(run_dir) / "artifacts" / artifact_name(name)
-    if not path.exists():
+    if not os.path.lexists(path):
         have = sorted(p.name for p in (Path(run_dir) / "artifacts").glob("*"))
         raise AssayError(
             f"run {run_id} has no artifact {name!r}; it has: {', '.join(have) or 'none'}"
         )
+    # runs live at <root>/<id>: the artifact, and any link inside a folder artifact, must stay
+    # in that root (the caller, or the library it hands the path to, opens it next)
+    check_tree_in_root(Path(run_dir).parent, path)
     return path
 
 
@@ -165,6 +176,7 @@ class Run:
         upstream: Mapping[str, Any] | None = None,
         attempt: int = 1,
         make_dir: bool = True,
+        root: str | Path | None = None,
     ) -> None:
         self.id = run_id
         self.stage = stage
@@ -176,58 +188,76 @@ class Run:
         self.sinks: Any = None  # the trackers this attempt logs to (assay._sinks.SinkSet)
         self.progress_used = False
         self._artifacts_made = False
+        # every file this handle opens stays inside the root (no link leads out; see _guard)
+        self.root = Path(root) if root is not None else self.dir.parent
+        self._real_dir: str | None = None
         if make_dir:  # the runner has made it already
-            self.dir.mkdir(parents=True, exist_ok=True)
+            self._real_dir = make_dir_in_root(self.root, self.dir)
+
+    def _in_dir(self, name: str) -> str:
+        """``<run dir>/<name>`` by the run folder's resolved path, checked once per handle."""
+        if self._real_dir is None:
+            self._real_dir = real_in_root(self.root, self.dir, verb="write into")
+        return os.path.join(self._real_dir, name)
 
     @property
     def artifacts_dir(self) -> Path:
         """``<run dir>/artifacts``, created on first use."""
         path = self.dir / "artifacts"
         if not self._artifacts_made:
-            path.mkdir(parents=True, exist_ok=True)
+            make_dir_in_root(self.root, path)
             self._artifacts_made = True
         return path
 
     @property
     def checkpoint_dir(self) -> Path:
         path = self.dir / "checkpoints"
-        path.mkdir(parents=True, exist_ok=True)
+        make_dir_in_root(self.root, path)
         return path
 
     # -- logging -----------------------------------------------------------------------------
     def log(self, message: str) -> None:
         """Append a timestamped line to ``log.txt``."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.dir / "log.txt", "a", encoding="utf-8") as f:
-            f.write(f"{stamp} {message}\n")
+        text = f"{stamp} {message}\n"
+        append_text_in_root(self.root, self._in_dir("log.txt"), text, folder_checked=True)
 
     def log_metrics(self, step: int, **values: Any) -> None:
         """Append one line ``{"step": .., "time": .., **values}`` to ``metrics.jsonl``."""
         line = {"step": int(step), "time": round(time.time(), 3), **to_jsonable(values)}
-        with open(self.dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        text = json.dumps(line) + "\n"
+        append_text_in_root(self.root, self._in_dir("metrics.jsonl"), text, folder_checked=True)
         if self.sinks:
             self.sinks.log_metrics(step, values)
 
-    def progress(self, total: int | None = None, desc: str = "") -> Progress:
+    def progress(self, total: int | None = None, desc: str = "", *, start: int = 0) -> Progress:
         """A progress counter shown in ``assay run``'s live display (epochs, directions, ...).
 
-        ``with run.progress(n_epochs, "epochs") as bar: ... bar.update()``; the display shows
-        ``desc n/total`` and an ETA beside the run's parameters.
+        ``with run.progress(n_epochs, "epoch") as bar: ... bar.update()``; the display shows
+        ``desc n/total`` and an ETA beside the run's parameters. Nest with ``bar.inner(n,
+        "batch")``; a resumed run passes ``start`` (the units already done). See
+        :class:`Progress`.
         """
         self.progress_used = True
-        return Progress(self.dir / PROGRESS_FILE, total, desc)
+        return Progress(Path(self._in_dir(PROGRESS_FILE)), total, desc, start=start, log=self.log)
 
     # -- artifacts ---------------------------------------------------------------------------
     @contextlib.contextmanager
     def write_artifact(self, name: str) -> Iterator[Path]:
         """Yield a temporary path; it becomes ``artifacts/<name>`` only if the block succeeds."""
-        with atomic_path(self.artifacts_dir / artifact_name(name)) as tmp:
+        with atomic_path(self.artifacts_dir / artifact_name(name), root=self.root) as tmp:
+            yield tmp
+
+    @contextlib.contextmanager
+    def write_artifact_dir(self, name: str) -> Iterator[Path]:
+        """Yield a fresh temporary folder; it becomes ``artifacts/<name>/`` whole, only if the
+        block succeeds (``model.save_pretrained(tmp)``), with modes that follow the umask."""
+        with atomic_dir(self.artifacts_dir / artifact_name(name), root=self.root) as tmp:
             yield tmp
 
     def save_json(self, name: str, obj: Any) -> Path:
         path = self.artifacts_dir / artifact_name(name)
-        atomic_write_json(path, obj)
+        atomic_write_json(path, obj, root=self.root)
         return path
 
     def artifact(self, name: str) -> Path:
@@ -244,9 +274,10 @@ class Run:
         try:
             import torch
         except ImportError:
-            atomic_write_json(self.checkpoint_dir / CHECKPOINT_JSON, state, fsync=True)
+            atomic_write_json(self.checkpoint_dir / CHECKPOINT_JSON, state, fsync=True,
+                              root=self.root)  # fmt: skip
             return
-        with atomic_path(self.checkpoint_dir / CHECKPOINT_FILE, fsync=True) as tmp:
+        with atomic_path(self.checkpoint_dir / CHECKPOINT_FILE, fsync=True, root=self.root) as tmp:
             torch.save(state, tmp)
 
     def load_checkpoint(self, *, trusted: bool = False) -> Any | None:
@@ -260,9 +291,9 @@ class Run:
         path = self.checkpoint_dir / CHECKPOINT_FILE
         if not path.exists():
             json_path = self.checkpoint_dir / CHECKPOINT_JSON
-            return read_json(json_path) if json_path.exists() else None
+            return read_json(json_path, root=self.root) if json_path.exists() else None
         return load_torch_file(
-            path,
+            real_in_root(self.root, path, verb="read"),
             trusted=trusted,
             fix="save plain state (state_dict(), lists, dicts), or, if this stage wrote the file "
             "itself, load it with run.load_checkpoint(trusted=True)",
@@ -275,38 +306,108 @@ class Run:
 class Progress:
     """A run's progress counter, written to ``progress.json`` for the live display.
 
-    Writes are throttled (at most every ``PROGRESS_EVERY_S``) and atomic; a finished counter
-    writes its final state.
+    One bar per run, however deep the loops: ``inner(total, desc)`` counts inside the current
+    unit of this counter and the display reads ``epoch 3/10, batch 120/400``; ``note(text)`` says
+    what happens between updates (``evaluating``). ``start`` is where a resumed run picks up: the
+    run's log says ``resumed at step 300 of 1200`` and the ETA counts only work done now.
+    Writes are throttled (at most every ``PROGRESS_EVERY_S``) and atomic. Closing the outer
+    counter (leaving its ``with`` block) writes its final state and a line in ``log.txt``
+    (``progress: epoch 10/10 in 3.1s``), the record that outlives ``progress.json``.
     """
 
-    def __init__(self, path: Path, total: int | None, desc: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        total: int | None,
+        desc: str,
+        *,
+        start: int = 0,
+        log: Any = None,
+        parent: Progress | None = None,
+    ) -> None:
         self.path, self.total, self.desc = path, total, desc
-        self.n = 0
+        self.n = self.start = int(start)
         self.started = time.time()
+        self._log, self._parent = log, parent
+        self._inner: Progress | None = None
+        self._note = ""
         self._written = 0.0
+        if start and log is not None:
+            log(f"resumed at {desc} {start} of {total}")
         self._write(force=True)
 
     def update(self, n: int = 1) -> None:
+        """``n`` more units done; an inner counter and a note belong to the finished unit."""
         self.n += n
+        self._inner, self._note = None, ""
         self._write()
 
     def set(self, n: int) -> None:
         self.n = n
+        self._inner, self._note = None, ""
         self._write()
 
+    def inner(self, total: int | None, desc: str) -> Progress:
+        """A counter inside the current unit (the batches of this epoch), shown on this bar."""
+        self._inner = Progress(self.path, total, desc, parent=self)
+        return self._inner
+
+    def note(self, text: str) -> None:
+        """Say what the run does until the next update (``evaluating``); shown after the counts."""
+        self._note = text
+        self._write(force=True)
+
+    def track(self, items: Any) -> Iterator[Any]:
+        """Yield each item, counting one unit after each."""
+        for item in items:
+            yield item
+            self.update()
+
+    @property
+    def label(self) -> str:
+        """``epoch 3/10, batch 120/400, evaluating``: this counter and every inner one."""
+        parts, notes, node = [], [], self
+        while node is not None:
+            count = f"{node.n}/{node.total}" if node.total is not None else str(node.n)
+            parts.append(f"{node.desc} {count}".strip())
+            notes += [node._note] if node._note else []
+            node = node._inner
+        return ", ".join(parts + notes)
+
+    @property
+    def position(self) -> float:
+        """Units done, the current one counted by the fraction its inner counters report."""
+        frac = 0.0
+        if self._inner is not None and self._inner.total:
+            frac = min(self._inner.position / self._inner.total, 1.0)
+        return self.n + frac
+
     def _write(self, force: bool = False) -> None:
+        if self._parent is not None:
+            self._parent._write(force)
+            return
         now = time.time()
         if not force and now - self._written < PROGRESS_EVERY_S:
             return
         self._written = now
-        atomic_write_json(self.path, {"desc": self.desc, "n": self.n, "total": self.total,
-                                      "started": self.started, "updated": now})  # fmt: skip
+        atomic_write_json(self.path, {
+            "desc": self.desc, "n": self.n, "total": self.total, "start": self.start,
+            "position": self.position, "label": self.label, "started": self.started,
+            "updated": now,
+        })  # fmt: skip
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Write the final state; the outer counter also logs it (``progress: epoch 10/10``)."""
+        self._write(force=True)
+        if self._parent is None and self._log is not None:
+            how = "stopped at" if error is not None else "progress:"
+            self._log(f"{how} {self.label} in {time.time() - self.started:.1f}s")
 
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._write(force=True)
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.close(exc)
 
 
 def DetachedRun(  # noqa: N802 - reads like a class at call sites
@@ -330,27 +431,29 @@ def DetachedRun(  # noqa: N802 - reads like a class at call sites
     return Run(run_id=rid, stage=entry.name, config=config, dir=path, upstream=upstream)
 
 
-def record_from_dir(run_dir: Path) -> RunRecord | None:
+def record_from_dir(run_dir: Path, root: Path | None = None) -> RunRecord | None:
     """Rebuild a run's record from its directory (``assay reindex``); None if it is not a run.
 
     The directory is the source of truth: ``results.json`` exists only for a finished run (it is
     renamed into place after the store recorded the result), ``provenance.json`` says which
     attempt ended and how; a ``.results.attempt-N.json`` left by a kill before that rename is a
-    finished result too. Unreadable files raise (OSError or ValueError).
+    finished result too. Unreadable files raise (OSError or ValueError); a file that is a link
+    leading outside ``root`` (default: the run folder's parent) raises OutsideRootError.
     """
+    root = root if root is not None else run_dir.parent
     config_path = run_dir / "config.json"
     if not config_path.exists():
         return None
-    config = read_json(config_path)
+    config = read_json(config_path, root=root)
     if not isinstance(config, dict):
         raise ValueError(f"{config_path} holds a {type(config).__name__}, not a config mapping")
     prov_path = run_dir / "provenance.json"
-    prov = read_json(prov_path) if prov_path.exists() else {}
+    prov = read_json(prov_path, root=root) if prov_path.exists() else {}
     results_path = run_dir / "results.json"
     if not results_path.exists():
         left = sorted(run_dir.glob(".results.attempt-*.json"))
         results_path = left[-1] if left else results_path
-    results = read_json(results_path) if results_path.exists() else None
+    results = read_json(results_path, root=root) if results_path.exists() else None
     if results is not None:
         status = RunStatus.DONE
     elif prov.get("status") == RunStatus.FAILED.value:
