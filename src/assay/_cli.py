@@ -254,8 +254,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         notes = reconcile(Path(args.root), store, unsettled) if unsettled else []
         if notes:  # reconciling changed rows: read them again
             states = store.states(ids)
-        rows = [r for r in plan_rows(runs, store, states) if not r.upstream]
-        records = store.get_many((r.id for r in rows if r.state.value != "done"), light=True)
+        every = plan_rows(runs, store, states)
+        rows = [r for r in every if not r.upstream]
+        records = store.get_many((r.id for r in every if r.state.value != "done"), light=True)
         from ._engine._stale import find_stale
 
         stale = find_stale(runs, store, Path(args.root or "runs"))
@@ -265,6 +266,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     done = states.get("done", 0)
     print(f"suite {suite.name}: {done}/{len(rows)} done; "
           + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))  # fmt: skip
+    if len(every) > len(rows):
+        print(f"upstream runs: {_count_states(r for r in every if r.upstream)}")
+    _print_in_flight([r for r in every if r.state is RunStatus.RUNNING], records)
     for line in notes:
         print(line)
     if stale:
@@ -281,6 +285,19 @@ def cmd_status(args: argparse.Namespace) -> int:
                [(r.index, r.id, r.state.value, getattr(records.get(r.id), "attempts", 0),
                  (getattr(records.get(r.id), "error", None) or "")[:100]) for r in unfinished])  # fmt: skip
     return 0
+
+
+def _print_in_flight(running: Sequence[Any], records: dict[str, Any]) -> None:
+    """One line per running run, upstream ones too, with the counter its stage reports."""
+    from ._engine._progress import in_flight, read_progress
+
+    for r in running:
+        rec = records.get(r.id)
+        counter = in_flight(read_progress(rec.dir)) if rec is not None and rec.dir else ""
+        params = " ".join(f"{k}={v}" for k, v in r.params.items())
+        kind = "upstream run" if r.upstream else "run"
+        line = f"in flight: {kind} {r.stage} {params} ({r.id})"
+        print(line + (f": {counter}" if counter else ""))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
