@@ -35,3 +35,14 @@ def train(config: TrainConfig, run: assay.Run) -> dict:
                 raise RuntimeError(f"diverged at lr={config.lr}: loss {loss:.3f}")
     score = math.nan if config.nan_result else 10 * (1 - loss)
     return {"final_loss": loss, "acc": 1 - loss, "score": score, "label": f"lr{config.lr}"}
+
+
+class EvalConfig(assay.StageConfig):
+    train: TrainConfig = TrainConfig()  # upstream: the training run whose curves it shows
+    scale: float = 1.0
+
+
+@assay.stage("rpt.eval", config=EvalConfig, version=1)
+def evaluate(config: EvalConfig, run: assay.Run) -> dict:
+    """Score an upstream training run; logs no metrics of its own (the upstream runs do)."""
+    return {"score": config.scale * run.upstream["train"].results["acc"]}

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .._analysis import (
+    NO_VARIATION,
+    SAME_DIFFERENCE,
+    SAME_IN_BOTH,
     compare_groups,
     flatten,
     group_columns,
@@ -28,7 +31,7 @@ from .._analysis import (
 from .._engine._errors import AssayError
 from .._engine._run import RunRecord, RunStatus
 from .._store import Store, resolve_store
-from ._curves import aggregate_curves, run_series
+from ._curves import RUN_POINTS, _thin, aggregate_curves, run_series
 from ._families import family_sections
 from ._provenance import provenance_summary
 from ._runfiles import RunFiles
@@ -87,6 +90,8 @@ def collect(
                                      seeds=list(seeds) if seeds else None)  # fmt: skip
             rows = plan_rows(planned, opened)
             known = opened.get_many(r.id for r in planned)
+            got = opened.get_many(r.id for r in rows if r.upstream)
+            ups = [got[r.id] for r in rows if r.upstream and r.id in got]  # in plan order
             records = [known.get(p.id) or RunRecord(p.id, p.stage, RunStatus.PENDING,
                                                     json.loads(p.config_json))
                        for p in planned]  # fmt: skip
@@ -95,6 +100,7 @@ def collect(
             title = f"assay report: {suite.name}"
         else:
             records = opened.query(stage=stage)
+            ups = []
             if not records:
                 raise AssayError(f"no recorded runs of stage {stage!r} in {opened.url}; "
                                  "`assay ls` lists the recorded runs")  # fmt: skip
@@ -110,11 +116,10 @@ def collect(
     done = df[df["status"] == RunStatus.DONE.value]
     flat = {r.id: _flat(r) for r in records}
     stats = _statistics(done, baseline)
-    labels = _group_labels(df, done)
+    labels = _group_labels(df)
     table = _table(df, records, flat, index, prov, now)
-    live = [r for r in records if r.status in (RunStatus.DONE, RunStatus.RUNNING) and r.dir]
-    series = {r.id: run_series(files.metrics(r.dir / "metrics.jsonl")) for r in live}
-    curves = aggregate_curves({k: v for k, v in series.items() if v}, labels)
+    curves = _curves(records, labels, files)
+    curves["upstream"] = _upstream_curves(ups, files)
     problems: list[str] = []
     sections = []
     if families:
@@ -129,7 +134,7 @@ def collect(
         "plan": plan,
         "counts": dict(Counter(r.status.value for r in records)),
         "table": table,
-        "detail": _details(records, prov),
+        "detail": _details(records, prov, labels),
         "running": _running(records, files, now),
         "stats": stats,
         "curves": curves,
@@ -153,13 +158,62 @@ def _plan(suite: Any, overrides: Sequence[str], planned: Sequence[Any], rows: Se
     }  # fmt: skip
 
 
-def _group_labels(df: Any, done: Any) -> dict[str, str]:
-    """Run id -> group label, grouped as the statistics group (config minus seed, by the
-    columns that vary among finished runs), so a curve and its statistics row match."""
+def _group_labels(df: Any) -> dict[str, str]:
+    """Run id -> group label: config minus seed, by the columns that vary among *all* runs of
+    the report (planned, running, failed and finished), so a running ``lr=2.0`` run is never
+    averaged into the ``lr=0.05`` curve while only ``lr=0.05`` runs have finished."""
     if df.empty:
         return {}
-    groups = group_columns(done) if len(done) else group_columns(df)
-    return dict(zip(df["id"], group_labels(df, groups), strict=True))
+    return dict(zip(df["id"], group_labels(df, group_columns(df)), strict=True))
+
+
+CURVE_STATES = (RunStatus.DONE, RunStatus.RUNNING, RunStatus.FAILED)
+
+
+def _curves(records: Sequence[RunRecord], labels: dict[str, str], files: RunFiles) -> dict:
+    """Group curves of the finished and running runs, and each failed run's own partial curve
+    (what its ``metrics.jsonl`` holds), drawn apart and marked failed as W&B and MLflow draw
+    crashed runs: a run cut short would pull a group's mean towards its early steps."""
+    series = {}
+    for r in records:
+        if r.status in CURVE_STATES and r.dir:
+            s = run_series(files.metrics(r.dir / "metrics.jsonl"))
+            if s:
+                series[r.id] = s
+    failed = {r.id for r in records if r.status is RunStatus.FAILED and r.id in series}
+    curves = aggregate_curves(series, {k: v for k, v in labels.items() if k not in failed})
+    curves["failed"] = _failed_lines({k: series[k] for k in failed}, labels)
+    return curves
+
+
+def _failed_lines(series: dict[str, dict[str, dict[int, float]]], labels: dict[str, str]):
+    """``{metric: [{run, group, steps, values}]}`` of the failed runs, thinned to
+    ``RUN_POINTS`` points each (non-finite values as "nan"/"inf")."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for rid, s in series.items():
+        for metric, values in s.items():
+            steps, _ = _thin(sorted(values), RUN_POINTS)
+            out.setdefault(metric, []).append({
+                "run": rid, "group": labels.get(rid, ""), "steps": steps,
+                "values": [float(f"{values[t]:.6g}") if math.isfinite(values[t])
+                           else str(values[t]) for t in steps],
+            })  # fmt: skip
+    return out
+
+
+def _upstream_curves(records: Sequence[RunRecord], files: RunFiles) -> dict[str, Any]:
+    """The curves of the upstream runs a suite depends on, by stage (a volume suite's metrics
+    are logged by its ``volume.train`` runs): per stage, grouped by the config keys that vary
+    among that stage's runs, failed runs apart, as for the suite's own stage."""
+    out = {}
+    for stage in sorted({r.stage for r in records}):
+        mine = [r for r in records if r.stage == stage]
+        df = records_frame(mine)
+        curves = _curves(mine, _group_labels(df), files)
+        curves.pop("runs", None)  # upstream runs have no row in the table, so no detail
+        if curves["metrics"]:
+            out[stage] = {**curves, "n_runs": len(mine)}
+    return out
 
 
 def _statistics(done: Any, baseline: str | None) -> dict[str, Any]:
@@ -178,6 +232,12 @@ def _statistics(done: Any, baseline: str | None) -> dict[str, Any]:
         notes.append(f"showing {MAX_STATS_ROWS} of {len(rows)} (group, metric) rows")
         rows = rows[:MAX_STATS_ROWS]
     comp = comparison.to_dict("records") if not comparison.empty else []
+    for r in comp:  # a test with nothing to test says why, not "n/a (needs 2 runs)"
+        note = str(r.get("note") or "")
+        if SAME_IN_BOTH in note:
+            r["p_welch"] = r["p_welch_holm"] = NO_VARIATION
+        if SAME_DIFFERENCE in note:
+            r["p_paired"] = r["p_paired_holm"] = NO_VARIATION
     return {
         "summary": rows, "comparison": comp[:MAX_STATS_ROWS],
         "metrics": list(dict.fromkeys(r["metric"] for r in rows)),
@@ -258,14 +318,17 @@ def _cell(value: Any) -> Any:
     return str(value)
 
 
-def _details(records: Sequence[RunRecord], prov: dict[str, Any]) -> dict[str, Any]:
-    """Per run: the full config and results, and its provenance in a few fields."""
+def _details(
+    records: Sequence[RunRecord], prov: dict[str, Any], labels: dict[str, str]
+) -> dict[str, Any]:
+    """Per run: its group, the full config and results, and its provenance in a few fields."""
     out = {}
     for r in records:
         p = prov.get(r.id) or {}
         git = p.get("git") or {}
         out[r.id] = {
-            "stage": r.stage, "config": r.config, "results": r.results, "error": r.error,
+            "stage": r.stage, "group": labels.get(r.id, ""), "config": r.config,
+            "results": r.results, "error": r.error,
             "dir": str(r.dir) if r.dir else None,
             "provenance": {"commit": git.get("commit"), "dirty": git.get("dirty"),
                            "host": p.get("host"), "python": p.get("python"),

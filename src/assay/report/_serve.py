@@ -4,7 +4,10 @@
     assay serve --root runs                                  # an index of the stages recorded
 
 The page is the same self-contained report ``assay report`` writes; it asks ``data.json`` for
-new data every ``--refresh-s`` seconds and redraws without losing its sort, filter or page.
+new data every ``--refresh-s`` seconds and redraws without losing its sort, filter, page or
+curve zoom. The page says which build it holds; the answer is "unchanged", or only the runs and
+blocks that changed since that build (:mod:`._delta`), or, for a page the server does not know,
+the whole record.
 A refresh first compares a cheap fingerprint of the store rows and of the files of the runs in
 flight, and rebuilds the data only when it changed; parsed run files are cached between
 refreshes (:class:`~._runfiles.RunFiles`), so a 1,000-run suite refreshes in well under a second.
@@ -29,6 +32,7 @@ from typing import Any
 from .._engine._errors import AssayError
 from .._engine._run import RunStatus
 from .._store import resolve_store
+from ._delta import Builds, Snapshot, delta, snapshot, split
 from ._runfiles import RunFiles
 
 
@@ -43,6 +47,8 @@ class ReportServer:
         self.lock = threading.Lock()
         self._plan: tuple[Any, list[Any]] | None = None  # (suite file stamp, planned runs)
         self._built: dict[str | None, tuple[str, dict[str, Any], str]] = {}
+        self._parts: dict[str | None, tuple[dict[str, Any], dict[str, Any], Snapshot]] = {}
+        self._builds: dict[str | None, Builds] = {}
 
     # -- what a request names ------------------------------------------------------------------
     def _planned(self) -> list[Any]:
@@ -99,7 +105,28 @@ class ReportServer:
             data["fingerprint"] = fp
             built = (fp, data, render_sections(data))
             self._built[stage] = built
+            runs, blocks = split(data, built[2])
+            snap = snapshot(runs, blocks)
+            self._parts[stage] = (runs, blocks, snap)
+            self._builds.setdefault(stage, Builds()).add(fp, snap)
             return built
+
+    def payload(self, stage: str | None, since: str | None) -> str:
+        """The ``data.json`` answer to a page holding the build ``since``: unchanged, the
+        changes since that build (:mod:`._delta`), or the whole record."""
+        from ._html import data_json
+
+        self.build(stage)
+        with self.lock:  # the build and its parts together, whatever another request did
+            fp, data, sections = self._built[stage]
+            runs, blocks, snap = self._parts[stage]
+            old = self._builds[stage].get(since)
+        if since == fp:
+            return '{"unchanged":true}'
+        if old is not None:
+            change = delta(old, snap, runs, blocks)
+            return f'{{"fingerprint":{json.dumps(fp)},"delta":{data_json(change)}}}'
+        return f'{{"data":{data_json(data)},"sections_html":{json.dumps(sections)}}}'
 
     def index(self) -> str:
         """The stages recorded in the store, with their counts and links to their reports."""
@@ -163,16 +190,8 @@ def _handler(server: ReportServer, allowed_hosts: set[str]) -> type:
                     page = render_html(data, live=True, refresh_ms=server.refresh_ms)
                     self._send(200, page, "text/html; charset=utf-8")
                 elif url.path == "/data.json":
-                    from ._html import data_json
-
-                    fp, data, sections = server.build(stage)
-                    if query.get("since") == fp:
-                        self._send(200, '{"unchanged":true}', "application/json")
-                    else:
-                        body = (
-                            f'{{"data":{data_json(data)},"sections_html":{json.dumps(sections)}}}'
-                        )
-                        self._send(200, body, "application/json")
+                    body = server.payload(stage, query.get("since"))
+                    self._send(200, body, "application/json")
                 else:
                     self._send(404, f"no page {url.path}; the report is at /", "text/plain")
             except AssayError as exc:

@@ -13,8 +13,12 @@
   var NONFINITE = { nan: NaN, inf: Infinity, "-inf": -Infinity };
   var DATA = null;
   var view = { sort: null, dir: 1, filter: [], words: [], state: "", page: 0, size: 50,
-    selected: null, metric: null, groups: "", statMetric: null };
+    selected: null, metric: null, groups: "", statMetric: null, statLog: false,
+    curveStage: "", curveLog: false, smooth: 0, picked: [], allKeys: false,
+    compareMetric: null, pcMetric: null, sx: null, sy: null, sc: "" };
+  var SECTIONS = null; // the server-rendered sections' HTML (serve: merged with deltas)
   var rowTextCache = null;
+  var PLOT_CONFIG = { displaylogo: false, responsive: true };
 
   function $(id) { return document.getElementById(id); }
   function el(tag, attrs, text) {
@@ -52,6 +56,8 @@
 
   // ---------------------------------------------------------------- status
   function renderStatus() {
+    var gen = $("generated");
+    if (gen) gen.textContent = "generated " + DATA.generated;
     var box = $("status-live");
     box.textContent = "";
     var counts = DATA.counts, total = 0;
@@ -159,6 +165,7 @@
 
   function renderHead() {
     var tr = el("tr");
+    tr.appendChild(el("th", { class: "pick", title: "tick runs to compare them (section Compare)" }, "cmp"));
     cols().forEach(function (c, j) {
       var th = el("th", { "data-col": c.key, title: c.kind + ": " + c.key }, c.label);
       if (view.sort === j) th.setAttribute("aria-sort", view.dir > 0 ? "ascending" : "descending");
@@ -182,6 +189,10 @@
     for (var k = start; k < end; k++) {
       var row = rows[idx[k]], tr = el("tr", { "data-id": row[1] });
       if (row[1] === view.selected) tr.className = "selected";
+      var pick = el("td", { class: "pick" }), box = el("input", { type: "checkbox", class: "pick", "data-id": row[1], title: "compare" });
+      box.checked = isPicked("run", row[1]);
+      pick.appendChild(box);
+      tr.appendChild(pick);
       for (var j = 0; j < c.length; j++) {
         var v = row[j], td = el("td");
         if (c[j].key === "state") td.appendChild(el("span", { class: "state " + v }, v));
@@ -257,25 +268,73 @@
     return "rgba(" + (n >> 16 & 255) + "," + (n >> 8 & 255) + "," + (n & 255) + "," + a + ")";
   }
 
+  function curveSource() { // the suite's own stage, or an upstream stage's curves
+    var up = DATA.curves.upstream || {};
+    if (view.curveStage && up[view.curveStage]) return up[view.curveStage];
+    return DATA.curves;
+  }
+
   function renderCurveSelect() {
-    var sel = $("curve-metric"), metrics = DATA.curves.metrics;
+    var stageSel = $("curve-stage"), up = DATA.curves.upstream || {}, stages = Object.keys(up);
+    var own = DATA.plan ? DATA.plan.stage : DATA.source.stage;
+    if (view.curveStage && !up[view.curveStage]) view.curveStage = "";
+    if (!view.curveStage && !DATA.curves.metrics.length && stages.length) view.curveStage = stages[0];
+    stageSel.textContent = "";
+    stageSel.appendChild(el("option", { value: "" }, own + " (this report's runs)"));
+    stages.forEach(function (st) {
+      stageSel.appendChild(el("option", { value: st }, st + " (upstream, " + up[st].n_runs + " runs)"));
+    });
+    stageSel.value = view.curveStage;
+    $("curve-stage-label").hidden = !stages.length;
+    var sel = $("curve-metric"), metrics = curveSource().metrics;
     if (view.metric === null || metrics.indexOf(view.metric) < 0) view.metric = metrics[0] || null;
     sel.textContent = "";
     metrics.forEach(function (m) { var o = el("option", null, m); if (m === view.metric) o.selected = true; sel.appendChild(o); });
   }
 
+  function ema(ys, w) { // W&B's and TensorBoard's debiased exponential moving average
+    if (!w) return ys;
+    var last = 0, k = 0;
+    return ys.map(function (y) {
+      var v = num(y);
+      if (v === null || !isFinite(v)) return v;
+      last = last * w + (1 - w) * v; k += 1;
+      return last / (1 - Math.pow(w, k));
+    });
+  }
+
+  function curveLayout(ytitle, key) {
+    return { margin: { t: 20, r: 10 }, hovermode: "closest",
+      uirevision: key + "|" + view.curveLog, // a live refresh keeps the user's zoom
+      xaxis: { title: { text: "step" } },
+      yaxis: { title: { text: ytitle }, type: view.curveLog ? "log" : "linear" },
+      legend: { font: { size: 11 } } };
+  }
+
+  function lineTraces(name, x, y, color, extra) { // raw (faint when smoothed) and smoothed
+    var out = [], mode = x.length > 1 ? "lines" : "markers";
+    if (view.smooth) {
+      out.push(Object.assign({ x: x, y: y.map(num), type: "scatter", mode: mode, showlegend: false,
+        hoverinfo: "skip", opacity: 0.3, line: { color: color, width: 1 }, marker: { color: color } }, extra, { name: name + " (raw)" }));
+    }
+    out.push(Object.assign({ x: x, y: ema(y, view.smooth), name: name, type: "scatter", mode: mode,
+      line: { color: color }, marker: { color: color } }, extra));
+    return out;
+  }
+
   function renderCurves() {
-    var div = $("curve-plot"), info = $("curve-info");
+    var div = $("curve-plot"), info = $("curve-info"), src = curveSource();
     var notes = $("curve-notes");
     notes.textContent = "";
-    DATA.curves.notes.slice(0, 20).forEach(function (n) { notes.appendChild(el("p", { class: "note" }, n)); });
-    if (DATA.curves.notes.length > 20) notes.appendChild(el("p", { class: "note" }, (DATA.curves.notes.length - 20) + " more note(s)"));
+    src.notes.slice(0, 20).forEach(function (n) { notes.appendChild(el("p", { class: "note" }, n)); });
+    if (src.notes.length > 20) notes.appendChild(el("p", { class: "note" }, (src.notes.length - 20) + " more note(s)"));
     if (!view.metric) { info.textContent = "no run has logged metrics yet"; div.textContent = ""; return; }
-    var lines = DATA.curves.series[view.metric] || [], g = view.groups.toLowerCase();
+    var lines = src.series[view.metric] || [], g = view.groups.toLowerCase();
+    var failed = ((src.failed || {})[view.metric] || []).filter(function (l) { return !g || l.group.toLowerCase().indexOf(g) >= 0; });
     var shown = lines.filter(function (l) { return !g || l.group.toLowerCase().indexOf(g) >= 0; });
-    info.textContent = shown.length > MAX_LINES
+    info.textContent = (shown.length > MAX_LINES
       ? "showing " + MAX_LINES + " of " + shown.length + " groups (narrow them with the group filter)"
-      : shown.length + " group(s)";
+      : shown.length + " group(s)") + (failed.length ? "; " + failed.length + " failed run(s), dashed" : "");
     shown = shown.slice(0, MAX_LINES);
     var traces = [];
     shown.forEach(function (l, i) {
@@ -286,14 +345,225 @@
           fill: "toself", fillcolor: rgba(color, 0.18), line: { width: 0 }, hoverinfo: "skip",
           showlegend: false, legendgroup: l.group, type: "scatter" });
       }
-      traces.push({ x: l.steps, y: l.mean, name: l.group, legendgroup: l.group, customdata: l.n,
-        type: "scatter", mode: l.steps.length > 1 ? "lines" : "markers", line: { color: color },
-        marker: { color: color },
-        hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (n=%{customdata})<extra></extra>" });
+      traces = traces.concat(lineTraces(l.group, l.steps, l.mean, color, { legendgroup: l.group, customdata: l.n,
+        hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (n=%{customdata})<extra></extra>" }));
     });
+    var groupColor = {};
+    shown.forEach(function (l, i) { groupColor[l.group] = COLORS[i % COLORS.length]; });
+    failed.slice(0, MAX_LINES).forEach(function (l) {
+      var color = groupColor[l.group] || "#c62828";
+      traces = traces.concat(lineTraces(l.group + " · failed " + l.run, l.steps, l.values, color, {
+        legendgroup: "failed", line: { color: color, dash: "dash" }, meta: "failed",
+        hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (run failed here)<extra></extra>" }));
+    });
+    Plotly.react(div, traces, curveLayout(view.metric, (view.curveStage || "own") + "|" + view.metric), PLOT_CONFIG);
+  }
+
+  // ---------------------------------------------------------------- compare runs and groups
+  function isPicked(kind, key) {
+    return view.picked.some(function (p) { return p.kind === kind && p.key === key; });
+  }
+  function togglePick(kind, key) {
+    if (isPicked(kind, key)) view.picked = view.picked.filter(function (p) { return !(p.kind === kind && p.key === key); });
+    else view.picked.push({ kind: kind, key: key });
+    renderBody(); renderCompare();
+  }
+
+  function flat(obj, prefix, out) { // {a: {b: 1}} -> {"a.b": 1}, as the table's columns
+    Object.keys(obj || {}).forEach(function (k) {
+      var v = obj[k], key = prefix + k;
+      if (v !== null && typeof v === "object" && !Array.isArray(v)) flat(v, key + ".", out);
+      else out[key] = Array.isArray(v) ? JSON.stringify(v) : v;
+    });
+    return out;
+  }
+
+  function runsOf(p) { // a picked item's run ids
+    if (p.kind === "run") return DATA.detail[p.key] ? [p.key] : [];
+    return Object.keys(DATA.detail).filter(function (id) { return DATA.detail[id].group === p.key; });
+  }
+
+  function itemName(p) { return p.kind === "run" ? "run " + p.key : "group " + p.key; }
+
+  function itemValues(p, what) { // key -> shown text; a group: its one value, or every value it holds
+    var ids = runsOf(p), per = {}, out = {};
+    ids.forEach(function (id) {
+      var f = flat(DATA.detail[id][what] || {}, "", {});
+      Object.keys(f).forEach(function (k) { (per[k] = per[k] || []).push(f[k]); });
+    });
+    Object.keys(per).forEach(function (k) {
+      var vals = per[k];
+      if (what === "results" && p.kind === "group") {
+        var xs = vals.map(num).filter(function (x) { return x !== null && isFinite(x); });
+        if (xs.length === vals.length && xs.length) {
+          var m = xs.reduce(function (a, b) { return a + b; }, 0) / xs.length;
+          out[k] = fmt(m) + " (mean of " + xs.length + ")";
+          return;
+        }
+      }
+      var distinct = [];
+      vals.forEach(function (v) { var t = fmt(v); if (distinct.indexOf(t) < 0) distinct.push(t); });
+      out[k] = distinct.join(" | ");
+    });
+    return out;
+  }
+
+  function compareTable(id, what) {
+    var table = $(id), items = view.picked, values = items.map(function (p) { return itemValues(p, what); });
+    var keys = [];
+    values.forEach(function (v) { Object.keys(v).forEach(function (k) { if (keys.indexOf(k) < 0) keys.push(k); }); });
+    table.textContent = "";
+    var head = el("tr");
+    head.appendChild(el("th", null, what === "config" ? "config key" : "result"));
+    items.forEach(function (p, i) {
+      var th = el("th", { style: "border-top: 3px solid " + COLORS[i % COLORS.length] }, itemName(p) + " ");
+      var rm = el("button", { type: "button", class: "unpick", title: "remove from the comparison" }, "×");
+      rm.addEventListener("click", function () { togglePick(p.kind, p.key); });
+      th.appendChild(rm);
+      head.appendChild(th);
+    });
+    table.appendChild(el("thead")).appendChild(head);
+    var body = el("tbody"), n = 0;
+    keys.forEach(function (k) {
+      var texts = values.map(function (v) { return k in v ? v[k] : "(absent)"; });
+      var differs = texts.some(function (t) { return t !== texts[0]; });
+      if (!differs && !view.allKeys && what === "config") return;
+      var tr = el("tr", { class: differs ? "diff" : "same", "data-key": k });
+      tr.appendChild(el("th", null, k));
+      texts.forEach(function (t) { tr.appendChild(el("td", null, t)); });
+      body.appendChild(tr); n += 1;
+    });
+    table.appendChild(body);
+    return n;
+  }
+
+  function renderCompare() {
+    var box = $("compare-body"), gsel = $("compare-group");
+    var groups = [];
+    Object.keys(DATA.detail).forEach(function (id) { var g = DATA.detail[id].group; if (groups.indexOf(g) < 0) groups.push(g); });
+    var keep = gsel.value;
+    gsel.textContent = "";
+    groups.forEach(function (g) { gsel.appendChild(el("option", null, g)); });
+    if (groups.indexOf(keep) >= 0) gsel.value = keep;
+    view.picked = view.picked.filter(function (p) { return runsOf(p).length; });
+    $("compare-info").textContent = view.picked.length
+      ? view.picked.length + " picked: " + view.picked.map(itemName).join("; ")
+      : "tick runs in the table (column cmp), or add groups, to compare them";
+    box.hidden = !view.picked.length;
+    if (!view.picked.length) return;
+    var nd = compareTable("compare-diff", "config");
+    $("compare-diff-note").textContent = nd ? "" : "the picked items have the same config" + (view.allKeys ? "" : " (tick 'every key' to list it)");
+    compareTable("compare-results", "results");
+    var metrics = DATA.curves.metrics, sel = $("compare-metric");
+    if (!view.compareMetric || metrics.indexOf(view.compareMetric) < 0) view.compareMetric = view.metric && metrics.indexOf(view.metric) >= 0 ? view.metric : metrics[0] || null;
+    sel.textContent = "";
+    metrics.forEach(function (m) { var o = el("option", null, m); if (m === view.compareMetric) o.selected = true; sel.appendChild(o); });
+    var div = $("compare-plot"), m = view.compareMetric, traces = [], missing = [];
+    if (!m) { div.textContent = ""; return; }
+    view.picked.forEach(function (p, i) {
+      var color = COLORS[i % COLORS.length], x = null, y = null, extra = {};
+      if (p.kind === "group") {
+        (DATA.curves.series[m] || []).forEach(function (l) { if (l.group === p.key) { x = l.steps; y = l.mean; } });
+      } else {
+        var own = (DATA.curves.runs[p.key] || {})[m];
+        if (own) { x = own[0]; y = own[1]; }
+        ((DATA.curves.failed || {})[m] || []).forEach(function (l) { if (l.run === p.key) { x = l.steps; y = l.values; extra = { line: { color: color, dash: "dash" } }; } });
+      }
+      if (x === null) { missing.push(itemName(p)); return; }
+      traces = traces.concat(lineTraces(itemName(p), x, y, color, extra));
+    });
+    $("compare-curve-note").textContent = missing.length ? "no " + m + " curve for: " + missing.join("; ") : "";
+    Plotly.react(div, traces, curveLayout(m, "compare|" + m), PLOT_CONFIG);
+  }
+
+  // ---------------------------------------------------------------- parameters against metrics
+  function columnsOf(kinds) {
+    return cols().filter(function (c) { return kinds.indexOf(c.kind) >= 0 && c.key !== "id" && c.key !== "index"; });
+  }
+  function fillSelect(sel, options, value, none) {
+    sel.textContent = "";
+    if (none) sel.appendChild(el("option", { value: "" }, none));
+    options.forEach(function (c) { sel.appendChild(el("option", { value: c.key }, c.label)); });
+    var keys = options.map(function (c) { return c.key; });
+    sel.value = keys.indexOf(value) >= 0 || (none && value === "") ? value : (none ? "" : keys[0] || "");
+    return sel.value;
+  }
+  function column(key) {
+    var j = -1;
+    cols().forEach(function (c, i) { if (c.key === key) j = i; });
+    return j < 0 ? null : { c: cols()[j], values: DATA.table.rows.map(function (r) { return r[j]; }) };
+  }
+  function axisOf(col) { // numbers as numbers; anything else as categories, in order of appearance
+    if (col.c.numeric) return { values: col.values.map(num), cats: null };
+    var cats = [];
+    col.values.forEach(function (v) { var t = fmt(v); if (v !== null && cats.indexOf(t) < 0) cats.push(t); });
+    return { values: col.values.map(function (v) { return v === null ? null : cats.indexOf(fmt(v)); }), cats: cats };
+  }
+
+  function renderParcoords() {
+    var results = columnsOf(["result"]).filter(function (c) { return c.numeric; });
+    var div = $("parcoords-plot"), info = $("parcoords-info");
+    view.pcMetric = fillSelect($("parcoords-metric"), results, view.pcMetric);
+    var params = columnsOf(["param"]);
+    if (!view.pcMetric || !params.length) { info.textContent = "needs a varying parameter and a numeric result"; div.textContent = ""; return; }
+    var metric = column(view.pcMetric), state = column("state").values;
+    var keep = [];
+    metric.values.forEach(function (v, i) { var x = num(v); if (state[i] === "done" && x !== null && isFinite(x)) keep.push(i); });
+    var dims = params.map(function (c) {
+      var ax = axisOf(column(c.key)), d = { label: c.label, values: keep.map(function (i) { return ax.values[i]; }) };
+      if (ax.cats) { d.tickvals = ax.cats.map(function (_, k) { return k; }); d.ticktext = ax.cats; }
+      return d;
+    });
+    var ys = keep.map(function (i) { return num(metric.values[i]); });
+    dims.push({ label: metric.c.label, values: ys });
+    info.textContent = keep.length + " finished run(s) with a finite " + metric.c.label + "; drag along an axis to filter";
+    Plotly.react(div, [{ type: "parcoords", dimensions: dims,
+      line: { color: ys, colorscale: "Viridis", showscale: true, colorbar: { title: { text: metric.c.label } } } }],
+      { margin: { t: 40, l: 60, r: 60 }, uirevision: "pc|" + view.pcMetric }, PLOT_CONFIG);
+  }
+
+  function renderScatter() {
+    var all = columnsOf(["param", "result"]).concat(columnsOf(["meta"]).filter(function (c) { return c.key === "duration_s"; }));
+    var results = columnsOf(["result"]);
+    view.sx = fillSelect($("scatter-x"), all, view.sx);
+    view.sy = fillSelect($("scatter-y"), all, view.sy || (results[0] && results[0].key));
+    view.sc = fillSelect($("scatter-color"), all, view.sc, "(none)");
+    var div = $("scatter-plot");
+    if (!view.sx || !view.sy) { div.textContent = ""; return; }
+    var cx = column(view.sx), cy = column(view.sy), ax = axisOf(cx), ay = axisOf(cy), ids = column("id").values;
+    var keep = [];
+    ax.values.forEach(function (x, i) { if (x !== null && ay.values[i] !== null && isFinite(x) && isFinite(ay.values[i])) keep.push(i); });
+    function pick(arr) { return keep.map(function (i) { return arr[i]; }); }
+    function shown(a, col) { return a.cats ? pick(col.values).map(fmt) : pick(a.values); }
+    var traces = [], base = { type: "scatter", mode: "markers", customdata: pick(ids),
+      hovertemplate: "run %{customdata}<br>" + cx.c.label + " %{x}<br>" + cy.c.label + " %{y}<extra>%{fullData.name}</extra>" };
+    if (!view.sc) {
+      traces.push(Object.assign({ x: shown(ax, cx), y: shown(ay, cy), name: "runs", marker: { color: COLORS[0], size: 8 } }, base));
+    } else {
+      var cc = column(view.sc), ac = axisOf(cc);
+      if (!ac.cats) {
+        traces.push(Object.assign({ x: shown(ax, cx), y: shown(ay, cy), name: "runs",
+          marker: { color: pick(ac.values), colorscale: "Viridis", showscale: true, size: 8,
+            colorbar: { title: { text: cc.c.label } } } }, base));
+      } else {
+        ac.cats.forEach(function (cat, k) {
+          var idx = keep.filter(function (i) { return ac.values[i] === k; });
+          var sub = { x: [], y: [], customdata: [] };
+          idx.forEach(function (i) {
+            sub.x.push(ax.cats ? fmt(cx.values[i]) : ax.values[i]);
+            sub.y.push(ay.cats ? fmt(cy.values[i]) : ay.values[i]);
+            sub.customdata.push(ids[i]);
+          });
+          traces.push(Object.assign({}, base, sub, { name: cc.c.label + "=" + cat, marker: { color: COLORS[k % COLORS.length], size: 8 } }));
+        });
+      }
+    }
+    $("scatter-info").textContent = keep.length + " run(s) with both values";
     Plotly.react(div, traces, { margin: { t: 20, r: 10 }, hovermode: "closest",
-      xaxis: { title: { text: "step" } }, yaxis: { title: { text: view.metric } },
-      legend: { font: { size: 11 } } }, { displaylogo: false, responsive: true });
+      uirevision: "sc|" + view.sx + "|" + view.sy,
+      xaxis: { title: { text: cx.c.label }, type: ax.cats ? "category" : "linear" },
+      yaxis: { title: { text: cy.c.label }, type: ay.cats ? "category" : "linear" },
+      legend: { title: { text: view.sc ? cc.c.label : "" } } }, PLOT_CONFIG);
   }
 
   // ---------------------------------------------------------------- statistics chart + family figures
@@ -310,8 +580,9 @@
         array: rows.map(function (r) { return r.n > 1 ? num(r.ci_high) - num(r.mean) : 0; }),
         arrayminus: rows.map(function (r) { return r.n > 1 ? num(r.mean) - num(r.ci_low) : 0; }) },
       hovertemplate: "%{x}<br>mean %{y:.4g} (n=%{customdata})<extra></extra>" }],
-      { margin: { t: 20, r: 10, b: 120 }, yaxis: { title: { text: view.statMetric + " (mean, 95% CI)" } },
-        xaxis: { automargin: true } }, { displaylogo: false, responsive: true });
+      { margin: { t: 20, r: 10, b: 120 }, uirevision: view.statMetric + "|" + view.statLog,
+        yaxis: { title: { text: view.statMetric + " (mean, 95% CI)" }, type: view.statLog ? "log" : "linear" },
+        xaxis: { automargin: true } }, PLOT_CONFIG);
   }
 
   function renderFamilyFigures() {
@@ -322,8 +593,12 @@
   }
 
   function bindSections() {
-    var sel = $("stat-metric");
+    var sel = $("stat-metric"), log = $("stat-logy");
     if (sel) sel.addEventListener("change", function () { view.statMetric = sel.value; renderStats(); });
+    if (log) {
+      log.checked = view.statLog;
+      log.addEventListener("change", function () { view.statLog = log.checked; renderStats(); });
+    }
     renderStats();
     renderFamilyFigures();
   }
@@ -337,6 +612,9 @@
     renderCurveSelect();
     renderCurves();
     renderDetail();
+    renderCompare();
+    renderParcoords();
+    renderScatter();
   }
 
   function bind() {
@@ -355,12 +633,32 @@
     $("prev").addEventListener("click", function () { view.page = Math.max(0, view.page - 1); renderBody(); });
     $("next").addEventListener("click", function () { view.page += 1; renderBody(); });
     $("runs-table").tBodies[0].addEventListener("click", function (ev) {
+      if (ev.target.classList.contains("pick")) { togglePick("run", ev.target.dataset.id); return; }
+      if (ev.target.closest("td.pick")) return;
       var tr = ev.target.closest("tr");
       if (!tr) return;
       view.selected = tr.dataset.id;
       renderBody(); renderDetail();
     });
     $("curve-metric").addEventListener("change", function () { view.metric = this.value; renderCurves(); renderDetail(); });
+    $("curve-stage").addEventListener("change", function () { view.curveStage = this.value; view.metric = null; renderCurveSelect(); renderCurves(); });
+    $("curve-logy").addEventListener("change", function () { view.curveLog = this.checked; renderCurves(); renderCompare(); });
+    $("curve-smooth").addEventListener("input", function () {
+      view.smooth = Number(this.value);
+      $("curve-smooth-value").textContent = view.smooth.toFixed(2);
+      renderCurves(); renderCompare();
+    });
+    $("compare-add-group").addEventListener("click", function () { var g = $("compare-group").value; if (g && !isPicked("group", g)) togglePick("group", g); });
+    $("compare-clear").addEventListener("click", function () { view.picked = []; renderBody(); renderCompare(); });
+    $("compare-all-keys").addEventListener("change", function () { view.allKeys = this.checked; renderCompare(); });
+    $("compare-metric").addEventListener("change", function () { view.compareMetric = this.value; renderCompare(); });
+    $("parcoords-metric").addEventListener("change", function () { view.pcMetric = this.value; renderParcoords(); });
+    ["scatter-x", "scatter-y", "scatter-color"].forEach(function (id) {
+      $(id).addEventListener("change", function () {
+        view.sx = $("scatter-x").value; view.sy = $("scatter-y").value; view.sc = $("scatter-color").value;
+        renderScatter();
+      });
+    });
     var gt = null;
     $("curve-groups").addEventListener("input", function () {
       clearTimeout(gt);
@@ -369,15 +667,45 @@
     });
   }
 
+  function applyDelta(fingerprint, d) { // merge what changed since our build (_delta.py merge)
+    var runs = {}, order = [];
+    DATA.table.rows.forEach(function (row) {
+      var id = row[1];
+      order.push(id);
+      runs[id] = { row: row, detail: DATA.detail[id], curve: (DATA.curves.runs || {})[id] };
+    });
+    Object.keys(d.runs).forEach(function (id) { runs[id] = d.runs[id]; if (order.indexOf(id) < 0) order.push(id); });
+    d.removed.forEach(function (id) { delete runs[id]; });
+    if (d.order) order = d.order; else order = order.filter(function (id) { return id in runs; });
+    var next = {};
+    Object.keys(DATA).forEach(function (k) { next[k] = DATA[k]; });
+    Object.keys(d.blocks).forEach(function (k) { if (k !== "sections_html") next[k] = d.blocks[k]; });
+    if ("sections_html" in d.blocks) SECTIONS = d.blocks.sections_html;
+    var table = {}, curves = {};
+    Object.keys(next.table).forEach(function (k) { if (k !== "rows") table[k] = next.table[k]; });
+    Object.keys(next.curves).forEach(function (k) { if (k !== "runs") curves[k] = next.curves[k]; });
+    table.rows = order.map(function (id) { return runs[id].row; });
+    curves.runs = {};
+    next.detail = {};
+    order.forEach(function (id) {
+      if (runs[id].detail) next.detail[id] = runs[id].detail;
+      if (runs[id].curve) curves.runs[id] = runs[id].curve;
+    });
+    next.table = table; next.curves = curves; next.fingerprint = fingerprint;
+    DATA = next;
+  }
+
   async function poll() {
     try {
       var url = "data.json" + (location.search ? location.search + "&" : "?") + "since=" +
         encodeURIComponent(DATA.fingerprint || "");
       var res = await fetch(url, { cache: "no-store" });
       var body = await res.json();
+      if (body.error) throw new Error(body.error);
       if (!body.unchanged) {
-        DATA = body.data;
-        $("sections").innerHTML = body.sections_html; // our own server's template output
+        if (body.delta) applyDelta(body.fingerprint, body.delta);
+        else { DATA = body.data; SECTIONS = body.sections_html; }
+        $("sections").innerHTML = SECTIONS; // our own server's template output
         var probs = $("problems");
         probs.textContent = "";
         DATA.problems.forEach(function (p) { probs.appendChild(el("p", { class: "warn" }, p)); });
@@ -395,6 +723,7 @@
 
   async function main() {
     DATA = JSON.parse(await inflate("assay-data"));
+    SECTIONS = $("sections").innerHTML;
     var js = await inflate("assay-plotly");
     var s = document.createElement("script");
     s.textContent = js; // the Plotly bundle shipped with the report, run like any inline script
