@@ -29,6 +29,8 @@ _PUBLIC = {
     "SeededConfig": "._engine._config",
     "StageConfig": "._engine._config",
     "run_id": "._engine._config",
+    "suite_path": "._engine._config",
+    "PlanContext": "._engine._checks",
     "AssayError": "._engine._errors",
     "ConfigError": "._engine._errors",
     "RunNotFoundError": "._engine._errors",
@@ -97,10 +99,12 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._engine._api import plan_suite as plan_suite
     from ._engine._api import run_config as run_config
     from ._engine._api import run_suite as run_suite
+    from ._engine._checks import PlanContext as PlanContext
     from ._engine._config import Runtime as Runtime
     from ._engine._config import SeededConfig as SeededConfig
     from ._engine._config import StageConfig as StageConfig
     from ._engine._config import run_id as run_id
+    from ._engine._config import suite_path as suite_path
     from ._engine._errors import AssayError as AssayError
     from ._engine._errors import CheckpointError as CheckpointError
     from ._engine._errors import ConfigError as ConfigError

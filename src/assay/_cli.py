@@ -179,18 +179,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     suite = _prepare(args)
     selection = _options(args, Selection)
+    options = _options(args, RunOptions)
+    # bad options fail before anything is planned, and a dry run validates what a run does
+    split_options({**options, **selection})
     if args.dry_run:
+        from ._engine._checks import check_plan
+
         runs = _plan(args, suite, **selection)
         store = _existing_store(args)  # nothing recorded yet: a dry run creates no store
         try:
+            check_plan(runs, store)  # every stage's plan-time check, as `assay run` does
             rows = plan_rows(runs, store)
         finally:
             if store is not None:
                 store.close()
         _print_plan(suite, runs, rows)
         return 0
-    options = _options(args, RunOptions)
-    split_options({**options, **selection})  # bad options fail before anything is planned
     result = run_suite(suite, args.overrides, progress=not args.quiet, imports=args.imports,
                        trust_imports=args.trust_imports, **options, **selection)  # fmt: skip
     counts = result.counts

@@ -114,3 +114,33 @@ def test_sigint_puts_the_run_in_flight_back_to_pending(tmp_path):
         (rec,) = store.query()
     assert rec.status is assay.RunStatus.PENDING  # not failed: the next run picks it up
     assert "interrupted" in (rec.dir / "log.txt").read_text()
+
+
+def test_sigint_with_two_workers_starts_nothing_new_and_returns_runs_to_pending(tmp_path):
+    root = tmp_path / "runs"
+    suite = write_suite(tmp_path / "s.yaml", tmp_path, n=6, sleep_s=30)
+    proc = launch(suite, root, "--workers", "2")
+    wait_for_lines(tmp_path / "starts.txt", 2)
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # the terminal's Ctrl-C reaches the whole group
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10, "the command took too long to stop"
+    assert proc.returncode == 130 and b"rerun the command to continue" in err
+    time.sleep(1.0)  # anything a worker wrongly started after the interrupt would show by now
+    assert len((tmp_path / "starts.txt").read_text().split()) == 2  # nothing new started
+    with assay.resolve_store(None, root) as store:
+        states = Counter(r.status.value for r in store.query())
+    assert states == {"pending": 2}
+
+
+def test_sigint_to_the_parent_alone_still_returns_runs_to_pending(tmp_path):
+    root = tmp_path / "runs"
+    suite = write_suite(tmp_path / "s.yaml", tmp_path, n=4, sleep_s=30)
+    proc = launch(suite, root, "--workers", "2")
+    wait_for_lines(tmp_path / "starts.txt", 2)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    with assay.resolve_store(None, root) as store:
+        states = Counter(r.status.value for r in store.query())
+    assert states == {"pending": 2}

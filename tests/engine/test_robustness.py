@@ -47,6 +47,29 @@ def test_with_retries_a_killed_workers_run_is_retried(tmp_path, root):
     assert rec.attempts == 2 and rec.results["attempt"] == 2
 
 
+def test_a_dead_worker_touches_only_its_own_run(tmp_path, root):
+    # worker A works on x=0 for 2 s while worker B dies on x=1: A's run must finish untouched
+    suite = tmp_path / "die.yaml"
+    suite.write_text("stage: t.die\nsweep:\n  variants: [{x: 0, sleep_s: 2.0}, {x: 1, die: true}]\n")
+    result = assay.run_suite(suite, root=root, workers=2)
+    assert result.counts == {"done": 1, "failed": 1}
+    with resolve_store(None, root) as store:
+        recs = {r.config["x"]: r for r in store.query(stage="t.die")}
+    assert recs[0].status.value == "done" and recs[0].attempts == 1
+    assert recs[1].status.value == "failed" and recs[1].attempts == 1  # one execution, one attempt
+    assert "WorkerDied" in recs[1].error
+
+
+def test_with_retries_only_the_dead_workers_run_executes_twice(tmp_path, root):
+    suite = tmp_path / "die.yaml"
+    suite.write_text("stage: t.die\nsweep:\n  variants: [{x: 0, sleep_s: 2.0}, {x: 1, die: true}]\n")
+    result = assay.run_suite(suite, root=root, workers=2, retries=1)
+    assert result.counts == {"done": 2}
+    with resolve_store(None, root) as store:
+        attempts = {r.config["x"]: r.results["attempt"] for r in store.query(stage="t.die")}
+    assert attempts == {0: 1, 1: 2}
+
+
 def test_a_stopped_owner_is_never_taken_over(tmp_path, root):
     marks = tmp_path / "marks"
     marks.mkdir()

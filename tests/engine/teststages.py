@@ -95,6 +95,7 @@ def flaky(config: FlakyConfig, run: assay.Run) -> dict:
 class DieConfig(assay.StageConfig):
     x: int = 0
     die: bool = False  # SIGKILL this worker process on attempt 1 (a kill -9 or the OOM killer)
+    sleep_s: float = 0.0  # how long a run that does not die works
 
 
 @assay.stage("t.die", config=DieConfig, version=1)
@@ -102,6 +103,7 @@ def die(config: DieConfig, run: assay.Run) -> dict:
     if config.die and run.attempt == 1:
         time.sleep(0.2)  # let the other worker start its run
         os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(config.sleep_s)
     return {"x": config.x, "attempt": run.attempt}
 
 

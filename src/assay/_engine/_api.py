@@ -10,12 +10,13 @@ from typing import Any
 
 from .._executors import make_executor
 from .._store import Store, resolve_store
+from ._checks import check_plan, plan_store
 from ._config import StageConfig
 from ._options import RunOptions, Selection, build_options, split_options
 from ._progress import ProgressDisplay
 from ._run import Outcome, RunRecord, RunStatus
 from ._runner import Runner
-from ._spec import PlannedRun
+from ._spec import PlannedRun, plan_config
 from ._stale import find_stale, retire
 from ._suite import Suite, expand, load_suite, select
 
@@ -121,6 +122,7 @@ def run_suite(
     run_options, selection = split_options(options)
     runs = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
                       selection=selection)  # fmt: skip
+    check_suite(runs, run_options)  # before the store is created or any run starts
     stale, retired = _stale_runs(runs, run_options)
     display = ProgressDisplay(
         runs, root=run_options.root, store=run_options.store, enabled=progress
@@ -148,6 +150,17 @@ def _stale_runs(runs: list[PlannedRun], options: RunOptions) -> tuple[dict[str, 
     return ({k: v for k, v in stale.items() if k not in retired}, retired)
 
 
+def check_suite(runs: Sequence[PlannedRun], options: RunOptions) -> None:
+    """Every planned run's stage check, against the store under ``options`` if one exists
+    (a check never creates it): see :mod:`assay._engine._checks`."""
+    store = plan_store(options.store, options.root)
+    try:
+        check_plan(runs, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
 def _listed(value: Any) -> tuple[str, ...]:
     if not value:
         return ()
@@ -165,6 +178,10 @@ def run_config(
     """Run one config (its upstream first), or return its finished record if it already ran."""
     options = RunOptions(root=Path(root), retry_failed=retry_failed, timeout_s=timeout_s,
                          store=store if isinstance(store, str) else None)  # fmt: skip
+    if isinstance(store, Store):
+        check_plan([plan_config(config)], store)
+    else:
+        check_suite([plan_config(config)], options)
     opened = resolve_store(store, root)
     runner = Runner(options, store=opened)
     try:

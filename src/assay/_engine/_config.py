@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import os
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import pydantic
 import yaml
@@ -164,11 +165,40 @@ def run_id(stage: str, version: int, config: StageConfig) -> str:
 
 # --------------------------------------------------------------------------- validation
 
+BASE_DIR = "assay_base_dir"  # the validation-context key of the folder relative paths start from
 
-def build_config(cls: type[StageConfig], data: Mapping[str, Any], *, stage: str) -> StageConfig:
-    """Validate ``data`` into ``cls``, turning pydantic's errors into one readable ConfigError."""
+
+def suite_path(path: str | os.PathLike[str], info: pydantic.ValidationInfo | None) -> str:
+    """``path`` resolved against the folder of the suite being planned, for a validator.
+
+    A config built from a suite file (``assay run suites/x/s.yaml``) resolves a relative path
+    against ``suites/x/``, wherever the command runs; built any other way (Python, a stored
+    config) the path is returned as given. Call it from a ``model_validator``/``field_validator``
+    that takes ``info``.
+    """
+    path = os.fspath(path)
+    base = (info.context or {}).get(BASE_DIR) if info is not None else None
+    if base is None or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(base, path))
+
+
+
+def build_config(
+    cls: type[StageConfig],
+    data: Mapping[str, Any],
+    *,
+    stage: str,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> StageConfig:
+    """Validate ``data`` into ``cls``, turning pydantic's errors into one readable ConfigError.
+
+    ``base_dir``: the folder relative paths in ``data`` are resolved against (a suite file's
+    folder); validators read it with :func:`suite_path`.
+    """
+    context = {BASE_DIR: os.fspath(base_dir)} if base_dir is not None else None
     try:
-        return cls.model_validate(data)
+        return cls.model_validate(data, context=context)
     except pydantic.ValidationError as exc:
         raise ConfigError(format_validation_error(exc, cls, stage=stage)) from None
 
@@ -180,7 +210,7 @@ def format_validation_error(
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            parent = model_at(cls, [p for p in err["loc"][:-1] if isinstance(p, str)])
+            parent = model_at(cls, err["loc"][:-1])
             valid = ", ".join(sorted(parent.model_fields)) if parent else "?"
             lines.append(f"  - unknown key '{loc}'; valid keys here: {valid}")
         elif err["type"] == "missing":
@@ -193,15 +223,62 @@ def format_validation_error(
 
 
 def model_at(
-    cls: type[pydantic.BaseModel], path: Iterable[str]
+    cls: type[pydantic.BaseModel], path: Iterable[str | int]
 ) -> type[pydantic.BaseModel] | None:
-    """The pydantic model class reached by following field names ``path`` from ``cls``."""
+    """The pydantic model class reached by following ``path`` (a pydantic error location) from
+    ``cls``: field names, and between them the list indices, dict keys and union tags that
+    pydantic puts in a location (``filter.cartography.top_fraction``, ``categories.objects``)."""
+    parts = list(path)
     current: type[pydantic.BaseModel] | None = cls
-    for name in path:
-        if current is None or name not in current.model_fields:
+    i = 0
+    while i < len(parts):
+        name = parts[i]
+        if current is None or not isinstance(name, str) or name not in current.model_fields:
             return None
-        current = _model_in(current.model_fields[name].annotation)
+        current, i = _enter(current.model_fields[name].annotation, parts, i + 1)
     return current
+
+
+def _enter(annotation: Any, parts: list[Any], i: int) -> tuple[type[pydantic.BaseModel] | None, int]:
+    """The model a field of type ``annotation`` holds, consuming the location parts (index, key,
+    union tag) that pydantic writes between the field and that model's fields."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _enter(get_args(annotation)[0], parts, i)
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation, i
+    if origin in (list, tuple, set, frozenset):
+        skip = i < len(parts) and isinstance(parts[i], int)
+        return _enter(get_args(annotation)[0], parts, i + skip)
+    if isinstance(origin, type) and issubclass(origin, Mapping):
+        return _enter(get_args(annotation)[-1], parts, i + 1)  # the next part is the entry's key
+    if origin is Union or type(annotation).__name__ == "UnionType":
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _enter(members[0], parts, i)
+        tag = parts[i] if i < len(parts) else None
+        for member in members:
+            if _is_tag(member, tag):
+                return _enter(member, parts, i + 1)
+        for member in members:  # a union of a model and plain values: no tag in the location
+            found, j = _enter(member, parts, i)
+            if found is not None:
+                return found, j
+    return None, i
+
+
+def _is_tag(member: Any, tag: Any) -> bool:
+    """Whether ``tag`` (a location part) names union member ``member``: pydantic writes the
+    discriminator's value for a tagged union and the class name otherwise."""
+    model = member if isinstance(member, type) and issubclass(member, pydantic.BaseModel) else None
+    if model is None or not isinstance(tag, str):
+        return False
+    if tag == model.__name__:
+        return True
+    for field in model.model_fields.values():
+        if get_origin(field.annotation) is Literal and tag in get_args(field.annotation):
+            return True
+    return False
 
 
 def _model_in(annotation: Any) -> type[pydantic.BaseModel] | None:
@@ -362,33 +439,70 @@ def seed_paths(cls: type[pydantic.BaseModel], prefix: str = "") -> list[str]:
 
 
 def set_seed_everywhere(cls: type[StageConfig], data: dict[str, Any], seed: int) -> None:
-    """Set every ``seed`` field at any depth: a replicate reseeds its whole pipeline."""
-    paths = seed_paths(cls)
-    if not paths:
+    """Set every ``seed`` field at any depth: a replicate reseeds its whole pipeline.
+
+    Only configs that are there are seeded: a sub-config given in ``data`` (a mapping, or a
+    list or dict of them), or one the field's default builds. An optional sub-config that is
+    absent (``cluster: ClusterConfig | None = None``) stays absent: seeding it would plan a run
+    nothing asked for.
+    """
+    if not _reaches_seed(cls):
         raise ConfigError(
             f"the sweep sets seeds, but config {cls.__name__} has no 'seed' field; "
             "remove 'seeds' from the sweep or add a seed field to the config"
         )
-    for path in paths:
-        set_dotted(data, path, seed)
-    _seed_lists(cls, data, seed)
+    _seed_into(cls, data, seed)
 
 
-def _seed_lists(cls: type[pydantic.BaseModel], data: dict[str, Any], seed: int) -> None:
+def _reaches_seed(cls: type[pydantic.BaseModel], _seen: frozenset[type] = frozenset()) -> bool:
+    """Whether ``cls`` or a model nested in it (lists and dicts too) declares ``seed``."""
+    if "seed" in cls.model_fields:
+        return True
+    for field in cls.model_fields.values():
+        sub = _model_in(field.annotation)
+        if sub is not None and sub not in _seen and _reaches_seed(sub, _seen | {cls}):
+            return True
+    return False
+
+
+def _seed_into(cls: type[pydantic.BaseModel], data: dict[str, Any], seed: int) -> None:
+    if "seed" in cls.model_fields:
+        data["seed"] = seed
     for name, field in cls.model_fields.items():
         sub = _model_in(field.annotation)
-        value = data.get(name)
-        if sub is None or value is None:
+        if sub is None or name == "seed" or not _reaches_seed(sub):
             continue
-        origin = get_origin(field.annotation)
+        if name not in data:
+            default = _default_of(field)
+            if not _holds_models(default):
+                continue  # absent and optional (None, [] or {}): nothing to seed
+            data[name] = _ANY.dump_python(default, mode="python")
+        value = data[name]
         if isinstance(value, list):
             items = value
-        elif isinstance(value, dict) and origin is dict:  # a dict *of* configs
-            items = list(value.values())
+        elif isinstance(value, dict) and _dict_of_models(field.annotation):
+            items = list(value.values())  # a dict *of* configs
         else:  # one nested config, given as its mapping of fields
             items = [value]
         for item in items:
             if isinstance(item, dict):
-                if "seed" in sub.model_fields:
-                    item["seed"] = seed
-                _seed_lists(sub, item, seed)
+                _seed_into(sub, item, seed)
+
+
+def _default_of(field: Any) -> Any:
+    if field.is_required():
+        return None
+    try:
+        return field.get_default(call_default_factory=True, validated_data={})
+    except TypeError:  # pydantic < 2.10 has no validated_data argument
+        return field.get_default(call_default_factory=True)
+
+
+def _holds_models(value: Any) -> bool:
+    if isinstance(value, pydantic.BaseModel):
+        return True
+    if isinstance(value, list | tuple) and value:
+        return all(isinstance(v, pydantic.BaseModel) for v in value)
+    if isinstance(value, Mapping) and value:
+        return all(isinstance(v, pydantic.BaseModel) for v in value.values())
+    return False

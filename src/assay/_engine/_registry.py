@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from ._config import StageConfig
+from ._config import SeededConfig, StageConfig
 from ._errors import AssayError, StageNotFoundError
 
 logger = logging.getLogger("assay")
@@ -34,6 +35,8 @@ class Stage:
     isolate: bool = False
     description: str = ""
     resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    check: Callable[..., None] | None = None
+    check_takes_plan: bool = False  # check(config, plan) rather than check(config)
 
     @property
     def module(self) -> str:
@@ -52,6 +55,7 @@ def stage(
     smoke: Mapping[str, Any] | None = None,
     isolate: bool = False,
     resources: Mapping[str, Any] | None = None,
+    check: Callable[..., None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn(config, run) -> dict`` as stage ``name``.
 
@@ -63,9 +67,22 @@ def stage(
         isolate: the stage must run in a process of its own.
         resources: what one run needs on a cluster (``cpus``, ``gpus``, ``mem_gb``,
             ``timeout_min``, ``partition``); ``--cluster key=value`` overrides.
+        check: ``check(config)`` or ``check(config, plan)``, run for every planned run of the
+            stage before any run starts (``--dry-run`` too); it raises ``ValueError`` or an
+            ``AssayError`` whose message names the value, the valid choices and the fix. It may
+            read cheap metadata (a model folder's config.json, a file's header) and, through
+            ``plan.finished(upstream_config)``, an upstream run's record. See assay._engine._checks.
     """
     if not (isinstance(config, type) and issubclass(config, StageConfig)):
         raise TypeError(f"stage {name!r}: config must be a StageConfig subclass, got {config!r}")
+    if "seed" in config.model_fields and not issubclass(config, SeededConfig):
+        raise AssayError(
+            f"stage {name!r}: config {config.__name__} declares 'seed' but derives from plain "
+            "StageConfig, so nothing would be seeded from it; derive it from assay.SeededConfig "
+            "(or assay.ml.TorchConfig), which declares seed and seeds python, numpy and torch "
+            "before each run, or rename the field if it is not a replicate seed"
+        )
+    takes_plan = _check_arity(name, check)
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         entry = Stage(
@@ -77,6 +94,8 @@ def stage(
             isolate=isolate,
             description=(fn.__doc__ or "").strip().split("\n")[0],
             resources=dict(resources or {}),
+            check=check,
+            check_takes_plan=takes_plan,
         )
         old = _STAGES.get(name)
         if old is not None and (old.module, old.fn.__qualname__) != (
@@ -98,6 +117,25 @@ def stage(
         return fn
 
     return register
+
+
+def _check_arity(name: str, check: Callable[..., None] | None) -> bool:
+    """Whether ``check`` takes ``(config, plan)``; it must take ``(config)`` or that."""
+    if check is None:
+        return False
+    if not callable(check):
+        raise TypeError(f"stage {name!r}: check must be a function check(config), got {check!r}")
+    params = [
+        p
+        for p in inspect.signature(check).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(params) not in (1, 2):
+        raise TypeError(
+            f"stage {name!r}: check must take (config) or (config, plan), "
+            f"not {len(params)} arguments"
+        )
+    return len(params) == 2
 
 
 @dataclasses.dataclass(frozen=True)

@@ -388,6 +388,8 @@ def expand(
     seed_list = sweep.get("seeds")
     _check_size(where, grid, sweep, len(seed_list or [None]), max_runs)
     variants = _variants(grid, sweep, entry)
+    # relative paths in the config (a data file, a model folder) are the suite file's neighbours
+    base_dir = suite.path.resolve().parent if suite.path is not None else None
 
     planned: list[PlannedRun] = []
     seen: set[str] = set()
@@ -401,7 +403,7 @@ def expand(
             if seed is not None:
                 set_seed_everywhere(cls, data, seed)
                 shown["seed"] = seed
-            config = build_config(cls, data, stage=entry.name)
+            config = build_config(cls, data, stage=entry.name, base_dir=base_dir)
             run = plan_config(config, index=len(planned), params=shown, _cache=shared)
             if run.id not in seen:  # two sweep points giving one config are one run
                 seen.add(run.id)

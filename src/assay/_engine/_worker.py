@@ -73,11 +73,3 @@ def share_work(
         queue = deferred
         if queue and not progressed:
             time.sleep(WAIT_POLL_S)
-
-
-def init_pool_worker(counter: object, workers: int) -> None:
-    """Pool initializer: number this worker (for per-worker GPUs)."""
-    with counter.get_lock():  # type: ignore[attr-defined]
-        index = counter.value  # type: ignore[attr-defined]
-        counter.value += 1  # type: ignore[attr-defined]
-    os.environ[WORKER_INDEX_ENV] = str(index % max(workers, 1))

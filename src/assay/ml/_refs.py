@@ -20,6 +20,7 @@ from typing import Any
 
 import pydantic
 
+from .._engine._config import suite_path
 from ._errors import ContentChangedError, ModelNotFoundError
 
 _CACHE: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256
@@ -82,11 +83,12 @@ class FileRef(pydantic.BaseModel):
 
     @pydantic.model_validator(mode="before")
     @classmethod
-    def _from_path(cls, data: Any) -> Any:
+    def _from_path(cls, data: Any, info: pydantic.ValidationInfo) -> Any:
         if isinstance(data, os.PathLike | str):
             data = {"path": os.fspath(data)}
         if isinstance(data, dict) and "sha256" not in data and "path" in data:
-            path = os.fspath(data["path"])
+            # in a suite, a relative path is the suite file's neighbour (wherever assay runs)
+            path = suite_path(data["path"], info)
             cls._check_exists(path)
             data = {**data, "path": path, "sha256": sha256_path(path)}
         return data

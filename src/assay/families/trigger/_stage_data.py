@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 
-from assay import Run, StageConfig, stage
+from assay import Run, SeededConfig, stage, suite_path
 
 from ._data import (
+    KNOWN_IGNORED,
     CategorySpec,
     check_categories,
     generate,
@@ -37,7 +38,7 @@ SMOKE_CATEGORIES = {
 }  # fmt: skip
 
 
-class GenerateConfig(StageConfig):
+class GenerateConfig(SeededConfig):
     """A data config (categories inline, or read from ``data_config``) and a seed override.
 
     ``overrides`` (category -> field -> value) is laid over the categories, so a suite can
@@ -47,7 +48,8 @@ class GenerateConfig(StageConfig):
     categories: dict[str, CategorySpec] = {}
     data_config: str | None = None  # a JSON data config, read when `categories` is empty
     overrides: dict[str, dict[str, Any]] = {}  # category -> field -> value, over the above
-    seed: int | None = None  # overrides every category's seed (the published --seed)
+    # overrides every category's seed (the published --seed); a suite's `seeds:` sets it
+    seed: int | None = None  # type: ignore[assignment]
     ignored: dict[str, dict[str, Any]] = {}  # known-and-ignored fields found, per category
     # The path, the overrides and the ignored fields are in `categories` already (or do not
     # change the files): the categories alone are the identity.
@@ -55,7 +57,7 @@ class GenerateConfig(StageConfig):
 
     @model_validator(mode="before")
     @classmethod
-    def _load(cls, data: Any) -> Any:
+    def _load(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
         data = dict(data)
@@ -67,6 +69,8 @@ class GenerateConfig(StageConfig):
                 data[key] = {k: v for k, v in sub.items() if k != "seed"}
         ignored = dict(data.get("ignored") or {})
         if data.get("data_config") and not data.get("categories"):
+            # a suite's relative path is the suite file's neighbour, wherever assay runs
+            data["data_config"] = suite_path(data["data_config"], info)
             cats, found = load_data_config(data["data_config"])
             data["categories"], ignored = cats, {**ignored, **found}
         overrides = data.get("overrides") or {}
@@ -78,6 +82,12 @@ class GenerateConfig(StageConfig):
                                      f"does not have; valid: {', '.join(cats)}")  # fmt: skip
                 if not isinstance(fields, dict) or not isinstance(cats[cat], dict):
                     raise ValueError(f"overrides.{cat} must map field names to values")
+                unknown = sorted(set(fields) - set(CategorySpec.model_fields) - set(KNOWN_IGNORED))
+                if unknown:
+                    raise ValueError(
+                        f"unknown key(s) {', '.join(map(repr, unknown))} in overrides.{cat}; "
+                        f"valid keys here: {', '.join(sorted(CategorySpec.model_fields))}"
+                    )
                 cats[cat] = {**cats[cat], **fields}
             data["categories"] = cats
         if isinstance(data.get("categories"), dict):

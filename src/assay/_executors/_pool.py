@@ -1,0 +1,186 @@
+"""A pool of worker processes where one worker's death touches only that worker's run.
+
+``concurrent.futures.ProcessPoolExecutor`` is the wrong tool here: when one worker dies it
+terminates all the others (so a healthy run in flight is lost with the dead one), and a worker
+that gets Ctrl-C reports the interrupt as a result and takes the next task. This pool keeps one
+pipe per worker and knows which run each worker holds:
+
+- a worker that dies (``kill -9``, the OOM killer) is replaced; only the run it held is marked
+  failed (``WorkerDied``) or retried with ``--retries``; the other workers go on untouched;
+- on Ctrl-C (SIGINT to the process group, or to the parent alone) nothing new is handed out,
+  each worker puts its run in flight back to pending and exits, and the parent waits at most
+  ``STOP_GRACE_S`` for them before terminating what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from .._engine._io import atomic_write_text
+from .._engine._run import Origin, Outcome, RunStatus
+from .._engine._runner import liveness
+from .._engine._spec import PlannedRun
+from .._engine._worker import WORKER_INDEX_ENV, execute_chunk
+from .._store import Store, resolve_store
+
+STOP_GRACE_S = 5.0  # after Ctrl-C, how long workers get to put their runs back to pending
+SIGINT_REACH_S = 1.0  # how long a worker that got the terminal's Ctrl-C has to exit by itself
+REAP_WAIT_S = 0.1  # let the kernel finish reaping a dead worker before its claim is read
+
+
+def _worker_main(conn: Connection, index: int, options: Any, modules: tuple[str, ...]) -> None:
+    """One worker: take a planned run, execute it, send its outcomes back; until told to stop."""
+    os.environ[WORKER_INDEX_ENV] = str(index)
+    while True:
+        try:
+            planned = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if planned is None:
+            return
+        try:
+            conn.send(("done", execute_chunk([planned], options, modules)))
+        except KeyboardInterrupt:  # the runner has put the run back to pending
+            _send(conn, ("interrupted", None))
+            return
+
+
+def _send(conn: Connection, message: Any) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        conn.send(message)
+
+
+class _Worker:
+    def __init__(self, ctx: Any, index: int, options: Any, modules: tuple[str, ...]) -> None:
+        self.index = index
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, index, options, modules),
+                                   daemon=True, name=f"assay-worker-{index}")  # fmt: skip
+        self.process.start()
+        child.close()
+        self.run: PlannedRun | None = None  # the run it holds
+
+
+class Pool:
+    """``workers`` processes (spawned: no inherited torch threads or store handles)."""
+
+    def __init__(self, options: Any, modules: tuple[str, ...]) -> None:
+        self.options, self.modules = options, modules
+        self.deaths: Counter[str] = Counter()
+        self.ctx = mp.get_context("spawn")
+
+    def map(self, runs: Sequence[PlannedRun]) -> Iterator[Outcome]:
+        store = resolve_store(self.options.store, self.options.root)  # created once, here
+        n = self.options.workers
+        workers = [_Worker(self.ctx, i, self.options, self.modules) for i in range(n)]
+        queue = deque(runs)
+        stopped = False
+        try:
+            while True:
+                for i, w in enumerate(workers):
+                    if w.run is None and queue and not stopped:
+                        if not w.process.is_alive():  # died idle: replace it
+                            w = workers[i] = _Worker(self.ctx, w.index, self.options,
+                                                     self.modules)  # fmt: skip
+                        w.run = queue.popleft()
+                        w.conn.send(w.run)
+                busy = [w for w in workers if w.run is not None]
+                if not busy:
+                    break
+                ready = wait([x for w in busy for x in (w.conn, w.process.sentinel)])
+                for i, w in enumerate(workers):
+                    if w.run is None or (w.conn not in ready and w.process.sentinel not in ready):
+                        continue
+                    message = _receive(w.conn)
+                    if message is None:  # the worker died holding w.run
+                        planned, w.run = w.run, None
+                        w.process.join(timeout=1)
+                        workers[i] = _Worker(self.ctx, w.index, self.options, self.modules)
+                        outcome = self._reap(store, planned)
+                        if outcome is None:
+                            queue.appendleft(planned)  # retried (or finished before dying)
+                            continue
+                        stopped = stopped or self.options.stop_on_error
+                        yield outcome
+                        continue
+                    kind, outcomes = message
+                    w.run = None
+                    if kind == "interrupted":
+                        raise KeyboardInterrupt
+                    for outcome in outcomes:
+                        stopped = stopped or (self.options.stop_on_error and outcome.failed)
+                        yield outcome
+        except KeyboardInterrupt:
+            _stop(workers, interrupt=True)
+            raise
+        finally:
+            _stop(workers, interrupt=False)
+            store.close()
+
+    def _reap(self, store: Store, planned: PlannedRun) -> Outcome | None:
+        """The run of a worker that died mid-run: failed once ``retries`` is spent; None when
+        it is to be handed out again (or was not held by the dead worker after all)."""
+        time.sleep(REAP_WAIT_S)
+        rec = store.get(planned.id)
+        if rec is None or rec.status is not RunStatus.RUNNING:
+            return None  # it finished, or never started: the next worker settles it
+        if liveness(rec.owner or "") is not False:
+            return None
+        self.deaths[planned.id] += 1
+        if self.deaths[planned.id] <= self.options.retries:
+            return None  # handed out again: the next worker takes the dead owner's claim
+        # Recorded on the dead owner's behalf (fenced on its owner and attempt), so the run
+        # counts the one attempt it had; if another process took the claim first, it is theirs.
+        error = (f"WorkerDied: the worker process executing attempt {rec.attempts} died "
+                 "(killed, or out of memory); rerun with --retry-failed, or give it "
+                 "--retries N")  # fmt: skip
+        if not store.finish(planned.id, rec.owner or "", RunStatus.FAILED,
+                            attempt=rec.attempts, error=error):  # fmt: skip
+            return None
+        run_dir = self.options.root / planned.id
+        if run_dir.is_dir():
+            atomic_write_text(run_dir / "error.txt", error + "\n")
+        return Outcome(planned.id, planned.stage, RunStatus.FAILED, Origin.EXECUTED,
+                       error=error, index=planned.index)  # fmt: skip
+
+
+def _receive(conn: Connection) -> Any:
+    try:
+        if conn.poll():
+            return conn.recv()
+    except (EOFError, OSError):
+        return None
+    return None
+
+
+def _stop(workers: list[_Worker], *, interrupt: bool) -> None:
+    """Tell every worker to stop; on an interrupt, each puts its run back to pending first."""
+    for w in workers:
+        if w.run is None and w.process.is_alive():
+            _send(w.conn, None)
+    if interrupt:
+        # A terminal's Ctrl-C reached every worker already: give them a moment to report, so a
+        # second SIGINT never lands in the middle of putting a run back to pending.
+        busy = [w for w in workers if w.run is not None and w.process.is_alive()]
+        deadline = time.monotonic() + SIGINT_REACH_S
+        while busy and time.monotonic() < deadline:
+            wait([w.process.sentinel for w in busy], timeout=0.05)
+            busy = [w for w in busy if w.process.is_alive()]
+        for w in busy:  # SIGINT was sent to us alone: pass it on
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(w.process.pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for w in workers:
+        w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+        if w.process.is_alive():
+            w.process.terminate()
+            w.process.join(timeout=1)
+        w.conn.close()
