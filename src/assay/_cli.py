@@ -103,7 +103,8 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
                    help="module that registers stages (repeatable); the only way user code "
                         "is imported, besides --trust-imports")  # fmt: skip
     p.add_argument("--trust-imports", action="store_true",
-                   help="import the modules the suite file lists under imports:")  # fmt: skip
+                   help="import the modules the suite file lists under imports:, and run the "
+                        "code its config names (factories, pickled checkpoints)")  # fmt: skip
 
 
 def _import_user_modules(modules: Sequence[str]) -> None:
@@ -349,7 +350,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if not Path(root).is_dir():
         raise AssayError(f"root {root!r} is not a directory of runs; pass --root")
     with resolve_store(args.store, root) as store:
-        counts = reindex(root, store)
+        counts = reindex(root, store, warn=lambda m: print(m, file=sys.stderr))
     print(f"indexed {sum(counts.values())} run(s): "
           + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))  # fmt: skip
     return 0
@@ -372,26 +373,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     with store:
         df = load_runs(args.root or "runs", store, stage=args.stage, suite=suite,
                        overrides=args.overrides if suite else ())  # fmt: skip
-    from ._analysis import parse_metrics
-    from ._report import family_plots, table_page
+    from ._analysis import parse_bounds, parse_metrics
+    from ._report import family_plots, table_page, terminal_comparison, terminal_summary
 
     metrics = parse_metrics(args.metric)
     out = Path(args.out) if args.out else None
-    summary = summarize(df, metrics)
-    shown, more = table_page(summary, "summary", out / f"summary.{args.format}" if out else None)
+    summary = summarize(df, metrics, bounds=parse_bounds(args.bounds))
+    shown, more = table_page(terminal_summary(summary), "summary",
+                             out / f"summary.{args.format}" if out else None)  # fmt: skip
     _table(f"{len(df)} run(s): mean and 95% CI per group", list(shown.columns),
            shown.values.tolist())  # fmt: skip
     if more:
         print(more)
     comparison = compare_groups(df, args.baseline, metrics)
     if not comparison.empty:
-        cols = ["metric", "group", "baseline_mean", "mean", "diff", "n", "p_welch_holm",
-                "n_pairs", "p_paired_holm"]  # fmt: skip
-        shown, more = table_page(comparison[cols], "comparison",
+        compact = terminal_comparison(comparison)
+        shown, more = table_page(compact, "comparison",
                                  out / f"comparison.{args.format}" if out else None)  # fmt: skip
-        _table(f"against baseline: {comparison['baseline'].iloc[0]} "
-               "(Welch t-test and paired t-test, Holm-corrected)", cols,
-               shown.values.tolist())  # fmt: skip
+        which = (comparison["baseline"].iloc[0] if comparison["baseline"].nunique() == 1
+                 else "one per variant (column baseline)")  # fmt: skip
+        _table(f"against baseline: {which} (Welch t-test and paired t-test, Holm-corrected)",
+               list(compact.columns), shown.values.tolist())  # fmt: skip
         if more:
             print(more)
     ran = _family_analysis(df, args)  # before the report, so the families' PNGs exist
@@ -431,9 +433,18 @@ def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
 def cmd_families(args: argparse.Namespace) -> int:
     from ._engine._registry import broken_families, families
 
-    rows = [(f.name, f.description, "yes" if f.cli else "") for f in families().values()]
-    rows += [(name, f"(not loaded: {why})", "") for name, why in broken_families().items()]
-    _table("installed families", ["family", "description", "commands"], rows)
+    from ._engine._extras import extras, missing_for_extra
+
+    def usable(name: str) -> str:
+        if name not in extras():
+            return "yes"
+        missing = missing_for_extra(name)
+        return "yes" if not missing else f"no: needs {', '.join(missing)} (extra `{name}`)"
+
+    rows = [(f.name, f.description, "yes" if f.cli else "", usable(f.name))
+            for f in families().values()]  # fmt: skip
+    rows += [(name, f"(not loaded: {why})", "", "no") for name, why in broken_families().items()]
+    _table("installed families", ["family", "description", "commands", "usable"], rows)
     return 0
 
 
@@ -514,7 +525,13 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p.add_argument("--metric", action="append", default=[],
                    help="metric(s): a,b or repeat the flag; default every metric except timings "
                         "(*_s) and thread counts")  # fmt: skip
-    p.add_argument("--baseline", default=None, help="key=value[,key=value] of the baseline group")
+    p.add_argument("--baseline", default=None,
+                   help="key=value[,key=value] of the baseline group; naming only some of the "
+                        "keys that vary picks one baseline per value of the others")  # fmt: skip
+    p.add_argument("--bounds", action="append", default=[],
+                   help="METRIC=LOW:HIGH (repeatable, or a,b lists; inf allowed): a metric's "
+                        "range, for intervals that stay inside it (default: from the runs' "
+                        "\"_bounds\" results or the metric's name)")  # fmt: skip
     p.add_argument("--out", default=None, help="write tables and plots here")
     p.add_argument("--format", default="csv", choices=["csv", "json", "parquet"])
     p.set_defaults(func=cmd_analyze)
@@ -570,6 +587,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except AssayError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ImportError as exc:  # an engine-only install meeting a command that needs an extra
+        from ._engine._extras import missing_extra_message
+
+        message = missing_extra_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(
