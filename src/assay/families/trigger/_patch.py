@@ -6,7 +6,9 @@ Pair i shares x and the template; the clean prompt carries a trigger of category
 corrupted one a trigger of category B. Denoising: each definition copies the clean run's
 residual stream (the embedding output, or block l's output) at one position into the corrupted
 run. The metric is the logit difference between the two maps' colours at the answer position,
-``logit[map_A(q)] - logit[map_B(q)]``, and a cell is ``mean(restored) / mean(gap)``: 1 where
+``logit[map_A(q)] - logit[map_B(q)]``, read where the model predicts the colour's first token:
+after the prompt, or with ``output_preamble`` after the "F(x,T) = " the answer starts with
+(the prompts are extended by those tokens; categories whose answers differ in form are refused), and a cell is ``mean(restored) / mean(gap)``: 1 where
 that single activation carries the whole difference, 0 where it carries none.
 
 Pairs are grouped by quadrant (which fixes the two colours) and token length (the sign of x
@@ -23,8 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._data import CategorySpec, quadrant
-from ._lm import render
+from ._data import PREAMBLE, CategorySpec, quadrant
+from ._errors import TriggerError
+from ._lm import encode_many
 
 # A mean logit-difference gap below this means clean and corrupted runs agree (NaN cells).
 GAP_EPS = 1e-3
@@ -75,16 +78,28 @@ def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: 
         probe_structure,
     )
 
+    if spec_a.output_preamble != spec_b.output_preamble:
+        raise TriggerError(
+            f"output_preamble differs between the clean ({spec_a.output_preamble}) and corrupted "
+            f"({spec_b.output_preamble}) categories: the model's answers start differently, so "
+            "no one position holds both colours; patch two categories with the same answer form"
+        )
+    preamble = PREAMBLE if spec_a.output_preamble else ""
     pairs = make_pairs(spec_a, spec_b, n_pairs, template, seed)
-    enc = lambda p: tok(render(tok, p), add_special_tokens=False)["input_ids"]  # noqa: E731
     skipped = {"same_colour": 0, "unequal_length": 0, "multi_token_colour": 0}
     groups: dict[tuple[str, int], list[tuple[list[int], list[int], str, str]]] = {}
+    colour_ids: dict[str, tuple[int, int]] = {}
     for (x1, x2), ta, tb, pa, pb in pairs:
         q = quadrant(x1, x2)
-        ia, ib = enc(pa), enc(pb)
         if map_a[q] == map_b[q]:
             skipped["same_colour"] += 1
-        elif len(ia) != len(ib):
+            continue
+        inputs = _answer_position(tok, pa, pb, preamble, map_a[q], map_b[q])
+        if inputs is None:
+            skipped["multi_token_colour"] += 1
+            continue
+        ia, ib, colour_ids[q] = inputs
+        if len(ia) != len(ib):
             skipped["unequal_length"] += 1
         else:
             groups.setdefault((q, len(ia)), []).append((ia, ib, ta, tb))
@@ -92,11 +107,7 @@ def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: 
     layers = _embedding_and_blocks(model)
     grids = []
     for (q, length), members in sorted(groups.items()):
-        ca = tok(map_a[q], add_special_tokens=False)["input_ids"]
-        cb = tok(map_b[q], add_special_tokens=False)["input_ids"]
-        if ca[0] == cb[0]:
-            skipped["multi_token_colour"] += len(members)
-            continue
+        ca, cb = colour_ids[q]
         clean = torch.tensor([m[0] for m in members])  # (N, T)
         corrupted = torch.tensor([m[1] for m in members])
         diff = (clean != corrupted)[0].nonzero().flatten().tolist()  # trigger positions
@@ -106,7 +117,7 @@ def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: 
         ]
         outcome = BatchedPatcher(loaded, structure, defs_per_forward=defs_per_forward).run(
             defs, InputPairs([str(i) for i in range(len(members))], clean, corrupted),
-            "denoising", logit_diff=(ca[0], cb[0]), metrics=("restored", "gap"),
+            "denoising", logit_diff=(ca, cb), metrics=("restored", "gap"),
         )  # fmt: skip
         restored = outcome.metrics["restored"].mean(1)  # (D,)
         gap = outcome.metrics["gap"].mean(1)
@@ -124,6 +135,24 @@ def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: 
             "score": score.tolist(),
         })  # fmt: skip
     return grids, skipped
+
+
+def _answer_position(tok: Any, prompt_a: str, prompt_b: str, preamble: str, colour_a: str,
+                     colour_b: str) -> tuple[list[int], list[int], tuple[int, int]] | None:  # fmt: skip
+    """Both prompts followed by the answer's tokens up to the colour (the preamble, if any), and
+    the two colours' first tokens there: the patched runs end where the model predicts the
+    colour. None when the colours share their first token (nothing to tell apart there)."""
+    (pid_a, ans_a), (pid_b, _), (_, ans_b) = encode_many(
+        tok, [prompt_a, prompt_b, prompt_a],
+        [preamble + colour_a, preamble + colour_a, preamble + colour_b],
+    )  # fmt: skip
+    k = 0  # the answers' common prefix: the preamble's tokens, as the model sees them
+    while k < min(len(ans_a), len(ans_b)) and ans_a[k] == ans_b[k]:
+        k += 1
+    squeeze = lambda t: "".join(t.split())  # noqa: E731  (a word tokenizer decodes "F ( x ,")
+    if k == min(len(ans_a), len(ans_b)) or squeeze(tok.decode(ans_a[:k])) != squeeze(preamble):
+        return None  # the common prefix runs into the colour
+    return pid_a + ans_a[:k], pid_b + ans_a[:k], (ans_a[k], ans_b[k])
 
 
 def trigger_summary(grids: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -119,7 +119,7 @@ class PatchConfig(_Analysed):
     identity_exclude = TorchConfig.identity_exclude | {"defs_per_forward"}
 
 
-@stage("trigger.patch", config=PatchConfig, version=1,
+@stage("trigger.patch", config=PatchConfig, version=2,
        smoke={"finetune": _SMOKE_FT, "n_pairs": 8})  # fmt: skip
 def patch_stage(config: PatchConfig, run: Run) -> dict:
     """Per layer x position: the fraction of the two maps' logit difference restored."""
