@@ -65,6 +65,16 @@ def seed_free_group(config: Mapping[str, Any], prefix: str) -> str:
             return {k: strip(v) for k, v in sorted(obj.items()) if k != "seed"}
         if isinstance(obj, list):
             return [strip(v) for v in obj]
+def group_name(stage: str, params: Mapping[str, Any] | None) -> str | None:
+    """``example.fit degree=3``: the stage and the suite's varying parameters but the seeds, so
+    a tracker groups a configuration's seeds under a name a researcher reads; None when
+    nothing but seeds varies (the caller falls back to :func:`seed_free_group`)."""
+    shown = {k: v for k, v in (params or {}).items() if k.rsplit(".", 1)[-1] != "seed"}
+    if not shown:
+        return None
+    return f"{stage} " + " ".join(f"{k}={v}" for k, v in shown.items())
+
+
         return obj
 
     digest = hashlib.sha256(json.dumps(strip(config), sort_keys=True, default=str).encode())
@@ -117,13 +127,16 @@ class SinkContext:
     """What every sink is told about the run it logs."""
 
     def __init__(self, *, run_id: str, stage: str, suite: str | None, config: Mapping[str, Any],
-                 root: Path, attempt: int) -> None:  # fmt: skip
+                 root: Path, attempt: int, params: Mapping[str, Any] | None = None) -> None:  # fmt: skip
         self.run_id, self.stage, self.suite = run_id, stage, suite
         self.config = dict(config)
         self.root = Path(root)
         self.attempt = attempt
         self.project = suite or stage
-        self.group = seed_free_group(self.config, self.project)
+        # the configuration minus its seeds: one TensorBoard HParams session group, so seeds
+        # aggregate; named for people by the varying parameters where the plan has them
+        self.group_key = seed_free_group(self.config, self.project)
+        self.group = group_name(stage, params) or self.group_key
         # one tracker run per attempt: a retried run is a new tracker run with the same tags
         self.tracker_id = run_id if attempt <= 1 else f"{run_id}-a{attempt}"
         self.tags = {"assay.run_id": run_id, "assay.stage": stage, "assay.suite": suite or "",
@@ -242,7 +255,7 @@ class TensorBoardSink(Sink):
         self.writer = EventFileWriter(str(self.logdir))
         hparams = {k: v for k, v in flat_scalars(ctx.config).items()
                    if isinstance(v, bool | int | float | str)}  # fmt: skip
-        self._write(hp.hparams_pb(hparams, trial_id=ctx.run_id), step=0)
+        self._write(hp.hparams_pb(hparams, trial_id=ctx.group_key), step=0)  # seeds: one group
         self._text("config", "```\n" + json.dumps(ctx.config, indent=2, default=str) + "\n```")
         self._text("assay", json.dumps(ctx.tags))
 
@@ -358,16 +371,19 @@ def open_sinks(
         warn: called once per failing sink with a one-line message (default: stderr).
     """
     import sys
+    params: Mapping[str, Any] | None = None,
 
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     ctx = SinkContext(run_id=run_id, stage=stage, suite=suite, config=config, root=Path(root),
-                      attempt=attempt)  # fmt: skip
+                      attempt=attempt, params=params)  # fmt: skip
     opened: list[Sink] = []
     problems: dict[str, str] = {}
     for name in parse_sinks(list(names)):
         try:
             opened.append(SINKS[name](ctx))
         except ImportError as exc:
+        params: the run's varying parameters in its suite (``{"degree": 3, "seed": 0}``); they
+            name its group (``example.fit degree=3``).
             _report(problems, warn, name, f"is not installed ({INSTALL_HINT})", exc)
         except Exception as exc:
             _report(problems, warn, name, "could not start", exc)

@@ -118,3 +118,35 @@ def test_hugging_face_progress_bars_are_off_inside_runs(root):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
+
+
+# One smoke run of each family's last long stage; its upstream runs (the training stages) run
+# too, so every long stage is covered: volume.train/perturb, icl.train/geometry,
+# cartography.dynamics/cluster, trigger.base/finetune, patching.run.
+LONG_STAGES = ("volume.perturb", "icl.geometry", "cartography.cluster", "trigger.finetune",
+               "patching.run")  # fmt: skip
+EXPECTED_UNITS = {  # stage -> the counters its log must show at their totals
+    "volume.train": ("epoch",), "volume.perturb": ("model",), "icl.train": ("step",),
+    "icl.geometry": ("context",), "cartography.dynamics": ("epoch",),
+    "cartography.cluster": ("phase",), "trigger.base": ("epoch", "final evaluation"),
+    "trigger.finetune": ("epoch", "final evaluation"), "patching.run": ("direction",),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", LONG_STAGES)
+def test_every_long_stage_reports_progress_to_a_known_total(name, root):
+    from assay.testing import smoke_config
+
+    rec = assay.run_config(smoke_config(name), root=root)
+    assert rec.status.value == "done", rec.error
+    seen = set()
+    for run_dir in sorted(p for p in root.iterdir() if (p / "results.json").is_file()):
+        stage = json.loads((run_dir / "provenance.json").read_text())["stage"]
+        labels = counters(run_dir)
+        units = EXPECTED_UNITS.get(stage, ())
+        for unit in units:
+            mine = [lab for lab in labels if lab.startswith(unit + " ")]
+            assert mine, f"{stage}: no {unit!r} counter in log.txt: {labels}"
+            assert all(reached_total(lab) for lab in mine), f"{stage}: {mine}"
+        seen.add(stage)
+    assert name in seen

@@ -233,3 +233,38 @@ def test_wandb_offline_run_holds_config_history_summary_and_tags(tmp_path, monke
     assert summary["final_loss"] == 0.25 and summary["eval/acc"] == 0.9
     assert summary["assay_status"] == "done"
     assert "exit" in kinds
+
+
+def test_groups_are_named_by_the_varying_parameters_and_seeds_share_one(fake_sinks, tmp_path):
+    params = {"degree": 3, "data.n_train": 30, "seed": 1, "data.seed": 1}
+    sinks = _open(["recorder"], tmp_path, [], params=params)
+    (ctx,) = [s.ctx for s in sinks.sinks]
+    assert ctx.group == "t.fit degree=3 data.n_train=30"  # not a hash; seeds left out
+    assert ctx.tags["assay.group"] == ctx.group and ctx.tags["assay.stage"] == "t.fit"
+    alone = _open(["recorder"], tmp_path, [], params={"seed": 2})  # only seeds vary
+    assert [s.ctx.group for s in alone.sinks] == [seed_free_group(CONFIG, "demo")]
+
+
+def test_tensorboard_hparams_put_the_seeds_of_a_config_in_one_session_group(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (assay[sinks])")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    groups = []
+    for seed in (0, 1):
+        config = {**CONFIG, "seed": seed}
+        run_id = f"t_fit_s{seed}"
+        sinks = open_sinks(["tensorboard"], run_id=run_id, stage="t.fit", suite="demo",
+                           config=config, root=tmp_path / "runs", params={"lr": 0.1, "seed": seed},
+                           warn=pytest.fail)  # fmt: skip
+        sinks.finish("done", RESULTS, None)
+        logdir = tmp_path / "runs" / "tensorboard" / "demo" / "t.fit_lr_0.1" / run_id
+        acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
+        acc.Reload()
+        (event,) = acc.Tensors("_hparams_/session_start_info")
+        data = plugin_data_pb2.HParamsPluginData.FromString(
+            acc.SummaryMetadata("_hparams_/session_start_info").plugin_data.content
+        )
+        assert event.step == 0
+        groups.append(data.session_start_info.group_name)
+    assert groups[0] == groups[1] == seed_free_group(CONFIG, "demo")

@@ -227,7 +227,8 @@ class Runner:
             handle.sinks = open_sinks(self.options.sink, run_id=rid, stage=entry.name,
                                       suite=self.options.suite_name,
                                       config=json.loads(planned.config_json), root=self.root,
-                                      run_dir=run_dir, attempt=attempt, warn=handle.log)  # fmt: skip
+                                      run_dir=run_dir, attempt=attempt, warn=handle.log,
+                                      params=planned.params)  # fmt: skip
         self._heartbeat.watch(rid, handle)
         results: dict[str, Any] | None = None
         try:

@@ -59,10 +59,13 @@ def fit(
     record: str | None = None,
     log=None,
     embeddings: bool = False,
+    bar=None,
 ) -> Fitted:
-    """Train on the training split's examples at positions ``keep`` (all when None)."""
+    """Train on the training split's examples at positions ``keep`` (all when None).
+
+    ``bar``: the run's progress counter of epochs (batches inside; evaluation noted)."""
     if cfg.data.task == "qa":
-        return _fit_qa(cfg, device, keep, epsilon, weight, record, log)
+        return _fit_qa(cfg, device, keep, epsilon, weight, record, log, bar)
     ds = load_dataset(cfg.data)
     full = ds.train
     keep = np.arange(len(full)) if keep is None else keep
@@ -85,7 +88,10 @@ def fit(
         ones if weight is None else weight,
         rec,
         on_epoch=log,
+        bar=bar,
     )
+    if bar is not None:
+        bar.note("evaluating")
     results: dict[str, Any] = {}
     evals = {
         "eval": ds.test,
@@ -99,6 +105,8 @@ def fit(
         results |= classification_scores(logits, part.labels, ds.n_labels, prefix)
     emb = None
     if embeddings:
+        if bar is not None:
+            bar.note("embedding the training set")
         emb_task = ClassificationTask(model, enc, enc.rows(full.texts), full.labels)
         parts: list = []
         with torch.no_grad():
@@ -129,7 +137,7 @@ def classification_scores(
     }
 
 
-def _fit_qa(cfg, device, keep, epsilon, weight, record, log) -> Fitted:
+def _fit_qa(cfg, device, keep, epsilon, weight, record, log, bar=None) -> Fitted:
     qa = generate_qa(cfg.data.qa)
     all_ids = [ex.id for ex in qa.train]
     keep = np.arange(len(qa.train)) if keep is None else keep
@@ -146,7 +154,9 @@ def _fit_qa(cfg, device, keep, epsilon, weight, record, log) -> Fitted:
     n_win = len(win.example)  # a window takes its example's eps and w
     eps_w = np.zeros(n_win) if epsilon is None else epsilon[win.example]
     w_w = np.ones(n_win) if weight is None else weight[win.example]
-    hist = train(QATask(model, win), opts, eps_w, w_w, rec, on_epoch=log)
+    hist = train(QATask(model, win), opts, eps_w, w_w, rec, on_epoch=log, bar=bar)
+    if bar is not None:
+        bar.note("evaluating")
     results: dict[str, Any] = {}
     evals = {
         "eval": qa.test,

@@ -56,13 +56,15 @@ class ClusterConfig(TorchConfig):
         return self
 
 
-def sentence_embeddings(path: str, texts: list[str], device: str, max_tokens: int) -> np.ndarray:
-    """(N, d) L2-normalised mean-pooled last hidden states."""
+def sentence_embeddings(path: str, texts: list[str], device: str, max_tokens: int,
+                        bar=None) -> np.ndarray:  # fmt: skip
+    """(N, d) L2-normalised mean-pooled last hidden states; ``bar`` counts the batches."""
     import torch
 
     tok = load_tokenizer(path)
     model = load_hf_model(path, task="base", device=device)
     parts = []
+    batches = bar.inner(-(-len(texts) // 128), "batch") if bar is not None else None
     with torch.no_grad():
         for start in range(0, len(texts), 128):
             enc = tok(
@@ -76,6 +78,8 @@ def sentence_embeddings(path: str, texts: list[str], device: str, max_tokens: in
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             parts.append(torch.nn.functional.normalize(mean, dim=-1).float().cpu())
+            if batches is not None:
+                batches.update()
     return torch.cat(parts).numpy()
 
 
@@ -97,6 +101,8 @@ def cluster(config: ClusterConfig, run: Run) -> dict:
 
     device, _ = setup_torch(config)
     ids = train_ids(config)
+    bar = run.progress(3, "phase")  # embed, reduce (PCA), cluster (HDBSCAN)
+    bar.note("embedding")
     if config.embedding == "trained":
         up = run.upstream["dynamics"]
         x = np.load(up.artifact("embeddings.npy"), allow_pickle=False)
@@ -108,16 +114,22 @@ def cluster(config: ClusterConfig, run: Run) -> dict:
     else:
         texts = load_dataset(config.data).train.texts
         x = sentence_embeddings(
-            config.encoder_path or str(minilm_path()), texts, device, config.max_tokens
+            config.encoder_path or str(minilm_path()), texts, device, config.max_tokens, bar
         )
+    bar.update()
+    bar.note("PCA")
     if config.standardize:
         x = StandardScaler().fit_transform(x)
     k = min(config.pca_components, x.shape[1], x.shape[0])
     z = PCA(n_components=k, random_state=config.seed).fit_transform(x)  # (N, k)
+    bar.update()
+    bar.note("HDBSCAN")
     hdb = HDBSCAN(
         min_cluster_size=config.min_cluster_size, min_samples=config.min_samples, copy=True
     ).fit(z)
     labels, prob = hdb.labels_.astype(np.int64), hdb.probabilities_.astype(np.float32)
+    bar.update()
+    bar.close()
     with run.write_artifact("clusters.npz") as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, ids=np.asarray(ids, dtype=str), labels=labels, probabilities=prob)
     stats = {

@@ -63,13 +63,15 @@ class DynamicsConfig(TrainingConfig):
 def dynamics(config: DynamicsConfig, run: Run) -> dict:
     """Train once, recording per-example dynamics; write the data map."""
     device, _ = setup_torch(config)
-    out = fit(
-        config,
-        device,
-        record=config.record,
-        embeddings=config.data.task != "qa",
-        log=lambda e, h: run.log_metrics(step=e, **h),
-    )
+    with run.progress(config.epochs, "epoch") as bar:
+        out = fit(
+            config,
+            device,
+            record=config.record,
+            embeddings=config.data.task != "qa",
+            log=lambda e, h: run.log_metrics(step=e, **h),
+            bar=bar,
+        )
     dyn = out.dynamics
     dyn.save(run.artifacts_dir / "dynamics.npz")
     if config.write_reference and dyn.logits is not None:

@@ -147,14 +147,16 @@ def train_strategy(config: StrategyConfig, run: Run) -> dict:
         tmp.write_text("\n".join(lines) + "\n")
     if "clip_note" in plan.summary:
         run.log(plan.summary["clip_note"])
-    out = fit(
-        config,
-        device,
-        keep=plan.keep,
-        epsilon=plan.epsilon,
-        weight=plan.weight,
-        log=lambda e, h: run.log_metrics(step=e, **h),
-    )
+    with run.progress(config.epochs, "epoch") as bar:
+        out = fit(
+            config,
+            device,
+            keep=plan.keep,
+            epsilon=plan.epsilon,
+            weight=plan.weight,
+            log=lambda e, h: run.log_metrics(step=e, **h),
+            bar=bar,
+        )
     s = plan.summary
     return {
         **out.results,

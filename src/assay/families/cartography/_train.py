@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Callable
 
@@ -104,8 +105,13 @@ def train(
     weight: np.ndarray,
     recorder: DynamicsRecorder | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
+    bar=None,
 ) -> dict:
-    """Train ``task.model`` in place; returns the history (and fills ``recorder``)."""
+    """Train ``task.model`` in place; returns the history (and fills ``recorder``).
+
+    ``bar``: the run's progress counter (``run.progress(opts.epochs, "epoch")``); the batches of
+    each epoch are counted inside it.
+    """
     model = task.model.to(opts.device)
     opts_list = optimizers(model, opts)
     eps_t = torch.as_tensor(epsilon, dtype=torch.float32, device=opts.device)
@@ -118,6 +124,7 @@ def train(
         model.train()
         t0, total = time.perf_counter(), torch.zeros((), device=opts.device)
         order = torch.randperm(n, generator=gen)
+        batches = bar.inner(math.ceil(n / opts.batch_size), "batch") if bar is not None else None
         for start in range(0, n, opts.batch_size):
             idx = order[start : start + opts.batch_size]
             inputs, target = task.batch(idx, opts.device)
@@ -134,13 +141,19 @@ def train(
             for opt in opts_list:
                 opt.step()
             total += loss.detach() * len(idx)
+            if batches is not None:
+                batches.update()
         if recorder is not None and opts.record == "eval_pass":
+            if bar is not None:
+                bar.note("recording dynamics")
             score_all(task, opts, functools.partial(_record_into, task, recorder, epoch))
         history["epoch"].append(epoch)
         history["train_loss"].append(float(total) / n)
         history["epoch_s"].append(time.perf_counter() - t0)
         if on_epoch is not None:
             on_epoch(epoch, {k: v[-1] for k, v in history.items()})
+        if bar is not None:
+            bar.update()
     return history
 
 

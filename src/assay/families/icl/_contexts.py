@@ -30,11 +30,16 @@ def words_of(graph: Graph, walks: np.ndarray) -> list[list[str]]:
 
 
 class Accumulator:
-    """Per-context arrays, checkpointed after every context (tensors and lists only)."""
+    """Per-context arrays, checkpointed after every context (tensors and lists only).
 
-    def __init__(self, run: Run):
+    ``total`` units (contexts, snapshots) are counted on the run's progress bar, from where a
+    resumed run picks up; the counter closes (and is logged) when the last unit is added.
+    """
+
+    def __init__(self, run: Run, total: int, unit: str = "context"):
         self.run = run
         self.state = run.load_checkpoint() or {"done": 0, "items": {}}
+        self.bar = run.progress(total, unit, start=self.state["done"])
 
     @property
     def done(self) -> int:
@@ -46,6 +51,9 @@ class Accumulator:
             self.state["items"].setdefault(k, []).append(torch.as_tensor(np.asarray(v)))
         self.state["done"] += 1
         self.run.save_checkpoint(self.state)
+        self.bar.update()
+        if self.bar.n == self.bar.total:
+            self.bar.close()
 
     def stacked(self, name: str) -> np.ndarray:
         return torch.stack(self.state["items"][name]).numpy()  # (C, ...)

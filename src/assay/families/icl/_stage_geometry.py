@@ -83,7 +83,7 @@ def geometry_stage(config: GeometryConfig, run: Run) -> dict:
     )
     shuffled = torch.from_numpy(M.shuffled_edge_sets(graph.edges, config.n_shuffles, rng))
     contexts = words_of(graph, walks)
-    acc = Accumulator(run)
+    acc = Accumulator(run, config.n_contexts)
     for c in range(acc.done, config.n_contexts):  # unit of work: one context
         st = word_states(lm, [contexts[c]], layers)  # (L, 1, T, d)
         acc.add(**_one_context(config, graph, walks[c], st, shuffled, layers, pca_layer))

@@ -68,7 +68,7 @@ def loo_stage(config: LOOConfig, run: Run) -> dict:
     graph, walks, _ = draw_contexts(config.graph, config.n_contexts, config.n_words, config.seed)
     contexts = words_of(graph, walks)
     is_bridge = bridges(graph.labels, walks)[:, positions]  # (C, P)
-    acc = Accumulator(run)
+    acc = Accumulator(run, config.n_contexts)
     t0 = time.perf_counter()
     forwards = 0
     for c in range(acc.done, config.n_contexts):

@@ -65,7 +65,7 @@ def shuffle(config: ShuffleConfig, run: Run) -> dict:
                  for _ in range(config.n_contexts)]),
         "shuffle": np.stack([rng.permutation(n) for _ in range(config.n_contexts)]),
     }  # fmt: skip
-    acc = Accumulator(run)
+    acc = Accumulator(run, config.n_contexts)
     for c in range(acc.done, config.n_contexts):
         out: dict[str, np.ndarray] = {}
         nodes_by = {k: walks[c][o[c]] for k, o in orders.items()}
@@ -134,7 +134,7 @@ def inject(config: InjectConfig, run: Run) -> dict:
     pools = {"random_vocab": [w for w in load_words("common") if w not in in_graph],
              "semantic_outlier": [w for w in load_words("semantic") if w not in in_graph]}  # fmt: skip
     pos = list(config.inject_at)
-    acc = Accumulator(run)
+    acc = Accumulator(run, config.n_contexts)
     for c in range(acc.done, config.n_contexts):
         clean = walks[c]
         contexts, node_rows = [[graph.words[i] for i in clean]], [clean]

@@ -63,7 +63,7 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
     graph, walks, _ = draw_contexts(config.graph, config.n_contexts, config.n_words, config.seed)
     contexts = words_of(graph, walks)
     steps = sorted(config.train.snapshot_steps)
-    acc = Accumulator(run)
+    acc = Accumulator(run, len(steps), "snapshot")
     for s in steps[acc.done :]:
         path = run.upstream["train"].artifact(f"snapshots/step_{s}.pt")
         lm.model.load_state_dict(torch.load(path, weights_only=True, map_location=lm.device))

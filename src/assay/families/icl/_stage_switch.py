@@ -54,7 +54,7 @@ def switch(config: SwitchConfig, run: Run) -> dict:
     w1 = random_walks(g1, config.n_contexts, config.n1_words, rng)
     w2 = random_walks(g2, config.n_contexts, max(n2max, 1), rng)[:, :n2max]
     walks = np.concatenate([w1, w2], 1)
-    acc = Accumulator(run)
+    acc = Accumulator(run, config.n_contexts)
     for c in range(acc.done, config.n_contexts):
         st = word_states(lm, [[g1.words[i] for i in walks[c]]], layers)
         rows: dict[str, list] = {}
@@ -113,7 +113,7 @@ def superposition(config: SuperpositionConfig, run: Run) -> dict:
     graph = build_graph(config.graph, rng)
     row, col = graph.levels["row"], graph.levels["col"]
     walks = walks_dual(graph, config.n_contexts, config.n_words, config.disambiguate_at, rng)
-    acc = Accumulator(run)
+    acc = Accumulator(run, config.n_contexts)
     for c in range(acc.done, config.n_contexts):
         st = word_states(lm, [[graph.words[i] for i in walks[c]]], layers)
         rows: dict[str, list] = {}

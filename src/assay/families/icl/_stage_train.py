@@ -145,6 +145,7 @@ def train(config: TrainConfig, run: Run) -> dict:
         sched.load_state_dict(state["sched"])
     history = state["history"]
     t0 = time.perf_counter()
+    bar = run.progress(config.steps, "step", start=state["step"])  # resumed: "resumed at step s"
     model.train()
     for step in range(state["step"], config.steps):
         rng = np.random.default_rng(
@@ -162,6 +163,7 @@ def train(config: TrainConfig, run: Run) -> dict:
         if done in config.snapshot_steps:
             with run.write_artifact(f"snapshots/step_{done}.pt") as tmp:
                 torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
+            bar.note("evaluating")
         if done % config.eval_every == 0 or done == config.steps:
             ev = neighbour_probability(model, config, np.random.default_rng([config.seed, 2**31]),
                                        tokenizer)  # fmt: skip
@@ -178,6 +180,8 @@ def train(config: TrainConfig, run: Run) -> dict:
             history.append(row)
             run.log_metrics(**row)
             run.save_checkpoint({"step": done, "model": model.state_dict(), "history": history,
+        bar.update()
+    bar.close()
                                  "optim": opt.state_dict(), "sched": sched.state_dict()})  # fmt: skip
     _save_model(run, model, tokenizer)
     run.save_json("history.json", history)

@@ -298,12 +298,14 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
                 max_batch_rows=config.max_batch_rows,
             )
         else:
-            outcome = patcher.run(definitions, pairs, direction, logit_diff, config.metrics)
+            outcome = patcher.run(definitions, pairs, direction, logit_diff, config.metrics,
+                                  counter=bar.inner(len(definitions), "definition"))  # fmt: skip
         outcomes.append(outcome)
         records += build_records(outcome, start_index=config.start_index, method=config.method)
         run.log(
             f"{direction} ({config.method}): {len(definitions)} definitions x {len(pairs)} pairs "
             f"in {outcome.n_forwards} forwards, {sum(outcome.timings.values()):.3f}s"
+    bar = run.progress(len(directions), "direction")  # definitions x input batches inside
         )
         for name, count in undefined_counts(outcome.metrics).items():
             # Flag, warn and keep: NaN values are left out of means, never silently.
@@ -318,6 +320,7 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
     metric = resolve_metric(records)
     top = rank(records, metric, top=10)
     run.log(f"top units by mean |{metric}|:\n" + format_table(top))
+        bar.update()
     patch_s = sum(sum(o.timings.values()) for o in outcomes)
     return {
         "method": config.method,
@@ -332,6 +335,7 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
         "threads": threads,
         "device": device,
         "model": model.description,
+    bar.close()
         "files": files,
         "content_sha256": {
             r.path: r.sha256 for r in [config.model, config.definitions, *config.inputs] if r

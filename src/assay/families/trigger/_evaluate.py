@@ -315,16 +315,21 @@ def file_metrics(es: EvalSet, logp: torch.Tensor, nll: torch.Tensor, counts: tor
 
 
 def evaluate(model: torch.nn.Module, tok: Any, evals: Sequence[EvalSet],
-             generation: bool = False) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """file name -> metrics (see ``file_metrics``), the model in eval mode throughout."""
+             generation: bool = False, bar: Any = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """file name -> metrics (see ``file_metrics``), the model in eval mode throughout.
+
+    ``bar``: a run's progress counter; the files are counted inside its current unit."""
     was_training = model.training
     model.eval()
+    files = bar.inner(len(evals), "eval file") if bar is not None else None
     try:
         out = {}
         for es in evals:
             logp, nll, counts = score(model, es)
             gen = generate_predictions(model, tok, es) if generation and es.rows else None
             out[es.name] = file_metrics(es, logp, nll, counts, gen)
+            if files is not None:
+                files.update()
         return out
     finally:
         model.train(was_training)

@@ -178,7 +178,9 @@ def finish(run: Run, model: Any, tok: Any, evals: list, history: dict, generatio
     from ._evaluate import evaluate, format_table, selective_table
     from ._plots import plot_curves, plot_per_trigger
 
-    final = evaluate(model, tok, evals, generation)
+    with run.progress(1, "final evaluation") as bar:  # the test files counted inside
+        final = evaluate(model, tok, evals, generation, bar)
+        bar.update()
     run.save_json("history.json", history)
     run.save_json("final.json", {n: {k: v for k, v in r.items() if k != "predictions"}
                                  for n, r in final.items()})  # fmt: skip

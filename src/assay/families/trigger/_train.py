@@ -77,14 +77,17 @@ def train_loop(
         gen.set_state(state["generator"])
         history, start = state["history"], state["epoch"]
         run.log(f"resumed from the checkpoint after epoch {start}")
-    elif evals:
-        _record(history, 0, None, [], evaluate(model, tok, evals, settings.generation), run)
+    bar = run.progress(settings.epochs, "epoch", start=start)  # resumed: "resumed at epoch e"
+    if state is None and evals:
+        bar.note("evaluating before training")
+        _record(history, 0, None, [], evaluate(model, tok, evals, settings.generation, bar), run)
 
     model.train()
     for epoch in range(start + 1, settings.epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(len(examples), generator=gen).tolist()
         losses = []
+        batches = bar.inner(steps_per_epoch, "batch")
         for a in range(0, len(order), settings.batch_size):
             batch = collate([examples[i] for i in order[a : a + settings.batch_size]],
                             tok.pad_token_id)  # fmt: skip
@@ -99,15 +102,19 @@ def train_loop(
             opt.step()
             sched.step()
             losses.append(loss.item())
+            batches.update()
         train_loss = sum(losses) / len(losses)
         results = None
         if evals and (epoch % settings.eval_every_epochs == 0 or epoch == settings.epochs):
-            results = evaluate(model, tok, evals, settings.generation)
+            bar.note("evaluating")
+            results = evaluate(model, tok, evals, settings.generation, bar)
         _record(history, epoch, train_loss, losses, results, run, time.perf_counter() - t0)
         run.save_checkpoint({
             "epoch": epoch, "model": trainable_state(model), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history,
         })  # fmt: skip
+        bar.update()
+    bar.close()
     model.eval()
     return history
 

@@ -56,6 +56,7 @@ class Evaluator:
         budget = chunk_floats * torch.get_num_threads() // per_point
         self.chunk = max(MIN_CHUNK_POINTS, budget)
         self.forward_passes = 0  # points evaluated; for benchmarks
+        self.counter = None  # a run's progress counter of points evaluated, when one is shown
         # First layer of a wide-input MLP: x (W + c D) + (b + c db) = A + c B_d with A = x W^T + b
         # computed once and B_d = x D^T + db once per direction in a chunk (shared by its
         # coefficients). Digits (64 inputs) saves ~45% of the FLOPs; for 2-D swiss-roll inputs
@@ -88,6 +89,8 @@ class Evaluator:
             losses.append(_prefix_means(per_sample_loss(logits, y, self.loss), self.sizes))
             accs.append(_prefix_means(per_sample_correct(logits, y, self.loss), self.sizes))
             self.forward_passes += len(d)
+            if self.counter is not None:
+                self.counter.update(len(d))
         return torch.cat(losses).cpu(), torch.cat(accs).cpu()
 
     def _forward(self, params: torch.Tensor, d: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

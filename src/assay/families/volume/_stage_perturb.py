@@ -167,14 +167,18 @@ def perturb(config: PerturbConfig, run: Run) -> dict:
     if saved is not None:
         state = {**saved, "out": {k: v.numpy() for k, v in saved["out"].items()}}
     t0 = time.perf_counter()
-    for i in range(state["done"], len(ups)):
-        state["passes"] += _evaluate_model(
-            config, i, models[i], cfgs[i], split, base, raw.to(dtype), state["out"], device
-        )
-        state["done"] = i + 1
-        run.save_checkpoint({**state, "out": {k: torch.from_numpy(v) for k, v in
-                                              state["out"].items()}})  # fmt: skip
-        run.log(f"model {model_label(cfgs[i], config.vary)} done, {time.perf_counter() - t0:.1f}s")
+    with run.progress(len(ups), "model", start=state["done"]) as bar:
+        for i in range(state["done"], len(ups)):
+            state["passes"] += _evaluate_model(
+                config, i, models[i], cfgs[i], split, base, raw.to(dtype), state["out"], device,
+                bar,
+            )
+            state["done"] = i + 1
+            run.save_checkpoint({**state, "out": {k: torch.from_numpy(v) for k, v in
+                                                  state["out"].items()}})  # fmt: skip
+            bar.update()
+            run.log(f"model {model_label(cfgs[i], config.vary)} done, "
+                    f"{time.perf_counter() - t0:.1f}s")  # fmt: skip
     with run.write_artifact("curves.npz") as tmp:
         # compressed: entries after a direction stopped are NaN and shrink ~10x
         # norms in float64 too: a float32 norm moves n ln r by up to ~n * 6e-8
@@ -235,8 +239,12 @@ def _empty(config: PerturbConfig, split, n_models: int) -> dict[str, np.ndarray]
 
 @torch.no_grad()
 def _evaluate_model(config: PerturbConfig, i: int, model, cfg, split, base, raw, out,
-                    device: str = "cpu") -> int:  # fmt: skip
-    """Fill model i's entries of ``out``; returns the number of points evaluated."""
+                    device: str = "cpu", bar=None) -> int:  # fmt: skip
+    """Fill model i's entries of ``out``; returns the number of points evaluated.
+
+    ``bar``: the run's per-model counter; the grid points (directions x coefficients) of this
+    model are counted inside it (adaptive mode: bisection points, whose number is not known
+    ahead)."""
     from ._directions import flatten_params, scale_directions
     from ._evaluate import Evaluator, adaptive_crossings, centre_losses, grid_curves
 
@@ -255,6 +263,10 @@ def _evaluate_model(config: PerturbConfig, i: int, model, cfg, split, base, raw,
     x, y = x.to(device, dtype), y.to(device)
     sizes = [base + lands[j] for j in mine]
     ev = Evaluator(model, flatten_params(model), dirs, x, y, sizes, cfg.loss_name)
+    if bar is not None:
+        exact = config.mode == "exact"
+        ev.counter = bar.inner(len(dirs) * config.n_coefficients if exact else None,
+                               "grid points" if exact else "points")  # fmt: skip
     centre = ev.at(torch.zeros(1, dtype=torch.long), torch.zeros(1))[0][0]  # (nL,)
     out["landscape_loss"][i, mine] = centre.numpy()
     coeffs = torch.from_numpy(config.coefficients())

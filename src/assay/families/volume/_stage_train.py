@@ -112,8 +112,9 @@ def train(config: TrainConfig, run: Run) -> dict:
 
     from ._train import train_model
 
-    hist = train_model(model, x.to(device), y.to(device), x_test.to(device),
-                       split.y_test.to(device), config, loss, log=log)  # fmt: skip
+    with run.progress(config.epochs, "epoch") as bar:
+        hist = train_model(model, x.to(device), y.to(device), x_test.to(device),
+                           split.y_test.to(device), config, loss, log=log, bar=bar)  # fmt: skip
     with run.write_artifact("model.pt") as tmp:
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
     run.save_json("history.json", hist)

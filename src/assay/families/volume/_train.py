@@ -72,8 +72,13 @@ def batch_mean_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, origin: bo
     return per_sample_loss(logits, y, loss).mean()
 
 
-def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None) -> dict:
-    """Train in place; returns per-epoch histories (test metrics every ``cfg.eval_every``)."""
+def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None,
+                bar=None) -> dict:  # fmt: skip
+    """Train in place; returns per-epoch histories (test metrics every ``cfg.eval_every``).
+
+    ``bar``: the run's progress counter (``run.progress(cfg.epochs, "epoch")``), one unit an
+    epoch; evaluations are noted on it.
+    """
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     origin = cfg.sampling == "origin"
     gen = torch.Generator().manual_seed(cfg.seed + 3)  # minibatch order, if not full batch
@@ -108,6 +113,8 @@ def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None
         hist["train_loss"].append(tot_loss / n)
         hist["train_accuracy"].append(tot_correct / n)
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            if bar is not None:
+                bar.note("evaluating")
             model.eval()
             test_loss, test_acc = evaluate(model, x_test, y_test, loss)
             hist["test_epoch"].append(epoch)
@@ -115,5 +122,7 @@ def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None
             hist["test_accuracy"].append(test_acc)
             if log is not None:
                 log(epoch, hist["train_loss"][-1], test_loss, test_acc)
+        if bar is not None:
+            bar.update()
     model.eval()
     return hist

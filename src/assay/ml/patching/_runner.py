@@ -298,8 +298,12 @@ class BatchedPatcher:
         direction: str = "denoising",
         logit_diff: tuple[int, int] | None = None,
         metrics: Sequence[str] | None = None,
+        counter: Any = None,
     ) -> PatchOutcome:
-        """Metrics (``metrics``: names, default all) of every definition over every pair."""
+        """Metrics (``metrics``: names, default all) of every definition over every pair.
+
+        ``counter``: a run's progress counter (``Progress``) of definitions; the input batches
+        of each forward chunk are counted inside it."""
         source, target, lengths = self.oriented(pairs, direction)
         definitions = self.prepare(list(definitions), pairs, logit_diff)
         chunks = self.plan(definitions)
@@ -350,6 +354,7 @@ class BatchedPatcher:
                     if lengths is not None
                     else {site: self.site_mask(site, ps) for site, ps in per_site.items()}
                 )
+                batches = counter.inner(-(-n_total // rows), "input batch") if counter else None
                 for a in range(0, n_total, rows):
                     b = min(n_total, a + rows)
                     if lengths is not None:
@@ -375,6 +380,10 @@ class BatchedPatcher:
                                 (len(definitions), n_total), float("nan"), dtype=values.dtype
                             )
                         results[name][idx, a:b] = values.cpu()
+                    if batches is not None:
+                        batches.update()
+                if counter is not None:
+                    counter.update(k)
             t_patch = time.perf_counter() - t1
         return PatchOutcome(
             definitions=definitions,
