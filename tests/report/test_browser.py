@@ -137,9 +137,35 @@ def test_report_file_offline(browser, demo, tmp_path):
     assert page.evaluate(layout) == "acc"
     page.select_option("#curve-metric", "loss")
     page.wait_for_function(f"{layout} == 'loss'")
-    names = page.evaluate("document.querySelector('#curve-plot').data"
-                          ".filter(t => t.name).map(t => t.name)")  # fmt: skip
-    assert names == ["lr=0.1", "lr=0.3"]
+    traces = page.evaluate("document.querySelector('#curve-plot').data.filter(t => t.name)"
+                           ".map(t => [t.name, t.line.dash || 'solid', t.x, t.y])")  # fmt: skip
+    assert [t[0] for t in traces if t[1] == "solid"] == ["lr=0.1", "lr=0.3"]
+    # failed runs' partial curves: drawn from their metrics.jsonl, dashed, named failed
+    failed = {t[0].rsplit(" ", 1)[1]: t for t in traces if t[1] == "dash"}
+    assert set(failed) == set(ids) - set(results) and len(failed) == 3
+    for rid, (name, _, x, y) in failed.items():
+        logged = [json.loads(line) for line in (root / rid / "metrics.jsonl").read_text().splitlines()]
+        assert name == f"lr=0.9 · failed {rid}" and x == [0, 1, 2]
+        assert y == pytest.approx([m["loss"] for m in logged], rel=1e-5)
+    assert "3 failed run(s), dashed" in page.text_content("#curve-info")
+    # log scale and EMA smoothing (W&B's debiased one): the raw line stays, faint
+    page.check("#curve-logy")
+    page.wait_for_function("document.querySelector('#curve-plot').layout.yaxis.type == 'log'")
+    page.eval_on_selector("#curve-smooth", "e => { e.value = '0.5'; e.dispatchEvent(new Event('input')) }")
+    mean = next(t[3] for t in traces if t[0] == "lr=0.1")
+    smooth = page.evaluate("document.querySelector('#curve-plot').data"
+                           ".filter(t => t.name == 'lr=0.1')[0].y")  # fmt: skip
+    want, last = [], 0.0
+    for k, v in enumerate(mean, 1):
+        last = 0.5 * last + 0.5 * v
+        want.append(last / (1 - 0.5**k))
+    assert smooth == pytest.approx(want, rel=1e-9)
+    page.eval_on_selector("#curve-smooth", "e => { e.value = '0'; e.dispatchEvent(new Event('input')) }")
+    page.uncheck("#curve-logy")
+    # the statistics chart's log axis
+    page.check("#stat-logy")
+    page.wait_for_function("document.querySelector('#stat-plot').layout.yaxis.type == 'log'")
+    page.uncheck("#stat-logy")
     assert page.evaluate("document.querySelector('#stat-plot').data[0].x.length") == 2
 
     page.click("#detail-close")
@@ -176,9 +202,14 @@ def test_serve_refreshes_while_a_suite_runs(browser, tmp_path):
         page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
         page.evaluate("window.__same_page = true")  # gone if the page reloaded
         assert page.text_content("#counts").startswith("0 done 0 failed 0 running 6 pending")
+        generated = page.text_content("#generated")
         runner = subprocess.Popen([sys.executable, "-m", "assay", "run", str(suite), "--root",
                                    str(root), "--import", "reportstages", "--quiet"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        # zoom into the curves as soon as they appear: refreshes must keep that view
+        plot = "document.querySelector('#curve-plot')"
+        page.wait_for_function(f"{plot}.data && {plot}.data.length > 0", timeout=60_000)
+        page.evaluate(f"Plotly.relayout({plot}, {{'xaxis.range': [1, 3], 'yaxis.range': [0, 2]}})")
         seen = set()
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -187,6 +218,10 @@ def test_serve_refreshes_while_a_suite_runs(browser, tmp_path):
             if done == 6:
                 break
             time.sleep(0.2)
+        assert page.evaluate(f"{plot}.layout.xaxis.range") == [1, 3]
+        assert page.evaluate(f"{plot}.layout.yaxis.range") == [0, 2]
+        assert page.text_content("#generated") != generated  # the header follows the data
+        assert int(page.get_attribute("body", "data-deltas") or 0) >= 3  # changes, not all data
         assert 6 in seen and len(seen) >= 3, seen  # the table filled in as runs finished
         _, err = runner.communicate(timeout=60)
         assert runner.returncode == 0, err

@@ -703,8 +703,10 @@
       var body = await res.json();
       if (body.error) throw new Error(body.error);
       if (!body.unchanged) {
-        if (body.delta) applyDelta(body.fingerprint, body.delta);
-        else { DATA = body.data; SECTIONS = body.sections_html; }
+        if (body.delta) {
+          applyDelta(body.fingerprint, body.delta);
+          document.body.dataset.deltas = String(Number(document.body.dataset.deltas || 0) + 1);
+        } else { DATA = body.data; SECTIONS = body.sections_html; }
         $("sections").innerHTML = SECTIONS; // our own server's template output
         var probs = $("problems");
         probs.textContent = "";
