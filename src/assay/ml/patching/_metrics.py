@@ -22,8 +22,8 @@ the outputs (for Q-values: a Boltzmann policy at temperature 1).
                         carry normalised_score = mean(restored) / mean(gap), which a few inputs
                         with tiny gaps cannot dominate.
 
-Undefined values are NaN, never noise. ``cosine_to_source``, ``restored``, ``gap`` and
-``normalised`` are computed in float64 from the outputs, and a direction or ratio is marked
+Undefined values are NaN, never noise. ``cosine``, ``cosine_to_source``, ``restored``, ``gap``
+and ``normalised`` are computed (and kept) in float64 from the outputs, and a direction or ratio is marked
 undefined (NaN) where the vectors involved are below the model's rounding noise: a change
 ``||d||`` is noise when ``||d|| <= NOISE_ULPS * eps(model dtype) * ||base||`` (float32:
 ~1.2e-4 of the output's norm; float64: ~2e-13), a gap when ``|gap| <= max(NORMALISE_EPS,
@@ -143,7 +143,7 @@ def compute_metrics(
         }
         out.update({name: fn() for name, fn in prob.items() if name in want})
     if "cosine" in want:
-        out["cosine"] = _cos_nan(patched, base.expand_as(patched))
+        out["cosine"] = _cos_nan(p64, b64.expand_as(p64))  # float64 like its siblings
     if "cosine_to_source" in want:
         d, towards = p64 - b64, (s64 - b64).expand_as(p64)  # (K, n, O) in float64
         tol = NOISE_ULPS * eps * b64.norm(dim=-1)  # (n,): the forward's rounding noise
@@ -186,7 +186,7 @@ def compute_metrics(
 
 
 # Kept in float64 in the results: the ratios and differences the noise rules are about.
-EXACT = frozenset({"cosine_to_source", "restored", "gap", "normalised"})
+EXACT = frozenset({"cosine", "cosine_to_source", "restored", "gap", "normalised"})
 
 
 def undefined_counts(metrics: dict[str, torch.Tensor]) -> dict[str, int]:
