@@ -8,6 +8,12 @@
   experiment per suite, artifacts under ``ROOT/mlflow-artifacts/``;
 - ``tensorboard``: event files under ``ROOT/tensorboard/<suite>/<group>/<run id>/``.
 
+Every path a sink writes stays under ROOT: names that become folders (suite, group, run id) go
+through :func:`safe_name` first (a suite named ``../../x`` or ``/tmp/abs`` is one folder named
+``x`` / ``tmp_abs``), and ``wandb/``, ``mlflow.db``, ``mlflow-artifacts/`` and the TensorBoard
+folder are checked by the engine's root guard, so a link planted in ROOT does not lead a
+tracker outside (the sink reports it and the run goes on without it).
+
 Each records the config as parameters, ``run.log_metrics`` as metrics with their steps, the
 results as the run's summary (and the artifacts when asked), and tags the tracker's run with
 the assay run id, stage, suite and *group* (a hash of the config minus its seed fields), so the
@@ -33,11 +39,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ._engine._errors import ConfigError
+from ._engine._guard import OutsideRootError, make_dir_in_root, open_in_root, real_in_root
 
 INSTALL_HINT = "pip install 'assay[sinks]'"
 MLFLOW_PARAM_CHARS = 6000  # MLflow refuses longer parameter values
 MLFLOW_BATCH = 100  # params per log_batch call (MLflow's limit)
 WANDB_TAG_CHARS = 64  # W&B refuses longer tags
+NAME_CHARS = 128  # a folder name well under every filesystem's 255-byte limit
 
 
 class SinkError(ConfigError):
@@ -57,14 +65,6 @@ def parse_sinks(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def seed_free_group(config: Mapping[str, Any], prefix: str) -> str:
-    """``<prefix>-<10 hex>``: equal for runs whose configs differ only in fields named seed."""
-
-    def strip(obj: Any) -> Any:
-        if isinstance(obj, Mapping):
-            return {k: strip(v) for k, v in sorted(obj.items()) if k != "seed"}
-        if isinstance(obj, list):
-            return [strip(v) for v in obj]
 def group_name(stage: str, params: Mapping[str, Any] | None) -> str | None:
     """``example.fit degree=3``: the stage and the suite's varying parameters but the seeds, so
     a tracker groups a configuration's seeds under a name a researcher reads; None when
@@ -75,6 +75,14 @@ def group_name(stage: str, params: Mapping[str, Any] | None) -> str | None:
     return f"{stage} " + " ".join(f"{k}={v}" for k, v in shown.items())
 
 
+def seed_free_group(config: Mapping[str, Any], prefix: str) -> str:
+    """``<prefix>-<10 hex>``: equal for runs whose configs differ only in fields named seed."""
+
+    def strip(obj: Any) -> Any:
+        if isinstance(obj, Mapping):
+            return {k: strip(v) for k, v in sorted(obj.items()) if k != "seed"}
+        if isinstance(obj, list):
+            return [strip(v) for v in obj]
         return obj
 
     digest = hashlib.sha256(json.dumps(strip(config), sort_keys=True, default=str).encode())
@@ -150,13 +158,13 @@ class WandbSink(Sink):
         super().__init__(ctx)
         import wandb
 
-        ctx.root.mkdir(parents=True, exist_ok=True)
+        make_dir_in_root(ctx.root, ctx.root / "wandb")  # where W&B writes: dir=ROOT -> ROOT/wandb
         settings = wandb.Settings(silent=True, console="off", x_disable_stats=True,
                                   save_code=False, disable_git=True, disable_job_creation=True)  # fmt: skip
         tags = [t[:WANDB_TAG_CHARS] for t in dict.fromkeys([ctx.run_id, ctx.project, ctx.stage])]
         self.run = wandb.init(
             mode=os.environ.get("WANDB_MODE", "offline"), dir=str(ctx.root),
-            project=_slug(ctx.project), name=ctx.run_id, id=ctx.tracker_id, group=ctx.group,
+            project=safe_name(ctx.project), name=ctx.run_id, id=ctx.tracker_id, group=ctx.group,
             job_type=ctx.stage, tags=tags, config={**ctx.config, "_assay": ctx.tags},
             settings=settings, reinit="create_new",
         )  # fmt: skip
@@ -189,9 +197,12 @@ class MlflowSink(Sink):
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
-        ctx.root.mkdir(parents=True, exist_ok=True)
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         default = uri is None
+        if default:  # the database and artifacts in ROOT: no link may lead them elsewhere
+            make_dir_in_root(ctx.root, ctx.root)
+            real_in_root(ctx.root, ctx.root / "mlflow.db", verb="write")
+            real_in_root(ctx.root, ctx.root / "mlflow-artifacts", verb="write")
         uri = uri or f"sqlite:///{(ctx.root / 'mlflow.db').resolve()}"
         self.client = MlflowClient(tracking_uri=uri)
         name = ctx.project
@@ -250,8 +261,9 @@ class TensorBoardSink(Sink):
         from tensorboard.plugins.hparams import summary_v2 as hp
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-        self.logdir = ctx.root / "tensorboard" / _slug(ctx.project) / ctx.group / ctx.tracker_id
-        self.logdir.mkdir(parents=True, exist_ok=True)
+        parts = (safe_name(ctx.project), safe_name(ctx.group), safe_name(ctx.tracker_id))
+        self.logdir = ctx.root.joinpath("tensorboard", *parts)
+        make_dir_in_root(ctx.root, self.logdir)
         self.writer = EventFileWriter(str(self.logdir))
         hparams = {k: v for k, v in flat_scalars(ctx.config).items()
                    if isinstance(v, bool | int | float | str)}  # fmt: skip
@@ -359,6 +371,7 @@ def open_sinks(
     run_dir: str | Path | None = None,
     attempt: int = 1,
     warn: Callable[[str], None] | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> SinkSet:
     """Open the named sinks for one run attempt. Never raises for a sink that cannot open.
 
@@ -369,9 +382,10 @@ def open_sinks(
         run_dir: the run's folder; its ``metrics.jsonl`` is replayed to the sinks at finish for
             lines they did not receive live.
         warn: called once per failing sink with a one-line message (default: stderr).
+        params: the run's varying parameters in its suite (``{"degree": 3, "seed": 0}``); they
+            name its group (``example.fit degree=3``).
     """
     import sys
-    params: Mapping[str, Any] | None = None,
 
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     ctx = SinkContext(run_id=run_id, stage=stage, suite=suite, config=config, root=Path(root),
@@ -382,8 +396,6 @@ def open_sinks(
         try:
             opened.append(SINKS[name](ctx))
         except ImportError as exc:
-        params: the run's varying parameters in its suite (``{"degree": 3, "seed": 0}``); they
-            name its group (``example.fit degree=3``).
             _report(problems, warn, name, f"is not installed ({INSTALL_HINT})", exc)
         except Exception as exc:
             _report(problems, warn, name, "could not start", exc)
@@ -403,10 +415,19 @@ def _report(problems: dict[str, str], warn: Callable[[str], None], name: str, wh
         warn(msg)
 
 
+def _open_metrics(path: Path) -> Any:
+    """A run's metrics.jsonl (``<root>/<id>/metrics.jsonl``), never through a link leading out:
+    such a file reads as empty (the runner refuses the run for it before a sink opens)."""
+    try:
+        return os.fdopen(open_in_root(path.parent.parent, path), "rb")
+    except OutsideRootError:
+        return contextlib.nullcontext(iter(()))
+
+
 def _count_lines(path: Path | None) -> int:
     if path is None or not path.exists():
         return 0
-    with open(path, "rb") as f:
+    with _open_metrics(path) as f:
         return sum(1 for line in f if line.endswith(b"\n"))
 
 
@@ -414,8 +435,9 @@ def _lines(path: Path, skip: int) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     out = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
+    with _open_metrics(path) as f:
+        for i, raw in enumerate(f):
+            line = raw.decode("utf-8", errors="replace")
             if i < skip or not line.endswith("\n"):
                 continue
             try:
@@ -427,5 +449,11 @@ def _lines(path: Path, skip: int) -> list[dict[str, Any]]:
     return out
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:128] or "assay"
+def safe_name(name: str) -> str:
+    """``name`` as one folder name that stays where it is put: letters, digits, ``._-`` kept,
+    anything else (``/``, ``\\``, spaces) as ``_``, no leading dots (so never ``.`` or ``..``).
+
+    ``../../x`` -> ``x``, ``/tmp/abs`` -> ``tmp_abs``, ``""`` -> ``assay``.
+    """
+    text = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
+    return text.lstrip("._")[:NAME_CHARS] or "assay"

@@ -29,7 +29,14 @@ from .._store import Store, resolve_store
 from ._child import call_stage, run_in_child
 from ._config import StageConfig
 from ._errors import AssayError
-from ._io import FILE_MODE, atomic_write_json, atomic_write_text, dumps, read_json
+from ._guard import (
+    OutsideRootError,
+    append_text_in_root,
+    check_tree_in_root,
+    make_dir_in_root,
+    open_in_root,
+)
+from ._io import atomic_write_json, atomic_write_text, dumps, read_json
 from ._options import RunOptions
 from ._provenance import start_record
 from ._registry import get_stage
@@ -208,7 +215,14 @@ class Runner:
     def _run(self, planned: PlannedRun, upstream: dict[str, Any], attempt: int) -> RunRecord:
         entry = get_stage(planned.stage)
         rid, run_dir = planned.id, self.root / planned.id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:  # a run folder, or a file in it, planted as a link leading outside the root:
+            make_dir_in_root(self.root, run_dir)  # refused before anything is written
+            check_tree_in_root(self.root, run_dir, verb="run in")
+        except OutsideRootError as exc:
+            error = f"{type(exc).__name__}: {exc} with --retry-failed"
+            self.store.finish(rid, self.owner, RunStatus.FAILED, attempt=attempt, error=error)
+            return RunRecord(rid, entry.name, RunStatus.FAILED, json.loads(planned.config_json),
+                             error=error, attempts=attempt, owner=self.owner, dir=run_dir)  # fmt: skip
         if attempt > 1:  # only an earlier attempt can have left a result to adopt
             adopted = self._adopt(planned, run_dir, attempt)
             if adopted is not None:
@@ -217,12 +231,13 @@ class Runner:
             (run_dir / "error.txt").unlink(missing_ok=True)  # left by an earlier failed attempt
         started = time.time()
         config = planned.config
-        atomic_write_text(run_dir / "config.json", planned.config_json + "\n")
+        atomic_write_text(run_dir / "config.json", planned.config_json + "\n", root=self.root)
         runtime = config.runtime()
         prov = start_record(seed=runtime.seed, device=runtime.device, attempt=attempt)
         prov["code"] = code_record(entry)  # what code made it: see _stale.py
         handle = Run(run_id=rid, stage=entry.name, config=config, dir=run_dir,
-                     upstream=upstream, attempt=attempt, make_dir=False)  # fmt: skip
+                     upstream=upstream, attempt=attempt, make_dir=False,
+                     root=self.root)  # fmt: skip
         if self.options.sink:
             handle.sinks = open_sinks(self.options.sink, run_id=rid, stage=entry.name,
                                       suite=self.options.suite_name,
@@ -246,14 +261,14 @@ class Runner:
             raise
         except Exception as exc:
             status, error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
-            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+            atomic_write_text(run_dir / "error.txt", traceback.format_exc(), root=self.root)
         finally:
             self._heartbeat.unwatch()
         ended = time.time()
         prov.update(time_end=ended, duration_s=ended - started, run_id=rid, stage=entry.name,
                     status=status.value, error=error,
                     device=_resolved_device(prov["device"]))  # fmt: skip
-        atomic_write_json(run_dir / "provenance.json", prov, indent=None)
+        atomic_write_json(run_dir / "provenance.json", prov, indent=None, root=self.root)
         if handle.sinks is not None:  # never raises: a failing tracker is reported in log.txt
             handle.sinks.finish(
                 status.value,
@@ -262,7 +277,7 @@ class Runner:
             )
         pending = run_dir / PENDING_RESULTS.format(attempt=attempt)
         if results is not None and not handle.superseded:
-            _write_results(pending, results, fsync=self.options.fsync)  # 1. before the store
+            _write_results(self.root, pending, results, fsync=self.options.fsync)  # 1. first
         committed = not handle.superseded and self.store.finish(
             rid, self.owner, status, attempt=attempt, results=results, error=error
         )  # 2. fenced: a run taken over meanwhile keeps the new owner's outcome
@@ -288,27 +303,29 @@ class Runner:
         """A result an earlier attempt finished but did not commit (killed in between)."""
         for path in [run_dir / "results.json", *sorted(run_dir.glob(".results.attempt-*.json"))]:
             try:
-                results = read_json(path)
-            except (OSError, ValueError):
+                results = read_json(path, root=self.root)
+            except (OSError, ValueError):  # OutsideRootError too: a planted link is no result
                 continue
             if not self.store.finish(planned.id, self.owner, RunStatus.DONE, attempt=attempt,
                                      results=results):  # fmt: skip
                 return self.store.get(planned.id)
             if path.name != "results.json":
                 _rename_results(path, run_dir / "results.json")
-            with open(run_dir / "log.txt", "a", encoding="utf-8") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {attempt} adopted the "
-                        f"finished result {path.name} of an earlier, killed attempt\n")  # fmt: skip
+            append_text_in_root(self.root, run_dir / "log.txt",
+                                f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {attempt} adopted "
+                                f"the finished result {path.name} of an earlier, killed "
+                                "attempt\n")  # fmt: skip
             return RunRecord(planned.id, planned.stage, RunStatus.DONE, {}, results=results,
                              attempts=attempt, dir=run_dir.resolve())  # fmt: skip
         return None
 
 
-def _write_results(path: Path, results: dict[str, Any], *, fsync: bool) -> None:
+def _write_results(root: Path, path: Path, results: dict[str, Any], *, fsync: bool) -> None:
     """Write a private results file. Not atomic on purpose: a torn file is not valid JSON and
     adoption skips it (the run is rerun); a whole one is a finished result. A killed process
-    loses nothing the kernel has; ``fsync`` also survives a power cut."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    loses nothing the kernel has; ``fsync`` also survives a power cut. Never through a link
+    leading outside ``root``."""
+    fd = open_in_root(root, path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         os.write(fd, (dumps(results, indent=2) + "\n").encode())
         if fsync:

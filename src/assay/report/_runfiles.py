@@ -3,6 +3,10 @@
 ``assay serve`` rebuilds the report every few seconds while a suite runs; a file is parsed again
 only when its size or modification time changed, so a refresh of a 1,000-run suite rereads the
 few files of the runs in flight, not all of them.
+
+Every file is read through the engine's root guard: runs live at ``<root>/<id>/``, and a file
+(or a run folder) that is a symbolic link leading outside that root is never read. A tail shows
+a note in its place instead (:data:`OUTSIDE_NOTE`); JSON and metrics read as missing.
 """
 
 from __future__ import annotations
@@ -13,8 +17,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._engine._guard import OutsideRootError, open_in_root, real_in_root
+
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 TAIL_BYTES = 16_384  # an error or log tail never needs more than the end of the file
+OUTSIDE_NOTE = (
+    "({name} not shown: it is a symbolic link leading outside the run root, and the report "
+    "never reads outside a root)"
+)
+_OUTSIDE = object()  # what a guarded read returns for a file that leads outside the root
 
 
 class RunFiles:
@@ -24,8 +35,11 @@ class RunFiles:
         self._cache: dict[tuple[str, str], tuple[tuple[int, int], Any]] = {}
 
     def _cached(self, kind: str, path: Path, parse: Any) -> Any:
-        try:
-            st = os.stat(path)
+        try:  # the run's root is its folder's parent: <root>/<id>/<file>
+            real = real_in_root(path.parent.parent, path, verb="read")
+            st = os.stat(real)
+        except OutsideRootError:
+            return _OUTSIDE
         except OSError:
             return None
         stamp = (st.st_mtime_ns, st.st_size)
@@ -35,24 +49,40 @@ class RunFiles:
             return hit[1]
         try:
             value = parse(path)
+        except OutsideRootError:  # swapped for a link since the check above
+            return _OUTSIDE
         except (OSError, ValueError):
             value = None  # a file being replaced right now: read it on the next refresh
         self._cache[key] = (stamp, value)
         return value
 
     def json(self, path: Path) -> Any:
-        return self._cached("json", path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+        value = self._cached("json", path, lambda p: json.loads(_read_text(p)))
+        return None if value is _OUTSIDE else value
 
     def metrics(self, path: Path) -> list[dict[str, Any]]:
         """The lines of ``metrics.jsonl``; a partly written last line is left for later."""
-        return self._cached("metrics", path, _read_metrics) or []
+        value = self._cached("metrics", path, _read_metrics)
+        return [] if value is _OUTSIDE else value or []
 
     def tail(self, path: Path, lines: int) -> str | None:
-        return self._cached(f"tail{lines}", path, lambda p: _tail(p, lines))
+        """The last ``lines`` lines, or a note when the file is a link leading outside."""
+        value = self._cached(f"tail{lines}", path, lambda p: _tail(p, lines))
+        return OUTSIDE_NOTE.format(name=path.name) if value is _OUTSIDE else value
+
+
+def _open(path: Path) -> int:
+    """A descriptor for a run file, refused (OutsideRootError) through a link leading out."""
+    return open_in_root(path.parent.parent, path)
+
+
+def _read_text(path: Path) -> str:
+    with os.fdopen(_open(path), "rb") as f:
+        return f.read().decode("utf-8")
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     end = text.rfind("\n")
     lines = text[: end + 1].splitlines()  # a last line without its newline is being appended
     try:  # one decode per file: 10,000 runs x 50 lines in seconds, not tens of seconds
@@ -68,7 +98,7 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _tail(path: Path, lines: int) -> str:
-    with open(path, "rb") as f:
+    with os.fdopen(_open(path), "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
         f.seek(max(0, size - TAIL_BYTES))

@@ -298,7 +298,8 @@ def finetune_stage(config: FinetuneConfig, run: Run) -> dict:
     tests = [e for e in evals if e.name.startswith("test_")]
     history = train_loop(model, tok, examples, tests, _settings(config), run)
     if config.method == "lora":
-        model.save_pretrained(str(run.artifacts_dir / "adapter"))
+        with run.write_artifact_dir("adapter") as tmp:  # whole, and following the umask
+            model.save_pretrained(str(tmp))
     else:
         save_model_dir(model, tok, run.artifacts_dir / "model")
     results = finish(run, model, tok, evals, history, config.generation_eval, old_maps,
