@@ -61,8 +61,9 @@ def _option_flags(p: argparse.ArgumentParser, cls: Any, only: Sequence[str] | No
             continue  # set by the API, not typed by users
         flag = "--" + name.replace("_", "-")
         default = field.get_default(call_default_factory=True)
+        text = plain_help(field.description or "")
         shown = f" (default {default})" if default not in (None, False, {}, []) else ""
-        help_text = (field.description or "") + shown
+        help_text = text if "default" in text else text + shown  # never the default twice
         if field.annotation in (bool, "bool"):
             p.add_argument(flag, action="store_true", default=None, help=help_text)
         elif name == "cluster":
@@ -72,6 +73,32 @@ def _option_flags(p: argparse.ArgumentParser, cls: Any, only: Sequence[str] | No
             p.add_argument(flag, nargs="+", default=None, metavar="SEED", help=help_text)
         else:
             p.add_argument(flag, default=None, metavar=name.upper(), help=help_text)
+
+
+def plain_help(text: str) -> str:
+    """Help text without reStructuredText markup: ``x`` -> x, and one line."""
+    return " ".join(text.replace("``", "").split())
+
+
+def type_text(annotation: Any) -> str:
+    """A field's type as a user types it: a Literal lists its choices (``adamw|sgd|sam``), an
+    Optional says ``or null``, containers name their items (``tuple[int, ...]``)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "|".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        inner = " | ".join(type_text(a) for a in rest)
+        return f"{inner} or null" if len(rest) < len(args) else inner
+    if origin is typing.Annotated:
+        return type_text(args[0])
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join('...' if a is Ellipsis else type_text(a) for a in args)}]"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _options(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
@@ -461,8 +488,9 @@ def cmd_stages(args: argparse.Namespace) -> int:
             if hasattr(default, "model_dump"):
                 default = f"{type(default).__name__}(...)  (upstream stage: {key}.*)"
             note = " [not in the run id]" if key in cls.identity_exclude else ""
-            rows.append((key, getattr(field.annotation, "__name__", str(field.annotation)),
-                         default, (field.description or "") + note))  # fmt: skip
+            shown = "null" if default is None else default  # every key shows its default
+            rows.append((key, type_text(field.annotation), shown,
+                         plain_help(field.description or "") + note))  # fmt: skip
         _table(f"stage {entry.name} (version {entry.version}): {entry.description}",
                ["key", "type", "default", "help"], rows)  # fmt: skip
         return 0
@@ -472,7 +500,10 @@ def cmd_stages(args: argparse.Namespace) -> int:
         fields = ", ".join(entry.config_cls.model_fields)
         rows.append((name, entry.version, entry.description, fields))
     _table("stages", ["stage", "version", "description", "config keys"], rows)
+    from . import __version__
+
     return 0
+    parser.add_argument("--version", action="version", version=f"assay {__version__}")
 
 
 # --------------------------------------------------------------------------- parser

@@ -82,7 +82,9 @@ class SeededConfig(StageConfig):
     ``seeds:`` in a suite sets every ``seed`` field of a run and of its upstream configs.
     """
 
-    seed: int = 0
+    seed: int = pydantic.Field(
+        0, description="seeds python, numpy and torch; a suite's seeds: sets it everywhere"
+    )
 
     def runtime(self) -> Runtime:
         return Runtime(seed=self.seed)

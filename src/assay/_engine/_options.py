@@ -103,7 +103,11 @@ class Selection(_Options):
     start_index: int | None = Field(None, ge=0, description="first suite index to run")
     end_index: int | None = Field(None, ge=0, description="suite index to stop before")
     max_runs: int = Field(
-        MAX_RUNS_DEFAULT, ge=1, description="refuse a plan with more runs than this"
+        MAX_RUNS_DEFAULT,
+        ge=1,
+        description="a refusal limit, not a budget: a plan with more runs than this is refused "
+        "before anything runs (raise it to run a larger sweep; to run part of one, use "
+        "--start-index/--end-index or --shard)",
     )
 
 
