@@ -18,8 +18,6 @@ Artifacts: ``model/`` (model + tokenizer, save_pretrained), ``snapshots/step_<s>
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 import time
 from typing import Literal
 
@@ -197,10 +195,8 @@ def _lr_factor(step: int, config: TrainConfig) -> float:
 
 
 def _save_model(run: Run, model, tokenizer) -> None:
-    """model/ = save_pretrained model + tokenizer, renamed into place as a whole."""
-    final, tmp = run.artifacts_dir / "model", run.artifacts_dir / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    """model/ = save_pretrained model + tokenizer, renamed into place as a whole (modes follow
+    the umask: the weight writer's own 0600 would keep a group out of a shared root)."""
+    with run.write_artifact_dir("model") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)

@@ -203,23 +203,14 @@ def load_base(path: str | Path, sha256: str, device: str, dtype: torch.dtype) ->
 
 
 def save_model_dir(model: torch.nn.Module, tok: Any, target: Path) -> None:
-    """``save_pretrained`` into a temporary folder, renamed onto ``target`` (atomic)."""
-    import os
-    import shutil
-    import tempfile
+    """``save_pretrained`` into a temporary folder, renamed onto ``target`` (atomic); files and
+    folders follow the umask (0664/0775 under 002), not the writers' 0600/0700."""
+    from assay._engine._io import atomic_dir
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(str(tmp))
         if tok is not None:
             tok.save_pretrained(str(tmp))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def read_json(path: Path) -> Any:
