@@ -66,12 +66,16 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _source(args: argparse.Namespace) -> dict[str, Any]:
+    from .._engine._imports import import_user_modules
     from .._engine._options import parse_seeds
     from .._engine._suite import load_suite
 
     if args.suite is not None and args.stage is not None:
         raise AssayError("give a suite file or --stage NAME, not both")
+    import_user_modules(args.imports, root=args.root or "runs")  # as run/status/analyze do
     suite = load_suite(args.suite) if args.suite else None
+    if suite is not None and args.trust_imports and suite.imports:
+        import_user_modules(suite.imports)
     return {"root": args.root or "runs", "store": args.store, "suite": suite,
             "overrides": list(args.overrides) if suite else [], "stage": args.stage,
             "seeds": parse_seeds(args.seeds), "imports": list(args.imports),
