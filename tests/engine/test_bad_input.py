@@ -1,0 +1,280 @@
+"""Bad input, as data: every row is a command a user might type with one thing wrong.
+
+Each row runs ``python -m assay ...`` in a subprocess against a copy of a recorded root and checks
+what a researcher relies on: the exit code (2 for input errors), no traceback, a message that
+names the bad value, and nothing recorded touched (the root's files are byte-identical after).
+A new command is one more row in ``CASES``.
+
+Placeholders in ``argv``: ``{tmp}`` (the case's own folder), ``{root}`` (``{tmp}/runs``, a root
+holding finished runs) and ``{repo}`` (this checkout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+POLYFIT = "{repo}/suites/example/polyfit.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    name: str
+    argv: tuple[str, ...]
+    expect_exit: int = 2
+    expect_in_message: tuple[str, ...] = ()
+    setup: Callable[[Path], None] | None = None
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    must_not_exist: tuple[str, ...] = ()  # paths (with placeholders) the command must not create
+
+
+# --------------------------------------------------------------------------- file makers
+
+
+def _write(rel: str, data: str | bytes) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        path = tmp / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+
+    return setup
+
+
+def _npz(**arrays: object) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        np.savez(tmp / "dyn.npz", **arrays)
+
+    return setup
+
+
+def _jsonl(*rows: str, epochs: int = 1) -> Callable[[Path], None]:
+    """A reference dynamics folder ``{tmp}/ref/training_dynamics`` with these raw lines."""
+
+    def setup(tmp: Path) -> None:
+        folder = tmp / "ref" / "training_dynamics"
+        folder.mkdir(parents=True)
+        for e in range(epochs):
+            text = "\n".join(r.replace("EPOCH", str(e)) for r in rows)
+            (folder / f"dynamics_epoch_{e}.jsonl").write_text(text + ("\n" if rows else ""))
+
+    return setup
+
+
+def _both(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        for s in setups:
+            s(tmp)
+
+    return setup
+
+
+def _row(guid: object = "a", logits: str = "[1.0, 2.0]", gold: object = 1) -> str:
+    head = "" if guid is None else f'"guid": {json.dumps(guid)}, '
+    return '{' + head + f'"logits_epoch_EPOCH": {logits}, "gold": {json.dumps(gold)}' + '}'
+
+
+def _good_ref(tmp: Path) -> None:
+    _jsonl(_row("a"), _row("b", gold=0), epochs=2)(tmp)
+
+
+def _trigger_config(**override: object) -> Callable[[Path], None]:
+    spec = {"quadrant_labels": {"Q1": "red", "Q2": "green", "Q3": "blue", "Q4": "green"},
+            "triggers": ["joy", "love"], "n_train": 2, "n_test": 2, "n_train_triggers": 1,
+            "seed": 1, **override}  # fmt: skip
+    return _write("data.json", json.dumps({"cat": spec}))
+
+
+def _markup_suite(name: str, values: list[str]) -> Callable[[Path], None]:
+    suite = {"name": name, "stage": "t.count", "imports": [],
+             "sweep": {"grid": {"marker_dir": values}}}  # fmt: skip
+    return _write("markup.json", json.dumps(suite))
+
+
+MARKUP = ["[/]", "[bold]x[/bold", "\x1b[31mred\x1b[0m"]
+CART = ("cartography", "metrics", "--out", "{tmp}/m.csv", "--dynamics")
+
+CASES = [
+    # ---- assay cartography metrics: every way a dynamics input can be wrong
+    Case("cart-npz-empty", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz",), _write("dyn.npz", b"")),
+    Case("cart-npz-garbage", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz",),
+         _write("dyn.npz", b"\x00\xffnot a zip" * 20)),  # fmt: skip
+    Case("cart-npz-object-array", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz", "object"),
+         _npz(ids=np.array([{"a": 1}], dtype=object))),  # fmt: skip
+    Case("cart-npz-missing-key", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz", "gold_prob"),
+         _npz(ids=np.array(["a"]))),  # fmt: skip
+    Case("cart-json-malformed", (*CART, "{tmp}/ref"), 2, ("dynamics_epoch_0.jsonl", "line 2"),
+         _jsonl(_row("a"), "{not json")),  # fmt: skip
+    Case("cart-missing-guid", (*CART, "{tmp}/ref"), 2, ("guid", "line 1"), _jsonl(_row(None))),
+    Case("cart-gold-out-of-range", (*CART, "{tmp}/ref"), 2, ("gold", "5"),
+         _jsonl(_row("a", gold=5))),  # fmt: skip
+    Case("cart-gold-negative", (*CART, "{tmp}/ref"), 2, ("gold", "-1"),
+         _jsonl(_row("a", gold=-1))),  # fmt: skip
+    Case("cart-gold-string", (*CART, "{tmp}/ref"), 2, ("gold", "'pos'"),
+         _jsonl(_row("a", gold="pos"))),  # fmt: skip
+    Case("cart-ragged-logits", (*CART, "{tmp}/ref"), 2, ("logits", "3", "2"),
+         _jsonl(_row("a"), _row("b", logits="[1.0, 2.0, 3.0]"))),  # fmt: skip
+    Case("cart-empty-jsonl", (*CART, "{tmp}/ref"), 2, ("dynamics_epoch_0.jsonl", "no rows"),
+         _jsonl()),  # fmt: skip
+    Case("cart-binary-jsonl", (*CART, "{tmp}/ref"), 2, ("dynamics_epoch_0.jsonl",),
+         _write("ref/training_dynamics/dynamics_epoch_0.jsonl", b"\x89PNG\x00\xff\xfe" * 50)),  # fmt: skip
+    Case("cart-nan-logits", (*CART, "{tmp}/ref"), 2, ("not finite", "'a'"),
+         _jsonl(_row("a", logits="[NaN, 1.0]"))),  # fmt: skip
+    Case("cart-inf-logits", (*CART, "{tmp}/ref"), 2, ("not finite", "'a'"),
+         _jsonl(_row("a", logits="[Infinity, 1.0]"))),  # fmt: skip
+    Case("cart-overflow-logits", (*CART, "{tmp}/ref"), 2, ("not finite", "'b'"),
+         _jsonl(_row("a"), _row("b", logits="[1e39, 1.0]"))),  # fmt: skip
+    Case("cart-out-is-folder", ("cartography", "metrics", "--dynamics", "{tmp}/ref", "--out",
+                                "{tmp}/outdir"), 2, ("outdir", "folder"),
+         _both(_good_ref, lambda t: (t / "outdir").mkdir())),  # fmt: skip
+    Case("cart-burn-out-zero", (*CART, "{tmp}/ref", "--burn-out", "0"), 2, ("--burn-out", "0"),
+         _good_ref),  # fmt: skip
+    # ---- assay trigger generate
+    Case("trigger-binary-config", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
+         2, ("data.json",), _write("data.json", b"\xff\xfe\x00\x01binary" * 10),
+         must_not_exist=("{tmp}/o",)),  # fmt: skip
+    Case("trigger-negative-seed", ("trigger", "generate", "{tmp}/data.json", "--seed", "-1",
+                                   "--out", "{tmp}/o"), 2, ("--seed", "-1"), _trigger_config(),
+         must_not_exist=("{tmp}/o",)),  # fmt: skip
+    Case("trigger-out-is-file", ("trigger", "generate", "{tmp}/data.json", "--out",
+                                 "{tmp}/afile"), 2, ("afile", "--out"),
+         _both(_trigger_config(), _write("afile", "keep"))),  # fmt: skip
+    Case("trigger-n-train-huge", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
+         2, ("n_train", "1000000000"), _trigger_config(n_train=10**9),
+         must_not_exist=("{tmp}/o",)),  # fmt: skip
+    # ---- assay serve / report arguments
+    Case("serve-port-negative", ("serve", "--root", "{root}", "--port", "-1"), 2,
+         ("--port", "-1", "65535")),  # fmt: skip
+    Case("serve-port-too-big", ("serve", "--root", "{root}", "--port", "70000"), 2,
+         ("--port", "70000", "65535")),  # fmt: skip
+    Case("serve-refresh-nan", ("serve", "--root", "{root}", "--refresh-s", "nan"), 2,
+         ("--refresh-s", "nan")),  # fmt: skip
+    Case("serve-refresh-inf", ("serve", "--root", "{root}", "--refresh-s", "inf"), 2,
+         ("--refresh-s", "inf")),  # fmt: skip
+    Case("serve-root-mistyped", ("serve", "--root", "{tmp}/runz"), 2, ("runz", "--root"),
+         must_not_exist=("{tmp}/runz",)),  # fmt: skip
+    Case("report-out-under-file", ("report", "--stage", "example.fit", "--root", "{root}",
+                                   "--out", "{tmp}/afile/r.html"), 2, ("afile", "--out"),
+         _write("afile", "keep")),  # fmt: skip
+    Case("report-root-is-file", ("report", "--stage", "example.fit", "--root", "{tmp}/afile"), 2,
+         ("afile", "--root"), _write("afile", "keep")),  # fmt: skip
+    Case("report-root-mistyped", ("report", "--stage", "example.fit", "--root", "{tmp}/runz"), 2,
+         ("runz", "--root"), must_not_exist=("{tmp}/runz",)),  # fmt: skip
+    # ---- user text with rich markup or terminal escapes is shown, never interpreted
+    Case("markup-dry-run", ("run", "{tmp}/markup.json", "--import", "teststages", "--dry-run",
+                            "--root", "{root}"), 0, ("[/]", "[bold]x[/bold", "\\x1b[31m"),
+         _markup_suite("[/]", MARKUP)),  # fmt: skip
+    Case("markup-status", ("status", "{tmp}/markup.json", "--import", "teststages", "--root",
+                           "{root}"), 0, ("[/]", "[bold]x[/bold", "\\x1b[31m"),
+         _markup_suite("[/]", MARKUP)),  # fmt: skip
+    Case("markup-analyze-suite-name", ("analyze", "{tmp}/polyfit.json", "--root", "{root}"), 0,
+         ("degree",), _write("polyfit.json", json.dumps(
+             {"name": "[/]poly[bold]", "stage": "example.fit", "config": {"degree": 1},
+              "sweep": {"seeds": [0]}}))),  # fmt: skip
+    # ---- stores and executors name the real cause
+    Case("postgres-unreachable", ("ls", "--store", "postgresql+psycopg://assay@127.0.0.1:9/x"), 2,
+         ("cannot connect", "127.0.0.1:9")),  # fmt: skip
+    Case("slurm-without-sbatch", ("run", POLYFIT, "degree=1", "--seeds", "0", "--executor",
+                                  "slurm", "--root", "{root}", "--quiet"), 2, ("sbatch",),
+         env={"PATH": "/nonexistent"}),  # fmt: skip
+]
+
+
+# --------------------------------------------------------------------------- the harness
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> Path:
+    """A root holding one finished polyfit run (and its data run), made once per module."""
+    root = tmp_path_factory.mktemp("recorded") / "runs"
+    proc = _assay(("run", f"{REPO}/suites/example/polyfit.yaml", "degree=1", "--seeds", "0",
+                   "--root", str(root), "--quiet"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return root
+
+
+def _assay(argv: tuple[str, ...], env: dict[str, str] | None = None, cwd: Path | None = None,
+           user: int | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "assay", *argv], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=120, user=user)  # fmt: skip
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` by content; SQLite's -wal/-shm side files are not records."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.endswith(("-wal", "-shm"))}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(case: Case, recorded: Path, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    shutil.copytree(recorded, root)
+    if case.setup is not None:
+        case.setup(tmp_path)
+    fill = {"tmp": str(tmp_path), "root": str(root), "repo": str(REPO)}
+    before = snapshot(root)
+    proc = _assay(tuple(a.format(**fill) for a in case.argv), case.env, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out
+    assert proc.returncode == case.expect_exit, out
+    for text in case.expect_in_message:
+        assert text.format(**fill) in out, f"{text!r} not in:\n{out}"
+    if case.expect_exit != 0:
+        assert len(proc.stderr.strip().splitlines()) <= 3, f"not one message:\n{proc.stderr}"
+    assert "\x1b" not in out, "a raw terminal escape reached the output"
+    assert snapshot(root) == before, "a recorded file changed"
+    for path in case.must_not_exist:
+        assert not Path(path.format(**fill)).exists(), f"{path} was created"
+
+
+# --------------------------------------------------------------------------- a read-only root
+
+
+READ_ONLY = {
+    "ls": ("ls", "--root", "{root}"),
+    "status": ("status", POLYFIT, "degree=1", "--seeds", "0", "--root", "{root}"),
+    "show": ("show", "example_fit", "--root", "{root}"),
+    "report": ("report", "--stage", "example.fit", "--root", "{root}", "--out", "{out}/r.html"),
+}
+
+
+@pytest.mark.parametrize("command", list(READ_ONLY))
+def test_a_read_only_root_can_be_read(command: str, recorded: Path, tmp_path: Path) -> None:
+    """Reading a root needs no write: another user's (or a read-only mounted) root works."""
+    base = tmp_path / "ro"
+    shutil.copytree(recorded.parent, base)
+    root, out = base / "runs", tmp_path / "out"
+    out.mkdir()
+    user = None
+    if os.geteuid() == 0:  # root writes anywhere: read as `nobody`, as another user would
+        user = 65534
+        for p in (tmp_path, *tmp_path.parents):
+            p.chmod(p.stat().st_mode | 0o005)
+        os.chown(out, user, -1)
+    for p in [root, *root.rglob("*")]:
+        p.chmod(p.stat().st_mode & ~0o222)
+    before = snapshot(root)
+    fill = {"root": str(root), "out": str(out), "repo": str(REPO)}
+    proc = _assay(tuple(a.format(**fill) for a in READ_ONLY[command]), user=user, cwd=out)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output and "readonly" not in output, output
+    assert "example_fit" in output or "example.fit" in output or "1/1 done" in output, output
+    assert snapshot(root) == before
