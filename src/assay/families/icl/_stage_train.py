@@ -143,8 +143,8 @@ def train(config: TrainConfig, run: Run) -> dict:
         sched.load_state_dict(state["sched"])
     history = state["history"]
     t0 = time.perf_counter()
-    bar = run.progress(config.steps, "step", start=state["step"])  # resumed: "resumed at step s"
     model.train()
+    bar = run.progress(config.steps, "step", start=state["step"])  # resumed: "resumed at step s"
     for step in range(state["step"], config.steps):
         rng = np.random.default_rng(
             [config.seed, step]
@@ -161,8 +161,8 @@ def train(config: TrainConfig, run: Run) -> dict:
         if done in config.snapshot_steps:
             with run.write_artifact(f"snapshots/step_{done}.pt") as tmp:
                 torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
-            bar.note("evaluating")
         if done % config.eval_every == 0 or done == config.steps:
+            bar.note("evaluating")
             ev = neighbour_probability(model, config, np.random.default_rng([config.seed, 2**31]),
                                        tokenizer)  # fmt: skip
             row = {
@@ -178,9 +178,9 @@ def train(config: TrainConfig, run: Run) -> dict:
             history.append(row)
             run.log_metrics(**row)
             run.save_checkpoint({"step": done, "model": model.state_dict(), "history": history,
+                                 "optim": opt.state_dict(), "sched": sched.state_dict()})  # fmt: skip
         bar.update()
     bar.close()
-                                 "optim": opt.state_dict(), "sched": sched.state_dict()})  # fmt: skip
     _save_model(run, model, tokenizer)
     run.save_json("history.json", history)
     final = {k: v for k, v in history[-1].items() if k != "step"}

@@ -286,6 +286,7 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
     directions = ["denoising", "noising"] if config.direction == "both" else [config.direction]
     logit_diff = _logit_diff(config, model)
     outcomes, records = [], []
+    bar = run.progress(len(directions), "direction")  # definitions x input batches inside
     for direction in directions:
         if config.method == "attribution":
             outcome = attribution_patch(
@@ -301,11 +302,11 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
             outcome = patcher.run(definitions, pairs, direction, logit_diff, config.metrics,
                                   counter=bar.inner(len(definitions), "definition"))  # fmt: skip
         outcomes.append(outcome)
+        bar.update()
         records += build_records(outcome, start_index=config.start_index, method=config.method)
         run.log(
             f"{direction} ({config.method}): {len(definitions)} definitions x {len(pairs)} pairs "
             f"in {outcome.n_forwards} forwards, {sum(outcome.timings.values()):.3f}s"
-    bar = run.progress(len(directions), "direction")  # definitions x input batches inside
         )
         for name, count in undefined_counts(outcome.metrics).items():
             # Flag, warn and keep: NaN values are left out of means, never silently.
@@ -316,11 +317,11 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
                 "per_input.npz and excluded from the means (n_undefined in records.jsonl)"
             )
             undefined[f"n_undefined_{name}"] = undefined.get(f"n_undefined_{name}", 0) + count
+    bar.close()
     files = write_records(run, records, outcomes)
     metric = resolve_metric(records)
     top = rank(records, metric, top=10)
     run.log(f"top units by mean |{metric}|:\n" + format_table(top))
-        bar.update()
     patch_s = sum(sum(o.timings.values()) for o in outcomes)
     return {
         "method": config.method,
@@ -335,7 +336,6 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
         "threads": threads,
         "device": device,
         "model": model.description,
-    bar.close()
         "files": files,
         "content_sha256": {
             r.path: r.sha256 for r in [config.model, config.definitions, *config.inputs] if r
