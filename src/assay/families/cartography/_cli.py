@@ -56,14 +56,22 @@ def load_any(path: str):
 def cmd_metrics(args: argparse.Namespace) -> int:
     from assay import atomic_path
 
+    from ._dynamics import DynamicsError
     from ._metrics import compute_metrics, metrics_table
 
+    out = Path(args.out)
+    if out.is_dir():
+        raise DynamicsError(f"--out {args.out!r} is a folder; give the CSV file to write")
+    parent = next((q for q in out.parents if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise DynamicsError(f"--out {args.out!r}: {parent} is a file, not a folder")
+    if args.burn_out is not None and args.burn_out < 1:
+        raise DynamicsError(f"--burn-out must be >= 1 epoch, got {args.burn_out}")
     dyn = load_any(args.dynamics)
     m = compute_metrics(
         dyn.gold_prob, dyn.correct, burn_out=args.burn_out, include_ci=args.include_ci
     )
     table = metrics_table(dyn.ids, m, reference=args.reference)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 from typing import Literal
 
@@ -65,16 +66,55 @@ class Dynamics:
 
     @classmethod
     def load(cls, path: str | Path) -> Dynamics:
-        with np.load(path, allow_pickle=False) as z:  # never unpickle
-            meta = json.loads(str(z["meta"]))
-            return cls(
-                ids=z["ids"].tolist(),
-                gold=z["gold"],
-                gold_prob=z["gold_prob"],
-                correct=z["correct"],
-                logits=z.get("logits"),
-                task=meta["task"],
-                mode=meta["mode"],
+        """A ``dynamics.npz`` as :meth:`save` writes it; anything else is refused by name."""
+        fix = "give the artifacts/dynamics.npz a cartography.dynamics run wrote"
+        try:
+            with np.load(path, allow_pickle=False) as z:  # never unpickle
+                missing = [k for k in NPZ_KEYS if k not in z.files]
+                if missing:
+                    raise DynamicsError(
+                        f"{path} lacks {missing} (it holds {sorted(z.files)}); {fix}"
+                    )
+                meta = json.loads(str(z["meta"]))
+                dyn = cls(
+                    ids=z["ids"].tolist(),
+                    gold=z["gold"],
+                    gold_prob=z["gold_prob"],
+                    correct=z["correct"],
+                    logits=z["logits"] if "logits" in z.files else None,
+                    task=meta["task"],
+                    mode=meta["mode"],
+                )
+        except DynamicsError:
+            raise
+        except ValueError as exc:
+            if "pickle" in str(exc):
+                raise DynamicsError(
+                    f"{path} holds object arrays, which load only by unpickling (running code); "
+                    f"assay never unpickles dynamics: {fix}"
+                ) from None
+            raise DynamicsError(f"cannot read {path} as a .npz ({exc}); {fix}") from None
+        except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+            why = "the file is empty" if isinstance(exc, EOFError) else exc
+            raise DynamicsError(f"cannot read {path} as a .npz ({why}); {fix}") from None
+        dyn.check(str(path))
+        return dyn
+
+    def check(self, source: str) -> None:
+        """Shapes agree and every probability is a finite number in [0, 1]."""
+        E, N = self.gold_prob.shape if self.gold_prob.ndim == 2 else (None, None)
+        if E is None or self.correct.shape != (E, N) or len(self.ids) != N:
+            raise DynamicsError(
+                f"{source}: shapes disagree: gold_prob {self.gold_prob.shape} (want (E, N)), "
+                f"correct {self.correct.shape}, {len(self.ids)} ids"
+            )
+        bad = ~np.isfinite(self.gold_prob) | (self.gold_prob < 0) | (self.gold_prob > 1)
+        if bad.any():
+            e, i = (int(x[0]) for x in np.nonzero(bad))
+            raise DynamicsError(
+                f"{source}: {int(bad.sum())} gold probabilities are not finite numbers in "
+                f"[0, 1] (the first: guid {self.ids[i]!r} in epoch {e}, "
+                f"{self.gold_prob[e, i]}); the training that recorded them diverged"
             )
 
     def align(self, ids: list[str], *, source: str, fix: str) -> Dynamics:
@@ -137,26 +177,121 @@ class Dynamics:
         epochs = [int(p.stem.rsplit("_", 1)[1]) for p in files]
         if epochs != list(range(len(files))):
             raise DynamicsError(f"{folder}: epochs {epochs} are not 0..{len(files) - 1}")
-        ids, gold, logits = None, None, []
+        ids: list[str] | None = None
+        gold, logits = None, []
         for e, path in enumerate(files):
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            key = f"logits_epoch_{e}"
-            if rows and key not in rows[0]:
-                raise DynamicsError(f"{path}: rows lack {key!r}; keys: {sorted(rows[0])}")
-            order = {str(r["guid"]): r for r in rows}
+            rows = _read_rows(path, f"logits_epoch_{e}")
+            order: dict[str, dict] = {}
+            for guid, row in rows:
+                if order.setdefault(guid, row) is not row:
+                    raise DynamicsError(f"{path}: guid {guid!r} appears more than once")
             if ids is None:
                 ids = list(order)
-                gold = np.asarray([order[g]["gold"] for g in ids])
+                gold = _gold([order[g]["gold"] for g in ids], path)
             elif set(order) != set(ids):
                 raise DynamicsError(
                     f"{path}: its guids differ from epoch 0's "
                     f"({len(set(order) ^ set(ids))} ids in only one of them)"
                 )
-            logits.append([order[g][key] for g in ids])
-        arr = np.asarray(logits, dtype=np.float32)  # (E, N, L)
+            logits.append([order[g][f"logits_epoch_{e}"] for g in ids])
+        arr = _logits(logits, ids, files)  # (E, N, L)
         task: Task = "multilabel" if gold.ndim == 2 else "multiclass"
+        _check_gold(gold, arr.shape[-1], ids, files[0])
         prob, correct = probabilities(arr, gold, task)
         return cls(ids, gold, prob, correct, arr, task, mode="reference_file")
+
+
+NPZ_KEYS = ("ids", "gold", "gold_prob", "correct", "meta")  # what save() writes; logits optional
+ROW_KEYS = "guid, logits_epoch_<e> (a list of numbers) and gold"
+
+
+def _read_rows(path: Path, key: str) -> list[tuple[str, dict]]:
+    """(guid, row) per line of one reference file, each line checked for what it must hold."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise DynamicsError(
+            f"{path} is not UTF-8 text (a binary file?); each line must be a JSON object "
+            f"with {ROW_KEYS}"
+        ) from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DynamicsError(f"{path} line {n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or "guid" not in row or key not in row or "gold" not in row:
+            keys = sorted(row) if isinstance(row, dict) else type(row).__name__
+            raise DynamicsError(f"{path} line {n}: need {ROW_KEYS} ({key!r}); got {keys}")
+        rows.append((str(row["guid"]), row))
+    if not rows:
+        raise DynamicsError(f"{path} has no rows; each line must be a JSON object with {ROW_KEYS}")
+    return rows
+
+
+def _gold(values: list, path: Path) -> np.ndarray:
+    """Gold labels: integers (multiclass) or lists of 0/1 (multilabel), never strings."""
+    try:
+        gold = np.asarray(values)
+    except ValueError:
+        gold = np.asarray(values, dtype=object)
+    if gold.dtype.kind not in "iu" or gold.ndim not in (1, 2):
+        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, list))),
+                   values[0])  # fmt: skip
+        raise DynamicsError(
+            f"{path}: gold {bad!r} is not a label; gold must be an integer label index "
+            "(multiclass) or a list of 0/1 (multilabel), the same kind on every row"
+        )
+    return gold.astype(np.int64)
+
+
+def _logits(per_epoch: list[list], ids: list[str], files: list[Path]) -> np.ndarray:
+    """(E, N, L) float32 logits; ragged, non-numeric or non-finite logits are refused."""
+    sizes = {len(v) if isinstance(v, list) else -1 for epoch in per_epoch for v in epoch}
+    if len(sizes) > 1 or -1 in sizes or 0 in sizes:
+        first = len(per_epoch[0][0]) if isinstance(per_epoch[0][0], list) else -1
+        for e, epoch in enumerate(per_epoch):
+            for i, v in enumerate(epoch):
+                if not isinstance(v, list) or len(v) != first or not v:
+                    n = len(v) if isinstance(v, list) else type(v).__name__
+                    raise DynamicsError(
+                        f"{files[e]}: guid {ids[i]!r} has {n} logits where guid {ids[0]!r} in "
+                        f"epoch 0 has {first}; every row needs one logit per label"
+                    )
+    try:
+        with np.errstate(over="ignore"):
+            arr = np.asarray(per_epoch, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise DynamicsError(
+            f"{files[0].parent}: logits must be lists of numbers; some hold other values"
+        ) from None
+    bad = ~np.isfinite(arr).all(-1)  # (E, N)
+    if bad.any():
+        e, i = (int(x[0]) for x in np.nonzero(bad))
+        raise DynamicsError(
+            f"{files[e]}: the logits of guid {ids[i]!r} are not finite ({per_epoch[e][i]}): "
+            f"NaN, Infinity or beyond float32's range (|x| > 3.4e38), in {int(bad.sum())} "
+            "row(s); the training that wrote them diverged, and no data map can be drawn from them"
+        )
+    return arr
+
+
+def _check_gold(gold: np.ndarray, n_labels: int, ids: list[str], path: Path) -> None:
+    """Multiclass gold in 0..L-1 (-1 is not "the last label"); multilabel gold 0/1 per label."""
+    if gold.ndim == 2:
+        want = f"a list of {n_labels} values, each 0 or 1"
+        bad = np.isin(gold, (0, 1), invert=True).any(1) | (gold.shape[1] != n_labels)
+    else:
+        want = f"an integer label index in 0..{n_labels - 1}"
+        bad = (gold < 0) | (gold >= n_labels)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DynamicsError(
+            f"{path}: gold {gold[i].tolist()!r} of guid {ids[i]!r} is not {want} (the rows "
+            f"have {n_labels} logits); {int(bad.sum())} row(s) have such a gold"
+        )
 
 
 def probabilities(
