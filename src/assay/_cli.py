@@ -354,7 +354,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             "attempts": rec.attempts, "duration_s": rec.duration_s, "dir": str(rec.dir),
             "error": rec.error, "config": rec.config, "results": rec.results}  # fmt: skip
     if rec.dir is not None and (rec.dir / "provenance.json").exists():
-        prov = json.loads((rec.dir / "provenance.json").read_text())
+        from ._engine._io import read_json
+
+        prov = read_json(rec.dir / "provenance.json", root=rec.dir.parent)  # no link leads out
         info["provenance"] = {k: prov.get(k) for k in ("git", "host", "python", "seed", "device",
                                                         "time_start_iso", "duration_s")}  # fmt: skip
         info["files"] = sorted(str(p.relative_to(rec.dir)) for p in rec.dir.rglob("*")

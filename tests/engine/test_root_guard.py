@@ -339,3 +339,16 @@ def test_every_file_the_model_writing_families_record_follows_umask_002(tmp_path
 
 def rid_prefix(runs: list[Path], prefix: str) -> str:
     return next(p.name for p in runs if p.name.startswith(prefix + "_"))
+
+
+def test_show_reads_no_provenance_linking_out(tmp_path, outside):
+    root = tmp_path / "runs"
+    rec = assay.run_config(teststages.CountConfig(x=9), root=root)
+    (outside / "provenance.json").write_text('{"host": "the outside secret"}')
+    (rec.dir / "provenance.json").unlink()
+    (rec.dir / "provenance.json").symlink_to(outside / "provenance.json")
+    proc = subprocess.run([sys.executable, "-m", "assay", "show", rec.id, "--root", str(root)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "provenance.json is a symbolic link" in proc.stderr
+    assert "the outside secret" not in proc.stdout + proc.stderr

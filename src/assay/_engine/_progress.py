@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._guard import OutsideRootError
 from ._io import read_json
 from ._run import PROGRESS_FILE, Outcome
 from ._spec import PlannedRun
@@ -61,8 +62,8 @@ def in_flight(info: dict[str, Any] | None) -> str:
 def read_progress(run_dir: Path) -> dict[str, Any]:
     """A running run's ``progress.json`` ({} when it reports none or the file is mid-rename)."""
     try:
-        info = read_json(Path(run_dir) / PROGRESS_FILE)
-    except (OSError, ValueError):
+        info = read_json(Path(run_dir) / PROGRESS_FILE, root=Path(run_dir).parent)
+    except (OSError, ValueError, OutsideRootError):  # a link leading out of the root: not read
         return {}
     return info if isinstance(info, dict) else {}
 

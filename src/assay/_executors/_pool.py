@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from .._engine._guard import OutsideRootError
 from .._engine._io import atomic_write_text
 from .._engine._run import Origin, Outcome, RunStatus
 from .._engine._runner import liveness
@@ -147,7 +148,8 @@ class Pool:
             return None
         run_dir = self.options.root / planned.id
         if run_dir.is_dir():
-            atomic_write_text(run_dir / "error.txt", error + "\n")
+            with contextlib.suppress(OutsideRootError):  # a planted link: the store has it
+                atomic_write_text(run_dir / "error.txt", error + "\n", root=self.options.root)
         return Outcome(planned.id, planned.stage, RunStatus.FAILED, Origin.EXECUTED,
                        error=error, index=planned.index)  # fmt: skip
 

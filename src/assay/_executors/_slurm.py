@@ -16,6 +16,7 @@ each job indexes into a scratch SQLite file, and ``assay status`` ingests the ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .._engine._errors import AssayError
+from .._engine._guard import OutsideRootError, append_text_in_root
 from .._engine._run import Origin, Outcome, RunStatus
 from .._engine._spec import PlannedRun
 from .._engine._worker import execute_chunk
@@ -139,9 +141,11 @@ def release_claims(options: Any, runs: Sequence[PlannedRun], *, why: str) -> lis
                 released.append(rec.id)
                 log = Path(options.root) / rec.id / "log.txt"
                 if log.parent.is_dir():
-                    with open(log, "a", encoding="utf-8") as f:
-                        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {rec.attempts}: "
-                                f"{why}; the run resumes from its checkpoint\n")  # fmt: skip
+                    with contextlib.suppress(OutsideRootError):  # never through a planted link
+                        append_text_in_root(
+                            options.root, log,
+                            f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {rec.attempts}: "
+                            f"{why}; the run resumes from its checkpoint\n")  # fmt: skip
     return released
 
 
