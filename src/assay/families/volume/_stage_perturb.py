@@ -144,7 +144,20 @@ def model_label(cfg: TrainConfig, vary: str | None) -> str:
 
 
 # version 2: float64 coefficients and grid points (radii move by float32 rounding)
-@stage("volume.perturb", config=PerturbConfig, version=2,
+def direction_norms(raw: torch.Tensor, origin: bool) -> np.ndarray:
+    """(M,) ||d_j|| of the raw directions (M, P), float64.
+
+    Native: computed in float64 (a float32 norm moves n ln r by up to ~n * 6e-8). Origin: what
+    the published code computed, ``torch.norm(torch.cat(flattened d_j), p=2)`` on the float32
+    vector, so origin runs give the published log-volumes to every printed digit.
+    """
+    if origin:
+        return np.array([float(torch.norm(row, p=2).item()) for row in raw.float()])
+    return raw.double().norm(dim=1).numpy()
+
+
+# version 3: origin mode takes ||d|| in float32 as published (native unchanged)
+@stage("volume.perturb", config=PerturbConfig, version=3,
        smoke={"levels": (0, 20), "n_directions": 20, "train": {"epochs": 30, "pool_size": 40}})  # fmt: skip
 def perturb(config: PerturbConfig, run: Run) -> dict:
     """Evaluate every model along every direction; see the module docstring."""
@@ -181,8 +194,7 @@ def perturb(config: PerturbConfig, run: Run) -> dict:
                     f"{time.perf_counter() - t0:.1f}s")  # fmt: skip
     with run.write_artifact("curves.npz") as tmp:
         # compressed: entries after a direction stopped are NaN and shrink ~10x
-        # norms in float64 too: a float32 norm moves n ln r by up to ~n * 6e-8
-        norms = raw.double().norm(dim=1).numpy()
+        norms = direction_norms(raw, origin=config.train.sampling == "origin")
         np.savez_compressed(tmp, coefficients=config.coefficients(), norms=norms,
                             seeds=config.perturbation_seed + np.arange(config.n_directions),
                             landscapes=np.array(config.landscape_levels), base_size=base,
