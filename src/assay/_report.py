@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._analysis import CI_OUTSIDE_UNIT, CONFIDENCE
+from ._analysis import CI_OUTSIDE_UNIT, CONFIDENCE, NO_VARIATION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -19,6 +19,8 @@ MAX_REPORT_ROWS = 200  # rows of a report.md table (a 10,000-row Markdown table 
 MAX_LABELLED_GROUPS = 40  # beyond this a plot numbers its groups instead of naming them
 TICK_LABEL_CHARS = 28  # a group label is wrapped onto lines of this many characters
 TITLE_POINTS = 10
+TERMINAL_CELL_CHARS = 60  # a terminal cell longer than this is cut (the files hold all of it)
+EDGE = {"-inf": (0.03, "v"), "+inf": (0.97, "^"), "nan": (0.97, "x")}  # axes y, marker
 
 
 def table_page(
@@ -39,38 +41,102 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width, break_long_words=True)) or text
 
 
+def summary_plot_data(metric: str, rows: pd.DataFrame) -> dict[str, Any]:
+    """The numbers :func:`summary_figure` draws for one metric (rows: its summary rows).
+
+    Returns ``{"metric", "groups", "mean", "lo", "hi", "flagged", "edges", "partial", "flags",
+    "no_variation", "methods"}``: per group its mean and interval (None where no value is
+    finite); ``edges``: ``[{"x", "kind", "count"}]``, the non-finite values drawn as marked
+    points at the axis edge (``-inf`` at the bottom, ``+inf`` and ``nan`` at the top) so a
+    group whose every seed is ``-inf`` is drawn, not left blank; ``partial``: the groups whose
+    mean leaves some non-finite values out (ringed); ``flags``: ``{x: text}`` of the flags the
+    runs declared (``"_flags"``), written next to the point.
+    """
+
+    def num(v: Any) -> float | None:
+        return None if v is None or not math.isfinite(float(v)) else float(v)
+
+    records = rows.to_dict("records")
+    edges = []
+    for i, r in enumerate(records):
+        for kind, col in (("-inf", "n_neginf"), ("+inf", "n_posinf"), ("nan", "n_nan")):
+            if int(r.get(col, 0) or 0):
+                edges.append({"x": i, "kind": kind, "count": int(r[col])})
+    return {
+        "metric": metric,
+        "groups": [str(r["group"]) for r in records],
+        "mean": [num(r["mean"]) if r["n"] else None for r in records],
+        "lo": [num(r["ci_low"]) for r in records],
+        "hi": [num(r["ci_high"]) for r in records],
+        "flagged": [CI_OUTSIDE_UNIT in str(r["note"]) for r in records],
+        "edges": edges,
+        "partial": [i for i, r in enumerate(records) if r["n"] and r["n_nonfinite"]],
+        "flags": {i: str(r["flags"]) for i, r in enumerate(records) if r.get("flags")},
+        "no_variation": [i for i, r in enumerate(records) if NO_VARIATION in str(r["note"])],
+        "methods": sorted({str(r["ci_method"]) for r in records} - {"none"}),
+    }
+
+
 def summary_figure(metric: str, rows: pd.DataFrame) -> Any:
-    """The figure of one metric: each group's mean and interval (rows: summary rows with
-    ``n > 0``). Groups are named under the axis up to ``MAX_LABELLED_GROUPS``, numbered in
-    summary order beyond; intervals the summary flags are drawn in red."""
+    """The figure of one metric: each group's mean and interval, its non-finite values as
+    marked points at the axis edge and its flags as text (:func:`summary_plot_data`). Groups
+    are named under the axis up to ``MAX_LABELLED_GROUPS``, numbered in summary order beyond;
+    intervals the summary flags are drawn in red."""
     from ._engine._io import agg_pyplot
 
+    data = summary_plot_data(metric, rows)
     plt = agg_pyplot()
-    n = len(rows)
+    n = len(data["groups"])
     width_in = min(14.0, max(5.0, 0.55 * n + 2)) if n <= MAX_LABELLED_GROUPS else 12.0
     fig, ax = plt.subplots(figsize=(width_in, 4.2))
-    x = list(range(n))
-    mean = rows["mean"].to_numpy(float)
-    lo = (rows["mean"] - rows["ci_low"]).to_numpy(float)
-    hi = (rows["ci_high"] - rows["mean"]).to_numpy(float)
-    flagged = rows["note"].str.contains(CI_OUTSIDE_UNIT, regex=False).to_numpy() if n else []
     style = {"fmt": "o", "capsize": 3 if n <= MAX_LABELLED_GROUPS else 0, "ms": 4}
-    ax.errorbar(x, mean, yerr=[lo, hi], **style)
-    if any(flagged):
-        ax.errorbar([i for i in x if flagged[i]], mean[flagged], yerr=[lo[flagged], hi[flagged]],
-                    color="red", label="interval flagged: see the note in summary",
-                    **style)  # fmt: skip
+    drawn = [i for i in range(n) if data["mean"][i] is not None]
+    for red in (False, True):
+        idx = [i for i in drawn if data["flagged"][i] == red]
+        if not idx:
+            continue
+        mean = [data["mean"][i] for i in idx]
+        # no interval (one value): a bare point; the mean always lies inside its interval
+        lo = [0.0 if data["lo"][i] is None else max(0.0, data["mean"][i] - data["lo"][i])
+              for i in idx]  # fmt: skip
+        hi = [0.0 if data["hi"][i] is None else max(0.0, data["hi"][i] - data["mean"][i])
+              for i in idx]  # fmt: skip
+        extra = {"color": "red", "label": "interval flagged: see the note in summary"} if red else {}
+        ax.errorbar(idx, mean, yerr=[lo, hi], **style, **extra)
+    if data["partial"]:
+        ax.scatter(data["partial"], [data["mean"][i] for i in data["partial"]], s=90,
+                   facecolors="none", edgecolors="darkorange", zorder=3,
+                   label="mean of the finite values (some left out)")  # fmt: skip
+    if not drawn:
+        ax.set_ylim(0, 1)  # nothing finite: an empty axis whose edges carry the markers
+        ax.set_yticks([])
+    ax.set_xlim(-0.6, max(n, 1) - 0.4)
+    edge_transform = ax.get_xaxis_transform()  # x in data, y in axes: the edges stay put
+    for e in data["edges"]:
+        y, marker = EDGE[e["kind"]]
+        ax.scatter([e["x"]], [y], marker=marker, s=50, color="purple", transform=edge_transform,
+                   clip_on=False, zorder=4)  # fmt: skip
+        ax.annotate(f"{e['count']} {e['kind']}", (e["x"], y), xycoords=edge_transform,
+                    xytext=(5, -3), textcoords="offset points", fontsize=7, color="purple")
+    for i, text in data["flags"].items():
+        y = data["mean"][i] if data["mean"][i] is not None else 0.5
+        coords = "data" if data["mean"][i] is not None else edge_transform
+        ax.annotate(_wrap(text, 24), (i, y), xycoords=coords, xytext=(6, 4),
+                    textcoords="offset points", fontsize=7, color="dimgray")  # fmt: skip
+    if any(data["flagged"]) or data["partial"]:
         ax.legend(fontsize=8)
+    x = list(range(n))
     if n <= MAX_LABELLED_GROUPS:
         ax.set_xticks(x)
-        ax.set_xticklabels([_wrap(str(g), TICK_LABEL_CHARS) for g in rows["group"]],
+        ax.set_xticklabels([_wrap(str(g), TICK_LABEL_CHARS) for g in data["groups"]],
                            rotation=30, ha="right", fontsize=7)  # fmt: skip
     else:
         ax.set_xlabel(f"group (row order of summary, {n:,} groups)")
     ax.set_ylabel(_wrap(metric, 30), fontsize=9)
-    methods = sorted(set(rows["ci_method"]) - {"none"}) if n else []
+    methods = data["methods"]
     title = (f"{metric}: mean and {int(CONFIDENCE * 100)}% CI over seeds"
-             + (f" ({', '.join(methods)} intervals)" if methods else ""))  # fmt: skip
+             + (f" ({', '.join(methods)} intervals)" if methods else "")
+             + ("; ▼/▲ non-finite values" if data["edges"] else ""))  # fmt: skip
     _fit_title(fig, ax, title, width_in)
     return fig
 
@@ -89,14 +155,18 @@ def _fit_title(fig: Any, ax: Any, title: str, width_in: float) -> None:
 
 
 def plot_summary(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """One PNG per metric: the group means with their confidence intervals."""
-    from ._engine._io import save_figure
+    """One PNG per metric: the group means with their confidence intervals, and beside it
+    ``<metric>.json``, the data record it draws (:func:`summary_plot_data`)."""
+    from ._engine._io import atomic_write_text, dumps, save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for metric, sub in summary.groupby("metric", sort=False):
-        fig = summary_figure(str(metric), sub[sub["n"] > 0])
-        paths.append(save_figure(fig, out_dir / f"{str(metric).replace('/', '_')}.png"))
+        name = str(metric).replace("/", "_")
+        record = summary_plot_data(str(metric), sub)
+        atomic_write_text(out_dir / f"{name}.json", dumps(record, indent=1) + "\n")
+        fig = summary_figure(str(metric), sub)
+        paths.append(save_figure(fig, out_dir / f"{name}.png"))
     return paths
 
 
@@ -131,6 +201,54 @@ def _paged_table(frame: pd.DataFrame, what: str, full: str) -> list[str]:
     return out
 
 
+def terminal_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the terminal shows it: the columns a reader scans (the counts by kind,
+    bounds and flags only when some row has them), long cells cut; the files hold all."""
+    cols = ["group", "metric", "n", "mean", "ci_low", "ci_high"]
+    if "n_nonfinite" in summary and summary["n_nonfinite"].any():
+        cols.append("n_nonfinite")
+    if "flags" in summary and summary["flags"].astype(bool).any():
+        cols.append("flags")
+    cols.append("note")
+    return _cut(summary[[c for c in cols if c in summary]])
+
+
+def terminal_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
+    """The comparison as the terminal shows it (the baseline as a column only when it differs
+    between rows: one baseline per variant)."""
+    cols = ["metric", "group", "baseline_mean", "mean", "diff", "n", "p_welch_holm", "n_pairs",
+            "p_paired_holm"]  # fmt: skip
+    if comparison["baseline"].nunique() > 1:
+        cols.insert(2, "baseline")
+    if "note" in comparison and comparison["note"].astype(bool).any():
+        cols.append("note")
+    return _cut(comparison[cols])
+
+
+def _cut(frame: pd.DataFrame) -> pd.DataFrame:
+    def cut(v: Any) -> Any:
+        if isinstance(v, str) and len(v) > TERMINAL_CELL_CHARS:
+            return v[: TERMINAL_CELL_CHARS - 1] + "…"
+        return v
+
+    return frame.apply(lambda col: col.map(cut) if col.dtype == object else col)
+
+
+def nonfinite_lines(summary: pd.DataFrame) -> list[str]:
+    """One line per (group, metric) with non-finite values or flags: what the means leave out."""
+    lines = []
+    for r in summary.to_dict("records"):
+        kinds = [f"{r[c]} {k}" for c, k in (("n_neginf", "-inf"), ("n_posinf", "+inf"),
+                                             ("n_nan", "nan")) if r.get(c)]  # fmt: skip
+        if kinds or r.get("flags"):
+            what = (f"{', '.join(kinds)} of {r['n'] + r['n_nonfinite']} run(s)" if kinds
+                    else "")  # fmt: skip
+            flags = f"flags: {r['flags']}" if r.get("flags") else ""
+            lines.append(f"- {r['metric']} / {r['group']}: "
+                         + "; ".join(t for t in (what, flags) if t))  # fmt: skip
+    return lines
+
+
 def write_report(
     out_dir: Path,
     title: str,
@@ -148,32 +266,48 @@ def write_report(
 
     stages = ", ".join(sorted(set(df["stage"]))) if len(df) else "none"
     methods = set(summary["ci_method"]) if "ci_method" in summary else {"t"}
-    bounded = sorted(methods - {"t", "none"})
+    shown = [c for c in summary.columns if c not in ("n_nan", "n_posinf", "n_neginf")]
     parts = [
         f"# {title}",
         "",
         f"{len(df)} finished run(s) of {stages}; groups are configs minus seeds; intervals are "
         f"{int(CONFIDENCE * 100)}% t-intervals over seeds"
-        + (f", or {' / '.join(bounded)} intervals where a bounded metric's t-interval would "
-           "leave its range" if bounded else "")
-        + ". Rows with a note say what their numbers cannot tell.",
+        + (", on the logit scale for metrics bounded on both sides (column `bounds`)"
+           if "logit-t" in methods else "")
+        + ". Rows with a note say what their numbers cannot tell; groups whose values do not "
+        f"vary say \"{NO_VARIATION}\" (a zero-width interval, no test).",
         "",
         "## Mean per group",
         "",
-        *_paged_table(summary, "summary", f"summary.{fmt}"),
+        *_paged_table(summary[shown], "summary", f"summary.{fmt}"),
     ]  # fmt: skip
+    left_out = nonfinite_lines(summary)
+    if left_out:
+        parts += ["", "## Non-finite values and flags", "",
+                  "Left out of the means above (counted in `n_nonfinite`; drawn as marked "
+                  "points at the plots' edges), and the flags the runs declared:", "",
+                  *left_out[:MAX_REPORT_ROWS]]  # fmt: skip
+        if len(left_out) > MAX_REPORT_ROWS:
+            parts.append(f"- ... {len(left_out) - MAX_REPORT_ROWS} more in `summary.{fmt}`")
     if not comparison.empty:
         cols = ["metric", "group", "baseline_mean", "mean", "diff", "n", "p_welch_holm",
-                "n_pairs", "p_paired_holm"]  # fmt: skip
+                "n_pairs", "p_paired_holm", "note"]  # fmt: skip
+        baselines = list(dict.fromkeys(comparison["baseline"]))
+        if len(baselines) > 1:
+            cols.insert(2, "baseline")
+        heading = (f"## Against the baseline ({baselines[0]})" if len(baselines) == 1
+                   else f"## Against the baseline of each variant ({len(baselines)} baselines)")
         parts += [
             "",
-            f"## Against the baseline ({comparison['baseline'].iloc[0]})",
+            heading,
             "",
             "Welch's t-test and, over shared seeds, a paired t-test; p-values Holm-corrected "
-            "over the groups of each metric.",
+            f"over the groups of each metric; empty where there is nothing to test "
+            f"(\"{NO_VARIATION}\" in the note, or fewer than 2 runs per group).",
             "",
-            *_paged_table(comparison[cols], "comparison", f"comparison.{fmt}"),
-        ]
+            *_paged_table(comparison[[c for c in cols if c in comparison]], "comparison",
+                          f"comparison.{fmt}"),
+        ]  # fmt: skip
     if plots:
         parts += ["", "## Plots", ""]
         parts += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in plots]

@@ -138,15 +138,16 @@ def test_bounded_metric_gets_a_bounded_interval_and_a_fraction_is_flagged():
         [{"id": f"r{i}", "stage": "s", "config.seed": c["seed"],
           **{f"results.{k}": v for k, v in r.items()}} for i, (c, r) in enumerate(rows)]))  # fmt: skip
     acc, score = summary.iloc[0], summary.iloc[1]
-    # the t-interval 0.945 +- 0.57 would leave [0, 1]: the bootstrap one stays inside it
-    assert acc.ci_method == "bootstrap" and 0 <= acc.ci_low <= acc.ci_high <= 1
-    assert (acc.ci_low, acc.ci_high) == pytest.approx((0.9, 0.99))
+    # the t-interval 0.945 +- 0.57 would leave [0, 1]: the logit-t one stays inside it
+    assert acc.ci_method == "logit-t" and 0 <= acc.ci_low < 0.9 and acc.ci_high == 1.0
+    assert acc.bounds == "[0, 1] (name)"
     # an unknown metric whose values lie in [0, 1]: the t-interval is kept, and flagged
     half = 12.706204736174698 * float(np.std([0.9, 0.99], ddof=1)) / math.sqrt(2)
     assert score.ci_method == "t" and score.ci_high == pytest.approx(0.945 + half)
-    assert CI_OUTSIDE_UNIT in score.note
+    assert CI_OUTSIDE_UNIT in score.note and "--bounds score=0:1" in score.note
     declared = assay.summarize(summary_frame_of(rows), bounds={"score": (0, 1)})
-    assert declared.iloc[1].ci_method == "bootstrap" and declared.iloc[1].note
+    assert declared.iloc[1].ci_method == "logit-t" and declared.iloc[1].ci_high <= 1
+    assert declared.iloc[1].bounds == "[0, 1] (declared)" and not declared.iloc[1].note
     with pytest.raises(assay.AssayError, match=r"score has values 0.9..0.99 outside"):
         assay.summarize(summary_frame_of(rows), bounds={"score": (0, 0.5)})
 

@@ -85,7 +85,7 @@ def test_loo_bridge_and_anchor_per_layer_and_neighbour_probability_bounded(recor
     assert ratio[(3, "bridge")]["mean"] == 1.5 and ratio[(0, "anchor")]["mean"] == 0.25
     assert ratio[(3, "anchor")]["n_nonfinite"] == 1 and np.isnan(ratio[(3, "anchor")]["mean"])
     nbr = {r["n_words"]: r for r in A.nbr_rows(records)}
-    assert nbr[8]["mean"] == pytest.approx(0.6) and nbr[8]["interval"] == "bootstrap"
+    assert nbr[8]["mean"] == pytest.approx(0.6) and nbr[8]["interval"] == "logit-t"
     assert 0.0 <= nbr[64]["lo"] <= nbr[64]["mean"] <= nbr[64]["hi"] <= 1.0
 
 

@@ -25,15 +25,14 @@ def test_a_bounded_metric_near_its_bound_stays_inside_the_range():
     t = ml.mean_interval(corr, method="t", bounds=(-1, 1))
     raw_hi = stats.t.interval(0.95, 2, loc=np.mean(corr), scale=stats.sem(corr))[1]
     assert raw_hi > 1 and t.hi == 1 and t.clipped  # the t-interval runs past 1: cut, flagged
-    boot = ml.mean_interval(corr, bounds=(-1, 1))
-    assert boot.method == "bootstrap" and not boot.clipped
-    assert min(corr) <= boot.lo < boot.mean < boot.hi <= max(corr)
-    assert ml.mean_interval(corr, bounds=(-1, 1)) == boot  # seeded: the same every time
-    # all successes/failures: Wilson, inside [0, 1] even at 3/3
+    logit = ml.mean_interval(corr, bounds=(-1, 1))
+    assert logit.method == "logit-t" and not logit.clipped
+    assert logit.lo < logit.mean < logit.hi <= 1
+    # all successes: no variation, a zero-width interval at 1 (no jump to a Wilson interval)
     w = ml.mean_interval([1, 1, 1], bounds=(0, 1))
-    assert w.method == "wilson" and w.hi == 1 and 0.4 < w.lo < 0.5  # 3/3: Wilson lo = 0.438
+    assert w.no_variation and (w.lo, w.mean, w.hi) == (1, 1, 1)
     frac = ml.mean_interval([0, 1, 1, 0, 1], bounds=(0, 1))
-    assert frac.method == "wilson" and 0 <= frac.lo < 0.6 < frac.hi <= 1
+    assert frac.method == "logit-t" and 0 <= frac.lo < 0.6 < frac.hi <= 1
     assert ml.mean_interval([1 + 1e-12, 0.5], bounds=(0, 1)).n == 2  # rounding is cut
 
 
@@ -44,12 +43,12 @@ def test_non_finite_values_are_counted_not_hidden_and_bad_input_fails():
     assert one.method == "none" and math.isnan(one.lo) and one.mean == 0.5
     none = ml.mean_interval([float("nan")])
     assert (none.n, none.n_nonfinite) == (0, 1) and math.isnan(none.mean)
-    with pytest.raises(assay.AssayError, match="leave the metric's bounds"):
+    with pytest.raises(assay.AssayError, match=r"outside its bounds \[0.0, 1.0\]"):
         ml.mean_interval([0.5, 1.5], bounds=(0, 1))
-    with pytest.raises(assay.AssayError, match="valid: auto, t, bootstrap, wilson"):
+    with pytest.raises(assay.AssayError, match="valid: auto, t, logit-t"):
         ml.mean_interval([1, 2], method="z")
-    with pytest.raises(assay.AssayError, match="needs bounds"):
-        ml.mean_interval([1, 2], method="wilson")
+    with pytest.raises(assay.AssayError, match="needs finite bounds on both sides"):
+        ml.mean_interval([1, 2], method="logit-t")
 
 
 def test_seed_curves_draw_mean_and_band_per_group(tmp_path):

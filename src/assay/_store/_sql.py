@@ -371,6 +371,29 @@ def _unreadable(url: str, why: object) -> str:
     )
 
 
+_NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def decode_results(text: str) -> Any:
+    """A results column as JSON data, with the strings ``"nan"``, ``"inf"`` and ``"-inf"`` (how
+    ``to_jsonable`` writes non-finite floats, JSON having no literal for them) back as floats,
+    so a stage's ``-inf`` reads as ``-inf`` everywhere (``load_runs``, upstream results)."""
+    data = json.loads(text)
+    if '"nan"' in text or '"inf"' in text or '"-inf"' in text:  # rare: walk only then
+        return _floats(data)
+    return data
+
+
+def _floats(obj: Any) -> Any:
+    if type(obj) is str:
+        return _NONFINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: _floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_floats(v) for v in obj]
+    return obj
+
+
 def _record(row: Any, root: Path | None = None) -> RunRecord:
     m = row._asdict()  # a plain dict: RowMapping lookups cost 20 us each
     config, results = m.get("config"), m.get("results")
@@ -379,7 +402,7 @@ def _record(row: Any, root: Path | None = None) -> RunRecord:
         stage=m["stage"],
         status=RunStatus(m["status"]),
         config={} if config is None else json.loads(config),
-        results=None if results is None else json.loads(results),
+        results=None if results is None else decode_results(results),
         error=m["error"],
         attempts=m["attempts"],
         owner=m["owner"],

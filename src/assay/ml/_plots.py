@@ -75,7 +75,7 @@ def plot_seed_curves(
                 NonFiniteWarning,
                 stacklevel=2,
             )
-    if bounds is not None:
+    if bounds is not None and np.isfinite(bounds).all():
         ax.set_ylim(
             bounds[0] - 0.02 * (bounds[1] - bounds[0]), bounds[1] + 0.02 * (bounds[1] - bounds[0])
         )

@@ -1,31 +1,26 @@
 """Metric curves from ``metrics.jsonl``: per group, mean and a 95% band over seeds at each step.
 
-The band is the t-interval of the mean over the runs that logged that step, the same interval the
-grouped statistics use; a step logged by one run has no band (``lo``/``hi`` are None) and says
-so through ``n``. Non-finite values cannot enter a mean: they are counted and reported in
-``notes``, never silently dropped.
+The band is ``assay.mean_interval``'s interval of the mean over the runs that logged that step
+(the one interval the grouped statistics use: t, on the logit scale for a metric whose name
+declares a two-sided range, so an accuracy band never leaves [0, 1]); a step logged by one run
+has no band (``lo``/``hi`` are None) and says so through ``n``. Non-finite values cannot enter a
+mean: they are counted per step (``nonfinite``) and reported in ``notes``, never silently
+dropped.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._stats import group_intervals, known_bounds
 from ._runfiles import as_float
 
 MAX_STEPS = 400  # points per group line; beyond it every k-th logged step is kept (noted)
 RUN_POINTS = 200  # points per run and metric kept for the run-detail chart
 RUN_POINTS_BUDGET = 300_000  # all runs' detail points together; above it they are left out
 SKIP_KEYS = frozenset({"step", "time"})
-
-
-@functools.lru_cache(maxsize=256)
-def _t_crit(n: int) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, n - 1))
 
 
 def _round(x: float) -> float:
@@ -73,7 +68,7 @@ def aggregate_curves(
 
     Returns:
         ``{"metrics": [...], "groups": [...], "series": {metric: [{group, steps, mean, lo, hi,
-        n}]}, "notes": [...], "runs": {run id: {metric: [steps, values]}}}``.
+        n, nonfinite}]}, "notes": [...], "runs": {run id: {metric: [steps, values]}}}``.
     """
     groups = list(dict.fromkeys(labels[rid] for rid in series if rid in labels))
     metrics = sorted({m for s in series.values() for m in s})
@@ -83,6 +78,8 @@ def aggregate_curves(
             by_group[labels[rid]].append(rid)
     notes: list[str] = []
     out: dict[str, list[dict[str, Any]]] = {}
+    bounds_of = {m: known_bounds(m, [x for s in series.values() for x in s.get(m, {}).values()])
+                 for m in metrics}  # fmt: skip
     for metric in metrics:
         lines = []
         for group in groups:
@@ -96,31 +93,22 @@ def aggregate_curves(
             if thinned:
                 notes.append(f"{metric} / {group}: {len(per_step)} logged steps; every "
                              f"{math.ceil(len(per_step) / MAX_STEPS)}th is drawn")  # fmt: skip
-            mean, lo, hi, ns = [], [], [], []
-            nonfinite = 0
-            for step in steps:
-                vals = [x for x in per_step[step] if math.isfinite(x)]
-                nonfinite += len(per_step[step]) - len(vals)
-                n = len(vals)
-                ns.append(n)
-                if n == 0:
-                    mean.append(None), lo.append(None), hi.append(None)
-                    continue
-                m = sum(vals) / n
-                mean.append(_round(m))
-                if n > 1:
-                    sd = math.sqrt(sum((x - m) ** 2 for x in vals) / (n - 1))
-                    half = _t_crit(n) * sd / math.sqrt(n)
-                    lo.append(_round(m - half)), hi.append(_round(m + half))
-                else:
-                    lo.append(None), hi.append(None)
+            x = [v for st in steps for v in per_step[st]]
+            codes = [i for i, st in enumerate(steps) for _ in per_step[st]]
+            iv = group_intervals(codes, x, len(steps), bounds=bounds_of[metric])
+            ns = [int(v) for v in iv["n"]]
+            bad = [int(a + b + c) for a, b, c in zip(iv["n_nan"], iv["n_posinf"], iv["n_neginf"],
+                                                     strict=True)]  # fmt: skip
+            nonfinite = sum(bad)
+            mean, lo, hi = ([None if math.isnan(v) else _round(float(v)) for v in iv[key]]
+                            for key in ("mean", "lo", "hi"))  # fmt: skip
             if nonfinite:
                 notes.append(f"{metric} / {group}: {nonfinite} non-finite value(s) (nan/inf) "
                              "left out of the mean")  # fmt: skip
             if max(ns) == 1:
                 notes.append(f"{metric} / {group}: one run per step, no band")
             lines.append({"group": group, "steps": steps, "mean": mean, "lo": lo, "hi": hi,
-                          "n": ns})  # fmt: skip
+                          "n": ns, "nonfinite": bad})  # fmt: skip
         out[metric] = lines
     return {"metrics": metrics, "groups": groups, "series": out, "notes": notes,
             "runs": _run_points(series, notes)}  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from assay._stats import t_half_width
 from assay.ml.patching import NORMALISE_EPS, PatchOutcome, aggregate
 
 SUMMARY_METRICS = ("l2", "delta_chosen", "action_changed", "kl_base_patched", "normalised_score")
@@ -145,8 +146,6 @@ def top_bars(
     """The numbers a top-units bar chart draws: per definition (largest |mean| first) the mean
     of ``metric`` over inputs, its std, n and the 95% t-interval half-width of the mean
     (NaN where n < 2, and for ``normalised_score``, a ratio of means with no per-input std)."""
-    from scipy import stats
-
     bars = []
     for r in rank(records, metric, direction=direction, top=top):
         mean = score(r, metric)
@@ -157,7 +156,7 @@ def top_bars(
         half = float("nan")
         if n >= 2 and std is not None:
             sample_std = std * math.sqrt(n / (n - 1))  # records hold the population std
-            half = float(stats.t.ppf(0.975, n - 1)) * sample_std / math.sqrt(n)
+            half = t_half_width(sample_std, n)  # the engine's one t-interval
         bars.append(
             {
                 "label": r["label"],
