@@ -26,15 +26,22 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from assay import atomic_path
+    from assay import ConfigError, atomic_path
 
     from ._data import generate, load_data_config, parse_categories, write_generated
     from ._stage_data import GenerateConfig, effective_config
 
+    out = Path(args.out)
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {args.out!r} is a file; give a folder (made if missing)")
+    blocker = next((q for q in out.parents if q.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--out {args.out!r}: {blocker} is a file, not a folder")
     raw, ignored = load_data_config(args.data_config)
     cats = parse_categories(raw, where=f"data config {args.data_config}")
     gen = generate(cats, args.seed)
-    out = Path(args.out)
     write_generated(gen, out, {"ignored_fields": ignored, "source": str(args.data_config)})
     config = GenerateConfig(categories=raw, seed=args.seed)
     with atomic_path(out / "data_config.json") as tmp:

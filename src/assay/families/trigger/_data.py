@@ -57,6 +57,11 @@ def quadrant(x1: float, x2: float) -> str:
     return "Q3" if x1 < 0 else "Q4"
 
 
+# A row is ~200 bytes: 100,000 points per trigger is 20 MB per trigger and file, far above the
+# published 20/30 and below what fills a disk by a typo (`n_train: 1e9` would write 200 GB).
+MAX_POINTS = 100_000
+
+
 class CategorySpec(pydantic.BaseModel):
     """One category of triggers and its quadrant -> colour map."""
 
@@ -65,13 +70,13 @@ class CategorySpec(pydantic.BaseModel):
     quadrant_labels: dict[str, str]  # Q1..Q4 -> colour
     triggers: list[str]
     is_proxy: bool = False  # its train file is named proxy_<cat>.jsonl
-    n_train: int = Field(20, ge=1)  # points per train trigger (published example: 20)
-    n_test: int = Field(30, ge=1)  # points per test trigger (published example: 30)
+    n_train: int = Field(20, ge=1, le=MAX_POINTS)  # points per train trigger (published: 20)
+    n_test: int = Field(30, ge=1, le=MAX_POINTS)  # points per test trigger (published: 30)
     n_train_triggers: int = Field(ge=0)  # k; required: there is no sensible default
     x_ranges: tuple[tuple[float, float], tuple[float, float]] = ((-3.0, 3.0), (-3.0, 3.0))
     prompt_templates: str = "2d_default"  # a preset name (PRESETS)
     output_preamble: bool = False  # answers read "F(x,T) = <colour>"
-    seed: int = 42  # the published generator's default
+    seed: int = Field(42, ge=0)  # the published generator's default
 
     @field_validator("quadrant_labels")
     @classmethod
@@ -188,7 +193,8 @@ def parse_categories(
             elif err["type"] == "missing":
                 lines.append(f"  - {loc!r} is required; add it")
             else:
-                lines.append(f"  - {loc}: {err['msg'].removeprefix('Value error, ')}")
+                got = f" (got {err['input']!r})" if not isinstance(err["input"], dict) else ""
+                lines.append(f"  - {loc}: {err['msg'].removeprefix('Value error, ')}{got}")
         raise ConfigError("\n".join(lines)) from None
     except ValueError as exc:
         raise ConfigError(f"invalid {where}: {exc}") from None
@@ -204,6 +210,11 @@ def load_data_config(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[s
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"data config {path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"data config {path} is not UTF-8 text (a binary file?); give a JSON file mapping "
+            "category name -> spec, like suites/trigger/data/base.json"
+        ) from None
     clean, ignored = split_ignored(raw)
     parse_categories(clean, where=f"data config {path}")  # fail here, naming the file
     return clean, ignored
