@@ -354,9 +354,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "attempts": rec.attempts, "duration_s": rec.duration_s, "dir": str(rec.dir),
             "error": rec.error, "config": rec.config, "results": rec.results}  # fmt: skip
     if rec.dir is not None and (rec.dir / "provenance.json").exists():
-        from ._engine._io import read_json
-
-        prov = read_json(rec.dir / "provenance.json", root=rec.dir.parent)  # no link leads out
+        prov = json.loads((rec.dir / "provenance.json").read_text())
         info["provenance"] = {k: prov.get(k) for k in ("git", "host", "python", "seed", "device",
                                                         "time_start_iso", "duration_s")}  # fmt: skip
         info["files"] = sorted(str(p.relative_to(rec.dir)) for p in rec.dir.rglob("*")
@@ -381,6 +379,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from ._analysis import compare_groups, export, load_runs, summarize
+    from ._analysis_out import begin_outputs, record_outputs
     from ._report import plot_summary, write_report
 
     if (args.suite is None) == (args.stage is None):
@@ -419,6 +418,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                list(compact.columns), shown.values.tolist())  # fmt: skip
         if more:
             print(more)
+    before = begin_outputs(out) if out else {}  # the previous analysis's files: removed
     ran = _family_analysis(df, args)  # before the report, so the families' PNGs exist
     if out:
         for name, frame in (("runs", df), ("summary", summary), ("comparison", comparison)):
@@ -431,6 +431,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             f"wrote {out}/runs.{args.format}, summary.{args.format}, comparison.{args.format}, "
             f"{report.name} and {len(plots)} plot(s) in {out}/plots"
         )
+        record_outputs(out, before, title.removeprefix("assay report: "))
     return 0
 
 
