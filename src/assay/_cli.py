@@ -221,6 +221,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     remember(args.root or "runs", [*args.imports, *(suite.imports if args.trust_imports else ())])
     counts = result.counts
     print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    skipped = result.counts.get("skipped", 0)
+    if options.get("sink") and skipped:
+        print(f"  {skipped} run(s) had finished before and were not sent to "
+              f"{options['sink']}: `assay sink replay {args.suite} --sink {options['sink']}` "
+              "sends them")  # fmt: skip
     if result.reran_stale:
         print(f"  reran {len(result.reran_stale)} stale run(s) (stage code changed since); "
               f"their old folders are under {Path(options.get('root') or 'runs') / '.stale'}")  # fmt: skip
@@ -354,7 +359,9 @@ def cmd_show(args: argparse.Namespace) -> int:
             "attempts": rec.attempts, "duration_s": rec.duration_s, "dir": str(rec.dir),
             "error": rec.error, "config": rec.config, "results": rec.results}  # fmt: skip
     if rec.dir is not None and (rec.dir / "provenance.json").exists():
-        prov = json.loads((rec.dir / "provenance.json").read_text())
+        from ._engine._io import read_json
+
+        prov = read_json(rec.dir / "provenance.json", root=rec.dir.parent)  # no link leads out
         info["provenance"] = {k: prov.get(k) for k in ("git", "host", "python", "seed", "device",
                                                         "time_start_iso", "duration_s")}  # fmt: skip
         info["files"] = sorted(str(p.relative_to(rec.dir)) for p in rec.dir.rglob("*")
@@ -452,6 +459,29 @@ def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
         hook(records, Path(args.out) / fam.name if args.out else None)
         ran.append(fam.name)
     return ran
+
+
+def cmd_sink_replay(args: argparse.Namespace) -> int:
+    from ._engine._run import RunStatus
+    from ._sinks import parse_sinks, probe, replay
+
+    names = parse_sinks(args.sink)
+    suite = _prepare(args)
+    runs = _plan(args, suite)
+    for name in names:
+        if (problem := probe(name)) is not None:
+            raise AssayError(problem)
+    store = _existing_store(args)
+    if store is None:
+        raise AssayError(_no_runs(args))
+    with store:
+        ids = [r.id for top in runs for r in top.closure()]
+        done = [r for r in store.get_many(ids).values() if r.status is RunStatus.DONE]
+    sent = replay(done, names, root=args.root or "runs", suite=suite.name,
+                  warn=lambda m: print(f"warning: {m}", file=sys.stderr))  # fmt: skip
+    print(f"suite {suite.name}: sent {sent} of {len(done)} finished run(s) to "
+          f"{', '.join(names)}")  # fmt: skip
+    return 0 if sent == len(done) else EXIT_FAILED_RUNS
 
 
 def cmd_families(args: argparse.Namespace) -> int:
@@ -562,6 +592,15 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write tables and plots here")
     p.add_argument("--format", default="csv", choices=["csv", "json", "parquet"])
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("sink", help="trackers after the fact: `assay sink replay SUITE --sink mlflow`")
+    sinks = p.add_subparsers(dest="sink_command", required=True, metavar="SUBCOMMAND")
+    p = sinks.add_parser("replay", help="send a suite's finished runs to trackers (config, "
+                         "metrics with their steps, results)")  # fmt: skip
+    _suite_args(p)
+    _common(p)
+    p.add_argument("--sink", required=True, help="wandb, mlflow, tensorboard (a,b)")
+    p.set_defaults(func=cmd_sink_replay)
 
     from .report import add_commands as add_report_commands
 
