@@ -81,7 +81,7 @@ def check_plan(runs: Iterable[PlannedRun], store: Store | None = None) -> int:
 
 
 def _message(run: PlannedRun, top: PlannedRun, exc: Exception) -> str:
-    where = f"run {run.index} ({_params(top.params) or run.id})"
+    where = f"run {run.index} ({_params(top.params) or top.id})"
     if run is not top:
         where += f", upstream {run.stage} run {run.id}"
     return (

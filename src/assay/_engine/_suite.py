@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ._config import (
+    YamlLoader,
     build_config,
     check_key,
     parse_override,
@@ -78,11 +79,7 @@ def load_suite(path: str | Path) -> Suite:
     return suite_from_dict(data, name=path.stem, path=path)
 
 
-# libyaml's parser when PyYAML was built with it: a 20,000-point grid parses 10x faster.
-_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc,valid-type]
+class _UniqueKeyLoader(YamlLoader):
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (plain
     PyYAML keeps the last one silently, so a suite would run something else than it reads)."""
 

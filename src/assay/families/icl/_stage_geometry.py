@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 from assay import Run, stage
 
 from . import _metrics as M
+from ._checks import model_check
 from ._contexts import Accumulator, draw_contexts, nanmean, summarise, warn_nonfinite, words_of
 from ._geometry import ICLConfig, geometry, open_lm
 from ._graphs import GraphConfig
@@ -70,6 +71,8 @@ class GeometryConfig(ICLConfig):
 
 
 @stage("icl.geometry", config=GeometryConfig, version=2,
+       check=model_check(lambda c: c.context_lengths[-1],
+                         lambda c: () if c.pca_layer is None else (c.pca_layer,)),
        smoke={"n_contexts": 3, "context_lengths": (4, 16, 32), "n_shuffles": 2,
               "train": SMOKE_TRAIN})  # fmt: skip
 def geometry_stage(config: GeometryConfig, run: Run) -> dict:

@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 
 from assay import Run, stage
 
+from ._checks import model_check
 from ._contexts import Accumulator, draw_contexts, summarise, warn_nonfinite, words_of
 from ._geometry import ICLConfig, open_lm
 from ._graphs import GraphConfig, bridges
@@ -57,7 +58,7 @@ class LOOConfig(ICLConfig):
         return self
 
 
-@stage("icl.loo", config=LOOConfig, version=1,
+@stage("icl.loo", config=LOOConfig, version=1, check=model_check(lambda c: c.n_words),
        smoke={"n_contexts": 2, "n_words": 16,
               "train": SMOKE_TRAIN})  # fmt: skip
 def loo_stage(config: LOOConfig, run: Run) -> dict:

@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from assay import ConfigError, Run, stage
 
 from . import _metrics as M
+from ._checks import model_check
 from ._contexts import Accumulator, draw_contexts, summarise, warn_nonfinite
 from ._geometry import ICLConfig, geometry, open_lm
 from ._graphs import GraphConfig, load_words
@@ -50,6 +51,7 @@ class ShuffleConfig(ICLConfig):
 
 
 @stage("icl.shuffle", config=ShuffleConfig, version=1,
+       check=model_check(lambda c: c.context_lengths[-1]),
        smoke={"n_contexts": 2, "context_lengths": (8, 16, 32), "block_words": 4,
               "train": SMOKE_TRAIN})  # fmt: skip
 def shuffle(config: ShuffleConfig, run: Run) -> dict:
@@ -123,7 +125,7 @@ class InjectConfig(ICLConfig):
         return self
 
 
-@stage("icl.inject", config=InjectConfig, version=1,
+@stage("icl.inject", config=InjectConfig, version=1, check=model_check(lambda c: c.n_words),
        smoke={"n_contexts": 2, "n_words": 24, "inject_at": (12,), "train": SMOKE_TRAIN})  # fmt: skip
 def inject(config: InjectConfig, run: Run) -> dict:
     lm = open_lm(config, run)

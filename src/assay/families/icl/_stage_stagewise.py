@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from assay import Run, stage
 
 from . import _metrics as M
+from ._checks import model_check
 from ._contexts import Accumulator, draw_contexts, nanmean, words_of
 from ._geometry import METRICS, ICLConfig, geometry, open_lm, to_lists
 from ._graphs import GraphConfig
@@ -55,6 +56,7 @@ class StagewiseConfig(ICLConfig):
 
 
 @stage("icl.stagewise", config=StagewiseConfig, version=2,
+       check=model_check(lambda c: c.n_words),
        smoke={"n_contexts": 3, "n_words": 16,
               "train": {**SMOKE_TRAIN, "snapshot_steps": (5, 20)}})  # fmt: skip
 def stagewise(config: StagewiseConfig, run: Run) -> dict:

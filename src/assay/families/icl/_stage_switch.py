@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from assay import Run, stage
 
 from . import _metrics as M
+from ._checks import model_check
 from ._contexts import Accumulator, summarise, warn_nonfinite
 from ._geometry import ICLConfig, open_lm
 from ._graphs import GraphConfig, build_graph, random_walks, walks_dual
@@ -42,6 +43,7 @@ class SwitchConfig(ICLConfig):
 
 
 @stage("icl.switch", config=SwitchConfig, version=1,
+       check=model_check(lambda c: c.n1_words + max(c.n2_lengths)),
        smoke={"n_contexts": 2, "n1_words": 24, "n2_lengths": (0, 8, 24), "window_words": 8,
               "train": SMOKE_TRAIN})  # fmt: skip
 def switch(config: SwitchConfig, run: Run) -> dict:
@@ -104,6 +106,7 @@ class SuperpositionConfig(ICLConfig):
 
 
 @stage("icl.superposition", config=SuperpositionConfig, version=1,
+       check=model_check(lambda c: c.n_words),
        smoke={"n_contexts": 2, "n_words": 32, "disambiguate_at": 16, "ends": (8, 16, 24, 32),
               "window_words": 8, "train": SMOKE_TRAIN})  # fmt: skip
 def superposition(config: SuperpositionConfig, run: Run) -> dict:

@@ -28,6 +28,7 @@ from pydantic import Field, field_validator
 from assay import Run, stage
 from assay.ml import TorchConfig, build_model, build_word_tokenizer, lm_forward, setup_torch
 
+from ._checks import check_train
 from ._graphs import GraphConfig, build_graph, load_words, random_walks
 
 # p_nbr is reported after n words of context (the prediction at 0-based position n - 1); the
@@ -128,7 +129,7 @@ def neighbour_probability(model, config: TrainConfig, rng, tokenizer) -> dict[st
     return out
 
 
-@stage("icl.train", config=TrainConfig, version=1, smoke=SMOKE_TRAIN)
+@stage("icl.train", config=TrainConfig, version=1, smoke=SMOKE_TRAIN, check=check_train)
 def train(config: TrainConfig, run: Run) -> dict:
     """Train; see the module docstring. Resumes from the last checkpoint after a kill."""
     device, dtype = setup_torch(config)
