@@ -65,7 +65,10 @@ def test_published_definition_files_load_unchanged(origin_agent, cartpole_pairs_
     published = [{name: [u]} for name, n in structure_names.items() for u in range(n)]
     published += [{"output_logits": [u]} for u in range(2)] + [{"q_net.2": "all"}]
     (tmp_path / "defs.json").write_text(json.dumps(published, indent=2))
-    model = load_model(origin_agent)  # the directory, as --agent_path
+    # Its custom extractor class exists only pickled inside the zip: the trusted route.
+    with pytest.raises(AssayError, match="features extractor.*--trust-checkpoint"):
+        load_model(origin_agent)
+    model = load_model(origin_agent, trust_checkpoint=True)  # the directory, as --agent_path
     assert "agent.zip" in model.description
     structure = probe_structure(model, model.example_input(PROBE_BATCH))
     assert structure.resolve_name("q_net.0") == "q_net.q_net.0"
@@ -110,6 +113,7 @@ def test_define_includes_the_output_layer_by_default(origin_agent, tmp_path, cap
     from assay._cli import main
 
     args = ["patching", "define", "--type", "layer", "--model", str(origin_agent)]
+    args.append("--trust-checkpoint")  # a custom extractor: SB3's own loader
     assert main([*args, "--kinds", "linear"]) == 0
     names = [next(iter(d)) for d in json.loads(capsys.readouterr().out)]
     linears = ["q_net.features_extractor.mlp.0", "q_net.q_net.0", "q_net.q_net.2"]

@@ -76,6 +76,15 @@ class StageConfig(pydantic.BaseModel):
                 found[name] = value
         return found
 
+    def code_named(self) -> list[str]:
+        """What this config would make assay import, call or unpickle on its own word (a
+        factory named by an architecture spec, a pickled checkpoint it vouches for): one line
+        each, empty by default. A config that arrives through a file (a suite, a file the suite
+        names, a run's config.json) and names any is planned only with ``--trust-imports``,
+        like a suite's ``imports:``; configs built in the user's own code are not checked.
+        """
+        return []
+
 
 class SeededConfig(StageConfig):
     """A config whose runs are seeded: python, numpy and torch are seeded from ``seed``.

@@ -402,10 +402,24 @@ def expand(
                 shown["seed"] = seed
             config = build_config(cls, data, stage=entry.name, base_dir=base_dir)
             run = plan_config(config, index=len(planned), params=shown, _cache=shared)
+            if not trust_imports:
+                _refuse_named_code(run, where)
             if run.id not in seen:  # two sweep points giving one config are one run
                 seen.add(run.id)
                 planned.append(run)
     return planned
+
+
+def _refuse_named_code(run: PlannedRun, where: str) -> None:
+    """A config read from a file may not name code to run unless the user vouches for the file
+    (``--trust-imports``), exactly as for the suite's ``imports:`` (``StageConfig.code_named``)."""
+    named = [f"{r.stage}: {line}" for r in run.closure() for line in r.config.code_named()]
+    if named:
+        raise SuiteError(
+            f"{where}: the config names code to run ({'; '.join(named)}). assay runs code named "
+            "by a file only on your word: if you trust the file, rerun with --trust-imports; "
+            "otherwise remove it from the config"
+        )
 
 
 def _check_size(

@@ -34,6 +34,8 @@ _LAZY = {
     "load_tokenizer": "_hf",
     "build_model": "_hf",
     "infer_task": "_hf",
+    "check_no_remote_code": "_hf",
+    "read_model_config": "_hf",
     "build_word_tokenizer": "_tokenizer",
     "register_architecture": "_arch",
     "build_architecture": "_arch",
@@ -69,6 +71,7 @@ _LAZY = {
     "MLError": "_errors",
     "ModelNotFoundError": "_errors",
     "ContentChangedError": "_errors",
+    "RemoteCodeError": "_hf",
 }
 __all__ = ["DType", "TorchConfig", *_LAZY]
 

@@ -67,11 +67,12 @@ def _mlp(sizes: list[int] | None = None, activation: str = "relu") -> nn.Module:
         "sigmoid": nn.Sigmoid,
         "silu": nn.SiLU,
     }
-    ok = isinstance(sizes, list) and len(sizes) >= 2 and all(isinstance(s, int) for s in sizes)
+    ok = isinstance(sizes, list) and len(sizes) >= 2
+    ok = ok and all(type(s) is int and s > 0 for s in sizes)  # type: ignore[union-attr]
     if not ok or activation not in acts:
         raise MLError(
-            f'mlp arch needs "sizes" (list of >= 2 ints) and "activation" in {sorted(acts)}; '
-            f"got sizes={sizes!r}, activation={activation!r}"
+            f'mlp arch needs "sizes" (list of >= 2 positive ints) and "activation" in '
+            f"{sorted(acts)}; got sizes={sizes!r}, activation={activation!r}"
         )
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
@@ -90,11 +91,16 @@ def _hf(config: dict[str, Any] | None = None) -> nn.Module:
     model_type = cfg.pop("model_type", None)
     if model_type is None:
         raise MLError('hf arch needs config.model_type (e.g. "gpt2")')
+    if "auto_map" in cfg:  # names code to import: never from a spec (use type "factory")
+        raise MLError(
+            f"hf arch config has auto_map {cfg['auto_map']!r}: it names code to import, which "
+            'an hf spec may not; remove it, or build the model yourself with {"type": "factory"}'
+        )
     try:
         built = transformers.AutoConfig.for_model(model_type, **cfg)
-    except ValueError as exc:
+        return transformers.AutoModelForCausalLM.from_config(built, trust_remote_code=False)
+    except (ValueError, TypeError, RuntimeError) as exc:  # negative or inconsistent sizes
         raise MLError(f"hf arch: {exc}") from None
-    return transformers.AutoModelForCausalLM.from_config(built)
 
 
 def _factory(spec: dict[str, Any]) -> nn.Module:

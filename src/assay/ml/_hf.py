@@ -7,12 +7,20 @@
 
 assay never reaches a model hub: ``local_files_only=True`` everywhere, and a hub id or a missing
 folder fails with one message saying how to get a local folder.
+
+assay never runs a model folder's own code: ``trust_remote_code=False`` is passed to every
+transformers loader, and a folder whose config.json or tokenizer/processor config names code
+(``auto_map``: ``configuration_*.py``, ``modeling_*.py``) is refused by
+:func:`check_no_remote_code` before transformers reads it, unless the caller passes
+``trust_remote_code=True`` (on the command line, ``--trust-checkpoint`` where a command has it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +38,59 @@ TASKS = {
     "base": "AutoModel",
 }
 ARCHS = ("gpt2", "llama", "qwen2", "bert")
+# The JSON files of a model folder through which transformers finds a folder's own code.
+CODE_CONFIGS = (
+    "config.json",
+    "tokenizer_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+)
+
+
+class RemoteCodeError(MLError):
+    """A model folder names Python code of its own (``auto_map``) and trust was not given."""
+
+
+def read_model_config(path: str | os.PathLike[str], name: str = "config.json") -> dict[str, Any]:
+    """A model folder's JSON config as a dict; unreadable, non-JSON or non-object files fail
+    with one message naming the file."""
+    file = Path(path) / name
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MLError(
+            f"{file} is not a readable JSON file ({exc}); a saved transformers model has the "
+            "config.json that save_pretrained(DIR) writes"
+        ) from None
+    if not isinstance(data, dict):
+        raise MLError(
+            f"{file} holds a JSON {type(data).__name__}, not an object; a saved transformers "
+            "model has the config.json that save_pretrained(DIR) writes"
+        )
+    return data
+
+
+def check_no_remote_code(
+    path: str | os.PathLike[str], *, trusted: bool = False, flag: str = "trust_remote_code=True"
+) -> None:
+    """Refuse a model folder whose configs name code of its own (``auto_map``) unless
+    ``trusted``: loading it would import the folder's ``*.py`` files. Every loader of a model
+    folder calls this first; ``flag`` is how the caller's user gives trust."""
+    root = Path(path)
+    if trusted or not root.is_dir():
+        return
+    for name in CODE_CONFIGS:
+        if not (root / name).is_file():
+            continue
+        auto_map = read_model_config(root, name).get("auto_map")
+        if auto_map:
+            code = ", ".join(sorted(p.name for p in root.glob("*.py"))) or "none here: the hub's"
+            raise RemoteCodeError(
+                f"refusing to load {root}: its {name} has auto_map {str(auto_map)[:120]}, so "
+                f"loading it would run the folder's own Python code ({code}). assay runs a "
+                f"model folder's code only on your word: if you trust its source, pass {flag}; "
+                "otherwise remove auto_map to use transformers' own classes"
+            )
 
 
 def _auto(task: str) -> Any:
@@ -54,8 +115,12 @@ def _local_dir(path: str | os.PathLike[str], what: str) -> Path:
 
 def infer_task(path: str | os.PathLike[str]) -> str:
     """The task a saved model was built for, from ``architectures`` in its config.json."""
-    config = json.loads((Path(path) / "config.json").read_text())
-    archs = config.get("architectures") or []
+    archs = read_model_config(path).get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise MLError(
+            f"{Path(path) / 'config.json'}: 'architectures' must be a list of class names such "
+            f"as ['GPT2LMHeadModel'], got {str(archs)[:80]}"
+        )
     for suffix, task in (
         ("ForSequenceClassification", "sequence-classification"),
         ("ForQuestionAnswering", "question-answering"),
@@ -75,11 +140,13 @@ def load_hf_model(
     dtype: torch.dtype | None = None,
     device: str = "cpu",
     num_labels: int | None = None,
+    trust_remote_code: bool = False,
 ) -> torch.nn.Module:
     """A model saved with ``save_pretrained`` in a local folder, in eval mode, on ``device``.
 
     ``task="auto"`` reads it from config.json (``infer_task``). ``num_labels`` sets a fresh
-    classification head's size (heads that do not fit the saved one are rejected).
+    classification head's size (heads that do not fit the saved one are rejected). A folder
+    with code of its own (``auto_map``) loads only with ``trust_remote_code=True``.
     """
     root = _local_dir(path, "model")
     if not (root / "config.json").is_file():
@@ -87,16 +154,25 @@ def load_hf_model(
             f"{root} has no config.json, so it is not a saved transformers model; save one "
             "with model.save_pretrained(DIR)"
         )
+    check_no_remote_code(root, trusted=trust_remote_code)
     task = infer_task(root) if task == "auto" else task
     auto = _auto(task)
-    kwargs: dict[str, Any] = {"local_files_only": True}
+    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
     if dtype is not None:
         kwargs["dtype"] = dtype
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
     try:
-        model = auto.from_pretrained(root, **kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        with warnings.catch_warnings():  # torch's note on the protocol of a refused pickle
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            model = auto.from_pretrained(root, **kwargs)
+    except pickle.UnpicklingError:  # a pytorch_model.bin that is not weights only
+        raise MLError(
+            f"refusing to load {root}: its weights file (pytorch_model.bin) holds pickled "
+            "objects other than tensors, and loading them would run code from the file. Save "
+            "the model with save_pretrained(DIR) (model.safetensors) instead"
+        ) from None
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError) as exc:
         raise MLError(
             f"{root}: transformers could not load it as {auto.__name__} (task {task!r}): "
             f"{exc}. Check the task (valid: {', '.join(TASKS)}, or 'auto')"
@@ -104,13 +180,17 @@ def load_hf_model(
     return model.to(device).eval()
 
 
-def load_tokenizer(path: str | os.PathLike[str]) -> Any:
-    """The tokenizer saved in a local folder (``tokenizer.json`` etc.), never downloaded."""
+def load_tokenizer(path: str | os.PathLike[str], *, trust_remote_code: bool = False) -> Any:
+    """The tokenizer saved in a local folder (``tokenizer.json`` etc.), never downloaded; a
+    folder with code of its own (``auto_map``) loads only with ``trust_remote_code=True``."""
     import transformers
 
     root = _local_dir(path, "tokenizer")
+    check_no_remote_code(root, trusted=trust_remote_code)
     try:
-        return transformers.AutoTokenizer.from_pretrained(root, local_files_only=True)
+        return transformers.AutoTokenizer.from_pretrained(
+            root, local_files_only=True, trust_remote_code=trust_remote_code
+        )
     except (OSError, ValueError, KeyError) as exc:
         raise MLError(
             f"{root}: no loadable tokenizer there ({exc}); save one with "
@@ -207,5 +287,5 @@ def build_model(
     auto = _auto(task)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = auto.from_config(config)
+        model = auto.from_config(config, trust_remote_code=False)
     return model

@@ -197,6 +197,25 @@ def cmd_structure(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def check_output(path: str | None, flag: str) -> None:
+    """Refuse an output path no file can be written to, before any work is done."""
+    from ._errors import PatchingError
+
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise PatchingError(f"{flag} {path!r} is a folder; give a file path inside it")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise PatchingError(
+                    f"{flag} {path!r} lies under {str(parent)!r}, which is a file, not a "
+                    "folder; give a path inside a folder"
+                )
+            break
+
+
 def cmd_define(args: argparse.Namespace) -> int:
     from assay.ml.patching import (
         generate,
@@ -206,6 +225,7 @@ def cmd_define(args: argparse.Namespace) -> int:
         validate,
     )
 
+    check_output(args.output, "--output")
     model = _load(args)
     structure = _structure(args, model)
     if args.type == "custom":
@@ -284,6 +304,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_inputs(args: argparse.Namespace) -> int:
     from ._env_inputs import make_pairs, parse_corruptions, save_pairs
 
+    check_output(args.output, "--output")
     corruptions = parse_corruptions(args.corrupt)  # fails before any environment is built
     clean, corrupted, info = make_pairs(
         args.env, corruptions, args.n, model=args.model, seed=args.seed, every=args.every

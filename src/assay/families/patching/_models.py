@@ -19,16 +19,22 @@ builders): a ``factory`` there would run code named by the file, so it needs
 
 from __future__ import annotations
 
-import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from assay import load_torch_file
-from assay.ml import build_architecture, infer_task, load_hf_model, load_tokenizer
+from assay import AssayError, load_torch_file
+from assay.ml import (
+    build_architecture,
+    check_no_remote_code,
+    infer_task,
+    load_hf_model,
+    load_tokenizer,
+)
 from assay.ml.patching import LoadedModel, from_hf, from_module
 
 from ._errors import PatchingError
@@ -72,46 +78,31 @@ def load_model(
         is_hf = (path / "config.json").is_file()
         kind = "hf" if is_hf else "sb3" if path.suffix == ".zip" else "torch"
     if kind == "hf":
-        model = load_hf(path)
+        model = load_hf(path, trust_checkpoint=trust_checkpoint)
     elif kind == "sb3":
-        model = load_sb3(path)
+        model = load_sb3(path, trust_checkpoint=trust_checkpoint)
     else:
         model = load_torch(path, arch=arch, trust_checkpoint=trust_checkpoint)
     model.root.eval()  # dropout off: patched and unpatched runs must be deterministic
     return model
 
 
-def load_sb3(path: Path) -> LoadedModel:
+def load_sb3(path: Path, *, trust_checkpoint: bool = False) -> LoadedModel:
     """A stable-baselines3 agent: rebuild its policy from the zip and patch the policy network.
 
-    Module names are relative to the policy (``q_net.q_net.0``); for DQN-style policies the
-    published tool's names relative to the Q-network (``q_net.0``, ``features_extractor.mlp.0``)
-    resolve too, and ``output_logits`` names the output layer. Note that SB3's own loader
-    unpickles the spaces and policy class stored in the zip: only load agents you trust.
+    By default without unpickling anything (``_sb3.load_policy_safely``: MlpPolicy agents of
+    DQN, PPO and A2C); ``trust_checkpoint`` uses SB3's own loader, which runs code stored in
+    the zip. Module names are relative to the policy (``q_net.q_net.0``); for DQN-style policies
+    the published tool's names relative to the Q-network (``q_net.0``,
+    ``features_extractor.mlp.0``) resolve too, and ``output_logits`` names the output layer.
     """
     from stable_baselines3.common.policies import ActorCriticPolicy
-    from stable_baselines3.common.save_util import load_from_zip_file
 
-    try:
-        data, params, _ = load_from_zip_file(path, device="cpu")
-    except Exception as exc:
-        raise PatchingError(
-            f"{path} is not a readable stable-baselines3 agent zip: {exc}"
-        ) from exc
-    needed = ("policy_class", "observation_space", "action_space")
-    if not isinstance(data, dict) or any(k not in data for k in needed) or "policy" not in params:
-        raise PatchingError(
-            f"{path} is a zip but not a stable-baselines3 agent (no 'data' entry with "
-            f"{', '.join(needed)} and no 'policy' weights); save agents with agent.save(PATH), "
-            "or pass --model-kind torch/hf for other files"
-        )
-    policy_cls = data["policy_class"]
-    kwargs = dict(data.get("policy_kwargs") or {})
-    if "use_sde" in inspect.signature(policy_cls.__init__).parameters and "use_sde" in data:
-        kwargs["use_sde"] = data["use_sde"]
-    policy = policy_cls(data["observation_space"], data["action_space"], lambda _: 0.0, **kwargs)
-    policy.load_state_dict(params["policy"])
-    space = data["action_space"]
+    from ._sb3 import load_policy_safely, load_policy_trusted
+
+    load = load_policy_trusted if trust_checkpoint else load_policy_safely
+    policy, space = load(path)
+    policy_cls = type(policy)
     names = [f"action {i}" for i in range(space.n)] if hasattr(space, "n") else None
 
     if hasattr(policy, "q_net") and hasattr(policy.q_net, "q_net"):  # DQN-style: Q-values
@@ -138,43 +129,84 @@ def load_sb3(path: Path) -> LoadedModel:
         root=policy,
         fn=fn,
         input_kind="vector",
-        input_shape=tuple(data["observation_space"].shape),
+        input_shape=tuple(policy.observation_space.shape),
         description=f"SB3 {policy_cls.__name__} from {path.name} -> {what}",
         output_names=names,
         name_prefixes=prefixes,
     )
 
 
-def load_hf(path: Path) -> LoadedModel:
-    """A Hugging Face model directory: a causal LM (next-token logits) or sequence classifier."""
+def load_hf(path: Path, *, trust_checkpoint: bool = False) -> LoadedModel:
+    """A Hugging Face model directory: a causal LM (next-token logits) or sequence classifier.
+
+    A folder whose config names its own code (``auto_map``) loads only with
+    ``trust_checkpoint`` (``assay.ml.check_no_remote_code``)."""
+    check_no_remote_code(path, trusted=trust_checkpoint, flag="--trust-checkpoint")
     task = infer_task(path)  # from config.json's "architectures"
     if task not in ("causal-lm", "sequence-classification"):
         raise PatchingError(
             f"{path} holds a {task} model; patching reads next-token or class logits, so it "
             "supports causal LMs and *ForSequenceClassification models"
         )
-    model = load_hf_model(path, task)
-    tokenizer = load_tokenizer(path) if any((path / f).exists() for f in TOKENIZER_FILES) else None
+    model = load_hf_model(path, task, trust_remote_code=trust_checkpoint)
+    has_tokenizer = any((path / f).exists() for f in TOKENIZER_FILES)
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_checkpoint) if has_tokenizer else None
     return from_hf(model, f"HF {type(model).__name__} from {path.name}", tokenizer)
 
 
-def _read_arch(arch: str | dict | None) -> dict | None:
+def read_arch(arch: str | Path | dict | None, what: str = "--arch") -> dict | None:
+    """An architecture spec given as a dict, a JSON string or a JSON file (a JSON object)."""
     if arch is None or isinstance(arch, dict):
         return arch
-    text = arch if arch.lstrip().startswith("{") else Path(arch).read_text()
+    text = str(arch)
+    if not text.lstrip().startswith(("{", "[")):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PatchingError(
+                f"{what} file {str(arch)!r} does not exist; give a JSON file or a JSON object "
+                'such as \'{"type": "mlp", "sizes": [4, 64, 2]}\''
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PatchingError(f"{what} file {str(arch)!r} is not readable text: {exc}") from None
     try:
-        return json.loads(text)
+        spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PatchingError(f"--arch {arch!r} is not valid JSON: {exc}") from None
+        raise PatchingError(f"{what} {str(arch)!r} is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict):
+        raise PatchingError(
+            f"{what} {str(arch)!r} holds a JSON {type(spec).__name__}; an architecture spec is "
+            'an object such as {"type": "mlp", "sizes": [4, 64, 2]}'
+        )
+    return spec
 
 
 def _checkpoint(path: Path, trust_checkpoint: bool) -> Any:
-    return load_torch_file(
-        path,
-        trusted=trust_checkpoint,
-        fix="If it is a whole nn.Module and you trust its source, pass --trust-checkpoint; "
-        "better, save {'arch': spec, 'state_dict': model.state_dict()} instead",
-    )
+    if path.is_dir():
+        raise PatchingError(
+            f"{path} is a directory without config.json; give a checkpoint file, an agent "
+            "directory or a Hugging Face model directory"
+        )
+    with warnings.catch_warnings():  # torch warns about the pickle protocol of a refused file
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return load_torch_file(
+                path,
+                trusted=trust_checkpoint,
+                fix="If it is a whole nn.Module and you trust its source, pass "
+                "--trust-checkpoint; better, save {'arch': spec, 'state_dict': "
+                "model.state_dict()} instead",
+            )
+        except AssayError:
+            raise
+        except Exception as exc:  # empty, truncated or not a torch file at all
+            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            why = "it is empty" if path.stat().st_size == 0 else why
+            raise PatchingError(
+                f"{path} is not a readable torch checkpoint ({why}); "
+                "save one with torch.save({'arch': spec, 'state_dict': model.state_dict()}, "
+                "PATH), or pass --model-kind sb3/hf for other models"
+            ) from None
 
 
 def load_torch(
@@ -183,7 +215,7 @@ def load_torch(
     """A torch checkpoint: ``{"arch": spec, "state_dict": ...}``, a bare state dict plus ``arch``,
     or (only with ``trust_checkpoint``) a pickled ``nn.Module``."""
     obj = _checkpoint(path, trust_checkpoint)
-    spec = _read_arch(arch)  # the user's own spec: trusted
+    spec = read_arch(arch)  # the user's own spec: trusted
     if isinstance(obj, nn.Module):
         module, input_kind = obj, spec.get("input_kind", "vector") if spec else "vector"
     elif isinstance(obj, dict):
@@ -199,7 +231,7 @@ def load_torch(
         module, input_kind = build_architecture(spec, trusted=trusted)
         try:
             module.load_state_dict(state)
-        except RuntimeError as exc:
+        except (RuntimeError, TypeError, AttributeError) as exc:
             raise PatchingError(f"{path} does not fit the arch spec {spec}: {exc}") from exc
     else:
         raise PatchingError(f"{path} holds a {type(obj).__name__}, not a state dict or module")

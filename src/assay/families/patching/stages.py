@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from assay import Run, stage
+from assay import Run, stage, suite_path
 from assay.ml import FileRef, TorchConfig, setup_torch
 from assay.ml.patching import check_kinds
 
@@ -133,19 +133,37 @@ class PatchingRunConfig(TorchConfig):
 
     @field_validator("arch", mode="before")
     @classmethod
-    def _read_arch(cls, arch: Any) -> Any:
-        """A spec given as a JSON string or a file is parsed here, so its content is the id."""
+    def _read_arch(cls, arch: Any, info: ValidationInfo) -> Any:
+        """A spec given as a JSON string or a file (in a suite: the suite file's neighbour) is
+        parsed here, so its content is the id."""
         if not isinstance(arch, str | Path):
             return arch
         text = str(arch)
         if not text.lstrip().startswith("{"):
+            text = suite_path(text, info)
             if not Path(text).is_file():
                 raise ValueError(f"arch file {text!r} does not exist; give a path or a JSON spec")
-            text = Path(text).read_text()
+            try:
+                text = Path(text).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"arch file {str(arch)!r} is not readable text: {exc}") from None
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"arch {arch!r} is not a JSON object: {exc}") from None
+
+    def code_named(self) -> list[str]:
+        """A factory to call and a file trusted to unpickle: code that a suite or a run's
+        config.json may not name on its own word (``assay.StageConfig.code_named``)."""
+        named = []
+        if isinstance(self.arch, dict) and self.arch.get("type") == "factory":
+            named.append(
+                f"arch factory {self.arch.get('factory')!r}, which would be imported and called "
+                "(or give the spec on the command line: assay patching run --arch SPEC)"
+            )
+        if self.trust_checkpoint:
+            named.append("trust_checkpoint: true, which unpickles the model file")
+        return named
 
     @field_validator("metrics")
     @classmethod

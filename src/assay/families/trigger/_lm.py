@@ -197,7 +197,7 @@ def load_base(path: str | Path, sha256: str, device: str, dtype: torch.dtype) ->
         _BASE_CACHE.clear()  # one base at a time: a sweep shares one
         _BASE_CACHE[key] = (model.config, {k: v.clone() for k, v in model.state_dict().items()})
     config, state = _BASE_CACHE[key]
-    model = transformers.AutoModelForCausalLM.from_config(config)
+    model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=False)
     model.load_state_dict(state)
     return model.to(device=device, dtype=dtype)
 

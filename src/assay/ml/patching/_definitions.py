@@ -199,19 +199,31 @@ def load_definitions(source: str | Path) -> list[Definition]:
             raise PatchingError(
                 f"definitions file {text!r} does not exist; pass a path or a JSON string"
             )
-        where, text = str(path), path.read_text()
+        try:
+            where, text = str(path), path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PatchingError(
+                f"definitions file {text!r} is not readable JSON text ({exc}); write a JSON list "
+                'such as [{"q_net.q_net.0": [3]}]'
+            ) from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PatchingError(f"{where} is not valid JSON: {exc}") from exc
+        raise PatchingError(f"{where} is not valid JSON: {exc}") from None
     return parse_definitions(obj)
 
 
 def save_definitions(definitions: Sequence[Definition], path: str | Path) -> None:
     """One definition per line: diffable, and still the plain JSON list the public tool read."""
     lines = ",\n".join("  " + json.dumps(d.to_json()) for d in definitions)
-    with atomic_path(path) as tmp:
-        tmp.write_text("[\n" + lines + "\n]\n")
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text("[\n" + lines + "\n]\n")
+    except OSError as exc:  # a parent that is a file, a folder in the way, no permission
+        raise PatchingError(
+            f"cannot write definitions to {str(path)!r} ({exc.strerror or exc}); give a file "
+            "path whose parent is a folder you can write"
+        ) from None
 
 
 def resolve(definitions: Sequence[Definition], structure: Structure) -> list[Definition]:
