@@ -221,11 +221,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     remember(args.root or "runs", [*args.imports, *(suite.imports if args.trust_imports else ())])
     counts = result.counts
     print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    skipped = result.counts.get("skipped", 0)
-    if options.get("sink") and skipped:
-        print(f"  {skipped} run(s) had finished before and were not sent to "
-              f"{options['sink']}: `assay sink replay {args.suite} --sink {options['sink']}` "
-              "sends them")  # fmt: skip
+    from ._sinks import parse_sinks
+
+    sinks = ",".join(parse_sinks(options.get("sink")) or suite.sinks)
+    if sinks and result.counts.get("skipped", 0):
+        print(f"  {result.counts['skipped']} run(s) had finished before and were not sent to "
+              f"{sinks}: `assay sink replay {args.suite} --sink {sinks}` sends them")  # fmt: skip
     if result.reran_stale:
         print(f"  reran {len(result.reran_stale)} stale run(s) (stage code changed since); "
               f"their old folders are under {Path(options.get('root') or 'runs') / '.stale'}")  # fmt: skip

@@ -46,6 +46,12 @@ MLFLOW_PARAM_CHARS = 6000  # MLflow refuses longer parameter values
 MLFLOW_BATCH = 100  # params per log_batch call (MLflow's limit)
 WANDB_TAG_CHARS = 64  # W&B refuses longer tags
 NAME_CHARS = 128  # a folder name well under every filesystem's 255-byte limit
+SINK_CONNECT_S = 5.0  # a tracker server that does not answer a connect within this is down
+PROBLEMS_FILE = "sink-problems.jsonl"  # ROOT/: what each invocation's sinks could not do
+
+# Sinks that failed in this process: later runs skip them at once instead of waiting on the
+# same dead server again (a suite of 100 runs against an unreachable MLflow: one wait, not 100).
+_FAILED: dict[tuple[str, str], str] = {}  # (sink, run root) -> the message reported
 
 
 class SinkError(ConfigError):
@@ -160,7 +166,8 @@ class WandbSink(Sink):
 
         make_dir_in_root(ctx.root, ctx.root / "wandb")  # where W&B writes: dir=ROOT -> ROOT/wandb
         settings = wandb.Settings(silent=True, console="off", x_disable_stats=True,
-                                  save_code=False, disable_git=True, disable_job_creation=True)  # fmt: skip
+                                  save_code=False, disable_git=True, disable_job_creation=True,
+                                  init_timeout=2 * SINK_CONNECT_S)  # fmt: skip
         tags = [t[:WANDB_TAG_CHARS] for t in dict.fromkeys([ctx.run_id, ctx.project, ctx.stage])]
         self.run = wandb.init(
             mode=os.environ.get("WANDB_MODE", "offline"), dir=str(ctx.root),
@@ -204,6 +211,9 @@ class MlflowSink(Sink):
             real_in_root(ctx.root, ctx.root / "mlflow.db", verb="write")
             real_in_root(ctx.root, ctx.root / "mlflow-artifacts", verb="write")
         uri = uri or f"sqlite:///{(ctx.root / 'mlflow.db').resolve()}"
+        if uri.startswith(("http://", "https://")):  # a server: bounded, no minutes of retries
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(2 * SINK_CONNECT_S)))
         self.client = MlflowClient(tracking_uri=uri)
         name = ctx.project
         exp = self.client.get_experiment_by_name(name)
@@ -393,12 +403,17 @@ def open_sinks(
     opened: list[Sink] = []
     problems: dict[str, str] = {}
     for name in parse_sinks(list(names)):
+        if (name, str(ctx.root)) in _FAILED:  # reported when it failed: not again for each run
+            problems[name] = _FAILED[name, str(ctx.root)]
+            continue
         try:
             opened.append(SINKS[name](ctx))
         except ImportError as exc:
             _report(problems, warn, name, f"is not installed ({INSTALL_HINT})", exc)
+            _FAILED[name, str(ctx.root)] = problems[name]
         except Exception as exc:
             _report(problems, warn, name, "could not start", exc)
+            _FAILED[name, str(ctx.root)] = problems[name]
     metrics = Path(run_dir) / "metrics.jsonl" if run_dir is not None else None
     return SinkSet(opened, warn, metrics, problems)
 
@@ -407,7 +422,8 @@ def _report(problems: dict[str, str], warn: Callable[[str], None], name: str, wh
             exc: BaseException) -> None:  # fmt: skip
     if name in problems:
         return
-    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    # the whole message, lines joined: a hint's fix often stands on its last line
+    detail = " ".join(str(exc).split())[:600]
     msg = (f"sink {name} {what}: {type(exc).__name__}{': ' + detail if detail else ''}; the run "
            f"goes on without {name}")  # fmt: skip
     problems[name] = msg
@@ -457,3 +473,96 @@ def safe_name(name: str) -> str:
     """
     text = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
     return text.lstrip("._")[:NAME_CHARS] or "assay"
+
+
+def probe(name: str) -> str | None:
+    """Why sink ``name`` cannot work in this invocation (not installed, its server does not
+    answer within :data:`SINK_CONNECT_S`), or None. Checked once, before any run starts."""
+    import importlib.util
+    import socket
+    from urllib.parse import urlsplit
+
+    module = {"wandb": "wandb", "mlflow": "mlflow", "tensorboard": "tensorboard"}.get(name)
+    if module is None:  # a sink registered by a plug-in: nothing to probe
+        return None
+    if importlib.util.find_spec(module) is None:
+        return f"sink {name} is not installed ({INSTALL_HINT})"
+    if name == "mlflow":
+        url = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if url and not url.startswith(("http://", "https://", "sqlite:", "postgresql", "mysql")):
+            if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+                return (f"sink mlflow: MLFLOW_TRACKING_URI={url} is MLflow's file store, which "
+                        "the installed MLflow keeps in maintenance mode (it writes nothing); unset "
+                        "MLFLOW_TRACKING_URI (assay then uses sqlite:///ROOT/mlflow.db), point it "
+                        "at a database or server, or set MLFLOW_ALLOW_FILE_STORE=true")  # fmt: skip
+            return None
+    elif name == "wandb" and os.environ.get("WANDB_MODE", "offline") not in ("offline", "disabled"):
+        url = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    else:
+        return None
+    if not url.startswith(("http://", "https://")):
+        return None
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=SINK_CONNECT_S).close()
+    except OSError as exc:
+        return (f"sink {name}: cannot connect to {parts.hostname}:{port} within "
+                f"{SINK_CONNECT_S:g} s ({exc.strerror or exc}); start the server or fix the "
+                "URL")  # fmt: skip
+    return None
+
+
+def record_problems(root: str | Path, problems: Mapping[str, str]) -> None:
+    """Append this invocation's sink problems to ``ROOT/sink-problems.jsonl`` (the report
+    lists them)."""
+    if not problems:
+        return
+    from ._engine._io import dumps
+
+    path = Path(root) / PROBLEMS_FILE
+    make_dir_in_root(root, Path(root))
+    fd = open_in_root(root, path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        for name, message in problems.items():
+            f.write(dumps({"time": time.time(), "sink": name, "message": message}) + "\n")
+
+
+def recorded_problems(root: str | Path) -> list[str]:
+    """The sink problems recorded under ``root``, oldest first, one line each."""
+    path = Path(root) / PROBLEMS_FILE
+    if not path.exists():
+        return []
+    lines = []
+    with _open_metrics_like(root, path) as f:
+        for raw in f:
+            with contextlib.suppress(ValueError, AttributeError):
+                row = json.loads(raw)
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["time"]))
+                lines.append(f"{when}: {row['message']}")
+    return lines
+
+
+def _open_metrics_like(root: str | Path, path: Path) -> Any:
+    try:
+        return os.fdopen(open_in_root(root, path), "rb")
+    except OutsideRootError:
+        return contextlib.nullcontext(iter(()))
+
+
+def replay(records: Sequence[Any], names: Sequence[str], *, root: str | Path,
+           suite: str | None, warn: Callable[[str], None] | None = None) -> int:  # fmt: skip
+    """Send finished runs to sinks after the fact (``assay sink replay``): config, every
+    ``metrics.jsonl`` line with its step, results and end state. Returns the runs sent."""
+    sent = 0
+    for rec in records:
+        run_dir = Path(rec.dir) if rec.dir else Path(root) / rec.id
+        sinks = open_sinks(names, run_id=rec.id, stage=rec.stage, suite=suite,
+                           config=rec.config, root=root, run_dir=run_dir,
+                           attempt=max(rec.attempts, 1), warn=warn)  # fmt: skip
+        if not sinks:
+            continue
+        sinks._start = 0  # every line: no sink saw any of them live
+        sinks.finish(rec.status.value, rec.results)
+        sent += 1
+    return sent

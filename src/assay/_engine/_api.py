@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -124,6 +125,7 @@ def run_suite(
                       selection=selection)  # fmt: skip
     check_suite(runs, run_options)  # before the store is created or any run starts
     stale, retired = _stale_runs(runs, run_options)
+    run_options = _usable_sinks(run_options)
     display = ProgressDisplay(
         runs, root=run_options.root, store=run_options.store, enabled=progress
     )
@@ -136,6 +138,22 @@ def run_suite(
     finally:
         display.close()
     return SuiteResult(suite, outcomes, stale, retired)
+
+
+def _usable_sinks(options: RunOptions) -> RunOptions:
+    """The options without the sinks that cannot work in this invocation (not installed, a
+    server that does not answer): each is said once on the terminal and recorded in
+    ``ROOT/sink-problems.jsonl`` for the report, instead of stalling every run."""
+    if not options.sink:
+        return options
+    from .._sinks import probe, record_problems
+
+    problems = {name: msg for name in options.sink if (msg := probe(name)) is not None}
+    for msg in problems.values():
+        print(f"warning: {msg}; this invocation goes on without it (`assay sink replay SUITE "
+              "--sink NAME` sends the finished runs later)", file=sys.stderr)  # fmt: skip
+    record_problems(options.root, problems)
+    return options.model_copy(update={"sink": tuple(n for n in options.sink if n not in problems)})
 
 
 def _stale_runs(runs: list[PlannedRun], options: RunOptions) -> tuple[dict[str, str], list[str]]:

@@ -120,7 +120,9 @@ def collect(
     table = _table(df, records, flat, index, prov, now)
     curves = _curves(records, labels, files)
     curves["upstream"] = _upstream_curves(ups, files)
-    problems: list[str] = []
+    from .._sinks import recorded_problems
+
+    problems: list[str] = recorded_problems(root)  # trackers a run could not reach
     sections = []
     if families:
         finished = [r for r in records if r.status is RunStatus.DONE]
