@@ -18,6 +18,7 @@ MAX_TABLE_ROWS = 40  # rows printed in the terminal; the rest is in the exported
 MAX_REPORT_ROWS = 200  # rows of a report.md table (a 10,000-row Markdown table is unreadable)
 MAX_LABELLED_GROUPS = 40  # beyond this a plot numbers its groups instead of naming them
 TICK_LABEL_CHARS = 28  # a group label is wrapped onto lines of this many characters
+MAX_FIGURE_IN = 20.0  # a summary figure widens up to this so that its group names never overlap
 TITLE_POINTS = 10
 TERMINAL_CELL_CHARS = 60  # a terminal cell longer than this is cut (the files hold all of it)
 EDGE = {"-inf": (0.03, "v"), "+inf": (0.97, "^"), "nan": (0.97, "x")}  # axes y, marker
@@ -125,20 +126,52 @@ def summary_figure(metric: str, rows: pd.DataFrame) -> Any:
                     textcoords="offset points", fontsize=7, color="dimgray")  # fmt: skip
     if any(data["flagged"]) or data["partial"]:
         ax.legend(fontsize=8)
-    x = list(range(n))
+    ax.set_ylabel(_wrap(metric, 30), fontsize=9)
     if n <= MAX_LABELLED_GROUPS:
-        ax.set_xticks(x)
-        ax.set_xticklabels([_wrap(str(g), TICK_LABEL_CHARS) for g in data["groups"]],
-                           rotation=30, ha="right", fontsize=7)  # fmt: skip
+        width_in = _group_ticks(fig, ax, [str(g) for g in data["groups"]], width_in)
     else:
         ax.set_xlabel(f"group (row order of summary, {n:,} groups)")
-    ax.set_ylabel(_wrap(metric, 30), fontsize=9)
     methods = data["methods"]
     title = (f"{metric}: mean and {int(CONFIDENCE * 100)}% CI over seeds"
              + (f" ({', '.join(methods)} intervals)" if methods else "")
              + ("; ▼/▲ non-finite values" if data["edges"] else ""))  # fmt: skip
     _fit_title(fig, ax, title, width_in)
     return fig
+
+
+def _wrap_key(text: str, width: int) -> str:
+    """``a.b.c=value`` on lines of at most ``width`` characters, broken after dots where it
+    can (``data.overrides.`` / ``negative_emotions.is_proxy=True``), inside a word only
+    where a piece alone is longer than a line."""
+    lines: list[str] = []
+    for piece in text.replace(".", ".\0").split("\0"):
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+        else:
+            lines += _wrap(piece, width).split("\n")
+    return "\n".join(lines)
+
+
+def _group_ticks(fig: Any, ax: Any, groups: list[str], width_in: float) -> float:
+    """Name the groups under the axis so that no two names overlap (measured after drawing,
+    as a ``variants:`` sweep's long ``key=value, key=value`` names would): one ``key=value``
+    per line, horizontal when they fit, else turned 30 or 90 degrees; when even upright names
+    overlap the figure widens, up to ``MAX_FIGURE_IN``. Returns the figure's width."""
+    labels = ["\n".join(_wrap_key(part, TICK_LABEL_CHARS) for part in g.split(", "))
+              for g in groups]  # fmt: skip
+    ax.set_xticks(range(len(groups)))
+    while True:
+        for rotation, ha in ((0, "center"), (30, "right"), (90, "center")):
+            ticks = ax.set_xticklabels(labels, rotation=rotation, ha=ha, fontsize=7)
+            fig.tight_layout()
+            fig.canvas.draw()
+            boxes = [t.get_window_extent() for t in ticks]
+            if not any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:], strict=False)):
+                return width_in
+        if width_in >= MAX_FIGURE_IN:
+            return width_in  # upright and still touching: 40 groups of 7 pt lines fit in 20 in
+        width_in = min(MAX_FIGURE_IN, width_in * 1.3)
+        fig.set_size_inches(width_in, fig.get_size_inches()[1])
 
 
 def _fit_title(fig: Any, ax: Any, title: str, width_in: float) -> None:

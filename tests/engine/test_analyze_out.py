@@ -59,3 +59,32 @@ def test_out_that_is_a_file_is_refused(tmp_path):
     proc = assay("analyze", tmp_path / "a.yaml", "--root", root, "--out", tmp_path / "afile")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--out" in proc.stderr and "is a file; give a folder" in proc.stderr
+
+
+def test_variant_group_names_never_overlap_under_the_axis():
+    """A `variants:` sweep names its groups by every key a variant sets: long names."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    import assay
+    from assay._report import summary_figure
+
+    keys = ["data.overrides.negative_emotions.n_train_triggers",
+            "data.overrides.negative_emotions.is_proxy", "lora_r"]  # fmt: skip
+    variants = [(None, None, 2), (2, True, 2), (4, True, 8), (8, False, 8), (16, True, 4)]
+    rows = [{"id": f"r{i}{s}", "stage": "trigger.finetune", "config.seed": s,
+             **{f"config.{k}": v for k, v in zip(keys, variant, strict=True)},
+             "results.accuracy": 0.5 + 0.01 * i + 0.001 * s}
+            for i, variant in enumerate(variants) for s in range(2)]  # fmt: skip
+    summary = assay.summarize(pd.DataFrame(rows))
+    fig = summary_figure("accuracy", summary)
+    fig.canvas.draw()
+    ticks = [t for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert len(ticks) == 5 and ticks[1].get_text().split("\n") == [
+        "data.overrides.", "negative_emotions.", "n_train_triggers=2.0", "data.overrides.",
+        "negative_emotions.", "is_proxy=True", "lora_r=2"]  # one key per line, cut at dots
+    boxes = [t.get_window_extent() for t in ticks]
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:], strict=False))
+    page = fig.bbox
+    assert all(page.x0 <= b.x0 and b.x1 <= page.x1 and page.y0 <= b.y0 for b in boxes)
+    plt.close(fig)
