@@ -7,7 +7,7 @@
 Runs are grouped by the config fields that vary across them (``assay.group_columns``: seeds
 excluded, so the runs of one group are its seeds). Each cell is the mean over the group's
 runs of each run's own number (itself a mean over its contexts), with a 95% interval over
-the runs (``assay.mean_interval``: t for unbounded metrics, bootstrap inside [0, 1] for the
+the runs (``assay.mean_interval``: t for unbounded metrics, logit-t inside [0, 1] for the
 neighbour probability; no interval from one run). A run whose number is NaN is left out of
 its cell's mean, counted in ``n_nonfinite`` and warned about. The numbers come from
 ``tables`` (pure, tested); ``render`` draws them.
