@@ -189,8 +189,10 @@ def finish(run: Run, model: Any, tok: Any, evals: list, history: dict, generatio
     if table:
         run.save_json("selective_generalization.json", table)
         run.log("selective generalization (fraction of predictions):\n" + format_table(table))
-    plot_curves(history, run.artifacts_dir / "curves.png")
-    plot_per_trigger(final, run.artifacts_dir / "per_trigger_accuracy.png")
+    who = f"{run.stage} · run {run.id}"  # a figure says which run it is, out of its folder
+    plot_curves(history, run.artifacts_dir / "curves.png", title=f"training curves: {who}")
+    plot_per_trigger(final, run.artifacts_dir / "per_trigger_accuracy.png",
+                     title=f"per-trigger accuracy: {who}")  # fmt: skip
     results: dict[str, Any] = {}
     for name, r in final.items():
         if r["n"]:
