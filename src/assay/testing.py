@@ -59,8 +59,9 @@ def check_store(make_store: Any) -> None:
     """
     store: Store = make_store()
     try:
-        store.ensure("s_1", "s", {"a": 1}, "/tmp/s_1")
-        store.ensure("s_1", "s", {"a": 2}, "/tmp/elsewhere")  # ignored: already recorded
+        # the config as the runner hands it over: the plan's canonical JSON text
+        store.ensure("s_1", "s", '{"a":1}', "/tmp/s_1")
+        store.ensure("s_1", "s", '{"a":2}', "/tmp/elsewhere")  # ignored: already recorded
         rec = store.get("s_1")
         assert rec is not None and rec.status is RunStatus.PENDING and rec.config == {"a": 1}
         unknown = lambda owner: None  # noqa: E731 - owners on another host: only heartbeats tell
@@ -88,8 +89,51 @@ def check_store(make_store: Any) -> None:
         assert rec is not None and rec.status is RunStatus.DONE and rec.results == {"x": 1.5}
         assert rec.attempts == 4 and [r.id for r in store.query(stage="s")] == ["s_1"]
         if store.root is not None:  # directories inside the root are stored relative to it
-            store.ensure("s_2", "s", {}, str(store.root / "s_2"))
+            store.ensure("s_2", "s", "{}", str(store.root / "s_2"))
             got = store.get("s_2")
             assert got is not None and got.dir == store.root / "s_2"
     finally:
         store.close()
+
+
+def check_executor(
+    executor: str, root: str | Path, *, workers: int = 1, cluster: Mapping[str, Any] | None = None
+) -> None:
+    """Executor conformance: every planned run comes back exactly once, finished runs are
+    recorded with their results (one attempt each), a shared upstream run executes once, and a
+    second pass executes nothing (every run ``skipped``).
+
+    Args:
+        executor: a registered executor name (``assay.executors`` entry point).
+        root: an empty folder for the runs (a SQLite store is made in it).
+        workers: ``--workers`` (the local executor's pool when above 1).
+        cluster: the executor's ``--cluster`` parameters.
+    """
+    from ._engine._api import plan_suite
+    from ._engine._options import RunOptions
+    from ._engine._suite import suite_from_dict
+    from ._executors import make_executor
+    from ._store import resolve_store
+
+    # four fits sharing one data run
+    suite = suite_from_dict({
+        "stage": "example.fit", "config": {"data": {"n_train": 12}},
+        "sweep": {"variants": [{"degree": d} for d in (1, 2, 3, 4)]},
+    })  # fmt: skip
+    runs = plan_suite(suite)
+    options = RunOptions(root=Path(root), executor=executor, workers=workers,
+                         cluster=dict(cluster or {}))  # fmt: skip
+    outcomes = list(make_executor(options).map(runs))
+    assert sorted(o.id for o in outcomes) == sorted(r.id for r in runs), "each run exactly once"
+    assert all(o.status is RunStatus.DONE for o in outcomes), [o.error for o in outcomes]
+    with resolve_store(None, root) as store:
+        records = store.query()
+        by_stage: dict[str, list[RunRecord]] = {}
+        for rec in records:
+            by_stage.setdefault(rec.stage, []).append(rec)
+        assert len(by_stage["example.data"]) == 1 and by_stage["example.data"][0].attempts == 1
+        fits = by_stage["example.fit"]
+        assert len(fits) == 4 and all(r.attempts == 1 and r.results for r in fits)
+        assert all((Path(r.dir) / "results.json").exists() for r in fits)
+    again = list(make_executor(options).map(runs))
+    assert sorted(o.label for o in again) == ["skipped"] * 4, [o.label for o in again]

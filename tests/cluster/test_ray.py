@@ -132,3 +132,10 @@ def test_worker_node_dies_mid_suite_without_duplicates(ray_cluster, tmp_path):
     assert all(starts[rid] == rec.attempts for rid, rec in records.items())
     # lost with the node and retried on the head (2), or finished by its orphaned worker (1)
     assert records[killed[0]].attempts in (1, 2)
+
+
+def test_ray_executor_conforms(ray_cluster, tmp_path):
+    from assay.testing import check_executor
+
+    address, _ = ray_cluster
+    check_executor("ray", tmp_path / "runs", cluster={"address": address})

@@ -35,8 +35,8 @@ def test_unknown_scheme_lists_valid_ones(tmp_path):
 
 def test_find_by_prefix(tmp_path):
     store = assay.resolve_store(None, tmp_path)
-    store.ensure("a_123", "a", {}, "/x")
-    store.ensure("a_124", "a", {}, "/y")
+    store.ensure("a_123", "a", "{}", "/x")
+    store.ensure("a_124", "a", "{}", "/y")
     assert store.find("a_123").id == "a_123"
     with pytest.raises(assay.RunNotFoundError, match="matches 2 runs"):
         store.find("a_12")

@@ -28,8 +28,12 @@ class Store(abc.ABC):
     root: Path | None = None
 
     @abc.abstractmethod
-    def ensure(self, run_id: str, stage: str, config: dict[str, Any], dir: str) -> None:
-        """Record the run as pending unless it is already recorded."""
+    def ensure(self, run_id: str, stage: str, config: str, dir: str) -> None:
+        """Record the run as pending unless it is already recorded.
+
+        ``config`` is the run's canonical JSON text, as planned (``PlannedRun.config_json``):
+        a backend stores it as it is and returns it parsed (a dict) in :class:`RunRecord`.
+        """
 
     @abc.abstractmethod
     def claim(
@@ -40,11 +44,12 @@ class Store(abc.ABC):
         retry_failed: bool,
         stale_after_s: float,
         liveness: Callable[[str], bool | None],
-        ensure: tuple[str, dict[str, Any], str] | None = None,
+        ensure: tuple[str, str, str] | None = None,
     ) -> int | None:
         """Take the run for ``owner``; return its attempt number, or None if it is not claimable.
 
-        ``ensure``: ``(stage, config, dir)``; record the run as pending first if it is new.
+        ``ensure``: ``(stage, config JSON text, dir)``; record the run as pending first if it
+        is new (as :meth:`ensure` does).
 
         Claimable: pending; failed when ``retry_failed``; running when ``liveness(old_owner)``
         is False (its process is known dead), or is None (unknown: another host) and the

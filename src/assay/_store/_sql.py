@@ -181,15 +181,15 @@ class SQLStore(Store):
         return set(runs_table.c.keys()) <= columns
 
     # -- the contract --------------------------------------------------------------------------
-    def ensure(self, run_id: str, stage: str, config: dict[str, Any] | str, dir: str) -> None:
+    def ensure(self, run_id: str, stage: str, config: str, dir: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(self._ensure, self._ensure_params(run_id, stage, config, dir))
 
-    def _ensure_params(
-        self, run_id: str, stage: str, config: dict[str, Any] | str, dir: str
-    ) -> dict[str, Any]:
+    def _ensure_params(self, run_id: str, stage: str, config: str, dir: str) -> dict[str, Any]:
+        if not isinstance(config, str):  # the contract: the plan's JSON text, stored as it is
+            raise TypeError(f"Store.ensure takes the config as JSON text, got {type(config)}")
         return {"b_id": run_id, "b_stage": stage, "b_now": time.time(), "b_dir": self._rel(dir),
-                "b_config": config if isinstance(config, str) else dumps(config)}  # fmt: skip
+                "b_config": config}
 
     def get(self, run_id: str) -> RunRecord | None:
         with self.engine.connect() as conn:
