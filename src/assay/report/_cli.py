@@ -72,6 +72,7 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.suite is not None and args.stage is not None:
         raise AssayError("give a suite file or --stage NAME, not both")
+    _check_root(args.root or "runs", args.store)
     import_user_modules(args.imports, root=args.root or "runs")  # as run/status/analyze do
     suite = load_suite(args.suite) if args.suite else None
     if suite is not None and args.trust_imports and suite.imports:
@@ -81,6 +82,27 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
             "seeds": parse_seeds(args.seeds), "imports": list(args.imports),
             "trust_imports": args.trust_imports, "baseline": args.baseline,
             "families": not args.no_families}  # fmt: skip
+
+
+def _check_root(root: str, store: str | None) -> None:
+    """A report reads a store; it never creates one where a mistyped --root points."""
+    path = Path(root)
+    if path.exists() and not path.is_dir():
+        raise AssayError(f"--root {root!r} is a file; give the folder `assay run` wrote runs into")
+    if store is None and not (path / "assay.db").is_file():
+        raise AssayError(
+            f"no runs recorded: there is no store at {path.resolve() / 'assay.db'}; pass --root "
+            "(or --store) where `assay run` wrote them"
+        )
+
+
+def _check_out(out: str) -> None:
+    path = Path(out)
+    if path.is_dir():
+        raise AssayError(f"--out {out!r} is a folder; give the HTML file to write")
+    blocker = next((q for q in path.parents if q.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise AssayError(f"--out {out!r}: {blocker} is a file, not a folder")
 
 
 def make_report(out: str | Path | None = None, **source: Any) -> tuple[Path, dict[str, Any]]:
@@ -108,6 +130,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     source = _source(args)
     if source["suite"] is None and source["stage"] is None:
         raise AssayError("report needs a suite file or --stage NAME (exactly one of them)")
+    if args.out is not None:
+        _check_out(args.out)
     start = time.perf_counter()
     path, data = make_report(args.out, **source)
     for problem in data["problems"]:

@@ -22,6 +22,7 @@ import hashlib
 import html
 import http.server
 import json
+import math
 import os
 import sys
 import threading
@@ -221,8 +222,10 @@ def serve(
     Args:
         ready: called with the bound ``(host, port)`` once the server listens (tests).
     """
-    if refresh_s <= 0:
-        raise AssayError(f"--refresh-s must be > 0, got {refresh_s}")
+    if not math.isfinite(refresh_s) or refresh_s <= 0:
+        raise AssayError(f"--refresh-s must be > 0, got {refresh_s}; give seconds, e.g. 2")
+    if not 0 <= port <= 65535:
+        raise AssayError(f"--port must be in 0..65535 (0 picks a free one), got {port}")
     server = ReportServer(source, refresh_ms=int(refresh_s * 1000))
     if source["suite"] is not None:
         server.build(None)  # a bad suite or store fails here, before anything listens
