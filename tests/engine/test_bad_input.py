@@ -107,6 +107,41 @@ def _markup_suite(name: str, values: list[str]) -> Callable[[Path], None]:
 MARKUP = ["[/]", "[bold]x[/bold", "\x1b[31mred\x1b[0m"]
 CART = ("cartography", "metrics", "--out", "{tmp}/m.csv", "--dynamics")
 
+def _state_dict(tmp: Path) -> None:
+    """``{tmp}/sd.pt``: the state dict of a 4-3-2 MLP (weights only, as patching wants)."""
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    torch.save(net.state_dict(), tmp / "sd.pt")
+
+
+class _Planted:
+    """Unpickling it would create ``{tmp}/pwned``: a pickle that is not weights only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def _pickled(rel: str) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        import pickle
+
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / rel).write_bytes(pickle.dumps({"weight": _Planted(tmp / "pwned")}))
+
+    return setup
+
+
+HF_CONFIG = json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": 1,
+                        "n_embd": 8, "n_head": 2, "vocab_size": 16, "n_positions": 8})  # fmt: skip
+MLP = '{{"type": "mlp", "sizes": [4, 3, 2]}}'  # argv is str.format-ed: braces doubled
+STRUCTURE = ("patching", "structure", "--model")
+DEFINE = ("patching", "define", "--model", "{tmp}/sd.pt", "--arch", MLP, "--type")
+
+
 CASES = [
     # ---- assay cartography metrics: every way a dynamics input can be wrong
     Case("cart-npz-empty", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz",), _write("dyn.npz", b"")),
@@ -190,6 +225,32 @@ CASES = [
     Case("slurm-without-sbatch", ("run", POLYFIT, "degree=1", "--seeds", "0", "--executor",
                                   "slurm", "--root", "{root}", "--quiet"), 2, ("sbatch",),
          env={"PATH": "/nonexistent"}),  # fmt: skip
+    # ---- assay patching structure / define: models, specs and outputs that cannot be used
+    Case("patching-pickled-bin", (*STRUCTURE, "{tmp}/pytorch_model.bin", "--arch", MLP), 2,
+         ("pytorch_model.bin", "refusing", "--trust-checkpoint"), _pickled("pytorch_model.bin"),
+         must_not_exist=("{tmp}/pwned",)),  # fmt: skip
+    Case("patching-hf-pickled-bin", (*STRUCTURE, "{tmp}/hf"), 2, ("hf", "pytorch_model.bin"),
+         _both(_write("hf/config.json", HF_CONFIG), _pickled("hf/pytorch_model.bin")),
+         must_not_exist=("{tmp}/pwned",)),  # fmt: skip
+    Case("patching-empty-pt", (*STRUCTURE, "{tmp}/empty.pt"), 2, ("empty.pt", "empty"),
+         _write("empty.pt", b"")),  # fmt: skip
+    Case("patching-config-garbage", (*STRUCTURE, "{tmp}/hf"), 2, ("config.json", "JSON"),
+         _write("hf/config.json", "{{{ not json")),  # fmt: skip
+    Case("patching-config-list", (*STRUCTURE, "{tmp}/hf"), 2, ("config.json", "list"),
+         _write("hf/config.json", "[1, 2]")),  # fmt: skip
+    Case("patching-negative-sizes", (*STRUCTURE, "{tmp}/sd.pt", "--arch",
+                                     '{{"type": "mlp", "sizes": [4, -3, 2]}}'), 2,
+         ("sizes", "-3", "positive"), _state_dict),  # fmt: skip
+    Case("patching-arch-does-not-fit", (*STRUCTURE, "{tmp}/sd.pt", "--arch",
+                                        '{{"type": "mlp", "sizes": [4, 5, 2]}}'), 2,
+         ("sd.pt", "does not fit"), _state_dict),  # fmt: skip
+    Case("patching-arch-file-missing", (*STRUCTURE, "{tmp}/sd.pt", "--arch", "{tmp}/arch.json"),
+         2, ("arch.json", "does not exist"), _state_dict),  # fmt: skip
+    Case("patching-define-binary-custom", (*DEFINE, "custom", "--custom", "{tmp}/defs.json"), 2,
+         ("defs.json",), _both(_state_dict, _write("defs.json", bytes(range(256))))),  # fmt: skip
+    Case("patching-define-output-under-file", (*DEFINE, "single_neuron", "--output",
+                                               "{tmp}/afile/defs.json"), 2,
+         ("afile", "--output"), _both(_state_dict, _write("afile", "keep"))),  # fmt: skip
 ]
 
 

@@ -209,6 +209,23 @@ def _checkpoint(path: Path, trust_checkpoint: bool) -> Any:
             ) from None
 
 
+def _misfit(module: nn.Module, state: Any) -> str:
+    """Why a state dict does not load into ``module``, on one line (the first few problems)."""
+    if not isinstance(state, dict):
+        return f"its state_dict is a {type(state).__name__}, not a mapping of tensors"
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    have = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    problems = [
+        f"{k} is {have[k]} in the file, {want[k]} in the spec"
+        for k in want
+        if k in have and have[k] != want[k]
+    ]
+    problems += [f"{k} missing from the file" for k in want if k not in have]
+    problems += [f"{k} not in the spec" for k in have if k not in want]
+    shown = "; ".join(problems[:4])
+    return shown + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else "")
+
+
 def load_torch(
     path: Path, *, arch: str | dict | None = None, trust_checkpoint: bool = False
 ) -> LoadedModel:
@@ -231,8 +248,11 @@ def load_torch(
         module, input_kind = build_architecture(spec, trusted=trusted)
         try:
             module.load_state_dict(state)
-        except (RuntimeError, TypeError, AttributeError) as exc:
-            raise PatchingError(f"{path} does not fit the arch spec {spec}: {exc}") from exc
+        except (RuntimeError, TypeError, AttributeError):
+            raise PatchingError(
+                f"{path} does not fit the arch spec {spec}: {_misfit(module, state)}; fix the "
+                "spec's sizes or give the checkpoint the architecture was saved with"
+            ) from None
     else:
         raise PatchingError(f"{path} holds a {type(obj).__name__}, not a state dict or module")
     if input_kind == "tokens" and hasattr(module, "config"):
