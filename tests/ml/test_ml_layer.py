@@ -122,3 +122,14 @@ def test_file_refs_put_the_content_in_the_run_id_and_verify_it(tmp_path):
     with pytest.raises(ml.ModelNotFoundError):
         ModelRef.of(tmp_path / "nope")
     assert ModelRef.of(tmp_path).sha256 == ml.sha256_dir(tmp_path)
+
+
+def test_one_resolver_for_the_stage_and_provenance(monkeypatch):
+    from assay._engine._runner import _resolved_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("ASSAY_WORKER_INDEX", "3")
+    # what the stage runs on is what provenance records: worker 3 of 2 GPUs is on cuda:1
+    assert ml.worker_device("auto") == assay.resolve_device("auto") == "cuda:1"
+    assert _resolved_device("auto") == "cuda:1"

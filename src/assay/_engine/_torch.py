@@ -9,16 +9,30 @@ import sys
 from ._errors import ConfigError
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+WORKER_INDEX_ENV = "ASSAY_WORKER_INDEX"  # set by the worker pool: worker i of --workers N
+
+
+def worker_index() -> int:
+    """This process's index in the worker pool (``$ASSAY_WORKER_INDEX``), 0 outside a pool."""
+    raw = os.environ.get(WORKER_INDEX_ENV, "0").strip() or "0"
+    if not raw.isdigit():
+        raise ConfigError(
+            f"${WORKER_INDEX_ENV}={raw!r} is not a worker index (a non-negative integer); "
+            "unset it or let the assay worker pool set it"
+        )
+    return int(raw)
 
 
 def resolve_device(spec: str = "auto") -> str:
-    """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; a named device must exist."""
+    """The one device resolver: ``auto`` -> this worker's GPU ``cuda:{worker % n_gpus}`` (so
+    ``--workers N`` spreads over the GPUs), else ``mps``, else ``cpu``; a named device must
+    exist. What a stage runs on and what provenance records both come from here."""
     import torch
 
     spec = spec.strip().lower()
     if spec == "auto":
         if torch.cuda.is_available():
-            return "cuda"
+            return f"cuda:{worker_index() % torch.cuda.device_count()}"
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return "mps"
         return "cpu"

@@ -18,11 +18,11 @@ from ._options import RunOptions
 from ._run import Outcome
 from ._runner import WAIT_POLL_S, Runner
 from ._spec import PlannedRun
+from ._torch import WORKER_INDEX_ENV as WORKER_INDEX_ENV
 
 _RUNNERS: dict[str, Runner] = {}  # one Runner per (options, process), reused by pool workers
 _IMPORTED: set[str] = set()
-WORKER_INDEX_ENV = "ASSAY_WORKER_INDEX"
-MIN_JUMP = 8  # below this many runs left, walking on is as good as jumping  # worker i of a pool: its GPU is cuda:i % n_gpus
+MIN_JUMP = 8  # below this many runs left, walking on is as good as jumping
 
 
 def execute_chunk(

@@ -9,37 +9,20 @@ landing on ``cuda:0``; without CUDA it falls back to MPS, then the CPU.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from .._engine._errors import ConfigError
+from .._engine._torch import WORKER_INDEX_ENV as WORKER_INDEX_ENV
 from .._engine._torch import configure_torch, resolve_device, seed_everything
+from .._engine._torch import worker_index as worker_index
 
 if TYPE_CHECKING:
     import torch
 
     from ._config import TorchConfig
 
-WORKER_INDEX_ENV = "ASSAY_WORKER_INDEX"
-
-
-def worker_index() -> int:
-    """This process's index in the worker pool (``$ASSAY_WORKER_INDEX``), 0 outside a pool."""
-    raw = os.environ.get(WORKER_INDEX_ENV, "0").strip() or "0"
-    if not raw.isdigit():
-        raise ConfigError(
-            f"${WORKER_INDEX_ENV}={raw!r} is not a worker index (a non-negative integer); "
-            "unset it or let the assay worker pool set it"
-        )
-    return int(raw)
-
-
 def worker_device(spec: str = "auto") -> str:
-    """``auto`` -> ``cuda:{worker % n_gpus}``, else ``mps``, else ``cpu``; others validated."""
-    import torch
-
-    if spec.strip().lower() == "auto" and torch.cuda.is_available():
-        return f"cuda:{worker_index() % torch.cuda.device_count()}"
+    """This worker's device for ``spec`` (see :func:`assay.resolve_device`, the one resolver)."""
     return resolve_device(spec)
 
 
