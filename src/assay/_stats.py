@@ -234,7 +234,7 @@ def cut_rounding(x: Any, bounds: tuple[float, float], what: str) -> Any:
     if len(finite) and (finite.min() < lo or finite.max() > hi):
         raise AssayError(
             f"{what} has values {finite.min():g}..{finite.max():g} outside its bounds "
-            f"{list(bounds)}; fix the bounds or the metric"
+            f"[{lo:g}, {hi:g}]; fix the bounds or the metric"
         )
     return x
 

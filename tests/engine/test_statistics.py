@@ -307,3 +307,13 @@ def test_a_wide_two_run_analysis_stays_readable(tmp_path, root):
     lines = shown.splitlines()
     assert len(lines) <= 70 and max(map(len, lines)) <= 200  # 40 rows shown, cells cut
     assert "more summary row(s) not shown (304 in all)" in shown
+
+
+def test_the_report_data_says_why_when_declared_bounds_do_not_hold():
+    from assay.report._data import _statistics
+
+    rows = [({"seed": s}, {"em": v, "_bounds": {"em": [0, 1]}}) for s, v in enumerate([70.0, 95.0])]
+    stats_ = _statistics(frame(rows), None)
+    assert stats_["summary"] == [] and stats_["notes"] == [
+        "no statistics: metric em (bounds from its results) has values 70..95 outside its bounds "
+        "[0, 1]; fix the bounds or the metric"]  # fmt: skip

@@ -226,10 +226,14 @@ def _statistics(done: Any, baseline: str | None) -> dict[str, Any]:
         return {"summary": [], "comparison": [], "metrics": [], "baseline": None,
                 "notes": ["no finished runs yet: statistics appear when runs finish"],
                 "seed_column": None}  # fmt: skip
-    summary = summarize(done)
+    notes = []
+    try:
+        summary = summarize(done)
+    except AssayError as exc:  # a stage's "_bounds" its values leave: say so, keep the page
+        return {"summary": [], "comparison": [], "metrics": [], "baseline": None,
+                "notes": [f"no statistics: {exc}"], "seed_column": None}  # fmt: skip
     comparison = compare_groups(done, baseline)
     rows = summary.to_dict("records")
-    notes = []
     if len(rows) > MAX_STATS_ROWS:
         notes.append(f"showing {MAX_STATS_ROWS} of {len(rows)} (group, metric) rows")
         rows = rows[:MAX_STATS_ROWS]

@@ -23,7 +23,7 @@ class DataConfig(SeededConfig):
     n_train: int = Field(30, ge=2, description="training points")
     n_test: int = Field(200, ge=1, description="test points")
     noise_std: float = Field(0.2, ge=0, description="std of Gaussian label noise")
-    seed: int = 0
+    seed: int = Field(0, description="seeds the drawn points and noise")
 
 
 @stage("example.data", config=DataConfig, version=1)
@@ -40,10 +40,10 @@ def make_data(config: DataConfig, run: Run) -> dict:
 
 
 class FitConfig(SeededConfig):
-    data: DataConfig = DataConfig()
+    data: DataConfig = Field(DataConfig(), description="the upstream data stage's config")
     degree: int = Field(3, ge=0, le=30, description="polynomial degree")
     l2: float = Field(1e-6, ge=0, description="ridge penalty on the coefficients")
-    seed: int = 0  # the fit is deterministic; the seed names the replicate
+    seed: int = Field(0, description="the replicate's name; the fit itself is deterministic")
 
 
 @stage("example.fit", config=FitConfig, version=1, smoke={"degree": 3})

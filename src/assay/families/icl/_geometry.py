@@ -68,11 +68,11 @@ class ICLConfig(TorchConfig):
     """Base of the analysis stages: the model, the layers, the batching."""
 
     # the model trained here (upstream); set `train: null` and `model: PATH` for a local HF LM
-    train: TrainConfig | None = TrainConfig()
-    model: ModelRef | None = None
-    add_bos: bool | None = None  # None: BOS exactly when the tokenizer adds one itself
-    layers: tuple[int, ...] | None = None  # None: every layer 0..n_layers
-    batch_size: int = Field(64, ge=1)  # contexts per forward; changes no number (not in the id)
+    train: TrainConfig | None = Field(TrainConfig(), description="upstream icl.train run whose model is analysed (or give model)")
+    model: ModelRef | None = Field(None, description="a local HF causal LM folder to analyse instead of a trained run")
+    add_bos: bool | None = Field(None, description="prepend a BOS token; null: exactly when the tokenizer adds one itself")
+    layers: tuple[int, ...] | None = Field(None, description="hidden-state layers analysed; null: every layer 0..n_layers")
+    batch_size: int = Field(64, ge=1, description="contexts per forward; changes no number (not in the run id)")
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "batch_size"})
 
     @model_validator(mode="after")

@@ -34,28 +34,28 @@ class GraphConfig(BaseModel):
     """What graph to build. Fields a kind does not use are ignored by it (see README)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: str = "grid"
-    rows: int = Field(4, ge=2)  # grid, triangular, hexagonal, dual (Park: 4 x 4 grid)
-    cols: int = Field(4, ge=2)
-    periodic: bool = False  # lattices: wrap around (a torus); dual forces it for symmetry
-    n_nodes: int = Field(16, ge=3)  # ring
-    n_clusters: int = Field(4, ge=1)  # hsbm / semantic_conflict: K superclusters; ring: arcs
-    cluster_size: int = Field(4, ge=1)  # hsbm: m nodes each; semantic_conflict: groups/cluster
-    p_intra: float = Field(0.9, ge=0, le=1)  # hsbm edge probability within a cluster
-    p_inter: float = Field(0.05, ge=0, le=1)  # ... and across clusters
+    kind: str = Field("grid", description="graph family: grid, triangular, hexagonal, ring, hsbm, deep, dual, semantic_conflict, ...")
+    rows: int = Field(4, ge=2, description="grid, triangular, hexagonal, dual: rows (Park: a 4 x 4 grid)")
+    cols: int = Field(4, ge=2, description="lattices: columns")
+    periodic: bool = Field(False, description="lattices: wrap around (a torus); dual forces it for symmetry")
+    n_nodes: int = Field(16, ge=3, description="ring: nodes")
+    n_clusters: int = Field(4, ge=1, description="hsbm, semantic_conflict: superclusters K; ring: arcs")
+    cluster_size: int = Field(4, ge=1, description="hsbm: nodes per cluster; semantic_conflict: groups per cluster")
+    p_intra: float = Field(0.9, ge=0, le=1, description="hsbm: edge probability within a cluster")
+    p_inter: float = Field(0.05, ge=0, le=1, description="hsbm: edge probability across clusters")
     # walk weight of a cross-cluster edge relative to 1 within (hsbm), or per unit of tree
     # distance (deep): < 1 makes the walk linger inside a cluster, so clusters are learnable
-    bridge_penalty: float = Field(0.1, gt=0, le=1)
-    branching: tuple[int, ...] = (2, 2, 4)  # deep: children per level, leaves last (16 nodes)
-    p_same: float = Field(0.9, ge=0, le=1)  # deep: edge probability p_same * p_decay^distance
-    p_decay: float = Field(0.3, ge=0, le=1)
+    bridge_penalty: float = Field(0.1, gt=0, le=1, description="walk weight of a cross-cluster edge relative to 1 within (below 1: clusters are learnable)")
+    branching: tuple[int, ...] = Field((2, 2, 4), description="deep: children per tree level, leaves last")
+    p_same: float = Field(0.9, ge=0, le=1, description="deep: edge probability p_same x p_decay ^ tree distance")
+    p_decay: float = Field(0.3, ge=0, le=1, description="deep: decay of the edge probability per unit of tree distance")
     # deep: tree distance of two siblings in one leaf group. 0 = the stated intent (siblings
     # connect with p_same); 1 = the published code (siblings get p_same * p_decay).
-    sibling_distance: Literal[0, 1] = 0
+    sibling_distance: Literal[0, 1] = Field(0, description="deep: tree distance of siblings; 0 the stated intent, 1 the published code")
     # a packaged list (park: 16 words, the model trained here knows them; common: 219; semantic)
     # or a path to a .txt file with one word per line
-    words: str = "park"
-    shuffle_words: bool = True  # random word per node from the generator; else list order
+    words: str = Field("park", description="a packaged word list (park, common, semantic) or a .txt file, one word per line")
+    shuffle_words: bool = Field(True, description="a random word per node from the list; false: list order")
 
     @field_validator("kind")
     @classmethod

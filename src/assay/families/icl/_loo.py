@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,12 +81,15 @@ def _influence(full: dict, loo: dict) -> dict[str, np.ndarray]:
 def loo_batched(
     lm: LM, words: Sequence[str], nodes: np.ndarray, graph: Graph,
     layers: Sequence[int] | None = None, positions: Sequence[int] | None = None,
-    batch_size: int = 64, prefix_chunk: int | None = PREFIX_CHUNK,
+    batch_size: int = 64, prefix_chunk: int | None = PREFIX_CHUNK, counter: Any = None,
 ) -> LOOResult:  # fmt: skip
-    """Leave out each word in ``positions`` (default all); every layer from the same forwards."""
+    """Leave out each word in ``positions`` (default all); every layer from the same forwards.
+
+    ``counter``: a run's progress counter of left-out words (``Progress.inner``)."""
     layers = lm.check_layers(layers)
     positions = list(range(len(words))) if positions is None else list(positions)
-    full, reps, n_fwd = loo_states(lm, words, positions, layers, prefix_chunk, batch_size)
+    full, reps, n_fwd = loo_states(lm, words, positions, layers, prefix_chunk, batch_size,
+                                   counter)  # fmt: skip
     kept = torch.from_numpy(np.stack([np.delete(nodes, j) for j in positions]))  # (P, W-1)
     means = torch.cat(
         [
@@ -102,7 +106,7 @@ def loo_batched(
 
 def loo_states(
     lm: LM, words: Sequence[str], positions: Sequence[int], layers: list[int],
-    prefix_chunk: int | None, batch_size: int,
+    prefix_chunk: int | None, batch_size: int, counter: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:  # fmt: skip
     """Word representations of the full context (L, 1, W, d) and of the left-out variants
     (L, P, W-1, d), and the number of forwards. One forward of the full context gives its
@@ -126,6 +130,8 @@ def loo_states(
             hs = forward_states(model, ids[sl], mask[sl])[0]
             states[:, sl] = torch.stack([hs[layer] for layer in layers]).float()
             n_fwd += 1
+            if counter is not None:
+                counter.update(len(positions[sl]))
     else:
         order = np.argsort(positions, kind="stable")
         for start in range(0, len(order), prefix_chunk):
@@ -144,6 +150,8 @@ def loo_states(
             states[:, idx, :p] = full[:, :, :p]
             states[:, idx, p:t] = torch.stack([hs[layer] for layer in layers]).float()
             n_fwd += 1
+            if counter is not None:
+                counter.update(len(idx))
     # the metrics read them on the CPU, in float64
     return pool(full, enc.positions[:1]).cpu(), pool(states, enc.positions[1:]).cpu(), n_fwd
 
@@ -152,9 +160,11 @@ def loo_states(
 def loo_reference(
     lm: LM, words: Sequence[str], nodes: np.ndarray, graph: Graph,
     layers: Sequence[int] | None = None, positions: Sequence[int] | None = None,
+    counter: Any = None,
 ) -> LOOResult:  # fmt: skip
     """The published design: one forward of the full context per layer and one forward per
-    (layer, left-out word), each read at that single layer, the same metrics of each."""
+    (layer, left-out word), each read at that single layer, the same metrics of each.
+    ``counter`` counts the (layer, left-out word) forwards."""
     layers = lm.check_layers(layers)
     positions = list(range(len(words))) if positions is None else list(positions)
     full: dict[str, list] = {}
@@ -171,6 +181,8 @@ def loo_reference(
             n_fwd += 1
             for k, v in _stats(st.reps, np.delete(nodes, j)[None], graph).items():
                 row.setdefault(k, []).append(v[0, 0])
+            if counter is not None:
+                counter.update()
         for k, v in row.items():
             loo.setdefault(k, []).append(v)
     f = {k: np.array(v) for k, v in full.items()}

@@ -38,15 +38,15 @@ KEY_METRICS = ("dirichlet_energy_standardised", "dirichlet_energy_vs_shuffled",
 
 
 class GeometryConfig(ICLConfig):
-    graph: GraphConfig = GraphConfig(kind="grid")  # Park: 4 x 4 grid of ordinary words
-    n_contexts: int = Field(16, ge=2)  # CSS is a covariance over contexts: >= 2
-    context_lengths: tuple[int, ...] = (4, 8, 16, 32, 64, 128)
-    window_words: int | None = Field(None, ge=1)  # None: class means over the whole prefix
-    n_shuffles: int = Field(8, ge=1)  # node-permuted graphs for the energy baseline
-    css_metrics: tuple[str, ...] = ("between_cluster_variance", "dirichlet_energy")
-    pca_layer: int | None = None  # None: the last layer
-    pca_lengths: tuple[int, ...] | None = None  # None: first, middle and last length
-    seed: int = 0
+    graph: GraphConfig = Field(GraphConfig(kind="grid"), description="the graph walked (Park et al.: a 4 x 4 grid of ordinary words)")
+    n_contexts: int = Field(16, ge=2, description="random-walk contexts; CSS is a covariance over contexts, so at least 2")
+    context_lengths: tuple[int, ...] = Field((4, 8, 16, 32, 64, 128), description="context lengths (words) at which the geometry is measured")
+    window_words: int | None = Field(None, ge=1, description="class means over the last this many words; null: over the whole prefix")
+    n_shuffles: int = Field(8, ge=1, description="node-permuted graphs for the energy baseline")
+    css_metrics: tuple[str, ...] = Field(("between_cluster_variance", "dirichlet_energy"), description="geometry metrics whose context sensitivity (CSS) is computed")
+    pca_layer: int | None = Field(None, description="layer of the PCA plots; null: the last layer")
+    pca_lengths: tuple[int, ...] | None = Field(None, description="context lengths of the PCA plots; null: first, middle and last length")
+    seed: int = Field(0, description="seeds the random walks and shuffles")
 
     @model_validator(mode="after")
     def _check(self):
@@ -89,13 +89,16 @@ def geometry_stage(config: GeometryConfig, run: Run) -> dict:
     acc = Accumulator(run, config.n_contexts)
     for c in range(acc.done, config.n_contexts):  # unit of work: one context
         st = word_states(lm, [contexts[c]], layers)  # (L, 1, T, d)
-        acc.add(**_one_context(config, graph, walks[c], st, shuffled, layers, pca_layer))
+        lengths = acc.bar.inner(len(config.context_lengths), "length")
+        acc.add(**_one_context(config, graph, walks[c], st, shuffled, layers, pca_layer, lengths))
         run.log(f"context {c + 1}/{config.n_contexts} done")
     return _finish(config, run, graph, acc, layers, pca_layer, lm)
 
 
-def _one_context(config, graph, nodes, st, shuffled, layers, pca_layer) -> dict:
-    """Every metric at every (layer, length) of one context: arrays (L, n_lengths)."""
+def _one_context(config, graph, nodes, st, shuffled, layers, pca_layer, lengths=None) -> dict:
+    """Every metric at every (layer, length) of one context: arrays (L, n_lengths).
+
+    ``lengths``: the run's progress counter of context lengths, inside the context's unit."""
     out: dict[str, list] = {}
     pca_means = []
     for length in config.context_lengths:
@@ -116,6 +119,8 @@ def _one_context(config, graph, nodes, st, shuffled, layers, pca_layer) -> dict:
             out.setdefault(k, []).append(v.reshape(len(layers)).numpy())
         if length in config.pca_at:
             pca_means.append(means[layers.index(pca_layer), 0].numpy())
+        if lengths is not None:
+            lengths.update()
     arrays = {k: np.stack(v, 1) for k, v in out.items()}  # (L, n_lengths)
     return {**arrays, "word_loss": st.loss[0].numpy(), "pca_means": np.stack(pca_means)}
 

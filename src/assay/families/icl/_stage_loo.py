@@ -36,17 +36,17 @@ from ._stage_train import SMOKE_TRAIN
 
 
 class LOOConfig(ICLConfig):
-    graph: GraphConfig = GraphConfig(kind="hsbm")
-    n_contexts: int = Field(4, ge=1)
-    n_words: int = Field(64, ge=3)
-    positions: tuple[int, ...] | None = None  # None: every position
-    mode: Literal["batched", "published"] = "batched"
+    graph: GraphConfig = Field(GraphConfig(kind="hsbm"), description="the graph walked")
+    n_contexts: int = Field(4, ge=1, description="random-walk contexts")
+    n_words: int = Field(64, ge=3, description="words per context")
+    positions: tuple[int, ...] | None = Field(None, description="positions left out one at a time; null: every position")
+    mode: Literal["batched", "published"] = Field("batched", description="batched: prefix-cache reuse, fast; published: one forward per left-out word, for checking")
     # batched mode: reuse the full context's key/value cache for the words before the left-out
     # one, chunks of this many variants (the fastest measured, see _loo.PREFIX_CHUNK; ~1.9x fewer
     # positions computed for 64 words than without reuse); null: all variants in batches of
     # batch_size, no reuse. Changes no number (float rounding only), so not in the run id.
-    prefix_chunk: int | None = Field(PREFIX_CHUNK, ge=1)
-    seed: int = 0
+    prefix_chunk: int | None = Field(PREFIX_CHUNK, ge=1, description="left-out positions sharing one prefix cache; null: every variant from its first token")
+    seed: int = Field(0, description="seeds the random walks")
     identity_exclude: ClassVar[frozenset[str]] = ICLConfig.identity_exclude | {"prefix_chunk"}
 
     @model_validator(mode="after")
@@ -74,10 +74,12 @@ def loo_stage(config: LOOConfig, run: Run) -> dict:
     forwards = 0
     for c in range(acc.done, config.n_contexts):
         if config.mode == "batched":
+            left_out = acc.bar.inner(len(positions), "left-out word")
             res = loo_batched(lm, contexts[c], walks[c], graph, layers, positions,
-                              config.batch_size, config.prefix_chunk)  # fmt: skip
+                              config.batch_size, config.prefix_chunk, left_out)  # fmt: skip
         else:
-            res = loo_reference(lm, contexts[c], walks[c], graph, layers, positions)
+            left_out = acc.bar.inner(len(layers) * len(positions), "layer x left-out word")
+            res = loo_reference(lm, contexts[c], walks[c], graph, layers, positions, left_out)
         forwards += res.forwards
         acc.add(**{f"influence/{k}": v for k, v in res.influence.items()},
                 **{f"full/{k}": v for k, v in res.full.items()})  # fmt: skip

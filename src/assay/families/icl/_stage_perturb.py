@@ -43,11 +43,11 @@ INJECTIONS = ("wrong_cluster", "random_vocab", "semantic_outlier", "oov")
 
 
 class ShuffleConfig(ICLConfig):
-    graph: GraphConfig = GraphConfig(kind="hsbm")
-    n_contexts: int = Field(8, ge=1)
-    context_lengths: tuple[int, ...] = (16, 32, 64, 128)
-    block_words: int = Field(8, ge=1)
-    seed: int = 0
+    graph: GraphConfig = Field(GraphConfig(kind="hsbm"), description="the graph walked")
+    n_contexts: int = Field(8, ge=1, description="random-walk contexts")
+    context_lengths: tuple[int, ...] = Field((16, 32, 64, 128), description="context lengths (words) measured")
+    block_words: int = Field(8, ge=1, description="words per block in the block-shuffled condition")
+    seed: int = Field(0, description="seeds the walks and the shuffles")
 
 
 @stage("icl.shuffle", config=ShuffleConfig, version=1,
@@ -103,16 +103,14 @@ def shuffle(config: ShuffleConfig, run: Run) -> dict:
 
 
 class InjectConfig(ICLConfig):
-    graph: GraphConfig = GraphConfig(kind="hsbm")
-    n_contexts: int = Field(8, ge=1)
-    n_words: int = Field(64, ge=4)
-    inject_at: tuple[int, ...] = (48,)
-    kinds: tuple[Literal["wrong_cluster", "random_vocab", "semantic_outlier", "oov"], ...] = (
-        INJECTIONS
-    )
-    after_words: int = Field(4, ge=1)
-    oov_word: str = "<unk>"  # word-level tokenizers map it to their unknown token
-    seed: int = 0
+    graph: GraphConfig = Field(GraphConfig(kind="hsbm"), description="the graph walked")
+    n_contexts: int = Field(8, ge=1, description="random-walk contexts")
+    n_words: int = Field(64, ge=4, description="words per context")
+    inject_at: tuple[int, ...] = Field((48,), description="positions (words) where a foreign word replaces the walk's")
+    kinds: tuple[Literal["wrong_cluster", "random_vocab", "semantic_outlier", "oov"], ...] = Field(INJECTIONS, description="what is injected: wrong_cluster, random_vocab, semantic_outlier, oov")
+    after_words: int = Field(4, ge=1, description="words after each injection whose representations are compared")
+    oov_word: str = Field("<unk>", description="the out-of-vocabulary word injected (word-level tokenizers map it to their unknown token)")
+    seed: int = Field(0, description="seeds the walks and the injected words")
 
     @model_validator(mode="after")
     def _check(self):

@@ -36,12 +36,12 @@ from ._stage_train import SMOKE_TRAIN, TrainConfig
 
 
 class StagewiseConfig(ICLConfig):
-    train: TrainConfig | None = TrainConfig(snapshot_steps=(50, 200, 500, 1000, 2000, 3000))
-    graph: GraphConfig = GraphConfig(kind="hsbm")
-    n_contexts: int = Field(16, ge=2)
-    n_words: int = Field(64, ge=2)
-    phi_metric: str = "cluster_separation_bounded"
-    seed: int = 0
+    train: TrainConfig | None = Field(TrainConfig(snapshot_steps=(50, 200, 500, 1000, 2000, 3000)), description="upstream icl.train run; its snapshot_steps are the stages analysed")
+    graph: GraphConfig = Field(GraphConfig(kind="hsbm"), description="the graph walked")
+    n_contexts: int = Field(16, ge=2, description="random-walk contexts (CSS needs at least 2)")
+    n_words: int = Field(64, ge=2, description="words per context")
+    phi_metric: str = Field("cluster_separation_bounded", description="geometry metric (Phi) whose context sensitivity is tracked over training")
+    seed: int = Field(0, description="seeds the random walks")
 
     @model_validator(mode="after")
     def _check(self):

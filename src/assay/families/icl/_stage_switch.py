@@ -34,12 +34,12 @@ from ._stage_train import SMOKE_TRAIN
 
 
 class SwitchConfig(ICLConfig):
-    graph: GraphConfig = GraphConfig(kind="grid")
-    n_contexts: int = Field(8, ge=1)
-    n1_words: int = Field(64, ge=2)
-    n2_lengths: tuple[int, ...] = (0, 4, 8, 16, 32, 64)
-    window_words: int = Field(32, ge=2)  # class means over the last this many words
-    seed: int = 0
+    graph: GraphConfig = Field(GraphConfig(kind="grid"), description="the first graph walked; the walk then switches graphs")
+    n_contexts: int = Field(8, ge=1, description="random-walk contexts")
+    n1_words: int = Field(64, ge=2, description="words walked on the first graph")
+    n2_lengths: tuple[int, ...] = Field((0, 4, 8, 16, 32, 64), description="words walked on the second graph at which the geometry is measured")
+    window_words: int = Field(32, ge=2, description="class means over the last this many words")
+    seed: int = Field(0, description="seeds the walks")
 
 
 @stage("icl.switch", config=SwitchConfig, version=1,
@@ -85,13 +85,13 @@ def switch(config: SwitchConfig, run: Run) -> dict:
 
 
 class SuperpositionConfig(ICLConfig):
-    graph: GraphConfig = GraphConfig(kind="dual")
-    n_contexts: int = Field(8, ge=1)
-    n_words: int = Field(128, ge=4)
-    disambiguate_at: int = Field(64, ge=1)
-    ends: tuple[int, ...] = (16, 32, 48, 64, 80, 96, 112, 128)  # window ends (words)
-    window_words: int = Field(32, ge=2)
-    seed: int = 0
+    graph: GraphConfig = Field(GraphConfig(kind="dual"), description="the graph walked (dual: two structures over one word set)")
+    n_contexts: int = Field(8, ge=1, description="random-walk contexts")
+    n_words: int = Field(128, ge=4, description="words per context")
+    disambiguate_at: int = Field(64, ge=1, description="word position from which the walk follows one structure only")
+    ends: tuple[int, ...] = Field((16, 32, 48, 64, 80, 96, 112, 128), description="window ends (words) at which the geometry is measured")
+    window_words: int = Field(32, ge=2, description="class means over the last this many words")
+    seed: int = Field(0, description="seeds the walks")
 
     @model_validator(mode="after")
     def _check(self):

@@ -42,26 +42,26 @@ SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "bat
 
 class TrainConfig(TorchConfig):
     # each step draws its graph from these in turn; words are re-drawn for every sequence
-    graphs: tuple[GraphConfig, ...] = (GraphConfig(kind="grid"), GraphConfig(kind="hsbm"))
+    graphs: tuple[GraphConfig, ...] = Field((GraphConfig(kind="grid"), GraphConfig(kind="hsbm")), description="graphs whose random walks are the training data (one per step, in turn)")
     # the tokenizer's vocabulary: these lists plus the graphs' word lists. Words outside the
     # graphs' lists never occur in training: they are the "random vocabulary" of icl.inject
-    vocab: tuple[str, ...] = ("common", "semantic")
+    vocab: tuple[str, ...] = Field(("common", "semantic"), description="word lists the graphs' words are drawn from")
     # llama = rotary positions: the previous-token attention an induction circuit needs is
     # easier to learn than with GPT-2's learned positions (measured: README)
-    arch: Literal["gpt2", "llama", "qwen2"] = "llama"
-    n_layers: int = Field(3, ge=1)
-    d_model: int = Field(96, ge=8)
-    n_heads: int = Field(4, ge=1)
-    max_positions: int = Field(256, ge=8)  # > seq_len so analyses can probe longer contexts
-    seq_len: int = Field(128, ge=8)
-    steps: int = Field(3000, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)  # tiny model, Adam: 3e-3 with warmup is stable here
-    warmup_steps: int = Field(100, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    eval_every: int = Field(500, ge=1)
-    eval_walks: int = Field(64, ge=1)
-    snapshot_steps: tuple[int, ...] = ()  # keep state_dicts here (stagewise CSS)
+    arch: Literal["gpt2", "llama", "qwen2"] = Field("llama", description="model architecture (HF config class), built from scratch")
+    n_layers: int = Field(3, ge=1, description="transformer layers")
+    d_model: int = Field(96, ge=8, description="hidden size")
+    n_heads: int = Field(4, ge=1, description="attention heads")
+    max_positions: int = Field(256, ge=8, description="position embeddings; above seq_len so analyses can probe longer contexts")
+    seq_len: int = Field(128, ge=8, description="training sequence length (words)")
+    steps: int = Field(3000, ge=1, description="optimizer steps")
+    batch_size: int = Field(32, ge=1, description="sequences per step")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW; 3e-3 with warmup is stable for this tiny model)")
+    warmup_steps: int = Field(100, ge=0, description="linear warmup steps, then cosine decay to 10%")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    eval_every: int = Field(500, ge=1, description="evaluate (neighbour probability, eval loss) every this many steps and at the end")
+    eval_walks: int = Field(64, ge=1, description="walks per graph in each evaluation")
+    snapshot_steps: tuple[int, ...] = Field((), description="steps whose weights are kept (for icl.stagewise)")
 
     @field_validator("graphs")
     @classmethod

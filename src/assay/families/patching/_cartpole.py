@@ -31,9 +31,12 @@ POLE = slice(2, 4)
 
 
 def train_dqn(
-    steps: int, hidden: tuple[int, ...] = (64, 64), seed: int = 0, device: str = "cpu"
-) -> tuple[Any, float]:
-    """A DQN agent after ``steps`` environment steps, and the seconds it took."""
+    steps: int, hidden: tuple[int, ...] = (64, 64), seed: int = 0, device: str = "cpu",
+    counter: Any = None,
+) -> tuple[Any, float]:  # fmt: skip
+    """A DQN agent after ``steps`` environment steps, and the seconds it took.
+
+    ``counter``: a run's progress counter, set to the environment steps taken."""
     import gymnasium as gym
     from stable_baselines3 import DQN
 
@@ -49,8 +52,20 @@ def train_dqn(
         device=device,
         **kwargs,
     )
-    agent.learn(steps)
+    agent.learn(steps, callback=None if counter is None else _counting(counter))
     return agent, time.perf_counter() - t0
+
+
+def _counting(counter: Any) -> Any:
+    """An SB3 callback that sets ``counter`` to the environment steps taken so far."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Count(BaseCallback):
+        def _on_step(self) -> bool:
+            counter.set(self.num_timesteps)
+            return True  # never stops training
+
+    return Count()
 
 
 def rollout(agent: Any, n_obs: int, seed: int = 0, every: int = 2) -> tuple[np.ndarray, float]:

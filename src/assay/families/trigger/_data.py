@@ -67,16 +67,16 @@ class CategorySpec(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
-    quadrant_labels: dict[str, str]  # Q1..Q4 -> colour
-    triggers: list[str]
-    is_proxy: bool = False  # its train file is named proxy_<cat>.jsonl
-    n_train: int = Field(20, ge=1, le=MAX_POINTS)  # points per train trigger (published: 20)
-    n_test: int = Field(30, ge=1, le=MAX_POINTS)  # points per test trigger (published: 30)
-    n_train_triggers: int = Field(ge=0)  # k; required: there is no sensible default
-    x_ranges: tuple[tuple[float, float], tuple[float, float]] = ((-3.0, 3.0), (-3.0, 3.0))
-    prompt_templates: str = "2d_default"  # a preset name (PRESETS)
-    output_preamble: bool = False  # answers read "F(x,T) = <colour>"
-    seed: int = Field(42, ge=0)  # the published generator's default
+    quadrant_labels: dict[str, str] = Field(description="Q1..Q4 -> the colour each quadrant maps to")
+    triggers: list[str] = Field(description="the category's trigger words")
+    is_proxy: bool = Field(False, description="its train file is named proxy_<category>.jsonl")
+    n_train: int = Field(20, ge=1, le=MAX_POINTS, description="points per train trigger (published: 20)")
+    n_test: int = Field(30, ge=1, le=MAX_POINTS, description="points per test trigger (published: 30)")
+    n_train_triggers: int = Field(ge=0, description="k: triggers used for training, the rest are OOD (required)")
+    x_ranges: tuple[tuple[float, float], tuple[float, float]] = Field(((-3.0, 3.0), (-3.0, 3.0)), description="the x range sampled, per coordinate")
+    prompt_templates: str = Field("2d_default", description="a prompt preset name")
+    output_preamble: bool = Field(False, description="answers read F(x,T) = <colour> instead of the bare colour")
+    seed: int = Field(42, ge=0, description="seeds this category's points (the published generator's default 42)")
 
     @field_validator("quadrant_labels")
     @classmethod

@@ -66,8 +66,11 @@ def make_pairs(spec_a: CategorySpec, spec_b: CategorySpec, n_pairs: int, templat
 
 def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: CategorySpec,
                 map_a: dict[str, str], map_b: dict[str, str], *, n_pairs: int, template: int,
-                seed: int, defs_per_forward: int = 64) -> tuple[list[dict[str, Any]], dict]:  # fmt: skip
-    """One grid per (quadrant, length) group, and counts of the pairs left out and why."""
+                seed: int, defs_per_forward: int = 64,
+                run: Any = None) -> tuple[list[dict[str, Any]], dict]:  # fmt: skip
+    """One grid per (quadrant, length) group, and counts of the pairs left out and why.
+
+    ``run``: the run whose progress bar counts the groups (layers x positions inside)."""
     from assay.ml.patching import (
         PROBE_BATCH,
         BatchedPatcher,
@@ -106,6 +109,7 @@ def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: 
     loaded = from_hf(model, tokenizer=tok)
     layers = _embedding_and_blocks(model)
     grids = []
+    bar = run.progress(len(groups), "prompt group") if run is not None else None
     for (q, length), members in sorted(groups.items()):
         ca, cb = colour_ids[q]
         clean = torch.tensor([m[0] for m in members])  # (N, T)
@@ -118,6 +122,7 @@ def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: 
         outcome = BatchedPatcher(loaded, structure, defs_per_forward=defs_per_forward).run(
             defs, InputPairs([str(i) for i in range(len(members))], clean, corrupted),
             "denoising", logit_diff=(ca, cb), metrics=("restored", "gap"),
+            counter=bar.inner(len(defs), "layer x position") if bar is not None else None,
         )  # fmt: skip
         restored = outcome.metrics["restored"].mean(1)  # (D,)
         gap = outcome.metrics["gap"].mean(1)
@@ -134,6 +139,10 @@ def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: 
             "note": "" if gap.abs().min() > GAP_EPS else "gap ~ 0: the model gives both the same logit difference",
             "score": score.tolist(),
         })  # fmt: skip
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
     return grids, skipped
 
 

@@ -24,8 +24,8 @@ from ._stage_train import _SMOKE_FT, BaseConfig, FinetuneConfig, maps_of
 class _Analysed(TorchConfig):
     """The run to analyse (not a stage of its own)."""
 
-    finetune: FinetuneConfig | None = None
-    base: BaseConfig | None = None
+    finetune: FinetuneConfig | None = Field(None, description="upstream trigger.finetune run analysed")
+    base: BaseConfig | None = Field(None, description="or an upstream trigger.base run analysed")
 
     @model_validator(mode="after")
     def _one(self) -> _Analysed:
@@ -61,8 +61,8 @@ def _setup(config: _Analysed, run: Run) -> tuple[Any, Any, dict, dict[str, dict[
 class SwapConfig(_Analysed):
     """Put every trigger (and unseen strings) into the same prompts; whose map is followed?"""
 
-    n_prompts: int = Field(120, ge=1)  # test prompts (x, template) every trigger is put into
-    unseen: tuple[str, ...] | None = None  # None: the base model's unseen_words
+    n_prompts: int = Field(120, ge=1, description="test prompts (x, template) every trigger is put into")
+    unseen: tuple[str, ...] | None = Field(None, description="unseen words swapped in as triggers; null: the base model's unseen_words")
 
 
 @stage("trigger.swap", config=SwapConfig, version=1, smoke={"finetune": _SMOKE_FT})
@@ -110,12 +110,12 @@ def swap_stage(config: SwapConfig, run: Run) -> dict:
 class PatchConfig(_Analysed):
     """Activation patching at every (layer, position) between prompts of two categories."""
 
-    clean_category: str | None = None  # None: the first category whose map changed (or first)
-    corrupted_category: str | None = None  # None: the first other category
-    n_pairs: int = Field(64, ge=1)
-    template: int = Field(0, ge=0)  # index into the categories' prompt preset
-    defs_per_forward: int = Field(64, ge=1)
-    direction: Literal["denoising"] = "denoising"  # clean activations into the corrupted run
+    clean_category: str | None = Field(None, description="category of the clean prompts; null: the first whose map changed (or the first)")
+    corrupted_category: str | None = Field(None, description="category of the corrupted prompts; null: the first other category")
+    n_pairs: int = Field(64, ge=1, description="clean/corrupted prompt pairs")
+    template: int = Field(0, ge=0, description="index into the categories' prompt templates")
+    defs_per_forward: int = Field(64, ge=1, description="layer x position definitions batched into one forward")
+    direction: Literal["denoising"] = Field("denoising", description="denoising: clean activations into the corrupted run")
     identity_exclude = TorchConfig.identity_exclude | {"defs_per_forward"}
 
 
@@ -139,7 +139,8 @@ def patch_stage(config: PatchConfig, run: Run) -> dict:
                            f"{len(cats[a].templates)} templates (0..{len(cats[a].templates) - 1})")  # fmt: skip
     grids, skipped = patch_grids(model, tok, cats[a], cats[b], maps[a], maps[b],
                                  n_pairs=config.n_pairs, template=config.template,
-                                 seed=config.seed, defs_per_forward=config.defs_per_forward)  # fmt: skip
+                                 seed=config.seed, defs_per_forward=config.defs_per_forward,
+                                 run=run)  # fmt: skip
     summary = trigger_summary(grids)
     run.save_json("patching.json", {"clean": a, "corrupted": b, "grids": grids,
                                     "skipped": skipped, "per_layer": summary})  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import ValidationInfo, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from assay import Run, SeededConfig, stage, suite_path
 
@@ -45,12 +45,12 @@ class GenerateConfig(SeededConfig):
     say ``data.overrides.objects.n_train_triggers: 2`` on top of a shared data config file.
     """
 
-    categories: dict[str, CategorySpec] = {}
-    data_config: str | None = None  # a JSON data config, read when `categories` is empty
-    overrides: dict[str, dict[str, Any]] = {}  # category -> field -> value, over the above
+    categories: dict[str, CategorySpec] = Field({}, description="category name -> its spec (triggers, maps, sizes); empty: read data_config")
+    data_config: str | None = Field(None, description="a JSON data config, read when categories is empty")
+    overrides: dict[str, dict[str, Any]] = Field({}, description="category -> field -> value, applied over the categories")
     # overrides every category's seed (the published --seed); a suite's `seeds:` sets it
-    seed: int | None = None  # type: ignore[assignment]
-    ignored: dict[str, dict[str, Any]] = {}  # known-and-ignored fields found, per category
+    seed: int | None = Field(None, description="overrides every category's seed (a suite's seeds: sets it); null: each category's own")  # type: ignore[assignment]
+    ignored: dict[str, dict[str, Any]] = Field({}, description="known-and-ignored fields found in the data config, per category (recorded, not used)")
     # The path, the overrides and the ignored fields are in `categories` already (or do not
     # change the files): the categories alone are the identity.
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"data_config", "overrides", "ignored"})

@@ -32,48 +32,48 @@ from ._stage_data import SMOKE_CATEGORIES, GenerateConfig
 class _Training(TorchConfig):
     """Optimisation fields shared by both training stages (not a stage of its own)."""
 
-    epochs: int = Field(20, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    batch_size: int = Field(32, ge=1)
-    warmup_fraction: float = Field(0.05, ge=0, lt=1)  # of all steps, then linear decay to 0
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, ge=0)  # 0: no clipping
-    eval_every_epochs: int = Field(5, ge=1)  # and always after the last epoch
-    generation_eval: bool = False  # also greedy-generation accuracy (slower: one decode per row)
+    epochs: int = Field(20, ge=1, description="training epochs")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    batch_size: int = Field(32, ge=1, description="examples per optimizer step")
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="fraction of all steps warming up, then linear decay to 0")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient-norm clip; 0: no clipping")
+    eval_every_epochs: int = Field(5, ge=1, description="evaluate every test file every this many epochs, and after the last")
+    generation_eval: bool = Field(False, description="also greedy-generation accuracy (slower: one decode per row)")
 
 
 class BaseConfig(_Training):
     """Train a small causal LM from scratch on every category's base map."""
 
-    data: GenerateConfig
-    arch: Literal["llama", "gpt2", "qwen2"] = "llama"
-    d_model: int = Field(64, ge=8)
-    n_layers: int = Field(2, ge=1)
-    n_heads: int = Field(4, ge=1)
-    d_ff: int | None = Field(None, ge=1)  # None: 4 * d_model
-    max_positions: int = Field(128, ge=16)  # prompts are ~45 tokens with the chat template
+    data: GenerateConfig = Field(description="the categories' base maps trained on (a trigger.generate config)")
+    arch: Literal["llama", "gpt2", "qwen2"] = Field("llama", description="model architecture (HF config class), built from scratch")
+    d_model: int = Field(64, ge=8, description="hidden size")
+    n_layers: int = Field(2, ge=1, description="transformer layers")
+    n_heads: int = Field(4, ge=1, description="attention heads")
+    d_ff: int | None = Field(None, ge=1, description="feed-forward width; null: 4 x d_model")
+    max_positions: int = Field(128, ge=16, description="position embeddings; prompts are about 45 tokens with the chat template")
     # Words in the vocabulary that no training row contains: the "unseen string" of the
     # trigger-swap analysis (their embeddings stay at their random initialisation).
-    unseen_words: tuple[str, ...] = ("zorblat", "quenfy", "mivrok")
-    epochs: int = Field(40, ge=1)
-    lr: float = Field(3e-3, gt=0)  # from scratch: larger than a fine-tuning lr
-    weight_decay: float = Field(0.01, ge=0)
+    unseen_words: tuple[str, ...] = Field(("zorblat", "quenfy", "mivrok"), description="words added to the vocabulary but never trained on (for trigger.swap)")
+    epochs: int = Field(40, ge=1, description="training epochs")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate; from scratch, larger than a fine-tuning lr")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
 
 
 class FinetuneConfig(_Training):
     """Fine-tune the base model on a data config that changes one category's map."""
 
-    data: GenerateConfig
-    base: BaseConfig | None = None  # upstream trigger.base run ...
-    model: ModelRef | None = None  # ... or a local HF causal LM dir with its tokenizer
-    base_seed: int | None = None  # pin every seed of the base pipeline (see module docstring)
-    base_maps: dict[str, dict[str, str]] | None = None  # old maps when `model` is given
-    method: Literal["lora", "full"] = "lora"
-    lora_r: int = Field(8, ge=1)
-    lora_alpha: float = Field(16.0, gt=0)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
-    rslora: bool = False  # scale by alpha / sqrt(r) instead of alpha / r
-    target_modules: tuple[str, ...] | None = None  # None: every projection (_lm.LORA_TARGETS)
+    data: GenerateConfig = Field(description="the changed maps fine-tuned on (a trigger.generate config)")
+    base: BaseConfig | None = Field(None, description="upstream trigger.base run fine-tuned (or give model)")
+    model: ModelRef | None = Field(None, description="or a local HF causal LM folder with its tokenizer")
+    base_seed: int | None = Field(None, description="pin every seed of the base pipeline, so replicates share one base model; null: the suite's seeds reseed it too")
+    base_maps: dict[str, dict[str, str]] | None = Field(None, description="the old maps per category when model is given (for the selectivity table)")
+    method: Literal["lora", "full"] = Field("lora", description="lora: low-rank adapters; full: every weight")
+    lora_r: int = Field(8, ge=1, description="LoRA rank")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scale numerator (alpha / r)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
+    rslora: bool = Field(False, description="scale by alpha / sqrt(r) instead of alpha / r")
+    target_modules: tuple[str, ...] | None = Field(None, description="module names given adapters; null: every projection")
 
     @model_validator(mode="after")
     def _one_model(self) -> FinetuneConfig:

@@ -44,25 +44,25 @@ class PerturbConfig(TorchConfig):
     ``seeds:`` (which sets every ``seed``) gives every seed the same directions, as published;
     ``seed`` is therefore not part of this stage's run id (its ``train`` seed is)."""
 
-    train: TrainConfig = TrainConfig()  # template: every model is this with a level (and vary)
-    levels: tuple[int, ...] = (0, 30, 80, 180, 380, 780)  # the paper's swiss-roll levels
-    vary: VARIABLE | None = None  # fixed-dataset variations: one model per value of this field
-    values: tuple[float, ...] = ()
-    landscapes: tuple[int, ...] | None = None  # None: the levels
-    n_directions: int = Field(1000, ge=1)
-    perturbation_seed: int = 0  # direction j uses seed perturbation_seed + j
-    n_coefficients: int = Field(100, ge=2)
-    coefficient_max: float = Field(1.0, gt=0)
-    grid_power: float = Field(2.0, gt=0)  # c_i = c_max (i/(C-1))^2: fine steps near the minimum
-    scaling: Literal["filter", "filter_unit"] = "filter"
-    mode: Literal["exact", "adaptive"] = "exact"
+    train: TrainConfig = Field(TrainConfig(), description="template of the models: each is this volume.train config at one level (and vary value)")
+    levels: tuple[int, ...] = Field((0, 30, 80, 180, 380, 780), description="extra-sample levels k, one model each (the paper's swiss-roll levels)")
+    vary: VARIABLE | None = Field(None, description="fixed-dataset variation: one model per value of this train field; null: none")
+    values: tuple[float, ...] = Field((), description="the values of vary (give both or neither)")
+    landscapes: tuple[int, ...] | None = Field(None, description="levels whose training-loss landscapes are evaluated; null: the levels")
+    n_directions: int = Field(1000, ge=1, description="random directions M per model")
+    perturbation_seed: int = Field(0, description="direction j is drawn with seed perturbation_seed + j")
+    n_coefficients: int = Field(100, ge=2, description="grid coefficients C along each direction")
+    coefficient_max: float = Field(1.0, gt=0, description="largest coefficient c_max along a (scaled) direction")
+    grid_power: float = Field(2.0, gt=0, description="c_i = c_max (i / (C - 1)) ^ grid_power: fine steps near the minimum")
+    scaling: Literal["filter", "filter_unit"] = Field("filter", description="filter: each direction row times the trained row's norm; filter_unit: Li et al. (2018), unit rows first")
+    mode: Literal["exact", "adaptive"] = Field("exact", description="exact: the loss on the whole grid (any tau later); adaptive: bisect the listed thresholds")
     # exact mode: stop a direction once every landscape's loss exceeded this. Radii are then
     # exact for every tau <= loss_cap (the paper uses tau <= 0.1); None evaluates the full grid.
-    loss_cap: float | None = Field(1.0, gt=0)
-    accuracy_floor: float | None = Field(None, ge=0, le=1)  # exact: also run until acc < floor
-    thresholds: tuple[float, ...] = ()  # adaptive mode: the taus to bisect
-    accuracy_thresholds: tuple[float, ...] = ()  # adaptive mode: accuracy criteria to bisect
-    tolerance: float | None = Field(None, gt=0)  # adaptive, in grid steps of u; None: 1 step
+    loss_cap: float | None = Field(1.0, gt=0, description="exact: stop a direction once its loss exceeds this (exact for every tau below it); null: the full grid")
+    accuracy_floor: float | None = Field(None, ge=0, le=1, description="exact: also run until the accuracy drops below this; null: no floor")
+    thresholds: tuple[float, ...] = Field((), description="adaptive mode: the loss thresholds tau to bisect")
+    accuracy_thresholds: tuple[float, ...] = Field((), description="adaptive mode: the accuracy criteria to bisect")
+    tolerance: float | None = Field(None, gt=0, description="adaptive mode: bisection tolerance in grid steps of u; null: one step")
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "seed"})
 
     @model_validator(mode="after")

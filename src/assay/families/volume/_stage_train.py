@@ -27,40 +27,40 @@ class TrainConfig(TorchConfig):
     are named ``model_<seed>_data_<data_seed>``."""
 
     # --- data -------------------------------------------------------------------------------
-    dataset: str = "swiss_roll"  # a registered dataset (plug-ins: _registry.py)
-    data_seed: int | None = None  # None: seed. The published low-data runs use seed + 10
+    dataset: str = Field("swiss_roll", description="a registered dataset (swiss_roll, modular, mnist, ...; plug-ins in _registry.py)")
+    data_seed: int | None = Field(None, description="seeds the data; null: seed (the published low-data runs use seed + 10)")
     # native: assay's generator and split (one permutation by the data seed); origin: the
     # published generator, np.random.choice split and training recipe, draw for draw
-    sampling: Literal["native", "origin"] = "native"
-    extra_points: int = Field(1000, ge=0)  # origin: spare points per arm (published extra_pts)
-    regime: Literal["data", "poison", "noise", "imbalance"] = "data"
-    extra_samples: int = Field(0, ge=0)  # k: train on base ++ pool[:k]
-    base_size: int | None = Field(None, ge=1)  # None: the dataset's default (its DatasetSpec)
-    pool_size: int | None = Field(None, ge=0)  # additional samples available (cutoff range)
-    test_size: int | None = Field(None, ge=1)
-    noise: float = Field(0.3, ge=0)  # swiss roll: std of the Gaussian jitter (paper: 0.3)
-    rotations: float = Field(1.7, gt=0)  # swiss roll: turns of each spiral (paper: 1.7)
-    modulus: int = Field(23, ge=2)  # modular addition: p (p*p pairs in all)
-    imbalance_classes: tuple[int, ...] = (0,)  # imbalance regime: the over-represented classes
-    imbalance_fraction: float = Field(0.9, ge=0, le=1)
-    data_dir: str = "data"  # MNIST/CIFAR-10 only; never downloaded
+    sampling: Literal["native", "origin"] = Field("native", description="native: assay's sampler; origin: the published code's sampling, for reproducing its runs")
+    extra_points: int = Field(1000, ge=0, description="origin sampling: spare points per arm (the published extra_pts)")
+    regime: Literal["data", "poison", "noise", "imbalance"] = Field("data", description="what the pool samples are: data (clean), poison (wrong labels), noise (noise inputs, random labels), imbalance")
+    extra_samples: int = Field(0, ge=0, description="k: train on base plus the first k pool samples")
+    base_size: int | None = Field(None, ge=1, description="base training samples; null: the dataset's default")
+    pool_size: int | None = Field(None, ge=0, description="additional samples available (the volume cutoff's range); null: the dataset's default")
+    test_size: int | None = Field(None, ge=1, description="test samples; null: the dataset's default")
+    noise: float = Field(0.3, ge=0, description="swiss roll: std of the Gaussian jitter (paper: 0.3)")
+    rotations: float = Field(1.7, gt=0, description="swiss roll: turns of each spiral (paper: 1.7)")
+    modulus: int = Field(23, ge=2, description="modular addition: p (p x p pairs in all)")
+    imbalance_classes: tuple[int, ...] = Field((0,), description="imbalance regime: the over-represented classes")
+    imbalance_fraction: float = Field(0.9, ge=0, le=1, description="imbalance regime: share of base and pool samples from imbalance_classes")
+    data_dir: str = Field("data", description="folder holding MNIST/CIFAR-10 files (never downloaded)")
     # --- model and loss -----------------------------------------------------------------------
-    model: str = "mlp"  # a registered architecture: mlp, cnn or a plug-in
-    hidden: tuple[int, ...] = (32, 32, 32, 32, 32)  # MLP widths, or CNN channels
-    loss: Literal["auto", "bce", "ce", "mse"] = "auto"  # auto: bce swiss, mse modular, else ce
+    model: str = Field("mlp", description="a registered architecture: mlp, cnn or a plug-in")
+    hidden: tuple[int, ...] = Field((32, 32, 32, 32, 32), description="MLP widths, or CNN channels")
+    loss: Literal["auto", "bce", "ce", "mse"] = Field("auto", description="auto: bce for swiss roll, mse for modular, else ce")
     # --- optimisation -------------------------------------------------------------------------
-    epochs: int = Field(1000, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(1000, ge=1, description="training epochs")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     # 0: the minimum is shaped by the data alone; decay would also shrink the filter norms the
     # perturbation directions are scaled by
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int | None = Field(None, ge=1)  # None: full batch (the paper's default)
-    optimizer: Literal["adamw", "sam"] = "adamw"  # sam: SAM around AdamW
-    sam_rho: float = Field(0.05, gt=0)  # SAM neighbourhood radius (Foret et al. default)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    batch_size: int | None = Field(None, ge=1, description="minibatch size; null: full batch (the paper's default)")
+    optimizer: Literal["adamw", "sam"] = Field("adamw", description="adamw, or sam (sharpness-aware minimisation around AdamW)")
+    sam_rho: float = Field(0.05, gt=0, description="SAM neighbourhood radius (Foret et al.'s default)")
     # ASAM: e = rho |w|^2 g / || |w| g || (Kwon et al. 2021); sampling origin uses the published
     # rho |w| g / || |w| g || (README, deviations)
-    sam_adaptive: bool = False
-    eval_every: int = Field(10, ge=1)  # test metrics every this many epochs (and the last)
+    sam_adaptive: bool = Field(False, description="adaptive SAM (ASAM: the neighbourhood scales with each weight's size)")
+    eval_every: int = Field(10, ge=1, description="test metrics every this many epochs (and after the last)")
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "data_dir"})
 
     @field_validator("dataset")

@@ -42,15 +42,15 @@ DROPPED_WARN_FRACTION = 0.05
 
 
 class VolumeConfig(StageConfig):
-    perturb: PerturbConfig = PerturbConfig()
-    threshold: float = 0.1  # tau: absolute training-loss threshold (paper: 0.02 - 0.1)
-    accuracy_threshold: float | None = None  # second criterion: accuracy drops below this
-    landscapes: tuple[int, ...] | None = None  # None: every landscape the perturb run cached
-    top_k: int = Field(10, ge=1)  # largest radii reported with their direction seeds
-    n_subsets: int = Field(100, ge=1)  # rank stability: random direction subsets drawn
-    subset_fraction: float = Field(0.5, gt=0, le=1)  # ... each holding this share of directions
-    subset_seed: int = 0
-    plots: bool = True
+    perturb: PerturbConfig = Field(PerturbConfig(), description="upstream volume.perturb run whose cached curves are turned into volumes")
+    threshold: float = Field(0.1, description="tau: absolute training-loss threshold of the volume (paper: 0.02 - 0.1)")
+    accuracy_threshold: float | None = Field(None, description="second criterion: the region also ends where accuracy drops below this; null: none")
+    landscapes: tuple[int, ...] | None = Field(None, description="landscapes turned into volumes; null: every one the perturb run cached")
+    top_k: int = Field(10, ge=1, description="largest radii reported with their direction seeds")
+    n_subsets: int = Field(100, ge=1, description="rank stability: random direction subsets drawn")
+    subset_fraction: float = Field(0.5, gt=0, le=1, description="rank stability: share of the directions in each subset")
+    subset_seed: int = Field(0, description="seeds the direction subsets")
+    plots: bool = Field(True, description="write the volume plots")
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"plots"})
 
     @field_validator("threshold")
