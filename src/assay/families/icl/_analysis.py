@@ -31,6 +31,7 @@ from assay import (
     records_frame,
     save_figure,
 )  # fmt: skip
+from assay._engine._guard import read_text_in_root, real_in_root
 
 ENERGY_METRICS = ("dirichlet_energy_standardised", "dirichlet_energy_vs_shuffled")
 LOO_INFLUENCES = ("ratio", "energy", "dirichlet", "cross_distance", "within_distance")
@@ -58,7 +59,8 @@ def _cell(values: list[float], bounds: tuple[float, float] | None = None, **keys
 
 
 def _json(run: Any, name: str) -> dict:
-    return json.loads((Path(run.dir) / "artifacts" / name).read_text())
+    # runs live at <root>/<id>: never read through a link leading out of that root
+    return json.loads(read_text_in_root(Path(run.dir).parent, Path(run.dir) / "artifacts" / name))
 
 
 def geometry_rows(records: Sequence[Any]) -> list[dict]:
@@ -84,7 +86,8 @@ def css_rows(records: Sequence[Any]) -> list[dict]:
     for label, runs in _groups(records, "icl.geometry"):
         cells: dict[tuple, list] = {}
         for run in runs:
-            with np.load(Path(run.dir) / "artifacts" / "css.npz") as z:
+            css = Path(run.dir) / "artifacts" / "css.npz"
+            with np.load(real_in_root(Path(run.dir).parent, css, verb="read")) as z:
                 layers, lengths = z["layers"].tolist(), z["context_lengths"].tolist()
                 for key in (k for k in z.files if k not in ("layers", "context_lengths")):
                     grid = z[key][-1, :, : lengths[-1]]  # (L, T) at the longest length

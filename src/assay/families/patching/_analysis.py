@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assay import atomic_path, save_figure
+from assay._engine._guard import read_text_in_root
 
 from ._results import (
     DEFAULT_RANK_METRIC,
@@ -35,8 +36,9 @@ def records_of(runs: Iterable[Any]) -> list[dict[str, Any]]:
         if getattr(r, "stage", None) != "patching.run" or getattr(r, "dir", None) is None:
             continue
         path = Path(r.dir) / "artifacts" / "records.jsonl"
-        if path.exists():
-            out += [json.loads(line) for line in path.read_text().splitlines() if line]
+        if path.exists():  # never through a link leading out of the run root
+            text = read_text_in_root(Path(r.dir).parent, path)
+            out += [json.loads(line) for line in text.splitlines() if line]
     return merge_shards(out)
 
 
