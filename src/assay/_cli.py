@@ -30,14 +30,26 @@ def _console() -> Any:
 
 
 def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A table of user text: ``Text`` cells, so ``[/]`` in a name is shown, never parsed."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, show_lines=False, title_justify="left")
+    table = Table(title=None if title is None else Text(shown(title)), show_lines=False,
+                  title_justify="left")  # fmt: skip
     for col in columns:
-        table.add_column(col, overflow="fold")
+        table.add_column(Text(shown(col)), overflow="fold")
     for row in rows:
-        table.add_row(*(_fmt(v) for v in row))
+        table.add_row(*(Text(shown(_fmt(v))) for v in row))
     _console().print(table)
+
+
+def shown(value: Any) -> str:
+    """User text as printed: control characters (a terminal escape in a config string) appear
+    escaped, as ``\\x1b``, and never reach the terminal raw."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 def _fmt(value: Any) -> str:
@@ -220,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     remember(args.root or "runs", [*args.imports, *(suite.imports if args.trust_imports else ())])
     counts = result.counts
-    print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    print(f"suite {shown(suite.name)}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     from ._sinks import parse_sinks
 
     sinks = ",".join(parse_sinks(options.get("sink")) or suite.sinks)
@@ -234,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {len(result.stale)} finished run(s) are stale (stage code changed since they "
               "ran) and were kept; `assay status` lists them, --rerun-stale reruns them")  # fmt: skip
     for o in result.failed:
-        print(f"  failed {o.id}: {(o.error or '').splitlines()[0] if o.error else ''}")
+        print(f"  failed {o.id}: {shown((o.error or '').splitlines()[0]) if o.error else ''}")
     if result.failed:
         print("  see <root>/<id>/error.txt; rerun failed runs with --retry-failed")
         return EXIT_FAILED_RUNS
@@ -274,7 +286,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     runs = _plan(args, suite, seeds=parse_seeds(args.seeds))
     store = _existing_store(args)
     if store is None:
-        print(f"suite {suite.name}: 0/{len(runs)} done; {_no_runs(args)}")
+        print(f"suite {shown(suite.name)}: 0/{len(runs)} done; {_no_runs(args)}")
         return 0
     from ._executors._ledger import reconcile
 
@@ -296,7 +308,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         states[r.state.value] = states.get(r.state.value, 0) + 1
     done = states.get("done", 0)
-    print(f"suite {suite.name}: {done}/{len(rows)} done; "
+    print(f"suite {shown(suite.name)}: {done}/{len(rows)} done; "
           + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))  # fmt: skip
     if len(every) > len(rows):
         print(f"upstream runs: {_count_states(r for r in every if r.upstream)}")
@@ -480,7 +492,7 @@ def cmd_sink_replay(args: argparse.Namespace) -> int:
         done = [r for r in store.get_many(ids).values() if r.status is RunStatus.DONE]
     sent = replay(done, names, root=args.root or "runs", suite=suite.name,
                   warn=lambda m: print(f"warning: {m}", file=sys.stderr))  # fmt: skip
-    print(f"suite {suite.name}: sent {sent} of {len(done)} finished run(s) to "
+    print(f"suite {shown(suite.name)}: sent {sent} of {len(done)} finished run(s) to "
           f"{', '.join(names)}")  # fmt: skip
     return 0 if sent == len(done) else EXIT_FAILED_RUNS
 
@@ -653,7 +665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.seeds = [t for t in args.seeds if "=" not in t]
         return int(args.func(args) or 0)
     except AssayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shown(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except ImportError as exc:  # an engine-only install meeting a command that needs an extra
         from ._engine._extras import missing_extra_message

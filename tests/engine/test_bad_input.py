@@ -104,7 +104,7 @@ def _markup_suite(name: str, values: list[str]) -> Callable[[Path], None]:
     return _write("markup.json", json.dumps(suite))
 
 
-MARKUP = ["[/]", "[bold]x[/bold", "\x1b[31mred\x1b[0m"]
+MARKUP = ["[/] [bold]x[/bold \x1b[31mred\x1b[0m"]  # marker_dir is not in the run id: one value
 CART = ("cartography", "metrics", "--out", "{tmp}/m.csv", "--dynamics")
 
 def _state_dict(tmp: Path) -> None:
@@ -213,10 +213,10 @@ CASES = [
                             "--root", "{root}"), 0, ("[/]", "[bold]x[/bold", "\\x1b[31m"),
          _markup_suite("[/]", MARKUP)),  # fmt: skip
     Case("markup-status", ("status", "{tmp}/markup.json", "--import", "teststages", "--root",
-                           "{root}"), 0, ("[/]", "[bold]x[/bold", "\\x1b[31m"),
+                           "{root}"), 0, ("suite [/]: 0/1 done",),
          _markup_suite("[/]", MARKUP)),  # fmt: skip
     Case("markup-analyze-suite-name", ("analyze", "{tmp}/polyfit.json", "--root", "{root}"), 0,
-         ("degree",), _write("polyfit.json", json.dumps(
+         ("train_mse",), _write("polyfit.json", json.dumps(
              {"name": "[/]poly[bold]", "stage": "example.fit", "config": {"degree": 1},
               "sweep": {"seeds": [0]}}))),  # fmt: skip
     # ---- stores and executors name the real cause
