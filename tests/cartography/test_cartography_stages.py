@@ -94,23 +94,22 @@ def test_strategies_reuse_one_dynamics_run_and_record_what_they_did(csv_path, ro
     assert sw["train_loss"] != recs["baseline"].results["train_loss"]
 
 
-def test_mismatched_and_missing_dynamics_fail_clearly(csv_path, root, tmp_path):
+def test_mismatched_and_missing_dynamics_are_refused_before_running(csv_path, root, tmp_path):
+    import pydantic
+
     dyn = DynamicsConfig(data={**_data(csv_path), "max_train_examples": 100}, epochs=2)
-    rec = assay.run_config(
-        StrategyConfig(
-            data=_data(csv_path), dynamics=dyn, epochs=1, filter={"kind": "cartography"}
-        ),
-        root=root,
-    )
-    assert rec.status is assay.RunStatus.FAILED
-    assert "cover 100 of the" in rec.error and "cartography_dynamics_" in rec.error
-    rec = assay.run_config(
+    with pytest.raises(assay.ConfigError, match="dynamics.data maps other examples") as exc:
+        assay.run_config(
+            StrategyConfig(
+                data=_data(csv_path), dynamics=dyn, epochs=1, filter={"kind": "cartography"}
+            ),
+            root=root,
+        )
+    assert "training ids are not in it" in str(exc.value) and not root.exists()  # plan time
+    with pytest.raises(pydantic.ValidationError, match="nowhere' does not exist"):
         StrategyConfig(
             data=_data(csv_path), epochs=1, dynamics_dir=str(tmp_path / "nowhere"), weighting={}
-        ),
-        root=root,
-    )
-    assert rec.status is assay.RunStatus.FAILED and "does not exist" in rec.error
+        )
 
 
 def test_reference_dynamics_dir_and_cluster_filter(csv_path, root, tmp_path):

@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from assay import ConfigError
+from assay.ml import FileRef
 
 from ._qa import QAConfig
 
@@ -59,10 +60,12 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dataset: Literal["rotten_tomatoes", "sms_spam", "local", "qa_synthetic"] = "rotten_tomatoes"
-    path: str | None = None  # local: the training file (.csv, .jsonl, .json)
-    validation_path: str | None = None  # local: None -> carve validation/test out of `path`
-    test_path: str | None = None
-    ood_paths: dict[str, str] = {}  # local: name -> out-of-distribution eval file (same labels)
+    # local data files are content references (path + sha256, both in the run id): an edited
+    # file is a new run; a suite's relative path is the suite file's neighbour
+    path: FileRef | None = None  # local: the training file (.csv, .jsonl, .json)
+    validation_path: FileRef | None = None  # local: None -> carve validation/test out of `path`
+    test_path: FileRef | None = None
+    ood_paths: dict[str, FileRef] = {}  # local: name -> out-of-distribution eval file
     text_column: str = "text"
     label_column: str = "label"
     id_column: str | None = None  # None: ids are "<file stem>-<row>" (stable while the file is)
@@ -247,7 +250,7 @@ def load_dataset(cfg: DataConfig) -> TextDataset:
         splits = _split_by_group(ids, df["text"].tolist(), labels, groups, cfg)
     else:
         ids, texts, labels, groups, names, dropped = _columns(
-            _read_table(cfg.path), cfg, cfg.path, None
+            _read_table(cfg.path.verify()), cfg, cfg.path.path, None
         )
         if cfg.validation_path or cfg.test_path:
             train = TextSplit(ids, texts, np.asarray(labels, dtype=np.int64))
@@ -256,14 +259,14 @@ def load_dataset(cfg: DataConfig) -> TextDataset:
                 if p is None:
                     held.append(TextSplit([], [], np.zeros(0, dtype=np.int64)))
                     continue
-                i, t, y, _, _, d = _columns(_read_table(p), cfg, p, names)
+                i, t, y, _, _, d = _columns(_read_table(p.verify()), cfg, p.path, names)
                 held.append(TextSplit(i, t, np.asarray(y, dtype=np.int64)))
                 dropped += d
             splits = (train, *held)
         else:
             splits = _split_by_group(ids, texts, labels, groups, cfg)
         for name, p in cfg.ood_paths.items():
-            i, t, y, _, _, d = _columns(_read_table(p), cfg, p, names)
+            i, t, y, _, _, d = _columns(_read_table(p.verify()), cfg, p.path, names)
             ood[name] = TextSplit(i, t, np.asarray(y, dtype=np.int64))
     train, validation, test = splits
     return TextDataset(

