@@ -418,8 +418,9 @@ def summarize(
         iv = group_intervals(codes, x, k, bounds=rng, level=CONFIDENCE)
         n, mean = iv["n"], iv["mean"]
         # rows of stages that report this metric at all: another stage's runs are not "missing"
-        reported = ~np.isnan(x) | np.isinf(x)
-        if "stage" in df.columns:
+        # (a metric NaN in every run cannot be told from a missing one: all its rows count)
+        reported = np.ones(len(x), dtype=bool)
+        if "stage" in df.columns and not np.isnan(x).all():
             reported = df["stage"].isin(set(df["stage"][~np.isnan(x)])).to_numpy()
         n_rows = np.bincount(codes[reported], minlength=k)
         flags = _flag_texts(df, metric, codes, k)

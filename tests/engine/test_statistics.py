@@ -317,3 +317,11 @@ def test_the_report_data_says_why_when_declared_bounds_do_not_hold():
     assert stats_["summary"] == [] and stats_["notes"] == [
         "no statistics: metric em (bounds from its results) has values 70..95 outside its bounds "
         "[0, 1]; fix the bounds or the metric"]  # fmt: skip
+
+
+def test_a_metric_nan_in_every_run_is_listed_not_dropped():
+    rows = [({"lr": lr, "seed": s}, {"m": math.nan, "x": 1.0}) for lr in (1, 2) for s in range(2)]
+    summary = summarize(frame(rows))
+    m = summary[summary.metric == "m"]
+    assert list(m.n) == [0, 0] and list(m.n_nan) == [2, 2]
+    assert list(m.note) == ["no finite value among 2 run(s): 2 nan"] * 2
