@@ -43,7 +43,7 @@ class Dynamics:
     gold: np.ndarray  # (N,) int64 labels, (N, L) multi-hot, or (N,) zeros for qa
     gold_prob: np.ndarray  # (E, N) float32
     correct: np.ndarray  # (E, N) bool
-    logits: np.ndarray | None  # (E, N, L) float32, classification only
+    logits: np.ndarray | None  # (E, N, L) float32 (float64 as read from a reference file)
     task: Task = "multiclass"
     mode: str = "train_pass"  # train_pass (reference) | eval_pass | reference_file
 
@@ -248,7 +248,9 @@ def _gold(values: list, path: Path) -> np.ndarray:
 
 
 def _logits(per_epoch: list[list], ids: list[str], files: list[Path]) -> np.ndarray:
-    """(E, N, L) float32 logits; ragged, non-numeric or non-finite logits are refused."""
+    """(E, N, L) float64 logits as written (allenai takes the argmax of these float64 values:
+    rounding them to float32 turns near-ties into ties and flips correctness); ragged,
+    non-numeric or non-finite logits are refused."""
     sizes = {len(v) if isinstance(v, list) else -1 for epoch in per_epoch for v in epoch}
     if len(sizes) > 1 or -1 in sizes or 0 in sizes:
         first = len(per_epoch[0][0]) if isinstance(per_epoch[0][0], list) else -1
@@ -262,12 +264,12 @@ def _logits(per_epoch: list[list], ids: list[str], files: list[Path]) -> np.ndar
                     )
     try:
         with np.errstate(over="ignore"):
-            arr = np.asarray(per_epoch, dtype=np.float32)
+            arr = np.asarray(per_epoch, dtype=np.float64)
     except (ValueError, TypeError):
         raise DynamicsError(
             f"{files[0].parent}: logits must be lists of numbers; some hold other values"
         ) from None
-    bad = ~np.isfinite(arr).all(-1)  # (E, N)
+    bad = ~(np.isfinite(arr) & (np.abs(arr) <= np.finfo(np.float32).max)).all(-1)  # (E, N)
     if bad.any():
         e, i = (int(x[0]) for x in np.nonzero(bad))
         raise DynamicsError(
@@ -297,7 +299,9 @@ def _check_gold(gold: np.ndarray, n_labels: int, ids: list[str], path: Path) -> 
 def probabilities(
     logits: np.ndarray, gold: np.ndarray, task: Task
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gold-label probability and correctness from logits (..., N, L) and gold (N,) / (N, L)."""
+    """Gold-label probability and correctness from logits (..., N, L) and gold (N,) / (N, L),
+    computed in float64 (correctness is the argmax of the logits as given)."""
+    logits = np.asarray(logits, dtype=np.float64)
     if task == "multilabel":
         sig = 1.0 / (1.0 + np.exp(-logits))
         p_gold = np.where(gold > 0.5, sig, 1.0 - sig)  # (..., N, L)
@@ -362,13 +366,17 @@ class DynamicsRecorder:
             if self._buf is None:
                 self._alloc(logits)
             positions = positions.to(logits.device)
+            # (B, L): probabilities and correctness in float64, as allenai (MPS has no float64)
+            x = logits.double() if logits.device.type != "mps" else logits.cpu().double()
+            g = gold.to(x.device)
             if self.task == "multilabel":
-                sig = torch.sigmoid(logits)
-                p_gold = torch.where(gold > 0.5, sig, 1 - sig)  # (B, L)
+                sig = torch.sigmoid(x)
+                p_gold = torch.where(g > 0.5, sig, 1 - sig)  # (B, L)
                 prob, correct = p_gold.mean(-1), (p_gold > 0.5).all(-1)
             else:
-                prob = torch.softmax(logits, -1).gather(1, gold[:, None]).squeeze(1)
-                correct = logits.argmax(-1) == gold
+                prob = torch.softmax(x, -1).gather(1, g[:, None]).squeeze(1)
+                correct = x.argmax(-1) == g
+            prob, correct = prob.float().to(logits.device), correct.to(logits.device)
             self._put(epoch, positions, prob, correct)
             self.gold[positions] = gold.to(self.gold.dtype)
             if self.keep_logits:

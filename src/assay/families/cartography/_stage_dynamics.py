@@ -57,7 +57,7 @@ class DynamicsConfig(TrainingConfig):
 @stage(
     "cartography.dynamics",
     config=DynamicsConfig,
-    version=1,
+    version=2,  # 2: gold probability and correctness computed in float64
     smoke={"data": {"max_train_examples": 600}, "epochs": 3},
 )
 def dynamics(config: DynamicsConfig, run: Run) -> dict:
@@ -86,12 +86,13 @@ def dynamics(config: DynamicsConfig, run: Run) -> dict:
         metrics_table(dyn.ids, m).to_csv(tmp, index=False)
     counts = region_counts(m)
     run.save_json("regions.json", counts)
+    if config.data.task == "qa":  # always written for QA: strategies read it (may be [])
+        run.save_json("excluded.json", out.excluded)
     if out.excluded:
         run.log(
-            f"{len(out.excluded)} QA examples have no window holding the answer and are "
-            f"not mapped: {out.excluded[:5]}"
+            f"WARNING: {len(out.excluded)} QA examples have no window holding the answer and "
+            f"are not mapped (excluded.json; strategies: `unmapped`): {out.excluded[:5]}"
         )
-        run.save_json("excluded.json", out.excluded)
     save_datamap(
         m,
         run.artifacts_dir / "datamap.png",

@@ -12,6 +12,11 @@ that trained on the same examples shows at once.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+from typing import Literal
+
 import numpy as np
 from pydantic import model_validator
 
@@ -24,7 +29,14 @@ from ._metrics import compute_metrics
 from ._pipeline import fit, train_ids
 from ._stage_cluster import ClusterConfig
 from ._stage_dynamics import DynamicsConfig, TrainingConfig
-from ._strategies import AnyFilter, ClusterFilter, Smoothing, Weighting, plan_strategies
+from ._strategies import (
+    AnyFilter,
+    ClusterFilter,
+    Smoothing,
+    StrategyPlan,
+    Weighting,
+    plan_strategies,
+)
 
 
 class StrategyConfig(TrainingConfig):
@@ -37,6 +49,10 @@ class StrategyConfig(TrainingConfig):
     weighting: Weighting | None = None
     burn_out: int | None = None  # map from the first k epochs (the reference's option)
     include_ci: bool = False
+    # QA examples with no window holding the answer have no data map (the dynamics run counts
+    # them in excluded.json): leave them out of training, or train on them unfiltered (eps 0,
+    # w 1). Either way the count is in selection.json, the results and the log.
+    unmapped: Literal["exclude", "include"] = "exclude"
 
     @model_validator(mode="after")
     def _prerequisites(self) -> StrategyConfig:
@@ -64,6 +80,13 @@ class StrategyConfig(TrainingConfig):
                 "it runs first and is reused by every strategy naming it)"
             )
         return self
+
+
+def _unmapped_ids(config: StrategyConfig, run: Run) -> set[str]:
+    """The training ids the upstream dynamics run could not map (QA: no answer window)."""
+    if config.dynamics is None or config.data.task != "qa":
+        return set()  # a classification example always has its map
+    return set(json.loads(Path(run.upstream["dynamics"].artifact("excluded.json")).read_text()))
 
 
 def _dynamics_for(config: StrategyConfig, run: Run, ids: list[str]) -> Dynamics | None:
@@ -96,7 +119,17 @@ def train_strategy(config: StrategyConfig, run: Run) -> dict:
     """Train with a strategy (filters, smoothing, weighting) from a data map; evaluate."""
     device, _ = setup_torch(config)
     ids = train_ids(config)
-    dyn = _dynamics_for(config, run, ids)
+    unmapped = _unmapped_ids(config, run)
+    mapped = np.array([i for i, g in enumerate(ids) if g not in unmapped], dtype=np.int64)
+    if len(mapped) < len(ids):
+        run.log(
+            f"{len(ids) - len(mapped)} of {len(ids)} training examples have no data map (QA: no "
+            f"window holds the answer; excluded.json of the dynamics run): unmapped: "
+            f"{config.unmapped} -> "
+            + ("left out of training" if config.unmapped == "exclude" else
+               "trained on unfiltered, eps 0, w 1")  # fmt: skip
+        )
+    dyn = _dynamics_for(config, run, [ids[i] for i in mapped])
     metrics = (
         compute_metrics(
             dyn.gold_prob, dyn.correct, burn_out=config.burn_out, include_ci=config.include_ci
@@ -113,22 +146,25 @@ def train_strategy(config: StrategyConfig, run: Run) -> dict:
                     f"cluster run {up.id} clustered other examples than this "
                     "run trains on; give `cluster:` the same `data`"
                 )
-            clusters = {"labels": z["labels"], "probabilities": z["probabilities"]}
+            clusters = {"labels": z["labels"][mapped], "probabilities": z["probabilities"][mapped]}
     plan = plan_strategies(
         config.filter,
         config.cluster_filter,
         config.smoothing,
         config.weighting,
-        len(ids),
+        len(mapped),
         metrics,
         clusters,
         config.seed,
     )
+    plan = _with_unmapped(plan, mapped, len(ids), config.unmapped)
     kept_ids = [ids[i] for i in plan.keep]
     run.save_json(
         "selection.json",
         {
             "n_train_total": len(ids),
+            "n_unmapped": len(ids) - len(mapped),
+            "unmapped": config.unmapped,
             "n_kept": len(kept_ids),
             "steps": plan.steps,
             "kept_ids": kept_ids,
@@ -157,6 +193,7 @@ def train_strategy(config: StrategyConfig, run: Run) -> dict:
     return {
         **out.results,
         "n_train_total": len(ids),
+        "n_train_unmapped": len(ids) - len(mapped),
         "n_train_kept": len(kept_ids),
         "kept_fraction": len(kept_ids) / len(ids),
         "epsilon_mean": s["epsilon"]["mean"],
@@ -166,3 +203,21 @@ def train_strategy(config: StrategyConfig, run: Run) -> dict:
         "weight_max": s["weight"]["quantiles"]["max"],
         "clip_binds_fraction": s.get("clip_binds_fraction", 0.0),
     }
+
+
+def _with_unmapped(plan: StrategyPlan, mapped: np.ndarray, n: int, how: str) -> StrategyPlan:
+    """A plan over the ``mapped`` positions, as positions of all ``n`` training examples; the
+    unmapped ones added unfiltered (eps 0, w 1) when ``how`` is "include"."""
+    if len(mapped) == n:
+        return plan
+    keep, eps, w = mapped[plan.keep], plan.epsilon, plan.weight
+    rest = np.setdiff1d(np.arange(n), mapped)
+    step = {"filter": "unmapped", "n_in": int(len(keep)), "n_unmapped": int(len(rest))}
+    if how == "include":
+        keep = np.concatenate([keep, rest])
+        eps = np.concatenate([eps, np.zeros(len(rest))])
+        w = np.concatenate([w, np.ones(len(rest))])
+        order = np.argsort(keep, kind="stable")
+        keep, eps, w = keep[order], eps[order], w[order]
+    step["n_kept"] = int(len(keep))
+    return dataclasses.replace(plan, keep=keep, epsilon=eps, weight=w, steps=[*plan.steps, step])
