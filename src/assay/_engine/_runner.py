@@ -35,6 +35,7 @@ from ._guard import (
     check_tree_in_root,
     make_dir_in_root,
     open_in_root,
+    real_in_root,
 )
 from ._io import atomic_write_json, atomic_write_text, dumps, read_json
 from ._options import RunOptions
@@ -337,6 +338,10 @@ def _write_results(root: Path, path: Path, results: dict[str, Any], *, fsync: bo
 def _repair_results(rec: RunRecord) -> None:
     """A run the store calls done whose results.json rename was cut short by a kill."""
     if rec.dir is None or (rec.dir / "results.json").exists() or not rec.dir.is_dir():
+        return
+    try:  # a run folder swapped for a link leading out of its root (<root>/<id>): not touched
+        real_in_root(rec.dir.parent, rec.dir, verb="repair")
+    except OutsideRootError:
         return
     for path in sorted(rec.dir.glob(".results.attempt-*.json")):
         _rename_results(path, rec.dir / "results.json")
