@@ -148,6 +148,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n", type=int, default=256, help="number of pairs")
     p.add_argument("--model", help="agent (.zip / dir) whose greedy play gives the observations")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load --model with stable-baselines3's own loader (executes code from the zip)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--every", type=int, default=2, help="keep one observation per N steps")
     p.add_argument("--output", "-o", required=True, help=".npz file to write")
@@ -307,7 +312,13 @@ def cmd_inputs(args: argparse.Namespace) -> int:
     check_output(args.output, "--output")
     corruptions = parse_corruptions(args.corrupt)  # fails before any environment is built
     clean, corrupted, info = make_pairs(
-        args.env, corruptions, args.n, model=args.model, seed=args.seed, every=args.every
+        args.env,
+        corruptions,
+        args.n,
+        model=args.model,
+        seed=args.seed,
+        every=args.every,
+        trust_checkpoint=args.trust_checkpoint,
     )
     save_pairs(args.output, clean, corrupted)
     print(

@@ -107,7 +107,7 @@ def parse_corruptions(specs: Sequence[str]) -> list[tuple[str, Corruption, list[
     return [(spec, *_one(spec)) for spec in specs]
 
 
-def _policy(model_path: str | None, env, seed: int):
+def _policy(model_path: str | None, env, seed: int, trust_checkpoint: bool = False):
     """Greedy actions of the agent, or seeded random actions; and a description."""
     if model_path is None:
         env.action_space.seed(seed)
@@ -121,7 +121,7 @@ def _policy(model_path: str | None, env, seed: int):
             f"--model plays greedily, which needs a discrete action space; {env.spec.id} has "
             f"{env.action_space}. Leave --model out for random play"
         )
-    model = load_model(model_path)
+    model = load_model(model_path, trust_checkpoint=trust_checkpoint)
 
     def act(obs: np.ndarray) -> int:
         with torch.inference_mode():
@@ -139,8 +139,10 @@ def make_pairs(
     model: str | None = None,
     seed: int = 0,
     every: int = 2,
+    trust_checkpoint: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """(clean (n, D), corrupted (n, D), how the observations were played)."""
+    """(clean (n, D), corrupted (n, D), how the observations were played); ``trust_checkpoint``
+    loads ``model`` with SB3's own loader (``_models.load_model``)."""
     import gymnasium as gym
 
     if n < 1 or every < 1:
@@ -164,7 +166,7 @@ def make_pairs(
                 f"--corrupt {spec!r}: dimension(s) {bad} out of range for {env_id} "
                 f"observations of size {space.shape[0]} (valid 0..{space.shape[0] - 1})"
             )
-    act, info = _policy(model, env, seed)
+    act, info = _policy(model, env, seed, trust_checkpoint)
     obs, _ = env.reset(seed=seed)
     rows, t = [], 0
     while len(rows) < n:
