@@ -325,3 +325,24 @@ def test_a_metric_nan_in_every_run_is_listed_not_dropped():
     m = summary[summary.metric == "m"]
     assert list(m.n) == [0, 0] and list(m.n_nan) == [2, 2]
     assert list(m.note) == ["no finite value among 2 run(s): 2 nan"] * 2
+
+
+def test_the_html_report_shows_flags_and_no_variation(tmp_path, root):
+    pytest.importorskip("jinja2")
+    import statstages  # noqa: F401  (registers stat.score)
+    from assay.report import collect, render_html
+
+    suite = assay.Suite(name="s", stage="stat.score", config={},
+                        sweep={"grid": {"mode": ["neginf", "const", "nan"]}, "seeds": [0, 1, 2]})  # fmt: skip
+    assay.run_suite(suite, root=root)
+    data = collect(root=root, suite=suite, baseline="mode=const")
+    rows = {(r["group"], r["metric"]): r for r in data["stats"]["summary"]}
+    assert rows[("mode=neginf", "log_v")]["flags"] == "above tau (3 of 3 runs)"
+    comp = [r for r in data["stats"]["comparison"] if (r["metric"], r["group"]) ==
+            ("quality", "mode=nan")]  # fmt: skip
+    assert comp[0]["p_welch_holm"] == "no variation"
+    page = render_html(data)
+    assert "flags: above tau (3 of 3 runs)" in page
+    row = page[page.index("<tr><td>quality</td><td>mode=nan</td>"):]
+    row = row[: row.index("</tr>")]
+    assert row.count(">no variation<") == 2 and "n/a" not in row  # 3 vs 3 constant groups

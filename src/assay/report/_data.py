@@ -79,7 +79,7 @@ def collect(
         raise AssayError("a report needs a suite file or --stage NAME (exactly one of them)")
     files = files or RunFiles()
     t0 = time.perf_counter()
-    opened = resolve_store(store, root)
+    opened = resolve_store(store, root, read_only=True)
     try:
         plan: dict[str, Any] | None = None
         if suite is not None:
@@ -247,7 +247,10 @@ def _statistics(done: Any, baseline: str | None) -> dict[str, Any]:
     return {
         "summary": rows, "comparison": comp[:MAX_STATS_ROWS],
         "metrics": list(dict.fromkeys(r["metric"] for r in rows)),
-        "baseline": comp[0]["baseline"] if comp else None, "notes": notes,
+        "baseline": (None if not comp else comp[0]["baseline"]
+                     if len({r["baseline"] for r in comp}) == 1
+                     else "one per variant (the baseline column of comparison)"),
+        "notes": notes,
         "seed_column": (seed_column(done) or "").removeprefix("config.") or None,
     }  # fmt: skip
 
