@@ -330,6 +330,7 @@ def test_a_metric_nan_in_every_run_is_listed_not_dropped():
 def test_the_html_report_shows_flags_and_no_variation(tmp_path, root):
     pytest.importorskip("jinja2")
     import statstages  # noqa: F401  (registers stat.score)
+
     from assay.report import collect, render_html
 
     suite = assay.Suite(name="s", stage="stat.score", config={},
