@@ -25,6 +25,7 @@ from pydantic import Field, model_validator
 from assay import Run, stage
 from assay.ml import ModelRef, TorchConfig
 
+from ._checks import check_finetune
 from ._errors import TriggerError
 from ._stage_data import SMOKE_CATEGORIES, GenerateConfig
 
@@ -270,7 +271,8 @@ _SMOKE_FT = {
 }  # fmt: skip
 
 
-@stage("trigger.finetune", config=FinetuneConfig, version=1, smoke=_SMOKE_FT)
+@stage("trigger.finetune", config=FinetuneConfig, version=1, smoke=_SMOKE_FT,
+       check=check_finetune)
 def finetune_stage(config: FinetuneConfig, run: Run) -> dict:
     """Fine-tune (LoRA or full) on a changed map; evaluate every test file."""
     from assay.ml import load_tokenizer, setup_torch
