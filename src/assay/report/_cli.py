@@ -72,7 +72,14 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.suite is not None and args.stage is not None:
         raise AssayError("give a suite file or --stage NAME, not both")
-    _check_root(args.root or "runs", args.store)
+    # serving a suite before its first run is the live view's use: its store may not exist yet
+    waiting = getattr(args, "func", None) is cmd_serve and args.suite is not None
+    _check_root(args.root or "runs", args.store, missing_ok=waiting)
+    if waiting and args.store is None and not (Path(args.root or "runs") / "assay.db").exists():
+        from .._store import resolve_store
+
+        Path(args.root or "runs").mkdir(parents=True, exist_ok=True)
+        resolve_store(None, args.root or "runs").close()  # the empty store `assay run` fills
     import_user_modules(args.imports, root=args.root or "runs")  # as run/status/analyze do
     suite = load_suite(args.suite) if args.suite else None
     if suite is not None and args.trust_imports and suite.imports:
@@ -84,12 +91,13 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
             "families": not args.no_families}  # fmt: skip
 
 
-def _check_root(root: str, store: str | None) -> None:
-    """A report reads a store; it never creates one where a mistyped --root points."""
+def _check_root(root: str, store: str | None, missing_ok: bool = False) -> None:
+    """A report reads a store; it never creates one where a mistyped --root points (except
+    ``missing_ok``: ``assay serve SUITE`` opened before ``assay run SUITE`` starts)."""
     path = Path(root)
     if path.exists() and not path.is_dir():
         raise AssayError(f"--root {root!r} is a file; give the folder `assay run` wrote runs into")
-    if store is None and not (path / "assay.db").is_file():
+    if store is None and not missing_ok and not (path / "assay.db").is_file():
         raise AssayError(
             f"no runs recorded: there is no store at {path.resolve() / 'assay.db'}; pass --root "
             "(or --store) where `assay run` wrote them"
