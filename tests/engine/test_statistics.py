@@ -347,3 +347,5 @@ def test_the_html_report_shows_flags_and_no_variation(tmp_path, root):
     row = page[page.index("<tr><td>quality</td><td>mode=nan</td>"):]
     row = row[: row.index("</tr>")]
     assert row.count(">no variation<") == 2 and "n/a" not in row  # 3 vs 3 constant groups
+    row = page[page.index("<tr><td>log_v</td><td>mode=neginf</td>"):]
+    assert ">no finite values<" in row[: row.index("</tr>")]  # every seed -inf

@@ -244,6 +244,8 @@ def _statistics(done: Any, baseline: str | None) -> dict[str, Any]:
             r["p_welch"] = r["p_welch_holm"] = NO_VARIATION
         if SAME_DIFFERENCE in note:
             r["p_paired"] = r["p_paired_holm"] = NO_VARIATION
+        if not r["n"] or not r["n_baseline"]:  # every value NaN or infinite in a group
+            r["p_welch"] = r["p_welch_holm"] = "no finite values"
     return {
         "summary": rows, "comparison": comp[:MAX_STATS_ROWS],
         "metrics": list(dict.fromkeys(r["metric"] for r in rows)),

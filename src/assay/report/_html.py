@@ -52,8 +52,8 @@ def _num(value: Any) -> str:
 
 
 def _pval(value: Any, n_pairs: int | None = None) -> str:
-    if value == "no variation":  # the values do not vary: nothing to test (engine's note)
-        return value
+    if isinstance(value, str) and value not in ("nan", "inf", "-inf"):
+        return value  # why there is no test ("no variation"), set by the report's data
     if n_pairs is not None and n_pairs < 2:
         return "no shared seeds" if n_pairs == 0 else "one shared seed"
     if not isinstance(value, int | float) or not math.isfinite(value):
