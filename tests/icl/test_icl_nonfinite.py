@@ -56,6 +56,7 @@ def test_stagewise_phi_and_css_use_the_finite_contexts_and_count_the_rest(root):
     assert np.isfinite(css[:, :, 1:]).all()  # word 0 has no loss without a BOS
     assert rec.results["contexts_dropped/max"] == ONE_CLUSTER
     assert rec.results["phi/last"] is not None
+    assert rec.results["_flags"]["phi/last"] == "3 of 6 contexts dropped (non-finite Φ)"
     log = (rec.dir / "log.txt").read_text()
     assert f"{ONE_CLUSTER} of 6 contexts have a non-finite cluster_separation_bounded" in log
 
@@ -72,3 +73,6 @@ def test_geometry_css_of_a_nan_metric_is_computed_over_the_finite_contexts(root)
     assert np.isfinite(css[1, :, 1:16]).all()  # length 16: 3 finite contexts -> finite CSS
     assert rec.results["css_contexts_dropped"] == int(dropped.sum())
     assert "WARNING: CSS of cluster_separation" in (rec.dir / "log.txt").read_text()
+    sep = doc["metrics"]["cluster_separation_bounded"]["n_nonfinite"][-1]  # last layer
+    flag = rec.results["_flags"]["cluster_separation_bounded/last"]
+    assert flag == f"{sep[-1]} of 6 contexts non-finite"

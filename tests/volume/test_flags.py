@@ -69,6 +69,9 @@ def test_models_above_tau_are_flagged_warned_and_not_counted(tmp_path, caplog):
     assert res["trained_model_largest_counted"] == 1
     assert res["trained_model_largest_fraction"] == 0.0
     assert res["n_models_above_tau"] == 1 and res["n_minus_inf"] == 2
+    # the engine shows these next to the -inf numbers (analyze tables, plots, report)
+    assert res["_flags"] == {"log_volume/L0/k10": "above tau", "log_volume/L10/k10": "above tau",
+                             "cutoff/k10": "above tau"}  # fmt: skip
     assert summary["above_tau"] == ["k10"]
     # dropped directions: k0 in L0 dropped 1 of 4 (25% > 5%): recorded and warned
     assert res["dropped_fraction_max"] == 0.25

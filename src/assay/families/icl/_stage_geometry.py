@@ -183,12 +183,18 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
                 "encode different successor sets and may drift apart (see README)")  # fmt: skip
     last = len(layers) - 1
     res = {"layer": layers[last], "n_contexts": config.n_contexts}
+    flags = {}
     for k in KEY_METRICS:
-        mean = curves[k]["mean"][last]
+        mean, bad = curves[k]["mean"][last], curves[k]["n_nonfinite"][last]
         res[f"{k}/first"], res[f"{k}/last"] = mean[0], mean[-1]
+        for name, i in (("first", 0), ("last", -1)):
+            if bad[i]:  # the mean is over the finite contexts only: say so next to it
+                flags[f"{k}/{name}"] = f"{bad[i]} of {config.n_contexts} contexts non-finite"
     res["loss/last"] = curves["loss"]["mean"][last][-1]
     res["pca_explained_2d/last"] = float(np.nansum(pcs[-1][1]))
     res["css_contexts_dropped"] = int(sum(np.sum(v) for v in css_dropped.values()))
+    if flags:
+        res["_flags"] = flags  # engine-contract: shown next to the number by analyze
     return res
 
 

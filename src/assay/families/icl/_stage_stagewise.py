@@ -86,8 +86,8 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
     doc = {"schema": "icl.stagewise/1", "steps": steps, "layers": layers,
            "phi_metric": config.phi_metric, "phi_mean": to_lists(phi),
            "mean_abs_css": to_lists(abs_css), "loss": to_lists(acc.stacked("loss")),
-           "n_contexts": config.n_contexts,
-           "contexts_dropped": acc.stacked("dropped").tolist()}  # (S, L)  # fmt: skip
+           "n_contexts": config.n_contexts,  # contexts_dropped: (S, L)
+           "contexts_dropped": acc.stacked("dropped").tolist()}  # fmt: skip
     run.save_json("stagewise.json", doc)
     with run.write_artifact("stagewise.npz") as tmp:
         np.savez(tmp, steps=np.array(steps), layers=np.array(layers), css=css, phi=phi)
@@ -96,7 +96,14 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
     plot_lines(steps, {"mean |CSS|": abs_css.T}, layers,
                run.artifacts_dir / "stagewise_css.png", "training step", "mean |CSS_t|",
                "context sensitivity over training", logx=True)  # fmt: skip
-    return {"phi/first": to_lists(phi[0, -1]), "phi/last": to_lists(phi[-1, -1]),
-            "loss/first": to_lists(acc.stacked("loss")[0]),
-            "loss/last": to_lists(acc.stacked("loss")[-1]),
-            "contexts_dropped/max": int(acc.stacked("dropped").max())}  # fmt: skip
+    dropped = acc.stacked("dropped")  # (S, L)
+    res = {"phi/first": to_lists(phi[0, -1]), "phi/last": to_lists(phi[-1, -1]),
+           "loss/first": to_lists(acc.stacked("loss")[0]),
+           "loss/last": to_lists(acc.stacked("loss")[-1]),
+           "contexts_dropped/max": int(dropped.max())}  # fmt: skip
+    # shown next to the number by analyze and the report (engine-contract: "_flags")
+    flags = {k: f"{int(dropped[s, -1])} of {config.n_contexts} contexts dropped (non-finite Φ)"
+             for k, s in (("phi/first", 0), ("phi/last", -1)) if dropped[s, -1]}  # fmt: skip
+    if flags:
+        res["_flags"] = flags
+    return res

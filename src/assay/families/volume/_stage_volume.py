@@ -172,6 +172,12 @@ def volume(config: VolumeConfig, run: Run) -> dict:
     for i, m in enumerate(models):
         results[f"cutoff/{m['label']}"] = cutoffs[i] if cutoffs[i] is not None else math.nan
         results[f"above_tau/{m['label']}"] = float(above[i])
+    # why a number is -inf, next to it in analyze's tables, plots and report (engine-contract)
+    flags = {f"log_volume/L{r['landscape']}/{r['model']}": "above tau" for r in rows
+             if r["centre_above_tau"]}  # fmt: skip
+    flags |= {f"cutoff/{m['label']}": "above tau" for m, a in zip(models, above, strict=True) if a}
+    if flags:
+        results["_flags"] = flags
     results |= _headline(per_land)
     warnings = _warnings(rows, models, above, own_loss, tau)
     results |= {
