@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -186,13 +187,22 @@ def _plan(args: argparse.Namespace, suite: Any, **selection: Any) -> Any:
                       trust_imports=args.trust_imports, **selection)  # fmt: skip
 
 
-def _existing_store(args: argparse.Namespace) -> Any:
-    """The store, or None when nothing was ever recorded under --root (none is created)."""
+def _existing_store(args: argparse.Namespace, read_only: bool = True) -> Any:
+    """The store, or None when nothing was ever recorded under --root (none is created).
+
+    Opened read-only unless asked otherwise: reading a root needs no write permission.
+    """
     from ._store import resolve_store
 
     if args.store is None and not (Path(args.root or "runs") / "assay.db").exists():
         return None
-    return resolve_store(args.store, args.root or "runs")
+    return resolve_store(args.store, args.root or "runs", read_only=read_only)
+
+
+def _writable(root: str | Path) -> bool:
+    """Can this process record in ``root`` (its folder and store file)?"""
+    db = Path(root) / "assay.db"
+    return os.access(root, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))
 
 
 def _no_runs(args: argparse.Namespace) -> str:
@@ -284,7 +294,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     suite = _prepare(args)
     runs = _plan(args, suite, seeds=parse_seeds(args.seeds))
-    store = _existing_store(args)
+    writable = _writable(args.root)  # else ingesting runs finished on cluster nodes must wait
+    store = _existing_store(args, read_only=not writable)
     if store is None:
         print(f"suite {shown(suite.name)}: 0/{len(runs)} done; {_no_runs(args)}")
         return 0
@@ -295,7 +306,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ids = [r.id for top in runs for r in top.closure()]
         states = store.states(ids)
         unsettled = [rid for rid in ids if states.get(rid) is not RunStatus.DONE]
-        notes = reconcile(Path(args.root), store, unsettled) if unsettled else []
+        notes = reconcile(Path(args.root), store, unsettled) if unsettled and writable else []
         if notes:  # reconciling changed rows: read them again
             states = store.states(ids)
         every = plan_rows(runs, store, states)
@@ -467,7 +478,7 @@ def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
         if not fam.analyze or not mine:
             continue
         hook = fam.resolve("analyze")
-        with resolve_store(args.store, args.root) as store:
+        with resolve_store(args.store, args.root, read_only=True) as store:
             records = store.query(ids=list(df["id"]))
         hook(records, Path(args.out) / fam.name if args.out else None)
         ran.append(fam.name)

@@ -316,26 +316,53 @@ READ_ONLY = {
 }
 
 
+@pytest.fixture
+def read_only_root(recorded: Path, tmp_path: Path):
+    """A copy of the recorded root that this process cannot write: a read-only bind mount when
+    running as root (root writes through file modes), else the modes without write bits."""
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    shutil.copytree(recorded.parent, src)
+    if os.geteuid() != 0:
+        for p in [src, *src.rglob("*")]:
+            p.chmod(p.stat().st_mode & ~0o222)
+        yield src / "runs"
+        for p in [src, *src.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+        return
+    ro.mkdir()
+    mount = subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot make a read-only mount here: {mount.stderr!r}")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot make a read-only mount here: {remount.stderr!r}")
+        yield ro / "runs"
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
 @pytest.mark.parametrize("command", list(READ_ONLY))
-def test_a_read_only_root_can_be_read(command: str, recorded: Path, tmp_path: Path) -> None:
+def test_a_read_only_root_can_be_read(command: str, read_only_root: Path, tmp_path: Path) -> None:
     """Reading a root needs no write: another user's (or a read-only mounted) root works."""
-    base = tmp_path / "ro"
-    shutil.copytree(recorded.parent, base)
-    root, out = base / "runs", tmp_path / "out"
+    root, out = read_only_root, tmp_path / "out"
     out.mkdir()
-    user = None
-    if os.geteuid() == 0:  # root writes anywhere: read as `nobody`, as another user would
-        user = 65534
-        for p in (tmp_path, *tmp_path.parents):
-            p.chmod(p.stat().st_mode | 0o005)
-        os.chown(out, user, -1)
-    for p in [root, *root.rglob("*")]:
-        p.chmod(p.stat().st_mode & ~0o222)
+    with pytest.raises(OSError):  # the premise: nothing under the root can be written
+        (root / "probe").write_text("x")
     before = snapshot(root)
     fill = {"root": str(root), "out": str(out), "repo": str(REPO)}
-    proc = _assay(tuple(a.format(**fill) for a in READ_ONLY[command]), user=user, cwd=out)
+    proc = _assay(tuple(a.format(**fill) for a in READ_ONLY[command]), cwd=out)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert "Traceback" not in output and "readonly" not in output, output
-    assert "example_fit" in output or "example.fit" in output or "1/1 done" in output, output
+    assert "example_fit" in output or "1/1 done" in output or "1 run(s): 1 done" in output, output
     assert snapshot(root) == before
+
+
+def test_writing_to_a_read_only_root_names_the_cause(read_only_root: Path) -> None:
+    """`assay run` on a root it cannot write: says so, and does not send the user to reindex."""
+    proc = _assay(("run", f"{REPO}/suites/example/polyfit.yaml", "degree=3", "--seeds", "0",
+                   "--root", str(read_only_root), "--quiet"))  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "reindex" not in proc.stderr, proc.stderr
+    assert "read-only" in proc.stderr or "cannot open store" in proc.stderr, proc.stderr

@@ -14,8 +14,12 @@ def default_store_url(root: str | Path) -> str:
     return f"sqlite:///{Path(root) / 'assay.db'}"
 
 
-def resolve_store(url: str | Store | None, root: str | Path) -> Store:
-    """Open the store at ``url`` (default: an SQLite file ``<root>/assay.db``)."""
+def resolve_store(url: str | Store | None, root: str | Path, read_only: bool = False) -> Store:
+    """Open the store at ``url`` (default: an SQLite file ``<root>/assay.db``).
+
+    ``read_only``: the caller only reads (listings, reports); nothing is created or written,
+    so a root on a read-only mount or another user's root can be read.
+    """
     if isinstance(url, Store):
         return url
     url = url or default_store_url(root)
@@ -28,6 +32,6 @@ def resolve_store(url: str | Store | None, root: str | Path) -> Store:
         )
     from ._sql import SQLStore
 
-    if scheme == "sqlite":
+    if scheme == "sqlite" and not read_only:
         Path(url.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-    return SQLStore(url, root=root)
+    return SQLStore(url, root=root, read_only=read_only)

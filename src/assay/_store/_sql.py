@@ -7,7 +7,9 @@ Claims are compare-and-swap updates: read the row, then update it only if it is 
 from __future__ import annotations
 
 import json
+import os
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,22 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_busy_timeout(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _read_only_url(url: str) -> str:
+    """``sqlite:///file:PATH?mode=ro&uri=true``: SQLite never writes. In a folder this process
+    cannot write (a read-only mount, another user's root) SQLite cannot create the -shm file a
+    WAL database needs, so the file is read as ``immutable`` (a snapshot: fine for one read)."""
+    path = Path(url.split(":///", 1)[1])
+    query = "mode=ro&uri=true"
+    if not os.access(path.parent, os.W_OK):
+        query += "&immutable=1"
+    quoted = urllib.parse.quote(str(path.resolve()))
+    return f"sqlite:///file:{quoted}?{query}"
+
+
 def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -101,12 +119,20 @@ def _begin_immediate(conn: Any) -> None:
 class SQLStore(Store):
     """A :class:`Store` on any SQLAlchemy URL (tested with SQLite; PostgreSQL uses the same SQL)."""
 
-    def __init__(self, url: str, root: str | Path | None = None) -> None:
+    def __init__(self, url: str, root: str | Path | None = None, read_only: bool = False) -> None:
+        """Args:
+        read_only: only read (``ls``, ``show``, reports): an SQLite file is opened with
+            ``mode=ro``, so a root on a read-only mount or another user's root can be read.
+        """
         self.url = url
         self.root = None if root is None else Path(root).resolve()
         self.is_sqlite = url.startswith("sqlite")
+        self.read_only = read_only
         kwargs: dict[str, Any] = {}
-        if self.is_sqlite:
+        if self.is_sqlite and read_only:
+            url = _read_only_url(url)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
+        elif self.is_sqlite:
             # isolation_level=None hands transaction control to SQLAlchemy, which then begins
             # every transaction with BEGIN IMMEDIATE (below): a claim reads, then writes, and a
             # deferred transaction upgrading to a write fails at once under contention instead
@@ -118,8 +144,10 @@ class SQLStore(Store):
         except (ImportError, sa.exc.ArgumentError) as exc:
             raise StoreError(f"cannot open store {url!r}: {exc}") from None
         if self.is_sqlite:
-            _check_sqlite_file(url)
-        if self.is_sqlite:
+            _check_sqlite_file(self.url)
+        if self.is_sqlite and read_only:
+            sa.event.listen(self.engine, "connect", _sqlite_busy_timeout)
+        elif self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _begin_immediate)
         self._ensure = _insert_ignore(self.engine, runs_table).values(
@@ -142,17 +170,18 @@ class SQLStore(Store):
     def _init_schema(self, tries: int = 5) -> None:
         try:
             with self.engine.begin() as conn:
-                _metadata.create_all(conn)
+                if not self.read_only:
+                    _metadata.create_all(conn)
                 row = conn.execute(
                     sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
                 ).first()
-                if row is None:
+                if row is None and not self.read_only:
                     conn.execute(
                         _insert_ignore(self.engine, meta_table).values(
                             key="schema_version", value=str(SCHEMA_VERSION)
                         )
                     )
-                elif int(row[0]) != SCHEMA_VERSION:
+                elif row is not None and int(row[0]) != SCHEMA_VERSION:
                     raise StoreError(
                         f"store {self.url} has schema version {row[0]}, this assay expects "
                         f"{SCHEMA_VERSION}; rebuild the index from the run directories with "
@@ -164,7 +193,7 @@ class SQLStore(Store):
             if tries > 1 and any(w in str(exc.orig).lower() for w in ("exist", "locked")):
                 time.sleep(0.1)
                 return self._init_schema(tries - 1)
-            raise StoreError(_unreadable(self.url, exc.orig)) from None
+            raise StoreError(self._open_error(exc)) from None
         except sa.exc.DatabaseError as exc:  # not a database, corrupt, encrypted
             raise StoreError(_unreadable(self.url, exc.orig)) from None
         if not self._has_runs_columns():
@@ -172,6 +201,39 @@ class SQLStore(Store):
                 f"store {self.url} has a 'runs' table that assay did not create (columns differ); "
                 "point --store at a new file, or move this one away and run `assay reindex`"
             )
+
+    def _open_error(self, exc: Any) -> str:
+        """The real cause of a failed open, and its fix; "reindex" only for a corrupt file."""
+        why = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig)
+        if not self.is_sqlite:
+            url = self.engine.url
+            if isinstance(exc, sa.exc.OperationalError):
+                return (
+                    f"cannot connect to the store's server at {url.host or 'localhost'}:"
+                    f"{url.port or 5432} (database {url.database!r}, user {url.username!r}): "
+                    f"{why}. Start the server, or fix the host, port, user, password or "
+                    f"database in the --store URL ({url.render_as_string(hide_password=True)})"
+                )
+            return f"cannot use store {url.render_as_string(hide_password=True)}: {why}"
+        path = self.url.split(":///", 1)[-1]
+        low = why.lower() if isinstance(why, str) else ""
+        folder = Path(path).parent
+        if "readonly" in low or "read-only" in low or (
+            "unable to open" in low and folder.is_dir() and not os.access(folder, os.W_OK)
+        ):
+            return (
+                f"store {path} is read-only here ({why}): this command records runs, so it "
+                "needs a root you can write; run it on a root of your own (--root), or ask "
+                "the owner. Reading commands (ls, show, status, report) work on it"
+            )
+        if "unable to open" in low:
+            return (
+                f"cannot open store {path} ({why}): check that its folder exists and that you "
+                "may read it (and write it, for commands that record runs); or pass --root"
+            )
+        if isinstance(exc, sa.exc.OperationalError) and "locked" in low:
+            return f"store {path} stayed locked by another process ({why}); try again"
+        return _unreadable(self.url, exc.orig)
 
     def _has_runs_columns(self) -> bool:
         try:

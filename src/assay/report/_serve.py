@@ -70,7 +70,7 @@ class ReportServer:
 
     def fingerprint(self, stage: str | None) -> str:
         """Changes whenever a run changes state, finishes, beats or logs."""
-        with resolve_store(self.source["store"], self.source["root"]) as store:
+        with resolve_store(self.source["store"], self.source["root"], read_only=True) as store:
             if stage is None:
                 records = store.query(ids=[p.id for p in self._planned()])
             else:
@@ -131,7 +131,7 @@ class ReportServer:
 
     def index(self) -> str:
         """The stages recorded in the store, with their counts and links to their reports."""
-        with resolve_store(self.source["store"], self.source["root"]) as store:
+        with resolve_store(self.source["store"], self.source["root"], read_only=True) as store:
             records = store.query()
         stages: dict[str, dict[str, int]] = {}
         for r in records:
