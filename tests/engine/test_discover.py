@@ -40,3 +40,55 @@ def test_help_has_no_markup_and_max_runs_says_it_is_a_refusal_limit(capsys):
     assert "``" not in out
     assert "--max-runs MAX_RUNS a refusal limit, not a budget" in out
     assert out.count("(default 1000000)") == 1
+
+
+def _models_in(annotation):
+    import typing
+
+    import pydantic
+
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        yield annotation
+    for arg in typing.get_args(annotation):
+        yield from _models_in(arg)
+
+
+def test_every_config_field_of_every_stage_has_a_one_line_description():
+    from assay._engine._registry import all_stage_names, get_stage
+
+    missing, seen = [], set()
+
+    def walk(cls, where):
+        if cls in seen:
+            return
+        seen.add(cls)
+        for name, field in cls.model_fields.items():
+            text = field.description or ""
+            if not text.strip() or "\n" in text or "``" in text:
+                missing.append(f"{where}.{name}")
+            for sub in _models_in(field.annotation):
+                walk(sub, f"{where}.{name}")
+
+    for stage_name in all_stage_names():
+        entry = get_stage(stage_name)
+        if entry.module.startswith("assay."):  # shipped stages, not the tests' own
+            walk(entry.config_cls, stage_name)
+    assert missing == [], f"fields without a one-line description: {missing}"
+
+
+@pytest.mark.parametrize("stage_name", ["volume.perturb", "icl.train", "cartography.train",
+                                        "patching.run", "trigger.finetune"])  # fmt: skip
+def test_stages_shows_every_key_with_its_type_default_and_help(stage_name, capsys):
+    from assay._engine._registry import get_stage
+
+    assert main(["stages", stage_name]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines()
+            if line.startswith("│") and line.split("│")[1].strip()}  # fmt: skip
+    cls = get_stage(stage_name).config_cls
+    for name in cls.model_fields:
+        assert name in rows, f"{stage_name}: no row for {name}"
+        cells = [c.strip() for c in rows[name].split("│")[1:-1]]
+        assert cells[2], f"{stage_name}.{name}: no default shown"  # required keys: (required)
+        assert cells[3], f"{stage_name}.{name}: no help shown"
+        assert "Literal" not in cells[1] and "Optional" not in cells[1]

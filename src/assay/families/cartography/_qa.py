@@ -111,13 +111,13 @@ FACTS = {
 class QAConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    n_train: int = Field(2000, ge=10)
-    n_validation: int = Field(300, ge=1)
-    n_test: int = Field(300, ge=1)
-    n_ood: int = Field(300, ge=0)  # held-out templates; 0: no OOD set
-    people_min: int = Field(2, ge=1)
-    people_max: int = Field(4, ge=1)  # 4 people x 4 facts: contexts of ~100 words (2-3 windows)
-    generator_seed: int = 0  # not `seed`: replicates of a suite share one dataset
+    n_train: int = Field(2000, ge=10, description="generated training questions")
+    n_validation: int = Field(300, ge=1, description="generated validation questions")
+    n_test: int = Field(300, ge=1, description="generated test questions")
+    n_ood: int = Field(300, ge=0, description="questions from held-out templates; 0: no OOD set")
+    people_min: int = Field(2, ge=1, description="fewest people described in a context")
+    people_max: int = Field(4, ge=1, description="most people in a context (4 people x 4 facts: about 100 words, 2-3 windows)")
+    generator_seed: int = Field(0, description="seeds the generator (not seed: replicates of a suite share one dataset)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,14 +28,14 @@ from ._plots import save_datamap
 class TrainingConfig(TorchConfig):
     """What every training run of the family shares: data, model and optimisation."""
 
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    epochs: int = Field(5, ge=1)  # the paper maps with the fine-tuning run's epochs (~5)
-    batch_size: int = Field(32, ge=1)
-    lr: float | None = Field(None, gt=0)  # None: 5e-3 bow, 5e-5 pretrained hf, 1e-3 scratch
-    weight_decay: float = Field(0.0, ge=0)
-    qa_stride_tokens: int = Field(24, ge=0)  # window overlap (the SQuAD recipe's doc stride)
-    max_answer_tokens: int = Field(8, ge=1)  # the generated answers have <= 3 words
+    data: DataConfig = Field(DataConfig(), description="the dataset trained on (task, size limits, splits)")
+    model: ModelConfig = Field(ModelConfig(), description="the classifier: bag of words, a small transformer from scratch, or a local HF model")
+    epochs: int = Field(5, ge=1, description="training epochs; the paper maps with the fine-tuning run's epochs (about 5)")
+    batch_size: int = Field(32, ge=1, description="examples per optimizer step")
+    lr: float | None = Field(None, gt=0, description="learning rate; null: 5e-3 bag of words, 5e-5 pretrained HF, 1e-3 from scratch")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    qa_stride_tokens: int = Field(24, ge=0, description="QA: overlap of consecutive context windows, in tokens (the SQuAD recipe's doc stride)")
+    max_answer_tokens: int = Field(8, ge=1, description="QA: longest answer span predicted, in tokens (the generated answers have at most 3 words)")
 
     @model_validator(mode="after")
     def _qa_model(self) -> TrainingConfig:
@@ -48,10 +48,10 @@ class TrainingConfig(TorchConfig):
 
 
 class DynamicsConfig(TrainingConfig):
-    record: Literal["train_pass", "eval_pass"] = "train_pass"  # train_pass: the reference
-    burn_out: int | None = Field(None, ge=1)  # metrics from the first k epochs only
-    include_ci: bool = False  # the reference's variability with the active-bias correction
-    write_reference: bool = True  # also write training_dynamics/*.jsonl
+    record: Literal["train_pass", "eval_pass"] = Field("train_pass", description="train_pass: probabilities from the training forward (the reference); eval_pass: an extra pass with dropout off")
+    burn_out: int | None = Field(None, ge=1, description="compute the map from the first k epochs only; null: every epoch")
+    include_ci: bool = Field(False, description="variability with the reference's active-bias (confidence interval) correction")
+    write_reference: bool = Field(True, description="also write training_dynamics/*.jsonl in the reference implementation's format")
 
 
 @stage(

@@ -56,6 +56,13 @@ def train_dqn(
     return agent, time.perf_counter() - t0
 
 
+def steps_taken(steps: int) -> int:
+    """Environment steps ``train_dqn(steps)`` takes: DQN collects whole rollouts of
+    ``train_freq`` steps until it has ``steps``, so 600 asked are 768 taken."""
+    freq = DQN_KWARGS["train_freq"]
+    return -(-steps // freq) * freq
+
+
 def _counting(counter: Any) -> Any:
     """An SB3 callback that sets ``counter`` to the environment steps taken so far."""
     from stable_baselines3.common.callbacks import BaseCallback

@@ -75,11 +75,11 @@ def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
     from assay.ml.patching import PROBE_BATCH, generate, probe_structure, save_definitions
     from assay.ml.patching import select_modules as select
 
-    from ._cartpole import mirrored_pairs, rollout, train_dqn
+    from ._cartpole import mirrored_pairs, rollout, steps_taken, train_dqn
     from ._models import load_model
 
     device, _ = setup_torch(config)
-    with run.progress(config.train_steps, "env step") as bar:
+    with run.progress(steps_taken(config.train_steps), "env step") as bar:
         agent, train_s = train_dqn(config.train_steps, config.hidden, config.seed, device=device,
                                    counter=bar)  # fmt: skip
     with run.write_artifact("agent.zip") as tmp:
