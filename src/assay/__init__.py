@@ -28,6 +28,7 @@ _PUBLIC = {
     "Runtime": "._engine._config",
     "SeededConfig": "._engine._config",
     "StageConfig": "._engine._config",
+    "is_replicate": "._engine._config",
     "run_id": "._engine._config",
     "suite_path": "._engine._config",
     "PlanContext": "._engine._checks",
@@ -103,6 +104,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._engine._config import Runtime as Runtime
     from ._engine._config import SeededConfig as SeededConfig
     from ._engine._config import StageConfig as StageConfig
+    from ._engine._config import is_replicate as is_replicate
     from ._engine._config import run_id as run_id
     from ._engine._config import suite_path as suite_path
     from ._engine._errors import AssayError as AssayError

@@ -119,9 +119,11 @@ def load_runs(
 
 
 def is_seed_field(name: str) -> bool:
-    """``seed`` and ``*_seed`` (``data_seed``, ``model_seed``): replicate ids, not what defines
-    a group, so analysis pools over them."""
-    return name == "seed" or name.endswith("_seed")
+    """Replicate ids (``seed``, ``*_seed``, or declared: see :func:`assay.is_replicate`, the
+    one rule), not what defines a group, so analysis pools over them."""
+    from ._engine._config import is_replicate
+
+    return is_replicate(name)
 
 
 def seed_column(df: pd.DataFrame) -> str | None:

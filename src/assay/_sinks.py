@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ._engine._config import is_replicate
 from ._engine._errors import ConfigError
 from ._engine._guard import OutsideRootError, make_dir_in_root, open_in_root, real_in_root
 
@@ -75,7 +76,7 @@ def group_name(stage: str, params: Mapping[str, Any] | None) -> str | None:
     """``example.fit degree=3``: the stage and the suite's varying parameters but the seeds, so
     a tracker groups a configuration's seeds under a name a researcher reads; None when
     nothing but seeds varies (the caller falls back to :func:`seed_free_group`)."""
-    shown = {k: v for k, v in (params or {}).items() if k.rsplit(".", 1)[-1] != "seed"}
+    shown = {k: v for k, v in (params or {}).items() if not is_replicate(k.rsplit(".", 1)[-1])}
     if not shown:
         return None
     return f"{stage} " + " ".join(f"{k}={v}" for k, v in shown.items())
@@ -86,7 +87,7 @@ def seed_free_group(config: Mapping[str, Any], prefix: str) -> str:
 
     def strip(obj: Any) -> Any:
         if isinstance(obj, Mapping):
-            return {k: strip(v) for k, v in sorted(obj.items()) if k != "seed"}
+            return {k: strip(v) for k, v in sorted(obj.items()) if not is_replicate(k)}
         if isinstance(obj, list):
             return [strip(v) for v in obj]
         return obj

@@ -538,3 +538,35 @@ def _holds_models(value: Any) -> bool:
     if isinstance(value, Mapping) and value:
         return all(isinstance(v, pydantic.BaseModel) for v in value.values())
     return False
+
+
+# --------------------------------------------------------------------------- the replicate rule
+REPLICATE = "replicate"  # json_schema_extra key: Field(0, json_schema_extra={"replicate": True})
+_DECLARED_REPLICATES: dict[str, bool] = {}
+
+
+def is_replicate(name: str) -> bool:
+    """The one replicate rule: whether config field ``name`` identifies a repeat of one
+    configuration (pooled by analysis, the report and trackers) rather than what defines it.
+
+    ``seed`` and every ``*_seed`` (``data_seed``, ``perturbation_seed``) are replicates; a field
+    declares otherwise with ``Field(..., json_schema_extra={"replicate": False})``, and any
+    other field declares itself one with ``{"replicate": True}``. Sweeps' ``seeds:`` set the
+    fields named ``seed`` (see :func:`set_seed_everywhere`); every replicate is pooled.
+    """
+    declared = _DECLARED_REPLICATES.get(name)
+    if declared is not None:
+        return declared
+    return name == "seed" or name.endswith("_seed")
+
+
+def declare_replicates(cls: type[pydantic.BaseModel], _seen: frozenset[type] = frozenset()) -> None:
+    """Record the replicate declarations of ``cls`` and the configs nested in it (called when
+    a stage registers, so analysis of flattened ``config.a.b`` columns knows them by name)."""
+    for name, field in cls.model_fields.items():
+        extra = field.json_schema_extra
+        if isinstance(extra, dict) and REPLICATE in extra:
+            _DECLARED_REPLICATES[name] = bool(extra[REPLICATE])
+        sub = _model_in(field.annotation)
+        if sub is not None and sub not in _seen:
+            declare_replicates(sub, _seen | {cls})

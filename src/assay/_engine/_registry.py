@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from ._config import SeededConfig, StageConfig
+from ._config import SeededConfig, StageConfig, declare_replicates
 from ._errors import AssayError, StageNotFoundError
 
 logger = logging.getLogger("assay")
@@ -114,6 +114,7 @@ def stage(
             )
         _STAGES[name] = entry
         _BY_CONFIG[config] = entry
+        declare_replicates(config)  # the one replicate rule learns this config's declarations
         return fn
 
     return register

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assay import atomic_path, save_figure
-
-SEED_KEYS = ("seed", "data_seed")  # runs differing only in these are seeds of one group
+from assay import atomic_path, is_replicate, save_figure
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -28,8 +26,9 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _groups(records) -> dict[str, list]:
-    """Runs that differ only in seed fields (``SEED_KEYS``), labelled by what does differ."""
-    flats = [{k: v for k, v in _flat(r.config).items() if k.split(".")[-1] not in SEED_KEYS}
+    """Runs that differ only in replicate fields (``seed``, ``data_seed``, ``perturbation_seed``:
+    the engine's one rule, :func:`assay.is_replicate`), labelled by what does differ."""
+    flats = [{k: v for k, v in _flat(r.config).items() if not is_replicate(k.split(".")[-1])}
              for r in records]  # fmt: skip
     keys = sorted({k for f in flats for k in f})
     varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
@@ -67,9 +66,13 @@ def aggregate(tables: list[list[dict]]) -> list[dict]:
         out.append({
             "landscape": land, "model": model, "model_level": int(rows[0]["model_level"]),
             "n_seeds": len(rows), "n_minus_inf": int(np.sum(v == -np.inf)),
+            "n_nan": int(np.isnan(v).sum()),  # no radius at all: counted, never a number
+            "no_variation": bool(iv.no_variation and n > 1),  # every finite seed equal
             "partial": bool(0 < np.isfinite(v).sum() < len(rows)),  # some seeds left out
             "n_above_tau": int(flagged),
-            "log_volume_mean": iv.mean if n else -math.inf, "log_volume_ci95": float(half),
+            # no finite seed: -inf when some seed is -inf (volume 0), NaN when all are NaN
+            "log_volume_mean": iv.mean if n else (-math.inf if (v == -np.inf).any() else math.nan),
+            "log_volume_ci95": float(half),
             "test_loss_mean": float(np.mean([float(r["test_loss"]) for r in rows])),
             "test_accuracy_mean": float(np.mean([float(r["test_accuracy"]) for r in rows])),
             "cutoff_mean": float(np.mean(cuts)) if cuts else math.nan,
@@ -91,8 +94,9 @@ def analyze(records, out_dir: Path | None) -> None:
         print(f"{'landscape':>9} {'model':>12} {'log V':>9} {'+-':>7} {'-inf':>7} {'test loss':>9} "
               f"{'test acc':>8} {'cutoff':>7}")  # fmt: skip
         for a in agg:  # the cutoff mean as computed (2.5 stays 2.5), -inf as "k of n" seeds
+            ci = "no var" if a["no_variation"] else f"{a['log_volume_ci95']:.0f}"
             print(f"{a['landscape']:>9} {a['model']:>12} {a['log_volume_mean']:>9.0f} "
-                  f"{a['log_volume_ci95']:>7.0f} {a['n_minus_inf']:>3}/{a['n_seeds']:<3} "
+                  f"{ci:>7} {a['n_minus_inf']:>3}/{a['n_seeds']:<3} "
                   f"{a['test_loss_mean']:>9.4f} {a['test_accuracy_mean']:>8.3f} "
                   f"{a['cutoff_mean']:>7.4g}")  # fmt: skip
         above = sum(a["n_above_tau"] for a in agg)
