@@ -27,6 +27,7 @@ from assay import Run, stage, suite_path
 from assay.ml import FileRef, TorchConfig, setup_torch
 from assay.ml.patching import check_kinds
 
+from ._checks import check_run
 from ._errors import PatchingError
 
 
@@ -236,6 +237,7 @@ def _logit_diff(config: PatchingRunConfig, model: Any) -> tuple[int, int] | None
     "patching.run",
     config=PatchingRunConfig,
     version=1,
+    check=check_run,
     smoke={"prepared": {"train_steps": 600, "hidden": (16, 16), "n_pairs": 16}},
 )
 def run_patching(config: PatchingRunConfig, run: Run) -> dict:
