@@ -240,3 +240,44 @@ def test_serve_refreshes_while_a_suite_runs(browser, tmp_path):
             runner.kill()
             runner.communicate()
         stop_server(server)
+
+
+def test_a_refresh_keeps_every_zoom_and_the_compared_runs(browser, tmp_path):
+    """A served, finished suite; one run's record changes: the page merges the delta and keeps
+    the curves' zoom, the run detail's zoom and the runs ticked for comparison."""
+    import dataclasses
+
+    from assay._store import resolve_store
+
+    suite, root = run_demo(tmp_path)
+    server, url = start_server(str(suite), "--root", str(root), "--import", "reportstages")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        page = context.new_page()
+        watch = Watch(page, (url, "data:", "blob:"))
+        page.goto(url)
+        page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
+        rows = page.eval_on_selector_all("#runs-table tbody tr", "trs => trs.map(t => t.dataset.id)")
+        first, second = rows[0], rows[4]
+        page.click(f'#runs-table tbody tr[data-id="{first}"] td:nth-child(3)')
+        page.wait_for_selector("#detail-plot .main-svg")
+        page.check(f'#runs-table input.pick[data-id="{second}"]')
+        plot, detail = "document.querySelector('#curve-plot')", "document.querySelector('#detail-plot')"
+        page.evaluate(f"Plotly.relayout({plot}, {{'xaxis.range': [2, 5]}})")
+        page.evaluate(f"Plotly.relayout({detail}, {{'xaxis.range': [1, 4]}})")
+        final = page.text_content("#counts")
+        with resolve_store(None, root) as store:
+            rec = store.get(second)
+            store.put(dataclasses.replace(rec, attempts=rec.attempts + 1))
+        page.wait_for_function("Number(document.body.dataset.deltas || 0) >= 1", timeout=30_000)
+        assert page.text_content("#counts") == final
+        assert page.evaluate(f"{plot}.layout.xaxis.range") == [2, 5]
+        assert page.evaluate(f"{detail}.layout.xaxis.range") == [1, 4]
+        assert page.is_checked(f'#runs-table input.pick[data-id="{second}"]')
+        assert page.eval_on_selector_all("#compare-diff th", "t => t.length") >= 2
+        attempts = _cells(page, "attempts")[4]
+        assert attempts == str(rec.attempts + 1)  # the changed run's row, merged in
+        assert watch.errors == [] and watch.requests == []
+    finally:
+        context.close()
+        stop_server(server)

@@ -219,10 +219,14 @@
   }
 
   // ---------------------------------------------------------------- run detail
-  function renderDetail() {
+  function renderDetail(scroll) { // scroll: a row was just clicked (never on a refresh)
     var box = $("detail"), id = view.selected;
     if (!id || !DATA.detail[id]) { box.hidden = true; return; }
-    var d = DATA.detail[id], row = null;
+    var d = DATA.detail[id], row = null, old = $("detail-plot"), keep = null;
+    if (old && old.layout && old.dataset.key === id + "|" + view.metric) { // a refresh keeps the zoom
+      keep = {};
+      ["xaxis", "yaxis"].forEach(function (a) { if (old.layout[a] && old.layout[a].autorange === false) keep[a] = old.layout[a].range.slice(); });
+    }
     DATA.table.rows.forEach(function (r) { if (r[1] === id) row = r; });
     box.hidden = false;
     box.textContent = "";
@@ -252,14 +256,15 @@
     if (own && Object.keys(own).length && window.Plotly) {
       var metric = own[view.metric] ? view.metric : Object.keys(own)[0];
       box.appendChild(el("h4", null, "curve: " + metric + " (this run; the metric switcher above picks it)"));
-      var div = el("div", { class: "plot", id: "detail-plot" });
+      var div = el("div", { class: "plot", id: "detail-plot", "data-key": id + "|" + view.metric });
       box.appendChild(div);
-      var s = own[metric];
+      var s = own[metric], layout = { margin: { t: 10, r: 10 }, xaxis: { title: { text: "step" } },
+        yaxis: { title: { text: metric }, type: view.curveLog ? "log" : "linear" } };
+      Object.keys(keep || {}).forEach(function (a) { layout[a].range = keep[a]; layout[a].autorange = false; });
       Plotly.newPlot(div, [{ x: s[0], y: s[1].map(num), mode: s[0].length > 1 ? "lines+markers" : "markers", name: id }],
-        { margin: { t: 10, r: 10 }, xaxis: { title: { text: "step" } }, yaxis: { title: { text: metric } } },
-        { displaylogo: false, responsive: true });
+        layout, PLOT_CONFIG);
     }
-    box.scrollIntoView({ block: "nearest" });
+    if (scroll) box.scrollIntoView({ block: "nearest" });
   }
 
   // ---------------------------------------------------------------- curves
@@ -638,11 +643,11 @@
       var tr = ev.target.closest("tr");
       if (!tr) return;
       view.selected = tr.dataset.id;
-      renderBody(); renderDetail();
+      renderBody(); renderDetail(true);
     });
     $("curve-metric").addEventListener("change", function () { view.metric = this.value; renderCurves(); renderDetail(); });
     $("curve-stage").addEventListener("change", function () { view.curveStage = this.value; view.metric = null; renderCurveSelect(); renderCurves(); });
-    $("curve-logy").addEventListener("change", function () { view.curveLog = this.checked; renderCurves(); renderCompare(); });
+    $("curve-logy").addEventListener("change", function () { view.curveLog = this.checked; renderCurves(); renderCompare(); renderDetail(); });
     $("curve-smooth").addEventListener("input", function () {
       view.smooth = Number(this.value);
       $("curve-smooth-value").textContent = view.smooth.toFixed(2);
