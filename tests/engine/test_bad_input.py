@@ -222,7 +222,7 @@ CASES = [
     # ---- stores and executors name the real cause
     Case("postgres-unreachable", ("ls", "--store", "postgresql+psycopg://assay@127.0.0.1:9/x"), 2,
          ("cannot connect", "127.0.0.1:9")),  # fmt: skip
-    Case("slurm-without-sbatch", ("run", POLYFIT, "degree=1", "--seeds", "0", "--executor",
+    Case("slurm-without-sbatch", ("run", POLYFIT, "degree=3", "--seeds", "0", "--executor",
                                   "slurm", "--root", "{root}", "--quiet"), 2, ("sbatch",),
          env={"PATH": "/nonexistent"}),  # fmt: skip
     # ---- assay patching structure / define: models, specs and outputs that cannot be used

@@ -182,6 +182,12 @@ class SubmititExecutor(Executor):
         self.params_given = dict(options.cluster)
         # submitit-local jobs are children of this process: they cannot outlive it
         self.wait = bool(self.params_given.get("wait", self.local))
+        if not self.local and shutil.which("sbatch") is None:  # before anything is recorded
+            raise AssayError(
+                f"--executor {self.name} submits with SLURM's `sbatch`, which is not on PATH "
+                "here; run on a SLURM login node (or load SLURM's module), or use --executor "
+                "local (--workers N), ray or submitit-local"
+            )
 
     def map(self, runs: Sequence[PlannedRun]) -> Iterator[Outcome]:
         try:
