@@ -104,3 +104,14 @@ def test_analyze_prints_the_cutoff_mean_as_computed(tmp_path, capsys):
     assert part == [("20", "k30")]
     assert (tmp_path / "out" / "volume_all.png").stat().st_size > 0
     assert np.isneginf(float(next(r for r in rows if r["model"] == "k200")["log_volume_mean"]))
+
+
+def test_aggregate_says_nan_and_no_variation():
+    seeds = [[_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")],
+             [_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")],
+             [_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")]]  # fmt: skip
+    k0, k30 = aggregate(seeds)
+    assert k0["no_variation"] is True and k0["log_volume_ci95"] == 0.0  # not a tiny "CI"
+    assert k0["log_volume_mean"] == 7.0 and not k0["partial"]
+    assert k30["n_nan"] == 3 and math.isnan(k30["log_volume_mean"])  # NaN, not -inf
+    assert k30["n_minus_inf"] == 0 and not k30["no_variation"]

@@ -55,7 +55,8 @@ def _groups(records: Sequence[Any], stage: str) -> list[tuple[str, list[Any]]]:
 def _cell(values: list[float], bounds: tuple[float, float] | None = None, **keys) -> dict:
     iv = mean_interval([np.nan if v is None else v for v in values], bounds=bounds)
     return {**keys, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n_runs": iv.n,
-            "interval": iv.method, "n_nonfinite": iv.n_nonfinite}  # fmt: skip
+            "interval": iv.method, "n_nonfinite": iv.n_nonfinite,
+            "no_variation": iv.no_variation}  # fmt: skip
 
 
 def _json(run: Any, name: str) -> dict:
@@ -140,11 +141,14 @@ def tables(records: Sequence[Any]) -> dict[str, list[dict]]:
 
 
 def _fmt(row: dict) -> str:
+    bad = f" ({row['n_nonfinite']} nan)" if row["n_nonfinite"] else ""
     if not np.isfinite(row["mean"]):
-        return "nan"
+        return "nan" + bad
+    if row["no_variation"] and row["n_runs"] > 1:  # identical runs: nothing was estimated
+        return f"{row['mean']:.3g} (no variation){bad}"
     if np.isfinite(row["lo"]):
-        return f"{row['mean']:.3g} [{row['lo']:.3g}, {row['hi']:.3g}]"
-    return f"{row['mean']:.3g}"
+        return f"{row['mean']:.3g} [{row['lo']:.3g}, {row['hi']:.3g}]{bad}"
+    return f"{row['mean']:.3g}{bad}"
 
 
 def summary_lines(tabs: dict[str, list[dict]]) -> list[str]:

@@ -47,12 +47,15 @@ def aggregate(tables: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"category": cat, "split": split, "n_seeds": len(rows)}
         used = [r for r in rows if r["n_used"]]
         entry["n_missing"] = len(rows) - len(used)
+        notes = sorted({r["note"] for r in rows if r["note"]})
         for k in ("old", "new", "neither"):
             iv = mean_interval([r[k] for r in used], bounds=(0.0, 1.0)) if used else None
             entry[k] = iv.mean if iv else math.nan
             entry[f"{k}_lo"] = iv.lo if iv else math.nan
             entry[f"{k}_hi"] = iv.hi if iv else math.nan
-        entry["note"] = "; ".join(sorted({r["note"] for r in rows if r["note"]}))
+            if iv and iv.no_variation and iv.n > 1:  # a zero-width interval estimates nothing
+                notes.append(f"{k}: no variation ({iv.n} seeds at {iv.mean:.3f})")
+        entry["note"] = "; ".join(notes)
         out.append(entry)
     return out
 
