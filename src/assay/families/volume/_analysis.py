@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assay import atomic_path, save_figure
-
-SEED_KEYS = ("seed", "data_seed")  # runs differing only in these are seeds of one group
+from assay import atomic_path, is_replicate, save_figure
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -28,8 +26,9 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def _groups(records) -> dict[str, list]:
-    """Runs that differ only in seed fields (``SEED_KEYS``), labelled by what does differ."""
-    flats = [{k: v for k, v in _flat(r.config).items() if k.split(".")[-1] not in SEED_KEYS}
+    """Runs that differ only in replicate fields (``seed``, ``data_seed``, ``perturbation_seed``:
+    the engine's one rule, :func:`assay.is_replicate`), labelled by what does differ."""
+    flats = [{k: v for k, v in _flat(r.config).items() if not is_replicate(k.split(".")[-1])}
              for r in records]  # fmt: skip
     keys = sorted({k for f in flats for k in f})
     varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
