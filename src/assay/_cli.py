@@ -93,6 +93,21 @@ def plain_help(text: str) -> str:
     return " ".join(text.replace("``", "").split())
 
 
+def config_help(parser: argparse.ArgumentParser, cls: Any) -> None:
+    """Give each flag of ``parser`` named like a field of config class ``cls`` that field's
+    description as its help (and its choices and default): one source for the stage's keys and
+    the command that fills them, as HfArgumentParser does."""
+    for action in parser._actions:
+        field = cls.model_fields.get(action.dest)
+        if field is None or not field.description:
+            continue
+        text = plain_help(field.description)
+        default = action.default
+        if default not in (None, False, [], "") and "default" not in text:
+            text += f" (default {default})"
+        action.help = text
+
+
 def type_text(annotation: Any) -> str:
     """A field's type as a user types it: a Literal lists its choices (``adamw|sgd|sam``), an
     Optional says ``or null``, containers name their items (``tuple[int, ...]``)."""

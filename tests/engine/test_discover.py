@@ -92,3 +92,14 @@ def test_stages_shows_every_key_with_its_type_default_and_help(stage_name, capsy
         assert cells[2], f"{stage_name}.{name}: no default shown"  # required keys: (required)
         assert cells[3], f"{stage_name}.{name}: no help shown"
         assert "Literal" not in cells[1] and "Optional" not in cells[1]
+
+
+def test_a_family_command_takes_its_flags_help_from_the_stage_config(capsys):
+    from assay.families.patching.stages import PatchingRunConfig
+
+    with pytest.raises(SystemExit):
+        main(["patching", "run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in ("defs_per_forward", "direction", "method", "readout_position"):
+        assert PatchingRunConfig.model_fields[name].description in out, name
+    assert "(default 64)" in out and out.count("(default denoising)") == 1

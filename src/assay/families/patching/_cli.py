@@ -133,6 +133,11 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="runs/patching", help="run store root")
     p.add_argument("--top", type=int, default=15, help="rows of the ranked table to print")
     p.set_defaults(func=cmd_run)
+    from assay._cli import config_help
+
+    from .stages import PatchingRunConfig
+
+    config_help(p, PatchingRunConfig)  # the stage's field descriptions are the flags' help
 
     p = sub.add_parser(
         "inputs", help="clean/corrupted observation pairs from an environment (RL agents)"
