@@ -69,12 +69,13 @@ class ReportServer:
         return self._plan[1]
 
     def fingerprint(self, stage: str | None) -> str:
-        """Changes whenever a run changes state, finishes, beats or logs."""
+        """Changes whenever a run changes state, finishes, beats or logs. Read without configs
+        and results (``light``): what an unchanged poll costs (0.5 s at 10,000 runs)."""
         with resolve_store(self.source["store"], self.source["root"], read_only=True) as store:
             if stage is None:
-                records = store.query(ids=[p.id for p in self._planned()])
+                records = store.query(ids=[p.id for p in self._planned()], light=True)
             else:
-                records = store.query(stage=stage)
+                records = store.query(stage=stage, light=True)
         h = hashlib.sha256()
         for r in sorted(records, key=lambda r: r.id):
             h.update(f"{r.id}|{r.status.value}|{r.attempts}|{r.ended}|{r.heartbeat}\n".encode())
