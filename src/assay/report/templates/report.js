@@ -339,7 +339,8 @@
     var shown = lines.filter(function (l) { return !g || l.group.toLowerCase().indexOf(g) >= 0; });
     info.textContent = (shown.length > MAX_LINES
       ? "showing " + MAX_LINES + " of " + shown.length + " groups (narrow them with the group filter)"
-      : shown.length + " group(s)") + (failed.length ? "; " + failed.length + " failed run(s), dashed" : "");
+      : shown.length + " group(s)") + (failed.length ? "; " + failed.length + " failed run(s), dashed" +
+        (failed.length > MAX_LINES ? " (the first " + MAX_LINES + " drawn; narrow them with the group filter)" : "") : "");
     shown = shown.slice(0, MAX_LINES);
     var traces = [];
     shown.forEach(function (l, i) {
