@@ -176,10 +176,11 @@ def test_a_checkpoint_naming_a_factory_runs_no_code_without_trust(tmp_path, monk
     from assay.families.patching.stages import PatchingRunConfig
 
     (tmp_path / "defs.json").write_text("[]")
+    (tmp_path / "one.json").write_text('[{"0": [0]}]')  # one definition: passes the plan check
     config = PatchingRunConfig(
         model=str(tmp_path / "crafted.pt"),
         inputs=[str(tmp_path / "defs.json")],
-        definitions=str(tmp_path / "defs.json"),
+        definitions=str(tmp_path / "one.json"),
     )
     record = assay.run_config(config, root=tmp_path / "runs")
     assert record.status is assay.RunStatus.FAILED and "names code to run" in record.error

@@ -166,11 +166,13 @@ def test_stage_refuses_end_past_the_end_and_empty_definitions(
     (tmp_path / "defs.json").write_text(json.dumps([{"q_net.0": [u]} for u in range(5)]))
     base = {"model": str(dqn_zip), "inputs": [str(cartpole_pairs_npz)], "num_threads": 1}
     config = PatchingRunConfig(**base, definitions=str(tmp_path / "defs.json"), end_index=9)
-    record = assay.run_config(config, root=tmp_path / "runs")
-    assert record.status is assay.RunStatus.FAILED
-    assert "end_index 9 is past the end" in record.error and "valid end 1..5" in record.error
+    # refused at plan time (the stage's check): nothing runs, nothing is recorded
+    with pytest.raises(assay.ConfigError, match="end_index 9 is past the end") as exc:
+        assay.run_config(config, root=tmp_path / "runs")
+    assert "holds 5 definitions (valid end_index: 1..5" in str(exc.value)
     (tmp_path / "empty.json").write_text("[]")
     config = PatchingRunConfig(**base, definitions=str(tmp_path / "empty.json"))
-    record = assay.run_config(config, root=tmp_path / "runs")
-    assert "holds no definitions (an empty list)" in record.error
-    assert "valid start" not in record.error
+    with pytest.raises(assay.ConfigError, match="holds no definitions") as exc:
+        assay.run_config(config, root=tmp_path / "runs")
+    assert "valid start" not in str(exc.value)
+    assert not (tmp_path / "runs").exists()
