@@ -39,7 +39,7 @@ def reached_total(label: str) -> bool:
 def test_nested_counter_is_one_bar_with_the_inner_unit_named(tmp_path):
     import progressstages
 
-    run = assay.DetachedRun(progressstages.SlowTrainConfig(), dir=tmp_path)
+    run = assay.detached_run(progressstages.SlowTrainConfig(), dir=tmp_path)
     with run.progress(10, "epoch") as bar:
         bar.update(2)
         batches = bar.inner(400, "batch")
@@ -61,14 +61,16 @@ def test_eta_counts_only_the_work_done_since_a_resume():
     info = {"n": 300, "start": 200, "total": 1200, "started": now - 10, "position": 300}
     assert eta(info) == " eta 90s"  # 100 steps took 10 s: 900 left take 90 s
     assert eta({**info, "n": 200, "position": 200}) == ""  # nothing done yet: no rate
+    shown = in_flight({**info, "desc": "step", "label": "step 300/1200"})
+    assert shown == "step 300/1200 (resumed at step 200) eta 90s"
 
 
 def test_resumed_run_logs_where_it_resumed(root):
     import progressstages
 
     config = progressstages.SlowTrainConfig(epochs=3, batches=2, step_s=0.0)
-    run_dir = root / assay.DetachedRun(config, dir=root / "probe").id
-    assay.DetachedRun(config, dir=run_dir).save_checkpoint({"epoch": 2})  # a killed attempt
+    run_dir = root / assay.detached_run(config, dir=root / "probe").id
+    assay.detached_run(config, dir=run_dir).save_checkpoint({"epoch": 2})  # a killed attempt
     rec = assay.run_config(config, root=root)
     assert rec.status.value == "done" and Path(rec.dir) == run_dir.resolve()
     log = (run_dir / "log.txt").read_text()

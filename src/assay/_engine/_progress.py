@@ -56,6 +56,8 @@ def in_flight(info: dict[str, Any] | None) -> str:
     label = info.get("label") or info.get("desc") or ""
     if not info.get("label") and info.get("n") is not None:
         label = f"{label} {info['n']}/{info.get('total') or '?'}".strip()
+    if info.get("start"):  # a resumed run: where it picked up
+        label += f" (resumed at {info.get('desc') or ''} {info['start']})".replace("  ", " ")
     return (label + eta(info)).strip()
 
 
