@@ -36,6 +36,7 @@ _PUBLIC = {
     "ConfigError": "._engine._errors",
     "RunNotFoundError": "._engine._errors",
     "StageNotFoundError": "._engine._errors",
+    "FamilyNotFoundError": "._engine._errors",
     "StoreError": "._engine._errors",
     "SuiteError": "._engine._errors",
     "atomic_path": "._engine._io",
@@ -54,7 +55,7 @@ _PUBLIC = {
     "RunOptions": "._engine._options",
     "Selection": "._engine._options",
     "CheckpointError": "._engine._errors",
-    "DetachedRun": "._engine._run",
+    "detached_run": "._engine._run",
     "Origin": "._engine._run",
     "Outcome": "._engine._run",
     "Progress": "._engine._run",
@@ -65,7 +66,6 @@ _PUBLIC = {
     "Store": "._store",
     "resolve_store": "._store",
     "PlannedRun": "._engine._spec",
-    "RunSpec": "._engine._spec",
     "Suite": "._engine._suite",
     "load_suite": "._engine._suite",
     "configure_torch": "._engine._torch",
@@ -110,6 +110,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._engine._errors import AssayError as AssayError
     from ._engine._errors import CheckpointError as CheckpointError
     from ._engine._errors import ConfigError as ConfigError
+    from ._engine._errors import FamilyNotFoundError as FamilyNotFoundError
     from ._engine._errors import RunNotFoundError as RunNotFoundError
     from ._engine._errors import StageNotFoundError as StageNotFoundError
     from ._engine._errors import StoreError as StoreError
@@ -127,7 +128,6 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._engine._registry import list_families as list_families
     from ._engine._registry import stage as stage
     from ._engine._reindex import reindex as reindex
-    from ._engine._run import DetachedRun as DetachedRun
     from ._engine._run import Origin as Origin
     from ._engine._run import Outcome as Outcome
     from ._engine._run import Progress as Progress
@@ -135,8 +135,8 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is importe
     from ._engine._run import RunRecord as RunRecord
     from ._engine._run import RunStatus as RunStatus
     from ._engine._run import UpstreamRun as UpstreamRun
+    from ._engine._run import detached_run as detached_run
     from ._engine._spec import PlannedRun as PlannedRun
-    from ._engine._spec import RunSpec as RunSpec
     from ._engine._suite import Suite as Suite
     from ._engine._suite import load_suite as load_suite
     from ._engine._torch import configure_torch as configure_torch

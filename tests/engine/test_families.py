@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import assay
 from assay.testing import check_stage
 
@@ -20,3 +22,12 @@ def test_import_assay_stays_light():
     code = "import sys, assay; print(sorted(m for m in ('torch','pandas','matplotlib','scipy','sqlalchemy') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_names_say_what_they_are():
+    import assay.families.example as example
+
+    assert example.make_data.__name__ == "make_data" and example.fit.__name__ == "fit"
+    with pytest.raises(assay.FamilyNotFoundError, match="installed families"):
+        assay._engine._registry.get_family("nope")
+    assert not hasattr(assay, "RunSpec") and not hasattr(assay, "DetachedRun")

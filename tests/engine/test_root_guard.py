@@ -51,7 +51,7 @@ def rid_of(config) -> str:
 
 
 def handle(root: Path) -> assay.Run:
-    return assay.DetachedRun(teststages.StepsConfig(), dir=root / "run")
+    return assay.detached_run(teststages.StepsConfig(), dir=root / "run")
 
 
 # -- the live run handle: every file a stage writes or reads ---------------------------------------

@@ -161,7 +161,7 @@ def test_workers_pool_runs_everything_once(root, tmp_path):
 def test_detached_run_needs_no_store(tmp_path):
     data = assay.run_config(DataConfig(), root=tmp_path / "runs")
     cfg = FitConfig(degree=2)
-    handle = assay.DetachedRun(cfg, dir=tmp_path / "scratch",
+    handle = assay.detached_run(cfg, dir=tmp_path / "scratch",
                                upstream={"data": assay.UpstreamRun(data.id, data.stage, DataConfig(),
                                                                    data.dir, data.results)})  # fmt: skip
     from assay.families.example._stages import fit

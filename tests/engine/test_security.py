@@ -25,7 +25,7 @@ class Planted:
 
 
 def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
-    run = assay.DetachedRun(teststages.StepsConfig(), dir=tmp_path / "run")
+    run = assay.detached_run(teststages.StepsConfig(), dir=tmp_path / "run")
     pwned = tmp_path / "pwned"
     torch.save({"step": 1, "evil": Planted(pwned)}, run.checkpoint_dir / "checkpoint.pt")
     with pytest.raises(assay.CheckpointError, match="refusing to load.*trusted=True"):
@@ -34,7 +34,7 @@ def test_a_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_plain_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
-    run = assay.DetachedRun(teststages.StepsConfig(), dir=tmp_path / "run")
+    run = assay.detached_run(teststages.StepsConfig(), dir=tmp_path / "run")
     state = {"step": 3, "model": torch.nn.Linear(2, 2).state_dict(), "losses": [0.5, 0.25]}
     run.save_checkpoint(state)
     back = run.load_checkpoint()
@@ -44,7 +44,7 @@ def test_plain_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("name", ["../../x.json", "/tmp/abs.json", "a/../../b.json", "", "."])
 def test_artifact_names_stay_inside_the_run(tmp_path, name):
-    run = assay.DetachedRun(teststages.StepsConfig(), dir=tmp_path / "run")
+    run = assay.detached_run(teststages.StepsConfig(), dir=tmp_path / "run")
     with pytest.raises(ArtifactNameError):
         run.save_json(name, {"x": 1})
     with pytest.raises(ArtifactNameError), run.write_artifact(name):
@@ -55,7 +55,7 @@ def test_artifact_names_stay_inside_the_run(tmp_path, name):
 
 
 def test_artifact_names_are_normalised(tmp_path):
-    run = assay.DetachedRun(teststages.StepsConfig(), dir=tmp_path / "run")
+    run = assay.detached_run(teststages.StepsConfig(), dir=tmp_path / "run")
     path = run.save_json("./plots//a.json", {"x": 1})
     assert path == run.artifacts_dir / "plots" / "a.json" and run.artifact("plots/a.json") == path
 

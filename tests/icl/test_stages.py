@@ -56,14 +56,14 @@ def test_loo_resumes_after_the_last_finished_context(root, tmp_path):
     upstream = {"train": up}  # a RunRecord has .artifact(), all the stage uses
     from assay.families.icl._stage_loo import loo_stage
 
-    run = assay.DetachedRun(cfg, dir=tmp_path / "a", upstream=upstream)
+    run = assay.detached_run(cfg, dir=tmp_path / "a", upstream=upstream)
     loo_stage(cfg, run)
     state = torch.load(tmp_path / "a" / "checkpoints" / "checkpoint.pt", weights_only=True)
     assert state["done"] == 2
     # a run killed after its first context: keep context 0 (marked), recompute context 1 only
     state["done"] = 1
     state["items"] = {k: [v[0].fill_(7.0)] for k, v in state["items"].items()}
-    resumed = assay.DetachedRun(cfg, dir=tmp_path / "b", upstream=upstream)
+    resumed = assay.detached_run(cfg, dir=tmp_path / "b", upstream=upstream)
     resumed.save_checkpoint(state)
     loo_stage(cfg, resumed)
     raw = np.load(tmp_path / "b" / "artifacts" / "loo.npz")

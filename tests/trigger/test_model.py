@@ -222,8 +222,8 @@ def test_training_resumes_after_a_kill_with_identical_weights(tok, tmp_path):
 
     cfg = BaseConfig(data={"categories": CATS})
     whole = model()
-    train_loop(whole, tok, examples, [], settings, assay.DetachedRun(cfg, dir=tmp_path / "a"))
-    run = assay.DetachedRun(cfg, dir=tmp_path / "b")
+    train_loop(whole, tok, examples, [], settings, assay.detached_run(cfg, dir=tmp_path / "a"))
+    run = assay.detached_run(cfg, dir=tmp_path / "b")
     save, calls = run.save_checkpoint, []
 
     def dying(state):

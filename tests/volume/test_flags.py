@@ -53,7 +53,7 @@ def fake_perturb(tmp_path, mode="exact"):
 def test_models_above_tau_are_flagged_warned_and_not_counted(tmp_path, caplog):
     pcfg, up = fake_perturb(tmp_path)
     cfg = VolumeConfig(perturb=pcfg, threshold=0.1, n_subsets=3)
-    run = assay.DetachedRun(cfg, dir=tmp_path / "volume", upstream={"perturb": up})
+    run = assay.detached_run(cfg, dir=tmp_path / "volume", upstream={"perturb": up})
     with caplog.at_level(logging.WARNING, logger="assay.volume"):
         res = volume(cfg, run)
     # k10's own training loss (0.02 + 5) / 12 = 0.418 > 0.1: flagged everywhere

@@ -113,7 +113,7 @@ def test_perturb_resumes_after_the_last_finished_model(tmp_path, monkeypatch):
     from assay.families.volume import _stage_perturb
 
     ups = [assay.run_config(c, root=tmp_path / "runs") for c in SMALL.model_configs()]
-    clean = assay.DetachedRun(SMALL, dir=tmp_path / "clean", upstream={"models": ups})
+    clean = assay.detached_run(SMALL, dir=tmp_path / "clean", upstream={"models": ups})
     _stage_perturb.perturb(SMALL, clean)
 
     real, calls = _stage_perturb._evaluate_model, []
@@ -125,7 +125,7 @@ def test_perturb_resumes_after_the_last_finished_model(tmp_path, monkeypatch):
         return real(*args)
 
     monkeypatch.setattr(_stage_perturb, "_evaluate_model", dies_on_the_second_model)
-    run = assay.DetachedRun(SMALL, dir=tmp_path / "resumed", upstream={"models": ups})
+    run = assay.detached_run(SMALL, dir=tmp_path / "resumed", upstream={"models": ups})
     with pytest.raises(KeyboardInterrupt):
         _stage_perturb.perturb(SMALL, run)
     assert run.load_checkpoint()["done"] == 1

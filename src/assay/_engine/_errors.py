@@ -20,6 +20,10 @@ class StageNotFoundError(AssayError):
     """No registered stage or family has the requested name."""
 
 
+class FamilyNotFoundError(StageNotFoundError):
+    """No installed family has this name (a stage's family, or ``assay <family>``)."""
+
+
 class StoreError(AssayError):
     """The run store cannot be opened, or its schema does not match this version of assay."""
 

@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ._config import SeededConfig, StageConfig, declare_replicates
-from ._errors import AssayError, StageNotFoundError
+from ._errors import AssayError, FamilyNotFoundError, StageNotFoundError
 
 logger = logging.getLogger("assay")
 
@@ -207,7 +207,7 @@ def broken_families() -> dict[str, str]:
 def get_family(name: str) -> Family:
     fams = families()
     if name not in fams:
-        raise StageNotFoundError(
+        raise FamilyNotFoundError(
             f"unknown family {name!r}; installed families: {', '.join(sorted(fams)) or 'none'}"
         )
     return fams[name]

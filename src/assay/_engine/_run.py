@@ -1,5 +1,5 @@
 """A run is three things: the live :class:`Run` handle a stage writes to, the frozen
-:class:`RunRecord` the store returns, and :func:`DetachedRun`, a handle needing no store."""
+:class:`RunRecord` the store returns, and :func:`detached_run`, a handle needing no store."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def _artifact(run_dir: Path | None, name: str, run_id: str) -> Path:
 class Run:
     """The live handle a stage function receives: where to write metrics, artifacts, checkpoints.
 
-    Every file it writes is written atomically. Build one with :func:`DetachedRun` in notebooks
+    Every file it writes is written atomically. Build one with :func:`detached_run` in notebooks
     and unit tests; the runner builds them for suites.
     """
 
@@ -410,7 +410,7 @@ class Progress:
         self.close(exc)
 
 
-def DetachedRun(  # noqa: N802 - reads like a class at call sites
+def detached_run(
     config: StageConfig,
     dir: str | Path | None = None,
     upstream: Mapping[str, Any] | None = None,

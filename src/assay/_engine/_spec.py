@@ -90,7 +90,6 @@ class PlannedRun:
         return hash((self.id, self.index))
 
 
-RunSpec = PlannedRun  # the name the docs use for a planned run crossing a process boundary
 
 
 def plan_config(

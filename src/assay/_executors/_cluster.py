@@ -16,4 +16,3 @@ from ._slurm import SlurmExecutor as SlurmExecutor
 from ._slurm import SubmititExecutor as SubmititExecutor
 from ._slurm import SubmititLocalExecutor as SubmititLocalExecutor
 
-SUBMITIT_PARAMS = SLURM_PARAMS  # the former name

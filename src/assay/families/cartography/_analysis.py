@@ -16,8 +16,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from assay import atomic_path, compare_groups, get_stage, run_id, summarize
-from assay._analysis import group_columns, records_frame
+from assay import (
+    atomic_path,
+    compare_groups,
+    get_stage,
+    group_columns,
+    records_frame,
+    run_id,
+    summarize,
+)
 
 STRATEGY_FIELDS = ("filter", "cluster_filter", "smoothing", "weighting")
 CHANGED = (

@@ -19,7 +19,7 @@ FAMILY = Family(
 _PUBLIC = {
     "DataConfig": "._stages",
     "FitConfig": "._stages",
-    "data": "._stages",
+    "make_data": "._stages",
     "fit": "._stages",
 }
 

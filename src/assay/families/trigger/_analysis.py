@@ -23,7 +23,7 @@ from assay import atomic_path
 
 def groups(records: list[Any]) -> dict[str, list[Any]]:
     """Runs grouped by the engine's rule (config columns that vary, seed fields excluded)."""
-    from assay._analysis import group_columns, records_frame
+    from assay import group_columns, records_frame
 
     df = records_frame(records)
     cols = group_columns(df)
