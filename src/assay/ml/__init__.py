@@ -54,6 +54,10 @@ _LAZY = {
     "patch_output": "_hooks",
     "patch_mask": "_hooks",
     "get_modules": "_hooks",
+    # memory-adaptive batching
+    "AdaptiveBatch": "_batching",
+    "OutOfMemoryError": "_batching",
+    "is_oom": "_batching",
     # training
     "MetricsCallback": "_trainer",
     "trainer_output_dir": "_trainer",
