@@ -76,3 +76,23 @@ def test_geometry_css_of_a_nan_metric_is_computed_over_the_finite_contexts(root)
     sep = doc["metrics"]["cluster_separation_bounded"]["n_nonfinite"][-1]  # last layer
     flag = rec.results["_flags"]["cluster_separation_bounded/last"]
     assert flag == f"{sep[-1]} of 6 contexts non-finite"
+
+
+def test_css_loss_pairings():
+    loss = np.array([[np.nan, 1.0, 2.0, 3.0]])  # word 0 has no loss without a BOS
+    assert M.css_loss(loss, 3).tolist()[0][1:] == [1.0, 2.0]
+    nxt = M.css_loss(loss, 3, "next_word")  # the published pairing: predicting word t + 1
+    assert nxt[0, :2].tolist() == [1.0, 2.0] and np.isnan(nxt[0, 2])
+    with pytest.raises(ValueError, match="valid: of_word, next_word"):
+        M.css_loss(loss, 3, "previous")
+
+
+def test_published_css_pairing_is_this_css_shifted_by_one(root):
+    kw = {**HSBM, "context_lengths": (8, 16), "css_metrics": ("between_cluster_variance",)}
+    ours = assay.run_config(smoke_config("icl.geometry", **kw), root=root)
+    pub = assay.run_config(smoke_config("icl.geometry", **kw, css_pairing="next_word"), root=root)
+    a = np.load(ours.dir / "artifacts" / "css.npz")["between_cluster_variance"]  # (len, L, T)
+    b = np.load(pub.dir / "artifacts" / "css.npz")["between_cluster_variance"]
+    for i, length in enumerate((8, 16)):
+        np.testing.assert_allclose(b[i, :, : length - 1], a[i, :, 1:length], atol=1e-12)
+        assert np.isnan(b[i, :, length - 1]).all()

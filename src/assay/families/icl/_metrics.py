@@ -14,6 +14,8 @@ energy"; here they are ``consecutive_energy``, ``dirichlet_energy`` and ``same_c
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import torch
 
@@ -232,6 +234,27 @@ def context_sensitivity(loss: Tensor, phi: Tensor) -> Tensor:
         css = -(w * p_c * ell_c).sum(1) / n.clamp(min=1)  # (K, T)
         css = torch.where(n >= 2, css, torch.nan)
     return css.reshape(*phi.shape[1:], ell.shape[1])
+
+
+CssPairing = Literal["of_word", "next_word"]
+CSS_PAIRINGS = get_args(CssPairing)
+
+
+def css_loss(loss: np.ndarray, length: int, pairing: str = "of_word") -> np.ndarray:
+    """The losses CSS pairs with positions 0..length-1 of a context, (C, T) -> (C, length).
+
+    ``of_word``: position t gets the loss *of* word t, -log p(w_t | w_<t) (the default here).
+    ``next_word``: position t gets the loss of predicting word t + 1 from the first t + 1 words,
+    as the published code did; the last position predicts nothing inside the context (NaN).
+    """
+    x = np.asarray(loss, np.float64)
+    if pairing == "of_word":
+        return x[:, :length]
+    if pairing != "next_word":
+        raise ValueError(f"unknown CSS pairing {pairing!r}; valid: {', '.join(CSS_PAIRINGS)}")
+    out = np.full((x.shape[0], length), np.nan)
+    out[:, : length - 1] = x[:, 1:length]
+    return out
 
 
 def finite_contexts(phi: Tensor) -> Tensor:

@@ -46,6 +46,7 @@ class GeometryConfig(ICLConfig):
     css_metrics: tuple[str, ...] = Field(("between_cluster_variance", "dirichlet_energy"), description="geometry metrics whose context sensitivity (CSS) is computed")
     pca_layer: int | None = Field(None, description="layer of the PCA plots; null: the last layer")
     pca_lengths: tuple[int, ...] | None = Field(None, description="context lengths of the PCA plots; null: first, middle and last length")
+    css_pairing: M.CssPairing = Field("of_word", description="CSS_t pairs position t with the loss of word t (of_word) or, as published, of predicting word t+1 (next_word)")
     seed: int = Field(0, description="seeds the random walks and shuffles")
 
     @model_validator(mode="after")
@@ -140,7 +141,8 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
         grid = np.full((len(config.context_lengths), len(layers), word_loss.shape[1]), np.nan)
         for i, length in enumerate(config.context_lengths):
             grid[i, :, :length] = M.context_sensitivity(
-                torch.from_numpy(word_loss[:, :length]), torch.from_numpy(phi[:, :, i])
+                torch.from_numpy(M.css_loss(word_loss, length, config.css_pairing)),
+                torch.from_numpy(phi[:, :, i]),
             ).numpy()
         css[k] = grid
         # contexts left out of each (layer, length) cell because their Φ is NaN/inf

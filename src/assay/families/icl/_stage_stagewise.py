@@ -41,6 +41,7 @@ class StagewiseConfig(ICLConfig):
     n_contexts: int = Field(16, ge=2, description="random-walk contexts (CSS needs at least 2)")
     n_words: int = Field(64, ge=2, description="words per context")
     phi_metric: str = Field("cluster_separation_bounded", description="geometry metric (Phi) whose context sensitivity is tracked over training")
+    css_pairing: M.CssPairing = Field("of_word", description="CSS_t pairs position t with the loss of word t (of_word) or, as published, of predicting word t+1 (next_word)")
     seed: int = Field(0, description="seeds the random walks")
 
     @model_validator(mode="after")
@@ -72,7 +73,8 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
         st = word_states(lm, contexts, layers, config.batch_size)  # (L, C, W, d)
         means = M.class_means(st.reps, torch.from_numpy(walks), graph.n_nodes)
         phi = geometry(means, graph)[config.phi_metric]  # (L, C)
-        css = M.context_sensitivity(st.loss, phi.T)  # (L, W), over the contexts with finite Φ
+        loss = torch.from_numpy(M.css_loss(st.loss, st.loss.shape[1], config.css_pairing))
+        css = M.context_sensitivity(loss, phi.T)  # (L, W), over the contexts with finite Φ
         dropped = phi.shape[1] - M.finite_contexts(phi.T)  # (L,)
         if dropped.any():  # e.g. an hSBM walk that visits one cluster has no separation
             run.log(f"WARNING: step {s}: {int(dropped.max())} of {phi.shape[1]} contexts have a "
