@@ -76,3 +76,21 @@ def test_a_model_folder_is_checked_from_its_config_and_tokenizer(tmp_path):
     proc = dry_run("graph.words=common", suite=suite, root=root)
     assert proc.returncode == 2 and "are not in the vocabulary of the model at" in proc.stderr
     assert not root.exists()
+
+
+def test_a_word_file_is_a_content_reference_beside_the_suite(tmp_path):
+    from assay._engine._suite import expand, load_suite
+
+    words = [f"w{i}" for i in range(16)]
+    (tmp_path / "mine.txt").write_text("\n".join(words) + "\n")
+    suite = tmp_path / "s.yaml"
+    suite.write_text("stage: icl.geometry\nconfig:\n  context_lengths: [4, 8]\n"
+                     "  graph: {kind: grid, words: mine.txt}\n"
+                     "  train: {graphs: [{kind: grid, words: mine.txt}], vocab: []}\n")  # fmt: skip
+    (first,) = expand(load_suite(suite))
+    assert first.config.graph.words == str(tmp_path / "mine.txt")
+    (tmp_path / "mine.txt").write_text("\n".join(reversed(words)) + "\n")
+    (second,) = expand(load_suite(suite))
+    assert second.id != first.id  # edited words: a new run, never a stale one
+    root = tmp_path / "runs"
+    assert dry_run(suite=suite, root=root).returncode == 0  # trained on that file: known words

@@ -17,12 +17,13 @@ import dataclasses
 import functools
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from assay import ConfigError
+from assay import ConfigError, suite_path
+from assay.ml import sha256_file
 
 GRAPH_KINDS = (
     "hsbm", "deep", "grid", "ring", "triangular", "hexagonal", "semantic_conflict", "dual",
@@ -56,6 +57,22 @@ class GraphConfig(BaseModel):
     # or a path to a .txt file with one word per line
     words: str = Field("park", description="a packaged word list (park, common, semantic) or a .txt file, one word per line")
     shuffle_words: bool = Field(True, description="a random word per node from the list; false: list order")
+    # A word file is a content reference: its sha256 is filled in (and so in the run id) when
+    # the config is built, and a suite's relative path is the suite file's neighbour.
+    words_sha256: str | None = Field(None, description="sha256 of a words file (filled in); null for packaged lists")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _word_file(cls, data: Any, info: ValidationInfo) -> Any:
+        words = data.get("words") if isinstance(data, dict) else None
+        if not isinstance(words, str) or words in WORD_LISTS:
+            return data
+        path = suite_path(words, info)
+        if not Path(path).is_file():
+            return data  # a missing word file is refused at plan time, naming the valid lists
+        if data.get("words_sha256") is not None:
+            return {**data, "words": path}  # a stored config: its recorded hash
+        return {**data, "words": path, "words_sha256": sha256_file(path)}
 
     @field_validator("kind")
     @classmethod
