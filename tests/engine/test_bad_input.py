@@ -246,6 +246,12 @@ CASES = [
          ("sd.pt", "does not fit"), _state_dict),  # fmt: skip
     Case("patching-arch-file-missing", (*STRUCTURE, "{tmp}/sd.pt", "--arch", "{tmp}/arch.json"),
          2, ("arch.json", "does not exist"), _state_dict),  # fmt: skip
+    Case("patching-inputs-binary-json", (*STRUCTURE, "{tmp}/sd.pt", "--arch", MLP, "--inputs",
+                                         "{tmp}/in.json"), 2, ("in.json", "readable"),
+         _both(_state_dict, _write("in.json", bytes(range(256))))),  # fmt: skip
+    Case("patching-inputs-pickled-pt", (*STRUCTURE, "{tmp}/sd.pt", "--arch", MLP, "--inputs",
+                                        "{tmp}/in.pt"), 2, ("in.pt", "refusing"),
+         _both(_state_dict, _pickled("in.pt")), must_not_exist=("{tmp}/pwned",)),  # fmt: skip
     Case("patching-define-binary-custom", (*DEFINE, "custom", "--custom", "{tmp}/defs.json"), 2,
          ("defs.json",), _both(_state_dict, _write("defs.json", bytes(range(256))))),  # fmt: skip
     Case("patching-define-output-under-file", (*DEFINE, "single_neuron", "--output",

@@ -18,6 +18,9 @@ Hugging Face models), each read at its own readout position.
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,11 +67,27 @@ def _read(path: Path) -> Any:
     """The raw content: a parsed JSON object, a list of records or a dict of arrays."""
     if not path.is_file():
         raise PatchingError(f"input file {str(path)!r} does not exist")
-    suffix = path.suffix.lower()
+    try:
+        return _parse(path, path.suffix.lower())
+    except pickle.UnpicklingError:
+        raise PatchingError(
+            f"refusing to load input file {str(path)!r}: it holds objects other than tensors, "
+            "and loading them would run code from the file; save plain tensors or arrays"
+        ) from None
+    except (OSError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile) as exc:
+        # JSON and text errors are ValueErrors; numpy refuses object arrays with one too
+        why = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise PatchingError(
+            f"input file {str(path)!r} is not a readable {path.suffix} file ({why}); valid "
+            f"formats: {', '.join(SUFFIXES)} (see the patching README, Inputs)"
+        ) from None
+
+
+def _parse(path: Path, suffix: str) -> Any:
     if suffix == ".json":
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     if suffix == ".jsonl":
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
         return [json.loads(ln) for ln in lines]
     if suffix == ".npy":
         return {"inputs": np.load(path, allow_pickle=False)}
@@ -76,8 +95,14 @@ def _read(path: Path) -> Any:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
     if suffix == ".pt":
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        return {"inputs": obj} if isinstance(obj, torch.Tensor) else dict(obj)
+        with warnings.catch_warnings():  # torch's note on the protocol of a refused pickle
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(obj, torch.Tensor):
+            return {"inputs": obj}
+        if not isinstance(obj, dict):
+            raise ValueError(f"it holds a {type(obj).__name__}, not a tensor or a dict of them")
+        return obj
     raise PatchingError(
         f"input file {path.name!r}: unknown format; valid suffixes: {', '.join(SUFFIXES)}"
     )

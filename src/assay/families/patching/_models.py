@@ -200,7 +200,7 @@ def _checkpoint(path: Path, trust_checkpoint: bool) -> Any:
         except AssayError:
             raise
         except Exception as exc:  # empty, truncated or not a torch file at all
-            why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
             why = "it is empty" if path.stat().st_size == 0 else why
             raise PatchingError(
                 f"{path} is not a readable torch checkpoint ({why}); "
