@@ -142,7 +142,8 @@ class SinkContext:
     """What every sink is told about the run it logs."""
 
     def __init__(self, *, run_id: str, stage: str, suite: str | None, config: Mapping[str, Any],
-                 root: Path, attempt: int, params: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+                 root: Path, attempt: int, params: Mapping[str, Any] | None = None,
+                 upstream: bool = False) -> None:  # fmt: skip
         self.run_id, self.stage, self.suite = run_id, stage, suite
         self.config = dict(config)
         self.root = Path(root)
@@ -154,8 +155,12 @@ class SinkContext:
         self.group = group_name(stage, params) or self.group_key
         # one tracker run per attempt: a retried run is a new tracker run with the same tags
         self.tracker_id = run_id if attempt <= 1 else f"{run_id}-a{attempt}"
+        # upstream runs share the suite's project/experiment: their role and stage tags let a
+        # user filter them out (W&B tag "upstream", MLflow tags.`assay.role` = 'upstream')
+        self.upstream = upstream
         self.tags = {"assay.run_id": run_id, "assay.stage": stage, "assay.suite": suite or "",
-                     "assay.group": self.group, "assay.attempt": str(attempt)}  # fmt: skip
+                     "assay.group": self.group, "assay.attempt": str(attempt),
+                     "assay.role": "upstream" if upstream else "suite"}  # fmt: skip
 
 
 class WandbSink(Sink):
@@ -169,7 +174,9 @@ class WandbSink(Sink):
         settings = wandb.Settings(silent=True, console="off", x_disable_stats=True,
                                   save_code=False, disable_git=True, disable_job_creation=True,
                                   init_timeout=2 * SINK_CONNECT_S)  # fmt: skip
-        tags = [t[:WANDB_TAG_CHARS] for t in dict.fromkeys([ctx.run_id, ctx.project, ctx.stage])]
+        role = ["upstream"] if ctx.upstream else []
+        tags = [t[:WANDB_TAG_CHARS]
+                for t in dict.fromkeys([ctx.run_id, ctx.project, ctx.stage, *role])]  # fmt: skip
         self.run = wandb.init(
             mode=os.environ.get("WANDB_MODE", "offline"), dir=str(ctx.root),
             project=safe_name(ctx.project), name=ctx.run_id, id=ctx.tracker_id, group=ctx.group,
@@ -383,6 +390,7 @@ def open_sinks(
     attempt: int = 1,
     warn: Callable[[str], None] | None = None,
     params: Mapping[str, Any] | None = None,
+    upstream: bool = False,
 ) -> SinkSet:
     """Open the named sinks for one run attempt. Never raises for a sink that cannot open.
 
@@ -395,12 +403,13 @@ def open_sinks(
         warn: called once per failing sink with a one-line message (default: stderr).
         params: the run's varying parameters in its suite (``{"degree": 3, "seed": 0}``); they
             name its group (``example.fit degree=3``).
+        upstream: the run is another run's upstream (tagged ``assay.role=upstream``).
     """
     import sys
 
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
     ctx = SinkContext(run_id=run_id, stage=stage, suite=suite, config=config, root=Path(root),
-                      attempt=attempt, params=params)  # fmt: skip
+                      attempt=attempt, params=params, upstream=upstream)  # fmt: skip
     opened: list[Sink] = []
     problems: dict[str, str] = {}
     for name in parse_sinks(list(names)):

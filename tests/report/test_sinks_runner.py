@@ -49,3 +49,31 @@ def test_an_unknown_sink_is_refused_before_anything_runs(root):
     with pytest.raises(assay.ConfigError, match="unknown sink.*valid"):
         assay.run_suite(suite_from_dict({"stage": "t.count"}), root=root, sink="comet")
     assert not root.exists()
+
+
+class ContextRecorder(_sinks.Sink):
+    """Records what each tracker run is told: its group and its tags."""
+
+    name = "contexts"
+    seen: list = []
+
+    def log_metrics(self, step, values):
+        pass
+
+    def finish(self, status, results, artifacts):
+        ContextRecorder.seen.append((self.ctx.stage, self.ctx.group, self.ctx.tags))
+
+
+def test_groups_name_the_varying_parameters_and_upstream_runs_are_tagged(monkeypatch, root):
+    ContextRecorder.seen = []
+    monkeypatch.setitem(_sinks.SINKS, "contexts", ContextRecorder)
+    suite = suite_from_dict({"stage": "example.fit", "sinks": ["contexts"],
+                             "sweep": {"grid": {"degree": [1, 3]}, "seeds": [0, 1]}})  # fmt: skip
+    assert assay.run_suite(suite, root=root).counts == {"done": 4}
+    fits = [(g, t) for stage, g, t in ContextRecorder.seen if stage == "example.fit"]
+    data = [t for stage, _, t in ContextRecorder.seen if stage == "example.data"]
+    # both seeds of a degree share one group, named for people, not a hash
+    assert sorted(g for g, _ in fits) == ["example.fit degree=1"] * 2 + ["example.fit degree=3"] * 2
+    assert {t["assay.role"] for _, t in fits} == {"suite"}
+    assert len(data) == 2 and {t["assay.role"] for t in data} == {"upstream"}
+    assert {t["assay.stage"] for t in data} == {"example.data"}

@@ -104,6 +104,7 @@ class Runner:
         self.owner = make_owner()
         self.pid = os.getpid()
         self._settled: dict[str, tuple[RunRecord, Origin]] = {}
+        self._upstream_ids: set[str] = set()  # runs settled as another run's upstream (sinks tag them)
         self._held_elsewhere: set[str] = set()  # runs this runner found in another's hands
         self._known: dict[str, RunRecord | None] = {}  # prefetched rows, read once per run
         self._heartbeat = _Heartbeat(self.store, self.owner, options.heartbeat_s)
@@ -162,6 +163,7 @@ class Runner:
             return rec, seen
         upstream: dict[str, Any] = {}
         for link in planned.upstream:
+            self._upstream_ids.add(link.run.id)
             sub = self._settle(link.run, wait=wait)
             if sub is None:
                 return None
@@ -244,7 +246,8 @@ class Runner:
                                       suite=self.options.suite_name,
                                       config=json.loads(planned.config_json), root=self.root,
                                       run_dir=run_dir, attempt=attempt, warn=handle.log,
-                                      params=planned.params)  # fmt: skip
+                                      params=planned.params,
+                                      upstream=planned.id in self._upstream_ids)  # fmt: skip
         self._heartbeat.watch(rid, handle)
         results: dict[str, Any] | None = None
         try:
