@@ -209,9 +209,12 @@ def _existing_store(args: argparse.Namespace, read_only: bool = True) -> Any:
     """
     from ._store import resolve_store
 
-    if args.store is None and not (Path(args.root or "runs") / "assay.db").exists():
+    root = Path(args.root or "runs")
+    if root.exists() and not root.is_dir():
+        raise AssayError(f"--root {str(root)!r} is a file; give the folder `assay run` wrote into")
+    if args.store is None and not (root / "assay.db").exists():
         return None
-    return resolve_store(args.store, args.root or "runs", read_only=read_only)
+    return resolve_store(args.store, root, read_only=read_only)
 
 
 def _writable(root: str | Path) -> bool:
@@ -373,6 +376,8 @@ def _print_in_flight(running: Sequence[Any], records: dict[str, Any]) -> None:
 def cmd_ls(args: argparse.Namespace) -> int:
     from ._engine._run import RunStatus
 
+    if args.limit < 0:
+        raise AssayError(f"--limit must be >= 0 (0 shows every run), got {args.limit}")
     store = _existing_store(args)
     if store is None:
         raise AssayError(_no_runs(args))

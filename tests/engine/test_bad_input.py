@@ -219,6 +219,32 @@ CASES = [
          ("train_mse",), _write("polyfit.json", json.dumps(
              {"name": "[/]poly[bold]", "stage": "example.fit", "config": {"degree": 1},
               "sweep": {"seeds": [0]}}))),  # fmt: skip
+    # ---- the engine's own commands
+    Case("run-missing-suite", ("run", "{tmp}/nope.yaml", "--root", "{root}"), 2, ("nope.yaml",)),
+    Case("run-bad-override", ("run", POLYFIT, "degree=abc", "--root", "{root}"), 2,
+         ("degree", "'abc'")),  # fmt: skip
+    Case("run-bad-workers", ("run", POLYFIT, "--workers", "-1", "--root", "{root}"), 2,
+         ("workers", "'-1'")),  # fmt: skip
+    Case("run-bad-shard", ("run", POLYFIT, "--shard", "3/2", "--root", "{root}"), 2, ("3/2",)),
+    Case("run-bad-seeds", ("run", POLYFIT, "--seeds", "x", "--root", "{root}"), 2, ("'x'",)),
+    Case("run-timeout-nan", ("run", POLYFIT, "--timeout-s", "nan", "--root", "{root}"), 2,
+         ("timeout_s", "nan")),  # fmt: skip
+    Case("status-root-is-file", ("status", POLYFIT, "--root", "{tmp}/afile"), 2,
+         ("afile", "--root"), _write("afile", "keep")),  # fmt: skip
+    Case("ls-negative-limit", ("ls", "--root", "{root}", "--limit", "-5"), 2, ("--limit", "-5")),
+    Case("ls-store-not-sqlite", ("ls", "--store", "sqlite:///{tmp}/afile"), 2,
+         ("afile", "not an SQLite database"), _write("afile", "keep")),  # fmt: skip
+    Case("show-unknown-run", ("show", "zzz", "--root", "{root}"), 2, ("'zzz'", "assay ls")),
+    Case("show-ambiguous-prefix", ("show", "example", "--root", "{root}"), 2,
+         ("'example'", "2 runs")),  # fmt: skip
+    Case("analyze-unknown-metric", ("analyze", POLYFIT, "degree=1", "--seeds", "0", "--root",
+                                    "{root}", "--metric", "nope"), 2, ("nope", "train_mse")),  # fmt: skip
+    Case("analyze-out-is-file", ("analyze", POLYFIT, "degree=1", "--seeds", "0", "--root",
+                                 "{root}", "--out", "{tmp}/afile"), 2, ("afile",),
+         _write("afile", "keep")),  # fmt: skip
+    Case("reindex-root-is-file", ("reindex", "--root", "{tmp}/afile"), 2, ("afile",),
+         _write("afile", "keep")),  # fmt: skip
+    Case("stages-unknown", ("stages", "nope"), 2, ("'nope'", "example.fit")),
     # ---- stores and executors name the real cause
     Case("postgres-unreachable", ("ls", "--store", "postgresql+psycopg://assay@127.0.0.1:9/x"), 2,
          ("cannot connect", "127.0.0.1:9")),  # fmt: skip
