@@ -177,6 +177,11 @@ CASES = [
          _both(_good_ref, lambda t: (t / "outdir").mkdir())),  # fmt: skip
     Case("cart-burn-out-zero", (*CART, "{tmp}/ref", "--burn-out", "0"), 2, ("--burn-out", "0"),
          _good_ref),  # fmt: skip
+    Case("cart-dynamics-missing", (*CART, "{tmp}/nowhere"), 2, ("nowhere", "training_dynamics")),
+    Case("cart-npz-wrong-shapes", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz", "shapes"),
+         _npz(ids=np.array(["a", "b"]), gold=np.array([0, 1]), gold_prob=np.ones((2, 3)),
+              correct=np.ones((2, 3), bool), meta=np.asarray('{"task": "multiclass", '
+                                                              '"mode": "train_pass"}'))),  # fmt: skip
     # ---- assay trigger generate
     Case("trigger-binary-config", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
          2, ("data.json",), _write("data.json", b"\xff\xfe\x00\x01binary" * 10),
@@ -190,6 +195,15 @@ CASES = [
     Case("trigger-n-train-huge", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
          2, ("n_train", "1000000000"), _trigger_config(n_train=10**9),
          must_not_exist=("{tmp}/o",)),  # fmt: skip
+    Case("trigger-n-train-1e9-literal", ("trigger", "generate", "{tmp}/data.json", "--out",
+                                         "{tmp}/o"), 2, ("n_train", "100000"),
+         _write("data.json", '{"cat": {"quadrant_labels": {"Q1": "red", "Q2": "green", '
+                '"Q3": "blue", "Q4": "green"}, "triggers": ["joy"], "n_train_triggers": 1, '
+                '"n_train": 1e9}}'), must_not_exist=("{tmp}/o",)),  # fmt: skip
+    Case("trigger-config-a-list", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
+         2, ("mapping", "list"), _write("data.json", "[1, 2]"), must_not_exist=("{tmp}/o",)),  # fmt: skip
+    Case("trigger-config-missing", ("trigger", "generate", "{tmp}/none.json", "--out", "{tmp}/o"),
+         2, ("none.json",), must_not_exist=("{tmp}/o",)),  # fmt: skip
     # ---- assay serve / report arguments
     Case("serve-port-negative", ("serve", "--root", "{root}", "--port", "-1"), 2,
          ("--port", "-1", "65535")),  # fmt: skip
@@ -278,6 +292,10 @@ CASES = [
     Case("patching-inputs-pickled-pt", (*STRUCTURE, "{tmp}/sd.pt", "--arch", MLP, "--inputs",
                                         "{tmp}/in.pt"), 2, ("in.pt", "refusing"),
          _both(_state_dict, _pickled("in.pt")), must_not_exist=("{tmp}/pwned",)),  # fmt: skip
+    Case("patching-rank-damaged-records", ("patching", "rank", "{tmp}/run"), 2,
+         ("records.jsonl:2", "damaged"),
+         _both(_write("run/run.json", "{{}}"),
+               _write("run/artifacts/records.jsonl", '{"index": 0}\n{not json\n'))),  # fmt: skip
     Case("patching-define-binary-custom", (*DEFINE, "custom", "--custom", "{tmp}/defs.json"), 2,
          ("defs.json",), _both(_state_dict, _write("defs.json", bytes(range(256))))),  # fmt: skip
     Case("patching-define-output-under-file", (*DEFINE, "single_neuron", "--output",
