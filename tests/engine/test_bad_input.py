@@ -294,7 +294,7 @@ CASES = [
          _both(_state_dict, _pickled("in.pt")), must_not_exist=("{tmp}/pwned",)),  # fmt: skip
     Case("patching-rank-damaged-records", ("patching", "rank", "{tmp}/run"), 2,
          ("records.jsonl:2", "damaged"),
-         _both(_write("run/run.json", "{{}}"),
+         _both(_write("run/run.json", "{}"),
                _write("run/artifacts/records.jsonl", '{"index": 0}\n{not json\n'))),  # fmt: skip
     Case("patching-define-binary-custom", (*DEFINE, "custom", "--custom", "{tmp}/defs.json"), 2,
          ("defs.json",), _both(_state_dict, _write("defs.json", bytes(range(256))))),  # fmt: skip

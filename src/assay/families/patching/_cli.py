@@ -335,12 +335,32 @@ def cmd_inputs(args: argparse.Namespace) -> int:
 
 def _read_records(path: Path) -> list[dict]:
     """records.jsonl of a run dir, or of every run dir under a store root."""
+    from ._errors import PatchingError
+
     files = (
         [path / "artifacts" / "records.jsonl"]
         if (path / "run.json").exists()
         else sorted(path.rglob("artifacts/records.jsonl"))
     )
-    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
+    records = []
+    for f in files:
+        try:
+            lines = f.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PatchingError(f"cannot read {f} ({exc}); is it a patching.run result?") from None
+        for n, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError as exc:
+                raise PatchingError(
+                    f"{f}:{n} is not a JSON record ({exc.msg}); the file is damaged: rerun that "
+                    "run (assay patching run ... or assay run --retry-failed) or leave it out"
+                ) from None
+            if record is not None and not isinstance(record, dict):
+                raise PatchingError(f"{f}:{n} holds a JSON {type(record).__name__}, not a record")
+            if record is not None:
+                records.append(record)
+    return records
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
