@@ -127,6 +127,9 @@ def test_parallel_coordinates_and_scatter(browser, demo):  # noqa: F811
     runs = _runs(root)
     done = {r: v for r, v in runs.items() if v["results"]}
     context, page, watch = _open(browser, path)
+    assert page.get_attribute("body", "data-explore") is None  # drawn when first in view
+    page.locator("#explore").scroll_into_view_if_needed()
+    page.wait_for_selector('body[data-explore="1"]')
     pc = "document.querySelector('#parcoords-plot').data[0]"
     assert page.evaluate(f"{pc}.type") == "parcoords"
     dims = page.evaluate(f"{pc}.dimensions.map(d => [d.label, d.values])")

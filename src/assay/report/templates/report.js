@@ -619,8 +619,27 @@
     renderCurves();
     renderDetail();
     renderCompare();
+    renderExplore();
+  }
+
+  // Parallel coordinates of 10,000 runs take seconds to draw without a GPU: the section is
+  // drawn when it first scrolls into view, and redrawn on refresh only from then on.
+  var exploreSeen = false;
+  function renderExplore() {
+    if (!exploreSeen) return;
     renderParcoords();
     renderScatter();
+    document.body.dataset.explore = "1";
+  }
+  function watchExplore() {
+    if (!("IntersectionObserver" in window)) { exploreSeen = true; renderExplore(); return; }
+    var seen = new IntersectionObserver(function (entries) {
+      if (exploreSeen || !entries.some(function (e) { return e.isIntersecting; })) return;
+      exploreSeen = true;
+      seen.disconnect();
+      renderExplore();
+    });
+    seen.observe($("explore"));
   }
 
   function bind() {
@@ -739,6 +758,7 @@
     bind();
     renderAll();
     bindSections();
+    watchExplore();
     document.body.dataset.ready = "1";
     if (LIVE) setTimeout(poll, REFRESH_MS);
   }
