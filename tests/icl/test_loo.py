@@ -66,3 +66,32 @@ def test_left_out_positions_outside_the_context_fail_clearly(tmp_path, positions
 
     with pytest.raises(ConfigError, match="positions"):
         smoke_config("icl.loo", n_words=16, positions=positions)
+
+
+@pytest.mark.parametrize("prefix_chunk", [None, 8])
+def test_out_of_memory_halves_the_batch_and_changes_no_number(word_lm, prefix_chunk, caplog):
+    """A device that fits 2 sequences per forward: the variants go through 2 at a time, one
+    log line says so, the numbers are those of the unconstrained run, and lm.batch records 2."""
+    import dataclasses
+
+    import torch
+
+    from assay.ml import AdaptiveBatch
+
+    graph, walk, words = _context(12, seed=3)
+    want = loo_batched(word_lm, words, walk, graph, batch_size=8, prefix_chunk=prefix_chunk)
+    lm = dataclasses.replace(word_lm, batch=AdaptiveBatch(None, knob="batch_size"))
+
+    def small_device(module, args, kwargs):
+        if kwargs["input_ids"].shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+
+    hook = lm.model.base_model.register_forward_pre_hook(small_device, with_kwargs=True)
+    try:
+        got = loo_batched(lm, words, walk, graph, batch_size=8, prefix_chunk=prefix_chunk)
+    finally:
+        hook.remove()
+    _assert_same(got, want)
+    assert lm.batch.record() == {"batch_size_used": 2, "batch_size_halvings": 2}
+    assert got.forwards == 1 + 6  # the full context, then 12 variants 2 at a time
+    assert sum("out of memory at batch_size 8; 2 fits" in r.getMessage() for r in caplog.records) == 1

@@ -36,8 +36,9 @@ def test_oom_halves_logs_once_and_records_the_batch_used(caplog, cuda):
     assert [i for p in parts for i in p] == list(range(100))
     assert calls[:4] == [64, 32, 16, 8]  # halved until it fit
     assert set(calls[4:]) == {8, 4}  # 8 sticks for the rest (the last slice holds 4 items)
-    assert sizer.used == 4 and sizer.size == 8 and sizer.halvings == 3
-    assert sizer.record() == {"batch_size_used": 4, "batch_size_halvings": 3}
+    # the batch used is the largest that ran after the halving, not the short last slice
+    assert sizer.used == 8 and sizer.size == 8 and sizer.halvings == 3
+    assert sizer.record() == {"batch_size_used": 8, "batch_size_halvings": 3}
     lines = [r.getMessage() for r in caplog.records if r.name == "assay.ml"]
     assert lines == [
         "out of memory at batch_size 64; 8 fits: continuing with 8 (set batch_size: 8 to start "
@@ -58,7 +59,7 @@ def test_limit_and_unbounded_size():
     calls: list[int] = []
     sizer = AdaptiveBatch(None, knob="max_batch_rows", what="input row")
     sizer.map(20, fits_below(6, calls), limit=12)
-    assert calls[:2] == [12, 6] and sizer.size == 6 and sizer.used == 2  # 20 = 6+6+6+2
+    assert calls[:2] == [12, 6] and sizer.size == 6 and sizer.used == 6  # 20 = 6+6+6+2
 
 
 def test_oom_at_batch_one_is_one_message_naming_the_knob():

@@ -32,6 +32,7 @@ _LAZY = {
     # models and tokenizers
     "load_hf_model": "_hf",
     "load_tokenizer": "_hf",
+    "input_device": "_hf",
     "build_model": "_hf",
     "infer_task": "_hf",
     "check_no_remote_code": "_hf",

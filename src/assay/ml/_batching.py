@@ -2,7 +2,7 @@
 
     sizer = AdaptiveBatch(64, knob="batch_size")             # 64: the configured upper bound
     parts = sizer.map(len(items), lambda a, b: forward(items[a:b]))   # slices of <= 64 items
-    results["batch_size_used"] = sizer.used                  # what really ran (recorded)
+    results.update(sizer.record())       # {"batch_size_used": the largest batch that ran}
 
 A call that runs out of device memory (``torch.cuda.OutOfMemoryError``, or any RuntimeError
 whose message says "out of memory", as MPS and older CUDA builds raise) is retried at half the
@@ -82,7 +82,8 @@ class AdaptiveBatch:
         if size is not None and size < 1:
             raise MLError(f"{knob} must be >= 1, got {size}")
         self.size, self.knob, self.what, self.hints = size, knob, what, hints
-        self.used: int | None = None  # the smallest size a successful call ran with
+        # the largest size a call ran with since the last halving: the batch really used
+        self.used: int | None = None
         self.halvings = 0
         self.last = 0  # the size of the latest successful call
 
@@ -114,13 +115,14 @@ class AdaptiveBatch:
             m //= 2
             self.size = m
             self.halvings += 1
+            self.used = None  # sizes that ran before the halving no longer fit
         if m < first:
             log.warning(
                 "out of memory at %s %d; %d fits: continuing with %d (set %s: %d to start there)",
                 self.knob, first, m, m, self.knob, m,
             )  # fmt: skip
         self.last = m
-        self.used = m if self.used is None else min(self.used, m)
+        self.used = m if self.used is None else max(self.used, m)
         return out
 
     def map(self, n: int, fn: Callable[[int, int], T], limit: int | None = None) -> list[T]:
@@ -134,9 +136,10 @@ class AdaptiveBatch:
             start = min(n, start + self.last)
         return out
 
-    def record(self) -> dict[str, int | None]:
-        """``{knob}_used`` (and halvings when any): what a stage writes into its results."""
-        rec: dict[str, int | None] = {f"{self.knob}_used": self.used}
+    def record(self) -> dict[str, int]:
+        """``{knob}_used`` (and halvings when any): what a stage writes into its results;
+        empty when nothing ran (a resumed stage with no work left)."""
+        rec: dict[str, int] = {} if self.used is None else {f"{self.knob}_used": self.used}
         if self.halvings:
             rec[f"{self.knob}_halvings"] = self.halvings
         return rec

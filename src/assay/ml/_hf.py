@@ -38,6 +38,8 @@ TASKS = {
     "base": "AutoModel",
 }
 ARCHS = ("gpt2", "llama", "qwen2", "bert")
+# device_map values passed to from_pretrained (accelerate): "auto" fills GPUs in order, then CPU
+DEVICE_MAPS = ("auto",)
 # The JSON files of a model folder through which transformers finds a folder's own code.
 CODE_CONFIGS = (
     "config.json",
@@ -141,8 +143,13 @@ def load_hf_model(
     device: str = "cpu",
     num_labels: int | None = None,
     trust_remote_code: bool = False,
+    device_map: str | None = None,
 ) -> torch.nn.Module:
     """A model saved with ``save_pretrained`` in a local folder, in eval mode, on ``device``.
+
+    ``device_map="auto"``: for a model larger than one device, accelerate places its layers
+    over every visible GPU (then CPU memory) as it loads, and ``device`` is not used; inputs go
+    to the device of the input embeddings (:func:`input_device`).
 
     ``task="auto"`` reads it from config.json (``infer_task``). ``num_labels`` sets a fresh
     classification head's size (heads that do not fit the saved one are rejected). A folder
@@ -162,6 +169,13 @@ def load_hf_model(
         kwargs["dtype"] = dtype
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
+    if device_map is not None:
+        if device_map not in DEVICE_MAPS:
+            raise MLError(
+                f"unknown device_map {device_map!r}; valid: {', '.join(DEVICE_MAPS)} or null "
+                "(the whole model on `device`)"
+            )
+        kwargs["device_map"] = device_map
     try:
         with warnings.catch_warnings():  # torch's note on the protocol of a refused pickle
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -177,7 +191,13 @@ def load_hf_model(
             f"{root}: transformers could not load it as {auto.__name__} (task {task!r}): "
             f"{exc}. Check the task (valid: {', '.join(TASKS)}, or 'auto')"
         ) from exc
-    return model.to(device).eval()
+    return (model if device_map is not None else model.to(device)).eval()
+
+
+def input_device(model: torch.nn.Module) -> str:
+    """Where a model's inputs go: its input embeddings' device (the first layer's, when
+    ``device_map`` spread it over several devices)."""
+    return str(model.get_input_embeddings().weight.device)
 
 
 def load_tokenizer(path: str | os.PathLike[str], *, trust_remote_code: bool = False) -> Any:

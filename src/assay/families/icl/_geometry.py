@@ -10,7 +10,7 @@ which layers to read, and the batching of forwards.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -72,8 +72,11 @@ class ICLConfig(TorchConfig):
     model: ModelRef | None = Field(None, description="a local HF causal LM folder to analyse instead of a trained run")
     add_bos: bool | None = Field(None, description="prepend a BOS token; null: exactly when the tokenizer adds one itself")
     layers: tuple[int, ...] | None = Field(None, description="hidden-state layers analysed; null: every layer 0..n_layers")
-    batch_size: int = Field(64, ge=1, description="contexts per forward; changes no number (not in the run id)")
-    identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "batch_size"})
+    batch_size: int = Field(64, ge=1, description="contexts per forward, halved on out-of-memory (results: batch_size_used); changes no number (not in the run id)")
+    # a model larger than one GPU: accelerate spreads its layers over the GPUs (then CPU memory);
+    # where the layers sit changes no number, so not in the run id
+    device_map: Literal["auto"] | None = Field(None, description="auto: spread the model's layers over every GPU as it loads (models larger than one device); null: all on `device`")
+    identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "batch_size", "device_map"})
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -94,7 +97,8 @@ def open_lm(config: ICLConfig, run: Run) -> LM:
         path = config.model.verify()
     else:
         path = run.upstream["train"].artifact("model")
-    return load_lm(path, device=device, dtype=dtype, add_bos=config.add_bos)
+    return load_lm(path, device=device, dtype=dtype, add_bos=config.add_bos,
+                   device_map=config.device_map)  # fmt: skip
 
 
 def to_lists(x) -> object:

@@ -26,6 +26,8 @@ import torch
 
 from assay import ConfigError
 from assay.ml import (
+    AdaptiveBatch,
+    input_device,
     lm_forward,
     load_hf_model,
     load_tokenizer,
@@ -40,6 +42,11 @@ class LM:
     tokenizer: Any
     add_bos: bool
     device: str = "cpu"
+    # one adaptive batch per loaded model, so a halving after an out-of-memory sticks for the
+    # stage; its ``used`` goes into the stage's results (``batch_size_used``)
+    batch: AdaptiveBatch = dataclasses.field(
+        default_factory=lambda: AdaptiveBatch(None, knob="batch_size", what="sequence")
+    )
 
     @property
     def n_layers(self) -> int:
@@ -63,11 +70,18 @@ class LM:
         return list(layers)
 
 
-def load_lm(path, *, device: str = "cpu", dtype=None, add_bos: bool | None = None) -> LM:
+def load_lm(
+    path, *, device: str = "cpu", dtype=None, add_bos: bool | None = None,
+    device_map: str | None = None,
+) -> LM:  # fmt: skip
     """A causal LM and its tokenizer from one local folder. ``add_bos=None``: put a BOS in front
-    exactly when the tokenizer itself adds one to ``tok(text)`` (Llama yes, GPT-2 no)."""
+    exactly when the tokenizer itself adds one to ``tok(text)`` (Llama yes, GPT-2 no).
+    ``device_map="auto"``: the model's layers spread over the GPUs (``device`` unused)."""
     tok = load_tokenizer(path)
-    model = load_hf_model(path, task="causal-lm", dtype=dtype, device=device)
+    model = load_hf_model(path, task="causal-lm", dtype=dtype, device=device,
+                          device_map=device_map)  # fmt: skip
+    if device_map is not None:
+        device = input_device(model)
     if add_bos is None:
         ids = tok("a")["input_ids"]
         add_bos = tok.bos_token_id is not None and len(ids) > 0 and ids[0] == tok.bos_token_id
@@ -128,22 +142,29 @@ def word_states(
     batch_size: int = 64, loss: bool = True,
 ) -> WordStates:  # fmt: skip
     """Every requested layer's word representations and (``loss``) the word losses,
-    ``batch_size`` contexts per forward (right padding; causal attention keeps real positions
-    exact). ``loss=False``: ``WordStates.loss`` is NaN (nothing computed)."""
+    at most ``batch_size`` contexts per forward (right padding; causal attention keeps real
+    positions exact), halved after an out-of-memory (``lm.batch``). ``loss=False``:
+    ``WordStates.loss`` is NaN (nothing computed)."""
     layers = lm.check_layers(layers)
     n_words = {len(c) for c in contexts}
     if len(n_words) != 1:
         raise ConfigError(f"contexts in one call need equal word counts, got {sorted(n_words)}")
     reps, losses = [], []
-    for start in range(0, len(contexts), batch_size):
-        enc = encode(lm, contexts[start : start + batch_size])
+
+    def forward(a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = encode(lm, contexts[a:b])
         out = lm_forward(lm.model, enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device))
         hs = torch.stack([out.hidden_states[layer] for layer in layers]).float().cpu()
-        reps.append(pool(hs, enc.positions))  # (L, B, W, d)
         if loss:
-            losses.append(_word_loss(out.token_loss.float().cpu(), enc.positions))
+            word_loss = _word_loss(out.token_loss.float().cpu(), enc.positions)
         else:
-            losses.append(torch.full((len(enc.positions), len(enc.positions[0])), torch.nan))
+            word_loss = torch.full((len(enc.positions), len(enc.positions[0])), torch.nan)
+        return pool(hs, enc.positions), word_loss  # (L, B, W, d), (B, W)
+
+    # at most batch_size contexts per forward, fewer after an out-of-memory (lm.batch)
+    for rep, word_loss in lm.batch.map(len(contexts), forward, limit=batch_size):
+        reps.append(rep)
+        losses.append(word_loss)
     return WordStates(torch.cat(reps, 1), torch.cat(losses, 0), layers)
 
 

@@ -116,8 +116,9 @@ def loo_states(
     model = lm.model.base_model  # the transformer without the LM head: states are all we read
     ids, mask = enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device)
     n_full = int(mask[0].sum())
-    hs, cache = forward_states(model, ids[:1, :n_full], mask[:1, :n_full],
-                               use_cache=prefix_chunk is not None)  # fmt: skip
+    # the full context: one sequence, so an out-of-memory here names the knob (lm.batch)
+    hs, cache = lm.batch.map(1, lambda a, b: forward_states(
+        model, ids[:1, :n_full], mask[:1, :n_full], use_cache=prefix_chunk is not None))[0]
     full = torch.stack([hs[layer] for layer in layers]).float()  # (L, 1, T, d)
     lengths = mask[1:].sum(1).tolist()  # tokens per variant
     t_var = max(lengths)
@@ -125,13 +126,15 @@ def loo_states(
     states = full.new_zeros(len(layers), len(positions), t_var, full.shape[-1])  # (L, P, T', d)
     n_fwd = 1
     if prefix_chunk is None:
-        for start in range(0, len(positions), batch_size):
-            sl = slice(start, start + batch_size)
-            hs = forward_states(model, ids[sl], mask[sl])[0]
-            states[:, sl] = torch.stack([hs[layer] for layer in layers]).float()
-            n_fwd += 1
+
+        def variants_from_start(a: int, b: int) -> None:
+            hs = forward_states(model, ids[a:b], mask[a:b])[0]
+            states[:, a:b] = torch.stack([hs[layer] for layer in layers]).float()
             if counter is not None:
-                counter.update(len(positions[sl]))
+                counter.update(b - a)
+
+        # at most batch_size variants per forward, fewer after an out-of-memory (lm.batch)
+        n_fwd += len(lm.batch.map(len(positions), variants_from_start, limit=batch_size))
     else:
         order = np.argsort(positions, kind="stable")
         for start in range(0, len(order), prefix_chunk):
@@ -141,17 +144,22 @@ def loo_states(
             differ = (ids[idx, :p] != full_ids[:p]).any(0).nonzero()
             p = int(differ[0, 0]) if len(differ) else p
             t = max(lengths[i] for i in idx)
-            past = None
-            if p > 0:
-                past = copy.deepcopy(cache)
-                past.crop(p - n_full)  # remove all but the first p positions
-                past.batch_repeat_interleave(len(idx))
-            hs = forward_states(model, ids[idx, p:t], mask[idx, :t], cache=past)[0]
-            states[:, idx, :p] = full[:, :, :p]
-            states[:, idx, p:t] = torch.stack([hs[layer] for layer in layers]).float()
-            n_fwd += 1
-            if counter is not None:
-                counter.update(len(idx))
+
+            def suffixes(a: int, b: int, idx: list[int] = idx, p: int = p, t: int = t) -> None:
+                part = idx[a:b]  # a sub-chunk (after an out-of-memory) shares the same prefix
+                past = None
+                if p > 0:
+                    past = copy.deepcopy(cache)
+                    past.crop(p - n_full)  # remove all but the first p positions
+                    past.batch_repeat_interleave(len(part))
+                hs = forward_states(model, ids[part, p:t], mask[part, :t], cache=past)[0]
+                states[:, part, :p] = full[:, :, :p]
+                states[:, part, p:t] = torch.stack([hs[layer] for layer in layers]).float()
+                if counter is not None:
+                    counter.update(len(part))
+
+            # the chunk in one forward, or split after an out-of-memory (lm.batch)
+            n_fwd += len(lm.batch.map(len(idx), suffixes))
     # the metrics read them on the CPU, in float64
     return pool(full, enc.positions[:1]).cpu(), pool(states, enc.positions[1:]).cpu(), n_fwd
 

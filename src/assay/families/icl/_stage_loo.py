@@ -107,7 +107,7 @@ def loo_stage(config: LOOConfig, run: Run) -> dict:
     plot_loo(doc, run.artifacts_dir)
     last = len(layers) - 1
     out = {"n_bridges": int(is_bridge.sum()), "n_anchors": int((~is_bridge).sum()),
-           "seconds": seconds, "forwards": forwards}  # fmt: skip
+           "seconds": seconds, "forwards": forwards, **lm.batch.record()}  # fmt: skip
     for name in ("ratio", "energy"):
         for kind in ("bridge", "anchor"):
             out[f"{name}/{kind}/last_layer"] = doc["influence"][name][kind]["mean"][last]

@@ -102,7 +102,7 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
     res = {"phi/first": to_lists(phi[0, -1]), "phi/last": to_lists(phi[-1, -1]),
            "loss/first": to_lists(acc.stacked("loss")[0]),
            "loss/last": to_lists(acc.stacked("loss")[-1]),
-           "contexts_dropped/max": int(dropped.max())}  # fmt: skip
+           "contexts_dropped/max": int(dropped.max()), **lm.batch.record()}  # fmt: skip
     # shown next to the number by analyze and the report (engine-contract: "_flags")
     flags = {k: f"{int(dropped[s, -1])} of {config.n_contexts} contexts dropped (non-finite Φ)"
              for k, s in (("phi/first", 0), ("phi/last", -1)) if dropped[s, -1]}  # fmt: skip
