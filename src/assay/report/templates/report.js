@@ -743,7 +743,7 @@
         " (" + (DATA.counts.done || 0) + " done)";
       document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
     } catch (e) {
-      $("live-indicator").textContent = "live: server not reachable (" + e.message + "); retrying";
+      $("live-indicator").textContent = "live: could not refresh (" + e.message + "); retrying";
     }
     setTimeout(poll, REFRESH_MS);
   }
