@@ -110,6 +110,7 @@ class InjectConfig(ICLConfig):
     kinds: tuple[Literal["wrong_cluster", "random_vocab", "semantic_outlier", "oov"], ...] = Field(INJECTIONS, description="what is injected: wrong_cluster, random_vocab, semantic_outlier, oov")
     after_words: int = Field(4, ge=1, description="words after each injection whose representations are compared")
     oov_word: str = Field("<unk>", description="the out-of-vocabulary word injected (word-level tokenizers map it to their unknown token)")
+    mode: Literal["replace", "insert"] = Field("replace", description="replace the walk's word at each position, or insert before it as the published code did (later words shift right, the context keeps n_words)")
     seed: int = Field(0, description="seeds the walks and the injected words")
 
     @model_validator(mode="after")
@@ -120,6 +121,17 @@ class InjectConfig(ICLConfig):
                 f"inject_at {bad}: positions must lie in 1..{self.n_words - self.after_words - 1}"
                 " (after_words words must follow each injection)"
             )
+        if self.mode == "insert":
+            if len(set(self.inject_at)) != len(self.inject_at):
+                raise ValueError(f"inject_at {list(self.inject_at)}: mode insert needs distinct "
+                                 "positions (one word inserted before each)")  # fmt: skip
+            last = max(self.inject_at) + len(self.inject_at) - 1  # pushed right by the others
+            if last + self.after_words >= self.n_words:
+                raise ValueError(
+                    f"inject_at {list(self.inject_at)} with mode insert: the last injected word "
+                    f"lands at {last} and its {self.after_words} after_words would pass the "
+                    f"{self.n_words} words; use earlier positions or fewer after_words"
+                )
         return self
 
 
@@ -134,14 +146,19 @@ def inject(config: InjectConfig, run: Run) -> dict:
     pools = {"random_vocab": [w for w in load_words("common") if w not in in_graph],
              "semantic_outlier": [w for w in load_words("semantic") if w not in in_graph]}  # fmt: skip
     pos = list(config.inject_at)
+    after = np.array([[p + 1 + k for k in range(config.after_words)] for p in pos])  # clean
+    # where each clean position sits in an injected context (insert: shifted by the insertions)
+    moved = np.arange(config.n_words)
+    if config.mode == "insert":
+        moved = moved + np.searchsorted(sorted(pos), moved, side="right")
+    at = [int(moved[p] - 1) if config.mode == "insert" else p for p in pos]  # injected words
     acc = Accumulator(run, config.n_contexts)
     for c in range(acc.done, config.n_contexts):
         clean = walks[c]
         contexts, node_rows = [[graph.words[i] for i in clean]], [clean]
         for kind in config.kinds:
-            words, nodes = list(contexts[0]), clean.copy()
-            for p in pos:
-                words[p], nodes[p] = _replacement(kind, graph, clean[p], pools, config, rng)
+            new = {p: _replacement(kind, graph, clean[p], pools, config, rng) for p in pos}
+            words, nodes = injected(contexts[0], clean, new, config.mode)
             contexts.append(words)
             node_rows.append(nodes)
         st = word_states(lm, contexts, layers)  # (L, 1 + K, W, d)
@@ -149,17 +166,18 @@ def inject(config: InjectConfig, run: Run) -> dict:
         means = M.class_means(st.reps, torch.from_numpy(np.where(nodes < 0, graph.n_nodes,
                               nodes)), graph.n_nodes + 1)[..., :-1, :]  # fmt: skip
         stats = geometry(means, graph)  # (L, 1 + K)
-        after = np.array([[p + 1 + k for k in range(config.after_words)] for p in pos])
         out = {}
         for i, kind in enumerate(config.kinds, start=1):
-            out[f"{kind}/injected_word_loss"] = (st.loss[i, pos] - st.loss[0, pos]).mean().item()
-            out[f"{kind}/following_words_loss"] = (
-                st.loss[i, after.ravel()] - st.loss[0, after.ravel()]).mean().item()  # fmt: skip
+            # the injected word against the clean word it replaced (insert: displaced)
+            out[f"{kind}/injected_word_loss"] = (st.loss[i, at] - st.loss[0, pos]).mean().item()
+            out[f"{kind}/following_words_loss"] = (  # the same words, wherever they now sit
+                st.loss[i, moved[after.ravel()]] - st.loss[0, after.ravel()]).mean().item()  # fmt: skip
             for k in PHI:
                 out[f"{kind}/delta_{k}"] = (stats[k][:, i] - stats[k][:, 0]).numpy()  # (L,)
         acc.add(**out)
     doc = {"schema": "icl.inject/1", "layers": layers, "n_contexts": config.n_contexts,
-           "inject_at": pos, "after_words": config.after_words, "metrics": {}}  # fmt: skip
+           "inject_at": pos, "mode": config.mode, "injected_positions": at,
+           "after_words": config.after_words, "metrics": {}}  # fmt: skip
     for k in acc.state["items"]:
         v = acc.stacked(k)
         warn_nonfinite(run, k, v)
@@ -170,6 +188,22 @@ def inject(config: InjectConfig, run: Run) -> dict:
     plot_lines([0], series, layers, run.artifacts_dir / "inject_delta_separation.png",
                "", f"Δ {PHI[1]}", "geometry change per injection kind")  # fmt: skip
     return {k: v["mean"] for k, v in doc["metrics"].items() if "loss" in k}
+
+
+def injected(words: list[str], nodes: np.ndarray, new: dict[int, tuple[str, int]],
+             mode: str) -> tuple[list[str], np.ndarray]:  # fmt: skip
+    """The context with ``new[p]`` = (word, node or -1) at each position p: ``replace`` puts it
+    in place of word p; ``insert`` (the published code) puts it before word p, shifting the
+    rest right and dropping words past the context's length."""
+    words, nodes = list(words), list(nodes)
+    for p in sorted(new, reverse=True):  # from the back: earlier indices stay valid
+        if mode == "insert":
+            words.insert(p, new[p][0])
+            nodes.insert(p, new[p][1])
+        else:
+            words[p], nodes[p] = new[p]
+    n = len(new) if mode == "insert" else 0
+    return words[: len(words) - n], np.array(nodes[: len(nodes) - n])
 
 
 def _replacement(kind, graph, node, pools, config, rng) -> tuple[str, int]:
