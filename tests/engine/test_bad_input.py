@@ -416,3 +416,26 @@ def test_writing_to_a_read_only_root_names_the_cause(read_only_root: Path) -> No
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "reindex" not in proc.stderr, proc.stderr
     assert "read-only" in proc.stderr or "cannot open store" in proc.stderr, proc.stderr
+
+
+def test_serving_a_suite_before_its_runs_creates_nothing(tmp_path: Path) -> None:
+    """`assay serve SUITE --root R` before `assay run`: says where it looks, shows the runs as
+    pending, and creates no folder or store where R points (it may be a typo)."""
+    import re
+    import urllib.request
+
+    root = tmp_path / "not_yet"
+    proc = subprocess.Popen([sys.executable, "-m", "assay", "serve", POLYFIT.format(repo=REPO),
+                             "--root", str(root), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout.readline())
+        assert url, proc.stderr.read()
+        with urllib.request.urlopen(url.group(0) + "data.json", timeout=60) as res:
+            counts = json.loads(res.read())["data"]["counts"]
+        assert counts == {"pending": 15}
+        assert not root.exists()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert f"no store at {root.resolve() / 'assay.db'}" in err and "Traceback" not in err

@@ -75,11 +75,11 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
     # serving a suite before its first run is the live view's use: its store may not exist yet
     waiting = getattr(args, "func", None) is cmd_serve and args.suite is not None
     _check_root(args.root or "runs", args.store, missing_ok=waiting)
-    if waiting and args.store is None and not (Path(args.root or "runs") / "assay.db").exists():
-        from .._store import resolve_store
-
-        Path(args.root or "runs").mkdir(parents=True, exist_ok=True)
-        resolve_store(None, args.root or "runs").close()  # the empty store `assay run` fills
+    where = Path(args.root or "runs").resolve() / "assay.db"
+    if waiting and args.store is None and not where.exists():  # nothing is created there
+        print(f"no runs recorded yet: there is no store at {where}; the page shows the suite's "
+              f"runs as pending until `assay run SUITE --root {args.root or 'runs'}` records "
+              "them", file=sys.stderr)  # fmt: skip
     import_user_modules(args.imports, root=args.root or "runs")  # as run/status/analyze do
     suite = load_suite(args.suite) if args.suite else None
     if suite is not None and args.trust_imports and suite.imports:

@@ -28,11 +28,12 @@ import sys
 import threading
 import traceback
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 from .._engine._errors import AssayError
 from .._engine._run import RunStatus
-from .._store import resolve_store
+from .._store import Store, resolve_store
 from ._delta import Builds, Snapshot, delta, snapshot, split
 from ._runfiles import RunFiles
 
@@ -68,10 +69,18 @@ class ReportServer:
             self._plan = (stamp, planned)
         return self._plan[1]
 
+    def open_store(self) -> Store:
+        """The store, read-only. A suite served before `assay run` first wrote to its root
+        reads as an empty store held in memory: nothing is created where --root points."""
+        url, root = self.source["store"], self.source["root"]
+        if url is None and not (Path(root) / "assay.db").exists():
+            return resolve_store("sqlite:///:memory:", root)
+        return resolve_store(url, root, read_only=True)
+
     def fingerprint(self, stage: str | None) -> str:
         """Changes whenever a run changes state, finishes, beats or logs. Read without configs
         and results (``light``): what an unchanged poll costs (0.5 s at 10,000 runs)."""
-        with resolve_store(self.source["store"], self.source["root"], read_only=True) as store:
+        with self.open_store() as store:
             if stage is None:
                 records = store.query(ids=[p.id for p in self._planned()], light=True)
             else:
@@ -103,7 +112,9 @@ class ReportServer:
                 source["planned"] = self._planned()
             else:
                 source.update(suite=None, overrides=[], stage=stage)
-            data = collect(**source, files=self.files, memo=self.memo)
+            with self.open_store() as store:
+                source["store"] = store
+                data = collect(**source, files=self.files, memo=self.memo)
             data["fingerprint"] = fp
             built = (fp, data, render_sections(data))
             self._built[stage] = built
@@ -132,7 +143,7 @@ class ReportServer:
 
     def index(self) -> str:
         """The stages recorded in the store, with their counts and links to their reports."""
-        with resolve_store(self.source["store"], self.source["root"], read_only=True) as store:
+        with self.open_store() as store:
             records = store.query()
         stages: dict[str, dict[str, int]] = {}
         for r in records:
