@@ -93,6 +93,25 @@ def plain_help(text: str) -> str:
     return " ".join(text.replace("``", "").split())
 
 
+class PlainHelpFormatter(argparse.HelpFormatter):
+    """Help as a terminal shows it: docstring markup (``x``, `x`) dropped."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return super()._expand_help(action).replace("`", "")
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(text.replace("`", ""))
+
+
+class Parser(argparse.ArgumentParser):
+    """The assay parser; its subcommands (families' too) are built with the same class, so
+    every help text goes through :class:`PlainHelpFormatter`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", PlainHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def config_help(parser: argparse.ArgumentParser, cls: Any) -> None:
     """Give each flag of ``parser`` named like a field of config class ``cls`` that field's
     description as its help (and its choices and default): one source for the stage's keys and
@@ -579,7 +598,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="assay", description=__doc__.split("\n")[0])
+    parser = Parser(prog="assay", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"assay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -33,6 +33,14 @@ def test_type_text_names_containers_and_unions():
     assert type_text(Literal["a", "b"] | None) == "a|b or null"
 
 
+@pytest.mark.parametrize("command", [[], ["report"], ["stages"], ["patching", "run"]])
+def test_no_help_text_shows_docstring_markup(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert "`" not in out and "usage: assay" in out
+
+
 def test_help_has_no_markup_and_max_runs_says_it_is_a_refusal_limit(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
