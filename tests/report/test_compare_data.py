@@ -122,3 +122,28 @@ def test_serve_sends_only_what_changed_and_the_merge_equals_the_new_build(demo):
     assert merged == json.loads(json.dumps(data1)) and sections == sections1
     with resolve_store(None, root) as store:
         store.put(rec)  # the module's demo stays as it was
+
+
+def test_serve_refreshes_while_only_upstream_runs_move(tmp_path):
+    """The upstream runs train first: their progress must reach the page before any run of
+    the suite's own stage moves."""
+    import reportstages  # noqa: F401
+
+    suite = write_suite(tmp_path, """\
+        name: up
+        stage: rpt.eval
+        config: {train: {n_steps: 4}}
+        sweep:
+          grid: {train.lr: [0.1, 0.3]}
+        """)  # fmt: skip
+    root = tmp_path / "runs"
+    assay.run_suite(suite, root=root)
+    server = ReportServer(_source(root, suite), refresh_ms=1000)
+    fp0, data0, _ = server.build(None)
+    with resolve_store(None, root) as store:
+        up = store.query(stage="rpt.train")[0]
+        store.put(dataclasses.replace(up, status=RunStatus.RUNNING, heartbeat=time.time()))
+    change = json.loads(server.payload(None, fp0))
+    assert change["fingerprint"] != fp0
+    assert change["delta"]["runs"] == {}  # no row of the suite's own runs changed...
+    assert change["delta"]["blocks"]["plan"]["upstream_states"] == {"done": 1, "running": 1}

@@ -78,11 +78,13 @@ class ReportServer:
         return resolve_store(url, root, read_only=True)
 
     def fingerprint(self, stage: str | None) -> str:
-        """Changes whenever a run changes state, finishes, beats or logs. Read without configs
+        """Changes whenever a run (or an upstream run of the suite's) changes state, finishes,
+        beats or logs: upstream stages' curves refresh while they train. Read without configs
         and results (``light``): what an unchanged poll costs (0.5 s at 10,000 runs)."""
         with self.open_store() as store:
             if stage is None:
-                records = store.query(ids=[p.id for p in self._planned()], light=True)
+                ids = {r.id: None for top in self._planned() for r in top.closure()}
+                records = store.query(ids=list(ids), light=True)  # upstream runs too
             else:
                 records = store.query(stage=stage, light=True)
         h = hashlib.sha256()
