@@ -51,7 +51,11 @@ def test_nested_counter_is_one_bar_with_the_inner_unit_named(tmp_path):
         assert info["label"] == "epoch 2/10, batch 120/400, evaluating"
         assert info["position"] == pytest.approx(2.3) and info["total"] == 10
         assert in_flight(info).startswith("epoch 2/10, batch 120/400, evaluating eta ")
-        bar.update(8)  # the unit finished: its batches and note go
+        bar.update(7)  # the unit finished: its batches and note go
+        assert bar.label == "epoch 9/10"
+        assert list(bar.inner(2, "batch").track("ab")) == ["a", "b"]
+        assert bar.label == "epoch 9/10, batch 2/2"
+        bar.update()
         assert bar.label == "epoch 10/10"
     assert counters(tmp_path) == ["epoch 10/10"]
 

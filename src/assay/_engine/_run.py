@@ -334,7 +334,8 @@ class Progress:
         self._written = 0.0
         if start and log is not None:
             log(f"resumed at {desc} {start} of {total}")
-        self._write(force=True)
+        if parent is None:  # an inner counter is written once its parent holds it
+            self._write(force=True)
 
     def update(self, n: int = 1) -> None:
         """``n`` more units done; an inner counter and a note belong to the finished unit."""
@@ -350,6 +351,7 @@ class Progress:
     def inner(self, total: int | None, desc: str) -> Progress:
         """A counter inside the current unit (the batches of this epoch), shown on this bar."""
         self._inner = Progress(self.path, total, desc, parent=self)
+        self._write()
         return self._inner
 
     def note(self, text: str) -> None:
