@@ -34,7 +34,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow a pickled nn.Module checkpoint (executes code from the file)",
+        help="run code the model file names (executes it): a pickled nn.Module, a factory in the "
+        "checkpoint's arch, an SB3 zip through SB3's own loader, a HF folder's auto_map",
     )
 
 

@@ -109,7 +109,7 @@ class PatchingRunConfig(TorchConfig):
     model: FileRef | None = Field(None, description="checkpoint, SB3 .zip or HF folder; null: the prepared agent")
     model_kind: Literal["auto", "torch", "sb3", "hf"] = Field("auto", description="how to load model; auto: from the file")
     arch: dict[str, Any] | None = Field(None, description="architecture spec for a bare state dict (a JSON object, or a JSON file read in)")
-    trust_checkpoint: bool = Field(False, description="allow pickled nn.Modules and factories named by the file (runs code from it)")
+    trust_checkpoint: bool = Field(False, description="run code the model file names: a pickled nn.Module, a factory in its arch, an SB3 zip through SB3's own loader, a HF folder's auto_map")
     inputs: list[FileRef] = Field([], description="one pairs file, or [clean, corrupted]; empty: the prepared pairs")
     definitions: FileRef | None = Field(None, description="JSON file of patch definitions; null: the prepared definitions")
     prepared: CartPoleDQNConfig | None = Field(None, description="upstream patching.cartpole_dqn run that provides model, inputs and definitions")
@@ -165,7 +165,7 @@ class PatchingRunConfig(TorchConfig):
                 "(or give the spec on the command line: assay patching run --arch SPEC)"
             )
         if self.trust_checkpoint:
-            named.append("trust_checkpoint: true, which unpickles the model file")
+            named.append("trust_checkpoint: true, which runs code the model file names")
         return named
 
     @field_validator("metrics")
