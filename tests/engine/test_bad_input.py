@@ -182,6 +182,10 @@ CASES = [
          _npz(ids=np.array(["a", "b"]), gold=np.array([0, 1]), gold_prob=np.ones((2, 3)),
               correct=np.ones((2, 3), bool), meta=np.asarray('{"task": "multiclass", '
                                                               '"mode": "train_pass"}'))),  # fmt: skip
+    Case("cart-npz-nan-prob", (*CART, "{tmp}/dyn.npz"), 2, ("not finite", "'b'"),
+         _npz(ids=np.array(["a", "b"]), gold=np.array([0, 1]),
+              gold_prob=np.array([[0.5, np.nan]], np.float32), correct=np.ones((1, 2), bool),
+              meta=np.asarray('{"task": "multiclass", "mode": "train_pass"}'))),  # fmt: skip
     # ---- assay trigger generate
     Case("trigger-binary-config", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
          2, ("data.json",), _write("data.json", b"\xff\xfe\x00\x01binary" * 10),

@@ -68,6 +68,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.burn_out is not None and args.burn_out < 1:
         raise DynamicsError(f"--burn-out must be >= 1 epoch, got {args.burn_out}")
     dyn = load_any(args.dynamics)
+    dyn.check(args.dynamics)  # NaN or Inf would print as confidence NaN beside correctness 1.0
     m = compute_metrics(
         dyn.gold_prob, dyn.correct, burn_out=args.burn_out, include_ci=args.include_ci
     )

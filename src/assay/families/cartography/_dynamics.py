@@ -97,11 +97,11 @@ class Dynamics:
         except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
             why = "the file is empty" if isinstance(exc, EOFError) else exc
             raise DynamicsError(f"cannot read {path} as a .npz ({why}); {fix}") from None
-        dyn.check(str(path))
+        dyn.check(str(path), finite=False)  # a diverged run's NaNs stay readable (analysis)
         return dyn
 
-    def check(self, source: str) -> None:
-        """Shapes agree and every probability is a finite number in [0, 1]."""
+    def check(self, source: str, finite: bool = True) -> None:
+        """Shapes agree and (``finite``) every probability is a finite number in [0, 1]."""
         E, N = self.gold_prob.shape if self.gold_prob.ndim == 2 else (None, None)
         if E is None or self.correct.shape != (E, N) or len(self.ids) != N:
             raise DynamicsError(
@@ -109,7 +109,7 @@ class Dynamics:
                 f"correct {self.correct.shape}, {len(self.ids)} ids"
             )
         bad = ~np.isfinite(self.gold_prob) | (self.gold_prob < 0) | (self.gold_prob > 1)
-        if bad.any():
+        if finite and bad.any():
             e, i = (int(x[0]) for x in np.nonzero(bad))
             raise DynamicsError(
                 f"{source}: {int(bad.sum())} gold probabilities are not finite numbers in "
