@@ -341,7 +341,7 @@ class Progress:
         """``n`` more units done; an inner counter and a note belong to the finished unit."""
         self.n += n
         self._inner, self._note = None, ""
-        self._write()
+        self._write(force=self.n == self.total)  # a finished count is shown, not throttled away
 
     def set(self, n: int) -> None:
         self.n = n
