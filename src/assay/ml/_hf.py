@@ -73,7 +73,10 @@ def read_model_config(path: str | os.PathLike[str], name: str = "config.json") -
 
 
 def check_no_remote_code(
-    path: str | os.PathLike[str], *, trusted: bool = False, flag: str = "trust_remote_code=True"
+    path: str | os.PathLike[str],
+    *,
+    trusted: bool = False,
+    flag: str = "trust_remote_code=True to the loader (assay patching: --trust-checkpoint)",
 ) -> None:
     """Refuse a model folder whose configs name code of its own (``auto_map``) unless
     ``trusted``: loading it would import the folder's ``*.py`` files. Every loader of a model
