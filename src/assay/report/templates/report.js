@@ -356,8 +356,12 @@
     });
     var groupColor = {};
     shown.forEach(function (l, i) { groupColor[l.group] = COLORS[i % COLORS.length]; });
+    var nextColor = shown.length;
+    failed.slice(0, MAX_LINES).forEach(function (l) { // a group only failed runs hold: a colour of its own
+      if (!(l.group in groupColor)) groupColor[l.group] = COLORS[nextColor++ % COLORS.length];
+    });
     failed.slice(0, MAX_LINES).forEach(function (l) {
-      var color = groupColor[l.group] || "#c62828";
+      var color = groupColor[l.group];
       traces = traces.concat(lineTraces(l.group + " · failed " + l.run, l.steps, l.values, color, {
         legendgroup: "failed", line: { color: color, dash: "dash" }, meta: "failed",
         hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (run failed here)<extra></extra>" }));
