@@ -277,6 +277,26 @@ def test_an_auto_map_folder_is_refused_by_the_command_line(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("route", ["suite", "patching-run"])
+def test_an_auto_map_model_in_a_run_is_refused_before_anything_runs(route, files, tmp_path):
+    marker, root = tmp_path / "pwned", tmp_path / "runs"
+    folder = _remote_code_folder(tmp_path / "evil", marker)
+    if route == "suite":
+        suite = tmp_path / "suite.json"
+        config = {**files, "model": str(folder)}
+        suite.write_text(json.dumps({"stage": "patching.run", "config": config}))
+        proc = _assay("run", suite, "--root", root, "--quiet")
+    else:
+        defs, inputs = files["definitions"], files["inputs"][0]
+        argv = ["--model", folder, "--inputs", inputs, "--definitions", defs, "--root", root]
+        proc = _assay("patching", "run", *argv)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in out, out
+    assert "auto_map" in out and "--trust-checkpoint" in out, out
+    assert not marker.exists()
+    assert not any(root.glob("patching_run_*")), "a run was recorded"
+
+
 @pytest.mark.parametrize("config_name", ["config.json", "tokenizer_config.json"])
 def test_every_hf_loader_refuses_auto_map(tmp_path, config_name):
     marker = tmp_path / "pwned"

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from assay import PlanContext
+from assay.ml import check_no_remote_code
 
 from ._models import agent_file
 
@@ -44,6 +45,8 @@ def _check_model(config: Any) -> int | None:
     if path.is_dir() and not (path / "config.json").is_file():
         path = agent_file(path)  # refuses zero or several model files, naming them
     if (path / "config.json").is_file():
+        # a folder naming code of its own (auto_map) is refused here, before anything runs
+        check_no_remote_code(path, trusted=config.trust_checkpoint, flag="--trust-checkpoint")
         try:
             vocab = json.loads((path / "config.json").read_text()).get("vocab_size")
         except ValueError:
