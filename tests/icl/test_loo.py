@@ -80,7 +80,7 @@ def test_out_of_memory_halves_the_batch_and_changes_no_number(word_lm, prefix_ch
 
     graph, walk, words = _context(12, seed=3)
     want = loo_batched(word_lm, words, walk, graph, batch_size=8, prefix_chunk=prefix_chunk)
-    lm = dataclasses.replace(word_lm, batch=AdaptiveBatch(None, knob="batch_size"))
+    lm = dataclasses.replace(word_lm, batch=AdaptiveBatch(None, knob="batch_size", what="seq"))
 
     def small_device(module, args, kwargs):
         if kwargs["input_ids"].shape[0] > 2:
@@ -94,4 +94,5 @@ def test_out_of_memory_halves_the_batch_and_changes_no_number(word_lm, prefix_ch
     _assert_same(got, want)
     assert lm.batch.record() == {"batch_size_used": 2, "batch_size_halvings": 2}
     assert got.forwards == 1 + 6  # the full context, then 12 variants 2 at a time
-    assert sum("out of memory at batch_size 8; 2 fits" in r.getMessage() for r in caplog.records) == 1
+    logged = [r.getMessage() for r in caplog.records if r.name == "assay.ml"]
+    assert len(logged) == 1 and logged[0].startswith("out of memory at 8 seqs per forward; 2 fit")

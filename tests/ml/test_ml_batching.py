@@ -29,7 +29,7 @@ def fits_below(limit: int, calls: list[int], cuda: bool = True):
 @pytest.mark.parametrize("cuda", [True, False])
 def test_oom_halves_logs_once_and_records_the_batch_used(caplog, cuda):
     calls: list[int] = []
-    sizer = AdaptiveBatch(64, knob="batch_size")
+    sizer = AdaptiveBatch(64, knob="batch_size", what="context")
     with caplog.at_level(logging.WARNING, logger="assay.ml"):
         parts = sizer.map(100, fits_below(10, calls, cuda))
     # every item exactly once, in order: the failed slice was retried from its start
@@ -41,8 +41,8 @@ def test_oom_halves_logs_once_and_records_the_batch_used(caplog, cuda):
     assert sizer.record() == {"batch_size_used": 8, "batch_size_halvings": 3}
     lines = [r.getMessage() for r in caplog.records if r.name == "assay.ml"]
     assert lines == [
-        "out of memory at batch_size 64; 8 fits: continuing with 8 (set batch_size: 8 to start "
-        "there)"
+        "out of memory at 64 contexts per forward; 8 fit: continuing with 8 (batch_size sets the "
+        "largest tried)"
     ]
 
 
@@ -57,9 +57,10 @@ def test_no_oom_no_log_and_the_configured_size_is_recorded(caplog):
 
 def test_limit_and_unbounded_size():
     calls: list[int] = []
-    sizer = AdaptiveBatch(None, knob="max_batch_rows", what="input row")
+    sizer = AdaptiveBatch(None, knob="max_batch_rows", what="input", record_as="inputs_used")
     sizer.map(20, fits_below(6, calls), limit=12)
     assert calls[:2] == [12, 6] and sizer.size == 6 and sizer.used == 6  # 20 = 6+6+6+2
+    assert sizer.record() == {"inputs_used": 6, "inputs_halvings": 1}
 
 
 def test_oom_at_batch_one_is_one_message_naming_the_knob():
@@ -68,7 +69,8 @@ def test_oom_at_batch_one_is_one_message_naming_the_knob():
         sizer.map(3, fits_below(0, []))
     msg = str(err.value)
     assert isinstance(err.value, AssayError)  # the CLI prints it without a traceback
-    assert "batch_size at 1" in msg and "one context per call" in msg
+    assert msg.startswith("out of device memory at one context per forward")
+    assert "a smaller batch_size cannot help" in msg
     assert "bfloat16" in msg and "device_map: auto" in msg
     assert err.value.__cause__ is None and err.value.__context__ is None
 

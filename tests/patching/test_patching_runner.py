@@ -216,3 +216,28 @@ def test_ppo_actor_head_is_patched_by_name(tmp_path, cartpole_pairs_npz):
     # a float32 model: compare the metrics that stay well-conditioned for tiny output changes
     for name in ("l2", "delta_chosen", "action_changed", "margin_change", "restored"):
         torch.testing.assert_close(out.metrics[name], ref[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_out_of_memory_halves_the_inputs_per_forward_and_changes_no_number(gpt2, caplog):
+    """A device that fits 3 inputs per patched forward: same metrics, the size recorded."""
+    model, structure, pairs = gpt2
+    assert len(pairs) == 6
+    defs = parse_definitions([{"transformer.h.0.mlp.act": [3]}, {"transformer.h.1.attn": "all"}])
+    want = BatchedPatcher(model, structure).run(defs, pairs, "denoising")
+    runner = BatchedPatcher(model, structure)
+    forward = runner._patched_forward
+
+    def small_device(target, lengths, a, b, *args):
+        if b - a > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+        return forward(target, lengths, a, b, *args)
+
+    runner._patched_forward = small_device
+    got = runner.run(defs, pairs, "denoising")
+    _close(got.metrics, want.metrics)
+    assert want.batch == {"inputs_per_forward_used": 6}
+    assert got.batch == {"inputs_per_forward_used": 3, "inputs_per_forward_halvings": 1}
+    assert got.n_forwards == 2 * want.n_forwards  # 6 inputs, 3 per forward
+    logged = [r.getMessage() for r in caplog.records if r.name == "assay.ml"]
+    assert len(logged) == 1 and "at 6 inputs per forward; 3 fit" in logged[0]
+    assert "max_batch_rows sets the largest tried" in logged[0]

@@ -8,7 +8,7 @@ A call that runs out of device memory (``torch.cuda.OutOfMemoryError``, or any R
 whose message says "out of memory", as MPS and older CUDA builds raise) is retried at half the
 size, from the same item, and the smaller size sticks for the rest of the run: memory rarely
 frees up mid-stage, so growing back would only OOM again. Each recovery writes one log line
-("out of memory at batch_size 64; 16 fits ..."). Out of memory at size 1 cannot be avoided by
+("out of memory at 64 contexts per forward; 16 fit ..."). Out of memory at size 1 cannot be avoided by
 batching: it is one :class:`OutOfMemoryError` naming the knob and what else frees memory.
 
 Sizes change no number beyond float rounding (the callers batch rows that do not interact), so
@@ -69,6 +69,7 @@ class AdaptiveBatch:
         knob: the config field that sets the size, named in the log line and the error.
         what: what one unit is ("context", "input row", "example"), for messages.
         hints: what else frees memory, for the unavoidable-OOM message.
+        record_as: the results key of :meth:`record` (default ``{knob}_used``).
     """
 
     def __init__(
@@ -78,10 +79,12 @@ class AdaptiveBatch:
         knob: str,
         what: str = "batch item",
         hints: str = DEFAULT_HINTS,
+        record_as: str | None = None,
     ) -> None:
         if size is not None and size < 1:
             raise MLError(f"{knob} must be >= 1, got {size}")
         self.size, self.knob, self.what, self.hints = size, knob, what, hints
+        self.key = record_as or f"{knob}_used"
         # the largest size a call ran with since the last halving: the batch really used
         self.used: int | None = None
         self.halvings = 0
@@ -109,8 +112,9 @@ class AdaptiveBatch:
             free_memory()
             if m == 1:
                 raise OutOfMemoryError(
-                    f"out of device memory with {self.knob} at 1 (one {self.what} per call): "
-                    f"no smaller batch exists. Free memory another way: {self.hints}"
+                    f"out of device memory at one {self.what} per forward, the smallest batch "
+                    f"`{self.knob}` can give, so a smaller {self.knob} cannot help. Free memory "
+                    f"another way: {self.hints}"
                 )
             m //= 2
             self.size = m
@@ -118,8 +122,8 @@ class AdaptiveBatch:
             self.used = None  # sizes that ran before the halving no longer fit
         if m < first:
             log.warning(
-                "out of memory at %s %d; %d fits: continuing with %d (set %s: %d to start there)",
-                self.knob, first, m, m, self.knob, m,
+                "out of memory at %d %ss per forward; %d fit: continuing with %d (%s sets the "
+                "largest tried)", first, self.what, m, m, self.knob,
             )  # fmt: skip
         self.last = m
         self.used = m if self.used is None else max(self.used, m)
@@ -137,9 +141,9 @@ class AdaptiveBatch:
         return out
 
     def record(self) -> dict[str, int]:
-        """``{knob}_used`` (and halvings when any): what a stage writes into its results;
+        """``{knob}_used`` (and ``_halvings`` when any): what a stage writes into its results;
         empty when nothing ran (a resumed stage with no work left)."""
-        rec: dict[str, int] = {} if self.used is None else {f"{self.knob}_used": self.used}
+        rec: dict[str, int] = {} if self.used is None else {self.key: self.used}
         if self.halvings:
-            rec[f"{self.knob}_halvings"] = self.halvings
+            rec[self.key.removesuffix("_used") + "_halvings"] = self.halvings
         return rec

@@ -353,6 +353,7 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
         "directions": directions,
         "definitions_range": [config.start_index, end],
         "n_forwards": sum(o.n_forwards for o in outcomes),
+        **outcomes[-1].batch,  # inputs per forward that ran (smaller after an out-of-memory)
         "load_s": load_s,
         "patch_s": patch_s,
         "threads": threads,

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from .._batching import AdaptiveBatch
 from ._definitions import Definition, Patch, resolve, site_shape, validate
 from ._errors import PatchingError
 from ._metrics import compute_metrics
@@ -61,6 +62,8 @@ class PatchOutcome:
     source_out: torch.Tensor  # (N, O) unpatched source run
     timings: dict[str, float] = field(default_factory=dict)
     n_forwards: int = 0
+    # inputs per forward that really ran ({"inputs_per_forward_used": n}; AdaptiveBatch)
+    batch: dict[str, int] = field(default_factory=dict)
 
 
 def _leaves(output: Any) -> tuple[Any, ...]:
@@ -93,6 +96,11 @@ class BatchedPatcher:
         self.model, self.structure = model, structure
         self.k, self.max_rows, self.reuse_prefix = defs_per_forward, max_batch_rows, reuse_prefix
         self.slice_positions = slice_positions
+        # inputs per forward (k definitions each), bounded by max_batch_rows and halved on
+        # out-of-memory; the smaller size sticks for later chunks and directions
+        self.inputs = AdaptiveBatch(
+            None, knob="max_batch_rows", what="input", record_as="inputs_per_forward_used"
+        )
         self.modules = dict(model.root.named_modules())
         self.device = next(model.root.parameters(), torch.empty(0)).device
 
@@ -354,17 +362,29 @@ class BatchedPatcher:
                     if lengths is not None
                     else {site: self.site_mask(site, ps) for site, ps in per_site.items()}
                 )
+                rows = min(rows, self.inputs.size or rows)  # smaller after an out-of-memory
                 batches = counter.inner(-(-n_total // rows), "input batch") if counter else None
-                for a in range(0, n_total, rows):
-                    b = min(n_total, a + rows)
+
+                def forward(a: int, b: int, masks=masks, **chunk: Any) -> torch.Tensor:
                     if lengths is not None:
                         masks = {
                             site: self.site_mask(site, ps, lengths[a:b])
-                            for site, ps in per_site.items()
+                            for site, ps in chunk["per_site"].items()
                         }
-                    out = self._patched_forward(
-                        target, lengths, a, b, k, replay, unused, sliced, tgt_full, masks, src
+                    return self._patched_forward(
+                        target, lengths, a, b, chunk["k"], chunk["replay"], chunk["unused"],
+                        chunk["sliced"], tgt_full, masks, src,
+                    )  # fmt: skip
+
+                a = 0
+                while a < n_total:
+                    # rows inputs x k definitions per forward; halved on out-of-memory
+                    chunk = dict(k=k, replay=replay, unused=unused, sliced=sliced, per_site=per_site)
+                    out = self.inputs.run(
+                        lambda m, a=a, chunk=chunk: forward(a, min(n_total, a + m), **chunk),
+                        min(rows, n_total - a),
                     )
+                    b = min(n_total, a + self.inputs.last)
                     n_forwards += 1
                     block = compute_metrics(
                         out.view(k, b - a, -1),
@@ -382,6 +402,7 @@ class BatchedPatcher:
                         results[name][idx, a:b] = values.cpu()
                     if batches is not None:
                         batches.update()
+                    a = b
                 if counter is not None:
                     counter.update(k)
             t_patch = time.perf_counter() - t1
@@ -394,6 +415,7 @@ class BatchedPatcher:
             source_out=source_out.cpu(),
             n_forwards=n_forwards,
             timings={"cache_s": t_cache, "patch_s": t_patch},
+            batch=self.inputs.record(),
         )
 
     def _patched_forward(
