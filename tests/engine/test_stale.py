@@ -74,6 +74,9 @@ def test_a_stage_edit_makes_its_runs_stale_and_rerun_stale_reruns_them(project):
     out = assay(project, "run", "suite.yaml", "--quiet")
     assert "2 skipped" in out and "2 finished run(s) are stale" in out
     assert results(project) == [2.0, 4.0]  # kept as they were
+    assay(project, "report", "suite.yaml", "--out", "r.html")
+    page = (project / "r.html").read_text()
+    assert "2 finished run(s) are stale" in page and "stage code changed since" in page
 
     out = assay(project, "run", "suite.yaml", "--quiet", "--rerun-stale")
     assert "2 done" in out and "reran 2 stale run(s)" in out

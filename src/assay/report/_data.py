@@ -30,6 +30,7 @@ from .._analysis import (
 )
 from .._engine._errors import AssayError
 from .._engine._run import RunRecord, RunStatus
+from .._engine._stale import stale_reason
 from .._store import Store, resolve_store
 from ._curves import RUN_POINTS, _thin, aggregate_curves, run_series
 from ._families import family_sections
@@ -295,6 +296,13 @@ def _table(
     columns += [{"key": "duration_s", "label": "duration_s", "kind": "meta"},
                 {"key": "attempts", "label": "attempts", "kind": "meta"},
                 {"key": "commit", "label": "commit", "kind": "meta"}]  # fmt: skip
+    # finished runs made by other code than is installed now (see assay._engine._stale)
+    stale = {rec.id: why for rec in records if rec.status is RunStatus.DONE
+             and (why := stale_reason((prov.get(rec.id) or {}).get("code"), rec.stage))}  # fmt: skip
+    if stale:
+        columns.append({"key": "stale", "label": "stale", "kind": "meta"})
+        notes.append(f"{len(stale)} finished run(s) are stale (stage code changed since they "
+                     "ran): `assay run SUITE --rerun-stale` reruns them")  # fmt: skip
     rows = []
     for rec in records:
         cells = flat[rec.id]
@@ -306,6 +314,8 @@ def _table(
         row = [index.get(rec.id), rec.id, rec.status.value]
         row += [_cell(cells.get(c)) for c in [*params, *results]]
         row += [None if duration is None else round(duration, 3), rec.attempts, commit or None]
+        if stale:
+            row.append(stale.get(rec.id))
         rows.append(row)
     for j, c in enumerate(columns):
         vals = [row[j] for row in rows if row[j] is not None]
