@@ -105,3 +105,22 @@ def test_readout_position_outside_the_tokens(tmp_path, gpt2_dir, token_pairs):
             "readout_position 7 is outside the token sequences (the shortest has 7 tokens)")
     refused(dry_run(tmp_path, {**config, "logit_diff": [0, 50]}),
             "the model has 50 outputs")  # fmt: skip
+
+
+def test_end_index_past_a_finished_prepared_run(tmp_path):
+    prepared = {"train_steps": 600, "hidden": [16, 16], "n_pairs": 16}
+    root = tmp_path / "runs"
+    suite = tmp_path / "prep.yaml"
+    suite.write_text(json.dumps({"stage": "patching.cartpole_dqn", "config": prepared}))
+    proc = subprocess.run([sys.executable, "-m", "assay", "run", str(suite), "--root", str(root),
+                           "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    suite = tmp_path / "run.yaml"
+    config = {"prepared": prepared, "end_index": 1000, "num_threads": 1}
+    suite.write_text(json.dumps({"stage": "patching.run", "config": config}))
+    before = sorted(p.name for p in root.iterdir())
+    proc = subprocess.run([sys.executable, "-m", "assay", "run", str(suite), "--root", str(root)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    refused(proc, "end_index 1000 is past the end: the prepared run patching_cartpole_dqn_",
+            "holds 34 definitions")  # fmt: skip
+    assert sorted(p.name for p in root.iterdir()) == before
