@@ -100,6 +100,14 @@ def _sqlite_busy_timeout(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
+def _writable_sqlite(url: str) -> bool:
+    """May this process write the file and its folder (where SQLite puts -wal and -shm)?"""
+    path = Path(url.split(":///", 1)[1]) if ":///" in url else None
+    if path is None or str(path) == ":memory:":
+        return True
+    return os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
 def _read_only_url(url: str) -> str:
     """``sqlite:///file:PATH?mode=ro&uri=true``: SQLite never writes. In a folder this process
     cannot write (a read-only mount, another user's root) SQLite cannot create the -shm file a
@@ -121,15 +129,18 @@ class SQLStore(Store):
 
     def __init__(self, url: str, root: str | Path | None = None, read_only: bool = False) -> None:
         """Args:
-        read_only: only read (``ls``, ``show``, reports): an SQLite file is opened with
-            ``mode=ro``, so a root on a read-only mount or another user's root can be read.
+        read_only: only read (``ls``, ``show``, reports): nothing is created or written, and
+            an SQLite file this process may not write is opened with ``mode=ro``, so a root on
+            a read-only mount or another user's root can be read. (A writable file is opened
+            as usual, so that closing it folds the WAL back and leaves no -wal/-shm files.)
         """
         self.url = url
         self.root = None if root is None else Path(root).resolve()
         self.is_sqlite = url.startswith("sqlite")
         self.read_only = read_only
         kwargs: dict[str, Any] = {}
-        if self.is_sqlite and read_only:
+        sqlite_ro = self.is_sqlite and read_only and not _writable_sqlite(url)
+        if sqlite_ro:
             url = _read_only_url(url)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
         elif self.is_sqlite:
@@ -145,7 +156,7 @@ class SQLStore(Store):
             raise StoreError(f"cannot open store {url!r}: {exc}") from None
         if self.is_sqlite:
             _check_sqlite_file(self.url)
-        if self.is_sqlite and read_only:
+        if sqlite_ro:
             sa.event.listen(self.engine, "connect", _sqlite_busy_timeout)
         elif self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
