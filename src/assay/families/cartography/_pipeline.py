@@ -72,7 +72,8 @@ def fit(
     split = full.subset(keep)
     model, enc = build_classifier(cfg.model, split.texts, ds.n_labels, cfg.seed)
     opts = TrainOptions(
-        cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed, device, record
+        cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed, device, record,
+        cfg.gradient_checkpointing,
     )
     task = ClassificationTask(model, enc, enc.rows(split.texts), split.labels)
     rec = (
@@ -119,6 +120,7 @@ def fit(
         model.train()
     results["n_train"] = len(split)
     results["train_loss"] = hist["train_loss"][-1]
+    results["micro_batch_used"] = hist["micro_batch"][-1]  # examples per forward (OOM: fewer)
     return Fitted(results, rec.finish() if rec else None, full.ids, hist, emb, [])
 
 
@@ -147,7 +149,8 @@ def _fit_qa(cfg, device, keep, epsilon, weight, record, log, bar=None) -> Fitted
     size = cfg.model.from_config or {}
     model = build_qa_model(len(vocab), cfg.model.max_tokens, size, cfg.seed, cfg.model.dropout)
     opts = TrainOptions(
-        cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed, device, record
+        cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed, device, record,
+        cfg.gradient_checkpointing,
     )
     window_ids = [f"{examples[e].id}#w{w}" for w, e in enumerate(win.example)]
     rec = DynamicsRecorder(window_ids, cfg.epochs, None, "qa", mode=record) if record else None
@@ -177,4 +180,5 @@ def _fit_qa(cfg, device, keep, epsilon, weight, record, log, bar=None) -> Fitted
     results["n_train"] = len(examples)
     results["n_train_windows"] = int(len(win.example))
     results["train_loss"] = hist["train_loss"][-1]
+    results["micro_batch_used"] = hist["micro_batch"][-1]  # examples per forward (OOM: fewer)
     return Fitted(results, dyn, all_ids, hist, None, excluded)

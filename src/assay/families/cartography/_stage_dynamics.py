@@ -10,7 +10,7 @@ the cluster stage, ``embeddings.npy`` (the trained model's pooled representation
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -36,6 +36,20 @@ class TrainingConfig(TorchConfig):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     qa_stride_tokens: int = Field(24, ge=0, description="QA: overlap of consecutive context windows, in tokens (the SQuAD recipe's doc stride)")
     max_answer_tokens: int = Field(8, ge=1, description="QA: longest answer span predicted, in tokens (the generated answers have at most 3 words)")
+    # recomputes activations in the backward pass instead of keeping them (about a third more
+    # compute); torch's checkpoint replays the dropout RNG, so no number changes: not in the id
+    gradient_checkpointing: bool = Field(False, description="hf models: recompute activations in the backward pass to save memory (about 1/3 more compute); changes no number")
+    identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {"gradient_checkpointing"}
+
+    @model_validator(mode="after")
+    def _checkpointing(self) -> TrainingConfig:
+        if self.gradient_checkpointing and self.model.kind != "hf":
+            raise ValueError(
+                f"gradient_checkpointing: true needs model.kind: hf (a transformer), got "
+                f"{self.model.kind!r}; the bag of words keeps no activations worth recomputing. "
+                "Set gradient_checkpointing: false or model.kind: hf"
+            )
+        return self
 
     @model_validator(mode="after")
     def _qa_model(self) -> TrainingConfig:

@@ -8,6 +8,11 @@ Per batch: forward in train mode (dropout on), strategy loss, and *then* -- befo
 what allenai/cartography records). ``eval_pass`` instead re-scores every training example at the
 end of each epoch with dropout off. Recording is a softmax and a scatter into preallocated
 buffers on the training device: no per-batch host sync.
+
+Memory: a batch that runs out of device memory is redone as micro-batches of half the size,
+their gradients accumulated (each weighted by its share of the batch), so the optimizer still
+steps on ``batch_size`` examples; the history's ``micro_batch`` says what one forward held.
+``gradient_checkpointing`` trades recomputation for activation memory.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from assay import ConfigError
+from assay.ml import AdaptiveBatch
 
 from ._dynamics import DynamicsRecorder
 from ._models import classifier_logits
@@ -36,6 +44,23 @@ class TrainOptions:
     seed: int  # batch order
     device: str
     record: str | None  # "train_pass" | "eval_pass" | None
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory
+
+
+# What frees training memory when even one example per forward runs out of it.
+TRAIN_HINTS = "gradient_checkpointing: true, dtype: bfloat16, a smaller model or shorter inputs"
+
+
+def checkpointing(model) -> None:
+    """Turn on a transformers model's gradient checkpointing (activations recomputed in the
+    backward pass: about a third more compute for memory that no longer grows with depth)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(
+            f"gradient_checkpointing: true needs a transformers model that supports it; "
+            f"{type(model).__name__} does not. Use model.kind: hf (or from_config), or set "
+            "gradient_checkpointing: false"
+        )
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 class ClassificationTask:
@@ -118,7 +143,10 @@ def train(
     w_t = torch.as_tensor(weight, dtype=torch.float32, device=opts.device)
     smooth, weigh = bool((epsilon != 0).any()), bool((weight != 1).any())
     gen = torch.Generator().manual_seed(opts.seed)
-    history: dict[str, list] = {"epoch": [], "train_loss": [], "epoch_s": []}
+    history: dict[str, list] = {"epoch": [], "train_loss": [], "epoch_s": [], "micro_batch": []}
+    sizer = AdaptiveBatch(None, knob="batch_size", what="example", hints=TRAIN_HINTS)
+    if opts.gradient_checkpointing:
+        checkpointing(model)
     n = len(task)
     for epoch in range(opts.epochs):
         model.train()
@@ -127,20 +155,35 @@ def train(
         batches = bar.inner(math.ceil(n / opts.batch_size), "batch") if bar is not None else None
         for start in range(0, n, opts.batch_size):
             idx = order[start : start + opts.batch_size]
-            inputs, target = task.batch(idx, opts.device)
-            out = task.forward(inputs)
-            dev_idx = idx.to(opts.device)
-            loss = task.loss(
-                out, target, eps_t[dev_idx] if smooth else None, w_t[dev_idx] if weigh else None
-            )
-            if recorder is not None and opts.record == "train_pass":
-                task.record(recorder, epoch, idx, out, target)  # before the optimizer step
-            for opt in opts_list:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
+
+            def step(m: int, idx: torch.Tensor = idx, epoch: int = epoch) -> torch.Tensor:
+                """Gradients of the batch's mean loss, accumulated over micro-batches of m
+                examples (all of it in one when it fits); returns the summed loss."""
+                for opt in opts_list:
+                    opt.zero_grad(set_to_none=True)
+                summed = torch.zeros((), device=opts.device)
+                for a in range(0, len(idx), m):
+                    part = idx[a : a + m]
+                    inputs, target = task.batch(part, opts.device)
+                    out = task.forward(inputs)
+                    dev_idx = part.to(opts.device)
+                    loss = task.loss(
+                        out,
+                        target,
+                        eps_t[dev_idx] if smooth else None,
+                        w_t[dev_idx] if weigh else None,
+                    )  # the micro-batch's mean
+                    if recorder is not None and opts.record == "train_pass":
+                        task.record(recorder, epoch, part, out, target)  # before the step
+                    (loss * (len(part) / len(idx))).backward()  # a share of the batch mean
+                    summed += loss.detach() * len(part)
+                return summed
+
+            # the optimizer always steps on batch_size examples; only what one forward holds
+            # shrinks after an out-of-memory (micro_batch in the history)
+            total += sizer.run(step, len(idx))
             for opt in opts_list:
                 opt.step()
-            total += loss.detach() * len(idx)
             if batches is not None:
                 batches.update()
         if recorder is not None and opts.record == "eval_pass":
@@ -150,6 +193,7 @@ def train(
         history["epoch"].append(epoch)
         history["train_loss"].append(float(total) / n)
         history["epoch_s"].append(time.perf_counter() - t0)
+        history["micro_batch"].append(sizer.used)  # examples per forward that really ran
         if on_epoch is not None:
             on_epoch(epoch, {k: v[-1] for k, v in history.items()})
         if bar is not None:
