@@ -228,10 +228,16 @@ def score_all(task, opts: TrainOptions, sink: Callable, batch_size: int = 512) -
     model = task.model
     was = model.training
     model.eval()
-    for start in range(0, len(task), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(task)))
+
+    def score(a: int, b: int) -> None:
+        idx = torch.arange(a, b)
         inputs, target = task.batch(idx, opts.device)
         sink(idx, task.forward(inputs), target)
+
+    # batch_size items per forward, halved on out-of-memory (no gradients: 512 rarely fails)
+    AdaptiveBatch(batch_size, knob="batch_size", what="example", hints=TRAIN_HINTS).map(
+        len(task), score
+    )
     model.train(was)
 
 
