@@ -9,7 +9,7 @@ whose map fine-tuning changed also appears with its base map (``<cat> (base map)
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -26,6 +26,10 @@ class _Analysed(TorchConfig):
 
     finetune: FinetuneConfig | None = Field(None, description="upstream trigger.finetune run analysed")
     base: BaseConfig | None = Field(None, description="or an upstream trigger.base run analysed")
+    # a model larger than one GPU: accelerate spreads its layers over the GPUs (then CPU memory)
+    # as it loads; where the layers sit changes no number, so not in the run id
+    device_map: Literal["auto"] | None = Field(None, description="auto: spread the analysed model's layers over every GPU as it loads (models larger than one device); null: all on `device`")
+    identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {"device_map"}
 
     @model_validator(mode="after")
     def _one(self) -> _Analysed:
@@ -46,7 +50,7 @@ def _setup(config: _Analysed, run: Run) -> tuple[Any, Any, dict, dict[str, dict[
 
     device, _ = setup_torch(config)
     up = run.upstream["model"]
-    model, tok = load_trained(up, device)
+    model, tok = load_trained(up, device, config.device_map)
     cats = up.config.data.categories
     maps = maps_of(cats)
     if config.finetune is not None:
@@ -116,7 +120,7 @@ class PatchConfig(_Analysed):
     template: int = Field(0, ge=0, description="index into the categories' prompt templates")
     defs_per_forward: int = Field(64, ge=1, description="layer x position definitions batched into one forward")
     direction: Literal["denoising"] = Field("denoising", description="denoising: clean activations into the corrupted run")
-    identity_exclude = TorchConfig.identity_exclude | {"defs_per_forward"}
+    identity_exclude = _Analysed.identity_exclude | {"defs_per_forward"}
 
 
 @stage("trigger.patch", config=PatchConfig, version=2,

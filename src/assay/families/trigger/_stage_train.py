@@ -18,7 +18,7 @@ fine-tuning data on one base model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -41,6 +41,11 @@ class _Training(TorchConfig):
     max_grad_norm: float = Field(1.0, ge=0, description="gradient-norm clip; 0: no clipping")
     eval_every_epochs: int = Field(5, ge=1, description="evaluate every test file every this many epochs, and after the last")
     generation_eval: bool = Field(False, description="also greedy-generation accuracy (slower: one decode per row)")
+    # recomputes activations in the backward pass instead of keeping them (about a third more
+    # compute, memory flat in depth: a 7B model's LoRA fine-tune on one GPU); torch's checkpoint
+    # replays the dropout RNG, so no number changes: not in the run id
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass to save memory (about 1/3 more compute); changes no number")
+    identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {"gradient_checkpointing"}
 
 
 class BaseConfig(_Training):
@@ -249,7 +254,7 @@ def _settings(config: _Training) -> Any:
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
         warmup_fraction=config.warmup_fraction, weight_decay=config.weight_decay,
         eval_every_epochs=config.eval_every_epochs, max_grad_norm=config.max_grad_norm,
-        seed=config.seed,
+        seed=config.seed, gradient_checkpointing=config.gradient_checkpointing,
     )  # fmt: skip
 
 
@@ -313,23 +318,26 @@ def finetune_stage(config: FinetuneConfig, run: Run) -> dict:
             "base_model_dir": str(model_dir), "base_key": key, "device": device}  # fmt: skip
 
 
-def load_trained(up: Any, device: str = "cpu") -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) of a finished trigger.base or trigger.finetune run."""
+def load_trained(
+    up: Any, device: str = "cpu", device_map: str | None = None
+) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) of a finished trigger.base or trigger.finetune run.
+    ``device_map="auto"``: the layers spread over the GPUs as they load (``device`` unused)."""
     import torch
 
     from assay.ml import load_hf_model, load_tokenizer
 
     from ._lm import load_base
 
-    if up.stage == "trigger.base":
+    if up.stage == "trigger.base" or up.config.method == "full":
         path = up.artifact("model")
-        return load_hf_model(path, device=device), load_tokenizer(path)
-    if up.config.method == "full":
-        path = up.artifact("model")
-        return load_hf_model(path, device=device), load_tokenizer(path)
+        return load_hf_model(path, device=device, device_map=device_map), load_tokenizer(path)
     import peft
 
     base_dir = Path(up.results["base_model_dir"])
-    model = load_base(base_dir, up.results["base_key"], device, torch.float32)
+    if device_map is None:
+        model = load_base(base_dir, up.results["base_key"], device, torch.float32)
+    else:  # straight from the folder onto the devices: a model too large for one never gathers
+        model = load_hf_model(base_dir, dtype=torch.float32, device_map=device_map)
     model = peft.PeftModel.from_pretrained(model, str(up.artifact("adapter")))
     return model.merge_and_unload().eval(), load_tokenizer(base_dir)

@@ -34,6 +34,7 @@ class TrainSettings:
     max_grad_norm: float
     seed: int
     generation: bool = False  # also greedy-generation accuracy at each evaluation
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -82,6 +83,9 @@ def train_loop(
         bar.note("evaluating before training")
         _record(history, 0, None, [], evaluate(model, tok, evals, settings.generation, bar), run)
 
+    if settings.gradient_checkpointing:
+        # use_reentrant=False: gradients reach LoRA adapters under a frozen embedding too
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     for epoch in range(start + 1, settings.epochs + 1):
         t0 = time.perf_counter()
