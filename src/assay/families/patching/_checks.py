@@ -21,6 +21,7 @@ from assay import PlanContext
 from assay.ml import check_no_remote_code
 
 from ._models import agent_file
+from ._sb3 import safe_plan
 
 SB3_ENTRIES = ("data", "policy.pth")  # what stable-baselines3's save() always writes
 
@@ -35,6 +36,11 @@ def check_run(config: Any, plan: PlanContext) -> None:
         n = (done.results or {}).get("n_definitions")
         if isinstance(n, int):
             _check_range(config, n, f"the prepared run {done.id}")
+    if config.model is None and config.prepared is not None and not config.trust_checkpoint:
+        done = plan.finished(config.prepared)
+        agent = Path(done.dir) / "artifacts" / "agent.zip" if done and done.dir else None
+        if agent is not None and agent.is_file():
+            safe_plan(agent)  # the upstream's agent.zip, as the run will load it
     if config.inputs:
         _check_inputs(config)
 
@@ -53,7 +59,10 @@ def _check_model(config: Any) -> int | None:
             return None
         return vocab if isinstance(vocab, int) else None
     if config.model_kind == "sb3" or (config.model_kind == "auto" and path.suffix == ".zip"):
-        return _sb3_outputs(path)
+        n_outputs = _sb3_outputs(path)
+        if not config.trust_checkpoint:
+            safe_plan(path)  # an agent only SB3's unpickling loader rebuilds: refused now
+        return n_outputs
     return None
 
 

@@ -160,36 +160,45 @@ def _policy_kwargs(path: Path, entry: Any) -> dict[str, Any]:
     return out
 
 
-def load_policy_safely(path: Path) -> Any:
-    """SB3's own policy class, rebuilt from plain JSON and weights-only tensors (see above)."""
-    from stable_baselines3.common.policies import ActorCriticPolicy
-    from stable_baselines3.dqn.policies import DQNPolicy
-
+def safe_plan(path: Path) -> tuple[str, Any, Any, dict[str, Any], dict[str, Any]]:
+    """What the safe route would build, from the zip alone: (policy kind ``"dqn"`` or
+    ``"actor-critic"``, observation space, action space, policy kwargs, weights). Refuses, with
+    one message naming ``--trust-checkpoint``, what only unpickling could rebuild; builds no
+    policy, so a plan-time check can call it."""
     data, state = read_zip(path)
     cls_entry = data.get("policy_class")
     module = cls_entry.get("__module__") if isinstance(cls_entry, dict) else None
     keys = sorted(state)
-    has_extractor = any("features_extractor." in k for k in keys)
     if module == DQN_MODULE and any(k.startswith("q_net.q_net.") for k in keys):
-        cls: Any = DQNPolicy
+        kind = "dqn"
     elif module == ACTOR_CRITIC_MODULE and "action_net.weight" in state:
-        cls = ActorCriticPolicy
+        kind = "actor-critic"
     else:
         raise _refuse(
             path,
             f"its policy class comes from {module!r} with weights {', '.join(keys[:4])}...; "
             "rebuilt without unpickling are MlpPolicy agents of DQN, PPO and A2C",
         )
-    if has_extractor:
+    if any("features_extractor." in k for k in keys):
         raise _refuse(path, "its policy has a features extractor with weights (a CNN or custom)")
     observation = _space(path, data.get("observation_space"), "observation_space")
     action = _space(path, data.get("action_space"), "action_space")
     kwargs = _policy_kwargs(path, data.get("policy_kwargs"))
-    if cls is ActorCriticPolicy:
+    if kind == "actor-critic":
         use_sde = data.get("use_sde", False)
         kwargs["use_sde"] = use_sde if isinstance(use_sde, bool) else False
     elif not hasattr(action, "n"):
         raise _refuse(path, "it is a DQN agent without a Discrete action space")
+    return kind, observation, action, kwargs, state
+
+
+def load_policy_safely(path: Path) -> Any:
+    """SB3's own policy class, rebuilt from plain JSON and weights-only tensors (see above)."""
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.dqn.policies import DQNPolicy
+
+    kind, observation, action, kwargs, state = safe_plan(path)
+    cls: Any = DQNPolicy if kind == "dqn" else ActorCriticPolicy
     try:
         policy = cls(observation, action, lambda _: 0.0, **kwargs)
         policy.load_state_dict(state)  # strict: every tensor has its place and shape
