@@ -4,7 +4,9 @@ Refused with exit 2 and nothing recorded (see assay._engine._checks): an agent f
 or two model files, a ``.zip`` that is not a stable-baselines3 agent, empty definitions, a
 ``start_index``/``end_index`` past the definitions (also from a finished ``prepared`` run's
 recorded ``n_definitions``), NaN or infinite inputs, a ``readout_position`` outside the token
-sequences, and ``logit_diff`` outputs that are equal or out of range. Read from cheap metadata:
+sequences, ``logit_diff`` outputs that are equal or out of range, and (without
+``trust_checkpoint``) an SB3 agent only its unpickling loader rebuilds or a model folder whose
+``auto_map`` names code of its own (``_sb3.safe_plan``, ``check_no_remote_code``). Read from cheap metadata:
 the zip's ``data`` entry, a model folder's ``config.json``, the definitions and input files.
 """
 
