@@ -68,7 +68,9 @@ def aggregate_curves(
 
     Returns:
         ``{"metrics": [...], "groups": [...], "series": {metric: [{group, steps, mean, lo, hi,
-        n, nonfinite}]}, "notes": [...], "runs": {run id: {metric: [steps, values]}}}``.
+        n, nonfinite, edges}]}, "notes": [...], "runs": {run id: {metric: [steps, values]}}}``;
+        ``nonfinite`` counts a step's nan/inf values, ``edges`` lists only the steps that have
+        any, as ``[index into steps, n -inf, n +inf, n nan]``.
     """
     groups = list(dict.fromkeys(labels[rid] for rid in series if rid in labels))
     metrics = sorted({m for s in series.values() for m in s})
@@ -107,8 +109,11 @@ def aggregate_curves(
                              "left out of the mean")  # fmt: skip
             if max(ns) == 1:
                 notes.append(f"{metric} / {group}: one run per step, no band")
+            # the steps with non-finite values, by kind, for the page's markers at the axis edge
+            edges = [[k, int(iv["n_neginf"][k]), int(iv["n_posinf"][k]), int(iv["n_nan"][k])]
+                     for k, b in enumerate(bad) if b]  # fmt: skip
             lines.append({"group": group, "steps": steps, "mean": mean, "lo": lo, "hi": hi,
-                          "n": ns, "nonfinite": bad})  # fmt: skip
+                          "n": ns, "nonfinite": bad, "edges": edges})  # fmt: skip
         out[metric] = lines
     return {"metrics": metrics, "groups": groups, "series": out, "notes": notes,
             "runs": _run_points(series, notes)}  # fmt: skip

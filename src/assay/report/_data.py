@@ -18,6 +18,7 @@ from typing import Any
 
 from .._analysis import (
     NO_VARIATION,
+    RESERVED,
     SAME_DIFFERENCE,
     SAME_IN_BOTH,
     compare_groups,
@@ -280,8 +281,10 @@ def _table(
     seed = seed_column(df) if len(df) else None
     if seed and seed not in params:
         params.append(seed)
-    results = list(dict.fromkeys(k for r in records for k in flat[r.id]
-                                 if k.startswith("results.")))  # fmt: skip
+    # "_flags" and "_bounds" declare, not measure: a flag is drawn as a badge on its cell
+    # (from the run's detail), never as a column of its own
+    results = list(dict.fromkeys(k for r in records for k in flat[r.id] if k.startswith("results.")
+                                 and k.split(".", 2)[1] not in RESERVED))  # fmt: skip
     notes = []
     if len(results) > MAX_RESULT_COLUMNS:
         notes.append(f"{len(results)} result keys: the table shows the first "

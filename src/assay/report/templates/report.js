@@ -54,6 +54,61 @@
     return null;
   }
 
+  // Non-finite values are drawn, not dropped: as marked points at the edge of the plot, on a
+  // second y axis that spans [0, 1] over the first (so zoom and log y never move them): -inf at
+  // the bottom, +inf and nan at the top (as the engine's summary plots draw them).
+  var EDGE = { "-inf": { y: 0.03, symbol: "triangle-down" }, "+inf": { y: 0.97, symbol: "triangle-up" },
+    nan: { y: 0.91, symbol: "x-thin-open" } };
+  var EDGE_KINDS = ["-inf", "+inf", "nan"];
+  var EDGE_AXIS = { overlaying: "y", range: [0, 1], visible: false, fixedrange: true };
+  var EDGE_COLOR = "#7b1fa2";
+  function kindOf(v) { // "-inf", "+inf", "nan" for a non-finite value, else null
+    var x = num(v);
+    if (x === null || isFinite(x)) return null;
+    return isNaN(x) ? "nan" : (x > 0 ? "+inf" : "-inf");
+  }
+  function edgeBuckets() { // per kind: x, hover text and (optional) a label beside the marker
+    var b = {};
+    EDGE_KINDS.forEach(function (k) { b[k] = { x: [], text: [], label: [] }; });
+    return b;
+  }
+  function edgeTraces(buckets, name, color, extra) { // one marker trace per kind that occurs
+    var out = [];
+    EDGE_KINDS.forEach(function (kind) {
+      var b = buckets[kind];
+      if (!b.x.length) return;
+      out.push(Object.assign({ x: b.x, y: b.x.map(function () { return EDGE[kind].y; }), yaxis: "y2",
+        type: "scatter", mode: b.label.length ? "markers+text" : "markers", name: name + " · " + kind,
+        meta: "nonfinite " + kind, showlegend: false, text: b.label, textposition: "middle right",
+        textfont: { color: color, size: 10 },
+        marker: { symbol: EDGE[kind].symbol, size: 10, color: color, line: { color: color, width: 2 } },
+        hovertext: b.text, hovertemplate: "%{hovertext}<extra></extra>", cliponaxis: false }, extra || {}));
+    });
+    return out;
+  }
+  function lineEdges(name, steps, values) { // a run's own line: its non-finite values, one pass
+    var b = null;
+    for (var k = 0; k < values.length; k++) {
+      var kind = kindOf(values[k]);
+      if (!kind) continue;
+      b = b || edgeBuckets();
+      b[kind].x.push(steps[k]);
+      b[kind].text.push(name + "<br>step " + steps[k] + ": " + kind);
+    }
+    return b;
+  }
+  function flagsOf(id) { // the flags a run's results declare ("_flags": {metric: text})
+    var d = DATA.detail[id];
+    return (d && d.results && d.results._flags) || null;
+  }
+  function flagOf(flags, metric) { // dotted names for nested metrics, or a nested mapping
+    if (!flags) return "";
+    if (typeof flags[metric] === "string") return flags[metric];
+    var v = flags;
+    metric.split(".").forEach(function (part) { v = v && typeof v === "object" ? v[part] : undefined; });
+    return typeof v === "string" ? v : "";
+  }
+
   // ---------------------------------------------------------------- status
   function renderStatus() {
     var gen = $("generated");
@@ -138,7 +193,10 @@
 
   function visibleRows() {
     var rows = DATA.table.rows, out = [], stateCol = 2;
-    if (!rowTextCache) rowTextCache = rows.map(function (r) { return r.map(fmt).join(" ").toLowerCase(); });
+    if (!rowTextCache) rowTextCache = rows.map(function (r) { // a flag's text is found too
+      var f = flagsOf(r[1]);
+      return (r.map(fmt).join(" ") + (f ? " " + JSON.stringify(f) : "")).toLowerCase();
+    });
     for (var i = 0; i < rows.length; i++) {
       var r = rows[i];
       if (view.state && r[stateCol] !== view.state) continue;
@@ -152,9 +210,10 @@
       out.sort(function (a, b) {
         var va = rows[a][j], vb = rows[b][j];
         if (numeric) { va = num(va); vb = num(vb); }
-        var ma = va === null || va === undefined || (numeric && isNaN(va));
-        var mb = vb === null || vb === undefined || (numeric && isNaN(vb));
-        if (ma || mb) return ma === mb ? a - b : (ma ? 1 : -1); // missing and nan sort last
+        // either direction: numbers (-inf and +inf at their ends), then nan, then missing
+        var ra = va === null || va === undefined ? 2 : (numeric && isNaN(va) ? 1 : 0);
+        var rb = vb === null || vb === undefined ? 2 : (numeric && isNaN(vb) ? 1 : 0);
+        if (ra || rb) return ra === rb ? a - b : ra - rb;
         if (numeric) return va === vb ? a - b : (va < vb ? -dir : dir);
         var c = String(va).localeCompare(String(vb), undefined, { numeric: true });
         return c === 0 ? a - b : c * dir;
@@ -187,7 +246,7 @@
     var start = view.page * view.size, end = Math.min(idx.length, start + view.size);
     var tbody = $("runs-table").tBodies[0], frag = document.createDocumentFragment();
     for (var k = start; k < end; k++) {
-      var row = rows[idx[k]], tr = el("tr", { "data-id": row[1] });
+      var row = rows[idx[k]], tr = el("tr", { "data-id": row[1] }), flags = flagsOf(row[1]);
       if (row[1] === view.selected) tr.className = "selected";
       var pick = el("td", { class: "pick" }), box = el("input", { type: "checkbox", class: "pick", "data-id": row[1], title: "compare" });
       box.checked = isPicked("run", row[1]);
@@ -200,7 +259,15 @@
         if (c[j].numeric) {
           td.className = "num";
           if (typeof v === "number") td.title = String(v);
-          else if (typeof v === "string" && v in NONFINITE) td.className = "num nonfinite";
+          else if (typeof v === "string" && v in NONFINITE) {
+            td.className = "num nonfinite";
+            td.title = v + ": not a finite number; counted apart and left out of means and intervals";
+          }
+        }
+        var flag = c[j].kind === "result" ? flagOf(flags, c[j].key.slice(8)) : "";
+        if (flag) { // a badge before the number, its text on hover
+          td.classList.add("flagged");
+          td.insertBefore(el("span", { class: "flag-badge", title: "flag: " + flag, "data-flag": flag }, "\u2691"), td.firstChild);
         }
         tr.appendChild(td);
       }
@@ -259,10 +326,11 @@
       var div = el("div", { class: "plot", id: "detail-plot", "data-key": id + "|" + view.metric });
       box.appendChild(div);
       var s = own[metric], layout = { margin: { t: 10, r: 10 }, xaxis: { title: { text: "step" } },
-        yaxis: { title: { text: metric }, type: view.curveLog ? "log" : "linear" } };
+        yaxis: { title: { text: metric }, type: view.curveLog ? "log" : "linear" }, yaxis2: EDGE_AXIS };
       Object.keys(keep || {}).forEach(function (a) { layout[a].range = keep[a]; layout[a].autorange = false; });
-      Plotly.newPlot(div, [{ x: s[0], y: s[1].map(num), mode: s[0].length > 1 ? "lines+markers" : "markers", name: id }],
-        layout, PLOT_CONFIG);
+      var edges = lineEdges("run " + id, s[0], s[1]);
+      Plotly.newPlot(div, [{ x: s[0], y: s[1].map(num), mode: s[0].length > 1 ? "lines+markers" : "markers", name: id }]
+        .concat(edges ? edgeTraces(edges, "run " + id, EDGE_COLOR) : []), layout, PLOT_CONFIG);
     }
     if (scroll) box.scrollIntoView({ block: "nearest" });
   }
@@ -298,7 +366,7 @@
   }
 
   function ema(ys, w) { // W&B's and TensorBoard's debiased exponential moving average
-    if (!w) return ys;
+    if (!w) return ys.map(num);
     var last = 0, k = 0;
     return ys.map(function (y) {
       var v = num(y);
@@ -313,7 +381,21 @@
       uirevision: key + "|" + view.curveLog, // a live refresh keeps the user's zoom
       xaxis: { title: { text: "step" } },
       yaxis: { title: { text: ytitle }, type: view.curveLog ? "log" : "linear" },
-      legend: { font: { size: 11 } } };
+      yaxis2: EDGE_AXIS, legend: { font: { size: 11 } } };
+  }
+
+  function groupEdges(l) { // a group line's steps with non-finite values (l.edges: [k, -inf, +inf, nan])
+    var b = edgeBuckets();
+    l.edges.forEach(function (e) {
+      var k = e[0], total = l.n[k] + l.nonfinite[k];
+      EDGE_KINDS.forEach(function (kind, i) {
+        if (!e[i + 1]) return;
+        b[kind].x.push(l.steps[k]);
+        b[kind].text.push(l.group + "<br>step " + l.steps[k] + ": " + e[i + 1] + " of " + total + " runs " + kind +
+          (l.n[k] ? " (left out of the mean of " + l.n[k] + ")" : " (no finite value at this step)"));
+      });
+    });
+    return b;
   }
 
   function lineTraces(name, x, y, color, extra) { // raw (faint when smoothed) and smoothed
@@ -342,7 +424,7 @@
       : shown.length + " group(s)") + (failed.length ? "; " + failed.length + " failed run(s), dashed" +
         (failed.length > MAX_LINES ? " (the first " + MAX_LINES + " drawn; narrow them with the group filter)" : "") : "");
     shown = shown.slice(0, MAX_LINES);
-    var traces = [];
+    var traces = [], marks = [], nonfinite = 0; // marks: the groups' edge markers, drawn on top
     shown.forEach(function (l, i) {
       var color = COLORS[i % COLORS.length], bx = [], bhi = [], blo = [];
       l.steps.forEach(function (s, k) { if (l.lo[k] !== null && l.hi[k] !== null) { bx.push(s); bhi.push(l.hi[k]); blo.push(l.lo[k]); } });
@@ -353,6 +435,10 @@
       }
       traces = traces.concat(lineTraces(l.group, l.steps, l.mean, color, { legendgroup: l.group, customdata: l.n,
         hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (n=%{customdata})<extra></extra>" }));
+      if (l.edges && l.edges.length) {
+        nonfinite += 1;
+        marks = marks.concat(edgeTraces(groupEdges(l), l.group, color, { legendgroup: l.group }));
+      }
     });
     var groupColor = {};
     shown.forEach(function (l, i) { groupColor[l.group] = COLORS[i % COLORS.length]; });
@@ -362,10 +448,14 @@
     });
     failed.slice(0, MAX_LINES).forEach(function (l) {
       var color = groupColor[l.group];
-      traces = traces.concat(lineTraces(l.group + " · failed " + l.run, l.steps, l.values, color, {
+      var name = l.group + " · failed " + l.run, b = lineEdges(name, l.steps, l.values);
+      traces = traces.concat(lineTraces(name, l.steps, l.values, color, {
         legendgroup: "failed", line: { color: color, dash: "dash" }, meta: "failed",
         hovertemplate: "%{fullData.name}<br>step %{x}: %{y:.4g} (run failed here)<extra></extra>" }));
+      if (b) { nonfinite += 1; traces = traces.concat(edgeTraces(b, name, color, { legendgroup: "failed" })); }
     });
+    traces = traces.concat(marks);
+    if (nonfinite) info.textContent += "; non-finite values at the plot's edge (\u25bc -inf, \u25b2 +inf, \u2715 nan)";
     Plotly.react(div, traces, curveLayout(view.metric, (view.curveStage || "own") + "|" + view.metric), PLOT_CONFIG);
   }
 
@@ -471,16 +561,18 @@
     var div = $("compare-plot"), m = view.compareMetric, traces = [], missing = [];
     if (!m) { div.textContent = ""; return; }
     view.picked.forEach(function (p, i) {
-      var color = COLORS[i % COLORS.length], x = null, y = null, extra = {};
+      var color = COLORS[i % COLORS.length], x = null, y = null, extra = {}, edges = null;
       if (p.kind === "group") {
-        (DATA.curves.series[m] || []).forEach(function (l) { if (l.group === p.key) { x = l.steps; y = l.mean; } });
+        (DATA.curves.series[m] || []).forEach(function (l) { if (l.group === p.key) { x = l.steps; y = l.mean; if (l.edges && l.edges.length) edges = groupEdges(l); } });
       } else {
         var own = (DATA.curves.runs[p.key] || {})[m];
         if (own) { x = own[0]; y = own[1]; }
         ((DATA.curves.failed || {})[m] || []).forEach(function (l) { if (l.run === p.key) { x = l.steps; y = l.values; extra = { line: { color: color, dash: "dash" } }; } });
+        if (x !== null) edges = lineEdges(itemName(p), x, y);
       }
       if (x === null) { missing.push(itemName(p)); return; }
       traces = traces.concat(lineTraces(itemName(p), x, y, color, extra));
+      if (edges) traces = traces.concat(edgeTraces(edges, itemName(p), color));
     });
     $("compare-curve-note").textContent = missing.length ? "no " + m + " curve for: " + missing.join("; ") : "";
     Plotly.react(div, traces, curveLayout(m, "compare|" + m), PLOT_CONFIG);
@@ -577,22 +669,84 @@
   }
 
   // ---------------------------------------------------------------- statistics chart + family figures
+  var FLAG_CHARS = 28; // a flag's text beside a point is cut here; the hover has all of it
+  function statTraces(rows) { // one pass over a metric's summary rows
+    var groups = [], full = { x: [], y: [], plus: [], minus: [], text: [] }, edges = edgeBuckets();
+    var part = { x: [], y: [], plus: [], minus: [], text: [], label: [] };
+    var flagAt = { x: [], y: [], text: [], hover: [] }, flagEdge = { x: [], y: [], text: [], hover: [] };
+    rows.forEach(function (r) {
+      var mean = num(r.mean), lo = num(r.ci_low), hi = num(r.ci_high);
+      var bad = r.n_nonfinite || 0, total = r.n + bad, drawn = r.n > 0 && mean !== null && isFinite(mean);
+      groups.push(r.group);
+      if (drawn) {
+        var t = bad ? part : full, ci = r.n > 1 && isFinite(lo) && isFinite(hi);
+        t.x.push(r.group); t.y.push(mean);
+        t.plus.push(ci ? Math.max(0, hi - mean) : 0); t.minus.push(ci ? Math.max(0, mean - lo) : 0);
+        t.text.push(r.group + "<br>mean " + fmt(mean) + (ci ? " [" + fmt(lo) + ", " + fmt(hi) + "]" : "") +
+          (bad ? "<br>partial: the mean of the " + r.n + " finite of " + total + " runs (" +
+            EDGE_KINDS.map(function (k) { var c = r[{ "-inf": "n_neginf", "+inf": "n_posinf", nan: "n_nan" }[k]]; return c ? c + " " + k : ""; })
+              .filter(Boolean).join(", ") + " left out)" : " (n=" + r.n + ")") + (r.note ? "<br>" + r.note : ""));
+        if (bad) part.label.push("partial (" + r.n + " of " + total + ")");
+      }
+      [["-inf", r.n_neginf], ["+inf", r.n_posinf], ["nan", r.n_nan]].forEach(function (kc) {
+        if (!kc[1]) return;
+        edges[kc[0]].x.push(r.group);
+        edges[kc[0]].label.push(kc[1] + " " + kc[0]);
+        edges[kc[0]].text.push(r.group + "<br>" + kc[1] + " of " + total + " runs " + kc[0] +
+          (r.n ? " (left out of the mean)" : " (no finite value)"));
+      });
+      if (r.flags) {
+        var f = drawn ? flagAt : flagEdge, short = String(r.flags);
+        f.x.push(r.group); f.y.push(drawn ? mean : 0.5);
+        f.text.push("\u2691 " + (short.length > FLAG_CHARS ? short.slice(0, FLAG_CHARS - 1) + "\u2026" : short));
+        f.hover.push(r.group + "<br>flag: " + r.flags);
+      }
+    });
+    function means(t, name, marker, extra) {
+      return Object.assign({ x: t.x, y: t.y, name: name, type: "scatter", mode: "markers", marker: marker,
+        hovertext: t.text, hovertemplate: "%{hovertext}<extra></extra>",
+        error_y: { type: "data", symmetric: false, array: t.plus, arrayminus: t.minus } }, extra || {});
+    }
+    var traces = [means(full, "mean", { color: COLORS[0], size: 8 }, { meta: "mean" })];
+    if (part.x.length) {
+      traces.push(means(part, "partial mean (some runs non-finite, left out)",
+        { color: "#fff", size: 11, line: { color: "#e65100", width: 2 } },
+        { meta: "partial", mode: "markers+text", text: part.label, textposition: "bottom right",
+          textfont: { color: "#e65100", size: 11 }, error_y: { type: "data", symmetric: false, array: part.plus,
+            arrayminus: part.minus, color: "#e65100" } }));
+    }
+    traces = traces.concat(edgeTraces(edges, "non-finite", EDGE_COLOR));
+    [[flagAt, "y"], [flagEdge, "y2"]].forEach(function (fy) {
+      var f = fy[0];
+      if (!f.x.length) return;
+      traces.push({ x: f.x, y: f.y, yaxis: fy[1], type: "scatter", mode: "text", text: f.text, textposition: "top right",
+        textfont: { color: "#b26a00", size: 11 }, name: "flags", meta: "flags", showlegend: false, cliponaxis: false,
+        hovertext: f.hover, hovertemplate: "%{hovertext}<extra></extra>" });
+    });
+    return { traces: traces, groups: groups, partial: part.x.length, edges: EDGE_KINDS.some(function (k) { return edges[k].x.length; }) };
+  }
+
   function renderStats() {
     var sel = $("stat-metric"), div = $("stat-plot");
     if (!sel || !div) return;
     if (view.statMetric && DATA.stats.metrics.indexOf(view.statMetric) >= 0) sel.value = view.statMetric;
     view.statMetric = sel.value;
     var rows = DATA.stats.summary.filter(function (r) { return r.metric === view.statMetric; });
-    var y = rows.map(function (r) { return num(r.mean); });
-    Plotly.react(div, [{ x: rows.map(function (r) { return r.group; }), y: y, type: "scatter", mode: "markers",
-      customdata: rows.map(function (r) { return r.n; }),
-      error_y: { type: "data", symmetric: false,
-        array: rows.map(function (r) { return r.n > 1 ? num(r.ci_high) - num(r.mean) : 0; }),
-        arrayminus: rows.map(function (r) { return r.n > 1 ? num(r.mean) - num(r.ci_low) : 0; }) },
-      hovertemplate: "%{x}<br>mean %{y:.4g} (n=%{customdata})<extra></extra>" }],
-      { margin: { t: 20, r: 10, b: 120 }, uirevision: view.statMetric + "|" + view.statLog,
+    var chart = statTraces(rows);
+    Plotly.react(div, chart.traces,
+      { margin: { t: 20, r: 10, b: 120 }, uirevision: view.statMetric + "|" + view.statLog, hovermode: "closest",
+        showlegend: chart.partial > 0,
+        legend: { orientation: "h", y: 1.08, font: { size: 11 } },
         yaxis: { title: { text: view.statMetric + " (mean, 95% CI)" }, type: view.statLog ? "log" : "linear" },
-        xaxis: { automargin: true } }, PLOT_CONFIG);
+        yaxis2: EDGE_AXIS,
+        xaxis: { automargin: true, type: "category", categoryorder: "array", categoryarray: chart.groups } }, PLOT_CONFIG);
+    var info = $("stat-info");
+    if (info) {
+      info.textContent = chart.edges || chart.partial
+        ? "non-finite values at the plot's edge (\u25bc -inf at the bottom, \u25b2 +inf and \u2715 nan at the top; " +
+          "hover for counts); a ringed mean is partial: the mean of the finite values only"
+        : "";
+    }
   }
 
   function renderFamilyFigures() {
