@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test test-all lint bench clean
+.PHONY: demo test test-all lint bench gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: $(STAMP)
 	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_cartography.py
 	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_trigger.py
 	ASSAY_NUM_THREADS=1 $(BIN)/python bench/bench_icl.py
+
+# On a CUDA machine: every family's smoke suite on the GPU (float32, bfloat16) vs the CPU's
+# numbers, and the GPU benchmarks with their baselines (README "On a GPU"); elsewhere: says so.
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
