@@ -210,6 +210,7 @@ def patching_vs_transformerlens(device: str, n_pairs: int, d_model: int, seq_len
 
     import pandas as pd
     import transformer_lens.patching as tl_patching
+    import transformers
     from transformer_lens.model_bridge import TransformerBridge
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -221,8 +222,6 @@ def patching_vs_transformerlens(device: str, n_pairs: int, d_model: int, seq_len
         parse_definitions,
         probe_structure,
     )
-
-    import transformers
 
     transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bar
     d_mlp, vocab = 4 * d_model, 512
@@ -298,8 +297,7 @@ def volume_grid(device: str, epochs: int, levels: tuple[int, ...], n_dirs: int, 
     import bench_volume as bv
 
     from assay.families.volume._data import resolved_base
-    from assay.families.volume._directions import param_shapes, random_directions
-    from assay.families.volume._directions import scale_directions
+    from assay.families.volume._directions import param_shapes, random_directions, scale_directions
     from assay.families.volume.stages import TrainConfig
 
     template = TrainConfig(epochs=epochs, eval_every=epochs, device="cpu")

@@ -125,9 +125,12 @@ def numbers(results: dict, prefix: str = "") -> dict[str, float]:
             out[name] = math.nan
         elif isinstance(value, dict):
             out |= numbers(value, f"{name}/")
-        elif isinstance(value, list) and 0 < len(value) <= 64:
-            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-                out |= {f"{name}[{i}]": float(v) for i, v in enumerate(value)}
+        elif (
+            isinstance(value, list)
+            and 0 < len(value) <= 64
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        ):
+            out |= {f"{name}[{i}]": float(v) for i, v in enumerate(value)}
     return out
 
 
@@ -207,9 +210,8 @@ def smoke(args, root: Path, report: dict) -> int:
 
 # -------------------------------------------------------------------------------- benchmarks
 def benchmarks(args, report: dict) -> int:
-    import torch
-
     import gpu_benches as gb
+    import torch
 
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     dname = str(dtype).removeprefix("torch.")
