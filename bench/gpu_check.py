@@ -180,19 +180,19 @@ def smoke(args, root: Path, report: dict) -> int:
     families = args.families or list(SUITES)
     if args.dry:
         for family in families:
-            for dtype in ("float32", "bfloat16"):
+            for dtype in args.dtypes:
                 runs = planned(family, args.device, dtype)
                 stages = sorted({stage for _, stage, _ in runs})
                 print(f"  plan {family:<11} {dtype:<8} {len(runs)} runs ({', '.join(stages)}) "
                       f"from {SUITES[family][0]}")  # fmt: skip
         return 0
-    reference = json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else {}
+    reference = json.loads(args.reference.read_text()) if args.reference.is_file() else {}
     failures = 0
     for family in families:
         if family not in reference:
-            print(f"  {family}: no recorded CPU numbers in {REFERENCE.name}; running on the CPU")
+            print(f"  {family}: no recorded CPU numbers in {args.reference}; running on the CPU")
             reference[family] = run_family(family, "cpu", None, root / f"{family}-cpu")
-        for dtype in ("float32", "bfloat16"):
+        for dtype in args.dtypes:
             t0 = time.perf_counter()
             gpu = run_family(family, args.device, dtype, root / f"{family}-{dtype}")
             n, problems = compare(gpu, reference[family], dtype)
@@ -267,8 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", nargs="+", choices=list(SUITES), help="smoke suites to run")
     ap.add_argument("--published-layers", type=int, default=2,
                     help="icl: layers the published loop is timed on (scaled to all)")  # fmt: skip
+    ap.add_argument("--dtypes", nargs="+", choices=list(TOLERANCE), default=list(TOLERANCE),
+                    help="smoke suites: the dtypes run on the device (default both)")  # fmt: skip
+    ap.add_argument("--reference", type=Path, default=REFERENCE,
+                    help="the CPU numbers (default bench/gpu_check_reference.json)")  # fmt: skip
     ap.add_argument("--record-reference", action="store_true",
-                    help=f"run the smoke suites on the CPU and write {REFERENCE.name}")  # fmt: skip
+                    help="run the smoke suites on the CPU and write --reference")  # fmt: skip
     ap.add_argument("--root", default=None, help="where the runs go (default: a temp folder)")
     ap.add_argument("--out", default=None, help="write the report (JSON) here")
     args = ap.parse_args(argv)
@@ -279,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root or tempfile.mkdtemp(prefix="gpu-check-"))
     if args.record_reference:
         ref = {f: run_family(f, "cpu", None, root / f"{f}-cpu") for f in args.families or SUITES}
-        REFERENCE.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
-        print(f"wrote {REFERENCE} ({sum(len(r) for r in ref.values())} runs)")
+        args.reference.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {args.reference} ({sum(len(r) for r in ref.values())} runs)")
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"gpu-check: no CUDA device here (torch {torch.__version__}: "

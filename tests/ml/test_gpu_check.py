@@ -47,3 +47,28 @@ def test_without_cuda_it_says_so_and_exits_0():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("gpu-check: no CUDA device here")
     assert "--device cpu --dry" in proc.stdout and not proc.stderr
+
+
+def test_smoke_runs_compare_with_recorded_cpu_numbers(tmp_path):
+    """The non-dry smoke path on the CPU: record the patching suite's numbers, rerun it as the
+    device would (a fresh root), and every compared number agrees; a changed one is caught."""
+    import json
+
+    ref = tmp_path / "ref.json"
+    rec = _run("--record-reference", "--families", "patching", "--reference", str(ref),
+               "--root", str(tmp_path / "a"))  # fmt: skip
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    recorded = json.loads(ref.read_text())["patching"]
+    assert {r["stage"] for r in recorded.values()} == {"patching.run"}
+    assert all(r["status"] == "done" and r["numbers"] for r in recorded.values())
+    args = ("--device", "cpu", "--only", "smoke", "--families", "patching", "--dtypes",
+            "float32", "--reference", str(ref))  # fmt: skip
+    proc = _run(*args, "--root", str(tmp_path / "b"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "patching    float32  2 runs" in proc.stdout and ": ok" in proc.stdout
+    first = next(iter(recorded.values()))
+    key = next(iter(first["numbers"]))
+    first["numbers"][key] = first["numbers"][key] * 2 + 1.0  # a number the device "got wrong"
+    ref.write_text(json.dumps({"patching": recorded}))
+    proc = _run(*args, "--root", str(tmp_path / "c"))
+    assert proc.returncode == 1 and "1 PROBLEM(S)" in proc.stdout and key in proc.stdout
