@@ -84,6 +84,7 @@ def test_other_errors_pass_through_untouched():
         sizer.map(8, broken)
     assert sizer.size == 8 and sizer.used is None
     assert is_oom(RuntimeError("CUDA error: out of memory")) and not is_oom(ValueError("x"))
+    assert is_oom(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"))
 
 
 def test_bad_size_is_an_error_naming_the_knob():

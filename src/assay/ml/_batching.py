@@ -45,7 +45,10 @@ def is_oom(exc: BaseException) -> bool:
             return True
     except ImportError:  # pragma: no cover - torch is installed wherever this runs
         pass
-    return isinstance(exc, RuntimeError | MemoryError) and "out of memory" in str(exc).lower()
+    text = str(exc)
+    # cuBLAS reports a failed workspace allocation in its own words
+    oom = "out of memory" in text.lower() or "CUBLAS_STATUS_ALLOC_FAILED" in text
+    return isinstance(exc, RuntimeError | MemoryError) and oom
 
 
 def free_memory() -> None:
