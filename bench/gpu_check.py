@@ -38,6 +38,7 @@ import re
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +195,13 @@ def smoke(args, root: Path, report: dict) -> int:
             reference[family] = run_family(family, "cpu", None, root / f"{family}-cpu")
         for dtype in args.dtypes:
             t0 = time.perf_counter()
-            gpu = run_family(family, args.device, dtype, root / f"{family}-{dtype}")
+            try:
+                gpu = run_family(family, args.device, dtype, root / f"{family}-{dtype}")
+            except Exception as exc:  # e.g. a store problem: report it, check the rest
+                print(f"  {family:<11} {dtype:<8} FAILED: {type(exc).__name__}: {exc}")
+                report["smoke"][f"{family}/{dtype}"] = {"error": f"{type(exc).__name__}: {exc}"}
+                failures += 1
+                continue
             n, problems = compare(gpu, reference[family], dtype)
             rtol, atol = TOLERANCE[dtype]
             verdict = "ok" if not problems else f"{len(problems)} PROBLEM(S)"
@@ -238,6 +245,13 @@ def benchmarks(args, report: dict) -> int:
             res = job()
         except ImportError as exc:  # TransformerLens is an optional extra
             print(f"  {name}: skipped ({exc})")
+            continue
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            print(f"  {name}: FAILED with {type(exc).__name__}: {str(exc)[:300]} "
+                  f"({Path(where.filename).name}:{where.lineno})")  # fmt: skip
+            report["benchmarks"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+            failures += 1
             continue
         peak = peak_tflops(args.device, dname if name != "volume" else "float32")
         achieved = res.flops / res.assay_s / 1e12
