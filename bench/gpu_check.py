@@ -126,6 +126,11 @@ def numbers(results: dict, prefix: str = "") -> dict[str, float]:
             out[name] = math.nan
         elif isinstance(value, dict):
             out |= numbers(value, f"{name}/")
+        elif isinstance(value, list) and 0 < len(value) <= 16 and all(
+            isinstance(v, dict) for v in value
+        ):  # e.g. patching's top units: their metric means
+            for i, v in enumerate(value):
+                out |= numbers(v, f"{name}[{i}]/")
         elif (
             isinstance(value, list)
             and 0 < len(value) <= 64
@@ -169,8 +174,8 @@ def compare(gpu: dict, cpu: dict, dtype: str) -> tuple[int, list[str]]:
                 continue
             n += 1
             want = ref[key]
-            same_nan = math.isnan(want) and math.isnan(value)
-            if not same_nan and not abs(value - want) <= atol + rtol * abs(want):
+            same = value == want or (math.isnan(want) and math.isnan(value))  # inf == inf
+            if not same and not abs(value - want) <= atol + rtol * abs(want):
                 problems.append(f"run {index} ({run['stage']}) {key}: {value:.6g} on the GPU, "
                                 f"{want:.6g} on the CPU")  # fmt: skip
     return n, problems
@@ -296,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_benches, bench_volume
     root = Path(args.root or tempfile.mkdtemp(prefix="gpu-check-"))
     if args.record_reference:
-        ref = {f: run_family(f, "cpu", None, root / f"{f}-cpu") for f in args.families or SUITES}
+        # the families asked for are (re)recorded; the file's others are kept
+        ref = json.loads(args.reference.read_text()) if args.reference.is_file() else {}
+        for family in args.families or SUITES:
+            ref[family] = run_family(family, "cpu", None, root / f"{family}-cpu")
         args.reference.write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
         print(f"wrote {args.reference} ({sum(len(r) for r in ref.values())} runs)")
         return 0
