@@ -30,11 +30,11 @@ import sqlalchemy as sa
 from scipy import stats
 
 import assay
-from assay._analysis import compare_groups, load_runs, summarize
-from assay._engine._io import dumps
-from assay._report import table_page
-from assay._store import resolve_store
-from assay._store._sql import runs_table
+from assay.analysis._frames import compare_groups, load_runs, summarize
+from assay.analysis._markdown import table_page
+from assay.core._io import dumps
+from assay.store import resolve_store
+from assay.store._sql import runs_table
 
 METRICS = ["results.test_mse", "results.test_accuracy"]  # both implementations get the same
 # The old compare at 10,000 groups takes ~20 minutes (every group scans every run, and costs a
@@ -173,7 +173,7 @@ def bench(root: Path, n_groups: int, n_seeds: int) -> dict[str, float]:
         t_cli = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-2000:]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import assay._analysis, pandas, scipy.stats"],
+    subprocess.run([sys.executable, "-c", "import assay.analysis._frames, pandas, scipy.stats"],
                    check=True)  # fmt: skip
     t_imports = time.perf_counter() - t0
     return {"load_runs": t_load, "summarize": t_sum, "summarize_old": t_sum_old,

@@ -207,7 +207,7 @@ def big_suite(work: Path, n: int) -> tuple[Path, dict[str, tuple[float, float]]]
     """Plan a suite of n runs, record them all as done straight into the store, then time
     the commands that read it."""
     import assay
-    from assay._store import resolve_store
+    from assay.store import resolve_store
 
     sys.path.insert(0, str(work))
     import benchstages  # noqa: F401
@@ -218,7 +218,7 @@ def big_suite(work: Path, n: int) -> tuple[Path, dict[str, tuple[float, float]]]
     runs = assay.plan_suite(suite)
     times = {"plan (in process)": (time.perf_counter() - t0, time.process_time() - cpu0)}
     root = work / "big"
-    from assay._store._sql import runs_table
+    from assay.store._sql import runs_table
 
     now = time.time()
     # bulk-record every run as done: the timed commands only read the store

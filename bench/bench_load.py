@@ -38,10 +38,10 @@ def worker(args: argparse.Namespace) -> int:
     import teststages  # noqa: F401 - registers t.count
 
     import assay
-    from assay._engine._api import plan_suite
-    from assay._engine._options import RunOptions
-    from assay._engine._suite import suite_from_dict
-    from assay._engine._worker import execute_chunk
+    from assay.core._options import RunOptions
+    from assay.engine._api import plan_suite
+    from assay.engine._suite import suite_from_dict
+    from assay.engine._worker import execute_chunk
 
     root = Path(args.root)
     runs = plan_suite(suite_from_dict(suite_dict(args.runs, root.parent)), imports=["teststages"])

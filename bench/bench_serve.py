@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 import assay
-from assay._engine._run import RunStatus
-from assay._store import resolve_store
+from assay.core._run import RunStatus
 from assay.report._serve import ReportServer
+from assay.store import resolve_store
 
 STEPS = 50
 IN_FLIGHT = 10

@@ -14,63 +14,63 @@ __version__ = "0.1.0"
 
 # public name -> private module that defines it
 _PUBLIC = {
-    "compare_groups": "._analysis",
-    "group_columns": "._analysis",
-    "records_frame": "._analysis",
-    "load_runs": "._analysis",
-    "summarize": "._analysis",
-    "PlanRow": "._engine._api",
-    "SuiteResult": "._engine._api",
-    "plan_rows": "._engine._api",
-    "plan_suite": "._engine._api",
-    "run_config": "._engine._api",
-    "run_suite": "._engine._api",
-    "Runtime": "._engine._config",
-    "SeededConfig": "._engine._config",
-    "StageConfig": "._engine._config",
-    "is_replicate": "._engine._config",
-    "run_id": "._engine._config",
-    "suite_path": "._engine._config",
-    "PlanContext": "._engine._checks",
-    "AssayError": "._engine._errors",
-    "ConfigError": "._engine._errors",
-    "RunNotFoundError": "._engine._errors",
-    "StageNotFoundError": "._engine._errors",
-    "FamilyNotFoundError": "._engine._errors",
-    "StoreError": "._engine._errors",
-    "SuiteError": "._engine._errors",
-    "atomic_path": "._engine._io",
-    "atomic_write_json": "._engine._io",
-    "save_figure": "._engine._io",
-    "load_torch_file": "._engine._io",
-    "agg_pyplot": "._engine._io",
-    "mean_interval": "._stats",
-    "Interval": "._stats",
-    "Family": "._engine._registry",
-    "Stage": "._engine._registry",
-    "get_stage": "._engine._registry",
-    "list_families": "._engine._registry",
-    "stage": "._engine._registry",
-    "reindex": "._engine._reindex",
-    "RunOptions": "._engine._options",
-    "Selection": "._engine._options",
-    "CheckpointError": "._engine._errors",
-    "detached_run": "._engine._run",
-    "Origin": "._engine._run",
-    "Outcome": "._engine._run",
-    "Progress": "._engine._run",
-    "Run": "._engine._run",
-    "RunRecord": "._engine._run",
-    "RunStatus": "._engine._run",
-    "UpstreamRun": "._engine._run",
-    "Store": "._store",
-    "resolve_store": "._store",
-    "PlannedRun": "._engine._spec",
-    "Suite": "._engine._suite",
-    "load_suite": "._engine._suite",
-    "configure_torch": "._engine._torch",
-    "resolve_device": "._engine._torch",
-    "seed_everything": "._engine._torch",
+    "compare_groups": ".analysis._frames",
+    "group_columns": ".analysis._frames",
+    "records_frame": ".analysis._frames",
+    "load_runs": ".analysis._frames",
+    "summarize": ".analysis._frames",
+    "PlanRow": ".engine._api",
+    "SuiteResult": ".engine._api",
+    "plan_rows": ".engine._api",
+    "plan_suite": ".engine._api",
+    "run_config": ".engine._api",
+    "run_suite": ".engine._api",
+    "Runtime": ".core._config",
+    "SeededConfig": ".core._config",
+    "StageConfig": ".core._config",
+    "is_replicate": ".core._config",
+    "run_id": ".core._config",
+    "suite_path": ".core._config",
+    "PlanContext": ".engine._checks",
+    "AssayError": ".core._errors",
+    "ConfigError": ".core._errors",
+    "RunNotFoundError": ".core._errors",
+    "StageNotFoundError": ".core._errors",
+    "FamilyNotFoundError": ".core._errors",
+    "StoreError": ".core._errors",
+    "SuiteError": ".core._errors",
+    "atomic_path": ".core._io",
+    "atomic_write_json": ".core._io",
+    "save_figure": ".core._io",
+    "load_torch_file": ".core._io",
+    "agg_pyplot": ".core._io",
+    "mean_interval": ".analysis._stats",
+    "Interval": ".analysis._stats",
+    "Family": ".core._registry",
+    "Stage": ".core._registry",
+    "get_stage": ".core._registry",
+    "list_families": ".core._registry",
+    "stage": ".core._registry",
+    "reindex": ".engine._reindex",
+    "RunOptions": ".core._options",
+    "Selection": ".core._options",
+    "CheckpointError": ".core._errors",
+    "detached_run": ".core._run",
+    "Origin": ".core._run",
+    "Outcome": ".core._run",
+    "Progress": ".core._run",
+    "Run": ".core._run",
+    "RunRecord": ".core._run",
+    "RunStatus": ".core._run",
+    "UpstreamRun": ".core._run",
+    "Store": ".store",
+    "resolve_store": ".store",
+    "PlannedRun": ".core._spec",
+    "Suite": ".engine._suite",
+    "load_suite": ".engine._suite",
+    "configure_torch": ".core._torch",
+    "resolve_device": ".core._torch",
+    "seed_everything": ".core._torch",
 }
 __all__ = [*_PUBLIC, "__version__"]
 
@@ -89,60 +89,60 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is imported at run time
-    from ._analysis import compare_groups as compare_groups
-    from ._analysis import group_columns as group_columns
-    from ._analysis import load_runs as load_runs
-    from ._analysis import records_frame as records_frame
-    from ._analysis import summarize as summarize
-    from ._engine._api import PlanRow as PlanRow
-    from ._engine._api import SuiteResult as SuiteResult
-    from ._engine._api import plan_rows as plan_rows
-    from ._engine._api import plan_suite as plan_suite
-    from ._engine._api import run_config as run_config
-    from ._engine._api import run_suite as run_suite
-    from ._engine._checks import PlanContext as PlanContext
-    from ._engine._config import Runtime as Runtime
-    from ._engine._config import SeededConfig as SeededConfig
-    from ._engine._config import StageConfig as StageConfig
-    from ._engine._config import is_replicate as is_replicate
-    from ._engine._config import run_id as run_id
-    from ._engine._config import suite_path as suite_path
-    from ._engine._errors import AssayError as AssayError
-    from ._engine._errors import CheckpointError as CheckpointError
-    from ._engine._errors import ConfigError as ConfigError
-    from ._engine._errors import FamilyNotFoundError as FamilyNotFoundError
-    from ._engine._errors import RunNotFoundError as RunNotFoundError
-    from ._engine._errors import StageNotFoundError as StageNotFoundError
-    from ._engine._errors import StoreError as StoreError
-    from ._engine._errors import SuiteError as SuiteError
-    from ._engine._io import agg_pyplot as agg_pyplot
-    from ._engine._io import atomic_path as atomic_path
-    from ._engine._io import atomic_write_json as atomic_write_json
-    from ._engine._io import load_torch_file as load_torch_file
-    from ._engine._io import save_figure as save_figure
-    from ._engine._options import RunOptions as RunOptions
-    from ._engine._options import Selection as Selection
-    from ._engine._registry import Family as Family
-    from ._engine._registry import Stage as Stage
-    from ._engine._registry import get_stage as get_stage
-    from ._engine._registry import list_families as list_families
-    from ._engine._registry import stage as stage
-    from ._engine._reindex import reindex as reindex
-    from ._engine._run import Origin as Origin
-    from ._engine._run import Outcome as Outcome
-    from ._engine._run import Progress as Progress
-    from ._engine._run import Run as Run
-    from ._engine._run import RunRecord as RunRecord
-    from ._engine._run import RunStatus as RunStatus
-    from ._engine._run import UpstreamRun as UpstreamRun
-    from ._engine._run import detached_run as detached_run
-    from ._engine._spec import PlannedRun as PlannedRun
-    from ._engine._suite import Suite as Suite
-    from ._engine._suite import load_suite as load_suite
-    from ._engine._torch import configure_torch as configure_torch
-    from ._engine._torch import resolve_device as resolve_device
-    from ._engine._torch import seed_everything as seed_everything
-    from ._stats import Interval as Interval
-    from ._stats import mean_interval as mean_interval
-    from ._store import Store as Store
-    from ._store import resolve_store as resolve_store
+    from .analysis._frames import compare_groups as compare_groups
+    from .analysis._frames import group_columns as group_columns
+    from .analysis._frames import load_runs as load_runs
+    from .analysis._frames import records_frame as records_frame
+    from .analysis._frames import summarize as summarize
+    from .analysis._stats import Interval as Interval
+    from .analysis._stats import mean_interval as mean_interval
+    from .core._config import Runtime as Runtime
+    from .core._config import SeededConfig as SeededConfig
+    from .core._config import StageConfig as StageConfig
+    from .core._config import is_replicate as is_replicate
+    from .core._config import run_id as run_id
+    from .core._config import suite_path as suite_path
+    from .core._errors import AssayError as AssayError
+    from .core._errors import CheckpointError as CheckpointError
+    from .core._errors import ConfigError as ConfigError
+    from .core._errors import FamilyNotFoundError as FamilyNotFoundError
+    from .core._errors import RunNotFoundError as RunNotFoundError
+    from .core._errors import StageNotFoundError as StageNotFoundError
+    from .core._errors import StoreError as StoreError
+    from .core._errors import SuiteError as SuiteError
+    from .core._io import agg_pyplot as agg_pyplot
+    from .core._io import atomic_path as atomic_path
+    from .core._io import atomic_write_json as atomic_write_json
+    from .core._io import load_torch_file as load_torch_file
+    from .core._io import save_figure as save_figure
+    from .core._options import RunOptions as RunOptions
+    from .core._options import Selection as Selection
+    from .core._registry import Family as Family
+    from .core._registry import Stage as Stage
+    from .core._registry import get_stage as get_stage
+    from .core._registry import list_families as list_families
+    from .core._registry import stage as stage
+    from .core._run import Origin as Origin
+    from .core._run import Outcome as Outcome
+    from .core._run import Progress as Progress
+    from .core._run import Run as Run
+    from .core._run import RunRecord as RunRecord
+    from .core._run import RunStatus as RunStatus
+    from .core._run import UpstreamRun as UpstreamRun
+    from .core._run import detached_run as detached_run
+    from .core._spec import PlannedRun as PlannedRun
+    from .core._torch import configure_torch as configure_torch
+    from .core._torch import resolve_device as resolve_device
+    from .core._torch import seed_everything as seed_everything
+    from .engine._api import PlanRow as PlanRow
+    from .engine._api import SuiteResult as SuiteResult
+    from .engine._api import plan_rows as plan_rows
+    from .engine._api import plan_suite as plan_suite
+    from .engine._api import run_config as run_config
+    from .engine._api import run_suite as run_suite
+    from .engine._checks import PlanContext as PlanContext
+    from .engine._reindex import reindex as reindex
+    from .engine._suite import Suite as Suite
+    from .engine._suite import load_suite as load_suite
+    from .store import Store as Store
+    from .store import resolve_store as resolve_store

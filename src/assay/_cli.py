@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._engine._errors import AssayError
+from .core._errors import AssayError
 
 EXIT_ERROR = 2  # bad input: nothing ran
 EXIT_FAILED_RUNS = 1  # the command ran, some runs failed
@@ -149,7 +149,7 @@ def type_text(annotation: Any) -> str:
 
 
 def _options(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
-    from ._engine._options import parse_seeds
+    from .core._options import parse_seeds
 
     """The flags of ``cls`` the user gave, ready for the options class to validate."""
     out = {}
@@ -162,13 +162,13 @@ def _options(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from ._engine._options import RunOptions
+    from .core._options import RunOptions
 
     _option_flags(p, RunOptions, only=("root", "store"))
 
 
 def _suite_args(p: argparse.ArgumentParser) -> None:
-    from ._engine._options import Selection
+    from .core._options import Selection
 
     p.add_argument("suite", help="suite file (.yaml, .json or .toml), or a run's config.json")
     p.add_argument("overrides", nargs="*", help="key.sub=value, or key=1,2,3 to sweep")
@@ -184,7 +184,7 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
 def _prepare(args: argparse.Namespace) -> Any:
     """Import the user's modules (``--import``, and those remembered under ``--root``), then
     load the suite; with ``--trust-imports`` the suite's own ``imports:`` too."""
-    from ._engine._imports import import_user_modules
+    from .engine._imports import import_user_modules
 
     import_user_modules(args.imports, root=getattr(args, "root", None) or "runs")
     suite = load_suite_or_run_config(args.suite)
@@ -195,9 +195,9 @@ def _prepare(args: argparse.Namespace) -> Any:
 
 def load_suite_or_run_config(path: str | Path) -> Any:
     """A suite file, or a recorded run's ``config.json`` (rerun that config as it was)."""
-    from ._engine._io import read_json
-    from ._engine._run import _stage_from_id
-    from ._engine._suite import Suite, load_suite
+    from .core._io import read_json
+    from .core._run import _stage_from_id
+    from .engine._suite import Suite, load_suite
 
     path = Path(path)
     if path.name != "config.json" or not path.is_file():
@@ -215,7 +215,7 @@ def load_suite_or_run_config(path: str | Path) -> Any:
 
 
 def _plan(args: argparse.Namespace, suite: Any, **selection: Any) -> Any:
-    from ._engine._api import plan_suite
+    from .engine._api import plan_suite
 
     return plan_suite(suite, args.overrides, imports=args.imports,
                       trust_imports=args.trust_imports, **selection)  # fmt: skip
@@ -226,7 +226,7 @@ def _existing_store(args: argparse.Namespace, read_only: bool = True) -> Any:
 
     Opened read-only unless asked otherwise: reading a root needs no write permission.
     """
-    from ._store import resolve_store
+    from .store import resolve_store
 
     root = Path(args.root or "runs")
     if root.exists() and not root.is_dir():
@@ -252,8 +252,9 @@ def _no_runs(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._engine._api import plan_rows, run_suite
-    from ._engine._options import RunOptions, Selection, split_options
+    from .core._options import RunOptions, Selection
+    from .engine._api import plan_rows, run_suite
+    from .engine._options import split_options
 
     suite = _prepare(args)
     selection = _options(args, Selection)
@@ -261,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # bad options fail before anything is planned, and a dry run validates what a run does
     split_options({**options, **selection})
     if args.dry_run:
-        from ._engine._checks import check_plan
+        from .engine._checks import check_plan
 
         runs = _plan(args, suite, **selection)
         store = _existing_store(args)  # nothing recorded yet: a dry run creates no store
@@ -275,12 +276,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     result = run_suite(suite, args.overrides, progress=not args.quiet, imports=args.imports,
                        trust_imports=args.trust_imports, **options, **selection)  # fmt: skip
-    from ._engine._imports import remember
+    from .engine._imports import remember
 
     remember(args.root or "runs", [*args.imports, *(suite.imports if args.trust_imports else ())])
     counts = result.counts
     print(f"suite {shown(suite.name)}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    from ._sinks import parse_sinks
+    from .sinks import parse_sinks
 
     sinks = ",".join(parse_sinks(options.get("sink")) or suite.sinks)
     if sinks and result.counts.get("skipped", 0):
@@ -325,9 +326,9 @@ def _count_states(rows: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ._engine._api import plan_rows
-    from ._engine._options import parse_seeds
-    from ._engine._run import RunStatus
+    from .core._options import parse_seeds
+    from .core._run import RunStatus
+    from .engine._api import plan_rows
 
     suite = _prepare(args)
     runs = _plan(args, suite, seeds=parse_seeds(args.seeds))
@@ -336,7 +337,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if store is None:
         print(f"suite {shown(suite.name)}: 0/{len(runs)} done; {_no_runs(args)}")
         return 0
-    from ._executors._ledger import reconcile
+    from .executors._ledger import reconcile
 
     with store:
         # runs finished on nodes that could not reach the store, and runs stuck in dead jobs
@@ -349,7 +350,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         every = plan_rows(runs, store, states)
         rows = [r for r in every if not r.upstream]
         records = store.get_many((r.id for r in every if r.state.value != "done"), light=True)
-        from ._engine._stale import find_stale
+        from .core._stale import find_stale
 
         stale = find_stale(runs, store, Path(args.root or "runs"))
     states: dict[str, int] = {}
@@ -381,7 +382,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _print_in_flight(running: Sequence[Any], records: dict[str, Any]) -> None:
     """One line per running run, upstream ones too, with the counter its stage reports."""
-    from ._engine._progress import in_flight, read_progress
+    from .engine._progress import in_flight, read_progress
 
     for r in running:
         rec = records.get(r.id)
@@ -393,7 +394,7 @@ def _print_in_flight(running: Sequence[Any], records: dict[str, Any]) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ._engine._run import RunStatus
+    from .core._run import RunStatus
 
     if args.limit < 0:
         raise AssayError(f"--limit must be >= 0 (0 shows every run), got {args.limit}")
@@ -422,7 +423,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "attempts": rec.attempts, "duration_s": rec.duration_s, "dir": str(rec.dir),
             "error": rec.error, "config": rec.config, "results": rec.results}  # fmt: skip
     if rec.dir is not None and (rec.dir / "provenance.json").exists():
-        from ._engine._io import read_json
+        from .core._io import read_json
 
         prov = read_json(rec.dir / "provenance.json", root=rec.dir.parent)  # no link leads out
         info["provenance"] = {k: prov.get(k) for k in ("git", "host", "python", "seed", "device",
@@ -434,8 +435,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from ._engine._reindex import reindex
-    from ._store import resolve_store
+    from .engine._reindex import reindex
+    from .store import resolve_store
 
     root = args.root or "runs"
     if not Path(root).is_dir():
@@ -448,15 +449,15 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from ._analysis import compare_groups, export, load_runs, summarize
-    from ._analysis_out import begin_outputs, record_outputs
-    from ._report import plot_summary, write_report
+    from .analysis._frames import compare_groups, export, load_runs, summarize
+    from .analysis._markdown import plot_summary, write_report
+    from .analysis._outputs import begin_outputs, record_outputs
 
     if (args.suite is None) == (args.stage is None):
         raise AssayError("analyze needs a suite file or --stage NAME (exactly one of them)")
     suite = _prepare(args) if args.suite else None
     if args.stage is not None:
-        from ._engine._registry import get_stage
+        from .core._registry import get_stage
 
         get_stage(args.stage)  # an unknown stage name fails with the valid ones
     store = _existing_store(args)
@@ -465,8 +466,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     with store:
         df = load_runs(args.root or "runs", store, stage=args.stage, suite=suite,
                        overrides=args.overrides if suite else ())  # fmt: skip
-    from ._analysis import parse_bounds, parse_metrics
-    from ._report import family_plots, table_page, terminal_comparison, terminal_summary
+    from .analysis._frames import parse_bounds, parse_metrics
+    from .analysis._markdown import family_plots, table_page, terminal_comparison, terminal_summary
 
     metrics = parse_metrics(args.metric)
     out = Path(args.out) if args.out else None
@@ -507,8 +508,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
     """Run each family's analyze hook on its runs; return the families whose hook ran."""
-    from ._engine._registry import families
-    from ._store import resolve_store
+    from .core._registry import families
+    from .store import resolve_store
 
     stages = sorted(set(df["stage"])) if len(df) else []
     ran = []
@@ -525,8 +526,8 @@ def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
 
 
 def cmd_sink_replay(args: argparse.Namespace) -> int:
-    from ._engine._run import RunStatus
-    from ._sinks import parse_sinks, probe, replay
+    from .core._run import RunStatus
+    from .sinks import parse_sinks, probe, replay
 
     names = parse_sinks(args.sink)
     suite = _prepare(args)
@@ -548,8 +549,8 @@ def cmd_sink_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from ._engine._extras import extras, missing_for_extra
-    from ._engine._registry import broken_families, families
+    from .core._extras import extras, missing_for_extra
+    from .core._registry import broken_families, families
 
     def usable(name: str) -> str:
         if name not in extras():
@@ -565,7 +566,7 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 
 def cmd_stages(args: argparse.Namespace) -> int:
-    from ._engine._registry import all_stage_names, get_stage
+    from .core._registry import all_stage_names, get_stage
 
     if args.name:
         entry = get_stage(args.name)
@@ -602,7 +603,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"assay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from ._engine._options import RunOptions, Selection
+    from .core._options import RunOptions, Selection
 
     p = sub.add_parser("run", help="run a suite (skips finished runs)")
     _suite_args(p)
@@ -681,7 +682,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 def _family_parsers(sub: Any, argv: Sequence[str]) -> None:
     """Add ``assay <family> ...``; a family's CLI module is imported only when it is invoked."""
-    from ._engine._registry import families
+    from .core._registry import families
 
     wanted = argv[0] if argv else None
     for fam in families().values():
@@ -718,7 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {shown(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except ImportError as exc:  # an engine-only install meeting a command that needs an extra
-        from ._engine._extras import missing_extra_message
+        from .core._extras import missing_extra_message
 
         message = missing_extra_message(exc)
         if message is None:

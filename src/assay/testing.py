@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._engine._api import run_config
-from ._engine._config import build_config, run_id
-from ._engine._registry import get_stage
-from ._engine._run import RunRecord, RunStatus
-from ._store import Store
+from .core._config import build_config, run_id
+from .core._registry import get_stage
+from .core._run import RunRecord, RunStatus
+from .engine._api import run_config
+from .store import Store
 
 REQUIRED_FILES = ("config.json", "results.json", "provenance.json", "log.txt")
 
@@ -109,11 +109,13 @@ def check_executor(
         workers: ``--workers`` (the local executor's pool when above 1).
         cluster: the executor's ``--cluster`` parameters.
     """
-    from ._engine._api import plan_suite
-    from ._engine._options import RunOptions
-    from ._engine._suite import suite_from_dict
-    from ._executors import make_executor
-    from ._store import resolve_store
+    from .core._options import RunOptions
+    from .engine._api import plan_suite
+    from .engine._options import check_options
+    from .engine._suite import suite_from_dict
+    from .engine._worker import WORKER
+    from .executors import make_executor
+    from .store import resolve_store
 
     # four fits sharing one data run
     suite = suite_from_dict({
@@ -121,9 +123,9 @@ def check_executor(
         "sweep": {"variants": [{"degree": d} for d in (1, 2, 3, 4)]},
     })  # fmt: skip
     runs = plan_suite(suite)
-    options = RunOptions(root=Path(root), executor=executor, workers=workers,
-                         cluster=dict(cluster or {}))  # fmt: skip
-    outcomes = list(make_executor(options).map(runs))
+    options = check_options(RunOptions(root=Path(root), executor=executor, workers=workers,
+                                       cluster=dict(cluster or {})))  # fmt: skip
+    outcomes = list(make_executor(options, WORKER).map(runs))
     assert sorted(o.id for o in outcomes) == sorted(r.id for r in runs), "each run exactly once"
     assert all(o.status is RunStatus.DONE for o in outcomes), [o.error for o in outcomes]
     with resolve_store(None, root) as store:
@@ -135,5 +137,5 @@ def check_executor(
         fits = by_stage["example.fit"]
         assert len(fits) == 4 and all(r.attempts == 1 and r.results for r in fits)
         assert all((Path(r.dir) / "results.json").exists() for r in fits)
-    again = list(make_executor(options).map(runs))
+    again = list(make_executor(options, WORKER).map(runs))
     assert sorted(o.label for o in again) == ["skipped"] * 4, [o.label for o in again]

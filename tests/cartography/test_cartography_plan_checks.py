@@ -100,7 +100,7 @@ def test_model_path_is_a_content_reference_beside_the_suite(folder):
     (model / "config.json").write_text("{}")
     proc = assay_cli("run", s, "--dry-run", "--root", folder / "runs")
     assert proc.returncode == 0, proc.stderr
-    from assay._engine._suite import expand, load_suite
+    from assay.engine._suite import expand, load_suite
 
     (run,) = expand(load_suite(s))
     assert run.config.model.path.path == str(model) and len(run.config.model.path.sha256) == 64

@@ -37,7 +37,7 @@ def test_sixteen_workers_on_sqlite(tmp_path, n_runs):
 def test_sixteen_workers_on_postgres(postgres, tmp_path, n_runs):
     pytest.importorskip("psycopg")
     import assay
-    from assay._store._sql import runs_table
+    from assay.store._sql import runs_table
 
     with assay.resolve_store(postgres.url, tmp_path) as store, store.engine.begin() as conn:
         conn.execute(runs_table.delete())

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import assay
-from assay._engine._suite import suite_from_dict
+from assay.engine._suite import suite_from_dict
 
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")

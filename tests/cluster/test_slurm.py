@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import assay
-from assay._engine._suite import suite_from_dict
-from assay._executors._ledger import Ledger, job_states, reconcile
+from assay.engine._suite import suite_from_dict
+from assay.executors._ledger import Ledger, job_states, reconcile
 
 pytest.importorskip("submitit")
 

@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 
 import assay
-from assay._analysis import export, holm
-from assay._report import plot_summary
+from assay.analysis._frames import export, holm
+from assay.analysis._markdown import plot_summary
 
 
 def frame():
@@ -75,13 +75,13 @@ def test_load_runs_from_store(root):
 
 
 def test_nonfinite_results_come_back_as_floats():
-    from assay._analysis import records_frame
+    from assay.analysis._frames import records_frame
 
     rec = assay.RunRecord(id="a_1", stage="a.b", status=assay.RunStatus.DONE, config={"seed": 0},
                           results={"lv": "-inf", "cut": "nan", "x": 1.0})  # fmt: skip
     df = records_frame([rec])
     assert df["results.lv"].iloc[0] == -math.inf and math.isnan(df["results.cut"].iloc[0])
-    assert set(assay._analysis.metric_columns(df)) == {"results.lv", "results.cut", "results.x"}
+    assert set(assay.analysis._frames.metric_columns(df)) == {"results.lv", "results.cut", "results.x"}
 
 
 # -- groups, parameters and metrics ---------------------------------------------------------------
@@ -93,7 +93,7 @@ def records(rows):
 
 
 def test_a_null_key_is_a_group_and_ints_stay_ints(tmp_path):
-    from assay._analysis import records_frame
+    from assay.analysis._frames import records_frame
 
     rows = [({"end_index": e, "seed": s}, {"x": float(10 * (e or 0) + s)})
             for e in (None, 17) for s in (0, 1)]  # fmt: skip
@@ -109,7 +109,7 @@ def test_a_null_key_is_a_group_and_ints_stay_ints(tmp_path):
 
 
 def test_timings_and_thread_counts_are_info_not_metrics():
-    from assay._analysis import is_info_key, metric_columns, records_frame
+    from assay.analysis._frames import is_info_key, metric_columns, records_frame
 
     res = {"acc_x": 0.5, "load_s": 1.2, "patch_s": 0.3, "threads": 4, "num_threads": 2,
            "t": {"total_s": 3.0}, "device": 0}  # fmt: skip
@@ -121,7 +121,7 @@ def test_timings_and_thread_counts_are_info_not_metrics():
 
 
 def test_metric_lists_take_commas_and_repeats():
-    from assay._analysis import parse_metrics
+    from assay.analysis._frames import parse_metrics
 
     assert parse_metrics(["loss,acc", "results.f1", "loss"]) == [
         "results.loss", "results.acc", "results.f1"]  # fmt: skip
@@ -131,7 +131,7 @@ def test_metric_lists_take_commas_and_repeats():
 
 
 def test_bounded_metric_gets_a_bounded_interval_and_a_fraction_is_flagged():
-    from assay._analysis import CI_OUTSIDE_UNIT
+    from assay.analysis._frames import CI_OUTSIDE_UNIT
 
     rows = [({"seed": s}, {"val_accuracy": a, "score": a}) for s, a in enumerate([0.9, 0.99])]
     summary = assay.summarize(pd.DataFrame(
@@ -220,7 +220,7 @@ def test_ten_thousand_groups_take_seconds_not_minutes():
 
 
 def test_long_plot_titles_are_wrapped_inside_the_figure():
-    from assay._report import summary_figure
+    from assay.analysis._markdown import summary_figure
 
     metric = "validation_loss_of_the_second_probe_head_after_warmup_per_token"
     fig = summary_figure(metric, assay.summarize(frame()))
@@ -234,7 +234,7 @@ def test_long_plot_titles_are_wrapped_inside_the_figure():
 
 
 def test_many_groups_are_numbered_not_named(tmp_path):
-    from assay._report import MAX_LABELLED_GROUPS, summary_figure
+    from assay.analysis._markdown import MAX_LABELLED_GROUPS, summary_figure
 
     n = MAX_LABELLED_GROUPS + 10
     df = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "stage": "s", "config.lr": range(n),
@@ -247,7 +247,7 @@ def test_many_groups_are_numbered_not_named(tmp_path):
 
 
 def test_table_page_says_how_many_more_and_where(tmp_path):
-    from assay._report import table_page
+    from assay.analysis._markdown import table_page
 
     df = pd.DataFrame({"a": range(100)})
     shown, more = table_page(df, "summary", tmp_path / "summary.csv", max_rows=40)
@@ -260,7 +260,7 @@ def test_table_page_says_how_many_more_and_where(tmp_path):
 
 
 def test_report_includes_family_plots(tmp_path):
-    from assay._report import family_plots, write_report
+    from assay.analysis._markdown import family_plots, write_report
 
     df = frame()
     summary, cmp = assay.summarize(df), assay.compare_groups(df)
@@ -277,7 +277,7 @@ def test_report_includes_family_plots(tmp_path):
 def test_named_seed_fields_are_pooled_over_not_grouped():
     import pandas as pd
 
-    from assay._analysis import group_columns
+    from assay.analysis._frames import group_columns
 
     df = pd.DataFrame({"config.seed": [0, 1, 2, 3], "config.data_seed": [10, 11, 12, 13],
                        "config.train.model_seed": [5, 6, 7, 8], "config.lr": [1, 1, 2, 2],

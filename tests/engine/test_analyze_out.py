@@ -67,7 +67,7 @@ def test_variant_group_names_never_overlap_under_the_axis():
     import pandas as pd
 
     import assay
-    from assay._report import summary_figure
+    from assay.analysis._markdown import summary_figure
 
     keys = ["data.overrides.negative_emotions.n_train_triggers",
             "data.overrides.negative_emotions.is_proxy", "lora_r"]  # fmt: skip

@@ -3,7 +3,7 @@
 import pytest
 
 import assay
-from assay._engine._suite import suite_from_dict
+from assay.engine._suite import suite_from_dict
 
 SUITE = {"stage": "t.count", "imports": ["teststages"], "sweep": {"grid": {"x": [1, 2, 3, 4, 5]}}}
 

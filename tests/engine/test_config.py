@@ -3,7 +3,7 @@ import pytest
 import teststages  # noqa: F401 (registers the t.* stages)
 
 import assay
-from assay._engine._config import identity, parse_override
+from assay.core._config import identity, parse_override
 from assay.families.example._stages import DataConfig, FitConfig
 
 
@@ -81,7 +81,7 @@ class _Outer(assay.SeededConfig):
 
 
 def test_seed_sweeps_do_not_write_seed_into_seedless_sub_configs():
-    from assay._engine._config import set_seed_everywhere
+    from assay.core._config import set_seed_everywhere
 
     data = {"inner": {"width": 3}, "many": {"a": {"width": 1}}}
     set_seed_everywhere(_Outer, data, 7)
@@ -90,7 +90,7 @@ def test_seed_sweeps_do_not_write_seed_into_seedless_sub_configs():
 
 
 def test_overrides_reach_into_dicts_of_configs():
-    from assay._engine._config import check_key
+    from assay.core._config import check_key
 
     check_key(_Outer, "many.a.width", stage="t")  # the entry 'a' of a dict of configs
     check_key(_Outer, "many.a", stage="t")

@@ -62,7 +62,7 @@ def _models_in(annotation):
 
 
 def test_every_config_field_of_every_stage_has_a_one_line_description():
-    from assay._engine._registry import all_stage_names, get_stage
+    from assay.core._registry import all_stage_names, get_stage
 
     missing, seen = [], set()
 
@@ -87,7 +87,7 @@ def test_every_config_field_of_every_stage_has_a_one_line_description():
 @pytest.mark.parametrize("stage_name", ["volume.perturb", "icl.train", "cartography.train",
                                         "patching.run", "trigger.finetune"])  # fmt: skip
 def test_stages_shows_every_key_with_its_type_default_and_help(stage_name, capsys):
-    from assay._engine._registry import get_stage
+    from assay.core._registry import get_stage
 
     assert main(["stages", stage_name]) == 0
     out = capsys.readouterr().out

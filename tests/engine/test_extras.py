@@ -46,7 +46,7 @@ def test_a_family_without_its_extra_names_the_family_extra(tmp_path):
 
 
 def test_families_says_which_are_usable(tmp_path):
-    from assay._engine._extras import extras, missing_for_extra
+    from assay.core._extras import extras, missing_for_extra
 
     assert {"volume", "patching", "cartography", "icl", "trigger"} <= set(extras())
     assert missing_for_extra("volume") == []  # the dev install has everything

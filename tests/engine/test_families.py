@@ -29,5 +29,5 @@ def test_names_say_what_they_are():
 
     assert example.make_data.__name__ == "make_data" and example.fit.__name__ == "fit"
     with pytest.raises(assay.FamilyNotFoundError, match="installed families"):
-        assay._engine._registry.get_family("nope")
+        assay.core._registry.get_family("nope")
     assert not hasattr(assay, "RunSpec") and not hasattr(assay, "DetachedRun")

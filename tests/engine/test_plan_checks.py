@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import assay
-from assay._engine._suite import load_suite
+from assay.engine._suite import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = sorted((REPO / "suites").glob("*/*.yaml"))
@@ -179,7 +179,7 @@ def test_minimal_cartography_plans_no_cluster_runs():
 
 
 def test_seeding_fills_only_configs_that_are_there():
-    from assay._engine._config import set_seed_everywhere
+    from assay.core._config import set_seed_everywhere
 
     class Inner(assay.SeededConfig):
         width: int = 1
@@ -208,7 +208,7 @@ def test_trigger_smoke_plans_from_another_directory(tmp_path):
 
 
 def test_file_refs_in_a_suite_resolve_against_the_suite_file(tmp_path):
-    from assay._engine._config import build_config
+    from assay.core._config import build_config
 
     folder = tmp_path / "exp"
     folder.mkdir()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import assay
-from assay._engine._suite import suite_from_dict
+from assay.engine._suite import suite_from_dict
 from assay.testing import check_store
 
 pytest.importorskip("psycopg")
@@ -79,7 +79,7 @@ def postgres_url():
 def _fresh(url: str):
     store = assay.resolve_store(url, "/tmp")
     with store.engine.begin() as conn:
-        from assay._store._sql import runs_table
+        from assay.store._sql import runs_table
 
         conn.execute(runs_table.delete())
     return store

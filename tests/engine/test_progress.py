@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import assay
-from assay._engine._progress import eta, in_flight
-from assay._engine._run import PROGRESS_FILE
+from assay.core._run import PROGRESS_FILE
+from assay.engine._progress import eta, in_flight
 
 COUNTER = re.compile(r"progress: (.+) in [0-9.]+s$")
 

@@ -3,9 +3,9 @@
 from pydantic import Field
 
 import assay
-from assay._analysis import group_columns, records_frame
-from assay._engine._run import RunRecord, RunStatus
-from assay._sinks import group_name, seed_free_group
+from assay.analysis._frames import group_columns, records_frame
+from assay.core._run import RunRecord, RunStatus
+from assay.sinks import group_name, seed_free_group
 
 
 class _PinnedConfig(assay.SeededConfig):

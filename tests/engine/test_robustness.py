@@ -15,10 +15,10 @@ import teststages  # noqa: F401 - registers the t.* stages
 from test_concurrency import launch, wait_for_lines, write_suite
 
 import assay
-from assay._engine._options import RunOptions
-from assay._engine._runner import Runner
-from assay._engine._spec import plan_config
-from assay._store import resolve_store
+from assay.core._options import RunOptions
+from assay.core._spec import plan_config
+from assay.engine._runner import Runner
+from assay.store import resolve_store
 
 
 def die_suite(tmp_path, die_x):

@@ -18,14 +18,14 @@ import teststages
 import torch
 
 import assay
-from assay._engine._config import run_id
-from assay._engine._guard import OutsideRootError, open_in_root
-from assay._engine._io import atomic_dir, atomic_path, atomic_write_text
-from assay._engine._registry import get_stage
-from assay._engine._reindex import reindex
-from assay._engine._run import record_from_dir
-from assay._store import resolve_store
+from assay.core._config import run_id
+from assay.core._guard import OutsideRootError, open_in_root
+from assay.core._io import atomic_dir, atomic_path, atomic_write_text
+from assay.core._registry import get_stage
+from assay.core._run import record_from_dir
+from assay.engine._reindex import reindex
 from assay.report._runfiles import RunFiles
+from assay.store import resolve_store
 
 SECRET = "the outside secret\n"
 TESTS = Path(__file__).parent
@@ -230,7 +230,7 @@ def test_the_report_shows_a_note_instead_of_an_outside_secret(tmp_path, outside)
 
 # -- sinks ----------------------------------------------------------------------------------------------
 def _sinks(names, root: Path, suite: str, warnings: list[str]):
-    from assay._sinks import open_sinks
+    from assay.sinks import open_sinks
 
     run_dir = root / "t_fit_abc"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -255,7 +255,7 @@ def test_a_suite_name_never_takes_tensorboard_outside_the_root(tmp_path, kind):
 
 
 def test_safe_name_keeps_one_plain_folder_name():
-    from assay._sinks import safe_name
+    from assay.sinks import safe_name
 
     assert [safe_name(n) for n in ("../../x", "/tmp/abs", "..", "", "demo-1a2b", "a b/c")] == [
         "x", "tmp_abs", "assay", "assay", "demo-1a2b", "a_b_c"]  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 import teststages
 
 import assay
-from assay._engine._suite import suite_from_dict
+from assay.engine._suite import suite_from_dict
 from assay.families.example._stages import DataConfig, FitConfig
 
 

@@ -11,7 +11,7 @@ import teststages  # noqa: F401 - registers the t.* stages
 import torch
 
 import assay
-from assay._engine._run import ArtifactNameError
+from assay.core._run import ArtifactNameError
 
 
 class Planted:

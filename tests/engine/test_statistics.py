@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import assay
-from assay._analysis import (
+from assay.analysis._frames import (
     CI_OUTSIDE_UNIT,
     SAME_DIFFERENCE,
     SAME_IN_BOTH,
@@ -24,8 +24,8 @@ from assay._analysis import (
     records_frame,
     summarize,
 )
-from assay._stats import mean_interval
-from assay._store import resolve_store
+from assay.analysis._stats import mean_interval
+from assay.store import resolve_store
 
 
 def frame(rows):
@@ -228,7 +228,7 @@ def test_store_and_load_runs_keep_nonfinite_results_as_floats(root):
 
 
 def test_summary_counts_nonfinite_by_kind_and_the_plot_marks_them(tmp_path):
-    from assay._report import plot_summary, summary_plot_data
+    from assay.analysis._markdown import plot_summary, summary_plot_data
 
     rows = [({"g": g, "seed": s}, {"lv": v, "_flags": {"lv": "above tau"} if v == -math.inf
                                   else {}})

@@ -4,7 +4,7 @@ import pytest
 import teststages  # noqa: F401
 
 import assay
-from assay._engine._suite import parse_shard, select, suite_from_dict
+from assay.engine._suite import parse_shard, select, suite_from_dict
 
 BASE = {"stage": "example.fit", "config": {"data": {"n_train": 20}}}
 
@@ -226,7 +226,7 @@ def test_empty_override_items_are_named(override, match):
 
 
 def test_explicit_empty_string_and_null_overrides_are_values():
-    from assay._engine._config import parse_override
+    from assay.core._config import parse_override
 
     assert parse_override("name=''") == ("name", [""])
     assert parse_override("x=null") == ("x", [None])

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import assay
-from assay._engine._config import parse_override
-from assay._engine._suite import SUITE_KEYS, SWEEP_KEYS, suite_from_dict
+from assay.core._config import parse_override
+from assay.engine._suite import SUITE_KEYS, SWEEP_KEYS, suite_from_dict
 
 # Bounded and derandomised: the default test suite stays fast (a few seconds) and stable. For a
 # deeper search run e.g. `pytest tests/engine/test_suite_fuzz.py --hypothesis-seed=N` after

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from assay import ConfigError
-from assay._engine._config import build_config
+from assay.core._config import build_config
 from assay.families.icl._graphs import (
     GRAPH_KINDS,
     GraphConfig,

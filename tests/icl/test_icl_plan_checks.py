@@ -79,7 +79,7 @@ def test_a_model_folder_is_checked_from_its_config_and_tokenizer(tmp_path):
 
 
 def test_a_word_file_is_a_content_reference_beside_the_suite(tmp_path):
-    from assay._engine._suite import expand, load_suite
+    from assay.engine._suite import expand, load_suite
 
     words = [f"w{i}" for i in range(16)]
     (tmp_path / "mine.txt").write_text("\n".join(words) + "\n")

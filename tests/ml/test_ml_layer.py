@@ -125,7 +125,7 @@ def test_file_refs_put_the_content_in_the_run_id_and_verify_it(tmp_path):
 
 
 def test_one_resolver_for_the_stage_and_provenance(monkeypatch):
-    from assay._engine._runner import _resolved_device
+    from assay.engine._runner import _resolved_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

@@ -246,7 +246,7 @@ def test_top_bars_carry_the_interval_of_the_mean():
 def test_attribution_through_the_stage_and_timings_are_not_metrics(
     tmp_path, dqn_zip, cartpole_pairs_npz
 ):
-    from assay._analysis import metric_columns, records_frame
+    from assay.analysis._frames import metric_columns, records_frame
     from assay.families.patching.stages import PatchingRunConfig
 
     (tmp_path / "defs.json").write_text('[{"q_net.0": [1]}, {"output_logits": [0]}]')

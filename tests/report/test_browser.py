@@ -247,7 +247,7 @@ def test_a_refresh_keeps_every_zoom_and_the_compared_runs(browser, tmp_path):
     the curves' zoom, the run detail's zoom and the runs ticked for comparison."""
     import dataclasses
 
-    from assay._store import resolve_store
+    from assay.store import resolve_store
 
     suite, root = run_demo(tmp_path)
     server, url = start_server(str(suite), "--root", str(root), "--import", "reportstages")

@@ -12,11 +12,11 @@ import pytest
 from _helpers import run_demo, write_suite
 
 import assay
-from assay._engine._run import RunStatus
-from assay._store import resolve_store
+from assay.core._run import RunStatus
 from assay.report import collect
 from assay.report._delta import merge
 from assay.report._serve import ReportServer
+from assay.store import resolve_store
 
 
 def _metrics(root: Path, rid: str) -> list[dict]:

@@ -53,7 +53,7 @@ def test_the_file_is_self_contained_and_holds_its_data(demo, tmp_path):
 
 def _fake_family(monkeypatch, **hooks):
     fam = assay.Family(name="rpt", description="report test family", **hooks)
-    monkeypatch.setattr("assay._engine._registry.families", lambda: {"rpt": fam})
+    monkeypatch.setattr("assay.core._registry.families", lambda: {"rpt": fam})
     return fam
 
 

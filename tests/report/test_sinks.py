@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from assay import _sinks
-from assay._sinks import SinkError, open_sinks, parse_sinks, seed_free_group
+from assay.sinks import SinkError, open_sinks, parse_sinks, seed_free_group
+from assay.sinks import _base as _sinks
 
 CONFIG = {"lr": 0.1, "seed": 3, "data": {"n": 30, "seed": 3}, "layers": [4, 4]}
 STEPS = [(0, {"loss": 1.0, "acc": 0.5}), (1, {"loss": 0.5, "acc": 0.7}), (2, {"loss": 0.25})]
@@ -33,7 +33,7 @@ def _log_all(sinks) -> None:
 def test_names_are_validated():
     assert parse_sinks("wandb, MLflow,wandb") == ("wandb", "mlflow")
     assert parse_sinks(None) == () and parse_sinks(["tensorboard"]) == ("tensorboard",)
-    with pytest.raises(SinkError, match="unknown sink.*comet.*valid: wandb, mlflow, tensorboard"):
+    with pytest.raises(SinkError, match="unknown sink.*comet.*valid: mlflow, tensorboard, wandb"):
         parse_sinks("comet")
 
 
@@ -67,8 +67,8 @@ class Broken(_sinks.Sink):
 @pytest.fixture
 def fake_sinks(monkeypatch):
     Recorder.seen = []
-    monkeypatch.setitem(_sinks.SINKS, "recorder", Recorder)
-    monkeypatch.setitem(_sinks.SINKS, "broken", Broken)
+    monkeypatch.setitem(_sinks._CLASSES, "recorder", Recorder)
+    monkeypatch.setitem(_sinks._CLASSES, "broken", Broken)
 
 
 def test_a_failing_sink_is_reported_once_and_the_others_go_on(fake_sinks, tmp_path):

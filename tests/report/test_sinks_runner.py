@@ -5,8 +5,8 @@ import teststages  # noqa: F401 - registers the t.* stages
 from test_sinks import Recorder, fake_sinks  # noqa: F401 - the shared fakes and fixture
 
 import assay
-from assay import _sinks
-from assay._engine._suite import suite_from_dict
+from assay.engine._suite import suite_from_dict
+from assay.sinks import _base as _sinks
 
 
 class RunRecorder(Recorder):
@@ -25,7 +25,7 @@ class RunRecorder(Recorder):
 @pytest.fixture
 def run_sinks(fake_sinks, monkeypatch):  # noqa: F811 - the imported fixture
     RunRecorder.seen = []
-    monkeypatch.setitem(_sinks.SINKS, "recorder", RunRecorder)
+    monkeypatch.setitem(_sinks._CLASSES, "recorder", RunRecorder)
 
 
 def test_every_run_reaches_the_sinks_and_a_broken_one_fails_nothing(run_sinks, root):
@@ -66,7 +66,7 @@ class ContextRecorder(_sinks.Sink):
 
 def test_groups_name_the_varying_parameters_and_upstream_runs_are_tagged(monkeypatch, root):
     ContextRecorder.seen = []
-    monkeypatch.setitem(_sinks.SINKS, "contexts", ContextRecorder)
+    monkeypatch.setitem(_sinks._CLASSES, "contexts", ContextRecorder)
     suite = suite_from_dict({"stage": "example.fit", "sinks": ["contexts"],
                              "sweep": {"grid": {"degree": [1, 3]}, "seeds": [0, 1]}})  # fmt: skip
     assert assay.run_suite(suite, root=root).counts == {"done": 4}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import assay
-from assay._engine._run import UpstreamRun
+from assay.core._run import UpstreamRun
 from assay.families.volume._analysis import aggregate
 from assay.families.volume._plots import plot_records, running_means, shared_bins
 from assay.families.volume.stages import PerturbConfig, VolumeConfig, volume

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from assay._engine._config import run_id
+from assay.core._config import run_id
 from assay.families.volume._data import build_split
 from assay.families.volume._models import build_model
 from assay.families.volume._train import sam_step, train_model

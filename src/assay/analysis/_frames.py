@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._engine._errors import AssayError
-from ._engine._run import RunRecord, RunStatus
-from ._store import Store, resolve_store
+from ..core._errors import AssayError
+from ..core._run import RunRecord, RunStatus
+from ..store import Store, resolve_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,7 +100,7 @@ def load_runs(
         stage: only runs of this stage.
         status: only runs in this state (default ``done``); None for all.
     """
-    from ._engine._api import plan_suite
+    from ..engine._api import plan_suite
 
     opened = resolve_store(store, root)
     try:
@@ -121,7 +121,7 @@ def load_runs(
 def is_seed_field(name: str) -> bool:
     """Replicate ids (``seed``, ``*_seed``, or declared: see :func:`assay.is_replicate`, the
     one rule), not what defines a group, so analysis pools over them."""
-    from ._engine._config import is_replicate
+    from ..core._config import is_replicate
 
     return is_replicate(name)
 
@@ -279,7 +279,7 @@ def _group_moments(codes: Any, x: Any, k: int) -> tuple[Any, Any, Any]:
 
 
 def known_bounds(metric: str, values: Any = None) -> tuple[float, float] | None:
-    """The range a metric's name declares (``assay._stats.NAME_BOUNDS``; see
+    """The range a metric's name declares (``assay.analysis._stats.NAME_BOUNDS``; see
     docs/engine-contract.md, analysis), or None. With ``values``, only a range holding every
     finite value (``eval_f1`` at 87.5 is a percent: [0, 100])."""
     from ._stats import known_bounds as by_name
@@ -381,7 +381,7 @@ def summarize(
 ) -> pd.DataFrame:
     """Per group (config minus seed) and metric: n, mean, std and a 95% confidence interval.
 
-    The interval is ``assay.mean_interval``'s (one implementation, ``assay._stats``): Student's
+    The interval is ``assay.mean_interval``'s (one implementation, ``assay.analysis._stats``): Student's
     t over seeds, on the logit scale for a metric bounded on both sides so it never leaves the
     range, cut at the bound for one bounded on one side. A metric's range comes from
     ``bounds``, else the runs' ``"_bounds"`` results, else its name (:func:`metric_bounds`);
@@ -628,7 +628,7 @@ def _baselines(
     import numpy as np
     import pandas as pd
 
-    from ._engine._config import parse_value
+    from ..core._config import parse_value
 
     base_of = np.full(k, -1)
     if not baseline:
@@ -686,7 +686,7 @@ def _check_metrics(df: pd.DataFrame, metrics: Sequence[str], what: str = "metric
 
 def export(df: pd.DataFrame, path: Path, fmt: str) -> Path:
     """Write ``df`` as csv, json or parquet (atomically)."""
-    from ._engine._io import atomic_path
+    from ..core._io import atomic_path
 
     if fmt not in EXPORT_FORMATS:
         raise AssayError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")

@@ -1,5 +1,5 @@
 """Rendering analysis results: plots, paged tables and a Markdown report of what
-:mod:`._analysis` computed (the numbers are computed there; nothing is computed here)."""
+:mod:`._frames` computed (the numbers are computed there; nothing is computed here)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._analysis import CI_OUTSIDE_UNIT, CONFIDENCE, NO_VARIATION
+from ._frames import CI_OUTSIDE_UNIT, CONFIDENCE, NO_VARIATION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +83,7 @@ def summary_figure(metric: str, rows: pd.DataFrame) -> Any:
     marked points at the axis edge and its flags as text (:func:`summary_plot_data`). Groups
     are named under the axis up to ``MAX_LABELLED_GROUPS``, numbered in summary order beyond;
     intervals the summary flags are drawn in red."""
-    from ._engine._io import agg_pyplot
+    from ..core._io import agg_pyplot
 
     data = summary_plot_data(metric, rows)
     plt = agg_pyplot()
@@ -190,7 +190,7 @@ def _fit_title(fig: Any, ax: Any, title: str, width_in: float) -> None:
 def plot_summary(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     """One PNG per metric: the group means with their confidence intervals, and beside it
     ``<metric>.json``, the data record it draws (:func:`summary_plot_data`)."""
-    from ._engine._io import atomic_write_text, dumps, save_figure
+    from ..core._io import atomic_write_text, dumps, save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -294,8 +294,8 @@ def write_report(
 ) -> Path:
     """``report.md``: what ran, the per-group statistics, the comparisons, the plots and the
     plots of the families' own analyses (``family``: :func:`family_plots`)."""
-    from ._engine._io import atomic_write_text
-    from ._engine._provenance import git_state
+    from ..core._io import atomic_write_text
+    from ..core._provenance import git_state
 
     stages = ", ".join(sorted(set(df["stage"]))) if len(df) else "none"
     methods = set(summary["ci_method"]) if "ci_method" in summary else {"t"}

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from ._engine._errors import AssayError
+from ..core._errors import AssayError
 
 MANIFEST = ".assay-analysis.json"
 MANIFEST_VERSION = 1
@@ -73,7 +73,7 @@ def stamps(out: Path) -> dict[str, int]:
 def record_outputs(out: Path, before: dict[str, int], what: str) -> list[str]:
     """Write the manifest: every file under ``out`` that is new or changed since ``before``
     (:func:`stamps` taken before writing). Returns them."""
-    from ._engine._io import atomic_write_text
+    from ..core._io import atomic_write_text
 
     files = [rel for rel, ns in stamps(out).items() if before.get(rel) != ns]
     record = {"version": MANIFEST_VERSION, "what": what, "files": sorted(files)}

@@ -20,7 +20,7 @@ out of the mean. Core code (analysis, report curves) and the ML layer
 
 The range of a metric is declared once: :func:`known_bounds` reads it from the metric's name
 (:data:`NAME_BOUNDS`); a stage can declare it in its results (``"_bounds"``) and a user on the
-command line (``assay analyze --bounds acc=0:1``), see :mod:`assay._analysis`.
+command line (``assay analyze --bounds acc=0:1``), see :mod:`assay.analysis._frames`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ._engine._errors import AssayError
+from ..core._errors import AssayError
 
 METHODS = ("auto", "t", "logit-t")
 NO_VARIATION_RTOL = 1e-12  # a spread below this share of the values' magnitude is rounding

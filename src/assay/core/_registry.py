@@ -71,7 +71,7 @@ def stage(
             stage before any run starts (``--dry-run`` too); it raises ``ValueError`` or an
             ``AssayError`` whose message names the value, the valid choices and the fix. It may
             read cheap metadata (a model folder's config.json, a file's header) and, through
-            ``plan.finished(upstream_config)``, an upstream run's record. See assay._engine._checks.
+            ``plan.finished(upstream_config)``, an upstream run's record. See assay.engine._checks.
     """
     if not (isinstance(config, type) and issubclass(config, StageConfig)):
         raise TypeError(f"stage {name!r}: config must be a StageConfig subclass, got {config!r}")

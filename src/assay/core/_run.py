@@ -189,7 +189,7 @@ class Run:
         self.upstream: Mapping[str, Any] = dict(upstream or {})
         self.attempt = attempt
         self.superseded = False  # set when another process took the run over (stale heartbeat)
-        self.sinks: Any = None  # the trackers this attempt logs to (assay._sinks.SinkSet)
+        self.sinks: Any = None  # the trackers this attempt logs to (assay.sinks.SinkSet)
         self.progress_used = False
         self._artifacts_made = False
         # every file this handle opens stays inside the root (no link leads out; see _guard)

@@ -1,3 +1,4 @@
-"""The engine: configs and their identity, suites and plans, the run handle and record,
-the runner and its worker entry, options, the stage/family registry, provenance, atomic
-files. Its public names are re-exported by ``assay``."""
+"""The engine: suite loading and planning, plan checks, the runner and its worker entry, child
+processes, progress, reindex, user imports and the options checked against the installed
+executors and sinks. It sits above ``core``, ``store``, ``executors`` and ``sinks``; its public
+names are re-exported by ``assay``."""

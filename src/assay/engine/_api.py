@@ -9,17 +9,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._executors import make_executor
-from .._store import Store, resolve_store
+from ..core._config import StageConfig
+from ..core._options import RunOptions, Selection
+from ..core._run import Outcome, RunRecord, RunStatus
+from ..core._spec import PlannedRun, plan_config
+from ..core._stale import find_stale, retire
+from ..executors import make_executor
+from ..store import Store, resolve_store
 from ._checks import check_plan, plan_store
-from ._config import StageConfig
-from ._options import RunOptions, Selection, build_options, split_options
+from ._options import build_options, split_options
 from ._progress import ProgressDisplay
-from ._run import Outcome, RunRecord, RunStatus
 from ._runner import Runner
-from ._spec import PlannedRun, plan_config
-from ._stale import find_stale, retire
 from ._suite import Suite, expand, load_suite, select
+from ._worker import WORKER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +134,7 @@ def run_suite(
     outcomes: list[Outcome] = []
     try:
         modules = (*imports, *suite.imports) if trust_imports else tuple(imports)
-        for outcome in make_executor(run_options, modules).map(runs):
+        for outcome in make_executor(run_options, WORKER, modules).map(runs):
             outcomes.append(outcome)
             display.update(outcome)
     finally:
@@ -146,7 +148,7 @@ def _usable_sinks(options: RunOptions) -> RunOptions:
     ``ROOT/sink-problems.jsonl`` for the report, instead of stalling every run."""
     if not options.sink:
         return options
-    from .._sinks import probe, record_problems
+    from ..sinks import probe, record_problems
 
     problems = {name: msg for name in options.sink if (msg := probe(name)) is not None}
     for msg in problems.values():
@@ -158,7 +160,7 @@ def _usable_sinks(options: RunOptions) -> RunOptions:
 
 def _stale_runs(runs: list[PlannedRun], options: RunOptions) -> tuple[dict[str, str], list[str]]:
     """The planned runs finished by other code than is installed; retired for a rerun when
-    ``options.rerun_stale`` (see :mod:`assay._engine._stale`)."""
+    ``options.rerun_stale`` (see :mod:`assay.core._stale`)."""
     store = resolve_store(options.store, options.root)
     try:
         stale = find_stale(runs, store, Path(options.root))
@@ -170,7 +172,7 @@ def _stale_runs(runs: list[PlannedRun], options: RunOptions) -> tuple[dict[str, 
 
 def check_suite(runs: Sequence[PlannedRun], options: RunOptions) -> None:
     """Every planned run's stage check, against the store under ``options`` if one exists
-    (a check never creates it): see :mod:`assay._engine._checks`."""
+    (a check never creates it): see :mod:`assay.engine._checks`."""
     store = plan_store(options.store, options.root)
     try:
         check_plan(runs, store)

@@ -15,14 +15,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._store import Store, resolve_store
-from ._config import StageConfig, run_id
-from ._errors import AssayError, ConfigError
-from ._registry import get_stage, stage_for_config
-from ._run import RunRecord, RunStatus
+from ..core._config import StageConfig, run_id
+from ..core._errors import AssayError, ConfigError
+from ..core._registry import get_stage, stage_for_config
+from ..core._run import RunRecord, RunStatus
+from ..store import Store, resolve_store
 
 if TYPE_CHECKING:
-    from ._spec import PlannedRun
+    from ..core._spec import PlannedRun
 
 
 class PlanCheckError(ConfigError):

@@ -18,15 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._config import StageConfig
-from ._errors import AssayError
-from ._guard import read_text_in_root
-from ._io import atomic_write_json, atomic_write_text, dumps, read_json, to_jsonable
+from ..core._config import StageConfig
+from ..core._errors import AssayError
+from ..core._guard import read_text_in_root
+from ..core._io import atomic_write_json, atomic_write_text, dumps, read_json, to_jsonable
+from ..core._registry import Stage, get_stage
+from ..core._run import Run
+from ..core._spec import PlannedRun
+from ..core._torch import seed_everything
 from ._progress import silence_library_progress
-from ._registry import Stage, get_stage
-from ._run import Run
-from ._spec import PlannedRun
-from ._torch import seed_everything
 
 PARENT_POLL_S = 0.5
 

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._io import atomic_write_json
-from ._registry import import_modules
+from ..core._io import atomic_write_json
+from ..core._registry import import_modules
 from ._suite import check_module_name
 
 logger = logging.getLogger("assay")

@@ -1,114 +1,28 @@
-"""How runs execute and which runs an invocation takes: one typed object each.
-
-:class:`RunOptions` and :class:`Selection` are the single source of every option: the CLI
-generates its flags from their fields (name, type, default, help), and :func:`assay.run_suite`
-validates its keyword arguments against the same fields, so the two cannot drift apart.
+"""Options checked against what is installed: executors and their ``--cluster`` parameters,
+sinks. :class:`~assay.core._options.RunOptions` holds plain fields; every way into the engine
+(``run_suite``, the CLI, ``assay.testing``) builds or checks it here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic import Field
 
-from .._executors._base import executor_class
-from ._errors import ConfigError
-
-MAX_RUNS_DEFAULT = 1_000_000  # a plan above this many runs is refused before it is built
-
-
-class _Options(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+from ..core._errors import ConfigError
+from ..core._options import RunOptions, Selection, _Options
+from ..executors._base import executor_class
+from ..sinks import parse_sinks
 
 
-class RunOptions(_Options):
-    """How runs execute. Shared by the CLI (``assay run --flag``) and the Python API."""
-
-    root: Path = Field(Path("runs"), description="directory of run folders (default: runs)")
-    store: str | None = Field(None, description="store URL (default: sqlite:///ROOT/assay.db)")
-    workers: int = Field(1, ge=1, description="local worker processes (default 1: inline)")
-    retry_failed: bool = Field(False, description="rerun runs recorded as failed")
-    retries: int = Field(0, ge=0, description="extra attempts for a run that raises")
-    timeout_s: float | None = Field(
-        None, gt=0, description="per-run wall-clock limit; the run executes in a child process"
-    )
-    heartbeat_s: float = Field(10.0, gt=0, description="how often a running run beats")
-    stale_after_s: float = Field(
-        120.0, gt=0, description="a run on another host silent this long is taken over"
-    )
-    stop_on_error: bool = Field(False, description="start no new run after a failure")
-    rerun_stale: bool = Field(
-        False,
-        description="rerun finished runs whose stage code changed since they ran (the old "
-        "run folders are kept under ROOT/.stale/)",
-    )
-    sink: tuple[str, ...] = Field(
-        (), description="log every run to trackers too: wandb, mlflow, tensorboard (a,b)"
-    )
-    sink_artifacts: bool = Field(False, description="upload run artifacts to the sinks too")
-    suite_name: str | None = Field(
-        None, description="the suite's name, recorded by sinks", json_schema_extra={"cli": False}
-    )
-    fsync: bool = Field(
-        False,
-        description="flush each result to disk before committing it (survives power loss, "
-        "not only killed processes; costs a disk flush per run)",
-    )
-    executor: str = Field(
-        "local", description="where runs execute: local, slurm, submitit-local, ray"
-    )
-    cluster: dict[str, Any] = Field(
-        default_factory=dict, description="executor parameter KEY=VALUE (repeatable)"
-    )
-
-    @pydantic.field_validator("cluster", mode="before")
-    @classmethod
-    def _pairs(cls, value: Any) -> Any:
-        """``["partition=gpu", "timeout_min=60"]`` (the CLI's form) -> a dict."""
-        if isinstance(value, list | tuple):
-            from .._executors._base import split_pair
-
-            return dict(split_pair(item) for item in value)
-        return value
-
-    @pydantic.field_validator("sink", mode="before")
-    @classmethod
-    def _sinks(cls, value: Any) -> tuple[str, ...]:
-        from .._sinks import parse_sinks
-
-        return parse_sinks(value)
-
-    @pydantic.model_validator(mode="after")
-    def _check(self) -> RunOptions:
-        if self.stale_after_s <= self.heartbeat_s:
-            raise ValueError(
-                f"stale_after_s must be > heartbeat_s, got {self.stale_after_s} <= "
-                f"{self.heartbeat_s}"
-            )
-        cls = executor_class(self.executor)
-        object.__setattr__(self, "cluster", cls.parse_params(self.cluster))
-        return self
-
-
-class Selection(_Options):
-    """Which planned runs one invocation takes (seeds, a shard, an index range)."""
-
-    seeds: list[int] | None = Field(
-        None, description="seeds replacing the sweep's: 0,1,2 or 0 1 2"
-    )
-    shard: str | None = Field(None, description="i/n: the runs whose index %% n == i (i from 0)")
-    start_index: int | None = Field(None, ge=0, description="first suite index to run")
-    end_index: int | None = Field(None, ge=0, description="suite index to stop before")
-    max_runs: int = Field(
-        MAX_RUNS_DEFAULT,
-        ge=1,
-        description="a refusal limit, not a budget: a plan with more runs than this is refused "
-        "before anything runs (raise it to run a larger sweep; to run part of one, use "
-        "--start-index/--end-index or --shard)",
-    )
+def check_options(options: RunOptions) -> RunOptions:
+    """``options`` with its executor, cluster parameters and sinks checked against the
+    registries (``cluster`` values converted to the executor's declared types)."""
+    cluster = executor_class(options.executor).parse_params(options.cluster)
+    sink = parse_sinks(options.sink)
+    if cluster == options.cluster and sink == options.sink:
+        return options
+    return options.model_copy(update={"cluster": cluster, "sink": sink})
 
 
 def build_options(cls: type[_Options], values: dict[str, Any]) -> Any:
@@ -119,7 +33,7 @@ def build_options(cls: type[_Options], values: dict[str, Any]) -> Any:
             f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(cls.model_fields)}"
         )
     try:
-        return cls(**values)
+        built = cls(**values)
     except pydantic.ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -128,8 +42,7 @@ def build_options(cls: type[_Options], values: dict[str, Any]) -> Any:
             shown = "" if isinstance(got, dict | list) else f" (got {got!r:.60})"
             problems.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{shown}")
         raise ConfigError("invalid option: " + "; ".join(problems)) from None
-    except ConfigError:
-        raise
+    return check_options(built) if isinstance(built, RunOptions) else built
 
 
 def split_options(kwargs: dict[str, Any]) -> tuple[RunOptions, Selection]:
@@ -146,15 +59,3 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RunOptions, Selection]:
     return run, sel
 
 
-def parse_seeds(tokens: Sequence[str] | str | None) -> list[int] | None:
-    """``--seeds 0,1,2`` or ``--seeds 42 43``: both as researchers type them."""
-    if tokens is None:
-        return None
-    parts = [t for tok in ([tokens] if isinstance(tokens, str) else tokens)
-             for t in str(tok).split(",") if t.strip()]  # fmt: skip
-    try:
-        return [int(t) for t in parts]
-    except ValueError:
-        raise ConfigError(
-            f"--seeds takes integers, e.g. --seeds 0 1 2 or --seeds 0,1,2; got {' '.join(parts)!r}"
-        ) from None

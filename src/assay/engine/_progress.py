@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._guard import OutsideRootError
-from ._io import read_json
-from ._run import PROGRESS_FILE, Outcome
-from ._spec import PlannedRun
+from ..core._guard import OutsideRootError
+from ..core._io import read_json
+from ..core._run import PROGRESS_FILE, Outcome
+from ..core._spec import PlannedRun
 
 _STYLE = {"done": "green", "skipped": "dim", "failed": "red", "failed-earlier": "red",
           "done-elsewhere": "cyan", "failed-elsewhere": "red"}  # fmt: skip
@@ -137,8 +137,8 @@ class ProgressDisplay:
 
     def _poll(self) -> None:
         """Show a bar for each of the suite's runs that the store says is running."""
-        from .._store import resolve_store
-        from ._run import RunStatus
+        from ..core._run import RunStatus
+        from ..store import resolve_store
 
         store = None
         try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .._store import Store
-from ._errors import AssayError
-from ._guard import OutsideRootError, real_in_root
-from ._run import RunRecord, record_from_dir
+from ..core._errors import AssayError
+from ..core._guard import OutsideRootError, real_in_root
+from ..core._run import RunRecord, record_from_dir
+from ..store import Store
 
 
 class ReindexError(AssayError):

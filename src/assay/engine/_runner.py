@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
-from .._sinks import open_sinks
-from .._store import Store, resolve_store
-from ._child import call_stage, run_in_child
-from ._config import StageConfig
-from ._errors import AssayError
-from ._guard import (
+from ..core._config import StageConfig
+from ..core._errors import AssayError
+from ..core._guard import (
     OutsideRootError,
     append_text_in_root,
     check_tree_in_root,
@@ -37,11 +32,12 @@ from ._guard import (
     open_in_root,
     real_in_root,
 )
-from ._io import atomic_write_json, atomic_write_text, dumps, read_json
-from ._options import RunOptions
-from ._provenance import start_record
-from ._registry import get_stage
-from ._run import (
+from ..core._io import atomic_write_json, atomic_write_text, dumps, read_json
+from ..core._options import RunOptions
+from ..core._owner import liveness, make_owner
+from ..core._provenance import start_record
+from ..core._registry import get_stage
+from ..core._run import (
     PROGRESS_FILE,
     Origin,
     Outcome,
@@ -50,48 +46,14 @@ from ._run import (
     RunStatus,
     UpstreamRun,
 )
-from ._spec import PlannedRun, plan_config
-from ._stale import code_record
+from ..core._spec import PlannedRun, plan_config
+from ..core._stale import code_record
+from ..sinks import open_sinks
+from ..store import Store, resolve_store
+from ._child import call_stage, run_in_child
 
 WAIT_POLL_S = 0.05  # how often a run held by another process is looked at again (a read)
 PENDING_RESULTS = ".results.attempt-{attempt}.json"
-
-
-def _proc_start(pid: int) -> str:
-    """The process's start time in clock ticks (Linux), so a reused pid is not mistaken."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def make_owner() -> str:
-    """``host:pid:start:token``: who holds a claim, precise enough to tell a reused pid."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}:{uuid.uuid4().hex[:8]}"
-
-
-def liveness(owner: str) -> bool | None:
-    """True: a live process on this host (even stopped); False: known dead; None: elsewhere."""
-    parts = owner.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return None
-    pid = int(parts[1])
-    if not _alive(pid):
-        return False
-    start = parts[2] if len(parts) >= 4 else ""
-    return not (start and _proc_start(pid) not in ("", start))  # a different process: pid reused
 
 
 class Runner:
@@ -377,7 +339,7 @@ def _resolved_device(spec: Any) -> Any:
 
     if not isinstance(spec, str) or "torch" not in sys.modules:
         return spec
-    from ._torch import resolve_device
+    from ..core._torch import resolve_device
 
     try:
         return resolve_device(spec)

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from ._config import (
+from ..core._config import (
     YamlLoader,
     build_config,
     check_key,
@@ -32,9 +32,9 @@ from ._config import (
     set_dotted,
     set_seed_everywhere,
 )
-from ._errors import ConfigError, StageNotFoundError, SuiteError
-from ._registry import Stage, get_stage, import_modules
-from ._spec import PlannedRun, plan_config
+from ..core._errors import ConfigError, StageNotFoundError, SuiteError
+from ..core._registry import Stage, get_stage, import_modules
+from ..core._spec import PlannedRun, plan_config
 
 SUITE_KEYS = ("name", "description", "stage", "config", "sweep", "imports", "sinks")
 SWEEP_KEYS = ("grid", "zip", "variants", "seeds")
@@ -189,7 +189,7 @@ def suite_from_dict(data: Any, *, name: str = "suite", path: Path | None = None)
 
 
 def _check_sinks(value: Any, where: str) -> tuple[str, ...]:
-    from .._sinks import SinkError, parse_sinks
+    from ..sinks import SinkError, parse_sinks
 
     try:
         return parse_sinks(value)

@@ -14,11 +14,12 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 
-from ._options import RunOptions
-from ._run import Outcome
+from ..core._options import RunOptions
+from ..core._run import Outcome
+from ..core._spec import PlannedRun
+from ..core._torch import WORKER_INDEX_ENV as WORKER_INDEX_ENV
+from ..executors._base import WorkerEntry
 from ._runner import WAIT_POLL_S, Runner
-from ._spec import PlannedRun
-from ._torch import WORKER_INDEX_ENV as WORKER_INDEX_ENV
 
 _RUNNERS: dict[str, Runner] = {}  # one Runner per (options, process), reused by pool workers
 _IMPORTED: set[str] = set()
@@ -38,6 +39,16 @@ def execute_chunk(
     if runner is None or runner.pid != os.getpid():
         runner = _RUNNERS[key] = Runner(options)
     return list(share_work(runner, runs, stop_on_error=options.stop_on_error))
+
+
+def run_inline(runs: Sequence[PlannedRun], options: RunOptions) -> Iterator[Outcome]:
+    """Execute ``runs`` in this process with a runner of its own, each outcome yielded as its
+    run finishes (``--workers 1``: fastest for short runs, and debuggable)."""
+    runner = Runner(options)
+    try:
+        yield from share_work(runner, runs, stop_on_error=options.stop_on_error)
+    finally:
+        runner.close()
 
 
 def share_work(
@@ -73,3 +84,7 @@ def share_work(
         queue = deferred
         if queue and not progressed:
             time.sleep(WAIT_POLL_S)
+
+
+# what the engine hands every executor (executors never import the engine)
+WORKER = WorkerEntry(execute_chunk=execute_chunk, run_inline=run_inline)

@@ -4,23 +4,43 @@ An executor is one class with one method, :meth:`Executor.map` (planned runs in,
 they finish), and a table of the ``--cluster`` parameters it accepts. Executors register through
 the ``assay.executors`` entry-point group, assay's own included, so a new backend is one module
 and one line of ``pyproject.toml``.
+
+Executors sit below the engine and never import it: the engine hands each executor its worker
+entry (:class:`WorkerEntry`) through the constructor, and executors import only ``assay.core``
+and the store (the medium workers coordinate through: claims, a dead worker's run, a SLURM
+job's records).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from .._engine._errors import ConfigError
-from .._engine._run import Outcome
-from .._engine._spec import PlannedRun
-
-if TYPE_CHECKING:
-    from .._engine._options import RunOptions
+from ..core._errors import ConfigError
+from ..core._options import RunOptions, split_pair
+from ..core._run import Outcome
+from ..core._spec import PlannedRun
 
 ENTRY_POINT_GROUP = "assay.executors"
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerEntry:
+    """The engine's worker entry, handed to every executor (executors never import the engine).
+
+    Attributes:
+        execute_chunk: ``execute_chunk(runs, options, modules) -> outcomes``: execute planned
+            runs in this process (a pool worker, a SLURM job, a Ray task) after importing
+            ``modules``. A module-level function, so it pickles by reference into any process.
+        run_inline: ``run_inline(runs, options) -> outcomes``: execute in this process, each
+            outcome yielded as its run finishes.
+    """
+
+    execute_chunk: Callable[[Sequence[PlannedRun], RunOptions, Sequence[str]], list[Outcome]]
+    run_inline: Callable[[Sequence[PlannedRun], RunOptions], Iterator[Outcome]]
 
 
 class Executor(abc.ABC):
@@ -28,14 +48,18 @@ class Executor(abc.ABC):
 
     Subclasses set ``name`` and ``params`` (parameter -> (meaning, type)) and write ``map``.
     Every executor sends the planned runs themselves to its workers, which execute them through
-    :func:`assay._engine._worker.execute_chunk`, the one worker entry.
+    ``worker.execute_chunk`` (the engine's :func:`assay.engine._worker.execute_chunk`), the one
+    worker entry.
     """
 
     name: ClassVar[str]
     params: ClassVar[dict[str, tuple[str, type]]] = {}
 
-    def __init__(self, options: RunOptions, modules: Sequence[str] = ()) -> None:
+    def __init__(
+        self, options: RunOptions, worker: WorkerEntry, modules: Sequence[str] = ()
+    ) -> None:
         self.options = options
+        self.worker = worker
         self.modules = tuple(modules)
 
     @abc.abstractmethod
@@ -60,13 +84,6 @@ class Executor(abc.ABC):
                     f"--cluster {key}={value!r}: expected a {kind.__name__} ({cls.params[key][0]})"
                 ) from None
         return out
-
-
-def split_pair(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise ConfigError(f"cannot read --cluster {item!r}; write key=value, e.g. partition=gpu")
-    return key.strip(), value.strip()
 
 
 _CLASSES: dict[str, type[Executor]] = {}
@@ -94,6 +111,8 @@ def executor_class(name: str) -> type[Executor]:
     return cls
 
 
-def make_executor(options: RunOptions, modules: Sequence[str] = ()) -> Executor:
-    """The executor named by ``options.executor``."""
-    return executor_class(options.executor)(options, modules)
+def make_executor(
+    options: RunOptions, worker: WorkerEntry, modules: Sequence[str] = ()
+) -> Executor:
+    """The executor named by ``options.executor``, executing through ``worker``."""
+    return executor_class(options.executor)(options, worker, modules)

@@ -23,9 +23,9 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .._engine._io import atomic_write_json
-from .._engine._run import RunRecord, RunStatus, record_from_dir
-from .._store import Store
+from ..core._io import atomic_write_json
+from ..core._run import RunRecord, RunStatus, record_from_dir
+from ..store import Store  # the store workers coordinate through (see _base)
 
 LEDGER_DIR = "_jobs"
 ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",

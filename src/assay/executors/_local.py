@@ -1,6 +1,6 @@
 """The local executor: inline in this process (``--workers 1``) or a pool of worker processes.
 
-Each pool worker keeps its own :class:`Runner` on the shared store, so claims keep two workers
+Each pool worker keeps its own runner on the shared store, so claims keep two workers
 off the same run. A worker that dies (``kill -9``, the OOM killer) is replaced and only the run
 it held is marked failed (or retried, with ``--retries``) while the suite goes on; Ctrl-C stops
 every worker with its run back to pending (see :mod:`._pool`).
@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from .._engine._registry import get_stage
-from .._engine._run import Outcome
-from .._engine._runner import Runner
-from .._engine._spec import PlannedRun
-from .._engine._worker import share_work
+from ..core._registry import get_stage
+from ..core._run import Outcome
+from ..core._spec import PlannedRun
 from ._base import Executor
 from ._pool import Pool
 
@@ -32,10 +30,7 @@ class LocalExecutor(Executor):
 
     def map(self, runs: Sequence[PlannedRun]) -> Iterator[Outcome]:
         if self.options.workers <= 1:
-            runner = Runner(self.options)
-            try:
-                yield from share_work(runner, runs, stop_on_error=self.options.stop_on_error)
-            finally:
-                runner.close()
+            yield from self.worker.run_inline(runs, self.options)
             return
-        yield from Pool(self.options, stage_modules(runs, self.modules)).map(runs)
+        modules = stage_modules(runs, self.modules)
+        yield from Pool(self.options, modules, self.worker.execute_chunk).map(runs)

@@ -20,24 +20,30 @@ import os
 import signal
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from .._engine._guard import OutsideRootError
-from .._engine._io import atomic_write_text
-from .._engine._run import Origin, Outcome, RunStatus
-from .._engine._runner import liveness
-from .._engine._spec import PlannedRun
-from .._engine._worker import WORKER_INDEX_ENV, execute_chunk
-from .._store import Store, resolve_store
+from ..core._guard import OutsideRootError
+from ..core._io import atomic_write_text
+from ..core._options import RunOptions
+from ..core._owner import liveness
+from ..core._run import Origin, Outcome, RunStatus
+from ..core._spec import PlannedRun
+from ..core._torch import WORKER_INDEX_ENV
+from ..store import Store, resolve_store  # the store workers coordinate through (see _base)
+
+# the engine's execute_chunk (WorkerEntry.execute_chunk): runs, options, modules -> outcomes
+Execute = Callable[[Sequence[PlannedRun], RunOptions, Sequence[str]], list[Outcome]]
 
 STOP_GRACE_S = 5.0  # after Ctrl-C, how long workers get to put their runs back to pending
 SIGINT_REACH_S = 1.0  # how long a worker that got the terminal's Ctrl-C has to exit by itself
 REAP_WAIT_S = 0.1  # let the kernel finish reaping a dead worker before its claim is read
 
 
-def _worker_main(conn: Connection, index: int, options: Any, modules: tuple[str, ...]) -> None:
+def _worker_main(
+    conn: Connection, index: int, options: RunOptions, modules: tuple[str, ...], execute: Execute
+) -> None:
     """One worker: take a planned run, execute it, send its outcomes back; until told to stop."""
     os.environ[WORKER_INDEX_ENV] = str(index)
     while True:
@@ -48,7 +54,7 @@ def _worker_main(conn: Connection, index: int, options: Any, modules: tuple[str,
         if planned is None:
             return
         try:
-            conn.send(("done", execute_chunk([planned], options, modules)))
+            conn.send(("done", execute([planned], options, modules)))
         except KeyboardInterrupt:  # the runner has put the run back to pending
             _send(conn, ("interrupted", None))
             return
@@ -60,11 +66,12 @@ def _send(conn: Connection, message: Any) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx: Any, index: int, options: Any, modules: tuple[str, ...]) -> None:
+    def __init__(self, ctx: Any, index: int, pool: Pool) -> None:
         self.index = index
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, index, options, modules),
-                                   daemon=True, name=f"assay-worker-{index}")  # fmt: skip
+        args = (child, index, pool.options, pool.modules, pool.execute)
+        self.process = ctx.Process(target=_worker_main, args=args, daemon=True,
+                                   name=f"assay-worker-{index}")  # fmt: skip
         self.process.start()
         child.close()
         self.run: PlannedRun | None = None  # the run it holds
@@ -73,15 +80,15 @@ class _Worker:
 class Pool:
     """``workers`` processes (spawned: no inherited torch threads or store handles)."""
 
-    def __init__(self, options: Any, modules: tuple[str, ...]) -> None:
-        self.options, self.modules = options, modules
+    def __init__(self, options: RunOptions, modules: tuple[str, ...], execute: Execute) -> None:
+        self.options, self.modules, self.execute = options, modules, execute
         self.deaths: Counter[str] = Counter()
         self.ctx = mp.get_context("spawn")
 
     def map(self, runs: Sequence[PlannedRun]) -> Iterator[Outcome]:
         store = resolve_store(self.options.store, self.options.root)  # created once, here
         n = self.options.workers
-        workers = [_Worker(self.ctx, i, self.options, self.modules) for i in range(n)]
+        workers = [_Worker(self.ctx, i, self) for i in range(n)]
         queue = deque(runs)
         stopped = False
         try:
@@ -89,8 +96,7 @@ class Pool:
                 for i, w in enumerate(workers):
                     if w.run is None and queue and not stopped:
                         if not w.process.is_alive():  # died idle: replace it
-                            w = workers[i] = _Worker(self.ctx, w.index, self.options,
-                                                     self.modules)  # fmt: skip
+                            w = workers[i] = _Worker(self.ctx, w.index, self)
                         w.run = queue.popleft()
                         w.conn.send(w.run)
                 busy = [w for w in workers if w.run is not None]
@@ -104,7 +110,7 @@ class Pool:
                     if message is None:  # the worker died holding w.run
                         planned, w.run = w.run, None
                         w.process.join(timeout=1)
-                        workers[i] = _Worker(self.ctx, w.index, self.options, self.modules)
+                        workers[i] = _Worker(self.ctx, w.index, self)
                         outcome = self._reap(store, planned)
                         if outcome is None:
                             queue.appendleft(planned)  # retried (or finished before dying)

@@ -2,7 +2,7 @@
 
 Runs are packed ``runs_per_job`` to a task, grouped by the resources their stages declare (CPUs,
 GPUs, memory; ``--cluster num_cpus=`` and ``num_gpus=`` override). Each task executes its runs
-through :func:`assay._engine._worker.execute_chunk` on the shared store. A worker node that dies mid-run
+through the engine's worker entry (``execute_chunk``) on the shared store. A worker node that dies mid-run
 fails its tasks with a system error; Ray retries them (``max_retries``) on the nodes left, the
 retried task skips the runs already done and takes over the one in flight (its owner is dead),
 and the fenced commit keeps a late result from the lost attempt from ever being recorded.
@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .._engine._errors import AssayError
-from .._engine._run import Origin, Outcome, RunStatus
-from .._engine._spec import PlannedRun
-from .._engine._worker import execute_chunk
-from ._base import Executor
+from ..core._errors import AssayError
+from ..core._options import RunOptions
+from ..core._run import Origin, Outcome, RunStatus
+from ..core._spec import PlannedRun
+from ._base import Executor, WorkerEntry
 from ._local import stage_modules
 from ._resources import Resources, pack
 
@@ -50,8 +50,10 @@ class RayExecutor(Executor):
     name = "ray"
     params = RAY_PARAMS
 
-    def __init__(self, options: Any, modules: Sequence[str] = ()) -> None:
-        super().__init__(options, modules)
+    def __init__(
+        self, options: RunOptions, worker: WorkerEntry, modules: Sequence[str] = ()
+    ) -> None:
+        super().__init__(options, worker, modules)
         self.params_given = dict(options.cluster)
 
     def map(self, runs: Sequence[PlannedRun]) -> Iterator[Outcome]:
@@ -67,7 +69,7 @@ class RayExecutor(Executor):
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      **({} if address else {"num_cpus": self.options.workers}))  # fmt: skip
         try:
-            remote = ray.remote(execute_chunk)
+            remote = ray.remote(self.worker.execute_chunk)
             modules = stage_modules(runs, self.modules)
             size = self.params_given.get("runs_per_job", 1)
             pending = {

@@ -15,9 +15,9 @@ from typing import Any
 import pydantic
 from pydantic import Field
 
-from .._engine._errors import ConfigError
-from .._engine._registry import get_stage
-from .._engine._spec import PlannedRun
+from ..core._errors import ConfigError
+from ..core._registry import get_stage
+from ..core._spec import PlannedRun
 
 DEFAULT_TIMEOUT_MIN = 60  # per run when no stage declares one; submitit's own 5 min kills ML jobs
 

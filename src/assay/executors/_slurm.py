@@ -6,7 +6,7 @@ arrays no larger than the cluster's ``MaxArraySize``, writes the job ids to a le
 ``<root>/_jobs/`` and returns; ``assay status SUITE`` then reads SLURM's job states and says which
 runs are waiting, running, or stuck in a job that ended (``--cluster wait=true`` blocks instead).
 
-Every job executes its runs through :func:`assay._engine._worker.execute_chunk` against the shared store,
+Every job executes its runs through the engine's worker entry (``execute_chunk``) against the shared store,
 so claims keep a run from executing twice. On preemption or at its time limit SLURM signals the
 job (``--signal USR2@signal_delay_s``, submitit's checkpointing): the run in flight goes back to
 pending, submitit requeues the job, and the run resumes from its engine checkpoint
@@ -27,15 +27,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .._engine._errors import AssayError
-from .._engine._guard import OutsideRootError, append_text_in_root
-from .._engine._run import Origin, Outcome, RunStatus
-from .._engine._spec import PlannedRun
-from .._engine._worker import execute_chunk
-from .._store import resolve_store
-from ._base import Executor
+from ..core._errors import AssayError
+from ..core._guard import OutsideRootError, append_text_in_root
+from ..core._options import RunOptions
+from ..core._run import Origin, Outcome, RunStatus
+from ..core._spec import PlannedRun
+from ..store import resolve_store  # the store workers coordinate through (see _base)
+from ._base import Executor, WorkerEntry
 from ._ledger import Ledger, job_states
 from ._local import stage_modules
+from ._pool import Execute
 from ._resources import Resources, pack
 
 
@@ -92,13 +93,18 @@ class ChunkJob:
     flight back to pending too, as it does for ``assay run`` itself.
     """
 
-    def __call__(self, runs: Sequence[PlannedRun], options: Any, modules: Sequence[str]) -> Any:
+    def __init__(self, execute: Execute) -> None:
+        self.execute = execute  # the engine's execute_chunk (pickled by reference)
+
+    def __call__(
+        self, runs: Sequence[PlannedRun], options: RunOptions, modules: Sequence[str]
+    ) -> Any:
         # submitit ignores SIGTERM (it waits for USR2); a run killed without it would hold
         # its claim until its heartbeat went stale.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         node, scratch = _node_options(options)
         try:
-            return execute_chunk(runs, node, modules)
+            return self.execute(runs, node, modules)
         except SystemExit:  # submitit requeued the job after checkpoint() and is exiting
             release_claims(node, runs, why=_interruption())
             raise
@@ -106,7 +112,9 @@ class ChunkJob:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    def checkpoint(self, runs: Sequence[PlannedRun], options: Any, modules: Sequence[str]) -> Any:
+    def checkpoint(
+        self, runs: Sequence[PlannedRun], options: RunOptions, modules: Sequence[str]
+    ) -> Any:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, runs, options, modules)
@@ -119,7 +127,7 @@ def _interruption() -> str:
     return f"SLURM job {name} was preempted or reached its time limit; it is requeued"
 
 
-def _node_options(options: Any) -> tuple[Any, Path | None]:
+def _node_options(options: RunOptions) -> tuple[RunOptions, Path | None]:
     """Offline jobs index into a fresh scratch SQLite file on the node, not the shared store."""
     if not options.cluster.get("offline"):
         return options, None
@@ -128,7 +136,7 @@ def _node_options(options: Any) -> tuple[Any, Path | None]:
     return options.model_copy(update={"store": f"sqlite:///{scratch / 'assay.db'}"}), scratch
 
 
-def release_claims(options: Any, runs: Sequence[PlannedRun], *, why: str) -> list[str]:
+def release_claims(options: RunOptions, runs: Sequence[PlannedRun], *, why: str) -> list[str]:
     """Put back to pending every run of ``runs`` this process holds; return their ids."""
     prefix = f"{_owner_host()}:{os.getpid()}:"
     released = []
@@ -177,8 +185,10 @@ class SubmititExecutor(Executor):
     params = SLURM_PARAMS
     local: ClassVar[bool] = False
 
-    def __init__(self, options: Any, modules: Sequence[str] = ()) -> None:
-        super().__init__(options, modules)
+    def __init__(
+        self, options: RunOptions, worker: WorkerEntry, modules: Sequence[str] = ()
+    ) -> None:
+        super().__init__(options, worker, modules)
         self.params_given = dict(options.cluster)
         # submitit-local jobs are children of this process: they cannot outlive it
         self.wait = bool(self.params_given.get("wait", self.local))
@@ -264,7 +274,7 @@ class SubmititExecutor(Executor):
             executor.update_parameters(name="assay", **params)
             for start in range(0, len(chunks), limit):  # arrays of at most MaxArraySize jobs
                 part = chunks[start : start + limit]
-                jobs = executor.map_array(ChunkJob(), part, [self.options] * len(part),
+                jobs = executor.map_array(ChunkJob(self.worker.execute_chunk), part, [self.options] * len(part),
                                           [modules] * len(part))  # fmt: skip
                 submitted.extend(zip(jobs, part, strict=True))
         return submitted

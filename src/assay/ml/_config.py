@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from .._engine._config import Runtime, SeededConfig
+from ..core._config import Runtime, SeededConfig
 
 DType = Literal["float32", "float64", "bfloat16", "float16"]
 

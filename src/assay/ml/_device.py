@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._engine._errors import ConfigError
-from .._engine._torch import WORKER_INDEX_ENV as WORKER_INDEX_ENV
-from .._engine._torch import configure_torch, resolve_device, seed_everything
-from .._engine._torch import worker_index as worker_index
+from ..core._errors import ConfigError
+from ..core._torch import WORKER_INDEX_ENV as WORKER_INDEX_ENV
+from ..core._torch import configure_torch, resolve_device, seed_everything
+from ..core._torch import worker_index as worker_index
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._engine._errors import AssayError, ConfigError
+from ..core._errors import AssayError, ConfigError
 
 
 class MLError(AssayError):

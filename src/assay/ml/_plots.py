@@ -5,7 +5,7 @@
     plot_seed_curves(ax, frame, x="step", y="accuracy", group="model", bounds=(0, 1))
     assay.save_figure(fig, run.artifacts_dir / "accuracy.png")   # atomic
 
-The intervals are :func:`assay._stats.mean_interval`'s (re-exported here as part of assay.ml).
+The intervals are :func:`assay.analysis._stats.mean_interval`'s (re-exported here as part of assay.ml).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .._engine._io import agg_pyplot
-from .._stats import Interval, NonFiniteWarning, mean_interval
+from ..analysis._stats import Interval, NonFiniteWarning, mean_interval
+from ..core._io import agg_pyplot
 from ._errors import MLError
 
 __all__ = ["Interval", "NonFiniteWarning", "agg_pyplot", "mean_interval", "plot_seed_curves",

@@ -20,7 +20,7 @@ from typing import Any
 
 import pydantic
 
-from .._engine._config import suite_path
+from ..core._config import suite_path
 from ._errors import ContentChangedError, ModelNotFoundError
 
 _CACHE: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._engine._errors import AssayError
+from ..core._errors import AssayError
 
 DEFAULT_PORT = 8765
 
 
 def _source_args(p: argparse.ArgumentParser) -> None:
-    from .._engine._options import RunOptions
+    from ..core._options import RunOptions
 
     p.add_argument("suite", nargs="?", default=None,
                    help="suite file (.yaml, .json or .toml); or use --stage")  # fmt: skip
@@ -66,9 +66,9 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _source(args: argparse.Namespace) -> dict[str, Any]:
-    from .._engine._imports import import_user_modules
-    from .._engine._options import parse_seeds
-    from .._engine._suite import load_suite
+    from ..core._options import parse_seeds
+    from ..engine._imports import import_user_modules
+    from ..engine._suite import load_suite
 
     if args.suite is not None and args.stage is not None:
         raise AssayError("give a suite file or --stage NAME, not both")

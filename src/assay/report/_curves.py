@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._stats import group_intervals, known_bounds
+from ..analysis._stats import group_intervals, known_bounds
 from ._runfiles import as_float
 
 MAX_STEPS = 400  # points per group line; beyond it every k-th logged step is kept (noted)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._analysis import (
+from ..analysis._frames import (
     NO_VARIATION,
     RESERVED,
     SAME_DIFFERENCE,
@@ -29,10 +29,10 @@ from .._analysis import (
     seed_column,
     summarize,
 )
-from .._engine._errors import AssayError
-from .._engine._run import RunRecord, RunStatus
-from .._engine._stale import stale_reason
-from .._store import Store, resolve_store
+from ..core._errors import AssayError
+from ..core._run import RunRecord, RunStatus
+from ..core._stale import stale_reason
+from ..store import Store, resolve_store
 from ._curves import RUN_POINTS, _thin, aggregate_curves, run_series
 from ._families import family_sections
 from ._provenance import provenance_summary
@@ -75,7 +75,7 @@ def collect(
         memo: family sections by their runs, kept by ``assay serve`` between refreshes.
         planned: the suite's planned runs when the caller already planned it (``serve``).
     """
-    from .._engine._api import as_suite, plan_rows, plan_suite
+    from ..engine._api import as_suite, plan_rows, plan_suite
 
     if (suite is None) == (stage is None):
         raise AssayError("a report needs a suite file or --stage NAME (exactly one of them)")
@@ -122,7 +122,7 @@ def collect(
     table = _table(df, records, flat, index, prov, now)
     curves = _curves(records, labels, files)
     curves["upstream"] = _upstream_curves(ups, files)
-    from .._sinks import recorded_problems
+    from ..sinks import recorded_problems
 
     problems: list[str] = recorded_problems(root)  # trackers a run could not reach
     sections = []
@@ -299,7 +299,7 @@ def _table(
     columns += [{"key": "duration_s", "label": "duration_s", "kind": "meta"},
                 {"key": "attempts", "label": "attempts", "kind": "meta"},
                 {"key": "commit", "label": "commit", "kind": "meta"}]  # fmt: skip
-    # finished runs made by other code than is installed now (see assay._engine._stale)
+    # finished runs made by other code than is installed now (see assay.core._stale)
     stale = {rec.id: why for rec in records if rec.status is RunStatus.DONE
              and (why := stale_reason((prov.get(rec.id) or {}).get("code"), rec.stage))}  # fmt: skip
     if stale:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._engine._run import RunRecord
+from ..core._run import RunRecord
 
 IMAGE_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}
 MAX_IMAGE_BYTES = 8_000_000  # per family: keeps a report with many plots openable
@@ -62,7 +62,7 @@ def family_sections(
         memo: results by (family, finished runs); ``assay serve`` keeps it between refreshes so
             a hook runs again only when its runs changed.
     """
-    from .._engine._registry import families
+    from ..core._registry import families
 
     out = []
     for fam in families().values():

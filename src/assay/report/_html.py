@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .._engine._errors import AssayError
+from ..core._errors import AssayError
 
 TEMPLATES = Path(__file__).parent / "templates"
 REFRESH_MS = 2000  # how often a served report asks for new data
@@ -110,7 +110,7 @@ def render_html(data: dict[str, Any], *, live: bool = False, refresh_ms: int = R
 
 def write_html(path: str | Path, data: dict[str, Any]) -> Path:
     """Write the report atomically; returns the path."""
-    from .._engine._io import atomic_write_text
+    from ..core._io import atomic_write_text
 
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .._engine._run import RunRecord
+from ..core._run import RunRecord
 
 MAX_IDS = 50  # run ids listed per flagged item; the count covers all
 

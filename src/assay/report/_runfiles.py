@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._engine._guard import OutsideRootError, open_in_root, real_in_root
+from ..core._guard import OutsideRootError, open_in_root, real_in_root
 
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 TAIL_BYTES = 16_384  # an error or log tail never needs more than the end of the file

@@ -31,9 +31,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from .._engine._errors import AssayError
-from .._engine._run import RunStatus
-from .._store import Store, resolve_store
+from ..core._errors import AssayError
+from ..core._run import RunStatus
+from ..store import Store, resolve_store
 from ._delta import Builds, Snapshot, delta, snapshot, split
 from ._runfiles import RunFiles
 
@@ -55,8 +55,8 @@ class ReportServer:
     # -- what a request names ------------------------------------------------------------------
     def _planned(self) -> list[Any]:
         """The suite's planned runs, planned again only when the suite file changed."""
-        from .._engine._api import plan_suite
-        from .._engine._suite import load_suite
+        from ..engine._api import plan_suite
+        from ..engine._suite import load_suite
 
         suite = self.source["suite"]
         stamp = os.stat(suite.path).st_mtime_ns if suite.path else None

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .._engine._errors import RunNotFoundError
-from .._engine._run import RunRecord, RunStatus
+from ..core._errors import RunNotFoundError
+from ..core._run import RunRecord, RunStatus
 
 
 class Store(abc.ABC):

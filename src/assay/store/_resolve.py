@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._engine._errors import StoreError
+from ..core._errors import StoreError
 from ._base import Store
 
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")

@@ -16,9 +16,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._engine._errors import StoreError
-from .._engine._io import dumps
-from .._engine._run import RunRecord, RunStatus
+from ..core._errors import StoreError
+from ..core._io import dumps
+from ..core._run import RunRecord, RunStatus
 from ._base import Store
 
 SCHEMA_VERSION = 1

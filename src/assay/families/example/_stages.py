@@ -15,8 +15,8 @@ import numpy as np
 from pydantic import Field
 
 from assay import SeededConfig
-from assay._engine._registry import stage
-from assay._engine._run import Run
+from assay.core._registry import stage
+from assay.core._run import Run
 
 
 class DataConfig(SeededConfig):

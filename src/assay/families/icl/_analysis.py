@@ -31,7 +31,7 @@ from assay import (
     records_frame,
     save_figure,
 )  # fmt: skip
-from assay._engine._guard import read_text_in_root, real_in_root
+from assay.core._guard import read_text_in_root, real_in_root
 
 ENERGY_METRICS = ("dirichlet_energy_standardised", "dirichlet_energy_vs_shuffled")
 LOO_INFLUENCES = ("ratio", "energy", "dirichlet", "cross_distance", "within_distance")

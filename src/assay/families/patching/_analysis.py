@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assay import atomic_path, save_figure
-from assay._engine._guard import read_text_in_root
+from assay.core._guard import read_text_in_root
 
 from ._results import (
     DEFAULT_RANK_METRIC,

@@ -1,6 +1,6 @@
 """Plan-time check of ``patching.run``: its files and indices, before anything runs.
 
-Refused with exit 2 and nothing recorded (see assay._engine._checks): an agent folder with zero
+Refused with exit 2 and nothing recorded (see assay.engine._checks): an agent folder with zero
 or two model files, a ``.zip`` that is not a stable-baselines3 agent, empty definitions, a
 ``start_index``/``end_index`` past the definitions (also from a finished ``prepared`` run's
 recorded ``n_definitions``), NaN or infinite inputs, a ``readout_position`` outside the token

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from assay._stats import t_half_width
+from assay.analysis._stats import t_half_width
 from assay.ml.patching import NORMALISE_EPS, PatchOutcome, aggregate
 
 SUMMARY_METRICS = ("l2", "delta_chosen", "action_changed", "kl_base_patched", "normalised_score")

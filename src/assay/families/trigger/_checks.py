@@ -1,6 +1,6 @@
 """Plan-time check of ``trigger.finetune``: what it asks of its model, before anything runs.
 
-Refused with exit 2 and nothing recorded (see assay._engine._checks): ``model:`` without
+Refused with exit 2 and nothing recorded (see assay.engine._checks): ``model:`` without
 ``base_maps`` (the selectivity table would be all NaN), a model folder whose tokenizer has no chat
 template (the prompts are chat messages), and LoRA ``target_modules`` the model does not have.
 Read from cheap metadata only: ``tokenizer_config.json``, ``config.json`` and the safetensors

@@ -205,7 +205,7 @@ def load_base(path: str | Path, sha256: str, device: str, dtype: torch.dtype) ->
 def save_model_dir(model: torch.nn.Module, tok: Any, target: Path) -> None:
     """``save_pretrained`` into a temporary folder, renamed onto ``target`` (atomic); files and
     folders follow the umask (0664/0775 under 002), not the writers' 0600/0700."""
-    from assay._engine._io import atomic_dir
+    from assay.core._io import atomic_dir
 
     with atomic_dir(target) as tmp:
         model.save_pretrained(str(tmp))

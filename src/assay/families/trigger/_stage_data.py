@@ -62,7 +62,7 @@ class GenerateConfig(SeededConfig):
             return data
         data = dict(data)
         for key in ("overrides", "ignored"):
-            # The engine's seed sweep (assay._engine._config._seed_lists) also writes "seed" into the
+            # The engine's seed sweep (assay.core._config._seed_lists) also writes "seed" into the
             # dict-valued fields of a nested config; that copy equals `seed` and means nothing.
             sub = data.get(key)
             if isinstance(sub, dict) and "seed" in sub and sub["seed"] == data.get("seed"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..._engine._io import atomic_path
+from ...core._io import atomic_path
 from ._errors import PatchingError
 from ._modules import ModuleInfo
 from ._structure import Structure
