@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from scipy import stats
 
 import assay
-from assay.analysis._frames import compare_groups, load_runs, summarize
+from assay.analysis import compare_groups, load_runs, summarize
 from assay.analysis._markdown import table_page
 from assay.core._io import dumps
 from assay.store import resolve_store

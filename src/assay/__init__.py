@@ -14,11 +14,11 @@ __version__ = "0.1.0"
 
 # public name -> private module that defines it
 _PUBLIC = {
-    "compare_groups": ".analysis._frames",
+    "compare_groups": ".analysis._compare",
     "group_columns": ".analysis._frames",
     "records_frame": ".analysis._frames",
     "load_runs": ".analysis._frames",
-    "summarize": ".analysis._frames",
+    "summarize": ".analysis._summary",
     "PlanRow": ".engine._api",
     "SuiteResult": ".engine._api",
     "plan_rows": ".engine._api",
@@ -89,13 +89,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what static checkers and IDEs see; nothing of it is imported at run time
-    from .analysis._frames import compare_groups as compare_groups
+    from .analysis._compare import compare_groups as compare_groups
     from .analysis._frames import group_columns as group_columns
     from .analysis._frames import load_runs as load_runs
     from .analysis._frames import records_frame as records_frame
-    from .analysis._frames import summarize as summarize
     from .analysis._stats import Interval as Interval
     from .analysis._stats import mean_interval as mean_interval
+    from .analysis._summary import summarize as summarize
     from .core._config import Runtime as Runtime
     from .core._config import SeededConfig as SeededConfig
     from .core._config import StageConfig as StageConfig

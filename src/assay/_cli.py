@@ -449,7 +449,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis._frames import compare_groups, export, load_runs, summarize
+    from .analysis import compare_groups, export, load_runs, summarize
     from .analysis._markdown import plot_summary, write_report
     from .analysis._outputs import begin_outputs, record_outputs
 
@@ -466,7 +466,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     with store:
         df = load_runs(args.root or "runs", store, stage=args.stage, suite=suite,
                        overrides=args.overrides if suite else ())  # fmt: skip
-    from .analysis._frames import parse_bounds, parse_metrics
+    from .analysis import parse_bounds, parse_metrics
     from .analysis._markdown import family_plots, table_page, terminal_comparison, terminal_summary
 
     metrics = parse_metrics(args.metric)

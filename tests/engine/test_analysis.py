@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 import assay
-from assay.analysis._frames import export, holm
+from assay.analysis import export, holm
 from assay.analysis._markdown import plot_summary
 
 

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import assay
-from assay.analysis._frames import (
+from assay.analysis import (
     CI_OUTSIDE_UNIT,
     SAME_DIFFERENCE,
     SAME_IN_BOTH,

@@ -20,7 +20,7 @@ out of the mean. Core code (analysis, report curves) and the ML layer
 
 The range of a metric is declared once: :func:`known_bounds` reads it from the metric's name
 (:data:`NAME_BOUNDS`); a stage can declare it in its results (``"_bounds"``) and a user on the
-command line (``assay analyze --bounds acc=0:1``), see :mod:`assay.analysis._frames`.
+command line (``assay analyze --bounds acc=0:1``), see :mod:`assay.analysis._summary`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..analysis._frames import (
+from ..analysis import (
     NO_VARIATION,
     RESERVED,
     SAME_DIFFERENCE,
