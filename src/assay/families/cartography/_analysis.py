@@ -57,8 +57,8 @@ def strategy_table(df) -> tuple[Any, str | None]:
             base_rows = base_rows[base_rows[c].isin(["-", None])]
     baseline = None
     if len(base_rows) and groups:
-        row = base_rows.iloc[0]
-        baseline = {c: str(row[c]) for c in groups}
+        base = base_rows.iloc[0]
+        baseline = {c: str(base[c]) for c in groups}
     scores = [f"results.{k}" for k in SCORES if f"results.{k}" in df.columns]
     comparison = pd.DataFrame()
     if groups and scores:

@@ -249,6 +249,7 @@ def load_dataset(cfg: DataConfig) -> TextDataset:
         groups = df["text"].str.lower().str.strip().tolist()  # duplicates stay together
         splits = _split_by_group(ids, df["text"].tolist(), labels, groups, cfg)
     else:
+        assert cfg.path is not None  # DataConfig._check: dataset "local" needs a path
         ids, texts, labels, groups, names, dropped = _columns(
             _read_table(cfg.path.verify()), cfg, cfg.path.path, None
         )

@@ -23,11 +23,14 @@ import dataclasses
 import json
 import zipfile
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from assay import AssayError, atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 Task = Literal["multiclass", "multilabel", "qa"]
 REFERENCE_DIR = "training_dynamics"
@@ -62,7 +65,9 @@ class Dynamics:
         if self.logits is not None:
             arrays["logits"] = self.logits
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            # numpy's stub puts `allow_pickle: bool` beside `**kwds: ArrayLike`, so mypy matches
+            # any str-keyed dict against that bool; the keys here are fixed array names
+            np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: str | Path) -> Dynamics:
@@ -178,7 +183,8 @@ class Dynamics:
         if epochs != list(range(len(files))):
             raise DynamicsError(f"{folder}: epochs {epochs} are not 0..{len(files) - 1}")
         ids: list[str] | None = None
-        gold, logits = None, []
+        gold: np.ndarray | None = None
+        logits: list[list] = []
         for e, path in enumerate(files):
             rows = _read_rows(path, f"logits_epoch_{e}")
             order: dict[str, dict] = {}
@@ -194,6 +200,8 @@ class Dynamics:
                     f"({len(set(order) ^ set(ids))} ids in only one of them)"
                 )
             logits.append([order[g][f"logits_epoch_{e}"] for g in ids])
+        # files is not empty (checked above), so epoch 0 set both
+        assert ids is not None and gold is not None
         arr = _logits(logits, ids, files)  # (E, N, L)
         task: Task = "multilabel" if gold.ndim == 2 else "multiclass"
         _check_gold(gold, arr.shape[-1], ids, files[0])
@@ -337,25 +345,39 @@ class DynamicsRecorder:
             mode,
         )
         self.keep_logits = keep_logits and task != "qa"
-        self._buf = None
-        self.gold = None
+        self._buf: dict[str, torch.Tensor] | None = None  # gold_prob, correct, seen[, logits]
+        self.gold: torch.Tensor | None = None  # (N,) int64 or (N, L) float32 multi-hot
 
-    def _alloc(self, like) -> None:
+    def _buffers(self, like: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(buffers, gold), allocated on ``like``'s device by the first call."""
         import torch
 
+        if self._buf is not None and self.gold is not None:
+            return self._buf, self.gold
         E, N = self.n_epochs, len(self.ids)
-        kw = {"device": like.device}
-        self._buf = {
-            "gold_prob": torch.full((E, N), float("nan"), dtype=torch.float32, **kw),
-            "correct": torch.zeros((E, N), dtype=torch.bool, **kw),
-            "seen": torch.zeros((E, N), dtype=torch.bool, **kw),
+        device = like.device
+        buf = {
+            "gold_prob": torch.full((E, N), float("nan"), dtype=torch.float32, device=device),
+            "correct": torch.zeros((E, N), dtype=torch.bool, device=device),
+            "seen": torch.zeros((E, N), dtype=torch.bool, device=device),
         }
-        if self.keep_logits:
-            self._buf["logits"] = torch.zeros((E, N, self.n_labels), dtype=torch.float32, **kw)
-        gold_shape = (N, self.n_labels) if self.task == "multilabel" else (N,)
-        self.gold = torch.zeros(
-            gold_shape, dtype=torch.float32 if self.task == "multilabel" else torch.int64, **kw
-        )
+        if self.keep_logits or self.task == "multilabel":
+            if self.n_labels is None:
+                raise DynamicsError(
+                    f"n_labels=None: a {self.task} recorder keeping logits needs the number of "
+                    "labels; pass n_labels (the classifier's output size)"
+                )
+            if self.keep_logits:
+                buf["logits"] = torch.zeros(
+                    (E, N, self.n_labels), dtype=torch.float32, device=device
+                )
+        if self.task == "multilabel":
+            assert self.n_labels is not None  # checked just above
+            gold = torch.zeros((N, self.n_labels), dtype=torch.float32, device=device)
+        else:
+            gold = torch.zeros((N,), dtype=torch.int64, device=device)
+        self._buf, self.gold = buf, gold
+        return buf, gold
 
     def record(self, epoch: int, positions, logits, gold) -> None:
         """One batch of the classification forward pass: logits (B, L), gold (B,) or (B, L)."""
@@ -363,8 +385,7 @@ class DynamicsRecorder:
 
         with torch.no_grad():
             logits = logits.detach().float()
-            if self._buf is None:
-                self._alloc(logits)
+            buf, gold_buf = self._buffers(logits)
             positions = positions.to(logits.device)
             # (B, L): probabilities and correctness in float64, as allenai (MPS has no float64)
             x = logits.double() if logits.device.type != "mps" else logits.cpu().double()
@@ -377,29 +398,36 @@ class DynamicsRecorder:
                 prob = torch.softmax(x, -1).gather(1, g[:, None]).squeeze(1)
                 correct = x.argmax(-1) == g
             prob, correct = prob.float().to(logits.device), correct.to(logits.device)
-            self._put(epoch, positions, prob, correct)
-            self.gold[positions] = gold.to(self.gold.dtype)
+            self._put(buf, epoch, positions, prob, correct)
+            gold_buf[positions] = gold.to(gold_buf.dtype)
             if self.keep_logits:
-                self._buf["logits"][epoch, positions] = logits
+                buf["logits"][epoch, positions] = logits
 
     def record_probs(self, epoch: int, positions, prob, correct) -> None:
         """Already-computed probabilities (QA windows): prob (B,), correct (B,)."""
         import torch
 
         with torch.no_grad():
-            if self._buf is None:
-                self._alloc(prob)
-            self._put(epoch, positions.to(prob.device), prob.detach().float(), correct)
+            buf, _ = self._buffers(prob)
+            self._put(buf, epoch, positions.to(prob.device), prob.detach().float(), correct)
 
-    def _put(self, epoch, positions, prob, correct) -> None:
-        self._buf["gold_prob"][epoch, positions] = prob
-        self._buf["correct"][epoch, positions] = correct
-        self._buf["seen"][epoch, positions] = True
+    @staticmethod
+    def _put(buf: dict[str, torch.Tensor], epoch: int, positions, prob, correct) -> None:
+        buf["gold_prob"][epoch, positions] = prob
+        buf["correct"][epoch, positions] = correct
+        buf["seen"][epoch, positions] = True
+
+    def recorded_prob(self, epoch: int, positions: torch.Tensor) -> torch.Tensor:
+        """(B,) the gold-label probabilities recorded for ``positions`` in ``epoch``."""
+        if self._buf is None:
+            raise DynamicsError("no batch was recorded: the training loop never called record()")
+        prob = self._buf["gold_prob"]
+        return prob[epoch, positions.to(prob.device)]
 
     def finish(self, n_epochs_done: int | None = None) -> Dynamics:
         """The recorded dynamics; an error naming what is missing if any cell was not filled."""
         E = self.n_epochs if n_epochs_done is None else n_epochs_done
-        if self._buf is None:
+        if self._buf is None or self.gold is None:
             raise DynamicsError("no batch was recorded: the training loop never called record()")
         buf = {k: v[:E].cpu().numpy() for k, v in self._buf.items()}
         if not buf["seen"].all():
@@ -436,13 +464,17 @@ def reduce_windows(
     E, N = window_dyn.n_epochs, len(example_ids)
     prob = np.where(has_answer[None, :], window_dyn.gold_prob, -np.inf)  # (E, W)
     best = np.full((E, N), -np.inf, dtype=np.float64)
-    np.maximum.at(best, (slice(None), example_of_window), prob)
+    # numpy's stub types ufunc.at's indices as an integer array only, though numpy documents and
+    # accepts a tuple of index objects (here every epoch row, the window's example column)
+    np.maximum.at(best, (slice(None), example_of_window), prob)  # type: ignore[arg-type]
     # correctness of the window that attained the best probability (first such window)
     hit = prob == best[:, example_of_window]
     order = np.arange(len(example_of_window))
     first = np.full((E, N), len(order), dtype=np.int64)
-    np.minimum.at(
-        first, (slice(None), example_of_window), np.where(hit, order[None, :], len(order))
+    np.minimum.at(  # same numpy stub defect as np.maximum.at above
+        first,
+        (slice(None), example_of_window),  # type: ignore[arg-type]
+        np.where(hit, order[None, :], len(order)),
     )
     ok = np.isfinite(best).all(0)
     safe = np.where(first < len(order), first, 0)

@@ -104,7 +104,7 @@ class DynamicsCallback(TrainerCallback):
         positions = positions.long()
         self.recorder.record(self._epoch, positions, logits, labels)
         if self.per_step:
-            prob = self.recorder._buf["gold_prob"][self._epoch, positions.to(logits.device)]
+            prob = self.recorder.recorded_prob(self._epoch, positions)
             self.steps.append((self._step, positions.cpu().numpy(), prob.cpu().numpy()))
 
     # ----------------------------------------------------------------------- callback events

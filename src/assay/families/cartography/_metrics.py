@@ -92,7 +92,7 @@ def reference_metrics_loop(
     include_ci: bool = False,
 ) -> dict:
     """allenai/cartography's per-example Python loop (train_dy_filtering.py), for checks/bench."""
-    out = {m: [] for m in METRICS}
+    out: dict[str, list[float]] = {m: [] for m in METRICS}
     for i in range(gold_prob.shape[1]):
         probs = [float(v) for v in gold_prob[:, i]]
         trend = [bool(v) for v in correct[:, i]]

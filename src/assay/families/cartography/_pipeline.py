@@ -172,7 +172,8 @@ def _fit_qa(cfg, device, keep, epsilon, weight, record, log, bar=None) -> Fitted
         answers = best_spans(start, end, pw, part, cfg.max_answer_tokens)
         scores = squad_scores(answers, [ex.answer_text for ex in part])
         results |= {f"{prefix}_exact_match": scores["exact_match"], f"{prefix}_f1": scores["f1"]}
-    dyn, excluded = None, []
+    dyn: Dynamics | None = None
+    excluded: list[str] = []  # example ids no window of which holds the answer
     if rec is not None:
         dyn, excluded = reduce_windows(
             rec.finish(), win.example, win.has_answer, [ex.id for ex in examples]

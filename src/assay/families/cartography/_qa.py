@@ -214,7 +214,8 @@ def make_windows(
     examples: list[QAExample], vocab: dict[str, int], max_tokens: int = 64, stride_tokens: int = 24
 ) -> QAWindows:
     """[CLS] question [SEP] context-window [SEP], windows overlapping by ``stride_tokens``."""
-    rows = collections.defaultdict(list)
+    # one list per QAWindows field: token rows (list[int]) for the (W, T) fields, ints/bools else
+    rows: collections.defaultdict[str, list[list[int] | int]] = collections.defaultdict(list)
     unk = vocab["[UNK]"]
     for i, ex in enumerate(examples):
         q = [vocab.get(w, unk) for w in ex.question]

@@ -87,6 +87,7 @@ def dynamics(config: DynamicsConfig, run: Run) -> dict:
             bar=bar,
         )
     dyn = out.dynamics
+    assert dyn is not None  # fit records dynamics whenever `record` is set, as it is here
     dyn.save(run.artifacts_dir / "dynamics.npz")
     if config.write_reference and dyn.logits is not None:
         dyn.to_reference(run.artifacts_dir)

@@ -131,6 +131,16 @@ def _describe(values: np.ndarray) -> dict:
     }
 
 
+def _kept_metrics(metrics: dict | None, keep: np.ndarray, kind: str) -> dict[str, np.ndarray]:
+    """The data-map metrics of the ``keep`` examples; a filter reading them needs a data map."""
+    if metrics is None:
+        raise ConfigError(
+            f"filter kind {kind!r} reads the data map, and no metrics were given; set `dynamics:` "
+            "(or `dynamics_dir:`), or use subset with region 'random'"
+        )
+    return {k: v[keep] for k, v in metrics.items()}
+
+
 def plan_strategies(
     filter_cfg,
     cluster_cfg: ClusterFilter | None,
@@ -150,8 +160,8 @@ def plan_strategies(
         return np.sort(kept)
 
     if filter_cfg is not None:
-        sub = {k: v[keep] for k, v in metrics.items()} if metrics is not None else None
         if filter_cfg.kind == "cartography":
+            sub = _kept_metrics(metrics, keep, filter_cfg.kind)
             regions = median_regions(sub)
             amb = np.flatnonzero(regions == "ambiguous")
             instability = (1 - sub["confidence"][amb]) + sub["variability"][amb]
@@ -171,18 +181,24 @@ def plan_strategies(
                 chosen = rng.choice(len(keep), size=min(n, len(keep)), replace=False)
             else:
                 chosen = top_fraction_subset(
-                    sub,
+                    _kept_metrics(metrics, keep, filter_cfg.kind),
                     filter_cfg.region,
                     filter_cfg.fraction,
                     reference_count=filter_cfg.reference_count,
                 )
             keep = step(f"subset:{filter_cfg.region}", keep[chosen])
         else:
+            sub = _kept_metrics(metrics, keep, filter_cfg.kind)
             drop = np.ones(len(keep), dtype=bool)
             for metric, (lo, hi) in filter_cfg.drop_if.items():
                 drop &= (sub[metric] >= lo) & (sub[metric] <= hi)
             keep = step("rules", keep[~drop])
     if cluster_cfg is not None:
+        if clusters is None:
+            raise ConfigError(
+                "cluster_filter reads the cluster labels, and none were given; set `cluster:` "
+                "(a cartography.cluster config) or remove cluster_filter"
+            )
         labels, prob = clusters["labels"][keep], clusters["probabilities"][keep]
         ok = ~np.isin(labels, cluster_cfg.exclude_clusters) & (
             prob >= cluster_cfg.min_cluster_probability

@@ -201,7 +201,7 @@ def train(
     return history
 
 
-def optimizers(model, opts: TrainOptions) -> list:
+def optimizers(model, opts: TrainOptions) -> list[torch.optim.Optimizer]:
     """AdamW, and lazy (sparse) Adam for sparse embedding tables: a dense Adam step over a
     30k-word table per batch made the bag of words 10x slower than its forward/backward."""
     sparse = [
@@ -212,7 +212,9 @@ def optimizers(model, opts: TrainOptions) -> list:
     ]
     ids = {id(p) for p in sparse}
     dense = [p for p in model.parameters() if id(p) not in ids]
-    out = [torch.optim.AdamW(dense, lr=opts.lr, weight_decay=opts.weight_decay)]
+    out: list[torch.optim.Optimizer] = [
+        torch.optim.AdamW(dense, lr=opts.lr, weight_decay=opts.weight_decay)
+    ]
     if sparse:
         out.append(torch.optim.SparseAdam(sparse, lr=opts.lr))
     return out
