@@ -92,3 +92,19 @@ def test_qa_windows_reduce_to_best_answer_window():
     )
     assert dyn.ids == ["e0"] and excluded == ["e1"]  # e1's window lacks the answer: unmapped
     assert dyn.gold_prob[0, 0] == pytest.approx(0.6) and dyn.correct[0, 0]
+
+
+def test_recorded_prob_reads_back_the_batch_and_needs_a_recording():
+    rec = DynamicsRecorder(["a", "b", "c"], 1, 2, "multiclass")
+    with pytest.raises(DynamicsError, match="never called record"):
+        rec.recorded_prob(0, torch.tensor([0]))
+    logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    rec.record(0, torch.tensor([2, 0]), logits, torch.tensor([0, 0]))
+    expect = torch.softmax(logits, -1)[:, 0]  # gold 0 of examples 2 and 0
+    torch.testing.assert_close(rec.recorded_prob(0, torch.tensor([2, 0])), expect)
+
+
+def test_logits_without_n_labels_name_the_fix():
+    rec = DynamicsRecorder(["a"], 1, None, "multiclass")  # keeps logits: needs n_labels
+    with pytest.raises(DynamicsError, match="n_labels=None.*pass n_labels"):
+        rec.record(0, torch.tensor([0]), torch.zeros(1, 2), torch.tensor([0]))

@@ -149,3 +149,11 @@ def test_bad_strategy_input_fails_clearly():
     assert "cartography" in msg and "subset" in msg and "rules" in msg
     StrategyConfig(filter={"kind": "subset", "region": "random"})  # random needs no map
     StrategyConfig(dynamics=DynamicsConfig(), filter=CartographyFilter())
+
+
+def test_filter_reading_the_data_map_without_metrics_names_the_fix():
+    # plan_strategies called directly (not through StrategyConfig, which already checks this)
+    with pytest.raises(assay.ConfigError, match=r"'cartography' reads the data map.*dynamics:"):
+        plan_strategies(CartographyFilter(), None, None, None, 8, None, None, seed=0)
+    with pytest.raises(assay.ConfigError, match="cluster_filter reads the cluster labels"):
+        plan_strategies(None, ClusterFilter(), None, None, 8, _metrics(), None, seed=0)

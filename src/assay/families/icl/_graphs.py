@@ -345,7 +345,7 @@ def _two_colouring(edges: np.ndarray) -> np.ndarray | None:
             for v in np.flatnonzero(edges[u]):
                 if colour[v] < 0:
                     colour[v] = 1 - colour[u]
-                    stack.append(v)
+                    stack.append(int(v))
                 elif colour[v] == colour[u]:
                     return None
     return colour

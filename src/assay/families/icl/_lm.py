@@ -175,9 +175,11 @@ def pool(hidden: torch.Tensor, positions: list[list[list[int]]]) -> torch.Tensor
     n_w = len(positions[0])
     flat = hidden.reshape(n_l, n_b * t, d)
     if all(len(p) == 1 for words in positions for p in words):
-        cols = torch.tensor([b * t + p[0] for b, words in enumerate(positions) for p in words])
-        return flat[:, cols].reshape(n_l, n_b, n_w, d)
-    rows, cols, weights = [], [], []
+        first = torch.tensor([b * t + p[0] for b, words in enumerate(positions) for p in words])
+        return flat[:, first].reshape(n_l, n_b, n_w, d)
+    rows: list[int] = []  # output row (b * n_w + w) of each token
+    cols: list[int] = []  # flat token index (b * t + q)
+    weights: list[float] = []  # 1 / tokens of its word
     for b, words in enumerate(positions):
         for w, pos in enumerate(words):
             rows += [b * n_w + w] * len(pos)

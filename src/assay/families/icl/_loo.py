@@ -191,8 +191,8 @@ def loo_reference(
                 row.setdefault(k, []).append(v[0, 0])
             if counter is not None:
                 counter.update()
-        for k, v in row.items():
-            loo.setdefault(k, []).append(v)
+        for k, per_word in row.items():
+            loo.setdefault(k, []).append(per_word)
     f = {k: np.array(v) for k, v in full.items()}
     lo = {k: np.array(v) for k, v in loo.items()}
     return LOOResult(layers, positions, f, lo, _influence(f, lo), n_fwd)

@@ -156,7 +156,9 @@ def cross_within_ratio(
     return dc / torch.maximum(dw, (eps * dc).clamp(min=1e-300))
 
 
-def cluster_separation(items: Tensor, labels: Tensor, eps: float | None = None) -> Tensor:
+def cluster_separation(
+    items: Tensor, labels: Tensor | np.ndarray, eps: float | None = None
+) -> Tensor:
     """S = mean_{k<l} ||c_k - c_l||² / max(V̄, eps · that mean), where c_k is the centroid of
     cluster k's present items and V̄ the mean over clusters (with >= 2 items) of the per-dimension
     unbiased variance averaged over dimensions. eps=None: unbounded; eps=1e-3: bounded (<= 1000).
@@ -240,7 +242,7 @@ CssPairing = Literal["of_word", "next_word"]
 CSS_PAIRINGS = get_args(CssPairing)
 
 
-def css_loss(loss: np.ndarray, length: int, pairing: str = "of_word") -> np.ndarray:
+def css_loss(loss: np.ndarray | Tensor, length: int, pairing: str = "of_word") -> np.ndarray:
     """The losses CSS pairs with positions 0..length-1 of a context, (C, T) -> (C, length).
 
     ``of_word``: position t gets the loss *of* word t, -log p(w_t | w_<t) (the default here).

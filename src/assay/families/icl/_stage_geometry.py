@@ -153,8 +153,14 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
                     f"have a non-finite Φ in some (layer, length) cell and are left out of it "
                     f"(per cell: css_contexts_dropped in curves.json)")  # fmt: skip
     with run.write_artifact("css.npz") as tmp:
-        np.savez(tmp, layers=np.array(layers), context_lengths=np.array(config.context_lengths),
-                 **{k.replace("/", "__"): v for k, v in css.items()})  # fmt: skip
+        # numpy's stub puts `allow_pickle: bool` beside `**kwds: ArrayLike`, so mypy matches any
+        # str-keyed dict against that bool; these keys are metric names, never allow_pickle
+        arrays = {
+            "layers": np.array(layers),
+            "context_lengths": np.array(config.context_lengths),
+            **{k.replace("/", "__"): v for k, v in css.items()},
+        }
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
     # (n_pca, N, d): each class mean averaged over the contexts where the class occurs
     means = nanmean(acc.stacked("pca_means"), axis=0)
     pcs = [M.pca(m) for m in means]

@@ -103,7 +103,10 @@ def loo_stage(config: LOOConfig, run: Run) -> dict:
         }
     run.save_json("loo.json", doc)
     with run.write_artifact("loo.npz") as tmp:
-        np.savez(tmp, layers=np.array(layers), positions=np.array(positions), **raw)
+        # numpy's stub puts `allow_pickle: bool` beside `**kwds: ArrayLike`, so mypy matches any
+        # str-keyed dict against that bool; these keys are metric names, never allow_pickle
+        arrays = {"layers": np.array(layers), "positions": np.array(positions), **raw}
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
     plot_loo(doc, run.artifacts_dir)
     last = len(layers) - 1
     out = {"n_bridges": int(is_bridge.sum()), "n_anchors": int((~is_bridge).sum()),

@@ -39,7 +39,8 @@ from ._stage_train import SMOKE_TRAIN
 
 PHI = ("dirichlet_energy_standardised", "cluster_separation_bounded")
 CONDITIONS = ("walk", "block", "shuffle")
-INJECTIONS = ("wrong_cluster", "random_vocab", "semantic_outlier", "oov")
+Injection = Literal["wrong_cluster", "random_vocab", "semantic_outlier", "oov"]
+INJECTIONS: tuple[Injection, ...] = ("wrong_cluster", "random_vocab", "semantic_outlier", "oov")
 
 
 class ShuffleConfig(ICLConfig):
@@ -82,15 +83,16 @@ def shuffle(config: ShuffleConfig, run: Run) -> dict:
                     cols.setdefault(k, []).append(stats[k].numpy())
                 loss = st.loss[i, 1:length].nanmean().exp().expand(len(layers))
                 cols.setdefault("perplexity", []).append(loss.numpy())
-            for k, v in cols.items():
-                out[f"{cond}/{k}"] = np.stack(v, 1)  # (L, n_lengths)
+            for k, per_length in cols.items():
+                out[f"{cond}/{k}"] = np.stack(per_length, 1)  # (L, n_lengths)
         acc.add(**out)
+    metrics: dict[str, dict] = {}  # name -> summarise() over contexts
     doc = {"schema": "icl.shuffle/1", "layers": layers, "n_contexts": config.n_contexts,
-           "context_lengths": list(config.context_lengths), "metrics": {}}  # fmt: skip
+           "context_lengths": list(config.context_lengths), "metrics": metrics}  # fmt: skip
     for k in acc.state["items"]:
-        v = acc.stacked(k)
-        warn_nonfinite(run, k, v)
-        doc["metrics"][k] = summarise(v)
+        values = acc.stacked(k)
+        warn_nonfinite(run, k, values)
+        metrics[k] = summarise(values)
     run.save_json("shuffle.json", doc)
     for k in (*PHI, "perplexity"):
         series = {c: _mean(doc, f"{c}/{k}") for c in CONDITIONS}
@@ -98,7 +100,7 @@ def shuffle(config: ShuffleConfig, run: Run) -> dict:
                    "context length (words)", k, f"{k}: walk vs block permutation vs shuffle",
                    logx=True)  # fmt: skip
     last = -1
-    return {f"{c}/{k}/last": doc["metrics"][f"{c}/{k}"]["mean"][last][-1]
+    return {f"{c}/{k}/last": metrics[f"{c}/{k}"]["mean"][last][-1]
             for c in CONDITIONS for k in (*PHI, "perplexity")}  # fmt: skip
 
 
@@ -107,7 +109,7 @@ class InjectConfig(ICLConfig):
     n_contexts: int = Field(8, ge=1, description="random-walk contexts")
     n_words: int = Field(64, ge=4, description="words per context")
     inject_at: tuple[int, ...] = Field((48,), description="positions (words) where a foreign word replaces the walk's")
-    kinds: tuple[Literal["wrong_cluster", "random_vocab", "semantic_outlier", "oov"], ...] = Field(INJECTIONS, description="what is injected: wrong_cluster, random_vocab, semantic_outlier, oov")
+    kinds: tuple[Injection, ...] = Field(INJECTIONS, description="what is injected: wrong_cluster, random_vocab, semantic_outlier, oov")
     after_words: int = Field(4, ge=1, description="words after each injection whose representations are compared")
     oov_word: str = Field("<unk>", description="the out-of-vocabulary word injected (word-level tokenizers map it to their unknown token)")
     mode: Literal["replace", "insert"] = Field("replace", description="replace the walk's word at each position, or insert before it as the published code did (later words shift right, the context keeps n_words)")
@@ -166,7 +168,7 @@ def inject(config: InjectConfig, run: Run) -> dict:
         means = M.class_means(st.reps, torch.from_numpy(np.where(nodes < 0, graph.n_nodes,
                               nodes)), graph.n_nodes + 1)[..., :-1, :]  # fmt: skip
         stats = geometry(means, graph)  # (L, 1 + K)
-        out = {}
+        out: dict[str, float | np.ndarray] = {}  # per kind: losses (scalars), deltas (L,)
         for i, kind in enumerate(config.kinds, start=1):
             # the injected word against the clean word it replaced (insert: displaced)
             out[f"{kind}/injected_word_loss"] = (st.loss[i, at] - st.loss[0, pos]).mean().item()
@@ -175,19 +177,20 @@ def inject(config: InjectConfig, run: Run) -> dict:
             for k in PHI:
                 out[f"{kind}/delta_{k}"] = (stats[k][:, i] - stats[k][:, 0]).numpy()  # (L,)
         acc.add(**out)
+    metrics: dict[str, dict] = {}  # name -> summarise() over contexts
     doc = {"schema": "icl.inject/1", "layers": layers, "n_contexts": config.n_contexts,
            "inject_at": pos, "mode": config.mode, "injected_positions": at,
-           "after_words": config.after_words, "metrics": {}}  # fmt: skip
+           "after_words": config.after_words, "metrics": metrics}  # fmt: skip
     for k in acc.state["items"]:
-        v = acc.stacked(k)
-        warn_nonfinite(run, k, v)
-        doc["metrics"][k] = summarise(v)
+        values = acc.stacked(k)
+        warn_nonfinite(run, k, values)
+        metrics[k] = summarise(values)
     run.save_json("inject.json", doc)
-    series = {kind: np.array(_mean1(doc, f"{kind}/delta_{PHI[1]}"))[:, None]
+    series: dict[str, np.ndarray] = {kind: np.array(_mean1(doc, f"{kind}/delta_{PHI[1]}"))[:, None]
               for kind in config.kinds}  # fmt: skip
     plot_lines([0], series, layers, run.artifacts_dir / "inject_delta_separation.png",
                "", f"Δ {PHI[1]}", "geometry change per injection kind")  # fmt: skip
-    return {k: v["mean"] for k, v in doc["metrics"].items() if "loss" in k}
+    return {k: v["mean"] for k, v in metrics.items() if "loss" in k}
 
 
 def injected(words: list[str], nodes: np.ndarray, new: dict[int, tuple[str, int]],
@@ -195,15 +198,15 @@ def injected(words: list[str], nodes: np.ndarray, new: dict[int, tuple[str, int]
     """The context with ``new[p]`` = (word, node or -1) at each position p: ``replace`` puts it
     in place of word p; ``insert`` (the published code) puts it before word p, shifting the
     rest right and dropping words past the context's length."""
-    words, nodes = list(words), list(nodes)
+    out_words, out_nodes = list(words), list(nodes)
     for p in sorted(new, reverse=True):  # from the back: earlier indices stay valid
         if mode == "insert":
-            words.insert(p, new[p][0])
-            nodes.insert(p, new[p][1])
+            out_words.insert(p, new[p][0])
+            out_nodes.insert(p, new[p][1])
         else:
-            words[p], nodes[p] = new[p]
+            out_words[p], out_nodes[p] = new[p]
     n = len(new) if mode == "insert" else 0
-    return words[: len(words) - n], np.array(nodes[: len(nodes) - n])
+    return out_words[: len(out_words) - n], np.array(out_nodes[: len(out_nodes) - n])
 
 
 def _replacement(kind, graph, node, pools, config, rng) -> tuple[str, int]:

@@ -65,6 +65,7 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
     layers = lm.check_layers(config.layers)
     graph, walks, _ = draw_contexts(config.graph, config.n_contexts, config.n_words, config.seed)
     contexts = words_of(graph, walks)
+    assert config.train is not None  # StagewiseConfig._check: stagewise needs train
     steps = sorted(config.train.snapshot_steps)
     acc = Accumulator(run, len(steps), "snapshot")
     for s in steps[acc.done :]:
@@ -74,12 +75,12 @@ def stagewise(config: StagewiseConfig, run: Run) -> dict:
         means = M.class_means(st.reps, torch.from_numpy(walks), graph.n_nodes)
         phi = geometry(means, graph)[config.phi_metric]  # (L, C)
         loss = torch.from_numpy(M.css_loss(st.loss, st.loss.shape[1], config.css_pairing))
-        css = M.context_sensitivity(loss, phi.T)  # (L, W), over the contexts with finite Φ
+        sens = M.context_sensitivity(loss, phi.T)  # (L, W), over the contexts with finite Φ
         dropped = phi.shape[1] - M.finite_contexts(phi.T)  # (L,)
         if dropped.any():  # e.g. an hSBM walk that visits one cluster has no separation
             run.log(f"WARNING: step {s}: {int(dropped.max())} of {phi.shape[1]} contexts have a "
                     f"non-finite {config.phi_metric} and are left out of Φ and CSS")  # fmt: skip
-        acc.add(css=css.numpy(), phi=nanmean(phi.numpy(), axis=1), dropped=dropped.numpy(),
+        acc.add(css=sens.numpy(), phi=nanmean(phi.numpy(), axis=1), dropped=dropped.numpy(),
                 loss=st.loss.nanmean().item())  # fmt: skip
         run.log(f"snapshot step {s} done")
     css = acc.stacked("css")  # (S, L, W)

@@ -70,16 +70,17 @@ def switch(config: SwitchConfig, run: Run) -> dict:
             for k, v in (("energy_g1", e1), ("energy_g2", e2), ("switch_ratio", e1 / e2)):
                 rows.setdefault(k, []).append(v.numpy())
         acc.add(**{k: np.stack(v, 1) for k, v in rows.items()})  # (L, n_lengths)
+    metrics: dict[str, dict] = {}  # name -> summarise() over contexts
     doc = {"schema": "icl.switch/1", "layers": layers, "n2_lengths": list(config.n2_lengths),
-           "n1_words": config.n1_words, "n_contexts": config.n_contexts, "metrics": {}}  # fmt: skip
+           "n1_words": config.n1_words, "n_contexts": config.n_contexts, "metrics": metrics}  # fmt: skip
     for k in ("energy_g1", "energy_g2", "switch_ratio"):
-        v = acc.stacked(k)
-        warn_nonfinite(run, k, v)
-        doc["metrics"][k] = summarise(v)
+        values = acc.stacked(k)
+        warn_nonfinite(run, k, values)
+        metrics[k] = summarise(values)
     run.save_json("switch.json", doc)
     plot_curves(doc, run.artifacts_dir, ["switch_ratio", "energy_g1", "energy_g2"],
                 x_key="n2_lengths", xlabel="words after the switch (n2)")  # fmt: skip
-    ratio = doc["metrics"]["switch_ratio"]["mean"][-1]
+    ratio = metrics["switch_ratio"]["mean"][-1]
     return {"switch_ratio/n2_first": ratio[0], "switch_ratio/n2_last": ratio[-1],
             "layer": layers[-1]}  # fmt: skip
 
@@ -130,17 +131,18 @@ def superposition(config: SuperpositionConfig, run: Run) -> dict:
                          ("collapse", (p_row - p_col) / (p_row + p_col))):  # fmt: skip
                 rows.setdefault(k, []).append(v.numpy())
         acc.add(**{k: np.stack(v, 1) for k, v in rows.items()})
+    metrics: dict[str, dict] = {}  # name -> summarise() over contexts
     doc = {"schema": "icl.superposition/1", "layers": layers, "ends": list(config.ends),
            "disambiguate_at": config.disambiguate_at, "n_contexts": config.n_contexts,
-           "metrics": {}}  # fmt: skip
+           "metrics": metrics}  # fmt: skip
     for k in ("separation_row", "separation_col", "collapse"):
-        v = acc.stacked(k)
-        warn_nonfinite(run, k, v)
-        doc["metrics"][k] = summarise(v)
+        values = acc.stacked(k)
+        warn_nonfinite(run, k, values)
+        metrics[k] = summarise(values)
     run.save_json("superposition.json", doc)
     plot_curves(doc, run.artifacts_dir, ["collapse", "separation_row", "separation_col"],
                 x_key="ends", xlabel="window end (words)")  # fmt: skip
-    coll = doc["metrics"]["collapse"]["mean"][-1]
+    coll = metrics["collapse"]["mean"][-1]
     before = [v for e, v in zip(config.ends, coll, strict=True) if e <= config.disambiguate_at]
     after = [v for e, v in zip(config.ends, coll, strict=True) if e > config.disambiguate_at]
     return {"collapse/before": _nanmean(before), "collapse/after": _nanmean(after),

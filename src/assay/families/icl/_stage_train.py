@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import torch
@@ -108,10 +108,15 @@ def sample_batch(config: TrainConfig, graph_config: GraphConfig, n: int, rng, to
     return torch.from_numpy(tokens), walks, graph, node_ids
 
 
+class GraphEval(TypedDict):
+    p_nbr: list[float]  # (T,) neighbour probability at every position, mean over eval walks
+    loss: float  # mean next-word loss over the eval walks
+
+
 @torch.no_grad()
-def neighbour_probability(model, config: TrainConfig, rng, tokenizer) -> dict[str, list]:
+def neighbour_probability(model, config: TrainConfig, rng, tokenizer) -> dict[str, GraphEval]:
     """Per training graph kind: p_nbr at every position (mean over eval walks), and the loss."""
-    out = {}
+    out: dict[str, GraphEval] = {}
     model.eval()
     for gc in dict.fromkeys(config.graphs):
         tokens, walks, graph, node_ids = sample_batch(
@@ -166,18 +171,14 @@ def train(config: TrainConfig, run: Run) -> dict:
             bar.note("evaluating")
             ev = neighbour_probability(model, config, np.random.default_rng([config.seed, 2**31]),
                                        tokenizer)  # fmt: skip
-            row = {
-                "step": done,
-                "train_loss": float(loss.detach()),
-                "seconds": time.perf_counter() - t0,
-            }
+            values = {"train_loss": float(loss.detach()), "seconds": time.perf_counter() - t0}
             for kind, r in ev.items():
-                row[f"eval_loss/{kind}"] = r["loss"]
+                values[f"eval_loss/{kind}"] = r["loss"]
                 for n in EVAL_CONTEXTS:
                     if n < config.seq_len:
-                        row[f"p_nbr/{kind}/n{n}"] = r["p_nbr"][n - 1]
-            history.append(row)
-            run.log_metrics(**row)
+                        values[f"p_nbr/{kind}/n{n}"] = r["p_nbr"][n - 1]
+            history.append({"step": done, **values})
+            run.log_metrics(done, **values)
             run.save_checkpoint({"step": done, "model": model.state_dict(), "history": history,
                                  "optim": opt.state_dict(), "sched": sched.state_dict()})  # fmt: skip
         bar.update()
