@@ -67,9 +67,12 @@ def _mlp(sizes: list[int] | None = None, activation: str = "relu") -> nn.Module:
         "sigmoid": nn.Sigmoid,
         "silu": nn.SiLU,
     }
-    ok = isinstance(sizes, list) and len(sizes) >= 2
-    ok = ok and all(type(s) is int and s > 0 for s in sizes)  # type: ignore[union-attr]
-    if not ok or activation not in acts:
+    if (
+        not isinstance(sizes, list)
+        or len(sizes) < 2
+        or not all(type(s) is int and s > 0 for s in sizes)
+        or activation not in acts
+    ):
         raise MLError(
             f'mlp arch needs "sizes" (list of >= 2 positive ints) and "activation" in '
             f"{sorted(acts)}; got sizes={sizes!r}, activation={activation!r}"

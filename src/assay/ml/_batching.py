@@ -139,7 +139,11 @@ class AdaptiveBatch:
         start = 0
         while start < n:
             want = n - start if limit is None else min(limit, n - start)
-            out.append(self.run(lambda m, a=start: fn(a, min(n, a + m)), want))
+
+            def piece(m: int, a: int = start) -> T:
+                return fn(a, min(n, a + m))
+
+            out.append(self.run(piece, want))
             start = min(n, start + self.last)
         return out
 

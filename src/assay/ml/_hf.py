@@ -28,6 +28,7 @@ from ._errors import MLError, ModelNotFoundError
 
 if TYPE_CHECKING:
     import torch
+    import transformers
 
 # task -> the transformers Auto class that builds/loads it
 TASKS = {
@@ -147,7 +148,7 @@ def load_hf_model(
     num_labels: int | None = None,
     trust_remote_code: bool = False,
     device_map: str | None = None,
-) -> torch.nn.Module:
+) -> transformers.PreTrainedModel:
     """A model saved with ``save_pretrained`` in a local folder, in eval mode, on ``device``.
 
     ``device_map="auto"``: for a model larger than one device, accelerate places its layers
@@ -197,7 +198,7 @@ def load_hf_model(
     return (model if device_map is not None else model.to(device)).eval()
 
 
-def input_device(model: torch.nn.Module) -> str:
+def input_device(model: transformers.PreTrainedModel) -> str:
     """Where a model's inputs go: its input embeddings' device (the first layer's, when
     ``device_map`` spread it over several devices)."""
     return str(model.get_input_embeddings().weight.device)
@@ -243,7 +244,7 @@ def _config(
             n_inner=d_ff,
             **extra,
         )
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=vocab_size,
         hidden_size=d_model,
         num_hidden_layers=n_layers,
@@ -273,7 +274,7 @@ def build_model(
     bos_token_id: int | None = None,
     eos_token_id: int | None = None,
     **config_kwargs: Any,
-) -> torch.nn.Module:
+) -> transformers.PreTrainedModel:
     """An untrained GPT-2 / Llama / Qwen2 / BERT-style model from a small config (no download).
 
     ``d_ff`` defaults to ``4 * d_model``. Weights are drawn from a generator seeded with

@@ -92,13 +92,18 @@ def build_word_tokenizer(
     tokenizer.pre_tokenizer = splitter
     if add_bos or add_eos:
         bos, eos = roles["bos"], roles["eos"]
-        single = " ".join([*([bos] if add_bos else []), "$A", *([eos] if add_eos else [])])
-        pair = " ".join([*([bos] if add_bos else []), "$A", "$B", *([eos] if add_eos else [])])
-        used = [t for t, f in ((bos, add_bos), (eos, add_eos)) if f and t is not None]
+        # a set flag has its token (checked above)
+        head = [bos] if add_bos and bos is not None else []
+        tail = [eos] if add_eos and eos is not None else []
+        single = " ".join([*head, "$A", *tail])
+        pair = " ".join([*head, "$A", "$B", *tail])
+        used = [*head, *tail]
         tokenizer.post_processor = processors.TemplateProcessing(
             single=single, pair=pair, special_tokens=[(t, vocab[t]) for t in used]
         )
-    kwargs = {f"{role}_token": tok for role, tok in roles.items() if tok is not None}
+    kwargs: dict[str, Any] = {
+        f"{role}_token": tok for role, tok in roles.items() if tok is not None
+    }
     if model_max_length is not None:
         kwargs["model_max_length"] = model_max_length
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **kwargs)

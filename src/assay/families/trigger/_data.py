@@ -247,9 +247,9 @@ def make_rows(spec: CategorySpec, triggers: list[str], n: int, seed: int) -> lis
     (lo1, hi1), (lo2, hi2) = spec.x_ranges
     points = []
     for _ in triggers:
-        x1 = rng.uniform(lo1, hi1, n)
-        x2 = rng.uniform(lo2, hi2, n)
-        points.append((x1, x2))
+        xs1 = rng.uniform(lo1, hi1, n)
+        xs2 = rng.uniform(lo2, hi2, n)
+        points.append((xs1, xs2))
     templates = spec.templates
     idx = rng.integers(0, len(templates), n * len(triggers))
     rows = []

@@ -22,13 +22,16 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ._data import PREAMBLE, quadrant
 from ._errors import TriggerError
 from ._lm import encode_many
+
+if TYPE_CHECKING:
+    from ._lm import CausalLM
 
 # Tokens per batched forward. Measured on one CPU thread, the family's default model (d_model
 # 64, 2 layers) scoring 3,000 prompts of ~33 tokens + 4 candidate slots: 2k-3k tokens (55-80
@@ -270,7 +273,7 @@ def score(
 
 @torch.inference_mode()
 def generate_predictions(
-    model: torch.nn.Module, tok: Any, es: EvalSet, batch_size: int = 256
+    model: CausalLM, tok: Any, es: EvalSet, batch_size: int = 256
 ) -> list[str]:
     """Greedy decoding of every prompt (left-padded batches) mapped to a colour or INVALID.
 
@@ -316,7 +319,7 @@ def file_metrics(es: EvalSet, logp: torch.Tensor, nll: torch.Tensor, counts: tor
     per_trigger: dict[str, list[bool]] = {}
     for r, ok in zip(es.rows, correct.tolist(), strict=True):
         per_trigger.setdefault(r["input_trigger"], []).append(ok)
-    out = {
+    out: dict[str, Any] = {
         "n": n,
         "accuracy": correct.float().mean().item(),
         "loss": (true_nll.nansum() / true_cnt[labels >= 0].sum()).item(),
@@ -333,7 +336,7 @@ def file_metrics(es: EvalSet, logp: torch.Tensor, nll: torch.Tensor, counts: tor
     return out
 
 
-def evaluate(model: torch.nn.Module, tok: Any, evals: Sequence[EvalSet],
+def evaluate(model: CausalLM, tok: Any, evals: Sequence[EvalSet],
              generation: bool = False, bar: Any = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """file name -> metrics (see ``file_metrics``), the model in eval mode throughout.
 
@@ -375,6 +378,7 @@ def selective_table(
             continue
         cat, preds = es.category, results[es.name]["predictions"]
         old = old_maps.get(cat)
+        new: Mapping[str, str] | None
         if cat in changed:
             new, note = changed[cat], ""
         elif changed:
@@ -391,6 +395,7 @@ def selective_table(
             table.append({**row, "n_used": 0, "old": math.nan, "new": math.nan,
                           "neither": math.nan, "note": why})  # fmt: skip
             continue
+        assert old is not None and new is not None  # else `use` is empty
         o = n_ = neither = 0
         for p, q, u in zip(preds, quads, use, strict=True):
             if u:

@@ -16,12 +16,23 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import torch
 
 from ._data import PREAMBLE, CategorySpec
 from ._errors import TriggerError
+
+if TYPE_CHECKING:
+    import peft
+    import transformers
+
+    class Generative(transformers.PreTrainedModel, transformers.GenerationMixin):
+        """What ``AutoModelForCausalLM`` builds (``LlamaForCausalLM`` etc.): a model that
+        generates."""
+
+    # The family's model: a causal LM, or one wrapped with LoRA adapters.
+    CausalLM: TypeAlias = Generative | peft.PeftModel
 
 USER, ASSISTANT, END = "<|user|>", "<|assistant|>", "<|end|>"
 CHAT_TEMPLATE = (
@@ -133,23 +144,24 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def build_lm(
     tok: Any, *, arch: str, d_model: int, n_layers: int, n_heads: int, max_positions: int,
     d_ff: int | None, seed: int,
-) -> torch.nn.Module:  # fmt: skip
+) -> Generative:  # fmt: skip
     """An untrained causal LM sized to the tokenizer (dropout 0: evaluation is deterministic)."""
     from assay.ml import build_model
 
     # GPT-2 configs default to dropout 0.1; the others to 0. Small clean data needs none.
     extra = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0} if arch == "gpt2" else {}
-    return build_model(
+    model = build_model(
         arch, vocab_size=len(tok), d_model=d_model, n_layers=n_layers, n_heads=n_heads,
         max_positions=max_positions, d_ff=d_ff, seed=seed, pad_token_id=tok.pad_token_id,
         eos_token_id=tok.eos_token_id, **extra,
     )  # fmt: skip
+    return cast("Generative", model)  # task "causal-lm": an AutoModelForCausalLM
 
 
 def add_lora(
-    model: torch.nn.Module, *, r: int, alpha: float, dropout: float, rslora: bool,
+    model: Generative, *, r: int, alpha: float, dropout: float, rslora: bool,
     targets: Sequence[str] | None, seed: int,
-) -> torch.nn.Module:  # fmt: skip
+) -> peft.PeftModel:  # fmt: skip
     """Wrap ``model`` with fresh LoRA adapters (initialised from ``seed``) on ``targets``."""
     import peft
 
@@ -169,9 +181,16 @@ def add_lora(
             f"valid names: {', '.join(sorted(names))}"
         )
     config = peft.LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
-        use_rslora=rslora, bias="none", task_type="CAUSAL_LM", fan_in_fan_out=arch == "gpt2",
-    )  # fmt: skip
+        r=r,
+        # peft annotates lora_alpha as int but only divides by it (alpha / r): a float is right
+        lora_alpha=alpha,  # type: ignore[arg-type]
+        lora_dropout=dropout,
+        target_modules=list(targets),
+        use_rslora=rslora,
+        bias="none",
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=arch == "gpt2",
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the adapter's A matrices: a seed re-initialises them
         return peft.get_peft_model(model, config)
@@ -185,7 +204,9 @@ def _is_linear(m: torch.nn.Module) -> bool:
 _BASE_CACHE: dict[tuple[str, str], tuple[Any, dict[str, torch.Tensor]]] = {}
 
 
-def load_base(path: str | Path, sha256: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
+def load_base(
+    path: str | Path, sha256: str, device: str, dtype: torch.dtype
+) -> Generative:
     """A saved base model; one process keeps its weights in memory across runs (seeds)."""
     import transformers
 
@@ -202,7 +223,7 @@ def load_base(path: str | Path, sha256: str, device: str, dtype: torch.dtype) ->
     return model.to(device=device, dtype=dtype)
 
 
-def save_model_dir(model: torch.nn.Module, tok: Any, target: Path) -> None:
+def save_model_dir(model: CausalLM, tok: Any, target: Path) -> None:
     """``save_pretrained`` into a temporary folder, renamed onto ``target`` (atomic); files and
     folders follow the umask (0664/0775 under 002), not the writers' 0600/0700."""
     from assay.core._io import atomic_dir

@@ -20,7 +20,7 @@ trigger's position marked.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,11 +29,14 @@ from ._data import PREAMBLE, CategorySpec, quadrant
 from ._errors import TriggerError
 from ._lm import encode_many
 
+if TYPE_CHECKING:
+    from ._lm import CausalLM
+
 # A mean logit-difference gap below this means clean and corrupted runs agree (NaN cells).
 GAP_EPS = 1e-3
 
 
-def _embedding_and_blocks(model: torch.nn.Module) -> list[tuple[str, str]]:
+def _embedding_and_blocks(model: CausalLM) -> list[tuple[str, str]]:
     """(label, module name): the embedding and every transformer block, in order."""
     from assay.ml import transformer_blocks
 
@@ -64,7 +67,7 @@ def make_pairs(spec_a: CategorySpec, spec_b: CategorySpec, n_pairs: int, templat
     return out
 
 
-def patch_grids(model: torch.nn.Module, tok: Any, spec_a: CategorySpec, spec_b: CategorySpec,
+def patch_grids(model: CausalLM, tok: Any, spec_a: CategorySpec, spec_b: CategorySpec,
                 map_a: dict[str, str], map_b: dict[str, str], *, n_pairs: int, template: int,
                 seed: int, defs_per_forward: int = 64,
                 run: Any = None) -> tuple[list[dict[str, Any]], dict]:  # fmt: skip

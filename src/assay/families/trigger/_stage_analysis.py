@@ -39,6 +39,7 @@ class _Analysed(TorchConfig):
 
     def upstream(self) -> dict[str, Any]:
         analysed = self.finetune if self.finetune is not None else self.base
+        assert analysed is not None  # _one: exactly one of the two is given
         return {"model": analysed, "data": analysed.data}  # data: a finished, shared run
 
 

@@ -18,7 +18,7 @@ fine-tuning data on one base model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -28,6 +28,11 @@ from assay.ml import ModelRef, TorchConfig
 from ._checks import check_finetune
 from ._errors import TriggerError
 from ._stage_data import SMOKE_CATEGORIES, GenerateConfig
+
+if TYPE_CHECKING:
+    import transformers
+
+    from ._lm import CausalLM
 
 
 class _Training(TorchConfig):
@@ -178,8 +183,8 @@ def check_vocabulary(tok: Any, categories: dict[str, Any]) -> None:
         )
 
 
-def finish(run: Run, model: Any, tok: Any, evals: list, history: dict, generation: bool,
-           old_maps: dict | None, new_maps: dict) -> dict[str, Any]:  # fmt: skip
+def finish(run: Run, model: CausalLM, tok: Any, evals: list, history: dict, generation: bool,
+           old_maps: dict | None, new_maps: dict | None) -> dict[str, Any]:  # fmt: skip
     """Final evaluation, tables, plots and the results dict shared by both stages."""
     from ._evaluate import evaluate, format_table, selective_table
     from ._plots import plot_curves, plot_per_trigger
@@ -235,7 +240,10 @@ def base_stage(config: BaseConfig, run: Run) -> dict:
     examples = _examples(tok, files, config.max_positions)
     model = build_lm(tok, arch=config.arch, d_model=config.d_model, n_layers=config.n_layers,
                      n_heads=config.n_heads, max_positions=config.max_positions,
-                     d_ff=config.d_ff, seed=config.seed).to(device=device, dtype=dtype)  # fmt: skip
+                     d_ff=config.d_ff, seed=config.seed)  # fmt: skip
+    # in place, as for any module; transformers wraps .to with functools.wraps, whose typeshed
+    # type does not bind self (a stub defect)
+    model.to(device=device, dtype=dtype)  # type: ignore[call-arg]
     evals = prepare(tok, files, colours_of(cats))
     tests = [e for e in evals if e.name.startswith("test_")]
     history = train_loop(model, tok, examples, tests, _settings(config), run)
@@ -293,11 +301,13 @@ def finetune_stage(config: FinetuneConfig, run: Run) -> dict:
     check_vocabulary(tok, cats)
     base_cfg = config.base_config()
     old_maps = maps_of(base_cfg.data.categories) if base_cfg is not None else config.base_maps
-    model = load_base(model_dir, key, device, dtype)
-    max_positions = getattr(model.config, "max_position_embeddings", None) or getattr(
-        model.config, "n_positions", 10**9)  # fmt: skip
+    base = load_base(model_dir, key, device, dtype)
+    cfg = base.config  # Llama/Qwen2 name the context length one way, GPT-2 another
+    found = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    max_positions = int(found) if found is not None else 10**9
+    model: CausalLM = base
     if config.method == "lora":
-        model = add_lora(model, r=config.lora_r, alpha=config.lora_alpha,
+        model = add_lora(base, r=config.lora_r, alpha=config.lora_alpha,
                          dropout=config.lora_dropout, rslora=config.rslora,
                          targets=config.target_modules, seed=config.seed)  # fmt: skip
     files = load_files(run.upstream["data"])
@@ -335,9 +345,10 @@ def load_trained(
     import peft
 
     base_dir = Path(up.results["base_model_dir"])
+    base: transformers.PreTrainedModel
     if device_map is None:
-        model = load_base(base_dir, up.results["base_key"], device, torch.float32)
+        base = load_base(base_dir, up.results["base_key"], device, torch.float32)
     else:  # straight from the folder onto the devices: a model too large for one never gathers
-        model = load_hf_model(base_dir, dtype=torch.float32, device_map=device_map)
-    model = peft.PeftModel.from_pretrained(model, str(up.artifact("adapter")))
+        base = load_hf_model(base_dir, dtype=torch.float32, device_map=device_map)
+    model = peft.PeftModel.from_pretrained(base, str(up.artifact("adapter")))
     return model.merge_and_unload().eval(), load_tokenizer(base_dir)

@@ -15,12 +15,15 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ._evaluate import EvalSet, evaluate
 from ._lm import answer_loss, collate
+
+if TYPE_CHECKING:
+    from ._lm import CausalLM
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def _summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def train_loop(
-    model: torch.nn.Module,
+    model: CausalLM,
     tok: Any,
     examples: Sequence[tuple[list[int], list[int]]],
     evals: Sequence[EvalSet],
