@@ -81,7 +81,9 @@ def rollout(agent: Any, n_obs: int, seed: int = 0, every: int = 2) -> tuple[np.n
 
     env = gym.make("CartPole-v1")
     obs, _ = env.reset(seed=seed)
-    rows, returns, ret, t = [], [], 0.0, 0
+    rows: list[np.ndarray] = []
+    returns: list[float] = []
+    ret, t = 0.0, 0
     while len(rows) < n_obs:
         if t % every == 0:
             rows.append(obs)

@@ -301,7 +301,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if record.status is not assay.RunStatus.DONE:
         print(f"error: run {record.id} {record.status.value}: {record.error}", file=sys.stderr)
         return EXIT_FAILED
-    records = _read_records(Path(record.dir))
+    if record.dir is None:  # a run of a file store has one; never None here
+        raise assay.AssayError(f"run {record.id} has no directory recorded; run `assay reindex`")
+    records = _read_records(record.dir)
     res = record.results or {}
     print(f"run {record.id} -> {record.dir}")
     print(

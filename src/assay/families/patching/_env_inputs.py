@@ -168,7 +168,8 @@ def make_pairs(
             )
     act, info = _policy(model, env, seed, trust_checkpoint)
     obs, _ = env.reset(seed=seed)
-    rows, t = [], 0
+    rows: list[np.ndarray] = []
+    t = 0
     while len(rows) < n:
         if t % every == 0:
             rows.append(np.asarray(obs, dtype=np.float32))

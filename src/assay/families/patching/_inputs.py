@@ -166,10 +166,8 @@ def _pairs_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     )
 
 
-def _lengths(values: list[Any], model: LoadedModel) -> list[int] | None:
-    """Token sequences' lengths (texts tokenized), or None for vector inputs."""
-    if model.input_kind != "tokens":
-        return None
+def _lengths(values: list[Any], model: LoadedModel) -> list[int]:
+    """Token sequences' lengths (texts tokenized) of a token model's inputs."""
     if model.tokenizer is None and any(isinstance(v, str) for v in values):
         raise PatchingError(
             f"inputs are texts but {model.description} has no tokenizer; "
@@ -225,14 +223,14 @@ def _to_tensor(values: list[Any], ids: list[str], model: LoadedModel, side: str)
 
 def load_pairs(paths: Sequence[str | Path], model: LoadedModel) -> InputPairs:
     """Read one pairs file or (clean, corrupted) files and pair them by id."""
-    paths = [Path(p) for p in paths]
-    if len(paths) == 1:
-        clean, corrupted = _pairs_file(paths[0])
-    elif len(paths) == 2:
-        clean, corrupted = _one_side(paths[0]), _one_side(paths[1])
+    files = [Path(p) for p in paths]
+    if len(files) == 1:
+        clean, corrupted = _pairs_file(files[0])
+    elif len(files) == 2:
+        clean, corrupted = _one_side(files[0]), _one_side(files[1])
     else:
         raise PatchingError(
-            f"--inputs takes 1 (pairs) or 2 (clean, corrupted) files, got {len(paths)}"
+            f"--inputs takes 1 (pairs) or 2 (clean, corrupted) files, got {len(files)}"
         )
     only_clean = [k for k in clean if k not in corrupted]
     only_corrupted = [k for k in corrupted if k not in clean]

@@ -105,6 +105,7 @@ def load_sb3(path: Path, *, trust_checkpoint: bool = False) -> LoadedModel:
     policy_cls = type(policy)
     names = [f"action {i}" for i in range(space.n)] if hasattr(space, "n") else None
 
+    prefixes: tuple[str, ...]
     if hasattr(policy, "q_net") and hasattr(policy.q_net, "q_net"):  # DQN-style: Q-values
 
         def fn(x: torch.Tensor, readout: int) -> torch.Tensor:

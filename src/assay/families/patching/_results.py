@@ -243,6 +243,8 @@ def write_records(
         for name, values in o.metrics.items():
             arrays[f"{o.direction}.{name}"] = values.numpy()
     with run.write_artifact("per_input.npz") as tmp:
-        np.savez_compressed(tmp, **arrays)
+        # numpy's stub puts `allow_pickle: bool` beside `**kwds: ArrayLike`, so mypy matches
+        # any str-keyed dict against that bool; these keys are "ids" and metric names
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]
     written.append("per_input.npz")
     return written

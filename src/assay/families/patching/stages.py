@@ -208,11 +208,14 @@ def _files(config: PatchingRunConfig, run: Run) -> tuple[str, list[str], str]:
         if ref is not None:
             ref.verify()
     up = run.upstream.get("prepared")
-    model = config.model.path if config.model else str(up.artifact("agent.zip"))
-    inputs = [r.path for r in config.inputs] or [str(up.artifact("pairs.npz"))]
-    definitions = (
-        config.definitions.path if config.definitions else str(up.artifact("definitions.json"))
-    )
+
+    def made(name: str) -> str:
+        assert up is not None  # the config's validator: a path not given comes from `prepared`
+        return str(up.artifact(name))
+
+    model = config.model.path if config.model else made("agent.zip")
+    inputs = [r.path for r in config.inputs] or [made("pairs.npz")]
+    definitions = config.definitions.path if config.definitions else made("definitions.json")
     return model, inputs, definitions
 
 

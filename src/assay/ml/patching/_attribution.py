@@ -65,11 +65,11 @@ def attribution_patch(
     outs: dict[str, list[torch.Tensor]] = {"source": [], "base": []}
     t0 = time.perf_counter()
     params = list(model.root.parameters())
-    flags = [p.requires_grad for p in params]
+    flags = [param.requires_grad for param in params]
     with eager_attention(model.root, any(kind == "pattern" for _, kind in sites)):
         try:
-            for p in params:
-                p.requires_grad_(False)  # gradients for activations only
+            for param in params:
+                param.requires_grad_(False)  # gradients for activations only
             for a in range(0, n, step):
                 rows = None if lengths is None else lengths[a : a + step]
                 src_store, recorders = capture_sites(model.root, sites)
@@ -89,8 +89,8 @@ def attribution_patch(
                 outs["source"].append(source_out.detach())
                 outs["base"].append(base_out.detach())
         finally:
-            for p, flag in zip(params, flags, strict=True):
-                p.requires_grad_(flag)
+            for param, flag in zip(params, flags, strict=True):
+                param.requires_grad_(flag)
     per_site = {site: torch.cat(parts) for site, parts in effects.items()}  # (N, *shape)
     source_out, base_out = torch.cat(outs["source"]), torch.cat(outs["base"])
     t_grad = time.perf_counter() - t0
@@ -124,8 +124,8 @@ def attribution_patch(
         for patch in d.patches:
             site = (patch.module, patch.site)
             if patch.positions is None:
-                units = list(patch.units) if patch.units is not None else slice(None)
-                estimate[i] += unit_sums(site, patch)[:, units].sum(-1)
+                cols = list(patch.units) if patch.units is not None else slice(None)
+                estimate[i] += unit_sums(site, patch)[:, cols].sum(-1)
             else:
                 mask = checker.site_mask(site, [patch], lengths)[0]  # (1|N, *mask shape)
                 estimate[i] += (per_site[site].double() * mask).reshape(n, -1).sum(-1).cpu()

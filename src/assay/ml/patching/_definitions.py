@@ -278,7 +278,8 @@ def site_shape(patch: Patch, info: ModuleInfo) -> tuple[tuple[int, ...], int, in
         pos = 0 if info.position_axis is not None and len(shape) >= 2 else None
         return shape, len(shape) - 1, pos
     if patch.site == "pattern":
-        t = info.shape[info.position_axis] if info.position_axis is not None else None
+        axis, dims = info.position_axis, info.shape
+        t = dims[axis] if axis is not None and dims is not None else None
         if t is None or info.n_heads is None:
             raise PatchingError(f"{info.name!r} is not an attention layer over a sequence")
         return (info.n_heads, t, t), 0, 1  # (H, Tq, Tk): units are heads, positions queries

@@ -28,7 +28,8 @@ class LoadedModel:
     readout."""
 
     root: nn.Module
-    fn: Callable[[torch.Tensor, int], torch.Tensor]
+    # fn(x, readout) -> outputs; fn(x, readout, lengths) when accepts_lengths
+    fn: Callable[..., torch.Tensor]
     input_kind: str  # "vector" (float observations/features) | "tokens" (int64 ids)
     description: str
     input_shape: tuple[int, ...] | None = None  # per-sample shape, when the model declares one

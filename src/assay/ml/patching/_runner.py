@@ -189,7 +189,8 @@ class BatchedPatcher:
     ) -> tuple[torch.Tensor, dict[str, tuple[Any, ...]], dict[Site, torch.Tensor]]:
         """Outputs (N, O), whole module outputs of ``capture`` (to replay) and the tensors at
         ``sites`` (to patch in), in row chunks of at most max_rows."""
-        outs, caps = [], {name: [] for name in capture}
+        outs: list[torch.Tensor] = []
+        caps: dict[str, list[tuple[Any, ...]]] = {name: [] for name in capture}
         store, recorders = capture_sites(self.model.root, list(sites))
         handles = [
             self.modules[name].register_forward_hook(
@@ -380,10 +381,11 @@ class BatchedPatcher:
                 while a < n_total:
                     # rows inputs x k definitions per forward; halved on out-of-memory
                     chunk = dict(k=k, replay=replay, unused=unused, sliced=sliced, per_site=per_site)
-                    out = self.inputs.run(
-                        lambda m, a=a, chunk=chunk: forward(a, min(n_total, a + m), **chunk),
-                        min(rows, n_total - a),
-                    )
+
+                    def piece(m: int, a: int = a, chunk: dict[str, Any] = chunk) -> torch.Tensor:
+                        return forward(a, min(n_total, a + m), **chunk)
+
+                    out = self.inputs.run(piece, min(rows, n_total - a))
                     b = min(n_total, a + self.inputs.last)
                     n_forwards += 1
                     block = compute_metrics(

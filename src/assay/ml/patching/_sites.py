@@ -51,7 +51,7 @@ def eager_attention(model: torch.nn.Module, needed: bool) -> Iterator[None]:
     """Switch an HF model to eager attention while inside (so patterns exist), if ``needed``."""
     config = getattr(model, "config", None)
     old = getattr(config, "_attn_implementation", None)
-    if not needed or old in (None, "eager"):
+    if not needed or config is None or old in (None, "eager"):
         yield
         return
     config._attn_implementation = "eager"

@@ -104,7 +104,7 @@ class Structure:
         whose input is the heads' outputs z concatenated (B, T, H * d_head)."""
         n_heads = self.n_heads(name)
         inner = [
-            m
+            (m, m.in_shape)
             for m in self.modules.values()
             if m.name.startswith(name + ".") and m.kind == "linear" and m.in_shape is not None
         ]
@@ -113,8 +113,8 @@ class Structure:
                 f"{name!r} calls no linear submodule, so its heads' outputs z (the input of "
                 "its output projection) cannot be located"
             )
-        proj = max(inner, key=lambda m: m.end)
-        width = proj.in_shape[-1]
+        proj, in_shape = max(inner, key=lambda m_in: m_in[0].end)
+        width = in_shape[-1]
         if width % n_heads:
             raise PatchingError(
                 f"{proj.name!r}'s input width {width} is not a multiple of {n_heads} heads"
@@ -297,8 +297,8 @@ def probe_structure(model: LoadedModel, sample: torch.Tensor) -> Structure:
             in_shape=rec.get("in_shape"),
             n_heads=head_count(by_name[name]) if kind == "attention" else None,
         )
-    for name, keep in readout_positions(model, sample, modules).items():
-        modules[name] = dataclasses.replace(modules[name], readout_positions=keep)
+    for name, positions in readout_positions(model, sample, modules).items():
+        modules[name] = dataclasses.replace(modules[name], readout_positions=positions)
     return Structure(
         modules=modules,
         input_kind=model.input_kind,
@@ -332,9 +332,10 @@ def select_modules(
                     f"Valid modules and sizes: {structure.valid_names()}"
                 )
             picked.extend(hits)
-        seen: set[str] = set()
-        chosen = [m for m in picked if not (m.name in seen or seen.add(m.name))]
-        return sorted(chosen, key=lambda m: m.start)
+        unique: dict[str, ModuleInfo] = {}
+        for m in picked:
+            unique.setdefault(m.name, m)  # the first of each name, in order
+        return sorted(unique.values(), key=lambda m: m.start)
     if not include_output:
         out = structure.output_module()
         chosen = [m for m in chosen if m.name != out]
