@@ -353,12 +353,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         from .core._stale import find_stale
 
         stale = find_stale(runs, store, Path(args.root or "runs"))
-    states: dict[str, int] = {}
+    by_state: dict[str, int] = {}
     for r in rows:
-        states[r.state.value] = states.get(r.state.value, 0) + 1
-    done = states.get("done", 0)
+        by_state[r.state.value] = by_state.get(r.state.value, 0) + 1
+    done = by_state.get("done", 0)
     print(f"suite {shown(suite.name)}: {done}/{len(rows)} done; "
-          + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))  # fmt: skip
+          + ", ".join(f"{v} {k}" for k, v in sorted(by_state.items())))  # fmt: skip
     if len(every) > len(rows):
         print(f"upstream runs: {_count_states(r for r in every if r.upstream)}")
     _print_in_flight([r for r in every if r.state is RunStatus.RUNNING], records)
@@ -518,6 +518,7 @@ def _family_analysis(df: Any, args: argparse.Namespace) -> list[str]:
         if not fam.analyze or not mine:
             continue
         hook = fam.resolve("analyze")
+        assert hook is not None  # fam.analyze names it
         with resolve_store(args.store, args.root, read_only=True) as store:
             records = store.query(ids=list(df["id"]))
         hook(records, Path(args.out) / fam.name if args.out else None)
@@ -571,7 +572,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
     if args.name:
         entry = get_stage(args.name)
         cls = entry.config_cls
-        rows = []
+        rows: list[tuple[Any, ...]] = []
         for key, field in cls.model_fields.items():
             default = "(required)" if field.is_required() else field.get_default(
                 call_default_factory=True)  # fmt: skip
@@ -689,8 +690,9 @@ def _family_parsers(sub: Any, argv: Sequence[str]) -> None:
         if not fam.cli:
             continue
         p = sub.add_parser(fam.name, help=f"{fam.name} commands: {fam.description}")
-        if fam.name == wanted:
-            fam.resolve("cli")(p)
+        add_commands = fam.resolve("cli") if fam.name == wanted else None
+        if add_commands is not None:
+            add_commands(p)
         p.set_defaults(func=lambda _a, p=p: (p.print_help(), EXIT_ERROR)[1])
 
 

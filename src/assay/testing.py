@@ -36,6 +36,8 @@ def check_stage(stage_name: str, root: str | Path, **overrides: Any) -> RunRecor
         raise AssertionError(f"{stage_name} smoke run failed: {record.error}")
     if record.id != run_id(entry.name, entry.version, config):
         raise AssertionError(f"{stage_name}: record id {record.id} is not the content id")
+    if record.dir is None:
+        raise AssertionError(f"{stage_name}: the store recorded no run directory")
     for name in REQUIRED_FILES:
         if not (Path(record.dir) / name).is_file():
             raise AssertionError(f"{stage_name}: run directory lacks {name}")
@@ -136,6 +138,6 @@ def check_executor(
         assert len(by_stage["example.data"]) == 1 and by_stage["example.data"][0].attempts == 1
         fits = by_stage["example.fit"]
         assert len(fits) == 4 and all(r.attempts == 1 and r.results for r in fits)
-        assert all((Path(r.dir) / "results.json").exists() for r in fits)
+        assert all(r.dir is not None and (r.dir / "results.json").exists() for r in fits)
     again = list(make_executor(options, WORKER).map(runs))
     assert sorted(o.label for o in again) == ["skipped"] * 4, [o.label for o in again]

@@ -78,7 +78,7 @@ def record_outputs(out: Path, before: dict[str, int], what: str) -> list[str]:
     files = [rel for rel, ns in stamps(out).items() if before.get(rel) != ns]
     record = {"version": MANIFEST_VERSION, "what": what, "files": sorted(files)}
     atomic_write_text(out / MANIFEST, json.dumps(record, indent=2) + "\n")
-    return record["files"]
+    return sorted(files)
 
 
 def begin_outputs(out: Path) -> dict[str, int]:

@@ -372,7 +372,9 @@ class Progress:
     @property
     def label(self) -> str:
         """``epoch 3/10, batch 120/400, evaluating``: this counter and every inner one."""
-        parts, notes, node = [], [], self
+        parts: list[str] = []
+        notes: list[str] = []
+        node: Progress | None = self
         while node is not None:
             count = f"{node.n}/{node.total}" if node.total is not None else str(node.n)
             parts.append(f"{node.desc} {count}".strip())

@@ -40,7 +40,7 @@ def import_user_modules(modules: Sequence[str], root: str | Path | None = None) 
         try:
             import_modules([module])
         except Exception as exc:
-            print(f"warning: module {module!r} remembered in {Path(root) / REMEMBERED} "
+            print(f"warning: module {module!r} remembered in {Path(root or '.') / REMEMBERED} "
                   f"does not import ({exc}); pass --import NAME if it moved", file=sys.stderr)  # fmt: skip
 
 

@@ -184,10 +184,10 @@ class Runner:
             make_dir_in_root(self.root, run_dir)  # refused before anything is written
             check_tree_in_root(self.root, run_dir, verb="run in")
         except OutsideRootError as exc:
-            error = f"{type(exc).__name__}: {exc} with --retry-failed"
-            self.store.finish(rid, self.owner, RunStatus.FAILED, attempt=attempt, error=error)
+            refused = f"{type(exc).__name__}: {exc} with --retry-failed"
+            self.store.finish(rid, self.owner, RunStatus.FAILED, attempt=attempt, error=refused)
             return RunRecord(rid, entry.name, RunStatus.FAILED, json.loads(planned.config_json),
-                             error=error, attempts=attempt, owner=self.owner, dir=run_dir)  # fmt: skip
+                             error=refused, attempts=attempt, owner=self.owner, dir=run_dir)  # fmt: skip
         if attempt > 1:  # only an earlier attempt can have left a result to adopt
             adopted = self._adopt(planned, run_dir, attempt)
             if adopted is not None:
@@ -217,7 +217,7 @@ class Runner:
                 results = run_in_child(entry, planned, handle, self.options.timeout_s)
             else:
                 results = call_stage(entry, config, handle)
-            status, error = RunStatus.DONE, None
+            status, error = RunStatus.DONE, None  # error: str | None
         except KeyboardInterrupt:
             self._heartbeat.unwatch()
             handle.log(f"attempt {attempt} interrupted; the run goes back to pending")

@@ -66,8 +66,11 @@ class RayExecutor(Executor):
         started_here = not ray.is_initialized()
         if started_here:
             address = self.params_given.get("address")
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     **({} if address else {"num_cpus": self.options.workers}))  # fmt: skip
+            if address:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            else:  # a local Ray for this suite, one CPU per worker
+                ray.init(include_dashboard=False, log_to_driver=False,
+                         num_cpus=self.options.workers)  # fmt: skip
         try:
             remote = ray.remote(self.worker.execute_chunk)
             modules = stage_modules(runs, self.modules)

@@ -263,7 +263,7 @@ class SubmititExecutor(Executor):
         groups: dict[Resources, list[list[PlannedRun]]] = {}
         for needs, chunk in pack(runs, given.get("runs_per_job", 1)):
             groups.setdefault(needs, []).append(chunk)
-        submitted = []
+        submitted: list[Any] = []
         for needs, chunks in groups.items():
             params = {_FROM_RESOURCES[k]: v for k, v in needs.model_dump().items()
                       if v is not None}  # fmt: skip

@@ -95,9 +95,9 @@ def aggregate_curves(
             if thinned:
                 notes.append(f"{metric} / {group}: {len(per_step)} logged steps; every "
                              f"{math.ceil(len(per_step) / MAX_STEPS)}th is drawn")  # fmt: skip
-            x = [v for st in steps for v in per_step[st]]
+            values = [v for st in steps for v in per_step[st]]
             codes = [i for i, st in enumerate(steps) for _ in per_step[st]]
-            iv = group_intervals(codes, x, len(steps), bounds=bounds_of[metric])
+            iv = group_intervals(codes, values, len(steps), bounds=bounds_of[metric])
             ns = [int(v) for v in iv["n"]]
             bad = [int(a + b + c) for a, b, c in zip(iv["n_nan"], iv["n_posinf"], iv["n_neginf"],
                                                      strict=True)]  # fmt: skip

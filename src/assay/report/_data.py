@@ -290,7 +290,7 @@ def _table(
         notes.append(f"{len(results)} result keys: the table shows the first "
                      f"{MAX_RESULT_COLUMNS}; each run's detail has all of them")  # fmt: skip
         results = results[:MAX_RESULT_COLUMNS]
-    columns = [{"key": "index", "label": "#", "kind": "meta"},
+    columns: list[dict[str, Any]] = [{"key": "index", "label": "#", "kind": "meta"},
                {"key": "id", "label": "id", "kind": "meta"},
                {"key": "state", "label": "state", "kind": "meta"}]  # fmt: skip
     columns += [{"key": c, "label": c.removeprefix("config."), "kind": "param"} for c in params]
@@ -314,15 +314,16 @@ def _table(
         if duration is None and rec.status is RunStatus.RUNNING and rec.started:
             duration = now - rec.started
         commit = (git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else "")
-        row = [index.get(rec.id), rec.id, rec.status.value]
+        row: list[Any] = [index.get(rec.id), rec.id, rec.status.value]
         row += [_cell(cells.get(c)) for c in [*params, *results]]
         row += [None if duration is None else round(duration, 3), rec.attempts, commit or None]
         if stale:
             row.append(stale.get(rec.id))
         rows.append(row)
-    for j, c in enumerate(columns):
+    column: dict[str, Any]
+    for j, column in enumerate(columns):
         vals = [row[j] for row in rows if row[j] is not None]
-        c["numeric"] = bool(vals) and all(_is_number(v) for v in vals)
+        column["numeric"] = bool(vals) and all(_is_number(v) for v in vals)
     return {"columns": columns, "rows": rows, "notes": notes,
             "param_keys": [c.removeprefix("config.") for c in params]}  # fmt: skip
 

@@ -149,7 +149,8 @@ def _csv_table(path: Path, base: Path) -> dict[str, Any]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, [])
-        rows, n = [], 0
+        rows: list[list[str]] = []
+        n = 0
         for row in reader:
             n += 1
             if len(rows) < MAX_TABLE_ROWS:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from ..core._guard import make_dir_in_root
 from ._base import (
@@ -22,6 +22,9 @@ from ._base import (
 )
 
 WANDB_TAG_CHARS = 64  # W&B refuses longer tags
+
+
+WandbMode = Literal["online", "offline", "disabled", "shared"]
 
 
 class WandbSink(Sink):
@@ -47,7 +50,7 @@ class WandbSink(Sink):
         tags = [t[:WANDB_TAG_CHARS]
                 for t in dict.fromkeys([ctx.run_id, ctx.project, ctx.stage, *role])]  # fmt: skip
         self.run = wandb.init(
-            mode=os.environ.get("WANDB_MODE", "offline"), dir=str(ctx.root),
+            mode=cast(WandbMode, os.environ.get("WANDB_MODE", "offline")), dir=str(ctx.root),
             project=safe_name(ctx.project), name=ctx.run_id, id=ctx.tracker_id, group=ctx.group,
             job_type=ctx.stage, tags=tags, config={**ctx.config, "_assay": ctx.tags},
             settings=settings, reinit="create_new",

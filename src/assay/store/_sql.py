@@ -71,7 +71,7 @@ _HEARTBEAT = (
 )
 _FINISH_WHERE = (_c.id == _b("b_id"), _c.owner == _b("b_owner"),
                  _c.status == RunStatus.RUNNING.value)  # fmt: skip
-_FINISH_VALUES = dict(status=_b("b_status"), results=_b("b_results"), error=_b("b_error"),
+_FINISH_VALUES: dict[str, Any] = dict(status=_b("b_status"), results=_b("b_results"), error=_b("b_error"),
                       ended=_b("b_now"))  # fmt: skip
 _FINISH = sa.update(runs_table).where(*_FINISH_WHERE).values(**_FINISH_VALUES)
 _FINISH_AT = (sa.update(runs_table).where(*_FINISH_WHERE, _c.attempts == _b("b_attempt"))
@@ -277,7 +277,7 @@ class SQLStore(Store):
         retry_failed: bool,
         stale_after_s: float,
         liveness: Callable[[str], bool | None],
-        ensure: tuple[str, dict[str, Any], str] | None = None,
+        ensure: tuple[str, str, str] | None = None,
     ) -> int | None:
         with self.engine.begin() as conn:
             if ensure is not None:  # one transaction for "record if new" and "claim"
@@ -408,6 +408,7 @@ def _taken_over(alive: bool | None, beat: float | None, stale_before: float) -> 
 
 
 def _insert_ignore(engine: sa.Engine, table: sa.Table) -> Any:
+    insert: Any
     if engine.dialect.name == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
     elif engine.dialect.name == "postgresql":
