@@ -17,8 +17,8 @@ import numpy as np
 from assay import atomic_path, is_replicate, save_figure
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
+def _flat(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         out |= _flat(v, key + ".") if isinstance(v, dict) else {key: json.dumps(v)}

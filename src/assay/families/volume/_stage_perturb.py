@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -120,7 +120,7 @@ class PerturbConfig(TorchConfig):
         for k in sorted(self.levels):
             for v in self.values or [None]:
                 update: dict = {"extra_samples": k}
-                if self.vary is not None:
+                if self.vary is not None and v is not None:  # both or neither (validated)
                     update[self.vary] = int(v) if self.vary in ("batch_size", "epochs") else v
                 out.append(TrainConfig(**{**self.train.model_dump(), **update}))
         return out
@@ -176,7 +176,8 @@ def perturb(config: PerturbConfig, run: Run) -> dict:
     # resume after the last finished model if this run was killed
     # (the checkpoint holds tensors only, so it loads without unpickling anything else)
     saved = run.load_checkpoint()
-    state = {"done": 0, "passes": 0, "out": _empty(config, split, len(ups))}
+    # done: models finished; passes: forward passes; out: name -> curves array
+    state: dict[str, Any] = {"done": 0, "passes": 0, "out": _empty(config, split, len(ups))}
     if saved is not None:
         state = {**saved, "out": {k: v.numpy() for k, v in saved["out"].items()}}
     t0 = time.perf_counter()

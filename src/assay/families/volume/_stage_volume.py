@@ -16,7 +16,7 @@ import csv
 import json
 import logging
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -81,6 +81,7 @@ def _radii(config: VolumeConfig, data, i: int, j: int, kind: str) -> np.ndarray:
     """(M,) radii of model i in landscape j, kind "loss" (loss > tau) or "accuracy" (acc < a)."""
     p = config.perturb
     limit = config.threshold if kind == "loss" else config.accuracy_threshold
+    assert limit is not None  # "accuracy" is asked for only with an accuracy_threshold
     if p.mode == "exact":
         curves = data["loss" if kind == "loss" else "accuracy"][i, j]  # (M, C)
         return radii_from_curves(curves, data["coefficients"], data["norms"], limit, kind)
@@ -152,7 +153,10 @@ def volume(config: VolumeConfig, run: Run) -> dict:
     above = [v > tau for v in own_loss]
     cutoffs = [0 if above[i] else cutoff_level(data["centre_losses"][i], base, tau)
                for i in range(len(models))]  # fmt: skip
-    rows, results, per_land, radii_out = [], {}, [], {}
+    rows: list[dict[str, Any]] = []  # one per (landscape, model)
+    results: dict[str, Any] = {}  # the run's results (numbers, and "_flags")
+    per_land: list[dict[str, Any]] = []
+    radii_out: dict[str, np.ndarray] = {}
     for L in lands:
         idx = [i for i, k in enumerate(levels) if k >= L]  # models trained on >= L extra
         radii = np.stack([_radii(config, data, i, cached.index(L), "loss") for i in idx])  # (n, M)
@@ -192,7 +196,9 @@ def volume(config: VolumeConfig, run: Run) -> dict:
         run.log(f"WARNING: {w}")
     _write_table(run, rows)
     with run.write_artifact("radii.npz") as tmp:
-        np.savez(tmp, seeds=data["seeds"], **radii_out)
+        # numpy's stub puts `allow_pickle: bool` beside `**kwds: ArrayLike`, so mypy matches
+        # any str-keyed dict against that bool; these keys are "L{level}/{model label}"
+        np.savez(tmp, seeds=data["seeds"], **radii_out)  # type: ignore[arg-type]
     labels = [m["label"] for m in models]
     run.save_json("summary.json", {
         "threshold": tau, "landscapes": per_land, "warnings": warnings,

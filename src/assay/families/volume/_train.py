@@ -42,13 +42,14 @@ def sam_step(
     """
     loss = closure()
     loss.backward()
-    params = [p for p in model.parameters() if p.grad is not None]
+    with_grad = [(p, p.grad) for p in model.parameters() if p.grad is not None]
+    params = [p for p, _ in with_grad]
     with torch.no_grad():
-        scaled = [(p.abs() * p.grad) if adaptive else p.grad for p in params]
+        scaled = [(p.abs() * g) if adaptive else g for p, g in with_grad]
         if origin:
             norm = torch.cat([s.flatten() for s in scaled]).norm(p=2)
             scale = rho / (norm + 1e-12)
-            eps = [(p.abs() if adaptive else 1.0) * p.grad * scale for p in params]
+            eps = [(p.abs() if adaptive else 1.0) * g * scale for p, g in with_grad]
         else:
             norm = torch.linalg.vector_norm(torch.stack([s.norm() for s in scaled]))
             eps = [(p.abs() if adaptive else 1.0) * s * (rho / (norm + 1e-12)) for p, s in
@@ -93,7 +94,7 @@ def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None
         for i in range(0, n, bs):
             idx = order[i : i + bs]
             xb, yb = x[idx], y[idx]
-            out = {}
+            out: dict[str, torch.Tensor] = {}
 
             def closure(xb=xb, yb=yb, out=out):
                 logits = model(xb)
