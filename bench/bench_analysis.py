@@ -49,16 +49,35 @@ def write_runs(root: Path, n_groups: int, n_seeds: int) -> None:
     rows = []
     for g in range(n_groups):
         for seed in range(n_seeds):
-            config = {"degree": 3, "l2": 1e-6 * (g + 1), "seed": seed,
-                      "data": {"n_train": 30, "seed": seed}}  # fmt: skip
-            results = {"test_mse": float(rng.normal(1 + g % 7, 0.1)),
-                       "test_accuracy": float(rng.uniform(0.5, 1.0)),
-                       "load_s": 0.01, "threads": 1}  # fmt: skip
-            rows.append({"id": f"example_fit_{g:06d}{seed:06d}", "stage": "example.fit",
-                         "status": "done", "config": dumps(config), "results": dumps(results),
-                         "error": None, "attempts": 1, "owner": None, "heartbeat": None,
-                         "created": now, "started": now, "ended": now + 0.01,
-                         "dir": f"example_fit_{g:06d}{seed:06d}"})  # fmt: skip
+            config = {
+                "degree": 3,
+                "l2": 1e-6 * (g + 1),
+                "seed": seed,
+                "data": {"n_train": 30, "seed": seed},
+            }
+            results = {
+                "test_mse": float(rng.normal(1 + g % 7, 0.1)),
+                "test_accuracy": float(rng.uniform(0.5, 1.0)),
+                "load_s": 0.01,
+                "threads": 1,
+            }
+            rows.append(
+                {
+                    "id": f"example_fit_{g:06d}{seed:06d}",
+                    "stage": "example.fit",
+                    "status": "done",
+                    "config": dumps(config),
+                    "results": dumps(results),
+                    "error": None,
+                    "attempts": 1,
+                    "owner": None,
+                    "heartbeat": None,
+                    "created": now,
+                    "started": now,
+                    "ended": now + 0.01,
+                    "dir": f"example_fit_{g:06d}{seed:06d}",
+                }
+            )
     store = resolve_store(None, root)
     with store.engine.begin() as conn:  # one transaction: 10,000 commits would take minutes
         conn.execute(sa.insert(runs_table), rows)
@@ -69,8 +88,13 @@ def write_runs(root: Path, n_groups: int, n_seeds: int) -> None:
 
 
 def old_labels(df: pd.DataFrame) -> pd.Series:
-    groups = [c for c in df.columns if c.startswith("config.") and c.rsplit(".", 1)[-1] != "seed"
-              and df[c].astype(str).nunique(dropna=False) > 1]  # fmt: skip
+    groups = [
+        c
+        for c in df.columns
+        if c.startswith("config.")
+        and c.rsplit(".", 1)[-1] != "seed"
+        and df[c].astype(str).nunique(dropna=False) > 1
+    ]
     parts = [df[c].astype(str).radd(c.removeprefix("config.") + "=") for c in groups]
     label = parts[0]
     for p in parts[1:]:
@@ -89,10 +113,18 @@ def old_summarize(df: pd.DataFrame, metrics: list[str], limit: int | None = None
             n = len(values)
             mean = float(values.mean())
             std = float(values.std(ddof=1)) if n > 1 else math.nan
-            half = (float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1
-                    else math.nan)  # fmt: skip
-            rows.append({"group": label, "metric": metric, "n": n, "mean": mean, "std": std,
-                         "ci_low": mean - half, "ci_high": mean + half})  # fmt: skip
+            half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)) if n > 1 else math.nan
+            rows.append(
+                {
+                    "group": label,
+                    "metric": metric,
+                    "n": n,
+                    "mean": mean,
+                    "std": std,
+                    "ci_low": mean - half,
+                    "ci_high": mean + half,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -106,14 +138,25 @@ def old_compare(df: pd.DataFrame, metrics: list[str], limit: int | None = None) 
             other = df[labels == label]
             a = pd.to_numeric(base[metric], errors="coerce").to_numpy(float)
             b = pd.to_numeric(other[metric], errors="coerce").to_numpy(float)
-            p_welch = (float(stats.ttest_ind(b, a, equal_var=False).pvalue)
-                       if len(a) > 1 and len(b) > 1 else math.nan)  # fmt: skip
-            joined = pd.merge(base[["config.seed", metric]], other[["config.seed", metric]],
-                              on="config.seed", suffixes=("_a", "_b")).dropna()  # fmt: skip
-            p_paired = (float(stats.ttest_rel(joined[f"{metric}_b"], joined[f"{metric}_a"])
-                              .pvalue) if len(joined) > 1 else math.nan)  # fmt: skip
-            rows.append({"metric": metric, "group": label, "p_welch": p_welch,
-                         "p_paired": p_paired})  # fmt: skip
+            p_welch = (
+                float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+                if len(a) > 1 and len(b) > 1
+                else math.nan
+            )
+            joined = pd.merge(
+                base[["config.seed", metric]],
+                other[["config.seed", metric]],
+                on="config.seed",
+                suffixes=("_a", "_b"),
+            ).dropna()
+            p_paired = (
+                float(stats.ttest_rel(joined[f"{metric}_b"], joined[f"{metric}_a"]).pvalue)
+                if len(joined) > 1
+                else math.nan
+            )
+            rows.append(
+                {"metric": metric, "group": label, "p_welch": p_welch, "p_paired": p_paired}
+            )
     return pd.DataFrame(rows)
 
 
@@ -161,8 +204,18 @@ def bench(root: Path, n_groups: int, n_seeds: int) -> dict[str, float]:
         np.testing.assert_allclose(new_cmp[col], old_cmp[col], rtol=1e-9, equal_nan=True)
     _, t_table = timed(print_table, summary)
     _, t_page = timed(lambda: print_table(table_page(summary, "summary", None)[0]))
-    cmd = [sys.executable, "-m", "assay", "analyze", "--stage", "example.fit", "--root",
-           str(root), "--metric", "test_mse,test_accuracy"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "assay",
+        "analyze",
+        "--stage",
+        "example.fit",
+        "--root",
+        str(root),
+        "--metric",
+        "test_mse,test_accuracy",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     t_cli = time.perf_counter() - t0
@@ -173,13 +226,22 @@ def bench(root: Path, n_groups: int, n_seeds: int) -> dict[str, float]:
         t_cli = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-2000:]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import assay.analysis._frames, pandas, scipy.stats"],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", "import assay.analysis._frames, pandas, scipy.stats"], check=True
+    )
     t_imports = time.perf_counter() - t0
-    return {"load_runs": t_load, "summarize": t_sum, "summarize_old": t_sum_old,
-            "compare": t_cmp, "compare_old": t_cmp_old, "table_full": t_table,
-            "table_paged": t_page, "cli": t_cli, "cli_imports": t_imports,
-            "cli_lines": proc.stdout.count("\n")}  # fmt: skip
+    return {
+        "load_runs": t_load,
+        "summarize": t_sum,
+        "summarize_old": t_sum_old,
+        "compare": t_cmp,
+        "compare_old": t_cmp_old,
+        "table_full": t_table,
+        "table_paged": t_page,
+        "cli": t_cli,
+        "cli_imports": t_imports,
+        "cli_lines": proc.stdout.count("\n"),
+    }
 
 
 def main() -> None:
@@ -215,9 +277,11 @@ def main() -> None:
         "every run) and scaled to all groups"
     )
     small, big = (res[g] for g, _ in shapes)
-    print(f"CLI at {shapes[1][0]:,} groups / at 10 groups: {big['cli'] / small['cli']:.2f}x; "
-          f"old summarize+compare at {shapes[1][0]:,} groups / new whole CLI: "
-          f"{(big['summarize_old'] + big['compare_old']) / big['cli']:.1f}x")  # fmt: skip
+    print(
+        f"CLI at {shapes[1][0]:,} groups / at 10 groups: {big['cli'] / small['cli']:.2f}x; "
+        f"old summarize+compare at {shapes[1][0]:,} groups / new whole CLI: "
+        f"{(big['summarize_old'] + big['compare_old']) / big['cli']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

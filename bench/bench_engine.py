@@ -68,8 +68,10 @@ if __name__ == "__main__":
 
 def suite_file(work: Path, n: int, sleep_ms: float = 0.0) -> Path:
     path = work / f"suite_{n}_{sleep_ms}.yaml"
-    path.write_text(f"stage: bench.trivial\nconfig: {{sleep_ms: {sleep_ms}}}\n"
-                    f"sweep: {{grid: {{x: {list(range(n))}}}}}\n")  # fmt: skip
+    path.write_text(
+        f"stage: bench.trivial\nconfig: {{sleep_ms: {sleep_ms}}}\n"
+        f"sweep: {{grid: {{x: {list(range(n))}}}}}\n"
+    )
     return path
 
 
@@ -79,8 +81,9 @@ def cli(work: Path, *args: str, check: bool = True) -> tuple[float, float]:
     env = {**os.environ, "PYTHONPATH": str(work)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "assay", *args], env=env, cwd=work, check=check,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "assay", *args], env=env, cwd=work, check=check, capture_output=True
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -99,8 +102,9 @@ def time_inline(work: Path, n: int, name: str = "inline") -> float:
     sys.path.insert(0, str(work))
     import benchstages  # noqa: F401
 
-    suite = assay.Suite(name="b", stage="bench.trivial", config={},
-                        sweep={"grid": {"x": list(range(n))}})  # fmt: skip
+    suite = assay.Suite(
+        name="b", stage="bench.trivial", config={}, sweep={"grid": {"x": list(range(n))}}
+    )
     warm = assay.Suite(name="w", stage="bench.trivial", config={}, sweep={"grid": {"x": [-1]}})
     assay.run_suite(warm, root=work / name)  # imports and the store's creation, untimed
     t0 = time.perf_counter()
@@ -117,9 +121,11 @@ def time_floor(work: Path, n: int, name: str = "floor") -> float:
     db = sqlite3.connect(root / "assay.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("CREATE TABLE runs (id TEXT PRIMARY KEY, stage TEXT, status TEXT, config TEXT, "
-               "results TEXT, error TEXT, attempts INT, owner TEXT, heartbeat REAL, "
-               "created REAL, started REAL, ended REAL, dir TEXT)")  # fmt: skip
+    db.execute(
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, stage TEXT, status TEXT, config TEXT, "
+        "results TEXT, error TEXT, attempts INT, owner TEXT, heartbeat REAL, "
+        "created REAL, started REAL, ended REAL, dir TEXT)"
+    )
 
     def write_atomic(path: Path, text: str) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
@@ -132,13 +138,17 @@ def time_floor(work: Path, n: int, name: str = "floor") -> float:
         rid = f"bench_trivial_{x:012x}"
         config = json.dumps({"x": x, "seed": 0, "sleep_ms": 0.0})
         db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT OR IGNORE INTO runs (id, stage, status, config, attempts, created, "
-                   "dir) VALUES (?, 'bench.trivial', 'pending', ?, 0, ?, ?)",
-                   (rid, config, time.time(), rid))  # fmt: skip
+        db.execute(
+            "INSERT OR IGNORE INTO runs (id, stage, status, config, attempts, created, "
+            "dir) VALUES (?, 'bench.trivial', 'pending', ?, 0, ?, ?)",
+            (rid, config, time.time(), rid),
+        )
         row = db.execute("SELECT status, attempts FROM runs WHERE id = ?", (rid,)).fetchone()
-        db.execute("UPDATE runs SET status='running', owner='me', heartbeat=?, started=?, "
-                   "attempts=attempts+1 WHERE id=? AND status=? AND attempts=?",
-                   (time.time(), time.time(), rid, row[0], row[1]))  # fmt: skip
+        db.execute(
+            "UPDATE runs SET status='running', owner='me', heartbeat=?, started=?, "
+            "attempts=attempts+1 WHERE id=? AND status=? AND attempts=?",
+            (time.time(), time.time(), rid, row[0], row[1]),
+        )
         db.execute("COMMIT")
         run_dir = root / rid
         run_dir.mkdir()
@@ -148,8 +158,10 @@ def time_floor(work: Path, n: int, name: str = "floor") -> float:
         with open(run_dir / ".results.attempt-1.json", "w") as f:
             f.write(results)
         db.execute("BEGIN IMMEDIATE")
-        db.execute("UPDATE runs SET status='done', results=?, ended=? WHERE id=? AND owner='me'",
-                   (results, time.time(), rid))  # fmt: skip
+        db.execute(
+            "UPDATE runs SET status='done', results=?, ended=? WHERE id=? AND owner='me'",
+            (results, time.time(), rid),
+        )
         db.execute("COMMIT")
         os.replace(run_dir / ".results.attempt-1.json", run_dir / "results.json")
         with open(run_dir / "log.txt", "a") as f:
@@ -165,8 +177,13 @@ def time_floor(work: Path, n: int, name: str = "floor") -> float:
 def time_cli(work: Path, n: int, root: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(work)}
     t0 = time.perf_counter()
-    subprocess.run(assay_cmd(work, "run", str(suite_file(work, n)), "--root", root), env=env,
-                   cwd=work, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        assay_cmd(work, "run", str(suite_file(work, n)), "--root", root),
+        env=env,
+        cwd=work,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - t0
 
 
@@ -177,9 +194,15 @@ def time_hydra(work: Path, n: int) -> float | None:
         return None
     app = work / "hydra_app.py"
     app.write_text(textwrap.dedent(HYDRA_APP))
-    cmd = [sys.executable, str(app), "-m", f"+x=range(0,{n})",
-           f"hydra.sweep.dir={work / f'multirun_{n}'}", "hydra/job_logging=disabled",
-           "hydra/hydra_logging=disabled"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(app),
+        "-m",
+        f"+x=range(0,{n})",
+        f"hydra.sweep.dir={work / f'multirun_{n}'}",
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, cwd=work)
     return time.perf_counter() - t0
@@ -192,8 +215,10 @@ def time_identical(work: Path, n: int, copies: int, root: str, sleep_ms: float) 
     env = {**os.environ, "PYTHONPATH": str(work)}
     cmd = assay_cmd(work, "run", str(suite_file(work, n, sleep_ms)), "--root", root)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE) for _ in range(copies)]  # fmt: skip
+    procs = [
+        subprocess.Popen(cmd, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(copies)
+    ]
     for p in procs:
         _, err = p.communicate()
         assert p.returncode == 0, err.decode()
@@ -223,12 +248,29 @@ def big_suite(work: Path, n: int) -> tuple[Path, dict[str, tuple[float, float]]]
     now = time.time()
     # bulk-record every run as done: the timed commands only read the store
     with resolve_store(None, root) as store, store.engine.begin() as conn:
-        conn.execute(runs_table.insert(), [
-            {"id": r.id, "stage": r.stage, "status": "done", "config": r.config_json,
-             "results": json.dumps({"y": 1}), "attempts": 1, "created": now,
-             "started": now, "ended": now, "dir": r.id} for r in runs])  # fmt: skip
-    for name, args in (("run --dry-run", ["run", str(suite), "--dry-run"]),
-                       ("status", ["status", str(suite)]), ("ls", ["ls"])):  # fmt: skip
+        conn.execute(
+            runs_table.insert(),
+            [
+                {
+                    "id": r.id,
+                    "stage": r.stage,
+                    "status": "done",
+                    "config": r.config_json,
+                    "results": json.dumps({"y": 1}),
+                    "attempts": 1,
+                    "created": now,
+                    "started": now,
+                    "ended": now,
+                    "dir": r.id,
+                }
+                for r in runs
+            ],
+        )
+    for name, args in (
+        ("run --dry-run", ["run", str(suite), "--dry-run"]),
+        ("status", ["status", str(suite)]),
+        ("ls", ["ls"]),
+    ):
         times[name] = cli(
             work,
             *args,
@@ -255,8 +297,12 @@ def time_loading(work: Path, n: int) -> tuple[float, float, int]:
     import assay
 
     root = work / "inline"
-    assay.run_suite(assay.Suite(name="b", stage="bench.trivial", config={},
-                                sweep={"grid": {"x": list(range(n))}}), root=root)  # fmt: skip
+    assay.run_suite(
+        assay.Suite(
+            name="b", stage="bench.trivial", config={}, sweep={"grid": {"x": list(range(n))}}
+        ),
+        root=root,
+    )
     t0 = time.perf_counter()
     df = assay.load_runs(root, stage="bench.trivial")
     t_assay = time.perf_counter() - t0
@@ -287,8 +333,10 @@ def main() -> None:
         floor, inline = min(floors), min(inlines)
         print(f"# 1. per run, inline, {n_inline} trivial runs (SQLite, one process)")
         print(f"floor (raw os + sqlite3, same operations): {1000 * floor / n_inline:.2f} ms/run")
-        print(f"assay run_suite:                           {1000 * inline / n_inline:.2f} ms/run"
-              f"  = {inline / floor:.2f}x the floor (target <= 1.5x; <= 5 ms)")  # fmt: skip
+        print(
+            f"assay run_suite:                           {1000 * inline / n_inline:.2f} ms/run"
+            f"  = {inline / floor:.2f}x the floor (target <= 1.5x; <= 5 ms)"
+        )
 
         small, large = 20, 200
         # best of three fresh roots each: one slow start-up on a shared machine would swamp
@@ -303,8 +351,10 @@ def main() -> None:
         )
         if h20 is not None and h200 is not None:
             h_marg = (h200 - h20) / (large - small)
-            print(f"hydra multirun:   {1000 * h_marg:.2f} ms/job (20 jobs {h20:.2f} s, 200 "
-                  f"{h200:.2f} s)")  # fmt: skip
+            print(
+                f"hydra multirun:   {1000 * h_marg:.2f} ms/job (20 jobs {h20:.2f} s, 200 "
+                f"{h200:.2f} s)"
+            )
             print(f"assay's marginal cost is {h_marg / a_marg:.1f}x below hydra's (target >= 15x)")
         else:
             print("hydra-core not installed: pip install -c constraints.txt 'assay[bench]'")
@@ -313,8 +363,10 @@ def main() -> None:
         one = time_identical(work, 200, 1, "share1", sleep_ms)
         three = time_identical(work, 200, 3, "share3", sleep_ms)
         print(f"\n# 3. 200 runs of {sleep_ms:.0f} ms: three identical invocations at once")
-        print(f"one invocation: {one:.2f} s; three together: {three:.2f} s = {three / one:.2f}x "
-              "(target <= 0.6x)")  # fmt: skip
+        print(
+            f"one invocation: {one:.2f} s; three together: {three:.2f} s = {three / one:.2f}x "
+            "(target <= 0.6x)"
+        )
 
         _, times = big_suite(work, n_big)
         print(f"\n# 4. a {n_big:,}-run suite (target: each < 2 s), whole commands")
@@ -324,13 +376,17 @@ def main() -> None:
 
         t_assay, t_hydra = time_import("assay"), time_import("hydra")
         print("\n# 5. import time (best of 5, fresh interpreter, includes python start-up)")
-        print(f"import assay {t_assay:.3f} s; import hydra {t_hydra:.3f} s = "
-              f"{t_assay / t_hydra:.2f}x (target <= 1.0x)")  # fmt: skip
+        print(
+            f"import assay {t_assay:.3f} s; import hydra {t_hydra:.3f} s = "
+            f"{t_assay / t_hydra:.2f}x (target <= 1.0x)"
+        )
 
         t_load, t_files, n = time_loading(work, n_load)
         print(f"\n# 6. loading {n:,} recorded runs into a DataFrame")
-        print(f"read every results.json: {t_files:.3f} s; assay.load_runs: {t_load:.3f} s "
-              f"= {t_load / t_files:.2f}x (target <= 1 s)")  # fmt: skip
+        print(
+            f"read every results.json: {t_files:.3f} s; assay.load_runs: {t_load:.3f} s "
+            f"= {t_load / t_files:.2f}x (target <= 1 s)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

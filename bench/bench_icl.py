@@ -54,8 +54,15 @@ def _setup(args):
     graph = build_graph(GraphConfig(kind="hsbm", p_inter=0.1, bridge_penalty=0.3), rng)
     walk = random_walks(graph, 1, args.words, rng)[0]
     tok = build_word_tokenizer(load_words("common"), specials={"eos": None})
-    model = build_model("gpt2", vocab_size=len(tok), d_model=args.d_model, n_layers=args.layers,
-                        n_heads=args.heads, max_positions=256, seed=0).eval()  # fmt: skip
+    model = build_model(
+        "gpt2",
+        vocab_size=len(tok),
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        max_positions=256,
+        seed=0,
+    ).eval()
     return LM(model, tok, add_bos=False), graph, walk, [graph.words[i] for i in walk]
 
 
@@ -90,15 +97,15 @@ def child(args) -> None:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _call(args.child, args, lm, words, walk, graph)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    Path(args.out).write_text(json.dumps({"peak_rss_mb": peak / 1024,
-                                          "growth_mb": (peak - base) / 1024}))  # fmt: skip
+    Path(args.out).write_text(
+        json.dumps({"peak_rss_mb": peak / 1024, "growth_mb": (peak - base) / 1024})
+    )
 
 
 def _max_diff(a, b) -> float:
     worst = 0.0
     for k in a.influence:
-        np.testing.assert_allclose(b.influence[k], a.influence[k], rtol=1e-4, atol=1e-6,
-                                   err_msg=k)  # fmt: skip
+        np.testing.assert_allclose(b.influence[k], a.influence[k], rtol=1e-4, atol=1e-6, err_msg=k)
         ok = np.isfinite(a.influence[k])
         assert (np.isfinite(b.influence[k]) == ok).all(), k
         worst = max(worst, float(np.abs(b.influence[k][ok] - a.influence[k][ok]).max()))
@@ -119,8 +126,18 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         return child(args)
-    common = ["--words", str(args.words), "--layers", str(args.layers), "--d-model",
-              str(args.d_model), "--heads", str(args.heads), "--threads", str(args.threads)]  # fmt: skip
+    common = [
+        "--words",
+        str(args.words),
+        "--layers",
+        str(args.layers),
+        "--d-model",
+        str(args.d_model),
+        "--heads",
+        str(args.heads),
+        "--threads",
+        str(args.threads),
+    ]
     tmp = Path(tempfile.mkdtemp(prefix="bench_icl."))
     mem = {}
     for side in ("published", "assay"):
@@ -146,11 +163,13 @@ def main() -> None:
             best_cpu[name] = min(best_cpu[name], time.process_time() - c0)
     cfg = lm.model.config
     blocks = sum(t.numel() for t in lm.model.base_model.h.parameters())
-    print(f"all-layer LOO: {args.words}-word context, GPT-2-style {cfg.n_layer} blocks, d_model "
-          f"{cfg.n_embd}, {cfg.n_head} heads, d_ff {4 * cfg.n_embd}, {blocks / 1e6:.2f}M block "
-          f"parameters, vocab {cfg.vocab_size}; {cfg.n_layer + 1} layers x {args.words} "
-          f"left-out words; {args.threads} torch thread(s), best of {args.repeats} "
-          f"(CPU time of the timing loop {time.process_time() - cpu0:.0f} s)")  # fmt: skip
+    print(
+        f"all-layer LOO: {args.words}-word context, GPT-2-style {cfg.n_layer} blocks, d_model "
+        f"{cfg.n_embd}, {cfg.n_head} heads, d_ff {4 * cfg.n_embd}, {blocks / 1e6:.2f}M block "
+        f"parameters, vocab {cfg.vocab_size}; {cfg.n_layer + 1} layers x {args.words} "
+        f"left-out words; {args.threads} torch thread(s), best of {args.repeats} "
+        f"(CPU time of the timing loop {time.process_time() - cpu0:.0f} s)"
+    )
     ref = res["published"]
     for name in sides:
         diff = "" if name == "published" else f"  max |diff| {_max_diff(ref, res[name]):.1e}"
@@ -160,9 +179,11 @@ def main() -> None:
             if m
             else ""
         )
-        print(f"  {name:34s} {best[name]:7.3f} s {best['published'] / best[name]:5.1f}x  CPU "
-              f"{best_cpu[name]:7.3f} s {best_cpu['published'] / best_cpu[name]:5.1f}x  "
-              f"{res[name].forwards:4d} forwards{diff}{rss}")  # fmt: skip
+        print(
+            f"  {name:34s} {best[name]:7.3f} s {best['published'] / best[name]:5.1f}x  CPU "
+            f"{best_cpu[name]:7.3f} s {best_cpu['published'] / best_cpu[name]:5.1f}x  "
+            f"{res[name].forwards:4d} forwards{diff}{rss}"
+        )
     print(
         f"  identical influences; speed-up of icl.loo's default: "
         f"{best['published'] / best['assay']:.1f}x wall, "

@@ -29,8 +29,11 @@ READY_TIMEOUT_S = 300  # workers importing and planning on a busy 2-core machine
 
 
 def suite_dict(n_runs: int, marker_dir: Path) -> dict:
-    return {"stage": "t.count", "config": {"marker_dir": str(marker_dir)},
-            "sweep": {"grid": {"x": list(range(n_runs))}}}  # fmt: skip
+    return {
+        "stage": "t.count",
+        "config": {"marker_dir": str(marker_dir)},
+        "sweep": {"grid": {"x": list(range(n_runs))}},
+    }
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -64,16 +67,22 @@ def run_load(store: str | None, base: Path, n_runs: int, n_procs: int) -> dict:
 
     root = base / "runs"
     (base / "ready").mkdir(parents=True)
-    env = {**os.environ, "ASSAY_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "engine"),
-                                          os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    env = {
+        **os.environ,
+        "ASSAY_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "tests" / "engine"), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
     cmd = [sys.executable, __file__, "--worker", "--root", str(root), "--runs", str(n_runs)]
     if store:
         cmd += ["--store", store]
     with assay.resolve_store(store, root):  # create the schema once, before the race
         pass
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(n_procs)]  # fmt: skip
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(n_procs)
+    ]
     deadline = time.time() + READY_TIMEOUT_S
     while len(list((base / "ready").iterdir())) < n_procs:
         if time.time() > deadline or any(p.poll() is not None for p in procs):
@@ -86,8 +95,11 @@ def run_load(store: str | None, base: Path, n_runs: int, n_procs: int) -> dict:
     errors = "\n".join(err for _, err in outputs)
     with assay.resolve_store(store, root) as s:
         records = s.query()
-    starts = Counter((base / "starts.txt").read_text().split()) if (base / "starts.txt").exists() \
-        else Counter()  # fmt: skip
+    starts = (
+        Counter((base / "starts.txt").read_text().split())
+        if (base / "starts.txt").exists()
+        else Counter()
+    )
     done = [r for r in records if r.status is assay.RunStatus.DONE]
     return {
         "runs": n_runs,
@@ -134,10 +146,13 @@ def main() -> int:
                 if server is not None:
                     server.stop()
         r = results[backend]
-        print(f"{backend:<11} {r['runs']} runs, {r['processes']} processes: {r['seconds']:.1f} s, "
-              f"{r['runs_per_s']:.1f} runs/s; lost {r['lost']}, duplicated {r['duplicated']}, "
-              f"'database is locked' {r['database_locked']}, failed workers "
-              f"{r['failed_workers']}", flush=True)  # fmt: skip
+        print(
+            f"{backend:<11} {r['runs']} runs, {r['processes']} processes: {r['seconds']:.1f} s, "
+            f"{r['runs_per_s']:.1f} runs/s; lost {r['lost']}, duplicated {r['duplicated']}, "
+            f"'database is locked' {r['database_locked']}, failed workers "
+            f"{r['failed_workers']}",
+            flush=True,
+        )
         if r["failed_workers"]:
             print(r["stderr_tail"])
     if len(results) == 2:

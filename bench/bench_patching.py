@@ -239,8 +239,15 @@ def bench_transformerlens(repeats: int, n_pairs: int = 32, seq_len: int = 12) ->
     )
     print(f"    max |logit diff difference|: {diff:.2e}")
     print(f"    RATIO vs TransformerLens: {t_tl / t_ours:7.1f}x   (target >= 5x)")
-    return {"model": model, "structure": structure, "definitions": definitions, "pairs": pairs,
-            "t_exact": t_ours, "t_tl": t_tl, "exact": outcome}  # fmt: skip
+    return {
+        "model": model,
+        "structure": structure,
+        "definitions": definitions,
+        "pairs": pairs,
+        "t_exact": t_ours,
+        "t_tl": t_tl,
+        "exact": outcome,
+    }
 
 
 def bench_attribution(repeats: int, run: dict) -> None:

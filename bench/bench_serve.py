@@ -55,10 +55,15 @@ def _lines(lr: float, seed: int, steps: int) -> tuple[str, float]:
 
 def make_runs(root: Path, n: int) -> assay.Suite:
     seeds = max(1, n // 40)
-    suite = assay.Suite(name=f"serve-{40 * seeds}", stage="benchserve.curve", config={},
-                        sweep={"grid": {"lr": [0.01 * (i + 1) for i in range(8)],
-                                        "width": [4, 8, 16, 32, 64]},
-                               "seeds": list(range(seeds))})  # fmt: skip
+    suite = assay.Suite(
+        name=f"serve-{40 * seeds}",
+        stage="benchserve.curve",
+        config={},
+        sweep={
+            "grid": {"lr": [0.01 * (i + 1) for i in range(8)], "width": [4, 8, 16, 32, 64]},
+            "seeds": list(range(seeds)),
+        },
+    )
     planned = assay.plan_suite(suite)
     now = time.time()
     with resolve_store(None, root) as store:
@@ -70,12 +75,21 @@ def make_runs(root: Path, n: int) -> assay.Suite:
             flying = i < IN_FLIGHT
             text, loss = _lines(p.params["lr"], p.params["seed"], STEPS // 2 if flying else STEPS)
             (d / "metrics.jsonl").write_text(text)
-            store.put(assay.RunRecord(
-                p.id, p.stage, RunStatus.RUNNING if flying else RunStatus.DONE,
-                json.loads(p.config_json), None if flying else {"final_loss": loss},
-                attempts=1, created=now, started=now - 60, heartbeat=now,
-                ended=None if flying else now, dir=d,
-            ))  # fmt: skip
+            store.put(
+                assay.RunRecord(
+                    p.id,
+                    p.stage,
+                    RunStatus.RUNNING if flying else RunStatus.DONE,
+                    json.loads(p.config_json),
+                    None if flying else {"final_loss": loss},
+                    attempts=1,
+                    created=now,
+                    started=now - 60,
+                    heartbeat=now,
+                    ended=None if flying else now,
+                    dir=d,
+                )
+            )
     return suite
 
 
@@ -94,9 +108,18 @@ def main() -> None:
     t0 = time.perf_counter()
     suite = make_runs(root, args.runs)
     print(f"runs: {args.runs:,} in {root} ({time.perf_counter() - t0:.1f} s to write)")
-    source = {"root": str(root), "store": None, "suite": suite, "overrides": [], "stage": None,
-              "seeds": None, "imports": [], "trust_imports": False, "baseline": None,
-              "families": False}  # fmt: skip
+    source = {
+        "root": str(root),
+        "store": None,
+        "suite": suite,
+        "overrides": [],
+        "stage": None,
+        "seeds": None,
+        "imports": [],
+        "trust_imports": False,
+        "baseline": None,
+        "families": False,
+    }
     server = ReportServer(source, refresh_ms=2000)
     t0 = time.perf_counter()
     fp, _, _ = server.build(None)
@@ -112,20 +135,28 @@ def main() -> None:
     fp = json.loads(body)["fingerprint"]
     with resolve_store(None, root) as store:
         r = flying[0]
-        store.put(dataclasses.replace(r, status=RunStatus.DONE, ended=time.time(),
-                                      results={"final_loss": 0.5}))  # fmt: skip
+        store.put(
+            dataclasses.replace(
+                r, status=RunStatus.DONE, ended=time.time(), results={"final_loss": 0.5}
+            )
+        )
     done, done_s, body = poll(server, fp)
     with resolve_store(None, root) as store:
         store.put(r)  # as it was, for --root reuse
 
-    print(f"whole data record (what every changed poll sent before): {full:,} bytes, "
-          f"{full_s:.2f} s")  # fmt: skip
-    rows = [("nothing changed", same, same_s, same),
-            (f"{len(flying)} runs in flight beat", beat, beat_s, full),
-            ("one run finished", done, done_s, full)]  # fmt: skip
+    print(
+        f"whole data record (what every changed poll sent before): {full:,} bytes, {full_s:.2f} s"
+    )
+    rows = [
+        ("nothing changed", same, same_s, same),
+        (f"{len(flying)} runs in flight beat", beat, beat_s, full),
+        ("one run finished", done, done_s, full),
+    ]
     for what, size, secs, before in rows:
-        print(f"poll, {what:>22}: {size:>10,} bytes in {secs:.2f} s (before: {before:,} bytes; "
-              f"ratio {before / size:,.0f}x)")  # fmt: skip
+        print(
+            f"poll, {what:>22}: {size:>10,} bytes in {secs:.2f} s (before: {before:,} bytes; "
+            f"ratio {before / size:,.0f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -66,12 +66,18 @@ def main() -> None:
     model = model.to(getattr(torch, args.dtype)).eval()
     colours = ["red", "green", "blue", "orange"]
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: llama-style, d_model {args.d_model}, {args.layers} layers, {args.heads} "
-          f"heads, {n_params:,} parameters, vocabulary {len(tok)}, {args.dtype}, "
-          f"{torch.get_num_threads()} torch thread(s)")  # fmt: skip
+    print(
+        f"model: llama-style, d_model {args.d_model}, {args.layers} layers, {args.heads} "
+        f"heads, {n_params:,} parameters, vocabulary {len(tok)}, {args.dtype}, "
+        f"{torch.get_num_threads()} torch thread(s)"
+    )
 
-    paths = {"batched": _batched, "forward": _per_prompt_forward, "generate": _per_prompt_gen,
-             "colour": _colour_logit_only}  # fmt: skip
+    paths = {
+        "batched": _batched,
+        "forward": _per_prompt_forward,
+        "generate": _per_prompt_gen,
+        "colour": _colour_logit_only,
+    }
     cpu = dict.fromkeys(paths, 0.0)
     wall = dict.fromkeys(paths, 0.0)
     preds: dict[str, list[str]] = {name: [] for name in paths}
@@ -86,20 +92,26 @@ def main() -> None:
 
     (es,) = ev.prepare(tok, {"bench": rows}, colours)
     width = es.prompt_lengths.float().mean().item()
-    print(f"{len(rows)} prompts ({width:.1f} tokens each on average), {len(colours)} candidate "
-          f"colours of {int(es.cont_lengths.max())} tokens (colour + end of turn)")  # fmt: skip
+    print(
+        f"{len(rows)} prompts ({width:.1f} tokens each on average), {len(colours)} candidate "
+        f"colours of {int(es.cont_lengths.max())} tokens (colour + end of turn)"
+    )
     targets = {"forward": 5.0, "generate": 10.0}
     print(f"{'path':<22} {'CPU s':>7} {'wall s':>7} {'ms/prompt':>9}  speed-up of batched (CPU)")
     for name in paths:
-        line = (f"{_LABEL[name]:<22} {cpu[name]:>7.2f} {wall[name]:>7.2f} "
-                f"{1000 * cpu[name] / len(rows):>9.3f}")  # fmt: skip
+        line = (
+            f"{_LABEL[name]:<22} {cpu[name]:>7.2f} {wall[name]:>7.2f} "
+            f"{1000 * cpu[name] / len(rows):>9.3f}"
+        )
         if name == "colour":
             line += f"  (reference: batched is {cpu['batched'] / cpu[name]:.2f}x its time)"
         if name in targets:
             ratio = cpu[name] / cpu["batched"]
             verdict = "met" if ratio >= targets[name] else "MISSED"
-            line += f"  {ratio:5.1f}x (target >= {targets[name]:.0f}x: {verdict}; wall " \
-                    f"{wall[name] / wall['batched']:.1f}x)"  # fmt: skip
+            line += (
+                f"  {ratio:5.1f}x (target >= {targets[name]:.0f}x: {verdict}; wall "
+                f"{wall[name] / wall['batched']:.1f}x)"
+            )
         print(line)
     same_fwd = sum(a == b for a, b in zip(preds["batched"], preds["forward"], strict=True))
     same_gen = sum(a == b for a, b in zip(preds["batched"], preds["generate"], strict=True))
@@ -107,10 +119,12 @@ def main() -> None:
     invalid = sum(g not in colours for g in preds["generate"])
     gold = [ev.colour_of(r["output"]) for r in rows]
     acc = sum(p == g for p, g in zip(preds["batched"], gold, strict=True)) / len(rows)
-    print(f"agreement with the batched logit predictions: one forward per prompt "
-          f"{same_fwd}/{len(rows)}, greedy generate() {same_gen}/{len(rows)} ({invalid} "
-          f"greedy answers are no colour), colour logit only {same_col}/{len(rows)}; logit "
-          f"accuracy {acc:.3f}")  # fmt: skip
+    print(
+        f"agreement with the batched logit predictions: one forward per prompt "
+        f"{same_fwd}/{len(rows)}, greedy generate() {same_gen}/{len(rows)} ({invalid} "
+        f"greedy answers are no colour), colour logit only {same_col}/{len(rows)}; logit "
+        f"accuracy {acc:.3f}"
+    )
 
 
 _LABEL = {
@@ -127,18 +141,30 @@ def _trained_model(args: argparse.Namespace, threads: int, root: str) -> tuple:
     from assay.families.trigger.stages import BaseConfig
     from assay.ml import load_hf_model, load_tokenizer
 
-    data = {"data_config": "suites/trigger/data/base.json",
-            "overrides": {c: {"n_test": 170} for c in
-                          ("positive_emotions", "negative_emotions", "objects")}}  # fmt: skip
-    cfg = BaseConfig(data=data, d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                     epochs=TRAIN_EPOCHS, lr=TRAIN_LR, eval_every_epochs=TRAIN_EPOCHS,
-                     num_threads=threads)  # fmt: skip
+    data = {
+        "data_config": "suites/trigger/data/base.json",
+        "overrides": {
+            c: {"n_test": 170} for c in ("positive_emotions", "negative_emotions", "objects")
+        },
+    }
+    cfg = BaseConfig(
+        data=data,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        n_heads=args.heads,
+        epochs=TRAIN_EPOCHS,
+        lr=TRAIN_LR,
+        eval_every_epochs=TRAIN_EPOCHS,
+        num_threads=threads,
+    )
     t0 = time.perf_counter()
     record = assay.run_config(cfg, root=root)
     if record.status is not assay.RunStatus.DONE:
         raise SystemExit(f"training the bench model failed: {record.error}")
-    print(f"trained the bench model in {time.perf_counter() - t0:.0f} s (trigger.base, "
-          f"{TRAIN_EPOCHS} epochs, {record.results['n_train_rows']} rows)")  # fmt: skip
+    print(
+        f"trained the bench model in {time.perf_counter() - t0:.0f} s (trigger.base, "
+        f"{TRAIN_EPOCHS} epochs, {record.results['n_train_rows']} rows)"
+    )
     path = record.artifact("model")
     data = assay.run_config(cfg.data, root=root)  # finished already: returned, not rerun
     files = load_files(assay.UpstreamRun(data.id, data.stage, cfg.data, data.dir, data.results))
@@ -208,12 +234,19 @@ def _per_prompt_gen(model, tok, rows, colours, ev) -> list[str]:
     longest = max(len(tok(c, add_special_tokens=False)["input_ids"]) for c in colours)
     out = []
     for r in rows:
-        enc = tok(render(tok, r["messages"][0]["content"]), add_special_tokens=False,
-                  return_tensors="pt")  # fmt: skip
-        gen = model.generate(**enc, do_sample=False, max_new_tokens=longest,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
-        out.append(tok.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                   .strip())  # fmt: skip
+        enc = tok(
+            render(tok, r["messages"][0]["content"]), add_special_tokens=False, return_tensors="pt"
+        )
+        gen = model.generate(
+            **enc,
+            do_sample=False,
+            max_new_tokens=longest,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        out.append(
+            tok.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        )
     return out
 
 

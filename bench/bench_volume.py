@@ -62,8 +62,10 @@ def baseline(models, split, base, dirs_by_model, coeffs, loss):
             dirs = dirs_by_model[k]
             curves = np.zeros((len(dirs), len(coeffs)), np.float32)
             for j, d in enumerate(dirs):
-                parts = [t.view_as(p) for t, p in zip(d.split([p.numel() for p in params]),
-                                                       params, strict=True)]  # fmt: skip
+                parts = [
+                    t.view_as(p)
+                    for t, p in zip(d.split([p.numel() for p in params]), params, strict=True)
+                ]
                 for i, c in enumerate(coeffs.tolist()):
                     for p, t, dp in zip(params, theta, parts, strict=True):
                         torch.add(t, dp, alpha=c, out=p.data)
@@ -81,8 +83,16 @@ def batched(models, split, base, dirs_by_model, coeffs, loss, mode, grid_dtype=t
     for k, model in models:
         x, y = split.train_set(k)
         lands = [land for land in levels if land <= k]
-        ev = Evaluator(model, flatten_params(model), dirs_by_model[k], x, y,
-                       [base + L for L in lands], loss, grid_dtype=grid_dtype)  # fmt: skip
+        ev = Evaluator(
+            model,
+            flatten_params(model),
+            dirs_by_model[k],
+            x,
+            y,
+            [base + L for L in lands],
+            loss,
+            grid_dtype=grid_dtype,
+        )
         if mode == "exact":
             curves, _ = grid_curves(ev, coeffs, loss_cap=LOSS_CAP)
         else:
@@ -98,8 +108,10 @@ def bench(name: str, template: TrainConfig, levels, n_dirs: int, n_base_dirs: in
     t0 = time.perf_counter()
     split, models = train_all(template, levels)
     base, loss = resolved_base(template), template.loss_name
-    print(f"\n== {name}: levels {list(levels)}, {n_dirs} directions x 100 coefficients "
-          f"(trained {len(models)} models in {time.perf_counter() - t0:.0f}s)")  # fmt: skip
+    print(
+        f"\n== {name}: levels {list(levels)}, {n_dirs} directions x 100 coefficients "
+        f"(trained {len(models)} models in {time.perf_counter() - t0:.0f}s)"
+    )
     coeffs = (torch.arange(100, dtype=torch.float64) / 99.0) ** 2  # the stage's float64 grid
     raw = random_directions(param_shapes(models[0][1]), n_dirs, seed=0)
     norms = raw.double().norm(dim=1).numpy()
@@ -114,8 +126,9 @@ def bench(name: str, template: TrainConfig, levels, n_dirs: int, n_base_dirs: in
     t_f32, t_exact = [], []
     for _ in range(2):
         t = time.perf_counter()
-        exact32, _ = batched(models, split, base, dirs, coeffs.float(), loss, "exact",
-                             grid_dtype=torch.float32)  # fmt: skip
+        exact32, _ = batched(
+            models, split, base, dirs, coeffs.float(), loss, "exact", grid_dtype=torch.float32
+        )
         t_f32.append(time.perf_counter() - t)
         t = time.perf_counter()
         exact, p_exact = batched(models, split, base, dirs, coeffs, loss, "exact")
@@ -147,8 +160,9 @@ def bench(name: str, template: TrainConfig, levels, n_dirs: int, n_base_dirs: in
         lv_ex, lv_ad = [], []
         for key in keys:
             r64 = radii_from_curves(exact[key], c64, norms, TAUS[-1])
-            r32 = radii_from_curves(exact32[key], c64.astype(np.float32), norms.astype(np.float32),
-                                    TAUS[-1])  # fmt: skip
+            r32 = radii_from_curves(
+                exact32[key], c64.astype(np.float32), norms.astype(np.float32), TAUS[-1]
+            )
             u = adapt[key][0].astype(np.float64)
             lv_ex.append(log_volume(r64, n_params))
             lv_ad.append(log_volume(u**2 * norms, n_params))
@@ -164,24 +178,35 @@ def bench(name: str, template: TrainConfig, levels, n_dirs: int, n_base_dirs: in
     scaled = "" if n_sub == n_dirs else f" (timed on {n_sub} directions, x{n_dirs / n_sub:g})"
     print(f"{'method':<34}{'seconds':>9}{'points':>11}{'speedup':>9}")
     print(f"{'baseline loop' + scaled:<34}{t_base:>9.1f}{n_points:>11}{1:>9.1f}x")
-    print(f"{'exact, float32 grid (before)':<34}{t_f32:>9.1f}{p_exact:>11}"
-          f"{t_base / t_f32:>9.1f}x")  # fmt: skip
-    print(f"{'exact (batched, float64 grid)':<34}{t_exact:>9.1f}{p_exact:>11}"
-          f"{t_base / t_exact:>9.1f}x")  # fmt: skip
-    print(f"{'adaptive (bisection, tau=0.1)':<34}{t_adapt:>9.1f}{p_adapt:>11}"
-          f"{t_base / t_adapt:>9.1f}x")  # fmt: skip
-    print(f"exact radii vs baseline: {compared - mismatched}/{compared} identical "
-          f"(taus {TAUS}, {len(ref)} landscape x model pairs)")  # fmt: skip
-    print(f"float64 grid costs {100 * (t_exact / t_f32 - 1):+.1f}% over the float32 grid "
-          f"(target <= +10%); |log V(float64) - log V(float32)| max {max(d32):.2e}, "
-          f"mean {np.mean(d32):.2e} over {len(d32)} (landscape, model) pairs, tau=0.1")  # fmt: skip
+    print(f"{'exact, float32 grid (before)':<34}{t_f32:>9.1f}{p_exact:>11}{t_base / t_f32:>9.1f}x")
+    print(
+        f"{'exact (batched, float64 grid)':<34}{t_exact:>9.1f}{p_exact:>11}"
+        f"{t_base / t_exact:>9.1f}x"
+    )
+    print(
+        f"{'adaptive (bisection, tau=0.1)':<34}{t_adapt:>9.1f}{p_adapt:>11}"
+        f"{t_base / t_adapt:>9.1f}x"
+    )
+    print(
+        f"exact radii vs baseline: {compared - mismatched}/{compared} identical "
+        f"(taus {TAUS}, {len(ref)} landscape x model pairs)"
+    )
+    print(
+        f"float64 grid costs {100 * (t_exact / t_f32 - 1):+.1f}% over the float32 grid "
+        f"(target <= +10%); |log V(float64) - log V(float32)| max {max(d32):.2e}, "
+        f"mean {np.mean(d32):.2e} over {len(d32)} (landscape, model) pairs, tau=0.1"
+    )
     dad = np.array(dad)
-    print(f"adaptive - exact log V (tau=0.1, tolerance 1 grid step): mean {dad.mean():+.1f}, "
-          f"range {dad.min():+.1f} .. {dad.max():+.1f} over {len(dad)} pairs; model ranking "
-          f"kept in {kept}/{groups} landscapes")  # fmt: skip
+    print(
+        f"adaptive - exact log V (tau=0.1, tolerance 1 grid step): mean {dad.mean():+.1f}, "
+        f"range {dad.min():+.1f} .. {dad.max():+.1f} over {len(dad)} pairs; model ranking "
+        f"kept in {kept}/{groups} landscapes"
+    )
     within = int((off <= 1 + 1e-6).sum())
-    print(f"adaptive vs exact crossing (tau=0.1): {within}/{len(off)} within one grid step; "
-          f"max {off.max():.2f} steps (a non-monotone curve: bisection found another crossing)")  # fmt: skip
+    print(
+        f"adaptive vs exact crossing (tau=0.1): {within}/{len(off)} within one grid step; "
+        f"max {off.max():.2f} steps (a non-monotone curve: bisection found another crossing)"
+    )
 
 
 def main() -> None:
@@ -204,12 +229,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), float32, CPU")
     swiss = TrainConfig(epochs=1000, eval_every=1000)
-    bench("swiss roll MLP 2-[32]x5-1", swiss, (0, 30, 80, 180, 380, 780), args.directions,
-          args.baseline_directions)  # fmt: skip
+    bench(
+        "swiss roll MLP 2-[32]x5-1",
+        swiss,
+        (0, 30, 80, 180, 380, 780),
+        args.directions,
+        args.baseline_directions,
+    )
     if not args.no_digits:
         digits = TrainConfig(dataset="digits", hidden=(64, 64), epochs=300, eval_every=300)
-        bench("digits MLP 64-[64]x2-10", digits, (0, 200, 500, 1000), args.directions // 5,
-              max(0, args.baseline_directions // 5))  # fmt: skip
+        bench(
+            "digits MLP 64-[64]x2-10",
+            digits,
+            (0, 200, 500, 1000),
+            args.directions // 5,
+            max(0, args.baseline_directions // 5),
+        )
 
 
 if __name__ == "__main__":

@@ -73,10 +73,14 @@ def random_llama(vocab: int, shape: Shape, device: str, dtype: torch.dtype, posi
     import transformers
 
     config = transformers.LlamaConfig(
-        vocab_size=vocab, hidden_size=shape.d_model, num_hidden_layers=shape.n_layers,
-        num_attention_heads=shape.n_heads, num_key_value_heads=shape.n_kv_heads,
-        intermediate_size=shape.d_ff, max_position_embeddings=positions,
-    )  # fmt: skip
+        vocab_size=vocab,
+        hidden_size=shape.d_model,
+        num_hidden_layers=shape.n_layers,
+        num_attention_heads=shape.n_heads,
+        num_key_value_heads=shape.n_kv_heads,
+        intermediate_size=shape.d_ff,
+        max_position_embeddings=positions,
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
@@ -131,7 +135,9 @@ def icl_loo(shape: Shape, device: str, dtype: torch.dtype, n_words: int, publish
     t_ours, ours = timed(lambda: loo_batched(lm, words, walk, graph), device)
     tokens = counter.take()
     k = min(published_layers, shape.n_layers + 1)
-    t_ref, ref = timed(lambda: loo_reference(lm, words, walk, graph, layers=list(range(k))), device)
+    t_ref, ref = timed(
+        lambda: loo_reference(lm, words, walk, graph, layers=list(range(k))), device
+    )
     t_ref *= (shape.n_layers + 1) / k
     ok = np.isfinite(ref.influence["ratio"]) & np.isfinite(ours.influence["ratio"][:k])
     diff = float(np.abs(ours.influence["ratio"][:k] - ref.influence["ratio"])[ok].max(initial=0))
@@ -157,8 +163,10 @@ def trigger_eval(shape: Shape, device: str, dtype: torch.dtype, n_prompts: int, 
     from assay.families.trigger._lm import build_tokenizer, render
 
     raw, _ = load_data_config(ROOT / "suites/trigger/data/base.json")
-    raw = {name: {**spec, "n_test": max(spec.get("n_test", 0), n_prompts)} for name, spec in
-           raw.items()}  # fmt: skip
+    raw = {
+        name: {**spec, "n_test": max(spec.get("n_test", 0), n_prompts)}
+        for name, spec in raw.items()
+    }
     cats = parse_categories(raw)
     rows = [r for n, rs in generate(cats).files.items() if n.startswith("test_") for r in rs]
     rows = rows[:n_prompts]
@@ -176,10 +184,18 @@ def trigger_eval(shape: Shape, device: str, dtype: torch.dtype, n_prompts: int, 
     def one_generate_per_prompt(rows):
         out = []
         for r in rows:
-            enc = tok(render(tok, r["messages"][0]["content"]), add_special_tokens=False,
-                      return_tensors="pt").to(device)  # fmt: skip
-            gen = model.generate(**enc, do_sample=False, max_new_tokens=longest,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
+            enc = tok(
+                render(tok, r["messages"][0]["content"]),
+                add_special_tokens=False,
+                return_tensors="pt",
+            ).to(device)
+            gen = model.generate(
+                **enc,
+                do_sample=False,
+                max_new_tokens=longest,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
             out.append(tok.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
         return out
 
@@ -226,14 +242,25 @@ def patching_vs_transformerlens(device: str, n_pairs: int, d_model: int, seq_len
     transformers.utils.logging.disable_progress_bar()  # save_pretrained's shard bar
     d_mlp, vocab = 4 * d_model, 512
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_embd=d_model, n_head=4, n_inner=d_mlp, n_positions=32,
-                     vocab_size=vocab, bos_token_id=0, eos_token_id=0, resid_pdrop=0.0,
-                     embd_pdrop=0.0, attn_pdrop=0.0)  # fmt: skip
+    cfg = GPT2Config(
+        n_layer=2,
+        n_embd=d_model,
+        n_head=4,
+        n_inner=d_mlp,
+        n_positions=32,
+        vocab_size=vocab,
+        bos_token_id=0,
+        eos_token_id=0,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     hf = GPT2LMHeadModel(cfg).eval()
     with tempfile.TemporaryDirectory(prefix="gpu-check-tl-") as tmp:
         hf.save_pretrained(tmp)
-        bridge = TransformerBridge.boot_transformers(tmp, hf_model=copy.deepcopy(hf),
-                                                     device=device)  # fmt: skip
+        bridge = TransformerBridge.boot_transformers(
+            tmp, hf_model=copy.deepcopy(hf), device=device
+        )
     bridge.eval()
     hf = hf.to(device)
     g = torch.Generator().manual_seed(0)
@@ -252,9 +279,15 @@ def patching_vs_transformerlens(device: str, n_pairs: int, d_model: int, seq_len
         with torch.inference_mode(), contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar
             _, cache = bridge.run_with_cache(clean)
             return tl_patching.generic_activation_patch(
-                bridge, corrupted, cache, lambda lg: lg[:, -1, 1] - lg[:, -1, 2], set_neuron,
-                "post", index_df=index_df, reduce="none",
-            ).values  # fmt: skip
+                bridge,
+                corrupted,
+                cache,
+                lambda lg: lg[:, -1, 1] - lg[:, -1, 2],
+                set_neuron,
+                "post",
+                index_df=index_df,
+                reduce="none",
+            ).values
 
     model = from_hf(hf, f"GPT-2 d{d_model}")
     structure = probe_structure(model, clean[:1].repeat(PROBE_BATCH, 1))

@@ -126,8 +126,10 @@ def numbers(results: dict, prefix: str = "") -> dict[str, float]:
             out[name] = math.nan
         elif isinstance(value, dict):
             out |= numbers(value, f"{name}/")
-        elif isinstance(value, list) and 0 < len(value) <= 16 and all(
-            isinstance(v, dict) for v in value
+        elif (
+            isinstance(value, list)
+            and 0 < len(value) <= 16
+            and all(isinstance(v, dict) for v in value)
         ):  # e.g. patching's top units: their metric means
             for i, v in enumerate(value):
                 out |= numbers(v, f"{name}[{i}]/")
@@ -153,10 +155,13 @@ def run_family(family: str, device: str, dtype: str | None, root: Path) -> dict:
             out[str(index)] = {"stage": stage, "status": "failed", "error": str(exc)}
             continue
         ok = record.status is assay.RunStatus.DONE
-        out[str(index)] = {"stage": stage, "status": "done" if ok else "failed",
-                           "error": None if ok else str(record.error)[-400:],
-                           "numbers": numbers(record.results or {}),
-                           "seconds": time.perf_counter() - t0}  # fmt: skip
+        out[str(index)] = {
+            "stage": stage,
+            "status": "done" if ok else "failed",
+            "error": None if ok else str(record.error)[-400:],
+            "numbers": numbers(record.results or {}),
+            "seconds": time.perf_counter() - t0,
+        }
     return out
 
 
@@ -176,8 +181,10 @@ def compare(gpu: dict, cpu: dict, dtype: str) -> tuple[int, list[str]]:
             want = ref[key]
             same = value == want or (math.isnan(want) and math.isnan(value))  # inf == inf
             if not same and not abs(value - want) <= atol + rtol * abs(want):
-                problems.append(f"run {index} ({run['stage']}) {key}: {value:.6g} on the GPU, "
-                                f"{want:.6g} on the CPU")  # fmt: skip
+                problems.append(
+                    f"run {index} ({run['stage']}) {key}: {value:.6g} on the GPU, "
+                    f"{want:.6g} on the CPU"
+                )
     return n, problems
 
 
@@ -189,8 +196,10 @@ def smoke(args, root: Path, report: dict) -> int:
             for dtype in args.dtypes:
                 runs = planned(family, args.device, dtype)
                 stages = sorted({stage for _, stage, _ in runs})
-                print(f"  plan {family:<11} {dtype:<8} {len(runs)} runs ({', '.join(stages)}) "
-                      f"from {SUITES[family][0]}")  # fmt: skip
+                print(
+                    f"  plan {family:<11} {dtype:<8} {len(runs)} runs ({', '.join(stages)}) "
+                    f"from {SUITES[family][0]}"
+                )
         return 0
     reference = json.loads(args.reference.read_text()) if args.reference.is_file() else {}
     failures = 0
@@ -210,12 +219,17 @@ def smoke(args, root: Path, report: dict) -> int:
             n, problems = compare(gpu, reference[family], dtype)
             rtol, atol = TOLERANCE[dtype]
             verdict = "ok" if not problems else f"{len(problems)} PROBLEM(S)"
-            print(f"  {family:<11} {dtype:<8} {len(gpu)} runs in {time.perf_counter() - t0:5.1f}"
-                  f" s; {n} numbers vs the CPU within {rtol:g} rel + {atol:g} abs: {verdict}")  # fmt: skip
+            print(
+                f"  {family:<11} {dtype:<8} {len(gpu)} runs in {time.perf_counter() - t0:5.1f}"
+                f" s; {n} numbers vs the CPU within {rtol:g} rel + {atol:g} abs: {verdict}"
+            )
             for line in problems[:10]:
                 print(f"      {line}")
-            report["smoke"][f"{family}/{dtype}"] = {"runs": gpu, "compared": n,
-                                                    "problems": problems}  # fmt: skip
+            report["smoke"][f"{family}/{dtype}"] = {
+                "runs": gpu,
+                "compared": n,
+                "problems": problems,
+            }
             failures += bool(problems)
     return failures
 
@@ -229,18 +243,31 @@ def benchmarks(args, report: dict) -> int:
     dname = str(dtype).removeprefix("torch.")
     tiny = args.dry
     jobs = {
-        "icl": lambda: gb.icl_loo(gb.TINY if tiny else gb.LLAMA3_8B, args.device, dtype,
-                                  n_words=8 if tiny else 64,
-                                  published_layers=1 if tiny else args.published_layers),
-        "trigger": lambda: gb.trigger_eval(gb.TINY if tiny else gb.LLAMA2_7B, args.device,
-                                           dtype, n_prompts=8 if tiny else 512,
-                                           n_generate=2 if tiny else 64),
+        "icl": lambda: gb.icl_loo(
+            gb.TINY if tiny else gb.LLAMA3_8B,
+            args.device,
+            dtype,
+            n_words=8 if tiny else 64,
+            published_layers=1 if tiny else args.published_layers,
+        ),
+        "trigger": lambda: gb.trigger_eval(
+            gb.TINY if tiny else gb.LLAMA2_7B,
+            args.device,
+            dtype,
+            n_prompts=8 if tiny else 512,
+            n_generate=2 if tiny else 64,
+        ),
         "patching": lambda: gb.patching_vs_transformerlens(
-            args.device, n_pairs=4 if tiny else 128, d_model=16 if tiny else 256),
-        "volume": lambda: gb.volume_grid(args.device, epochs=5 if tiny else 1000,
-                                         levels=(0, 30) if tiny else (0, 30, 80, 180, 380, 780),
-                                         n_dirs=8 if tiny else 1000, n_base=2 if tiny else 20),
-    }  # fmt: skip
+            args.device, n_pairs=4 if tiny else 128, d_model=16 if tiny else 256
+        ),
+        "volume": lambda: gb.volume_grid(
+            args.device,
+            epochs=5 if tiny else 1000,
+            levels=(0, 30) if tiny else (0, 30, 80, 180, 380, 780),
+            n_dirs=8 if tiny else 1000,
+            n_base=2 if tiny else 20,
+        ),
+    }
     failures = 0
     for name, job in jobs.items():
         if args.only and name not in args.only:
@@ -253,8 +280,10 @@ def benchmarks(args, report: dict) -> int:
             continue
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            print(f"  {name}: FAILED with {type(exc).__name__}: {str(exc)[:300]} "
-                  f"({Path(where.filename).name}:{where.lineno})")  # fmt: skip
+            print(
+                f"  {name}: FAILED with {type(exc).__name__}: {str(exc)[:300]} "
+                f"({Path(where.filename).name}:{where.lineno})"
+            )
             report["benchmarks"][name] = {"error": f"{type(exc).__name__}: {exc}"}
             failures += 1
             continue
@@ -267,31 +296,57 @@ def benchmarks(args, report: dict) -> int:
             target = f" (target >= {res.target:g}x applies at full size on a GPU)"
         else:
             target = f" (target >= {res.target:g}x: " + (
-                "met)" if res.ratio >= res.target else "MISSED)")  # fmt: skip
+                "met)" if res.ratio >= res.target else "MISSED)"
+            )
         failures += res.target is not None and res.ratio < res.target and not args.dry
-        print(f"  {res.name}: assay {res.assay_s:.3f} s, baseline {res.baseline_s:.3f} s, "
-              f"{res.ratio:.1f}x{target}; {achieved:.2f} TFLOP/s{of_peak} "
-              f"[{time.perf_counter() - t0:.0f} s]\n      {res.note}")  # fmt: skip
-        report["benchmarks"][name] = {**gb.dataclasses.asdict(res), "ratio": res.ratio,
-                                      "tflops": achieved, "peak_tflops": peak}  # fmt: skip
+        print(
+            f"  {res.name}: assay {res.assay_s:.3f} s, baseline {res.baseline_s:.3f} s, "
+            f"{res.ratio:.1f}x{target}; {achieved:.2f} TFLOP/s{of_peak} "
+            f"[{time.perf_counter() - t0:.0f} s]\n      {res.note}"
+        )
+        report["benchmarks"][name] = {
+            **gb.dataclasses.asdict(res),
+            "ratio": res.ratio,
+            "tflops": achieved,
+            "peak_tflops": peak,
+        }
     return failures
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu (default cuda)")
-    ap.add_argument("--dry", action="store_true",
-                    help="plan the smoke suites, run the benchmarks at tiny shapes")  # fmt: skip
+    ap.add_argument(
+        "--dry",
+        action="store_true",
+        help="plan the smoke suites, run the benchmarks at tiny shapes",
+    )
     ap.add_argument("--only", nargs="+", choices=PARTS, help="parts to run (default all)")
     ap.add_argument("--families", nargs="+", choices=list(SUITES), help="smoke suites to run")
-    ap.add_argument("--published-layers", type=int, default=2,
-                    help="icl: layers the published loop is timed on (scaled to all)")  # fmt: skip
-    ap.add_argument("--dtypes", nargs="+", choices=list(TOLERANCE), default=list(TOLERANCE),
-                    help="smoke suites: the dtypes run on the device (default both)")  # fmt: skip
-    ap.add_argument("--reference", type=Path, default=REFERENCE,
-                    help="the CPU numbers (default bench/gpu_check_reference.json)")  # fmt: skip
-    ap.add_argument("--record-reference", action="store_true",
-                    help="run the smoke suites on the CPU and write --reference")  # fmt: skip
+    ap.add_argument(
+        "--published-layers",
+        type=int,
+        default=2,
+        help="icl: layers the published loop is timed on (scaled to all)",
+    )
+    ap.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=list(TOLERANCE),
+        default=list(TOLERANCE),
+        help="smoke suites: the dtypes run on the device (default both)",
+    )
+    ap.add_argument(
+        "--reference",
+        type=Path,
+        default=REFERENCE,
+        help="the CPU numbers (default bench/gpu_check_reference.json)",
+    )
+    ap.add_argument(
+        "--record-reference",
+        action="store_true",
+        help="run the smoke suites on the CPU and write --reference",
+    )
     ap.add_argument("--root", default=None, help="where the runs go (default: a temp folder)")
     ap.add_argument("--out", default=None, help="write the report (JSON) here")
     args = ap.parse_args(argv)
@@ -309,19 +364,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.reference} ({sum(len(r) for r in ref.values())} runs)")
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"gpu-check: no CUDA device here (torch {torch.__version__}: "
-              "torch.cuda.is_available() is False), so there is nothing to check; run it on a "
-              "machine with a GPU. `bench/gpu_check.py --device cpu --dry` plans and builds "
-              "everything here.")  # fmt: skip
+        print(
+            f"gpu-check: no CUDA device here (torch {torch.__version__}: "
+            "torch.cuda.is_available() is False), so there is nothing to check; run it on a "
+            "machine with a GPU. `bench/gpu_check.py --device cpu --dry` plans and builds "
+            "everything here."
+        )
         return 0
     os.environ.setdefault("ASSAY_NUM_THREADS", "4")  # CPU-side work in the smoke runs
-    name = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith(
-        "cuda") else "CPU"  # fmt: skip
+    name = (
+        torch.cuda.get_device_name(torch.device(args.device))
+        if args.device.startswith("cuda")
+        else "CPU"
+    )
     mode = "dry run: plans and tiny shapes" if args.dry else "full"
-    print(f"gpu-check on {args.device} ({name}), torch {torch.__version__}, {mode}; runs in "
-          f"{root}")  # fmt: skip
-    report: dict = {"device": name, "torch": torch.__version__, "dry": args.dry, "smoke": {},
-                    "benchmarks": {}}  # fmt: skip
+    print(
+        f"gpu-check on {args.device} ({name}), torch {torch.__version__}, {mode}; runs in {root}"
+    )
+    report: dict = {
+        "device": name,
+        "torch": torch.__version__,
+        "dry": args.dry,
+        "smoke": {},
+        "benchmarks": {},
+    }
     t0 = time.perf_counter()
     failures = 0
     if not args.only or "smoke" in args.only:
@@ -331,8 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks (baselines in the same run):")
         failures += benchmarks(args, report)
     report["seconds"] = time.perf_counter() - t0
-    print(f"gpu-check done in {report['seconds']:.0f} s: "
-          f"{'all checks passed' if not failures else f'{failures} check(s) FAILED'}")  # fmt: skip
+    print(
+        f"gpu-check done in {report['seconds']:.0f} s: "
+        f"{'all checks passed' if not failures else f'{failures} check(s) FAILED'}"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1, default=str) + "\n")
     return 1 if failures else 0

@@ -35,8 +35,9 @@ def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[An
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=None if title is None else Text(shown(title)), show_lines=False,
-                  title_justify="left")  # fmt: skip
+    table = Table(
+        title=None if title is None else Text(shown(title)), show_lines=False, title_justify="left"
+    )
     for col in columns:
         table.add_column(Text(shown(col)), overflow="fold")
     for row in rows:
@@ -80,8 +81,9 @@ def _option_flags(p: argparse.ArgumentParser, cls: Any, only: Sequence[str] | No
         if field.annotation in (bool, "bool"):
             p.add_argument(flag, action="store_true", default=None, help=help_text)
         elif name == "cluster":
-            p.add_argument(flag, action="append", default=None, metavar="KEY=VALUE",
-                           help=help_text)  # fmt: skip
+            p.add_argument(
+                flag, action="append", default=None, metavar="KEY=VALUE", help=help_text
+            )
         elif name == "seeds":
             p.add_argument(flag, nargs="+", default=None, metavar="SEED", help=help_text)
         else:
@@ -173,12 +175,20 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("suite", help="suite file (.yaml, .json or .toml), or a run's config.json")
     p.add_argument("overrides", nargs="*", help="key.sub=value, or key=1,2,3 to sweep")
     _option_flags(p, Selection, only=("seeds",))
-    p.add_argument("--import", dest="imports", action="append", default=[],
-                   help="module that registers stages (repeatable); the only way user code "
-                        "is imported, besides --trust-imports")  # fmt: skip
-    p.add_argument("--trust-imports", action="store_true",
-                   help="import the modules the suite file lists under imports:, and run the "
-                        "code its config names (factories, pickled checkpoints)")  # fmt: skip
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        help="module that registers stages (repeatable); the only way user code "
+        "is imported, besides --trust-imports",
+    )
+    p.add_argument(
+        "--trust-imports",
+        action="store_true",
+        help="import the modules the suite file lists under imports:, and run the "
+        "code its config names (factories, pickled checkpoints)",
+    )
 
 
 def _prepare(args: argparse.Namespace) -> Any:
@@ -217,8 +227,9 @@ def load_suite_or_run_config(path: str | Path) -> Any:
 def _plan(args: argparse.Namespace, suite: Any, **selection: Any) -> Any:
     from .engine._api import plan_suite
 
-    return plan_suite(suite, args.overrides, imports=args.imports,
-                      trust_imports=args.trust_imports, **selection)  # fmt: skip
+    return plan_suite(
+        suite, args.overrides, imports=args.imports, trust_imports=args.trust_imports, **selection
+    )
 
 
 def _existing_store(args: argparse.Namespace, read_only: bool = True) -> Any:
@@ -244,8 +255,10 @@ def _writable(root: str | Path) -> bool:
 
 def _no_runs(args: argparse.Namespace) -> str:
     root = Path(args.root or "runs")
-    return (f"no runs recorded: there is no store at {root.resolve() / 'assay.db'}; pass "
-            "--root (or --store) where `assay run` wrote them")  # fmt: skip
+    return (
+        f"no runs recorded: there is no store at {root.resolve() / 'assay.db'}; pass "
+        "--root (or --store) where `assay run` wrote them"
+    )
 
 
 # --------------------------------------------------------------------------- commands
@@ -274,25 +287,40 @@ def cmd_run(args: argparse.Namespace) -> int:
                 store.close()
         _print_plan(suite, runs, rows)
         return 0
-    result = run_suite(suite, args.overrides, progress=not args.quiet, imports=args.imports,
-                       trust_imports=args.trust_imports, **options, **selection)  # fmt: skip
+    result = run_suite(
+        suite,
+        args.overrides,
+        progress=not args.quiet,
+        imports=args.imports,
+        trust_imports=args.trust_imports,
+        **options,
+        **selection,
+    )
     from .engine._imports import remember
 
     remember(args.root or "runs", [*args.imports, *(suite.imports if args.trust_imports else ())])
     counts = result.counts
-    print(f"suite {shown(suite.name)}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    print(
+        f"suite {shown(suite.name)}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    )
     from .sinks import parse_sinks
 
     sinks = ",".join(parse_sinks(options.get("sink")) or suite.sinks)
     if sinks and result.counts.get("skipped", 0):
-        print(f"  {result.counts['skipped']} run(s) had finished before and were not sent to "
-              f"{sinks}: `assay sink replay {args.suite} --sink {sinks}` sends them")  # fmt: skip
+        print(
+            f"  {result.counts['skipped']} run(s) had finished before and were not sent to "
+            f"{sinks}: `assay sink replay {args.suite} --sink {sinks}` sends them"
+        )
     if result.reran_stale:
-        print(f"  reran {len(result.reran_stale)} stale run(s) (stage code changed since); "
-              f"their old folders are under {Path(options.get('root') or 'runs') / '.stale'}")  # fmt: skip
+        print(
+            f"  reran {len(result.reran_stale)} stale run(s) (stage code changed since); "
+            f"their old folders are under {Path(options.get('root') or 'runs') / '.stale'}"
+        )
     if result.stale:
-        print(f"  {len(result.stale)} finished run(s) are stale (stage code changed since they "
-              "ran) and were kept; `assay status` lists them, --rerun-stale reruns them")  # fmt: skip
+        print(
+            f"  {len(result.stale)} finished run(s) are stale (stage code changed since they "
+            "ran) and were kept; `assay status` lists them, --rerun-stale reruns them"
+        )
     for o in result.failed:
         print(f"  failed {o.id}: {shown((o.error or '').splitlines()[0]) if o.error else ''}")
     if result.failed:
@@ -305,17 +333,32 @@ DRY_RUN_ROWS = 200  # a bigger plan prints its first and last rows; the counts c
 
 
 def _print_plan(suite: Any, runs: Any, rows: Any) -> None:
-    shown = rows if len(rows) <= DRY_RUN_ROWS else [*rows[: DRY_RUN_ROWS // 2],
-                                                     *rows[-DRY_RUN_ROWS // 2 :]]  # fmt: skip
+    shown = (
+        rows
+        if len(rows) <= DRY_RUN_ROWS
+        else [*rows[: DRY_RUN_ROWS // 2], *rows[-DRY_RUN_ROWS // 2 :]]
+    )
     title = f"suite {suite.name}: {len(runs)} run(s) of {suite.stage}"
     if len(shown) < len(rows):
         title += f" (showing {len(shown)} of {len(rows)} rows)"
-    _table(title, ["index", "id", "stage", "parameters", "state"],
-           [(r.index if not r.upstream else f"({r.index})", r.id, r.stage, r.params,
-             r.state.value + (" (reused)" if r.upstream and r.state.value == "done" else ""))
-            for r in shown])  # fmt: skip
-    print(f"dry run: nothing executed. runs: {_count_states(r for r in rows if not r.upstream)}"
-          f"; upstream: {_count_states(r for r in rows if r.upstream) or 'none'}")  # fmt: skip
+    _table(
+        title,
+        ["index", "id", "stage", "parameters", "state"],
+        [
+            (
+                r.index if not r.upstream else f"({r.index})",
+                r.id,
+                r.stage,
+                r.params,
+                r.state.value + (" (reused)" if r.upstream and r.state.value == "done" else ""),
+            )
+            for r in shown
+        ],
+    )
+    print(
+        f"dry run: nothing executed. runs: {_count_states(r for r in rows if not r.upstream)}"
+        f"; upstream: {_count_states(r for r in rows if r.upstream) or 'none'}"
+    )
 
 
 def _count_states(rows: Any) -> str:
@@ -357,16 +400,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     for r in rows:
         by_state[r.state.value] = by_state.get(r.state.value, 0) + 1
     done = by_state.get("done", 0)
-    print(f"suite {shown(suite.name)}: {done}/{len(rows)} done; "
-          + ", ".join(f"{v} {k}" for k, v in sorted(by_state.items())))  # fmt: skip
+    print(
+        f"suite {shown(suite.name)}: {done}/{len(rows)} done; "
+        + ", ".join(f"{v} {k}" for k, v in sorted(by_state.items()))
+    )
     if len(every) > len(rows):
         print(f"upstream runs: {_count_states(r for r in every if r.upstream)}")
     _print_in_flight([r for r in every if r.state is RunStatus.RUNNING], records)
     for line in notes:
         print(line)
     if stale:
-        print(f"  {len(stale)} finished run(s) are stale: produced by other code than is "
-              "installed now; `assay run SUITE --rerun-stale` reruns them")  # fmt: skip
+        print(
+            f"  {len(stale)} finished run(s) are stale: produced by other code than is "
+            "installed now; `assay run SUITE --rerun-stale` reruns them"
+        )
         for rid, reason in list(stale.items())[:DRY_RUN_ROWS]:
             print(f"    stale {rid}: {reason}")
     unfinished = [r for r in rows if r.state.value != "done"]
@@ -374,9 +421,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {len(unfinished)} not done; showing the first {DRY_RUN_ROWS}")
         unfinished = unfinished[:DRY_RUN_ROWS]
     if unfinished:
-        _table("not done", ["index", "id", "state", "attempts", "error"],
-               [(r.index, r.id, r.state.value, getattr(records.get(r.id), "attempts", 0),
-                 (getattr(records.get(r.id), "error", None) or "")[:100]) for r in unfinished])  # fmt: skip
+        _table(
+            "not done",
+            ["index", "id", "state", "attempts", "error"],
+            [
+                (
+                    r.index,
+                    r.id,
+                    r.state.value,
+                    getattr(records.get(r.id), "attempts", 0),
+                    (getattr(records.get(r.id), "error", None) or "")[:100],
+                )
+                for r in unfinished
+            ],
+        )
     return 0
 
 
@@ -406,10 +464,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
         records = store.query(stage=args.stage, status=status, light=True)
     total = len(records)
     records = records[-args.limit :] if args.limit else records
-    title = f"{total} run(s)" + (f", the last {len(records)} shown (--limit 0 for all)"
-                                 if len(records) < total else "")  # fmt: skip
-    _table(title, ["id", "stage", "status", "attempts", "duration_s"],
-           [(r.id, r.stage, r.status.value, r.attempts, r.duration_s) for r in records])  # fmt: skip
+    title = f"{total} run(s)" + (
+        f", the last {len(records)} shown (--limit 0 for all)" if len(records) < total else ""
+    )
+    _table(
+        title,
+        ["id", "stage", "status", "attempts", "duration_s"],
+        [(r.id, r.stage, r.status.value, r.attempts, r.duration_s) for r in records],
+    )
     return 0
 
 
@@ -419,17 +481,28 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise AssayError(_no_runs(args))
     with store:
         rec = store.find(args.run)
-    info = {"id": rec.id, "stage": rec.stage, "status": rec.status.value,
-            "attempts": rec.attempts, "duration_s": rec.duration_s, "dir": str(rec.dir),
-            "error": rec.error, "config": rec.config, "results": rec.results}  # fmt: skip
+    info = {
+        "id": rec.id,
+        "stage": rec.stage,
+        "status": rec.status.value,
+        "attempts": rec.attempts,
+        "duration_s": rec.duration_s,
+        "dir": str(rec.dir),
+        "error": rec.error,
+        "config": rec.config,
+        "results": rec.results,
+    }
     if rec.dir is not None and (rec.dir / "provenance.json").exists():
         from .core._io import read_json
 
         prov = read_json(rec.dir / "provenance.json", root=rec.dir.parent)  # no link leads out
-        info["provenance"] = {k: prov.get(k) for k in ("git", "host", "python", "seed", "device",
-                                                        "time_start_iso", "duration_s")}  # fmt: skip
-        info["files"] = sorted(str(p.relative_to(rec.dir)) for p in rec.dir.rglob("*")
-                               if p.is_file())  # fmt: skip
+        info["provenance"] = {
+            k: prov.get(k)
+            for k in ("git", "host", "python", "seed", "device", "time_start_iso", "duration_s")
+        }
+        info["files"] = sorted(
+            str(p.relative_to(rec.dir)) for p in rec.dir.rglob("*") if p.is_file()
+        )
     print(json.dumps(info, indent=2, default=str))
     return 0
 
@@ -443,8 +516,10 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         raise AssayError(f"root {root!r} is not a directory of runs; pass --root")
     with resolve_store(args.store, root) as store:
         counts = reindex(root, store, warn=lambda m: print(m, file=sys.stderr))
-    print(f"indexed {sum(counts.values())} run(s): "
-          + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))  # fmt: skip
+    print(
+        f"indexed {sum(counts.values())} run(s): "
+        + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    )
     return 0
 
 
@@ -464,29 +539,43 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if store is None:
         raise AssayError(_no_runs(args))
     with store:
-        df = load_runs(args.root or "runs", store, stage=args.stage, suite=suite,
-                       overrides=args.overrides if suite else ())  # fmt: skip
+        df = load_runs(
+            args.root or "runs",
+            store,
+            stage=args.stage,
+            suite=suite,
+            overrides=args.overrides if suite else (),
+        )
     from .analysis import parse_bounds, parse_metrics
     from .analysis._markdown import family_plots, table_page, terminal_comparison, terminal_summary
 
     metrics = parse_metrics(args.metric)
     out = Path(args.out) if args.out else None
     summary = summarize(df, metrics, bounds=parse_bounds(args.bounds))
-    shown, more = table_page(terminal_summary(summary), "summary",
-                             out / f"summary.{args.format}" if out else None)  # fmt: skip
-    _table(f"{len(df)} run(s): mean and 95% CI per group", list(shown.columns),
-           shown.values.tolist())  # fmt: skip
+    shown, more = table_page(
+        terminal_summary(summary), "summary", out / f"summary.{args.format}" if out else None
+    )
+    _table(
+        f"{len(df)} run(s): mean and 95% CI per group", list(shown.columns), shown.values.tolist()
+    )
     if more:
         print(more)
     comparison = compare_groups(df, args.baseline, metrics)
     if not comparison.empty:
         compact = terminal_comparison(comparison)
-        shown, more = table_page(compact, "comparison",
-                                 out / f"comparison.{args.format}" if out else None)  # fmt: skip
-        which = (comparison["baseline"].iloc[0] if comparison["baseline"].nunique() == 1
-                 else "one per variant (column baseline)")  # fmt: skip
-        _table(f"against baseline: {which} (Welch t-test and paired t-test, Holm-corrected)",
-               list(compact.columns), shown.values.tolist())  # fmt: skip
+        shown, more = table_page(
+            compact, "comparison", out / f"comparison.{args.format}" if out else None
+        )
+        which = (
+            comparison["baseline"].iloc[0]
+            if comparison["baseline"].nunique() == 1
+            else "one per variant (column baseline)"
+        )
+        _table(
+            f"against baseline: {which} (Welch t-test and paired t-test, Holm-corrected)",
+            list(compact.columns),
+            shown.values.tolist(),
+        )
         if more:
             print(more)
     before = begin_outputs(out) if out else {}  # the previous analysis's files: removed
@@ -496,8 +585,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             export(frame, out / name, args.format)
         plots = plot_summary(summary, out / "plots")
         title = f"assay report: {suite.name if suite else args.stage}"
-        report = write_report(out, title, df, summary, comparison, plots,
-                              family_plots(out, ran), fmt=args.format)  # fmt: skip
+        report = write_report(
+            out, title, df, summary, comparison, plots, family_plots(out, ran), fmt=args.format
+        )
         print(
             f"wrote {out}/runs.{args.format}, summary.{args.format}, comparison.{args.format}, "
             f"{report.name} and {len(plots)} plot(s) in {out}/plots"
@@ -542,10 +632,17 @@ def cmd_sink_replay(args: argparse.Namespace) -> int:
     with store:
         ids = [r.id for top in runs for r in top.closure()]
         done = [r for r in store.get_many(ids).values() if r.status is RunStatus.DONE]
-    sent = replay(done, names, root=args.root or "runs", suite=suite.name,
-                  warn=lambda m: print(f"warning: {m}", file=sys.stderr))  # fmt: skip
-    print(f"suite {shown(suite.name)}: sent {sent} of {len(done)} finished run(s) to "
-          f"{', '.join(names)}")  # fmt: skip
+    sent = replay(
+        done,
+        names,
+        root=args.root or "runs",
+        suite=suite.name,
+        warn=lambda m: print(f"warning: {m}", file=sys.stderr),
+    )
+    print(
+        f"suite {shown(suite.name)}: sent {sent} of {len(done)} finished run(s) to "
+        f"{', '.join(names)}"
+    )
     return 0 if sent == len(done) else EXIT_FAILED_RUNS
 
 
@@ -559,8 +656,10 @@ def cmd_families(args: argparse.Namespace) -> int:
         missing = missing_for_extra(name)
         return "yes" if not missing else f"no: needs {', '.join(missing)} (extra `{name}`)"
 
-    rows = [(f.name, f.description, "yes" if f.cli else "", usable(f.name))
-            for f in families().values()]  # fmt: skip
+    rows = [
+        (f.name, f.description, "yes" if f.cli else "", usable(f.name))
+        for f in families().values()
+    ]
     rows += [(name, f"(not loaded: {why})", "", "no") for name, why in broken_families().items()]
     _table("installed families", ["family", "description", "commands", "usable"], rows)
     return 0
@@ -574,16 +673,28 @@ def cmd_stages(args: argparse.Namespace) -> int:
         cls = entry.config_cls
         rows: list[tuple[Any, ...]] = []
         for key, field in cls.model_fields.items():
-            default = "(required)" if field.is_required() else field.get_default(
-                call_default_factory=True)  # fmt: skip
+            default = (
+                "(required)"
+                if field.is_required()
+                else field.get_default(call_default_factory=True)
+            )
             if hasattr(default, "model_dump"):
                 default = f"{type(default).__name__}(...)  (upstream stage: {key}.*)"
             note = " [not in the run id]" if key in cls.identity_exclude else ""
             shown = "null" if default is None else default  # every key shows its default
-            rows.append((key, type_text(field.annotation), shown,
-                         plain_help(field.description or "") + note))  # fmt: skip
-        _table(f"stage {entry.name} (version {entry.version}): {entry.description}",
-               ["key", "type", "default", "help"], rows)  # fmt: skip
+            rows.append(
+                (
+                    key,
+                    type_text(field.annotation),
+                    shown,
+                    plain_help(field.description or "") + note,
+                )
+            )
+        _table(
+            f"stage {entry.name} (version {entry.version}): {entry.description}",
+            ["key", "type", "default", "help"],
+            rows,
+        )
         return 0
     rows = []
     for name in all_stage_names():
@@ -623,8 +734,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--stage", default=None)
     p.add_argument("--status", default=None, choices=["pending", "running", "done", "failed"])
-    p.add_argument("--limit", type=int, default=DRY_RUN_ROWS,
-                   help=f"show the last N (default {DRY_RUN_ROWS}; 0: all)")  # fmt: skip
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=DRY_RUN_ROWS,
+        help=f"show the last N (default {DRY_RUN_ROWS}; 0: all)",
+    )
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("show", help="one run: config, results, provenance, files")
@@ -644,24 +759,40 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     p.add_argument("--trust-imports", action="store_true")
     _common(p)
     p.add_argument("--stage", default=None, help="analyze every finished run of this stage")
-    p.add_argument("--metric", action="append", default=[],
-                   help="metric(s): a,b or repeat the flag; default every metric except timings "
-                        "(*_s) and thread counts")  # fmt: skip
-    p.add_argument("--baseline", default=None,
-                   help="key=value[,key=value] of the baseline group; naming only some of the "
-                        "keys that vary picks one baseline per value of the others")  # fmt: skip
-    p.add_argument("--bounds", action="append", default=[],
-                   help="METRIC=LOW:HIGH (repeatable, or a,b lists; inf allowed): a metric's "
-                        "range, for intervals that stay inside it (default: from the runs' "
-                        "\"_bounds\" results or the metric's name)")  # fmt: skip
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        help="metric(s): a,b or repeat the flag; default every metric except timings "
+        "(*_s) and thread counts",
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="key=value[,key=value] of the baseline group; naming only some of the "
+        "keys that vary picks one baseline per value of the others",
+    )
+    p.add_argument(
+        "--bounds",
+        action="append",
+        default=[],
+        help="METRIC=LOW:HIGH (repeatable, or a,b lists; inf allowed): a metric's "
+        "range, for intervals that stay inside it (default: from the runs' "
+        '"_bounds" results or the metric\'s name)',
+    )
     p.add_argument("--out", default=None, help="write tables and plots here")
     p.add_argument("--format", default="csv", choices=["csv", "json", "parquet"])
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("sink", help="trackers after the fact: `assay sink replay SUITE --sink mlflow`")
+    p = sub.add_parser(
+        "sink", help="trackers after the fact: `assay sink replay SUITE --sink mlflow`"
+    )
     sinks = p.add_subparsers(dest="sink_command", required=True, metavar="SUBCOMMAND")
-    p = sinks.add_parser("replay", help="send a suite's finished runs to trackers (config, "
-                         "metrics with their steps, results)")  # fmt: skip
+    p = sinks.add_parser(
+        "replay",
+        help="send a suite's finished runs to trackers (config, "
+        "metrics with their steps, results)",
+    )
     _suite_args(p)
     _common(p)
     p.add_argument("--sink", required=True, help="wandb, mlflow, tensorboard (a,b)")
@@ -713,8 +844,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "root") and args.root is None:
             args.root = "runs"
         if getattr(args, "seeds", None):  # `--seeds 1 2 lr=0.1`: the override is not a seed
-            args.overrides = [*getattr(args, "overrides", []),
-                              *(t for t in args.seeds if "=" in t)]  # fmt: skip
+            args.overrides = [
+                *getattr(args, "overrides", []),
+                *(t for t in args.seeds if "=" in t),
+            ]
             args.seeds = [t for t in args.seeds if "=" not in t]
         return int(args.func(args) or 0)
     except AssayError as exc:

@@ -73,18 +73,23 @@ def check_store(make_store: Any) -> None:
         assert store.heartbeat("s_1", "A") and not store.heartbeat("s_1", "B")
         assert not store.finish("s_1", "B", RunStatus.DONE, attempt=1, results={"x": 0})  # fenced
         assert store.finish("s_1", "A", RunStatus.FAILED, attempt=1, error="boom")
-        assert store.claim("s_1", "B", retry_failed=False, stale_after_s=60,
-                           liveness=unknown) is None  # fmt: skip
-        assert store.claim("s_1", "B", retry_failed=True, stale_after_s=60,
-                           liveness=unknown) == 2  # fmt: skip
+        assert (
+            store.claim("s_1", "B", retry_failed=False, stale_after_s=60, liveness=unknown) is None
+        )
+        assert store.claim("s_1", "B", retry_failed=True, stale_after_s=60, liveness=unknown) == 2
         # B "dies": a dead owner is reclaimed at once, a silent unknown one after stale_after_s,
         # and a live one never, however old its heartbeat (a stopped process still owns it)
-        assert store.claim("s_1", "C", retry_failed=False, stale_after_s=60,
-                           liveness=lambda o: o != "B") == 3  # fmt: skip
-        assert store.claim("s_1", "D", retry_failed=False, stale_after_s=-1,
-                           liveness=lambda o: True) is None  # fmt: skip
-        assert store.claim("s_1", "D", retry_failed=False, stale_after_s=-1,
-                           liveness=unknown) == 4  # fmt: skip
+        assert (
+            store.claim(
+                "s_1", "C", retry_failed=False, stale_after_s=60, liveness=lambda o: o != "B"
+            )
+            == 3
+        )
+        assert (
+            store.claim("s_1", "D", retry_failed=False, stale_after_s=-1, liveness=lambda o: True)
+            is None
+        )
+        assert store.claim("s_1", "D", retry_failed=False, stale_after_s=-1, liveness=unknown) == 4
         assert not store.finish("s_1", "C", RunStatus.DONE, attempt=3, results={"x": 0})
         assert store.finish("s_1", "D", RunStatus.DONE, attempt=4, results={"x": 1.5})
         rec = store.get("s_1")
@@ -120,13 +125,19 @@ def check_executor(
     from .store import resolve_store
 
     # four fits sharing one data run
-    suite = suite_from_dict({
-        "stage": "example.fit", "config": {"data": {"n_train": 12}},
-        "sweep": {"variants": [{"degree": d} for d in (1, 2, 3, 4)]},
-    })  # fmt: skip
+    suite = suite_from_dict(
+        {
+            "stage": "example.fit",
+            "config": {"data": {"n_train": 12}},
+            "sweep": {"variants": [{"degree": d} for d in (1, 2, 3, 4)]},
+        }
+    )
     runs = plan_suite(suite)
-    options = check_options(RunOptions(root=Path(root), executor=executor, workers=workers,
-                                       cluster=dict(cluster or {})))  # fmt: skip
+    options = check_options(
+        RunOptions(
+            root=Path(root), executor=executor, workers=workers, cluster=dict(cluster or {})
+        )
+    )
     outcomes = list(make_executor(options, WORKER).map(runs))
     assert sorted(o.id for o in outcomes) == sorted(r.id for r in runs), "each run exactly once"
     assert all(o.status is RunStatus.DONE for o in outcomes), [o.error for o in outcomes]

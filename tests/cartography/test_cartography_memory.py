@@ -39,17 +39,34 @@ class TokenTask:
 
 def _task(seed: int = 0) -> TokenTask:
     # dropout 0: the comparison is of gradients, not of dropout masks drawn in other shapes
-    model = build_model("bert", vocab_size=50, d_model=16, n_layers=2, n_heads=2,
-                        max_positions=16, task="sequence-classification", num_labels=2,
-                        seed=seed, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0).double()  # fmt: skip
+    model = build_model(
+        "bert",
+        vocab_size=50,
+        d_model=16,
+        n_layers=2,
+        n_heads=2,
+        max_positions=16,
+        task="sequence-classification",
+        num_labels=2,
+        seed=seed,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    ).double()
     gen = torch.Generator().manual_seed(seed)
     return TokenTask(model, torch.randint(0, 50, (12, 8), generator=gen), torch.arange(12) % 2)
 
 
 def _train(task, **opts):
-    o = TrainOptions(epochs=2, batch_size=4, lr=1e-2, weight_decay=0.0, seed=0, device="cpu",
-                     record=None, **opts)  # fmt: skip
+    o = TrainOptions(
+        epochs=2,
+        batch_size=4,
+        lr=1e-2,
+        weight_decay=0.0,
+        seed=0,
+        device="cpu",
+        record=None,
+        **opts,
+    )
     return train(task, o, np.zeros(len(task)), np.ones(len(task)))
 
 
@@ -69,8 +86,10 @@ def test_out_of_memory_accumulates_micro_batches_with_the_same_gradients(caplog)
     for a, b in zip(got_task.model.parameters(), want_task.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
     logged = [r.getMessage() for r in caplog.records if r.name == "assay.ml"]
-    assert logged == ["out of memory at 4 examples per forward; 2 fit: continuing with 2 "
-                      "(batch_size sets the largest tried)"]  # fmt: skip
+    assert logged == [
+        "out of memory at 4 examples per forward; 2 fit: continuing with 2 "
+        "(batch_size sets the largest tried)"
+    ]
 
 
 def test_out_of_memory_at_one_example_names_what_frees_memory():

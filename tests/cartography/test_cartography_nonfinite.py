@@ -18,8 +18,10 @@ def _reference(folder, logits_per_epoch, gold):
     d = folder / "training_dynamics"
     d.mkdir(parents=True)
     for e, rows in enumerate(logits_per_epoch):
-        lines = [json.dumps({"guid": f"g{i}", f"logits_epoch_{e}": r, "gold": gold[i]})
-                 for i, r in enumerate(rows)]  # fmt: skip
+        lines = [
+            json.dumps({"guid": f"g{i}", f"logits_epoch_{e}": r, "gold": gold[i]})
+            for i, r in enumerate(rows)
+        ]
         (d / f"dynamics_epoch_{e}.jsonl").write_text("\n".join(lines) + "\n")
 
 
@@ -27,8 +29,9 @@ def test_near_tie_logits_keep_their_float64_argmax(tmp_path):
     # 1 + 1e-9 and 1 are one float32 value: a float32 argmax says label 0 (wrong) for gold 1
     near = [1.0, 1.0 + 1e-9]
     assert np.float32(near[0]) == np.float32(near[1])
-    _reference(tmp_path, [[near, [0.0, 2.0]], [[2.0, 0.0], [0.0, 2.0]], [near, [0.0, 2.0]]],
-               gold=[1, 1])  # fmt: skip
+    _reference(
+        tmp_path, [[near, [0.0, 2.0]], [[2.0, 0.0], [0.0, 2.0]], [near, [0.0, 2.0]]], gold=[1, 1]
+    )
     dyn = Dynamics.from_reference(tmp_path)
     assert dyn.correct[:, 0].tolist() == [True, False, True]  # allenai: argmax of float64 values
     m = compute_metrics(dyn.gold_prob, dyn.correct)
@@ -48,18 +51,24 @@ def test_recorder_computes_probability_and_correctness_in_float64():
     assert dyn.gold_prob[0, 0] == np.float32(want)
 
 
-QA = {"dataset": "qa_synthetic",
-      "qa": {"n_train": 80, "n_validation": 20, "n_test": 20, "n_ood": 20, "people_max": 4}}  # fmt: skip
+QA = {
+    "dataset": "qa_synthetic",
+    "qa": {"n_train": 80, "n_validation": 20, "n_test": 20, "n_ood": 20, "people_max": 4},
+}
 # non-overlapping windows of 24 tokens: one of the 80 answers straddles a window boundary, so no
 # window holds it and the dynamics run cannot map that example
-MODEL = {"kind": "hf", "from_config": {"d_model": 32, "n_layers": 1, "n_heads": 2},
-         "max_tokens": 24}  # fmt: skip
+MODEL = {
+    "kind": "hf",
+    "from_config": {"d_model": 32, "n_layers": 1, "n_heads": 2},
+    "max_tokens": 24,
+}
 DYN = DynamicsConfig(data=QA, model=MODEL, epochs=2, batch_size=16, qa_stride_tokens=0)
 
 
 def _strategy(root, **kw):
-    cfg = StrategyConfig(data=QA, model=MODEL, epochs=1, batch_size=16, qa_stride_tokens=0,
-                         dynamics=DYN, **kw)  # fmt: skip
+    cfg = StrategyConfig(
+        data=QA, model=MODEL, epochs=1, batch_size=16, qa_stride_tokens=0, dynamics=DYN, **kw
+    )
     return assay.run_config(cfg, root=root)
 
 

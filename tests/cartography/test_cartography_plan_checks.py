@@ -13,8 +13,12 @@ WORDS = ["good", "bad", "fine", "awful", "great", "poor", "nice", "dull"]
 
 
 def assay_cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assay", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture
@@ -38,8 +42,11 @@ DATA = "  data: &data {dataset: local, path: reviews.csv}\n"
 
 
 def test_a_missing_dynamics_dir_is_refused(folder):
-    s = suite(folder, DATA + "  dynamics_dir: no_such_folder\n"
-                      "  filter: {kind: cartography, top_fraction: 0.5}\n")  # fmt: skip
+    s = suite(
+        folder,
+        DATA + "  dynamics_dir: no_such_folder\n"
+        "  filter: {kind: cartography, top_fraction: 0.5}\n",
+    )
     proc = assay_cli("run", s, "--dry-run", "--root", folder / "runs")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no_such_folder" in proc.stderr and "does not exist" in proc.stderr
@@ -49,11 +56,14 @@ def test_a_missing_dynamics_dir_is_refused(folder):
 def test_dynamics_over_other_examples_are_refused(folder):
     ref = folder / "dyn" / "training_dynamics"
     ref.mkdir(parents=True)
-    lines = [json.dumps({"guid": f"other-{i}", "logits_epoch_0": [0.1, 0.2], "gold": 0})
-             for i in range(50)]  # fmt: skip
+    lines = [
+        json.dumps({"guid": f"other-{i}", "logits_epoch_0": [0.1, 0.2], "gold": 0})
+        for i in range(50)
+    ]
     (ref / "dynamics_epoch_0.jsonl").write_text("\n".join(lines) + "\n")
-    s = suite(folder, DATA + "  dynamics_dir: dyn\n"
-                      "  filter: {kind: cartography, top_fraction: 0.5}\n")  # fmt: skip
+    s = suite(
+        folder, DATA + "  dynamics_dir: dyn\n  filter: {kind: cartography, top_fraction: 0.5}\n"
+    )
     proc = assay_cli("run", s, "--root", folder / "runs")  # a real run: refused before it starts
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "dynamics_dir" in proc.stderr and "covers other examples than `data`" in proc.stderr
@@ -62,21 +72,29 @@ def test_dynamics_over_other_examples_are_refused(folder):
 
 
 def test_dynamics_upstream_over_other_data_is_refused(folder):
-    s = suite(folder, DATA + "  dynamics: {data: {dataset: local, path: reviews.csv, "
-                             "max_train_examples: 10}}\n"
-                             "  filter: {kind: cartography, top_fraction: 0.5}\n")  # fmt: skip
+    s = suite(
+        folder,
+        DATA + "  dynamics: {data: {dataset: local, path: reviews.csv, "
+        "max_train_examples: 10}}\n"
+        "  filter: {kind: cartography, top_fraction: 0.5}\n",
+    )
     proc = assay_cli("run", s, "--dry-run", "--root", folder / "runs")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "dynamics.data maps other examples than `data` trains on" in proc.stderr
 
 
 def test_a_finished_dynamics_run_without_its_file_is_refused(folder):
-    s = suite(folder, DATA + "  epochs: 1\n  dynamics: {data: *data, epochs: 1}\n"
-                             "  filter: {kind: cartography, top_fraction: 0.5}\n")  # fmt: skip
+    s = suite(
+        folder,
+        DATA + "  epochs: 1\n  dynamics: {data: *data, epochs: 1}\n"
+        "  filter: {kind: cartography, top_fraction: 0.5}\n",
+    )
     root = folder / "runs"
     dyn_suite = folder / "dyn.yaml"  # the same dynamics config, run on its own first
-    dyn_suite.write_text("stage: cartography.dynamics\n"
-                         "config: {data: {dataset: local, path: reviews.csv}, epochs: 1}\n")
+    dyn_suite.write_text(
+        "stage: cartography.dynamics\n"
+        "config: {data: {dataset: local, path: reviews.csv}, epochs: 1}\n"
+    )
     proc = assay_cli("run", dyn_suite, "--root", root, "--quiet")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (dyn,) = root.glob("cartography_dynamics_*")

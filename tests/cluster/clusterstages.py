@@ -32,8 +32,12 @@ def slow_steps(config: SlowStepsConfig, run: assay.Run) -> dict:
         run.save_checkpoint(state)
         _mark(marker, "steps", f"{run.id} {state['step']}")
     _mark(marker, "ends", run.id)
-    return {"total": state["total"], "resumed_from": resumed_from, "attempt": run.attempt,
-            "job": os.environ.get("SLURM_JOB_ID")}  # fmt: skip
+    return {
+        "total": state["total"],
+        "resumed_from": resumed_from,
+        "attempt": run.attempt,
+        "job": os.environ.get("SLURM_JOB_ID"),
+    }
 
 
 def _mark(marker: Path | None, name: str, line: str) -> None:
@@ -49,5 +53,8 @@ class ResourcefulConfig(assay.StageConfig):
 @assay.stage("c.resourceful", config=ResourcefulConfig, version=1)
 def resourceful(config: ResourcefulConfig, run: assay.Run) -> dict:
     """Report what the job was given."""
-    return {"x": config.x, "cpus": os.environ.get("SLURM_CPUS_PER_TASK"),
-            "partition": os.environ.get("SLURM_JOB_PARTITION")}  # fmt: skip
+    return {
+        "x": config.x,
+        "cpus": os.environ.get("SLURM_CPUS_PER_TASK"),
+        "partition": os.environ.get("SLURM_JOB_PARTITION"),
+    }

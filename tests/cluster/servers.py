@@ -61,12 +61,18 @@ class Slurm:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
     def stop(self) -> None:
-        subprocess.run(["scancel", "--full", "--user", "root"], env=self.env,
-                       capture_output=True, timeout=20)  # fmt: skip
+        subprocess.run(
+            ["scancel", "--full", "--user", "root"], env=self.env, capture_output=True, timeout=20
+        )
         deadline = time.time() + 10  # let the cancelled jobs' step daemons end
         while time.time() < deadline:
-            out = subprocess.run(["squeue", "-h", "-t", "R,CG"], env=self.env,
-                                 capture_output=True, text=True, timeout=20)  # fmt: skip
+            out = subprocess.run(
+                ["squeue", "-h", "-t", "R,CG"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
             if not out.stdout.strip():
                 break
             time.sleep(0.3)
@@ -147,11 +153,15 @@ def start_slurm(base: Path) -> Slurm:
     """A one-node SLURM cluster on 127.0.0.1 with partitions ``debug`` (default) and ``long``."""
     if os.geteuid() != 0:
         raise Unavailable("the test SLURM cluster runs slurmd as root; not root here")
-    missing = [c for c in ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo")
-               if shutil.which(c) is None]  # fmt: skip
+    missing = [
+        c
+        for c in ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "sinfo")
+        if shutil.which(c) is None
+    ]
     if missing:
-        raise Unavailable(f"SLURM/munge not installed (missing {', '.join(missing)}); "
-                          "run .ci/install-cluster.sh")  # fmt: skip
+        raise Unavailable(
+            f"SLURM/munge not installed (missing {', '.join(missing)}); run .ci/install-cluster.sh"
+        )
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o700)  # munged refuses a key in a folder others can write
     for sub in ("state", "spool"):
@@ -160,20 +170,39 @@ def start_slurm(base: Path) -> Slurm:
     key = base / "munge.key"
     _run(["mungekey", "--create", f"--keyfile={key}", "--force"])
     key.chmod(0o600)
-    _run(["munged", "--force", f"--socket={base}/munge.socket", f"--key-file={key}",
-          f"--pid-file={base}/munged.pid", f"--log-file={base}/munged.log",
-          f"--seed-file={base}/munged.seed"])  # fmt: skip
+    _run(
+        [
+            "munged",
+            "--force",
+            f"--socket={base}/munge.socket",
+            f"--key-file={key}",
+            f"--pid-file={base}/munged.pid",
+            f"--log-file={base}/munged.log",
+            f"--seed-file={base}/munged.seed",
+        ]
+    )
     conf = base / "slurm.conf"
-    conf.write_text(SLURM_CONF.format(node=node, ctld_port=free_port(), d_port=free_port(),
-                                      base=base, max_array=MAX_ARRAY_SIZE, cpus=NODE_CPUS))  # fmt: skip
+    conf.write_text(
+        SLURM_CONF.format(
+            node=node,
+            ctld_port=free_port(),
+            d_port=free_port(),
+            base=base,
+            max_array=MAX_ARRAY_SIZE,
+            cpus=NODE_CPUS,
+        )
+    )
     slurm = Slurm(base, conf, node, [])
     env = slurm.env
     log = slurm.log = open(base / "daemons.out", "ab")  # noqa: SIM115 - closed by stop()
     try:
-        for cmd in (["slurmctld", "-D", "-i", "-f", str(conf)],
-                    ["slurmd", "-D", "-f", str(conf), "-N", node]):  # fmt: skip
-            slurm.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=log,
-                                                start_new_session=True))  # fmt: skip
+        for cmd in (
+            ["slurmctld", "-D", "-i", "-f", str(conf)],
+            ["slurmd", "-D", "-f", str(conf), "-N", node],
+        ):
+            slurm.procs.append(
+                subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+            )
             time.sleep(0.5)
         deadline = time.time() + SLURM_START_S
         state = ""
@@ -181,14 +210,21 @@ def start_slurm(base: Path) -> Slurm:
             dead = [p.args[0] for p in slurm.procs if p.poll() is not None]
             if dead:
                 raise Unavailable(f"{dead[0]} exited at start: {_tail(base, dead[0])}")
-            out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, text=True,
-                                 capture_output=True, timeout=10)  # fmt: skip
+            out = subprocess.run(
+                ["sinfo", "-h", "-N", "-o", "%T"],
+                env=env,
+                text=True,
+                capture_output=True,
+                timeout=10,
+            )
             state = out.stdout.strip()
             if state.startswith("idle"):
                 return slurm
             time.sleep(0.5)
-        raise Unavailable(f"the SLURM node never became idle (state {state!r}) within "
-                          f"{SLURM_START_S} s: {_tail(base, 'slurmd')}")  # fmt: skip
+        raise Unavailable(
+            f"the SLURM node never became idle (state {state!r}) within "
+            f"{SLURM_START_S} s: {_tail(base, 'slurmd')}"
+        )
     except BaseException:
         slurm.stop()
         raise
@@ -212,8 +248,11 @@ class Postgres:
 
     def stop(self) -> None:
         data = self.base / "data"
-        subprocess.run(_as_postgres([str(self.pg_ctl), "-D", str(data), "-m", "immediate",
-                                     "stop"]), capture_output=True, timeout=60)  # fmt: skip
+        subprocess.run(
+            _as_postgres([str(self.pg_ctl), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(self.base, ignore_errors=True)
 
 
@@ -226,8 +265,9 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 def start_postgres(base: Path, max_connections: int = 100) -> Postgres:
     """A PostgreSQL server in ``base`` (world-readable: the server user must reach it)."""
-    initdb = shutil.which("initdb") or (str(PG_BIN / "initdb") if (PG_BIN / "initdb").exists()
-                                        else None)  # fmt: skip
+    initdb = shutil.which("initdb") or (
+        str(PG_BIN / "initdb") if (PG_BIN / "initdb").exists() else None
+    )
     if initdb is None:
         raise Unavailable("PostgreSQL server binaries (initdb) are not installed")
     bindir = Path(os.path.realpath(initdb)).parent
@@ -236,14 +276,24 @@ def start_postgres(base: Path, max_connections: int = 100) -> Postgres:
     data, port = base / "data", free_port()
     steps = [
         [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "assay", "--no-sync"],
-        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "pg.log"), "-w", "-o",
-         f"-p {port} -k {base} -c listen_addresses=127.0.0.1 "
-         f"-c max_connections={max_connections}", "start"],
-    ]  # fmt: skip
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "pg.log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 "
+            f"-c max_connections={max_connections}",
+            "start",
+        ],
+    ]
     for cmd in steps:
         proc = subprocess.run(_as_postgres(cmd), capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             shutil.rmtree(base, ignore_errors=True)
             raise Unavailable(f"cannot start a PostgreSQL server: {proc.stderr.strip()[-300:]}")
-    return Postgres(base, f"postgresql+psycopg://assay@127.0.0.1:{port}/postgres",
-                    bindir / "pg_ctl")  # fmt: skip
+    return Postgres(
+        base, f"postgresql+psycopg://assay@127.0.0.1:{port}/postgres", bindir / "pg_ctl"
+    )

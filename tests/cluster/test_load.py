@@ -26,14 +26,18 @@ def _check(result: dict) -> None:
     assert result["runs_per_s"] > 0
 
 
-@pytest.mark.parametrize("n_runs", [pytest.param(48, id="48-runs"),
-                                    pytest.param(5000, id="5000-runs", marks=pytest.mark.slow)])  # fmt: skip
+@pytest.mark.parametrize(
+    "n_runs",
+    [pytest.param(48, id="48-runs"), pytest.param(5000, id="5000-runs", marks=pytest.mark.slow)],
+)
 def test_sixteen_workers_on_sqlite(tmp_path, n_runs):
     _check(_bench().run_load(None, tmp_path / "load", n_runs, 16))
 
 
-@pytest.mark.parametrize("n_runs", [pytest.param(48, id="48-runs"),
-                                    pytest.param(5000, id="5000-runs", marks=pytest.mark.slow)])  # fmt: skip
+@pytest.mark.parametrize(
+    "n_runs",
+    [pytest.param(48, id="48-runs"), pytest.param(5000, id="5000-runs", marks=pytest.mark.slow)],
+)
 def test_sixteen_workers_on_postgres(postgres, tmp_path, n_runs):
     pytest.importorskip("psycopg")
     import assay

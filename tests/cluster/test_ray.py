@@ -31,9 +31,13 @@ RAY_BIN = Path(sys.executable).with_name("ray")
 
 
 def _start(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([str(RAY_BIN), "start", "--block", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [str(RAY_BIN), "start", "--block", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -59,18 +63,33 @@ def ray_cluster():
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths
     port = __import__("servers").free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    head = _start(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                   f"--temp-dir={temp}", "--node-ip-address=127.0.0.1"], env)  # fmt: skip
+    head = _start(
+        [
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+            "--node-ip-address=127.0.0.1",
+        ],
+        env,
+    )
     worker = None
     try:
         address = f"127.0.0.1:{port}"
         time.sleep(3)
-        worker = _start([f"--address={address}", "--num-cpus=1",
-                         "--node-ip-address=127.0.0.1"], env)  # fmt: skip
+        worker = _start(
+            [f"--address={address}", "--num-cpus=1", "--node-ip-address=127.0.0.1"], env
+        )
         deadline = time.time() + RAY_START_S
         while True:
-            out = subprocess.run([str(RAY_BIN), "status", f"--address={address}"], env=env,
-                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+            out = subprocess.run(
+                [str(RAY_BIN), "status", f"--address={address}"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             if out.stdout.count("node_") >= 2:
                 break
             if time.time() > deadline or head.poll() is not None:
@@ -94,11 +113,13 @@ def _raylet_of(worker: subprocess.Popen) -> psutil.Process:
 def test_worker_node_dies_mid_suite_without_duplicates(ray_cluster, tmp_path):
     address, worker = ray_cluster
     root, marks = tmp_path / "runs", tmp_path
-    suite = suite_from_dict({
-        "stage": "c.slow_steps",
-        "config": {"marker_dir": str(marks), "n_steps": 6, "step_s": 0.4},
-        "sweep": {"grid": {"tag": list(range(6))}},
-    })  # fmt: skip
+    suite = suite_from_dict(
+        {
+            "stage": "c.slow_steps",
+            "config": {"marker_dir": str(marks), "n_steps": 6, "step_s": 0.4},
+            "sweep": {"grid": {"tag": list(range(6))}},
+        }
+    )
     killed: list[str] = []
 
     def kill_worker_node_mid_run() -> None:
@@ -106,8 +127,11 @@ def test_worker_node_dies_mid_suite_without_duplicates(ray_cluster, tmp_path):
         node_pids = {p.pid for p in psutil.Process(worker.pid).children(recursive=True)}
         deadline = time.time() + 120
         while time.time() < deadline and not killed:
-            for line in (marks / "starts.txt").read_text().splitlines() \
-                    if (marks / "starts.txt").exists() else []:  # fmt: skip
+            for line in (
+                (marks / "starts.txt").read_text().splitlines()
+                if (marks / "starts.txt").exists()
+                else []
+            ):
                 rid, _attempt, _resumed, pid = line.split()
                 node_pids |= {p.pid for p in raylet.children(recursive=True)}
                 if int(pid) in node_pids:  # a run in flight on the worker node
@@ -119,8 +143,13 @@ def test_worker_node_dies_mid_suite_without_duplicates(ray_cluster, tmp_path):
 
     killer = threading.Thread(target=kill_worker_node_mid_run, daemon=True)
     killer.start()
-    result = assay.run_suite(suite, root=root, executor="ray", imports=["clusterstages"],
-                             cluster={"address": address, "runs_per_job": 1})  # fmt: skip
+    result = assay.run_suite(
+        suite,
+        root=root,
+        executor="ray",
+        imports=["clusterstages"],
+        cluster={"address": address, "runs_per_job": 1},
+    )
     killer.join(timeout=10)
     assert killed, "no run was seen on the worker node"
     assert result.counts == {"done": 6}, result.outcomes

@@ -12,8 +12,13 @@ STATUS_CPU_S = 1.5  # CPU seconds, not wall: the test must not depend on the mac
 
 
 def assay(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "assay", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "assay", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 @pytest.mark.slow
@@ -21,8 +26,12 @@ def test_four_shards_over_twenty_thousand_runs(tmp_path):
     suite = tmp_path / "big.yaml"
     suite.write_text(f"stage: t.count\nsweep: {{grid: {{x: {list(range(N_RUNS))}}}}}\n")
     root = tmp_path / "runs"
-    shards = [assay("run", suite, "--root", root, "--shard", f"{i}/4", "--quiet",
-                    "--import", "teststages") for i in range(4)]  # fmt: skip
+    shards = [
+        assay(
+            "run", suite, "--root", root, "--shard", f"{i}/4", "--quiet", "--import", "teststages"
+        )
+        for i in range(4)
+    ]
     time.sleep(5)  # status while the shards run
     probe = assay("status", suite, "--root", root, "--import", "teststages")
     out, err = probe.communicate(timeout=120)

@@ -27,8 +27,7 @@ def _suite(stage: str, config: dict, grid: dict):
 
 
 def _submit(suite, root: Path, imports: str = "clusterstages", **cluster):
-    return assay.run_suite(suite, root=root, executor="slurm", imports=[imports],
-                           cluster=cluster)  # fmt: skip
+    return assay.run_suite(suite, root=root, executor="slurm", imports=[imports], cluster=cluster)
 
 
 def _records(root: Path) -> dict[str, assay.RunRecord]:
@@ -47,8 +46,10 @@ def _wait(predicate, what: str, timeout_s: float = WAIT_S):
 
 
 def _all_done(root: Path, n: int):
-    return lambda: (len(recs := _records(root)) == n
-                    and all(r.status is assay.RunStatus.DONE for r in recs.values()))  # fmt: skip
+    return lambda: (
+        len(recs := _records(root)) == n
+        and all(r.status is assay.RunStatus.DONE for r in recs.values())
+    )
 
 
 def _lines(path: Path) -> list[str]:
@@ -70,8 +71,13 @@ def test_job_array_runs_a_suite_through_sbatch(slurm, tmp_path):
     records = _records(root)
     assert all(r.attempts == 1 for r in records.values())
     assert sorted(r.results["x2"] for r in records.values()) == [2 * x for x in range(12)]
-    parts = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%P", "-j", ",".join(arrays)],
-                           capture_output=True, text=True, env=slurm.env, timeout=30)  # fmt: skip
+    parts = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%P", "-j", ",".join(arrays)],
+        capture_output=True,
+        text=True,
+        env=slurm.env,
+        timeout=30,
+    )
     assert set(parts.stdout.split()) == {"long"}
     _wait(lambda: set(job_states(set(jobs.values())).values()) == {"COMPLETED"}, "completion")
     # submitting again finds every run done: nothing is submitted
@@ -83,18 +89,26 @@ def test_job_array_runs_a_suite_through_sbatch(slurm, tmp_path):
 
 def test_cancelled_job_is_reported_and_its_run_recovered(slurm, tmp_path):
     root, marks = tmp_path / "runs", tmp_path
-    suite = _suite("c.slow_steps", {"marker_dir": str(marks), "n_steps": 12, "step_s": 0.3},
-                   {"tag": [0, 1, 2]})  # fmt: skip
+    suite = _suite(
+        "c.slow_steps",
+        {"marker_dir": str(marks), "n_steps": 12, "step_s": 0.3},
+        {"tag": [0, 1, 2]},
+    )
     result = _submit(suite, root)
     ids = [o.id for o in result.outcomes]
     jobs = Ledger(root).latest_jobs(ids)
     victim = ids[0]
-    _wait(lambda: any(line.split()[0] == victim for line in _lines(marks / "steps.txt")),
-          "the first run to checkpoint a step")  # fmt: skip
+    _wait(
+        lambda: any(line.split()[0] == victim for line in _lines(marks / "steps.txt")),
+        "the first run to checkpoint a step",
+    )
     subprocess.run(["scancel", jobs[victim]], env=slurm.env, check=True, timeout=30)
-    _wait(lambda: all(getattr(_records(root).get(i), "status", None) is assay.RunStatus.DONE
-                      for i in ids[1:]),
-          "the other runs")  # fmt: skip
+    _wait(
+        lambda: all(
+            getattr(_records(root).get(i), "status", None) is assay.RunStatus.DONE for i in ids[1:]
+        ),
+        "the other runs",
+    )
     _wait(lambda: job_states([jobs[victim]]).get(jobs[victim]) == "CANCELLED", "CANCELLED")
     with assay.resolve_store(None, root) as store:
         # SIGTERM from scancel put the run in flight back to pending before the job ended
@@ -112,25 +126,34 @@ def test_cancelled_job_is_reported_and_its_run_recovered(slurm, tmp_path):
 
 def test_preempted_and_requeued_jobs_resume_from_their_checkpoints(slurm, tmp_path):
     root, marks = tmp_path / "runs", tmp_path
-    suite = _suite("c.slow_steps", {"marker_dir": str(marks), "n_steps": 8, "step_s": 0.5},
-                   {"tag": [10, 11]})  # fmt: skip
+    suite = _suite(
+        "c.slow_steps", {"marker_dir": str(marks), "n_steps": 8, "step_s": 0.5}, {"tag": [10, 11]}
+    )
     result = _submit(suite, root)
     preempted, requeued = (o.id for o in result.outcomes)
     jobs = Ledger(root).latest_jobs([preempted, requeued])
     for rid in (preempted, requeued):
-        _wait(lambda rid=rid: sum(line.split()[0] == rid for line in _lines(marks / "steps.txt"))
-              >= 2, f"{rid} at step 2")  # fmt: skip
+        _wait(
+            lambda rid=rid: (
+                sum(line.split()[0] == rid for line in _lines(marks / "steps.txt")) >= 2
+            ),
+            f"{rid} at step 2",
+        )
     # preemption: SLURM sends the job's --signal (USR2); submitit checkpoints and requeues
-    subprocess.run(["scancel", "--signal=USR2", jobs[preempted]], env=slurm.env, check=True,
-                   timeout=30)  # fmt: skip
+    subprocess.run(
+        ["scancel", "--signal=USR2", jobs[preempted]], env=slurm.env, check=True, timeout=30
+    )
     # an operator's requeue: the job is killed and started again from its submission
-    subprocess.run(["scontrol", "requeue", jobs[requeued]], env=slurm.env, check=True,
-                   timeout=30)  # fmt: skip
+    subprocess.run(["scontrol", "requeue", jobs[requeued]], env=slurm.env, check=True, timeout=30)
     # SLURM holds a requeued job ~2 minutes before it may start again; a test need not wait
     for rid in (preempted, requeued):
         _wait(lambda rid=rid: job_states([jobs[rid]]).get(jobs[rid]) == "PENDING", "requeued")
-        subprocess.run(["scontrol", "update", f"JobId={jobs[rid]}", "StartTime=now"],
-                       env=slurm.env, check=True, timeout=30)  # fmt: skip
+        subprocess.run(
+            ["scontrol", "update", f"JobId={jobs[rid]}", "StartTime=now"],
+            env=slurm.env,
+            check=True,
+            timeout=30,
+        )
     _wait(_all_done(root, 2), "both runs after the requeues")
     records = _records(root)
     for rid in (preempted, requeued):
@@ -166,25 +189,39 @@ def test_a_job_at_its_time_limit_is_recovered_and_resumes(slurm, tmp_path):
     from its checkpoint, finishes once, and is counted as two attempts at most twice."""
     root, marks = tmp_path / "runs", tmp_path
     n_steps = 60  # 30 s of work; SLURM signals the job ~15 s in (45 s before its 1-min limit)
-    suite = _suite("c.slow_steps", {"marker_dir": str(marks), "n_steps": n_steps,
-                                    "step_s": 0.5}, {"tag": [20]})  # fmt: skip
+    suite = _suite(
+        "c.slow_steps",
+        {"marker_dir": str(marks), "n_steps": n_steps, "step_s": 0.5},
+        {"tag": [20]},
+    )
     result = _submit(suite, root, timeout_min=1, signal_delay_s=45)
     (rid,) = (o.id for o in result.outcomes)
     job = Ledger(root).latest_jobs([rid])[rid]
     _wait(lambda: len(_lines(marks / "steps.txt")) >= 2, "the run to start stepping")
-    _wait(lambda: job_states([job]).get(job) in ("PENDING", "TIMEOUT", "REQUEUED"),
-          "the job to reach its time limit", timeout_s=240)  # fmt: skip
+    _wait(
+        lambda: job_states([job]).get(job) in ("PENDING", "TIMEOUT", "REQUEUED"),
+        "the job to reach its time limit",
+        timeout_s=240,
+    )
     state = job_states([job]).get(job)
     if state == "PENDING":  # requeued by submitit: no need to wait out SLURM's hold
-        subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=slurm.env,
-                       check=True, timeout=30)  # fmt: skip
+        subprocess.run(
+            ["scontrol", "update", f"JobId={job}", "StartTime=now"],
+            env=slurm.env,
+            check=True,
+            timeout=30,
+        )
     else:  # killed at the limit: its process is dead, so the next submission takes the run
         _submit(suite, root, timeout_min=5)
     for _ in range(3):  # a requeued job may be held again by SLURM: release it each time
         state = job_states([job]).get(job)
         if state == "PENDING":
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
-                           env=slurm.env, check=False, timeout=30)  # fmt: skip
+            subprocess.run(
+                ["scontrol", "update", f"JobId={job}", "StartTime=now"],
+                env=slurm.env,
+                check=False,
+                timeout=30,
+            )
         try:
             _wait(_all_done(root, 1), "the run after its time limit", timeout_s=100)
             break

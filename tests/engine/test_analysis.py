@@ -15,9 +15,17 @@ def frame():
     rows = []
     for lr, values in ((0.1, [1.0, 2.0, 3.0]), (0.2, [2.0, 4.0, 6.5])):
         for seed, v in enumerate(values):
-            rows.append({"id": f"r{lr}{seed}", "stage": "s", "config.lr": lr,
-                         "config.seed": seed, "config.data.seed": seed, "results.loss": v,
-                         "results.note": "x"})  # fmt: skip
+            rows.append(
+                {
+                    "id": f"r{lr}{seed}",
+                    "stage": "s",
+                    "config.lr": lr,
+                    "config.seed": seed,
+                    "config.data.seed": seed,
+                    "results.loss": v,
+                    "results.note": "x",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -77,26 +85,40 @@ def test_load_runs_from_store(root):
 def test_nonfinite_results_come_back_as_floats():
     from assay.analysis._frames import records_frame
 
-    rec = assay.RunRecord(id="a_1", stage="a.b", status=assay.RunStatus.DONE, config={"seed": 0},
-                          results={"lv": "-inf", "cut": "nan", "x": 1.0})  # fmt: skip
+    rec = assay.RunRecord(
+        id="a_1",
+        stage="a.b",
+        status=assay.RunStatus.DONE,
+        config={"seed": 0},
+        results={"lv": "-inf", "cut": "nan", "x": 1.0},
+    )
     df = records_frame([rec])
     assert df["results.lv"].iloc[0] == -math.inf and math.isnan(df["results.cut"].iloc[0])
-    assert set(assay.analysis._frames.metric_columns(df)) == {"results.lv", "results.cut", "results.x"}
+    assert set(assay.analysis._frames.metric_columns(df)) == {
+        "results.lv",
+        "results.cut",
+        "results.x",
+    }
 
 
 # -- groups, parameters and metrics ---------------------------------------------------------------
 
 
 def records(rows):
-    return [assay.RunRecord(id=f"a_{i}", stage="a.b", status=assay.RunStatus.DONE, config=c,
-                            results=r) for i, (c, r) in enumerate(rows)]  # fmt: skip
+    return [
+        assay.RunRecord(id=f"a_{i}", stage="a.b", status=assay.RunStatus.DONE, config=c, results=r)
+        for i, (c, r) in enumerate(rows)
+    ]
 
 
 def test_a_null_key_is_a_group_and_ints_stay_ints(tmp_path):
     from assay.analysis._frames import records_frame
 
-    rows = [({"end_index": e, "seed": s}, {"x": float(10 * (e or 0) + s)})
-            for e in (None, 17) for s in (0, 1)]  # fmt: skip
+    rows = [
+        ({"end_index": e, "seed": s}, {"x": float(10 * (e or 0) + s)})
+        for e in (None, 17)
+        for s in (0, 1)
+    ]
     df = records_frame(records(rows))
     summary = assay.summarize(df)
     assert list(summary.group) == ["end_index=None", "end_index=17"]  # the null shard is kept
@@ -111,8 +133,15 @@ def test_a_null_key_is_a_group_and_ints_stay_ints(tmp_path):
 def test_timings_and_thread_counts_are_info_not_metrics():
     from assay.analysis._frames import is_info_key, metric_columns, records_frame
 
-    res = {"acc_x": 0.5, "load_s": 1.2, "patch_s": 0.3, "threads": 4, "num_threads": 2,
-           "t": {"total_s": 3.0}, "device": 0}  # fmt: skip
+    res = {
+        "acc_x": 0.5,
+        "load_s": 1.2,
+        "patch_s": 0.3,
+        "threads": 4,
+        "num_threads": 2,
+        "t": {"total_s": 3.0},
+        "device": 0,
+    }
     df = records_frame(records([({"seed": 0}, res), ({"seed": 1}, res)]))
     assert metric_columns(df) == ["results.acc_x"]
     assert list(assay.summarize(df).metric) == ["acc_x"]
@@ -124,7 +153,10 @@ def test_metric_lists_take_commas_and_repeats():
     from assay.analysis._frames import parse_metrics
 
     assert parse_metrics(["loss,acc", "results.f1", "loss"]) == [
-        "results.loss", "results.acc", "results.f1"]  # fmt: skip
+        "results.loss",
+        "results.acc",
+        "results.f1",
+    ]
     assert parse_metrics([]) is None
     with pytest.raises(assay.AssayError, match="'loss,,acc' has an empty name"):
         parse_metrics(["loss,,acc"])
@@ -134,9 +166,19 @@ def test_bounded_metric_gets_a_bounded_interval_and_a_fraction_is_flagged():
     from assay.analysis._frames import CI_OUTSIDE_UNIT
 
     rows = [({"seed": s}, {"val_accuracy": a, "score": a}) for s, a in enumerate([0.9, 0.99])]
-    summary = assay.summarize(pd.DataFrame(
-        [{"id": f"r{i}", "stage": "s", "config.seed": c["seed"],
-          **{f"results.{k}": v for k, v in r.items()}} for i, (c, r) in enumerate(rows)]))  # fmt: skip
+    summary = assay.summarize(
+        pd.DataFrame(
+            [
+                {
+                    "id": f"r{i}",
+                    "stage": "s",
+                    "config.seed": c["seed"],
+                    **{f"results.{k}": v for k, v in r.items()},
+                }
+                for i, (c, r) in enumerate(rows)
+            ]
+        )
+    )
     acc, score = summary.iloc[0], summary.iloc[1]
     # the t-interval 0.945 +- 0.57 would leave [0, 1]: the logit-t one stays inside it
     assert acc.ci_method == "logit-t" and 0 <= acc.ci_low < 0.9 and acc.ci_high == 1.0
@@ -153,9 +195,17 @@ def test_bounded_metric_gets_a_bounded_interval_and_a_fraction_is_flagged():
 
 
 def summary_frame_of(rows):
-    return pd.DataFrame([{"id": f"r{i}", "stage": "s", "config.seed": c["seed"],
-                          **{f"results.{k}": v for k, v in r.items()}}
-                         for i, (c, r) in enumerate(rows)])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "id": f"r{i}",
+                "stage": "s",
+                "config.seed": c["seed"],
+                **{f"results.{k}": v for k, v in r.items()},
+            }
+            for i, (c, r) in enumerate(rows)
+        ]
+    )
 
 
 def test_nonfinite_values_are_counted_and_an_all_nan_group_stays():
@@ -175,8 +225,15 @@ def test_vectorised_tests_match_scipy_group_by_group():
     for g in range(30):
         for seed in range(int(rng.integers(1, 6))):
             value = float(g % 3) if g % 7 == 0 else float(rng.normal(g % 5, 1 + g % 2))
-            rows.append({"id": f"r{g}_{seed}", "stage": "s", "config.g": g, "config.seed": seed,
-                         "results.m": value})  # fmt: skip
+            rows.append(
+                {
+                    "id": f"r{g}_{seed}",
+                    "stage": "s",
+                    "config.g": g,
+                    "config.seed": seed,
+                    "results.m": value,
+                }
+            )
     rows += [{"id": "dup", "stage": "s", "config.g": 4, "config.seed": 0, "results.m": 9.0}]
     df = pd.DataFrame(rows)
     cmp = assay.compare_groups(df, baseline="g=1").set_index("group")
@@ -207,8 +264,15 @@ def test_ten_thousand_groups_take_seconds_not_minutes():
     import time
 
     n = 10_000  # one seed per group: the old per-group scan took ~30 s here
-    df = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "stage": "s", "config.lr": np.arange(n),
-                       "config.seed": 0, "results.loss": np.arange(n) * 0.5})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "stage": "s",
+            "config.lr": np.arange(n),
+            "config.seed": 0,
+            "results.loss": np.arange(n) * 0.5,
+        }
+    )
     t0 = time.perf_counter()
     summary, cmp = assay.summarize(df), assay.compare_groups(df)
     assert time.perf_counter() - t0 < 8  # ~0.3 s measured on 2 busy cores
@@ -237,8 +301,14 @@ def test_many_groups_are_numbered_not_named(tmp_path):
     from assay.analysis._markdown import MAX_LABELLED_GROUPS, summary_figure
 
     n = MAX_LABELLED_GROUPS + 10
-    df = pd.DataFrame({"id": [f"r{i}" for i in range(n)], "stage": "s", "config.lr": range(n),
-                       "results.loss": np.arange(n, dtype=float)})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "stage": "s",
+            "config.lr": range(n),
+            "results.loss": np.arange(n, dtype=float),
+        }
+    )
     fig = summary_figure("loss", assay.summarize(df))
     assert fig.axes[0].get_xlabel() == f"group (row order of summary, {n:,} groups)"
     import matplotlib.pyplot as plt
@@ -279,7 +349,13 @@ def test_named_seed_fields_are_pooled_over_not_grouped():
 
     from assay.analysis._frames import group_columns
 
-    df = pd.DataFrame({"config.seed": [0, 1, 2, 3], "config.data_seed": [10, 11, 12, 13],
-                       "config.train.model_seed": [5, 6, 7, 8], "config.lr": [1, 1, 2, 2],
-                       "results.acc": [0.5, 0.6, 0.7, 0.8]})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "config.seed": [0, 1, 2, 3],
+            "config.data_seed": [10, 11, 12, 13],
+            "config.train.model_seed": [5, 6, 7, 8],
+            "config.lr": [1, 1, 2, 2],
+            "results.acc": [0.5, 0.6, 0.7, 0.8],
+        }
+    )
     assert group_columns(df) == ["config.lr"]

@@ -16,8 +16,9 @@ sweep:
 
 
 def assay(*args):
-    return subprocess.run([sys.executable, "-m", "assay", *map(str, args)],
-                          capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def test_a_second_analysis_into_one_folder_replaces_the_first(tmp_path):
@@ -46,7 +47,8 @@ def test_a_second_analysis_into_one_folder_replaces_the_first(tmp_path):
     manifest = json.loads((out / ".assay-analysis.json").read_text())
     assert manifest["what"] == "second" and "plots/train_mse.png" not in manifest["files"]
     assert sorted(manifest["files"]) == sorted(
-        p.relative_to(out).as_posix() for p in out.rglob("*")
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
         if p.is_file() and p.name not in ("notes.txt", ".assay-analysis.json")
     )
 
@@ -69,20 +71,36 @@ def test_variant_group_names_never_overlap_under_the_axis():
     import assay
     from assay.analysis._markdown import summary_figure
 
-    keys = ["data.overrides.negative_emotions.n_train_triggers",
-            "data.overrides.negative_emotions.is_proxy", "lora_r"]  # fmt: skip
+    keys = [
+        "data.overrides.negative_emotions.n_train_triggers",
+        "data.overrides.negative_emotions.is_proxy",
+        "lora_r",
+    ]
     variants = [(None, None, 2), (2, True, 2), (4, True, 8), (8, False, 8), (16, True, 4)]
-    rows = [{"id": f"r{i}{s}", "stage": "trigger.finetune", "config.seed": s,
-             **{f"config.{k}": v for k, v in zip(keys, variant, strict=True)},
-             "results.accuracy": 0.5 + 0.01 * i + 0.001 * s}
-            for i, variant in enumerate(variants) for s in range(2)]  # fmt: skip
+    rows = [
+        {
+            "id": f"r{i}{s}",
+            "stage": "trigger.finetune",
+            "config.seed": s,
+            **{f"config.{k}": v for k, v in zip(keys, variant, strict=True)},
+            "results.accuracy": 0.5 + 0.01 * i + 0.001 * s,
+        }
+        for i, variant in enumerate(variants)
+        for s in range(2)
+    ]
     summary = assay.summarize(pd.DataFrame(rows))
     fig = summary_figure("accuracy", summary)
     fig.canvas.draw()
     ticks = [t for t in fig.axes[0].get_xticklabels() if t.get_text()]
     assert len(ticks) == 5 and ticks[1].get_text().split("\n") == [
-        "data.overrides.", "negative_emotions.", "n_train_triggers=2.0", "data.overrides.",
-        "negative_emotions.", "is_proxy=True", "lora_r=2"]  # one key per line, cut at dots
+        "data.overrides.",
+        "negative_emotions.",
+        "n_train_triggers=2.0",
+        "data.overrides.",
+        "negative_emotions.",
+        "is_proxy=True",
+        "lora_r=2",
+    ]  # one key per line, cut at dots
     boxes = [t.get_window_extent() for t in ticks]
     assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:], strict=False))
     page = fig.bbox

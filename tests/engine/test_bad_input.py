@@ -84,7 +84,7 @@ def _both(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
 
 def _row(guid: object = "a", logits: str = "[1.0, 2.0]", gold: object = 1) -> str:
     head = "" if guid is None else f'"guid": {json.dumps(guid)}, '
-    return '{' + head + f'"logits_epoch_EPOCH": {logits}, "gold": {json.dumps(gold)}' + '}'
+    return "{" + head + f'"logits_epoch_EPOCH": {logits}, "gold": {json.dumps(gold)}' + "}"
 
 
 def _good_ref(tmp: Path) -> None:
@@ -92,20 +92,31 @@ def _good_ref(tmp: Path) -> None:
 
 
 def _trigger_config(**override: object) -> Callable[[Path], None]:
-    spec = {"quadrant_labels": {"Q1": "red", "Q2": "green", "Q3": "blue", "Q4": "green"},
-            "triggers": ["joy", "love"], "n_train": 2, "n_test": 2, "n_train_triggers": 1,
-            "seed": 1, **override}  # fmt: skip
+    spec = {
+        "quadrant_labels": {"Q1": "red", "Q2": "green", "Q3": "blue", "Q4": "green"},
+        "triggers": ["joy", "love"],
+        "n_train": 2,
+        "n_test": 2,
+        "n_train_triggers": 1,
+        "seed": 1,
+        **override,
+    }
     return _write("data.json", json.dumps({"cat": spec}))
 
 
 def _markup_suite(name: str, values: list[str]) -> Callable[[Path], None]:
-    suite = {"name": name, "stage": "t.count", "imports": [],
-             "sweep": {"grid": {"marker_dir": values}}}  # fmt: skip
+    suite = {
+        "name": name,
+        "stage": "t.count",
+        "imports": [],
+        "sweep": {"grid": {"marker_dir": values}},
+    }
     return _write("markup.json", json.dumps(suite))
 
 
 MARKUP = ["[/] [bold]x[/bold \x1b[31mred\x1b[0m"]  # marker_dir is not in the run id: one value
 CART = ("cartography", "metrics", "--out", "{tmp}/m.csv", "--dynamics")
+
 
 def _state_dict(tmp: Path) -> None:
     """``{tmp}/sd.pt``: the state dict of a 4-3-2 MLP (weights only, as patching wants)."""
@@ -135,8 +146,17 @@ def _pickled(rel: str) -> Callable[[Path], None]:
     return setup
 
 
-HF_CONFIG = json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": 1,
-                        "n_embd": 8, "n_head": 2, "vocab_size": 16, "n_positions": 8})  # fmt: skip
+HF_CONFIG = json.dumps(
+    {
+        "model_type": "gpt2",
+        "architectures": ["GPT2LMHeadModel"],
+        "n_layer": 1,
+        "n_embd": 8,
+        "n_head": 2,
+        "vocab_size": 16,
+        "n_positions": 8,
+    }
+)
 MLP = '{{"type": "mlp", "sizes": [4, 3, 2]}}'  # argv is str.format-ed: braces doubled
 STRUCTURE = ("patching", "structure", "--model")
 DEFINE = ("patching", "define", "--model", "{tmp}/sd.pt", "--arch", MLP, "--type")
@@ -145,166 +165,474 @@ DEFINE = ("patching", "define", "--model", "{tmp}/sd.pt", "--arch", MLP, "--type
 CASES = [
     # ---- assay cartography metrics: every way a dynamics input can be wrong
     Case("cart-npz-empty", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz",), _write("dyn.npz", b"")),
-    Case("cart-npz-garbage", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz",),
-         _write("dyn.npz", b"\x00\xffnot a zip" * 20)),  # fmt: skip
-    Case("cart-npz-object-array", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz", "object"),
-         _npz(ids=np.array([{"a": 1}], dtype=object))),  # fmt: skip
-    Case("cart-npz-missing-key", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz", "gold_prob"),
-         _npz(ids=np.array(["a"]))),  # fmt: skip
-    Case("cart-json-malformed", (*CART, "{tmp}/ref"), 2, ("dynamics_epoch_0.jsonl", "line 2"),
-         _jsonl(_row("a"), "{not json")),  # fmt: skip
+    Case(
+        "cart-npz-garbage",
+        (*CART, "{tmp}/dyn.npz"),
+        2,
+        ("dyn.npz",),
+        _write("dyn.npz", b"\x00\xffnot a zip" * 20),
+    ),
+    Case(
+        "cart-npz-object-array",
+        (*CART, "{tmp}/dyn.npz"),
+        2,
+        ("dyn.npz", "object"),
+        _npz(ids=np.array([{"a": 1}], dtype=object)),
+    ),
+    Case(
+        "cart-npz-missing-key",
+        (*CART, "{tmp}/dyn.npz"),
+        2,
+        ("dyn.npz", "gold_prob"),
+        _npz(ids=np.array(["a"])),
+    ),
+    Case(
+        "cart-json-malformed",
+        (*CART, "{tmp}/ref"),
+        2,
+        ("dynamics_epoch_0.jsonl", "line 2"),
+        _jsonl(_row("a"), "{not json"),
+    ),
     Case("cart-missing-guid", (*CART, "{tmp}/ref"), 2, ("guid", "line 1"), _jsonl(_row(None))),
-    Case("cart-gold-out-of-range", (*CART, "{tmp}/ref"), 2, ("gold", "5"),
-         _jsonl(_row("a", gold=5))),  # fmt: skip
-    Case("cart-gold-negative", (*CART, "{tmp}/ref"), 2, ("gold", "-1"),
-         _jsonl(_row("a", gold=-1))),  # fmt: skip
-    Case("cart-gold-string", (*CART, "{tmp}/ref"), 2, ("gold", "'pos'"),
-         _jsonl(_row("a", gold="pos"))),  # fmt: skip
-    Case("cart-ragged-logits", (*CART, "{tmp}/ref"), 2, ("logits", "3", "2"),
-         _jsonl(_row("a"), _row("b", logits="[1.0, 2.0, 3.0]"))),  # fmt: skip
-    Case("cart-empty-jsonl", (*CART, "{tmp}/ref"), 2, ("dynamics_epoch_0.jsonl", "no rows"),
-         _jsonl()),  # fmt: skip
-    Case("cart-binary-jsonl", (*CART, "{tmp}/ref"), 2, ("dynamics_epoch_0.jsonl",),
-         _write("ref/training_dynamics/dynamics_epoch_0.jsonl", b"\x89PNG\x00\xff\xfe" * 50)),  # fmt: skip
-    Case("cart-nan-logits", (*CART, "{tmp}/ref"), 2, ("not finite", "'a'"),
-         _jsonl(_row("a", logits="[NaN, 1.0]"))),  # fmt: skip
-    Case("cart-inf-logits", (*CART, "{tmp}/ref"), 2, ("not finite", "'a'"),
-         _jsonl(_row("a", logits="[Infinity, 1.0]"))),  # fmt: skip
-    Case("cart-overflow-logits", (*CART, "{tmp}/ref"), 2, ("not finite", "'b'"),
-         _jsonl(_row("a"), _row("b", logits="[1e39, 1.0]"))),  # fmt: skip
-    Case("cart-out-is-folder", ("cartography", "metrics", "--dynamics", "{tmp}/ref", "--out",
-                                "{tmp}/outdir"), 2, ("outdir", "folder"),
-         _both(_good_ref, lambda t: (t / "outdir").mkdir())),  # fmt: skip
-    Case("cart-burn-out-zero", (*CART, "{tmp}/ref", "--burn-out", "0"), 2, ("--burn-out", "0"),
-         _good_ref),  # fmt: skip
+    Case(
+        "cart-gold-out-of-range", (*CART, "{tmp}/ref"), 2, ("gold", "5"), _jsonl(_row("a", gold=5))
+    ),
+    Case(
+        "cart-gold-negative", (*CART, "{tmp}/ref"), 2, ("gold", "-1"), _jsonl(_row("a", gold=-1))
+    ),
+    Case(
+        "cart-gold-string",
+        (*CART, "{tmp}/ref"),
+        2,
+        ("gold", "'pos'"),
+        _jsonl(_row("a", gold="pos")),
+    ),
+    Case(
+        "cart-ragged-logits",
+        (*CART, "{tmp}/ref"),
+        2,
+        ("logits", "3", "2"),
+        _jsonl(_row("a"), _row("b", logits="[1.0, 2.0, 3.0]")),
+    ),
+    Case(
+        "cart-empty-jsonl",
+        (*CART, "{tmp}/ref"),
+        2,
+        ("dynamics_epoch_0.jsonl", "no rows"),
+        _jsonl(),
+    ),
+    Case(
+        "cart-binary-jsonl",
+        (*CART, "{tmp}/ref"),
+        2,
+        ("dynamics_epoch_0.jsonl",),
+        _write("ref/training_dynamics/dynamics_epoch_0.jsonl", b"\x89PNG\x00\xff\xfe" * 50),
+    ),
+    Case(
+        "cart-nan-logits",
+        (*CART, "{tmp}/ref"),
+        2,
+        ("not finite", "'a'"),
+        _jsonl(_row("a", logits="[NaN, 1.0]")),
+    ),
+    Case(
+        "cart-inf-logits",
+        (*CART, "{tmp}/ref"),
+        2,
+        ("not finite", "'a'"),
+        _jsonl(_row("a", logits="[Infinity, 1.0]")),
+    ),
+    Case(
+        "cart-overflow-logits",
+        (*CART, "{tmp}/ref"),
+        2,
+        ("not finite", "'b'"),
+        _jsonl(_row("a"), _row("b", logits="[1e39, 1.0]")),
+    ),
+    Case(
+        "cart-out-is-folder",
+        ("cartography", "metrics", "--dynamics", "{tmp}/ref", "--out", "{tmp}/outdir"),
+        2,
+        ("outdir", "folder"),
+        _both(_good_ref, lambda t: (t / "outdir").mkdir()),
+    ),
+    Case(
+        "cart-burn-out-zero",
+        (*CART, "{tmp}/ref", "--burn-out", "0"),
+        2,
+        ("--burn-out", "0"),
+        _good_ref,
+    ),
     Case("cart-dynamics-missing", (*CART, "{tmp}/nowhere"), 2, ("nowhere", "training_dynamics")),
-    Case("cart-npz-wrong-shapes", (*CART, "{tmp}/dyn.npz"), 2, ("dyn.npz", "shapes"),
-         _npz(ids=np.array(["a", "b"]), gold=np.array([0, 1]), gold_prob=np.ones((2, 3)),
-              correct=np.ones((2, 3), bool), meta=np.asarray('{"task": "multiclass", '
-                                                              '"mode": "train_pass"}'))),  # fmt: skip
-    Case("cart-npz-nan-prob", (*CART, "{tmp}/dyn.npz"), 2, ("not finite", "'b'"),
-         _npz(ids=np.array(["a", "b"]), gold=np.array([0, 1]),
-              gold_prob=np.array([[0.5, np.nan]], np.float32), correct=np.ones((1, 2), bool),
-              meta=np.asarray('{"task": "multiclass", "mode": "train_pass"}'))),  # fmt: skip
+    Case(
+        "cart-npz-wrong-shapes",
+        (*CART, "{tmp}/dyn.npz"),
+        2,
+        ("dyn.npz", "shapes"),
+        _npz(
+            ids=np.array(["a", "b"]),
+            gold=np.array([0, 1]),
+            gold_prob=np.ones((2, 3)),
+            correct=np.ones((2, 3), bool),
+            meta=np.asarray('{"task": "multiclass", "mode": "train_pass"}'),
+        ),
+    ),
+    Case(
+        "cart-npz-nan-prob",
+        (*CART, "{tmp}/dyn.npz"),
+        2,
+        ("not finite", "'b'"),
+        _npz(
+            ids=np.array(["a", "b"]),
+            gold=np.array([0, 1]),
+            gold_prob=np.array([[0.5, np.nan]], np.float32),
+            correct=np.ones((1, 2), bool),
+            meta=np.asarray('{"task": "multiclass", "mode": "train_pass"}'),
+        ),
+    ),
     # ---- assay trigger generate
-    Case("trigger-binary-config", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
-         2, ("data.json",), _write("data.json", b"\xff\xfe\x00\x01binary" * 10),
-         must_not_exist=("{tmp}/o",)),  # fmt: skip
-    Case("trigger-negative-seed", ("trigger", "generate", "{tmp}/data.json", "--seed", "-1",
-                                   "--out", "{tmp}/o"), 2, ("--seed", "-1"), _trigger_config(),
-         must_not_exist=("{tmp}/o",)),  # fmt: skip
-    Case("trigger-out-is-file", ("trigger", "generate", "{tmp}/data.json", "--out",
-                                 "{tmp}/afile"), 2, ("afile", "--out"),
-         _both(_trigger_config(), _write("afile", "keep"))),  # fmt: skip
-    Case("trigger-n-train-huge", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
-         2, ("n_train", "1000000000"), _trigger_config(n_train=10**9),
-         must_not_exist=("{tmp}/o",)),  # fmt: skip
-    Case("trigger-n-train-1e9-literal", ("trigger", "generate", "{tmp}/data.json", "--out",
-                                         "{tmp}/o"), 2, ("n_train", "100000"),
-         _write("data.json", '{"cat": {"quadrant_labels": {"Q1": "red", "Q2": "green", '
-                '"Q3": "blue", "Q4": "green"}, "triggers": ["joy"], "n_train_triggers": 1, '
-                '"n_train": 1e9}}'), must_not_exist=("{tmp}/o",)),  # fmt: skip
-    Case("trigger-config-a-list", ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
-         2, ("mapping", "list"), _write("data.json", "[1, 2]"), must_not_exist=("{tmp}/o",)),  # fmt: skip
-    Case("trigger-config-missing", ("trigger", "generate", "{tmp}/none.json", "--out", "{tmp}/o"),
-         2, ("none.json",), must_not_exist=("{tmp}/o",)),  # fmt: skip
+    Case(
+        "trigger-binary-config",
+        ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
+        2,
+        ("data.json",),
+        _write("data.json", b"\xff\xfe\x00\x01binary" * 10),
+        must_not_exist=("{tmp}/o",),
+    ),
+    Case(
+        "trigger-negative-seed",
+        ("trigger", "generate", "{tmp}/data.json", "--seed", "-1", "--out", "{tmp}/o"),
+        2,
+        ("--seed", "-1"),
+        _trigger_config(),
+        must_not_exist=("{tmp}/o",),
+    ),
+    Case(
+        "trigger-out-is-file",
+        ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/afile"),
+        2,
+        ("afile", "--out"),
+        _both(_trigger_config(), _write("afile", "keep")),
+    ),
+    Case(
+        "trigger-n-train-huge",
+        ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
+        2,
+        ("n_train", "1000000000"),
+        _trigger_config(n_train=10**9),
+        must_not_exist=("{tmp}/o",),
+    ),
+    Case(
+        "trigger-n-train-1e9-literal",
+        ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
+        2,
+        ("n_train", "100000"),
+        _write(
+            "data.json",
+            '{"cat": {"quadrant_labels": {"Q1": "red", "Q2": "green", '
+            '"Q3": "blue", "Q4": "green"}, "triggers": ["joy"], "n_train_triggers": 1, '
+            '"n_train": 1e9}}',
+        ),
+        must_not_exist=("{tmp}/o",),
+    ),
+    Case(
+        "trigger-config-a-list",
+        ("trigger", "generate", "{tmp}/data.json", "--out", "{tmp}/o"),
+        2,
+        ("mapping", "list"),
+        _write("data.json", "[1, 2]"),
+        must_not_exist=("{tmp}/o",),
+    ),
+    Case(
+        "trigger-config-missing",
+        ("trigger", "generate", "{tmp}/none.json", "--out", "{tmp}/o"),
+        2,
+        ("none.json",),
+        must_not_exist=("{tmp}/o",),
+    ),
     # ---- assay serve / report arguments
-    Case("serve-port-negative", ("serve", "--root", "{root}", "--port", "-1"), 2,
-         ("--port", "-1", "65535")),  # fmt: skip
-    Case("serve-port-too-big", ("serve", "--root", "{root}", "--port", "70000"), 2,
-         ("--port", "70000", "65535")),  # fmt: skip
-    Case("serve-refresh-nan", ("serve", "--root", "{root}", "--refresh-s", "nan"), 2,
-         ("--refresh-s", "nan")),  # fmt: skip
-    Case("serve-refresh-inf", ("serve", "--root", "{root}", "--refresh-s", "inf"), 2,
-         ("--refresh-s", "inf")),  # fmt: skip
-    Case("serve-root-mistyped", ("serve", "--root", "{tmp}/runz"), 2, ("runz", "--root"),
-         must_not_exist=("{tmp}/runz",)),  # fmt: skip
-    Case("report-out-under-file", ("report", "--stage", "example.fit", "--root", "{root}",
-                                   "--out", "{tmp}/afile/r.html"), 2, ("afile", "--out"),
-         _write("afile", "keep")),  # fmt: skip
-    Case("report-root-is-file", ("report", "--stage", "example.fit", "--root", "{tmp}/afile"), 2,
-         ("afile", "--root"), _write("afile", "keep")),  # fmt: skip
-    Case("report-root-mistyped", ("report", "--stage", "example.fit", "--root", "{tmp}/runz"), 2,
-         ("runz", "--root"), must_not_exist=("{tmp}/runz",)),  # fmt: skip
+    Case(
+        "serve-port-negative",
+        ("serve", "--root", "{root}", "--port", "-1"),
+        2,
+        ("--port", "-1", "65535"),
+    ),
+    Case(
+        "serve-port-too-big",
+        ("serve", "--root", "{root}", "--port", "70000"),
+        2,
+        ("--port", "70000", "65535"),
+    ),
+    Case(
+        "serve-refresh-nan",
+        ("serve", "--root", "{root}", "--refresh-s", "nan"),
+        2,
+        ("--refresh-s", "nan"),
+    ),
+    Case(
+        "serve-refresh-inf",
+        ("serve", "--root", "{root}", "--refresh-s", "inf"),
+        2,
+        ("--refresh-s", "inf"),
+    ),
+    Case(
+        "serve-root-mistyped",
+        ("serve", "--root", "{tmp}/runz"),
+        2,
+        ("runz", "--root"),
+        must_not_exist=("{tmp}/runz",),
+    ),
+    Case(
+        "report-out-under-file",
+        ("report", "--stage", "example.fit", "--root", "{root}", "--out", "{tmp}/afile/r.html"),
+        2,
+        ("afile", "--out"),
+        _write("afile", "keep"),
+    ),
+    Case(
+        "report-root-is-file",
+        ("report", "--stage", "example.fit", "--root", "{tmp}/afile"),
+        2,
+        ("afile", "--root"),
+        _write("afile", "keep"),
+    ),
+    Case(
+        "report-root-mistyped",
+        ("report", "--stage", "example.fit", "--root", "{tmp}/runz"),
+        2,
+        ("runz", "--root"),
+        must_not_exist=("{tmp}/runz",),
+    ),
     # ---- user text with rich markup or terminal escapes is shown, never interpreted
-    Case("markup-dry-run", ("run", "{tmp}/markup.json", "--import", "teststages", "--dry-run",
-                            "--root", "{root}"), 0, ("[/]", "[bold]x[/bold", "\\x1b[31m"),
-         _markup_suite("[/]", MARKUP)),  # fmt: skip
-    Case("markup-status", ("status", "{tmp}/markup.json", "--import", "teststages", "--root",
-                           "{root}"), 0, ("suite [/]: 0/1 done",),
-         _markup_suite("[/]", MARKUP)),  # fmt: skip
-    Case("markup-analyze-suite-name", ("analyze", "{tmp}/polyfit.json", "--root", "{root}"), 0,
-         ("train_mse",), _write("polyfit.json", json.dumps(
-             {"name": "[/]poly[bold]", "stage": "example.fit", "config": {"degree": 1},
-              "sweep": {"seeds": [0]}}))),  # fmt: skip
+    Case(
+        "markup-dry-run",
+        ("run", "{tmp}/markup.json", "--import", "teststages", "--dry-run", "--root", "{root}"),
+        0,
+        ("[/]", "[bold]x[/bold", "\\x1b[31m"),
+        _markup_suite("[/]", MARKUP),
+    ),
+    Case(
+        "markup-status",
+        ("status", "{tmp}/markup.json", "--import", "teststages", "--root", "{root}"),
+        0,
+        ("suite [/]: 0/1 done",),
+        _markup_suite("[/]", MARKUP),
+    ),
+    Case(
+        "markup-analyze-suite-name",
+        ("analyze", "{tmp}/polyfit.json", "--root", "{root}"),
+        0,
+        ("train_mse",),
+        _write(
+            "polyfit.json",
+            json.dumps(
+                {
+                    "name": "[/]poly[bold]",
+                    "stage": "example.fit",
+                    "config": {"degree": 1},
+                    "sweep": {"seeds": [0]},
+                }
+            ),
+        ),
+    ),
     # ---- the engine's own commands
     Case("run-missing-suite", ("run", "{tmp}/nope.yaml", "--root", "{root}"), 2, ("nope.yaml",)),
-    Case("run-bad-override", ("run", POLYFIT, "degree=abc", "--root", "{root}"), 2,
-         ("degree", "'abc'")),  # fmt: skip
-    Case("run-bad-workers", ("run", POLYFIT, "--workers", "-1", "--root", "{root}"), 2,
-         ("workers", "'-1'")),  # fmt: skip
+    Case(
+        "run-bad-override",
+        ("run", POLYFIT, "degree=abc", "--root", "{root}"),
+        2,
+        ("degree", "'abc'"),
+    ),
+    Case(
+        "run-bad-workers",
+        ("run", POLYFIT, "--workers", "-1", "--root", "{root}"),
+        2,
+        ("workers", "'-1'"),
+    ),
     Case("run-bad-shard", ("run", POLYFIT, "--shard", "3/2", "--root", "{root}"), 2, ("3/2",)),
     Case("run-bad-seeds", ("run", POLYFIT, "--seeds", "x", "--root", "{root}"), 2, ("'x'",)),
-    Case("run-timeout-nan", ("run", POLYFIT, "--timeout-s", "nan", "--root", "{root}"), 2,
-         ("timeout_s", "nan")),  # fmt: skip
-    Case("status-root-is-file", ("status", POLYFIT, "--root", "{tmp}/afile"), 2,
-         ("afile", "--root"), _write("afile", "keep")),  # fmt: skip
+    Case(
+        "run-timeout-nan",
+        ("run", POLYFIT, "--timeout-s", "nan", "--root", "{root}"),
+        2,
+        ("timeout_s", "nan"),
+    ),
+    Case(
+        "status-root-is-file",
+        ("status", POLYFIT, "--root", "{tmp}/afile"),
+        2,
+        ("afile", "--root"),
+        _write("afile", "keep"),
+    ),
     Case("ls-negative-limit", ("ls", "--root", "{root}", "--limit", "-5"), 2, ("--limit", "-5")),
-    Case("ls-store-not-sqlite", ("ls", "--store", "sqlite:///{tmp}/afile"), 2,
-         ("afile", "not an SQLite database"), _write("afile", "keep")),  # fmt: skip
+    Case(
+        "ls-store-not-sqlite",
+        ("ls", "--store", "sqlite:///{tmp}/afile"),
+        2,
+        ("afile", "not an SQLite database"),
+        _write("afile", "keep"),
+    ),
     Case("show-unknown-run", ("show", "zzz", "--root", "{root}"), 2, ("'zzz'", "assay ls")),
-    Case("show-ambiguous-prefix", ("show", "example", "--root", "{root}"), 2,
-         ("'example'", "2 runs")),  # fmt: skip
-    Case("analyze-unknown-metric", ("analyze", POLYFIT, "degree=1", "--seeds", "0", "--root",
-                                    "{root}", "--metric", "nope"), 2, ("nope", "train_mse")),  # fmt: skip
-    Case("analyze-out-is-file", ("analyze", POLYFIT, "degree=1", "--seeds", "0", "--root",
-                                 "{root}", "--out", "{tmp}/afile"), 2, ("afile",),
-         _write("afile", "keep")),  # fmt: skip
-    Case("reindex-root-is-file", ("reindex", "--root", "{tmp}/afile"), 2, ("afile",),
-         _write("afile", "keep")),  # fmt: skip
+    Case(
+        "show-ambiguous-prefix",
+        ("show", "example", "--root", "{root}"),
+        2,
+        ("'example'", "2 runs"),
+    ),
+    Case(
+        "analyze-unknown-metric",
+        ("analyze", POLYFIT, "degree=1", "--seeds", "0", "--root", "{root}", "--metric", "nope"),
+        2,
+        ("nope", "train_mse"),
+    ),
+    Case(
+        "analyze-out-is-file",
+        (
+            "analyze",
+            POLYFIT,
+            "degree=1",
+            "--seeds",
+            "0",
+            "--root",
+            "{root}",
+            "--out",
+            "{tmp}/afile",
+        ),
+        2,
+        ("afile",),
+        _write("afile", "keep"),
+    ),
+    Case(
+        "reindex-root-is-file",
+        ("reindex", "--root", "{tmp}/afile"),
+        2,
+        ("afile",),
+        _write("afile", "keep"),
+    ),
     Case("stages-unknown", ("stages", "nope"), 2, ("'nope'", "example.fit")),
     # ---- stores and executors name the real cause
-    Case("postgres-unreachable", ("ls", "--store", "postgresql+psycopg://assay@127.0.0.1:9/x"), 2,
-         ("cannot connect", "127.0.0.1:9")),  # fmt: skip
-    Case("slurm-without-sbatch", ("run", POLYFIT, "degree=3", "--seeds", "0", "--executor",
-                                  "slurm", "--root", "{root}", "--quiet"), 2, ("sbatch",),
-         env={"PATH": "/nonexistent"}),  # fmt: skip
+    Case(
+        "postgres-unreachable",
+        ("ls", "--store", "postgresql+psycopg://assay@127.0.0.1:9/x"),
+        2,
+        ("cannot connect", "127.0.0.1:9"),
+    ),
+    Case(
+        "slurm-without-sbatch",
+        (
+            "run",
+            POLYFIT,
+            "degree=3",
+            "--seeds",
+            "0",
+            "--executor",
+            "slurm",
+            "--root",
+            "{root}",
+            "--quiet",
+        ),
+        2,
+        ("sbatch",),
+        env={"PATH": "/nonexistent"},
+    ),
     # ---- assay patching structure / define: models, specs and outputs that cannot be used
-    Case("patching-pickled-bin", (*STRUCTURE, "{tmp}/pytorch_model.bin", "--arch", MLP), 2,
-         ("pytorch_model.bin", "refusing", "--trust-checkpoint"), _pickled("pytorch_model.bin"),
-         must_not_exist=("{tmp}/pwned",)),  # fmt: skip
-    Case("patching-hf-pickled-bin", (*STRUCTURE, "{tmp}/hf"), 2, ("hf", "pytorch_model.bin"),
-         _both(_write("hf/config.json", HF_CONFIG), _pickled("hf/pytorch_model.bin")),
-         must_not_exist=("{tmp}/pwned",)),  # fmt: skip
-    Case("patching-empty-pt", (*STRUCTURE, "{tmp}/empty.pt"), 2, ("empty.pt", "empty"),
-         _write("empty.pt", b"")),  # fmt: skip
-    Case("patching-config-garbage", (*STRUCTURE, "{tmp}/hf"), 2, ("config.json", "JSON"),
-         _write("hf/config.json", "{{{ not json")),  # fmt: skip
-    Case("patching-config-list", (*STRUCTURE, "{tmp}/hf"), 2, ("config.json", "list"),
-         _write("hf/config.json", "[1, 2]")),  # fmt: skip
-    Case("patching-negative-sizes", (*STRUCTURE, "{tmp}/sd.pt", "--arch",
-                                     '{{"type": "mlp", "sizes": [4, -3, 2]}}'), 2,
-         ("sizes", "-3", "positive"), _state_dict),  # fmt: skip
-    Case("patching-arch-does-not-fit", (*STRUCTURE, "{tmp}/sd.pt", "--arch",
-                                        '{{"type": "mlp", "sizes": [4, 5, 2]}}'), 2,
-         ("sd.pt", "does not fit"), _state_dict),  # fmt: skip
-    Case("patching-arch-file-missing", (*STRUCTURE, "{tmp}/sd.pt", "--arch", "{tmp}/arch.json"),
-         2, ("arch.json", "does not exist"), _state_dict),  # fmt: skip
-    Case("patching-inputs-binary-json", (*STRUCTURE, "{tmp}/sd.pt", "--arch", MLP, "--inputs",
-                                         "{tmp}/in.json"), 2, ("in.json", "readable"),
-         _both(_state_dict, _write("in.json", bytes(range(256))))),  # fmt: skip
-    Case("patching-inputs-pickled-pt", (*STRUCTURE, "{tmp}/sd.pt", "--arch", MLP, "--inputs",
-                                        "{tmp}/in.pt"), 2, ("in.pt", "refusing"),
-         _both(_state_dict, _pickled("in.pt")), must_not_exist=("{tmp}/pwned",)),  # fmt: skip
-    Case("patching-rank-damaged-records", ("patching", "rank", "{tmp}/run"), 2,
-         ("records.jsonl:2", "damaged"),
-         _both(_write("run/run.json", "{}"),
-               _write("run/artifacts/records.jsonl", '{"index": 0}\n{not json\n'))),  # fmt: skip
-    Case("patching-define-binary-custom", (*DEFINE, "custom", "--custom", "{tmp}/defs.json"), 2,
-         ("defs.json",), _both(_state_dict, _write("defs.json", bytes(range(256))))),  # fmt: skip
-    Case("patching-define-output-under-file", (*DEFINE, "single_neuron", "--output",
-                                               "{tmp}/afile/defs.json"), 2,
-         ("afile", "--output"), _both(_state_dict, _write("afile", "keep"))),  # fmt: skip
+    Case(
+        "patching-pickled-bin",
+        (*STRUCTURE, "{tmp}/pytorch_model.bin", "--arch", MLP),
+        2,
+        ("pytorch_model.bin", "refusing", "--trust-checkpoint"),
+        _pickled("pytorch_model.bin"),
+        must_not_exist=("{tmp}/pwned",),
+    ),
+    Case(
+        "patching-hf-pickled-bin",
+        (*STRUCTURE, "{tmp}/hf"),
+        2,
+        ("hf", "pytorch_model.bin"),
+        _both(_write("hf/config.json", HF_CONFIG), _pickled("hf/pytorch_model.bin")),
+        must_not_exist=("{tmp}/pwned",),
+    ),
+    Case(
+        "patching-empty-pt",
+        (*STRUCTURE, "{tmp}/empty.pt"),
+        2,
+        ("empty.pt", "empty"),
+        _write("empty.pt", b""),
+    ),
+    Case(
+        "patching-config-garbage",
+        (*STRUCTURE, "{tmp}/hf"),
+        2,
+        ("config.json", "JSON"),
+        _write("hf/config.json", "{{{ not json"),
+    ),
+    Case(
+        "patching-config-list",
+        (*STRUCTURE, "{tmp}/hf"),
+        2,
+        ("config.json", "list"),
+        _write("hf/config.json", "[1, 2]"),
+    ),
+    Case(
+        "patching-negative-sizes",
+        (*STRUCTURE, "{tmp}/sd.pt", "--arch", '{{"type": "mlp", "sizes": [4, -3, 2]}}'),
+        2,
+        ("sizes", "-3", "positive"),
+        _state_dict,
+    ),
+    Case(
+        "patching-arch-does-not-fit",
+        (*STRUCTURE, "{tmp}/sd.pt", "--arch", '{{"type": "mlp", "sizes": [4, 5, 2]}}'),
+        2,
+        ("sd.pt", "does not fit"),
+        _state_dict,
+    ),
+    Case(
+        "patching-arch-file-missing",
+        (*STRUCTURE, "{tmp}/sd.pt", "--arch", "{tmp}/arch.json"),
+        2,
+        ("arch.json", "does not exist"),
+        _state_dict,
+    ),
+    Case(
+        "patching-inputs-binary-json",
+        (*STRUCTURE, "{tmp}/sd.pt", "--arch", MLP, "--inputs", "{tmp}/in.json"),
+        2,
+        ("in.json", "readable"),
+        _both(_state_dict, _write("in.json", bytes(range(256)))),
+    ),
+    Case(
+        "patching-inputs-pickled-pt",
+        (*STRUCTURE, "{tmp}/sd.pt", "--arch", MLP, "--inputs", "{tmp}/in.pt"),
+        2,
+        ("in.pt", "refusing"),
+        _both(_state_dict, _pickled("in.pt")),
+        must_not_exist=("{tmp}/pwned",),
+    ),
+    Case(
+        "patching-rank-damaged-records",
+        ("patching", "rank", "{tmp}/run"),
+        2,
+        ("records.jsonl:2", "damaged"),
+        _both(
+            _write("run/run.json", "{}"),
+            _write("run/artifacts/records.jsonl", '{"index": 0}\n{not json\n'),
+        ),
+    ),
+    Case(
+        "patching-define-binary-custom",
+        (*DEFINE, "custom", "--custom", "{tmp}/defs.json"),
+        2,
+        ("defs.json",),
+        _both(_state_dict, _write("defs.json", bytes(range(256)))),
+    ),
+    Case(
+        "patching-define-output-under-file",
+        (*DEFINE, "single_neuron", "--output", "{tmp}/afile/defs.json"),
+        2,
+        ("afile", "--output"),
+        _both(_state_dict, _write("afile", "keep")),
+    ),
 ]
 
 
@@ -315,26 +643,49 @@ CASES = [
 def recorded(tmp_path_factory) -> Path:
     """A root holding one finished polyfit run (and its data run), made once per module."""
     root = tmp_path_factory.mktemp("recorded") / "runs"
-    proc = _assay(("run", f"{REPO}/suites/example/polyfit.yaml", "degree=1", "--seeds", "0",
-                   "--root", str(root), "--quiet"))  # fmt: skip
+    proc = _assay(
+        (
+            "run",
+            f"{REPO}/suites/example/polyfit.yaml",
+            "degree=1",
+            "--seeds",
+            "0",
+            "--root",
+            str(root),
+            "--quiet",
+        )
+    )
     assert proc.returncode == 0, proc.stderr
     return root
 
 
-def _assay(argv: tuple[str, ...], env: dict[str, str] | None = None, cwd: Path | None = None,
-           user: int | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+def _assay(
+    argv: tuple[str, ...],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    user: int | None = None,
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "assay", *argv], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=120, user=user)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay", *argv],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+        user=user,
+    )
 
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file under ``root`` by content; SQLite's -wal/-shm side files are not records."""
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.endswith(("-wal", "-shm"))}  # fmt: skip
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+    }
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -415,8 +766,18 @@ def test_a_read_only_root_can_be_read(command: str, read_only_root: Path, tmp_pa
 
 def test_writing_to_a_read_only_root_names_the_cause(read_only_root: Path) -> None:
     """`assay run` on a root it cannot write: says so, and does not send the user to reindex."""
-    proc = _assay(("run", f"{REPO}/suites/example/polyfit.yaml", "degree=3", "--seeds", "0",
-                   "--root", str(read_only_root), "--quiet"))  # fmt: skip
+    proc = _assay(
+        (
+            "run",
+            f"{REPO}/suites/example/polyfit.yaml",
+            "degree=3",
+            "--seeds",
+            "0",
+            "--root",
+            str(read_only_root),
+            "--quiet",
+        )
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "reindex" not in proc.stderr, proc.stderr
     assert "read-only" in proc.stderr or "cannot open store" in proc.stderr, proc.stderr
@@ -429,9 +790,22 @@ def test_serving_a_suite_before_its_runs_creates_nothing(tmp_path: Path) -> None
     import urllib.request
 
     root = tmp_path / "not_yet"
-    proc = subprocess.Popen([sys.executable, "-m", "assay", "serve", POLYFIT.format(repo=REPO),
-                             "--root", str(root), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "serve",
+            POLYFIT.format(repo=REPO),
+            "--root",
+            str(root),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = re.search(r"http://127\.0\.0\.1:\d+/", proc.stdout.readline())
         assert url, proc.stderr.read()

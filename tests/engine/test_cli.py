@@ -17,8 +17,9 @@ sweep:
 
 
 def assay(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "assay", *map(str, args)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "assay", *map(str, args)], capture_output=True, text=True
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"assay {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
@@ -64,8 +65,18 @@ def test_ls_show_reindex(suite, root):
 def test_analyze_writes_tables_and_plots(suite, root, tmp_path):
     assay("run", suite, "--root", root, "--quiet")
     out_dir = tmp_path / "analysis"
-    out = assay("analyze", suite, "--root", root, "--out", out_dir, "--baseline", "degree=1",
-                "--format", "json").stdout  # fmt: skip
+    out = assay(
+        "analyze",
+        suite,
+        "--root",
+        root,
+        "--out",
+        out_dir,
+        "--baseline",
+        "degree=1",
+        "--format",
+        "json",
+    ).stdout
     assert "degree=3" in out and "p_welch_holm" in out
     summary = json.loads((out_dir / "summary.json").read_text())
     rows = [r for r in summary if r["metric"] == "test_mse"]
@@ -144,8 +155,13 @@ def test_progress_inside_runs_shows_on_a_terminal(tmp_path, root):
     suite = tmp_path / "p.yaml"
     suite.write_text("stage: t.slowsteps\nsweep: {grid: {n: [4, 5]}}\n")
     cmd = f"{sys.executable} -m assay run {suite} --root {root} --import teststages"
-    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "160"}, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "160"},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import re
 
@@ -161,8 +177,10 @@ def test_a_recorded_config_json_reruns_as_it_was(suite, root):
     assert "1 skipped" in out  # the very same run: finished, not run twice
     out = assay("run", run_dir / "config.json", "--root", root, "l2=0.5").stdout
     assert "1 done" in out  # a variation of it, reusing its data run
-    assert "upstream: 1 done" in assay("run", run_dir / "config.json", "--root", root, "l2=0.5",
-                                       "--dry-run").stdout  # fmt: skip
+    assert (
+        "upstream: 1 done"
+        in assay("run", run_dir / "config.json", "--root", root, "l2=0.5", "--dry-run").stdout
+    )
 
 
 def test_stages_shows_one_stages_keys_defaults_and_help():

@@ -11,8 +11,9 @@ SUITE = {"stage": "t.count", "imports": ["teststages"], "sweep": {"grid": {"x": 
 def test_submitit_local_job_array(root):
     pytest.importorskip("submitit")
     suite = suite_from_dict(SUITE)
-    result = assay.run_suite(suite, root=root, executor="submitit-local",
-                             cluster={"runs_per_job": 2, "timeout_min": 5})  # fmt: skip
+    result = assay.run_suite(
+        suite, root=root, executor="submitit-local", cluster={"runs_per_job": 2, "timeout_min": 5}
+    )
     assert result.counts == {"done": 5}
     assert sorted(o.index for o in result.outcomes) == [0, 1, 2, 3, 4]
     jobs = [p for p in (root / "_submitit").iterdir() if p.name.isdigit()]
@@ -36,7 +37,8 @@ def test_cluster_parameters_are_checked(root):
             suite_from_dict(SUITE), root=root, executor="slurm", cluster=["partion=gpu"]
         )
     with pytest.raises(assay.AssayError, match="expected a int"):
-        assay.run_suite(suite_from_dict(SUITE), root=root, executor="slurm",
-                        cluster=["timeout_min=soon"])  # fmt: skip
+        assay.run_suite(
+            suite_from_dict(SUITE), root=root, executor="slurm", cluster=["timeout_min=soon"]
+        )
     with pytest.raises(assay.AssayError, match="unknown executor 'k8s'"):
         assay.run_suite(suite_from_dict(SUITE), root=root, executor="k8s")

@@ -23,10 +23,23 @@ def write_suite(path, marker_dir, n, sleep_s, stage="t.count", extra=""):
 
 def launch(suite, root, *extra):
     return subprocess.Popen(
-        [sys.executable, "-m", "assay", "run", str(suite), "--root", str(root), "--quiet",
-         "--import", "teststages", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "run",
+            str(suite),
+            "--root",
+            str(root),
+            "--quiet",
+            "--import",
+            "teststages",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def wait_for_lines(path, n, timeout_s=60):
@@ -51,8 +64,11 @@ def test_sigkill_mid_suite_then_resume_loses_nothing_and_repeats_nothing(tmp_pat
         before = {r.id: r for r in store.query()}
     states = Counter(r.status.value for r in before.values())
     assert states.get("done", 0) < 10  # killed mid-suite (almost always with a run in flight)
-    finished = {rid: (r.dir / "results.json").stat().st_mtime_ns
-                for rid, r in before.items() if r.status is assay.RunStatus.DONE}  # fmt: skip
+    finished = {
+        rid: (r.dir / "results.json").stat().st_mtime_ns
+        for rid, r in before.items()
+        if r.status is assay.RunStatus.DONE
+    }
     done = launch(suite, root, "--workers", workers)
     out, err = done.communicate(timeout=120)
     assert done.returncode == 0, err

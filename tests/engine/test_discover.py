@@ -84,15 +84,20 @@ def test_every_config_field_of_every_stage_has_a_one_line_description():
     assert missing == [], f"fields without a one-line description: {missing}"
 
 
-@pytest.mark.parametrize("stage_name", ["volume.perturb", "icl.train", "cartography.train",
-                                        "patching.run", "trigger.finetune"])  # fmt: skip
+@pytest.mark.parametrize(
+    "stage_name",
+    ["volume.perturb", "icl.train", "cartography.train", "patching.run", "trigger.finetune"],
+)
 def test_stages_shows_every_key_with_its_type_default_and_help(stage_name, capsys):
     from assay.core._registry import get_stage
 
     assert main(["stages", stage_name]) == 0
     out = capsys.readouterr().out
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines()
-            if line.startswith("│") and line.split("│")[1].strip()}  # fmt: skip
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in out.splitlines()
+        if line.startswith("│") and line.split("│")[1].strip()
+    }
     cls = get_stage(stage_name).config_cls
     for name in cls.model_fields:
         assert name in rows, f"{stage_name}: no row for {name}"

@@ -22,8 +22,13 @@ def assay(tmp_path, *args, block=None):
     env = {"PATH": "/usr/bin:/bin"}
     if block is not None:
         env["PYTHONPATH"] = str(blocked(tmp_path, block))
-    return subprocess.run([sys.executable, "-m", "assay", *args], capture_output=True,
-                          text=True, cwd=tmp_path, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("command", ["analyze", "report"])

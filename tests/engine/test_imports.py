@@ -31,8 +31,9 @@ def project(tmp_path):
 
 
 def assay(project, *args):
-    return subprocess.run([sys.executable, "-m", "assay", *args], capture_output=True,
-                          text=True, cwd=project)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay", *args], capture_output=True, text=True, cwd=project
+    )
 
 
 def test_run_remembers_its_imports_for_status_analyze_and_report(project):
@@ -54,7 +55,10 @@ def test_report_finds_an_import_in_the_working_directory(project):
 
 
 def test_analyze_honours_trust_imports(project):
-    assert assay(project, "run", "t.yaml", "--trust-imports", "--quiet", "--root", "r2").returncode == 0
+    assert (
+        assay(project, "run", "t.yaml", "--trust-imports", "--quiet", "--root", "r2").returncode
+        == 0
+    )
     (project / "r2" / "imports.json").unlink()
     refused = assay(project, "analyze", "t.yaml", "--root", "r2")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr

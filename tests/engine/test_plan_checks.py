@@ -35,8 +35,13 @@ sweep:
 
 
 def assay_cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assay", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def write(path: Path, text: str) -> Path:
@@ -50,8 +55,16 @@ def write(path: Path, text: str) -> Path:
 @pytest.mark.parametrize("dry", [True, False], ids=["dry-run", "run"])
 def test_a_failing_check_exits_2_and_records_nothing(tmp_path, root, dry):
     suite = write(tmp_path / "s.yaml", CHECKED)
-    proc = assay_cli("run", suite, "--import", "checkstages", "--root", root,
-                     "source.size=7", *(["--dry-run"] if dry else []))  # fmt: skip
+    proc = assay_cli(
+        "run",
+        suite,
+        "--import",
+        "checkstages",
+        "--root",
+        root,
+        "source.size=7",
+        *(["--dry-run"] if dry else []),
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     msg = proc.stderr
@@ -63,8 +76,17 @@ def test_a_failing_check_exits_2_and_records_nothing(tmp_path, root, dry):
 
 def test_checks_run_for_upstream_runs_too(tmp_path, root):
     suite = write(tmp_path / "s.yaml", CHECKED)
-    proc = assay_cli("run", suite, "--import", "checkstages", "--root", root,
-                     "source.size=13", "limit=20", "--dry-run")  # fmt: skip
+    proc = assay_cli(
+        "run",
+        suite,
+        "--import",
+        "checkstages",
+        "--root",
+        root,
+        "source.size=13",
+        "limit=20",
+        "--dry-run",
+    )
     assert proc.returncode == 2
     assert "stage 'chk.source' refuses its config" in proc.stderr
     assert "upstream chk.source run chk_source_" in proc.stderr
@@ -106,13 +128,33 @@ def test_check_signature_is_validated_at_registration():
 
 def test_dry_run_validates_options_like_a_run(tmp_path, root):
     suite = REPO / "suites" / "example" / "polyfit.yaml"
-    proc = assay_cli("run", suite, "--dry-run", "--executor", "slurm", "--cluster",
-                     "partiton=gpu", "--workers", "-3", "--root", root)  # fmt: skip
+    proc = assay_cli(
+        "run",
+        suite,
+        "--dry-run",
+        "--executor",
+        "slurm",
+        "--cluster",
+        "partiton=gpu",
+        "--workers",
+        "-3",
+        "--root",
+        root,
+    )
     assert proc.returncode == 2, proc.stdout
     assert "workers" in proc.stderr and "-3" in proc.stderr
     assert "Traceback" not in proc.stderr and not root.exists()
-    proc = assay_cli("run", suite, "--dry-run", "--executor", "slurm", "--cluster",
-                     "partiton=gpu", "--root", root)  # fmt: skip
+    proc = assay_cli(
+        "run",
+        suite,
+        "--dry-run",
+        "--executor",
+        "slurm",
+        "--cluster",
+        "partiton=gpu",
+        "--root",
+        root,
+    )
     assert proc.returncode == 2, proc.stdout
     assert "partiton" in proc.stderr and "partition" in proc.stderr
 
@@ -151,8 +193,7 @@ def test_a_seeded_config_is_seeded(tmp_path):
 def _shape(runs) -> list[tuple[str, tuple[str, ...]]]:
     """Each top run's stage and the stages of its upstream closure (seeds aside)."""
     return sorted(
-        (top.stage, tuple(sorted(r.stage for r in top.closure() if r is not top)))
-        for top in runs
+        (top.stage, tuple(sorted(r.stage for r in top.closure() if r is not top))) for top in runs
     )
 
 
@@ -161,8 +202,9 @@ def test_seeds_plan_no_phantom_runs(path):
     """Seeding a suite changes seeds only: every run keeps the upstream stages it has without
     seeds, so no stage the suite's config does not reach is planned."""
     suite = load_suite(path)
-    unseeded = dataclasses.replace(suite, sweep={k: v for k, v in suite.sweep.items()
-                                                 if k != "seeds"})  # fmt: skip
+    unseeded = dataclasses.replace(
+        suite, sweep={k: v for k, v in suite.sweep.items() if k != "seeds"}
+    )
     base = assay.plan_suite(unseeded)
     seeded = assay.plan_suite(suite, seeds=[0, 1])
     by_variant = Counter(_shape(base))
@@ -174,8 +216,10 @@ def test_minimal_cartography_plans_no_cluster_runs():
     stages = Counter(r.stage for top in runs for r in top.closure())
     assert "cartography.cluster" not in stages
     # 3 seeds x 2 variants, each seed's dynamics run shared by its two variants
-    assert len({r.id for top in runs for r in top.closure()
-                if r.stage == "cartography.dynamics"}) == 3  # fmt: skip
+    assert (
+        len({r.id for top in runs for r in top.closure() if r.stage == "cartography.dynamics"})
+        == 3
+    )
 
 
 def test_seeding_fills_only_configs_that_are_there():
@@ -191,8 +235,11 @@ def test_seeding_fills_only_configs_that_are_there():
 
     data: dict = {"many": [{"width": 2}]}
     set_seed_everywhere(Outer, data, 5)
-    assert data == {"seed": 5, "needed": {"seed": 5, "width": 1},
-                    "many": [{"width": 2, "seed": 5}]}  # fmt: skip
+    assert data == {
+        "seed": 5,
+        "needed": {"seed": 5, "width": 1},
+        "many": [{"width": 2, "seed": 5}],
+    }
     config = Outer.model_validate(data)
     assert config.optional is None and config.needed.seed == 5
 
@@ -201,8 +248,14 @@ def test_seeding_fills_only_configs_that_are_there():
 
 
 def test_trigger_smoke_plans_from_another_directory(tmp_path):
-    proc = assay_cli("run", REPO / "suites" / "trigger" / "smoke.yaml", "--dry-run",
-                     "--root", tmp_path / "runs", cwd=tmp_path)  # fmt: skip
+    proc = assay_cli(
+        "run",
+        REPO / "suites" / "trigger" / "smoke.yaml",
+        "--dry-run",
+        "--root",
+        tmp_path / "runs",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "runs: 2 pending; upstream: 4 pending" in proc.stdout
 
@@ -237,16 +290,23 @@ def test_file_refs_in_a_suite_resolve_against_the_suite_file(tmp_path):
 @pytest.mark.parametrize(
     ("suite", "override", "expected"),
     [
-        ("cartography/rotten_tomatoes_smoke.yaml", "filter={kind: cartography, top_fracton: 1}",
-         "unknown key 'filter.cartography.top_fracton'; valid keys here: kind, top_fraction"),
-        ("trigger/smoke.yaml", "data.overrides.objects.n_train_trigger=2",
-         "unknown key(s) 'n_train_trigger' in overrides.objects; valid keys here: is_proxy, "
-         "n_test, n_train, n_train_triggers"),
+        (
+            "cartography/rotten_tomatoes_smoke.yaml",
+            "filter={kind: cartography, top_fracton: 1}",
+            "unknown key 'filter.cartography.top_fracton'; valid keys here: kind, top_fraction",
+        ),
+        (
+            "trigger/smoke.yaml",
+            "data.overrides.objects.n_train_trigger=2",
+            "unknown key(s) 'n_train_trigger' in overrides.objects; valid keys here: is_proxy, "
+            "n_test, n_train, n_train_triggers",
+        ),
     ],
-)  # fmt: skip
+)
 def test_misspelled_nested_keys_name_the_valid_keys(tmp_path, suite, override, expected):
-    proc = assay_cli("run", REPO / "suites" / suite, override, "--dry-run",
-                     "--root", tmp_path / "runs")  # fmt: skip
+    proc = assay_cli(
+        "run", REPO / "suites" / suite, override, "--dry-run", "--root", tmp_path / "runs"
+    )
     assert proc.returncode == 2
     assert expected in proc.stderr
     assert "valid keys here: ?" not in proc.stderr

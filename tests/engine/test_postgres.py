@@ -50,9 +50,18 @@ def postgres_url():
     log = base / "pg.log"
     steps = [
         [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "assay", "--no-sync"],
-        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
-         f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
-    ]  # fmt: skip
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+    ]
     for cmd in steps:
         proc = subprocess.run(_as_postgres(cmd), capture_output=True, text=True)
         if proc.returncode != 0:  # e.g. no unprivileged user to run the server as
@@ -71,8 +80,10 @@ def postgres_url():
                 time.sleep(0.3)
         yield url
     finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                                     "stop"]), capture_output=True)  # fmt: skip
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -91,8 +102,9 @@ def test_postgres_store_conformance(postgres_url):
 
 def test_suite_on_postgres_with_two_workers(postgres_url, tmp_path):
     _fresh(postgres_url).close()
-    suite = suite_from_dict({"stage": "example.fit", "sweep": {"grid": {"degree": [1, 2, 3]},
-                                                               "seeds": [0, 1]}})  # fmt: skip
+    suite = suite_from_dict(
+        {"stage": "example.fit", "sweep": {"grid": {"degree": [1, 2, 3]}, "seeds": [0, 1]}}
+    )
     result = assay.run_suite(suite, root=tmp_path, store=postgres_url, workers=2)
     assert result.counts == {"done": 6}
     again = assay.run_suite(suite, root=tmp_path, store=postgres_url)

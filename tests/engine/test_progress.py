@@ -86,10 +86,29 @@ def test_resumed_run_logs_where_it_resumed(root):
 def test_status_says_an_upstream_run_is_in_flight(tmp_path, root):
     suite = tmp_path / "use.yaml"
     suite.write_text("stage: p.use\nconfig: {train: {epochs: 4, batches: 5, step_s: 0.25}}\n")
-    cmd = [sys.executable, "-m", "assay", "run", str(suite), "--root", str(root), "--quiet",
-           "--import", "progressstages"]  # fmt: skip
-    status = [sys.executable, "-m", "assay", "status", str(suite), "--root", str(root),
-              "--import", "progressstages"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "assay",
+        "run",
+        str(suite),
+        "--root",
+        str(root),
+        "--quiet",
+        "--import",
+        "progressstages",
+    ]
+    status = [
+        sys.executable,
+        "-m",
+        "assay",
+        "status",
+        str(suite),
+        "--root",
+        str(root),
+        "--import",
+        "progressstages",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         seen = ""
@@ -136,13 +155,20 @@ LONG_STAGES = {
     "patching": ("patching.run",),  # and patching.cartpole_dqn
 }
 EXPECTED_UNITS = {  # stage -> the counters its log must show, each at its total
-    "volume.train": ("epoch",), "volume.perturb": ("model",), "icl.train": ("step",),
-    "icl.geometry": ("context",), "icl.loo": ("context",), "cartography.dynamics": ("epoch",),
-    "cartography.train": ("epoch",), "cartography.cluster": ("phase",),
+    "volume.train": ("epoch",),
+    "volume.perturb": ("model",),
+    "icl.train": ("step",),
+    "icl.geometry": ("context",),
+    "icl.loo": ("context",),
+    "cartography.dynamics": ("epoch",),
+    "cartography.train": ("epoch",),
+    "cartography.cluster": ("phase",),
     "trigger.base": ("epoch", "final evaluation"),
-    "trigger.finetune": ("epoch", "final evaluation"), "trigger.patch": ("prompt group",),
-    "patching.cartpole_dqn": ("env step",), "patching.run": ("direction",),
-}  # fmt: skip
+    "trigger.finetune": ("epoch", "final evaluation"),
+    "trigger.patch": ("prompt group",),
+    "patching.cartpole_dqn": ("env step",),
+    "patching.run": ("direction",),
+}
 
 
 @pytest.mark.parametrize("family", sorted(LONG_STAGES))

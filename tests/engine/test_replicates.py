@@ -31,8 +31,12 @@ def _record(i, **config):
 
 
 def test_analysis_and_trackers_pool_the_same_fields():
-    configs = [{"seed": s, "perturbation_seed": p, "trial": t, "split_seed": 0, "lr": 0.1}
-               for s in (0, 1) for p in (0, 1) for t in (0, 1)]  # fmt: skip
+    configs = [
+        {"seed": s, "perturbation_seed": p, "trial": t, "split_seed": 0, "lr": 0.1}
+        for s in (0, 1)
+        for p in (0, 1)
+        for t in (0, 1)
+    ]
     df = records_frame([_record(i, **c) for i, c in enumerate(configs)])
     assert group_columns(df) == []  # only replicates vary: one group
     split = records_frame([_record(0, split_seed=0), _record(1, split_seed=1)])

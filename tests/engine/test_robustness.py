@@ -23,9 +23,11 @@ from assay.store import resolve_store
 
 def die_suite(tmp_path, die_x):
     suite = tmp_path / "die.yaml"
-    suite.write_text("stage: t.die\nsweep:\n  variants: ["
-                     + ", ".join(f"{{x: {x}, die: {str(x in die_x).lower()}}}" for x in range(6))
-                     + "]\n")  # fmt: skip
+    suite.write_text(
+        "stage: t.die\nsweep:\n  variants: ["
+        + ", ".join(f"{{x: {x}, die: {str(x in die_x).lower()}}}" for x in range(6))
+        + "]\n"
+    )
     return suite
 
 
@@ -50,7 +52,9 @@ def test_with_retries_a_killed_workers_run_is_retried(tmp_path, root):
 def test_a_dead_worker_touches_only_its_own_run(tmp_path, root):
     # worker A works on x=0 for 2 s while worker B dies on x=1: A's run must finish untouched
     suite = tmp_path / "die.yaml"
-    suite.write_text("stage: t.die\nsweep:\n  variants: [{x: 0, sleep_s: 2.0}, {x: 1, die: true}]\n")
+    suite.write_text(
+        "stage: t.die\nsweep:\n  variants: [{x: 0, sleep_s: 2.0}, {x: 1, die: true}]\n"
+    )
     result = assay.run_suite(suite, root=root, workers=2)
     assert result.counts == {"done": 1, "failed": 1}
     with resolve_store(None, root) as store:
@@ -62,7 +66,9 @@ def test_a_dead_worker_touches_only_its_own_run(tmp_path, root):
 
 def test_with_retries_only_the_dead_workers_run_executes_twice(tmp_path, root):
     suite = tmp_path / "die.yaml"
-    suite.write_text("stage: t.die\nsweep:\n  variants: [{x: 0, sleep_s: 2.0}, {x: 1, die: true}]\n")
+    suite.write_text(
+        "stage: t.die\nsweep:\n  variants: [{x: 0, sleep_s: 2.0}, {x: 1, die: true}]\n"
+    )
     result = assay.run_suite(suite, root=root, workers=2, retries=1)
     assert result.counts == {"done": 2}
     with resolve_store(None, root) as store:
@@ -167,8 +173,11 @@ def test_reindex_reports_corrupt_files_and_leaves_the_store_alone(tmp_path, root
         before = sorted((r.id, r.status.value) for r in store.query())
         victim = store.query()[1]
     (victim.dir / "results.json").write_text('{"x2": 4')  # truncated
-    proc = subprocess.run([sys.executable, "-m", "assay", "reindex", "--root", str(root)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "assay", "reindex", "--root", str(root)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert str(victim.dir / "results.json") in proc.stderr or victim.id in proc.stderr
     with resolve_store(None, root) as store:
@@ -182,8 +191,9 @@ def test_a_corrupt_store_file_gets_a_message(tmp_path, content):
     root = tmp_path / "runs"
     root.mkdir()
     (root / "assay.db").write_bytes(content)
-    proc = subprocess.run([sys.executable, "-m", "assay", "ls", "--root", str(root)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "assay", "ls", "--root", str(root)], capture_output=True, text=True
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "assay reindex" in proc.stderr
 

@@ -41,8 +41,10 @@ def outside(tmp_path: Path) -> Path:
 
 def untouched(outside: Path) -> bool:
     """The outside folder holds exactly the secret, unchanged."""
-    return (sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
-            and (outside / "secret.txt").read_text() == SECRET)  # fmt: skip
+    return (
+        sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+        and (outside / "secret.txt").read_text() == SECRET
+    )
 
 
 def rid_of(config) -> str:
@@ -131,9 +133,17 @@ def test_a_run_folder_linking_out_is_refused_with_one_message(tmp_path, outside)
 
 
 @pytest.mark.parametrize(
-    "name", ["log.txt", "metrics.jsonl", "config.json", "provenance.json", "error.txt",
-             ".results.attempt-1.json", "progress.json"],
-)  # fmt: skip
+    "name",
+    [
+        "log.txt",
+        "metrics.jsonl",
+        "config.json",
+        "provenance.json",
+        "error.txt",
+        ".results.attempt-1.json",
+        "progress.json",
+    ],
+)
 def test_a_run_file_linking_out_fails_the_run_before_it_writes(tmp_path, outside, name):
     root, config = tmp_path / "runs", teststages.CountConfig(x=4)
     (root / rid_of(config)).mkdir(parents=True)
@@ -150,8 +160,11 @@ def test_results_are_never_truncated_through_a_link(tmp_path, outside):
     folder.mkdir(parents=True)
     (folder / ".results.attempt-1.json").symlink_to(outside / "secret.txt")
     with pytest.raises(OutsideRootError):
-        open_in_root(tmp_path / "runs", folder / ".results.attempt-1.json",
-                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC)  # fmt: skip
+        open_in_root(
+            tmp_path / "runs",
+            folder / ".results.attempt-1.json",
+            os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+        )
     assert untouched(outside)
 
 
@@ -162,8 +175,12 @@ def test_the_cli_names_the_link_and_exits_non_zero(tmp_path, outside):
     suite = tmp_path / "s.yaml"
     suite.write_text("stage: t.count\nimports: [teststages]\nconfig: {x: 5}\n")
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    proc = subprocess.run([sys.executable, "-m", "assay", "run", str(suite), "--root", str(root),
-                           "--trust-imports"], capture_output=True, text=True, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "assay", "run", str(suite), "--root", str(root), "--trust-imports"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "is a symbolic link" in proc.stdout + proc.stderr
     assert untouched(outside)
@@ -184,8 +201,12 @@ def test_reindex_skips_a_run_folder_linking_out_and_says_so(tmp_path, outside):
         assert store.get(evil.name) is None
     assert len(said) == 1 and f"{root / evil.name} is a symbolic link to {evil}" in said[0]
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    proc = subprocess.run([sys.executable, "-m", "assay", "reindex", "--root", str(root)],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "assay", "reindex", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0 and "indexed 1 run(s): 1 done" in proc.stdout
     assert "skipped: refusing to index" in proc.stderr
 
@@ -219,9 +240,25 @@ def test_the_report_shows_a_note_instead_of_an_outside_secret(tmp_path, outside)
     assert files.metrics(rec.dir / "metrics.jsonl") == []
     out = tmp_path / "report.html"
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    proc = subprocess.run([sys.executable, "-m", "assay", "report", "--stage", "t.count",
-                           "--root", str(root), "--import", "teststages", "--out", str(out)],
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "report",
+            "--stage",
+            "t.count",
+            "--root",
+            str(root),
+            "--import",
+            "teststages",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     html = out.read_text()
     assert "the outside secret" not in html and "error.txt not shown" in html
@@ -234,8 +271,16 @@ def _sinks(names, root: Path, suite: str, warnings: list[str]):
 
     run_dir = root / "t_fit_abc"
     run_dir.mkdir(parents=True, exist_ok=True)
-    return open_sinks(names, run_id="t_fit_abc", stage="t.fit", suite=suite, config={"lr": 0.1},
-                      root=root, run_dir=run_dir, warn=warnings.append)  # fmt: skip
+    return open_sinks(
+        names,
+        run_id="t_fit_abc",
+        stage="t.fit",
+        suite=suite,
+        config={"lr": 0.1},
+        root=root,
+        run_dir=run_dir,
+        warn=warnings.append,
+    )
 
 
 @pytest.mark.parametrize("kind", ["dots", "absolute"])
@@ -251,14 +296,22 @@ def test_a_suite_name_never_takes_tensorboard_outside_the_root(tmp_path, kind):
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and all(p.is_relative_to(root) for p in written)
     (folder,) = (root / "tensorboard").iterdir()
-    assert folder.name == ("x" if kind == "dots" else str(tmp_path / "abs").strip("/").replace("/", "_"))
+    assert folder.name == (
+        "x" if kind == "dots" else str(tmp_path / "abs").strip("/").replace("/", "_")
+    )
 
 
 def test_safe_name_keeps_one_plain_folder_name():
     from assay.sinks import safe_name
 
     assert [safe_name(n) for n in ("../../x", "/tmp/abs", "..", "", "demo-1a2b", "a b/c")] == [
-        "x", "tmp_abs", "assay", "assay", "demo-1a2b", "a_b_c"]  # fmt: skip
+        "x",
+        "tmp_abs",
+        "assay",
+        "assay",
+        "demo-1a2b",
+        "a_b_c",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["mlflow", "wandb"])
@@ -286,7 +339,10 @@ def test_atomic_writes_with_a_root_refuse_a_folder_linking_out(tmp_path, outside
     (root / "sub").symlink_to(outside, target_is_directory=True)
     with pytest.raises(OutsideRootError):
         atomic_write_text(root / "sub" / "x.txt", "x", root=root)
-    with pytest.raises(OutsideRootError), atomic_path(root / "sub" / "deeper" / "y.png", root=root):
+    with (
+        pytest.raises(OutsideRootError),
+        atomic_path(root / "sub" / "deeper" / "y.png", root=root),
+    ):
         pass
     with pytest.raises(OutsideRootError), atomic_dir(root / "sub" / "model", root=root):
         pass
@@ -304,8 +360,10 @@ def test_files_made_by_other_writers_follow_the_umask(tmp_path):
             os.chmod(tmp, 0o600)
     finally:
         os.umask(old)
-    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "model",
-             *(tmp_path / "model").rglob("*"), tmp_path / "a.pt"]}  # fmt: skip
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in [tmp_path / "model", *(tmp_path / "model").rglob("*"), tmp_path / "a.pt"]
+    }
     assert modes == {"model": 0o775, "weights.bin": 0o664, "sub": 0o775, "a.pt": 0o664}
 
 
@@ -326,7 +384,11 @@ def test_every_file_the_model_writing_families_record_follows_umask_002(tmp_path
         os.umask(old)
     runs = [p for p in root.iterdir() if p.is_dir()]
     assert {p.name.split("_")[0] + "." + p.name.split("_")[1] for p in runs} == {
-        "icl.train", "trigger.generate", "trigger.base", "trigger.finetune"}  # fmt: skip
+        "icl.train",
+        "trigger.generate",
+        "trigger.base",
+        "trigger.finetune",
+    }
     wrong = {}
     for run_dir in runs:
         for path in [run_dir, *run_dir.rglob("*")]:
@@ -347,8 +409,11 @@ def test_show_reads_no_provenance_linking_out(tmp_path, outside):
     (outside / "provenance.json").write_text('{"host": "the outside secret"}')
     (rec.dir / "provenance.json").unlink()
     (rec.dir / "provenance.json").symlink_to(outside / "provenance.json")
-    proc = subprocess.run([sys.executable, "-m", "assay", "show", rec.id, "--root", str(root)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "assay", "show", rec.id, "--root", str(root)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "provenance.json is a symbolic link" in proc.stderr
     assert "the outside secret" not in proc.stdout + proc.stderr

@@ -14,8 +14,7 @@ def test_run_directory_layout_and_provenance(root):
     rec = assay.run_config(teststages.CountConfig(x=4, seed=7), root=root)
     assert rec.status is assay.RunStatus.DONE and rec.results["x2"] == 8
     files = {p.name for p in rec.dir.iterdir()}
-    assert {"config.json", "results.json", "metrics.jsonl", "provenance.json",
-            "log.txt"} <= files  # fmt: skip
+    assert {"config.json", "results.json", "metrics.jsonl", "provenance.json", "log.txt"} <= files
     assert not [p for p in files if p.startswith(".results")]  # committed, renamed into place
     assert json.loads((rec.dir / "config.json").read_text())["x"] == 4
     metrics = [json.loads(line) for line in (rec.dir / "metrics.jsonl").read_text().splitlines()]
@@ -64,9 +63,14 @@ def test_upstream_outputs_are_handed_down(root):
 def test_failures_continue_then_retry_failed(root, tmp_path):
     flag = tmp_path / "fail"
     flag.write_text("x")
-    suite = suite_from_dict({"stage": "t.count", "imports": ["teststages"],
-                             "config": {"fail_if_exists": str(flag)},
-                             "sweep": {"grid": {"x": [1, 2, 3]}}})  # fmt: skip
+    suite = suite_from_dict(
+        {
+            "stage": "t.count",
+            "imports": ["teststages"],
+            "config": {"fail_if_exists": str(flag)},
+            "sweep": {"grid": {"x": [1, 2, 3]}},
+        }
+    )
     result = assay.run_suite(suite, root=root)
     assert result.counts == {"failed": 3}  # continued past the first failure
     rec = assay.resolve_store(None, root).get(result.outcomes[0].id)
@@ -82,8 +86,13 @@ def test_failures_continue_then_retry_failed(root, tmp_path):
 def test_stop_on_error(root, tmp_path):
     flag = tmp_path / "fail"
     flag.write_text("x")
-    suite = suite_from_dict({"stage": "t.count", "config": {"fail_if_exists": str(flag)},
-                             "sweep": {"grid": {"x": [1, 2, 3]}}})  # fmt: skip
+    suite = suite_from_dict(
+        {
+            "stage": "t.count",
+            "config": {"fail_if_exists": str(flag)},
+            "sweep": {"grid": {"x": [1, 2, 3]}},
+        }
+    )
     result = assay.run_suite(suite, root=root, stop_on_error=True)
     assert [o.status for o in result.outcomes] == ["failed"]
 
@@ -149,9 +158,14 @@ def test_timeout_kills_the_run(root):
 
 
 def test_workers_pool_runs_everything_once(root, tmp_path):
-    suite = suite_from_dict({"stage": "t.count", "imports": ["teststages"],
-                             "config": {"marker_dir": str(tmp_path), "sleep_s": 0.05},
-                             "sweep": {"grid": {"x": list(range(8))}}})  # fmt: skip
+    suite = suite_from_dict(
+        {
+            "stage": "t.count",
+            "imports": ["teststages"],
+            "config": {"marker_dir": str(tmp_path), "sleep_s": 0.05},
+            "sweep": {"grid": {"x": list(range(8))}},
+        }
+    )
     result = assay.run_suite(suite, root=root, workers=2)
     assert result.counts == {"done": 8}
     ends = (tmp_path / "ends.txt").read_text().split()
@@ -161,9 +175,13 @@ def test_workers_pool_runs_everything_once(root, tmp_path):
 def test_detached_run_needs_no_store(tmp_path):
     data = assay.run_config(DataConfig(), root=tmp_path / "runs")
     cfg = FitConfig(degree=2)
-    handle = assay.detached_run(cfg, dir=tmp_path / "scratch",
-                               upstream={"data": assay.UpstreamRun(data.id, data.stage, DataConfig(),
-                                                                   data.dir, data.results)})  # fmt: skip
+    handle = assay.detached_run(
+        cfg,
+        dir=tmp_path / "scratch",
+        upstream={
+            "data": assay.UpstreamRun(data.id, data.stage, DataConfig(), data.dir, data.results)
+        },
+    )
     from assay.families.example._stages import fit
 
     results = fit(cfg, handle)

@@ -69,8 +69,13 @@ def test_a_module_in_the_working_directory_is_not_imported(tmp_path, entry):
     (tmp_path / "pandas.py").write_text("open('pwned', 'w').write('x')\nraise SystemExit(9)\n")
     cmd = [assay_script()] if entry == "script" else [sys.executable, "-m", "assay"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([*cmd, "analyze", "--stage", "example.fit", "--root", "runs"],
-                          cwd=tmp_path, capture_output=True, text=True, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [*cmd, "analyze", "--stage", "example.fit", "--root", "runs"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert not (tmp_path / "pwned").exists(), proc.stderr
     assert proc.returncode == 2 and "no runs recorded" in proc.stderr
 
@@ -80,8 +85,13 @@ def test_suite_imports_need_the_users_word(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text("stage: my.stage\nimports: [mystages]\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([assay_script(), "run", str(suite), "--root", "runs"], cwd=tmp_path,
-                          capture_output=True, text=True, env=env)  # fmt: skip
+    proc = subprocess.run(
+        [assay_script(), "run", str(suite), "--root", "runs"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2 and "--import mystages" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "imported").exists()
 
@@ -100,7 +110,9 @@ def test_recorded_files_follow_the_umask(tmp_path):
 def test_a_suite_file_cannot_construct_python_objects(tmp_path):
     pwned = tmp_path / "pwned"
     suite = tmp_path / "s.yaml"
-    suite.write_text(f"stage: example.fit\nname: !!python/object/apply:os.system ['touch {pwned}']\n")
+    suite.write_text(
+        f"stage: example.fit\nname: !!python/object/apply:os.system ['touch {pwned}']\n"
+    )
     with pytest.raises(assay.SuiteError, match="malformed YAML"):
         assay.load_suite(suite)
     assert not pwned.exists()

@@ -14,17 +14,28 @@ def ids_params(runs):
 
 
 def test_grid_zip_variants_and_seeds_expand_as_a_product():
-    suite = suite_from_dict({
-        **BASE,
-        "sweep": {"grid": {"degree": [1, 2]}, "zip": {"l2": [0.1, 0.2], "data.noise_std": [0.1, 0.3]},
-                  "variants": [{"data.n_test": 10}, {"data.n_test": 20}], "seeds": [0, 1]},
-    })  # fmt: skip
+    suite = suite_from_dict(
+        {
+            **BASE,
+            "sweep": {
+                "grid": {"degree": [1, 2]},
+                "zip": {"l2": [0.1, 0.2], "data.noise_std": [0.1, 0.3]},
+                "variants": [{"data.n_test": 10}, {"data.n_test": 20}],
+                "seeds": [0, 1],
+            },
+        }
+    )
     runs = assay.plan_suite(suite)
     assert len(runs) == 2 * 2 * 2 * 2
     assert [r.index for r in runs] == list(range(16))
     first = runs[0]
-    assert first.params == {"degree": 1, "l2": 0.1, "data.noise_std": 0.1, "data.n_test": 10,
-                            "seed": 0}  # fmt: skip
+    assert first.params == {
+        "degree": 1,
+        "l2": 0.1,
+        "data.noise_std": 0.1,
+        "data.n_test": 10,
+        "seed": 0,
+    }
     # seeds reach every `seed` field, also in the upstream config
     assert first.config.seed == 0 and first.config.data.seed == 0
     assert runs[1].config.seed == 1 and runs[1].config.data.seed == 1

@@ -37,8 +37,23 @@ FUZZ = settings(
 MAX_RUNS = 64  # keeps each planned example small; bigger sweeps must hit the limit's SuiteError
 
 STAGES = ["example.fit", "example.data", "t.count", "t.double", "example.nope", ""]
-CONFIG_KEYS = ["degree", "l2", "seed", "data", "data.n_train", "data.noise_std", "data.seed",
-               "x", "factor", "source.x", "degre", "data.", ".x", "", "degree.x"]  # fmt: skip
+CONFIG_KEYS = [
+    "degree",
+    "l2",
+    "seed",
+    "data",
+    "data.n_train",
+    "data.noise_std",
+    "data.seed",
+    "x",
+    "factor",
+    "source.x",
+    "degre",
+    "data.",
+    ".x",
+    "",
+    "degree.x",
+]
 GOOD_KEYS = {  # stage -> keys of its config that take small numbers
     "example.fit": ["degree", "l2", "data.n_train", "data.noise_std"],
     "t.count": ["x", "sleep_s"],
@@ -110,7 +125,7 @@ def plausible_suite(stage: str) -> st.SearchStrategy:
                     st.lists(st.one_of(st.sampled_from(["", ".x", "a..b"]), values), max_size=2),
                     values,
                 ),
-            ),  # fmt: skip
+            ),
             "name": mostly(st.text(max_size=5), scalars),
             "description": mostly(st.text(max_size=5), values),
         },
@@ -180,15 +195,37 @@ def test_arbitrary_override_text_parses_or_explains(text):
 
 # YAML text: plausible suite lines, shuffled and mutated, plus raw characters YAML cares about.
 yaml_lines = st.one_of(
-    st.sampled_from([
-        "stage: example.fit", "stage: t.count", "config:", "  degree: 3", "  degree: 3",
-        "  data: {n_train: 5}", "sweep:", "  grid: {degree: [1, 2]}", "  grid: [1, 2]",
-        "  zip: {l2: [0.1, 0.2], degree: [1]}", "  variants: []", "  variants: [{3: 1}]",
-        "  seeds: [0, 1]", "imports: [5]", "imports: ['']", "1: a", "stage: [", "  l2: .inf",
-        "  l2: 2020-02-30", "x: &a [1]", "y: *a", "y: *b", "<<: {stage: t.count}", "\t", "? [1]",
-    ]),
+    st.sampled_from(
+        [
+            "stage: example.fit",
+            "stage: t.count",
+            "config:",
+            "  degree: 3",
+            "  degree: 3",
+            "  data: {n_train: 5}",
+            "sweep:",
+            "  grid: {degree: [1, 2]}",
+            "  grid: [1, 2]",
+            "  zip: {l2: [0.1, 0.2], degree: [1]}",
+            "  variants: []",
+            "  variants: [{3: 1}]",
+            "  seeds: [0, 1]",
+            "imports: [5]",
+            "imports: ['']",
+            "1: a",
+            "stage: [",
+            "  l2: .inf",
+            "  l2: 2020-02-30",
+            "x: &a [1]",
+            "y: *a",
+            "y: *b",
+            "<<: {stage: t.count}",
+            "\t",
+            "? [1]",
+        ]
+    ),
     st.text(alphabet=":-[]{},&*!? \n\t'\"#abc123", max_size=12),
-)  # fmt: skip
+)
 
 
 @FUZZ

@@ -236,7 +236,9 @@ def test_the_users_own_command_line_arch_may_name_a_factory(files, tmp_path):
     sizes = {"in_features": 4, "out_features": 2}
     arch = {"type": "factory", "factory": "torch.nn:Linear", "kwargs": sizes}
     model, inputs = files["model"], files["inputs"][0]
-    proc = _assay("patching", "structure", "--model", model, "--arch", json.dumps(arch), "--inputs", inputs)
+    proc = _assay(
+        "patching", "structure", "--model", model, "--arch", json.dumps(arch), "--inputs", inputs
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Linear" in proc.stdout
 

@@ -23,8 +23,15 @@ def word_tokenizer():
 
 
 def _model(arch: str, vocab: int, n_layers: int = 2, positions: int = 128, seed: int = 0):
-    model = build_model(arch, vocab_size=vocab, d_model=32, n_layers=n_layers, n_heads=4,
-                        max_positions=positions, seed=seed)  # fmt: skip
+    model = build_model(
+        arch,
+        vocab_size=vocab,
+        d_model=32,
+        n_layers=n_layers,
+        n_heads=4,
+        max_positions=positions,
+        seed=seed,
+    )
     return model.eval()
 
 
@@ -43,8 +50,11 @@ def bpe_tokenizer():
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<bos>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<pad>", "<bos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator([" ".join(WORDS[:40])] * 3, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>")
 

@@ -15,7 +15,7 @@ from assay.families.icl._graphs import (
     build_graph,
     random_walks,
     walks_dual,
-)  # fmt: skip
+)
 from assay.families.icl.stages import GeometryConfig
 
 
@@ -70,8 +70,10 @@ def test_deep_hierarchy_sibling_distance_option():
 
 
 def test_bipartite_flags_of_lattices():
-    kinds = {k: build_graph(GraphConfig(kind=k), np.random.default_rng(0)).is_bipartite
-             for k in ("grid", "triangular", "hexagonal", "ring")}  # fmt: skip
+    kinds = {
+        k: build_graph(GraphConfig(kind=k), np.random.default_rng(0)).is_bipartite
+        for k in ("grid", "triangular", "hexagonal", "ring")
+    }
     assert kinds == {"grid": True, "triangular": False, "hexagonal": True, "ring": True}
     odd = build_graph(GraphConfig(kind="ring", n_nodes=15), np.random.default_rng(0))
     assert not odd.is_bipartite

@@ -19,8 +19,9 @@ def _run(tmp_path, name, stage, config, results=None, files=None):
             np.savez(d / "artifacts" / fname, **content)
         else:
             (d / "artifacts" / fname).write_text(json.dumps(content))
-    return RunRecord(id=name, stage=stage, status=RunStatus.DONE, config=config,
-                     results=results or {}, dir=d)  # fmt: skip
+    return RunRecord(
+        id=name, stage=stage, status=RunStatus.DONE, config=config, results=results or {}, dir=d
+    )
 
 
 def _curves(scale: float, nan_at=None):
@@ -35,25 +36,47 @@ def _css(value: float):
     grid = np.full((2, 2, 32), np.nan)  # (length, layer, position)
     grid[-1, 0, :] = value
     grid[-1, 1, :16] = 2 * value
-    return {"layers": np.array([0, 2]), "context_lengths": np.array([8, 32]),
-            "separation__row": grid}  # fmt: skip
+    return {
+        "layers": np.array([0, 2]),
+        "context_lengths": np.array([8, 32]),
+        "separation__row": grid,
+    }
 
 
 @pytest.fixture
 def records(tmp_path):
     geo = [
-        _run(tmp_path, f"g{kind}{seed}", "icl.geometry", {"seed": seed, "graph": {"kind": kind}},
-             files={"curves.json": _curves(scale, nan), "css.npz": _css(scale)})
-        for seed, kind, scale, nan in [(0, "grid", 1.0, None), (1, "grid", 3.0, (1, 1)),
-                                       (0, "triangular", 5.0, None)]
-    ]  # fmt: skip
-    loo_doc = {"layers": [0, 3], "influence": {
-        name: {"bridge": {"mean": [0.5, 1.5]}, "anchor": {"mean": [0.25, None]}}
-        for name in A.LOO_INFLUENCES}}  # fmt: skip
+        _run(
+            tmp_path,
+            f"g{kind}{seed}",
+            "icl.geometry",
+            {"seed": seed, "graph": {"kind": kind}},
+            files={"curves.json": _curves(scale, nan), "css.npz": _css(scale)},
+        )
+        for seed, kind, scale, nan in [
+            (0, "grid", 1.0, None),
+            (1, "grid", 3.0, (1, 1)),
+            (0, "triangular", 5.0, None),
+        ]
+    ]
+    loo_doc = {
+        "layers": [0, 3],
+        "influence": {
+            name: {"bridge": {"mean": [0.5, 1.5]}, "anchor": {"mean": [0.25, None]}}
+            for name in A.LOO_INFLUENCES
+        },
+    }
     loo = [_run(tmp_path, "l0", "icl.loo", {"seed": 0}, files={"loo.json": loo_doc})]
-    train = [_run(tmp_path, f"t{s}", "icl.train", {"seed": s},
-                  results={"p_nbr/grid/n8": p, "p_nbr/grid/n64": p + 0.3, "train_loss": 1.0})
-             for s, p in [(0, 0.5), (1, 0.6), (2, 0.7)]]  # fmt: skip
+    train = [
+        _run(
+            tmp_path,
+            f"t{s}",
+            "icl.train",
+            {"seed": s},
+            results={"p_nbr/grid/n8": p, "p_nbr/grid/n64": p + 0.3, "train_loss": 1.0},
+        )
+        for s, p in [(0, 0.5), (1, 0.6), (2, 0.7)]
+    ]
     failed = RunRecord(id="bad", stage="icl.loo", status=RunStatus.FAILED, config={"seed": 9})
     return [*geo, *loo, *train, failed]
 
@@ -61,8 +84,13 @@ def records(tmp_path):
 def test_energy_is_averaged_over_seeds_within_groups_of_what_varies(records):
     rows = A.geometry_rows(records)
     grid = [r for r in rows if r["group"] == "graph.kind=grid"]
-    cell = next(r for r in grid if r["metric"] == "dirichlet_energy_standardised"
-                and r["layer"] == 2 and r["context_length"] == 8)  # fmt: skip
+    cell = next(
+        r
+        for r in grid
+        if r["metric"] == "dirichlet_energy_standardised"
+        and r["layer"] == 2
+        and r["context_length"] == 8
+    )
     assert cell["mean"] == pytest.approx((2.0 + 6.0) / 2) and cell["n_runs"] == 2
     assert cell["interval"] == "t" and cell["lo"] < 4.0 < cell["hi"]
     nan_cell = next(r for r in grid if r["layer"] == 2 and r["context_length"] == 32)

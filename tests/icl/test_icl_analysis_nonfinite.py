@@ -9,9 +9,14 @@ from assay.families.icl._analysis import summary_lines, tables
 
 
 def _train(i: int, p8: float, p16: float) -> RunRecord:
-    return RunRecord(id=f"icl_train_{i}", stage="icl.train", status=RunStatus.DONE,
-                     config={"seed": i, "graph": "grid"},
-                     results={"p_nbr/grid/n8": p8, "p_nbr/grid/n16": p16}, dir="/nowhere")  # fmt: skip
+    return RunRecord(
+        id=f"icl_train_{i}",
+        stage="icl.train",
+        status=RunStatus.DONE,
+        config={"seed": i, "graph": "grid"},
+        results={"p_nbr/grid/n8": p8, "p_nbr/grid/n16": p16},
+        dir="/nowhere",
+    )
 
 
 def test_nan_counted_and_identical_runs_flagged():

@@ -62,8 +62,9 @@ def test_stagewise_phi_and_css_use_the_finite_contexts_and_count_the_rest(root):
 
 
 def test_geometry_css_of_a_nan_metric_is_computed_over_the_finite_contexts(root):
-    cfg = smoke_config("icl.geometry", **HSBM, context_lengths=(4, 16),
-                       css_metrics=("cluster_separation",))  # fmt: skip
+    cfg = smoke_config(
+        "icl.geometry", **HSBM, context_lengths=(4, 16), css_metrics=("cluster_separation",)
+    )
     rec = assay.run_config(cfg, root=root)
     doc = json.loads((rec.dir / "artifacts" / "curves.json").read_text())
     dropped = np.array(doc["css_contexts_dropped"]["cluster_separation"])  # (L, lengths)

@@ -15,9 +15,22 @@ SMOKE = REPO / "suites" / "icl" / "smoke.yaml"
 
 
 def dry_run(*args: object, suite: Path = SMOKE, root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assay", "run", str(suite), *map(str, args),
-                           "--dry-run", "--root", str(root)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "run",
+            str(suite),
+            *map(str, args),
+            "--dry-run",
+            "--root",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize(
@@ -26,15 +39,22 @@ def dry_run(*args: object, suite: Path = SMOKE, root: Path) -> subprocess.Comple
         ("layers=[-1]", "layers [-1] out of range for the icl.train model (train.n_layers=3"),
         ("layers=[4]", "valid layers are 0..3"),
         ("pca_layer=7", "layers [7] out of range"),
-        ("context_lengths=[1e9]", "a context of 1000000000 words needs at least 1000000000 "
-                                  "positions, but the icl.train model"),
-        ("graph.words=no_such_list.txt", "word list 'no_such_list.txt' is neither a packaged "
-                                         "list"),
-        ("graph={kind: grid, rows: 10, cols: 10}", "word list 'park' has 16 words but the grid "
-                                                   "graph has 100 nodes"),
+        (
+            "context_lengths=[1e9]",
+            "a context of 1000000000 words needs at least 1000000000 "
+            "positions, but the icl.train model",
+        ),
+        (
+            "graph.words=no_such_list.txt",
+            "word list 'no_such_list.txt' is neither a packaged list",
+        ),
+        (
+            "graph={kind: grid, rows: 10, cols: 10}",
+            "word list 'park' has 16 words but the grid graph has 100 nodes",
+        ),
         ("train.seq_len=512", "seq_len 512 is longer than max_positions 256"),
     ],
-)  # fmt: skip
+)
 def test_bad_model_requests_are_refused(tmp_path, override, expected):
     root = tmp_path / "runs"
     proc = dry_run(override, root=root)
@@ -54,8 +74,14 @@ def test_words_the_trained_vocabulary_lacks_are_refused(tmp_path):
 
 def _model_folder(path: Path, words: list[str], n_layers: int = 2, positions: int = 40) -> Path:
     tok = build_word_tokenizer(words, specials={"eos": None}, out_dir=path)
-    model = build_model("gpt2", vocab_size=len(tok), d_model=16, n_layers=n_layers, n_heads=2,
-                        max_positions=positions)  # fmt: skip
+    model = build_model(
+        "gpt2",
+        vocab_size=len(tok),
+        d_model=16,
+        n_layers=n_layers,
+        n_heads=2,
+        max_positions=positions,
+    )
     model.save_pretrained(path)
     return path
 
@@ -65,8 +91,9 @@ def test_a_model_folder_is_checked_from_its_config_and_tokenizer(tmp_path):
 
     folder = _model_folder(tmp_path / "lm", load_words("park"))
     suite = tmp_path / "s.yaml"  # `model: lm` is the suite file's neighbour
-    suite.write_text("stage: icl.geometry\nconfig: {train: null, model: lm, "
-                     "context_lengths: [4, 8]}\n")  # fmt: skip
+    suite.write_text(
+        "stage: icl.geometry\nconfig: {train: null, model: lm, context_lengths: [4, 8]}\n"
+    )
     root = tmp_path / "runs"
     assert dry_run(suite=suite, root=root).returncode == 0
     proc = dry_run("layers=[3]", suite=suite, root=root)
@@ -84,9 +111,11 @@ def test_a_word_file_is_a_content_reference_beside_the_suite(tmp_path):
     words = [f"w{i}" for i in range(16)]
     (tmp_path / "mine.txt").write_text("\n".join(words) + "\n")
     suite = tmp_path / "s.yaml"
-    suite.write_text("stage: icl.geometry\nconfig:\n  context_lengths: [4, 8]\n"
-                     "  graph: {kind: grid, words: mine.txt}\n"
-                     "  train: {graphs: [{kind: grid, words: mine.txt}], vocab: []}\n")  # fmt: skip
+    suite.write_text(
+        "stage: icl.geometry\nconfig:\n  context_lengths: [4, 8]\n"
+        "  graph: {kind: grid, words: mine.txt}\n"
+        "  train: {graphs: [{kind: grid, words: mine.txt}], vocab: []}\n"
+    )
     (first,) = expand(load_suite(suite))
     assert first.config.graph.words == str(tmp_path / "mine.txt")
     (tmp_path / "mine.txt").write_text("\n".join(reversed(words)) + "\n")

@@ -20,8 +20,12 @@ def test_layer_numbering_is_embeddings_then_each_block_output(word_lm):
     assert st.layers == [0, 1, 2, 3] and st.reps.shape == (4, 1, 6, 32)
     ids = encode(word_lm, [CONTEXT]).input_ids
     captured = []
-    hooks = [b.register_forward_hook(lambda m, a, out: captured.append(out[0] if isinstance(
-        out, tuple) else out)) for b in model.transformer.h]  # fmt: skip
+    hooks = [
+        b.register_forward_hook(
+            lambda m, a, out: captured.append(out[0] if isinstance(out, tuple) else out)
+        )
+        for b in model.transformer.h
+    ]
     with torch.no_grad():
         hf = model(ids, output_hidden_states=True).hidden_states
     for h in hooks:
@@ -70,8 +74,9 @@ def test_multi_token_words_pool_by_mean_and_sum_their_losses(bpe_lm):
     token_loss = -logp.gather(1, enc.input_ids[0, 1:, None])[:, 0]
     for w, ps in enumerate(pos):
         assert torch.allclose(st.reps[1, 0, w], out.hidden_states[1][0, ps].mean(0), atol=1e-5)
-        assert st.loss[0, w].item() == pytest.approx(token_loss[[p - 1 for p in ps]].sum().item(),
-                                                     rel=1e-5)  # fmt: skip
+        assert st.loss[0, w].item() == pytest.approx(
+            token_loss[[p - 1 for p in ps]].sum().item(), rel=1e-5
+        )
 
 
 def test_layer_out_of_range_is_a_clear_config_error(word_lm):

@@ -11,8 +11,15 @@ import torch
 import assay
 from assay.testing import check_stage, smoke_config
 
-STAGES = ("icl.geometry", "icl.loo", "icl.switch", "icl.superposition", "icl.shuffle",
-          "icl.inject", "icl.stagewise")  # fmt: skip
+STAGES = (
+    "icl.geometry",
+    "icl.loo",
+    "icl.switch",
+    "icl.superposition",
+    "icl.shuffle",
+    "icl.inject",
+    "icl.stagewise",
+)
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,11 @@ def test_dry_run_plans_the_suites_and_runs_every_benchmark_at_a_tiny_shape(tmp_p
         for dtype in ("float32", "bfloat16"):
             assert f"plan {family:<11} {dtype:<8}" in text, (family, dtype)
     assert "1 runs (icl.loo) from suites/icl/loo_smoke.yaml" in text
-    for bench in ("icl LOO, 8 words x 3 layers", "trigger evaluation, 8 prompts",
-                  "volume grid, 2 models x 8 directions"):  # fmt: skip
+    for bench in (
+        "icl LOO, 8 words x 3 layers",
+        "trigger evaluation, 8 prompts",
+        "volume grid, 2 models x 8 directions",
+    ):
         assert bench in text, bench
     assert "patching, 128 neurons x 4 pairs" in text or "patching: skipped" in text
     assert "max |ratio influence diff| on those layers 0.0e+00" in text  # float32: identical
@@ -55,14 +58,31 @@ def test_smoke_runs_compare_with_recorded_cpu_numbers(tmp_path):
     import json
 
     ref = tmp_path / "ref.json"
-    rec = _run("--record-reference", "--families", "patching", "--reference", str(ref),
-               "--root", str(tmp_path / "a"))  # fmt: skip
+    rec = _run(
+        "--record-reference",
+        "--families",
+        "patching",
+        "--reference",
+        str(ref),
+        "--root",
+        str(tmp_path / "a"),
+    )
     assert rec.returncode == 0, rec.stdout + rec.stderr
     recorded = json.loads(ref.read_text())["patching"]
     assert {r["stage"] for r in recorded.values()} == {"patching.run"}
     assert all(r["status"] == "done" and r["numbers"] for r in recorded.values())
-    args = ("--device", "cpu", "--only", "smoke", "--families", "patching", "--dtypes",
-            "float32", "--reference", str(ref))  # fmt: skip
+    args = (
+        "--device",
+        "cpu",
+        "--only",
+        "smoke",
+        "--families",
+        "patching",
+        "--dtypes",
+        "float32",
+        "--reference",
+        str(ref),
+    )
     proc = _run(*args, "--root", str(tmp_path / "b"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "patching    float32  2 runs" in proc.stdout and ": ok" in proc.stdout

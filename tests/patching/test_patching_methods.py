@@ -54,9 +54,17 @@ def test_heads_z_and_patterns_match_transformerlens(gpt2_dir, gpt2):
     pattern = tl.get_act_patch_attn_head_pattern_all_pos(bridge, pairs.corrupted, cache, metric)
     spots = [(layer, p) for layer in range(2) for p in (2, -1)]
     defs = parse_definitions(
-        [{f"transformer.h.{i}.attn": {"heads": [h], "positions": [p]}} for i, p in spots for h in range(4)]  # noqa: E501
-        + [{f"transformer.h.{i}.attn": {"heads": [h], "site": "pattern"}} for i in range(2) for h in range(4)]  # noqa: E501
-    )  # fmt: skip
+        [
+            {f"transformer.h.{i}.attn": {"heads": [h], "positions": [p]}}
+            for i, p in spots
+            for h in range(4)
+        ]  # noqa: E501
+        + [
+            {f"transformer.h.{i}.attn": {"heads": [h], "site": "pattern"}}
+            for i in range(2)
+            for h in range(4)
+        ]  # noqa: E501
+    )
     out = BatchedPatcher(model, structure).run(defs, pairs, logit_diff=(3, 4))
     ours = out.metrics["logit_diff"].mean(1).float()
     expected = torch.cat([z[i, p] for i, p in spots] + [pattern[0], pattern[1]])
@@ -228,11 +236,18 @@ def test_directions_below_the_noise_floor_are_undefined_not_noise(dqn_zip, cartp
 
 def test_top_bars_carry_the_interval_of_the_mean():
     records = [
-        {"index": i, "label": f"u{i}", "direction": "denoising", "unit": i, "module": "m",
-         "positions": None, "normalised_score": 0.5,
-         "metrics": {"l2": {"mean": m, "std": s, "n": n, "min": 0, "max": 1}}}
+        {
+            "index": i,
+            "label": f"u{i}",
+            "direction": "denoising",
+            "unit": i,
+            "module": "m",
+            "positions": None,
+            "normalised_score": 0.5,
+            "metrics": {"l2": {"mean": m, "std": s, "n": n, "min": 0, "max": 1}},
+        }
         for i, (m, s, n) in enumerate([(1.0, 0.5, 10), (3.0, 1.0, 4), (2.0, 0.0, 1)])
-    ]  # fmt: skip
+    ]
     bars = top_bars(records, "l2")
     assert [b["label"] for b in bars] == ["u1", "u2", "u0"]
     from scipy import stats

@@ -19,9 +19,22 @@ def dry_run(tmp_path: Path, config: dict, *args: object) -> subprocess.Completed
     suite = tmp_path / "s.yaml"
     suite.write_text(json.dumps({"stage": "patching.run", "config": config}))  # JSON is YAML
     root = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-m", "assay", "run", str(suite), *map(str, args),
-                           "--dry-run", "--root", str(root)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "run",
+            str(suite),
+            *map(str, args),
+            "--dry-run",
+            "--root",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert not root.exists()
     return proc
 
@@ -54,7 +67,7 @@ def test_good_files_plan(tmp_path, files):
         ({"logit_diff": [1, 1]}, "logit_diff compares output 1 with itself"),
         ({"logit_diff": [0, 5]}, "logit_diff output(s) [5] out of range: the model has 2 outputs"),
     ],
-)  # fmt: skip
+)
 def test_indices_past_the_files(tmp_path, files, change, expected):
     refused(dry_run(tmp_path, {**files, **change}), expected)
 
@@ -71,16 +84,20 @@ def test_nan_inputs(tmp_path, files, cartpole_obs):
     clean[3, 1] = np.nan
     path = tmp_path / "nan.npz"
     np.savez(path, clean=clean, corrupted=cartpole_obs)
-    refused(dry_run(tmp_path, {**files, "inputs": [str(path)]}),
-            f"input file {path} holds 1 NaN or infinite value(s)")  # fmt: skip
+    refused(
+        dry_run(tmp_path, {**files, "inputs": [str(path)]}),
+        f"input file {path} holds 1 NaN or infinite value(s)",
+    )
 
 
 def test_a_zip_that_is_not_an_agent(tmp_path, files):
     path = tmp_path / "notes.zip"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("readme.txt", "hello")
-    refused(dry_run(tmp_path, {**files, "model": str(path)}),
-            "is not a stable-baselines3 agent: it has no data and no policy.pth entry")  # fmt: skip
+    refused(
+        dry_run(tmp_path, {**files, "model": str(path)}),
+        "is not a stable-baselines3 agent: it has no data and no policy.pth entry",
+    )
 
 
 @pytest.mark.parametrize("n_files", [0, 2])
@@ -101,10 +118,11 @@ def test_readout_position_outside_the_tokens(tmp_path, gpt2_dir, token_pairs):
     defs.write_text(json.dumps([{"transformer.h.0.mlp": [0]}]))
     config = {"model": str(gpt2_dir), "inputs": [str(path)], "definitions": str(defs)}
     assert dry_run(tmp_path, config).returncode == 0
-    refused(dry_run(tmp_path, {**config, "readout_position": 7}),
-            "readout_position 7 is outside the token sequences (the shortest has 7 tokens)")
-    refused(dry_run(tmp_path, {**config, "logit_diff": [0, 50]}),
-            "the model has 50 outputs")  # fmt: skip
+    refused(
+        dry_run(tmp_path, {**config, "readout_position": 7}),
+        "readout_position 7 is outside the token sequences (the shortest has 7 tokens)",
+    )
+    refused(dry_run(tmp_path, {**config, "logit_diff": [0, 50]}), "the model has 50 outputs")
 
 
 def test_end_index_past_a_finished_prepared_run(tmp_path):
@@ -112,15 +130,26 @@ def test_end_index_past_a_finished_prepared_run(tmp_path):
     root = tmp_path / "runs"
     suite = tmp_path / "prep.yaml"
     suite.write_text(json.dumps({"stage": "patching.cartpole_dqn", "config": prepared}))
-    proc = subprocess.run([sys.executable, "-m", "assay", "run", str(suite), "--root", str(root),
-                           "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "assay", "run", str(suite), "--root", str(root), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     suite = tmp_path / "run.yaml"
     config = {"prepared": prepared, "end_index": 1000, "num_threads": 1}
     suite.write_text(json.dumps({"stage": "patching.run", "config": config}))
     before = sorted(p.name for p in root.iterdir())
-    proc = subprocess.run([sys.executable, "-m", "assay", "run", str(suite), "--root", str(root)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    refused(proc, "end_index 1000 is past the end: the prepared run patching_cartpole_dqn_",
-            "holds 34 definitions")  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "assay", "run", str(suite), "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    refused(
+        proc,
+        "end_index 1000 is past the end: the prepared run patching_cartpole_dqn_",
+        "holds 34 definitions",
+    )
     assert sorted(p.name for p in root.iterdir()) == before

@@ -22,22 +22,31 @@ from assay.report import collect, write_html
 
 CHROMIUM = os.environ.get("ASSAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # The flags that work in containers: no sandbox, no GPU, nothing phoned home.
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(),
         reason=f"no Chromium at {CHROMIUM}: run .ci/install-browser.sh",
-    ),  # fmt: skip
+    ),
 ]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (assay[report])")  # fmt: skip
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (assay[report])"
+    )
     with sync_api.sync_playwright() as p:
         # launch() gives every run a fresh temporary profile (--user-data-dir)
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -111,12 +120,18 @@ def test_report_file_offline(browser, demo, tmp_path):
     assert set(_cells(page, "lr")) == {"0.3"}
     assert page.text_content("#page-info").startswith("rows 1–3 of 3 (filtered from 9)")
     page.fill("#filter", "final_loss<0.3 seed>=1")
-    want = sum(1 for r, v in results.items() if v["final_loss"] < 0.3
-               and json.loads((root / r / "config.json").read_text())["seed"] >= 1)  # fmt: skip
+    want = sum(
+        1
+        for r, v in results.items()
+        if v["final_loss"] < 0.3
+        and json.loads((root / r / "config.json").read_text())["seed"] >= 1
+    )
     page.wait_for_function(f"document.querySelectorAll('#runs-table tbody tr').length == {want}")
     page.fill("#filter", "nosuchcolumn>1")
-    page.wait_for_function("document.querySelector('#filter-error').textContent.includes("
-                           "\"no column 'nosuchcolumn'\")")  # fmt: skip
+    page.wait_for_function(
+        "document.querySelector('#filter-error').textContent.includes("
+        "\"no column 'nosuchcolumn'\")"
+    )
     page.fill("#filter", "")
     page.select_option("#state-filter", "failed")
     page.wait_for_function("document.querySelectorAll('#runs-table tbody tr').length == 3")
@@ -137,30 +152,39 @@ def test_report_file_offline(browser, demo, tmp_path):
     assert page.evaluate(layout) == "acc"
     page.select_option("#curve-metric", "loss")
     page.wait_for_function(f"{layout} == 'loss'")
-    traces = page.evaluate("document.querySelector('#curve-plot').data.filter(t => t.name)"
-                           ".map(t => [t.name, t.line.dash || 'solid', t.x, t.y])")  # fmt: skip
+    traces = page.evaluate(
+        "document.querySelector('#curve-plot').data.filter(t => t.name)"
+        ".map(t => [t.name, t.line.dash || 'solid', t.x, t.y])"
+    )
     assert [t[0] for t in traces if t[1] == "solid"] == ["lr=0.1", "lr=0.3"]
     # failed runs' partial curves: drawn from their metrics.jsonl, dashed, named failed
     failed = {t[0].rsplit(" ", 1)[1]: t for t in traces if t[1] == "dash"}
     assert set(failed) == set(ids) - set(results) and len(failed) == 3
     for rid, (name, _, x, y) in failed.items():
-        logged = [json.loads(line) for line in (root / rid / "metrics.jsonl").read_text().splitlines()]
+        logged = [
+            json.loads(line) for line in (root / rid / "metrics.jsonl").read_text().splitlines()
+        ]
         assert name == f"lr=0.9 · failed {rid}" and x == [0, 1, 2]
         assert y == pytest.approx([m["loss"] for m in logged], rel=1e-5)
     assert "3 failed run(s), dashed" in page.text_content("#curve-info")
     # log scale and EMA smoothing (W&B's debiased one): the raw line stays, faint
     page.check("#curve-logy")
     page.wait_for_function("document.querySelector('#curve-plot').layout.yaxis.type == 'log'")
-    page.eval_on_selector("#curve-smooth", "e => { e.value = '0.5'; e.dispatchEvent(new Event('input')) }")
+    page.eval_on_selector(
+        "#curve-smooth", "e => { e.value = '0.5'; e.dispatchEvent(new Event('input')) }"
+    )
     mean = next(t[3] for t in traces if t[0] == "lr=0.1")
-    smooth = page.evaluate("document.querySelector('#curve-plot').data"
-                           ".filter(t => t.name == 'lr=0.1')[0].y")  # fmt: skip
+    smooth = page.evaluate(
+        "document.querySelector('#curve-plot').data.filter(t => t.name == 'lr=0.1')[0].y"
+    )
     want, last = [], 0.0
     for k, v in enumerate(mean, 1):
         last = 0.5 * last + 0.5 * v
         want.append(last / (1 - 0.5**k))
     assert smooth == pytest.approx(want, rel=1e-9)
-    page.eval_on_selector("#curve-smooth", "e => { e.value = '0'; e.dispatchEvent(new Event('input')) }")
+    page.eval_on_selector(
+        "#curve-smooth", "e => { e.value = '0'; e.dispatchEvent(new Event('input')) }"
+    )
     page.uncheck("#curve-logy")
     # the statistics chart's log axis
     page.check("#stat-logy")
@@ -203,9 +227,23 @@ def test_serve_refreshes_while_a_suite_runs(browser, tmp_path):
         page.evaluate("window.__same_page = true")  # gone if the page reloaded
         assert page.text_content("#counts").startswith("0 done 0 failed 0 running 6 pending")
         generated = page.text_content("#generated")
-        runner = subprocess.Popen([sys.executable, "-m", "assay", "run", str(suite), "--root",
-                                   str(root), "--import", "reportstages", "--quiet"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        runner = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "assay",
+                "run",
+                str(suite),
+                "--root",
+                str(root),
+                "--import",
+                "reportstages",
+                "--quiet",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         # zoom into the curves as soon as they appear: refreshes must keep that view
         plot = "document.querySelector('#curve-plot')"
         page.wait_for_function(f"{plot}.data && {plot}.data.length > 0", timeout=60_000)
@@ -226,8 +264,7 @@ def test_serve_refreshes_while_a_suite_runs(browser, tmp_path):
         _, err = runner.communicate(timeout=60)
         assert runner.returncode == 0, err
         assert page.evaluate("window.__same_page") is True
-        page.wait_for_function("document.querySelectorAll('#runs-table tbody tr')"
-                               ".length == 6")  # fmt: skip
+        page.wait_for_function("document.querySelectorAll('#runs-table tbody tr').length == 6")
         results = {p.parent.name: json.loads(p.read_text()) for p in root.glob("*/results.json")}
         for rid, text in zip(_cells(page, "id"), _cells(page, "final_loss"), strict=True):
             assert _close(text, results[rid]["final_loss"])
@@ -257,12 +294,17 @@ def test_a_refresh_keeps_every_zoom_and_the_compared_runs(browser, tmp_path):
         watch = Watch(page, (url, "data:", "blob:"))
         page.goto(url)
         page.wait_for_selector('body[data-ready="1"]', timeout=30_000)
-        rows = page.eval_on_selector_all("#runs-table tbody tr", "trs => trs.map(t => t.dataset.id)")
+        rows = page.eval_on_selector_all(
+            "#runs-table tbody tr", "trs => trs.map(t => t.dataset.id)"
+        )
         first, second = rows[0], rows[4]
         page.click(f'#runs-table tbody tr[data-id="{first}"] td:nth-child(3)')
         page.wait_for_selector("#detail-plot .main-svg")
         page.check(f'#runs-table input.pick[data-id="{second}"]')
-        plot, detail = "document.querySelector('#curve-plot')", "document.querySelector('#detail-plot')"
+        plot, detail = (
+            "document.querySelector('#curve-plot')",
+            "document.querySelector('#detail-plot')",
+        )
         page.evaluate(f"Plotly.relayout({plot}, {{'xaxis.range': [2, 5]}})")
         page.evaluate(f"Plotly.relayout({detail}, {{'xaxis.range': [1, 4]}})")
         final = page.text_content("#counts")

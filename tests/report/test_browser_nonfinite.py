@@ -23,9 +23,11 @@ sys.path.append(str(Path(__file__).parents[1] / "engine"))  # statstages (stat.s
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"no Chromium at {CHROMIUM}: run .ci/install-browser.sh"),
-]  # fmt: skip
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM}: run .ci/install-browser.sh",
+    ),
+]
 
 
 class CurveConfig(assay.SeededConfig):
@@ -53,8 +55,9 @@ def curve(config: CurveConfig, run: assay.Run) -> dict:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (assay[report])")  # fmt: skip
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed (assay[report])"
+    )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
@@ -90,9 +93,12 @@ def stat_report(tmp_path_factory):
     import statstages  # noqa: F401  (registers stat.score)
 
     tmp = tmp_path_factory.mktemp("nonfinite")
-    suite = assay.Suite(name="nf", stage="stat.score", config={},
-                        sweep={"grid": {"mode": ["ok", "neginf", "nan", "const"]},
-                               "seeds": [0, 1, 2]})  # fmt: skip
+    suite = assay.Suite(
+        name="nf",
+        stage="stat.score",
+        config={},
+        sweep={"grid": {"mode": ["ok", "neginf", "nan", "const"]}, "seeds": [0, 1, 2]},
+    )
     root = tmp / "runs"
     assay.run_suite(suite, root=root)
     data = collect(root=root, suite=suite)
@@ -104,8 +110,9 @@ def test_statistics_chart_marks_nonfinite_groups_and_partial_means(browser, stat
     rows = {r["group"]: r for r in data["stats"]["summary"] if r["metric"] == "log_v"}
     context, page, watch = _open(browser, path)
     page.select_option("#stat-metric", "log_v")
-    page.wait_for_function("document.getElementById('stat-plot').layout.yaxis.title.text"
-                           ".startsWith('log_v')")  # fmt: skip
+    page.wait_for_function(
+        "document.getElementById('stat-plot').layout.yaxis.title.text.startsWith('log_v')"
+    )
     traces = _traces(page, "stat-plot")
     # every group is drawn: the all -inf group too, at the bottom edge
     (mean,) = _meta(traces, "mean")
@@ -123,18 +130,24 @@ def test_statistics_chart_marks_nonfinite_groups_and_partial_means(browser, stat
     assert sorted(neg["text"]) == ["1 -inf", "3 -inf"]
     assert not _meta(traces, "nonfinite nan") and not _meta(traces, "nonfinite +inf")
     # the flags: beside the partial mean, and at mid-height for the group with no finite mean
-    flags = {(x, t["yaxis"]): h for t in _meta(traces, "flags")
-             for x, h in zip(t["x"], t["hovertext"], strict=True)}  # fmt: skip
-    assert flags == {("mode=ok", "y"): "mode=ok<br>flag: above tau (1 of 3 runs)",
-                     ("mode=neginf", "y2"): "mode=neginf<br>flag: above tau (3 of 3 runs)"}
+    flags = {
+        (x, t["yaxis"]): h
+        for t in _meta(traces, "flags")
+        for x, h in zip(t["x"], t["hovertext"], strict=True)
+    }
+    assert flags == {
+        ("mode=ok", "y"): "mode=ok<br>flag: above tau (1 of 3 runs)",
+        ("mode=neginf", "y2"): "mode=neginf<br>flag: above tau (3 of 3 runs)",
+    }
     layout = page.evaluate("document.getElementById('stat-plot').layout")
     assert layout["xaxis"]["categoryarray"] == list(rows) and layout["yaxis2"]["range"] == [0, 1]
     assert "a ringed mean is partial" in page.text_content("#stat-info")
 
     # a metric nan in every run of a group: an "x" at the top, nothing at the bottom
     page.select_option("#stat-metric", "score")
-    page.wait_for_function("document.getElementById('stat-plot').layout.yaxis.title.text"
-                           ".startsWith('score')")  # fmt: skip
+    page.wait_for_function(
+        "document.getElementById('stat-plot').layout.yaxis.title.text.startsWith('score')"
+    )
     traces = _traces(page, "stat-plot")
     (nan,) = _meta(traces, "nonfinite nan")
     assert nan["x"] == ["mode=nan"] and nan["y"] == [0.91] and nan["symbol"] == "x-thin-open"
@@ -150,13 +163,16 @@ def test_runs_table_shows_nonfinite_cells_as_warnings_with_flag_badges(browser, 
     assert "log_v" in labels and not [c for c in labels if c.startswith(("_flags", "_bounds"))]
     context, page, watch = _open(browser, path)
     cells = page.eval_on_selector_all(
-        '#runs-table tbody td.num', "tds => tds.filter(td => td.classList.contains('nonfinite'))"
-        ".map(td => [td.textContent, td.title])")  # fmt: skip
+        "#runs-table tbody td.num",
+        "tds => tds.filter(td => td.classList.contains('nonfinite'))"
+        ".map(td => [td.textContent, td.title])",
+    )
     # 3 seeds of mode=neginf and seed 0 of mode=ok: -inf (each with its badge), 3 nan scores
     assert sorted(t for t, _ in cells) == ["nan"] * 3 + ["\u2691-inf"] * 4
     assert all("not a finite number" in title for _, title in cells)
-    badges = page.eval_on_selector_all(".flag-badge", "bs => bs.map(b => [b.title, b.dataset.flag,"
-                                       " b.closest('tr').dataset.id])")  # fmt: skip
+    badges = page.eval_on_selector_all(
+        ".flag-badge", "bs => bs.map(b => [b.title, b.dataset.flag, b.closest('tr').dataset.id])"
+    )
     neginf = {r[1] for r in data["table"]["rows"] if r[labels.index("log_v")] == "-inf"}
     assert len(badges) == 4 and {b[2] for b in badges} == neginf
     assert {tuple(b[:2]) for b in badges} == {("flag: above tau", "above tau")}
@@ -175,18 +191,24 @@ def test_runs_table_shows_nonfinite_cells_as_warnings_with_flag_badges(browser, 
     page.click('#runs-table th[data-col="results.score"]')
     scores = _cells(page, "score")
     assert scores[-3:] == ["nan"] * 3 and [float(s) for s in scores[:-3]] == sorted(
-        float(s) for s in scores[:-3])  # fmt: skip
+        float(s) for s in scores[:-3]
+    )
     page.click('#runs-table th[data-col="results.score"]')
     scores = _cells(page, "score")
     assert scores[-3:] == ["nan"] * 3 and [float(s) for s in scores[:-3]] == sorted(
-        (float(s) for s in scores[:-3]), reverse=True)  # fmt: skip
+        (float(s) for s in scores[:-3]), reverse=True
+    )
     assert watch.errors == [] and watch.requests == []
     context.close()
 
 
 def test_curves_mark_the_steps_whose_values_were_nonfinite(browser, tmp_path):
-    suite = assay.Suite(name="nfc", stage="nfb.curve", config={},
-                        sweep={"grid": {"fail": [False, True]}, "seeds": [0, 1, 2, 3]})  # fmt: skip
+    suite = assay.Suite(
+        name="nfc",
+        stage="nfb.curve",
+        config={},
+        sweep={"grid": {"fail": [False, True]}, "seeds": [0, 1, 2, 3]},
+    )
     root = tmp_path / "runs"
     assay.run_suite(suite, root=root)
     data = collect(root=root, suite=suite)
@@ -198,20 +220,30 @@ def test_curves_mark_the_steps_whose_values_were_nonfinite(browser, tmp_path):
     context, page, watch = _open(browser, path)
     page.wait_for_function("document.getElementById('curve-plot').data.length > 0")
     traces = _traces(page, "curve-plot")
-    marks = {t["meta"]: t for t in traces if (t["meta"] or "").startswith("nonfinite")
-             and "failed" not in t["name"]}  # fmt: skip
+    marks = {
+        t["meta"]: t
+        for t in traces
+        if (t["meta"] or "").startswith("nonfinite") and "failed" not in t["name"]
+    }
     assert {k: (v["x"], v["y"], v["yaxis"]) for k, v in marks.items()} == {
-        "nonfinite -inf": ([2], [0.03], "y2"), "nonfinite +inf": ([4], [0.97], "y2"),
-        "nonfinite nan": ([3], [0.91], "y2")}  # fmt: skip
+        "nonfinite -inf": ([2], [0.03], "y2"),
+        "nonfinite +inf": ([4], [0.97], "y2"),
+        "nonfinite nan": ([3], [0.91], "y2"),
+    }
     assert marks["nonfinite -inf"]["hovertext"] == [
-        "fail=False<br>step 2: 1 of 4 runs -inf (left out of the mean of 3)"]
+        "fail=False<br>step 2: 1 of 4 runs -inf (left out of the mean of 3)"
+    ]
     # each failed run's own line: its -inf at step 2
     failed = [t for t in traces if t["meta"] == "nonfinite -inf" and "failed" in t["name"]]
     assert len(failed) == 4 and all(t["x"] == [2] for t in failed)
     assert "non-finite values at the plot's edge" in page.text_content("#curve-info")
     # a run's detail plot marks its own non-finite step
-    rid = next(r[1] for r in data["table"]["rows"] if (data["detail"][r[1]]["config"]["fail"],
-               data["detail"][r[1]]["config"]["seed"]) == (False, 0))  # fmt: skip
+    rid = next(
+        r[1]
+        for r in data["table"]["rows"]
+        if (data["detail"][r[1]]["config"]["fail"], data["detail"][r[1]]["config"]["seed"])
+        == (False, 0)
+    )
     page.click(f'#runs-table tbody tr[data-id="{rid}"]')
     page.wait_for_selector("#detail:not([hidden]) #detail-plot .main-svg")
     (mark,) = _meta(_traces(page, "detail-plot"), "nonfinite -inf")

@@ -55,8 +55,10 @@ def _rows(page, table: str) -> dict[str, tuple[str, list[str]]]:
 def test_compare_runs_and_groups_side_by_side(browser, demo, tmp_path):  # noqa: F811
     root, path = demo
     runs = _runs(root)
-    a, b = sorted((r for r, v in runs.items() if v["results"] and v["config"]["seed"] == 0),
-                  key=lambda r: runs[r]["config"]["lr"])  # fmt: skip
+    a, b = sorted(
+        (r for r, v in runs.items() if v["results"] and v["config"]["seed"] == 0),
+        key=lambda r: runs[r]["config"]["lr"],
+    )
     assert (runs[a]["config"]["lr"], runs[b]["config"]["lr"]) == (0.1, 0.3)
     context, page, watch = _open(browser, path)
     assert page.is_hidden("#compare-body")
@@ -83,8 +85,9 @@ def test_compare_runs_and_groups_side_by_side(browser, demo, tmp_path):  # noqa:
 
     # overlaid curves: each run's own, its logged values
     page.select_option("#compare-metric", "loss")
-    traces = page.evaluate("document.querySelector('#compare-plot').data"
-                           ".map(t => [t.name, t.x, t.y])")  # fmt: skip
+    traces = page.evaluate(
+        "document.querySelector('#compare-plot').data.map(t => [t.name, t.x, t.y])"
+    )
     assert [t[0] for t in traces] == [f"run {a}", f"run {b}"]
     for (_, x, y), rid in zip(traces, (a, b), strict=True):
         assert x == [m["step"] for m in runs[rid]["metrics"]]
@@ -134,22 +137,27 @@ def test_parallel_coordinates_and_scatter(browser, demo):  # noqa: F811
     assert page.evaluate(f"{pc}.type") == "parcoords"
     dims = page.evaluate(f"{pc}.dimensions.map(d => [d.label, d.values])")
     assert [d[0] for d in dims] == ["lr", "seed", "final_loss"]
-    assert sorted(dims[2][1]) == pytest.approx(sorted(v["results"]["final_loss"]
-                                                      for v in done.values()), rel=1e-9)  # fmt: skip
+    assert sorted(dims[2][1]) == pytest.approx(
+        sorted(v["results"]["final_loss"] for v in done.values()), rel=1e-9
+    )
     page.select_option("#parcoords-metric", "results.acc")
     page.wait_for_function(f"{pc}.dimensions.slice(-1)[0].label == 'acc'")
     assert page.evaluate(f"{pc}.line.colorbar.title.text") == "acc"
 
     sc = "document.querySelector('#scatter-plot')"
     assert page.evaluate(f"[{sc}.layout.xaxis.title.text, {sc}.layout.yaxis.title.text]") == [
-        "lr", "final_loss"]  # fmt: skip
+        "lr",
+        "final_loss",
+    ]
     page.select_option("#scatter-x", "config.seed")
     page.select_option("#scatter-y", "results.acc")
     page.wait_for_function(f"{sc}.layout.xaxis.title.text == 'seed'")
     trace = page.evaluate(f"{sc}.data[0]")
     points = sorted(zip(trace["customdata"], trace["x"], trace["y"], strict=True))
-    assert points == [(r, done[r]["config"]["seed"], pytest.approx(done[r]["results"]["acc"]))
-                      for r in sorted(done)]  # fmt: skip
+    assert points == [
+        (r, done[r]["config"]["seed"], pytest.approx(done[r]["results"]["acc"]))
+        for r in sorted(done)
+    ]
     # coloured by a number: one trace on a colour scale; by a string: one trace per value
     page.select_option("#scatter-color", "config.lr")
     assert page.evaluate(f"{sc}.data[0].marker.colorbar.title.text") == "lr"
@@ -163,21 +171,26 @@ def test_parallel_coordinates_and_scatter(browser, demo):  # noqa: F811
 def test_upstream_stages_curves_are_shown_by_stage(browser, tmp_path):  # noqa: F811
     import reportstages  # noqa: F401
 
-    suite = write_suite(tmp_path, """\
+    suite = write_suite(
+        tmp_path,
+        """\
         name: up
         stage: rpt.eval
         config: {train: {n_steps: 6}}
         sweep:
           grid: {train.lr: [0.1, 0.3, 0.9], train.seed: [0, 1]}
-        """)  # fmt: skip
+        """,
+    )
     root = tmp_path / "runs"
     assay.run_suite(suite, root=root)
     path = write_html(tmp_path / "up.html", collect(root=root, suite=suite))
     context, page, watch = _open(browser, path)
     assert page.is_visible("#curve-stage")
     assert page.evaluate("document.querySelector('#curve-stage').value") == "rpt.train"
-    traces = page.evaluate("document.querySelector('#curve-plot').data.filter(t => t.name)"
-                           ".map(t => [t.name, t.line.dash || 'solid'])")  # fmt: skip
+    traces = page.evaluate(
+        "document.querySelector('#curve-plot').data.filter(t => t.name)"
+        ".map(t => [t.name, t.line.dash || 'solid'])"
+    )
     assert [n for n, d in traces if d == "solid"] == ["lr=0.1", "lr=0.3"]
     assert sum(d == "dash" for _, d in traces) == 2  # lr=0.9 diverged: 2 failed upstream runs
     assert "6 runs" in page.text_content("#curve-stage option[value='rpt.train']")

@@ -24,9 +24,18 @@ def _metrics(root: Path, rid: str) -> list[dict]:
 
 
 def _source(root: Path, suite: Path) -> dict:
-    return {"root": str(root), "store": None, "suite": assay.load_suite(suite), "overrides": [],
-            "stage": None, "seeds": None, "imports": [], "trust_imports": False,
-            "baseline": None, "families": False}  # fmt: skip
+    return {
+        "root": str(root),
+        "store": None,
+        "suite": assay.load_suite(suite),
+        "overrides": [],
+        "stage": None,
+        "seeds": None,
+        "imports": [],
+        "trust_imports": False,
+        "baseline": None,
+        "families": False,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +57,18 @@ def test_a_running_run_of_another_config_is_never_averaged_into_a_finished_group
         "".join(json.dumps({"step": s, "loss": 100.0}) + "\n" for s in range(3))
     )
     with resolve_store(None, root) as store:
-        store.put(assay.RunRecord(running.id, "rpt.train", RunStatus.RUNNING,
-                                  json.loads(running.config_json), attempts=1,
-                                  started=time.time(), heartbeat=time.time(),
-                                  dir=root / running.id))  # fmt: skip
+        store.put(
+            assay.RunRecord(
+                running.id,
+                "rpt.train",
+                RunStatus.RUNNING,
+                json.loads(running.config_json),
+                attempts=1,
+                started=time.time(),
+                heartbeat=time.time(),
+                dir=root / running.id,
+            )
+        )
     curves = collect(root=root, suite=suite, families=False)["curves"]
     lines = {line["group"]: line for line in curves["series"]["loss"]}
     assert set(lines) == {"lr=0.05", "lr=2.0"}
@@ -77,13 +94,16 @@ def test_failed_runs_keep_their_partial_curves_apart_from_the_means(demo):
 def test_a_suite_shows_its_upstream_stages_curves_by_stage(tmp_path):
     import reportstages  # noqa: F401
 
-    suite = write_suite(tmp_path, """\
+    suite = write_suite(
+        tmp_path,
+        """\
         name: up
         stage: rpt.eval
         config: {train: {n_steps: 6}}
         sweep:
           grid: {train.lr: [0.1, 0.3], train.seed: [0, 1]}
-        """)  # fmt: skip
+        """,
+    )
     root = tmp_path / "runs"
     assay.run_suite(suite, root=root)
     curves = collect(root=root, suite=suite, families=False)["curves"]
@@ -110,8 +130,11 @@ def test_serve_sends_only_what_changed_and_the_merge_equals_the_new_build(demo):
     # one run changes in the store: the next poll carries that run and the blocks it moves
     with resolve_store(None, root) as store:
         rec = next(r for r in store.query(stage="rpt.train") if r.status is RunStatus.DONE)
-        store.put(dataclasses.replace(rec, attempts=rec.attempts + 1,
-                                      results={**rec.results, "final_loss": 0.5}))  # fmt: skip
+        store.put(
+            dataclasses.replace(
+                rec, attempts=rec.attempts + 1, results={**rec.results, "final_loss": 0.5}
+            )
+        )
     body = server.payload(None, fp0)
     change = json.loads(body)
     assert set(change["delta"]["runs"]) == {rec.id} and change["delta"]["removed"] == []
@@ -129,13 +152,16 @@ def test_serve_refreshes_while_only_upstream_runs_move(tmp_path):
     the suite's own stage moves."""
     import reportstages  # noqa: F401
 
-    suite = write_suite(tmp_path, """\
+    suite = write_suite(
+        tmp_path,
+        """\
         name: up
         stage: rpt.eval
         config: {train: {n_steps: 4}}
         sweep:
           grid: {train.lr: [0.1, 0.3]}
-        """)  # fmt: skip
+        """,
+    )
     root = tmp_path / "runs"
     assay.run_suite(suite, root=root)
     server = ReportServer(_source(root, suite), refresh_ms=1000)

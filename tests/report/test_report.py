@@ -69,8 +69,9 @@ def analyze_hook(records, out_dir):
     fig, ax = plt.subplots()
     ax.plot([r.results["final_loss"] for r in records])
     assay.save_figure(fig, out_dir / "losses.png")
-    (out_dir / "table.csv").write_text("id,loss\n" + "".join(
-        f"{r.id},{r.results['final_loss']}\n" for r in records))  # fmt: skip
+    (out_dir / "table.csv").write_text(
+        "id,loss\n" + "".join(f"{r.id},{r.results['final_loss']}\n" for r in records)
+    )
 
 
 def broken_hook(records, out_dir):
@@ -108,9 +109,14 @@ def report_hook(records):
 
     losses = sorted(r.results["final_loss"] for r in records)
     fig = go.Figure(go.Bar(x=list(range(len(losses))), y=losses))
-    return [ReportSection("sorted losses", text="the family's own view", figures=[fig],
-                          tables=[("losses", [{"rank": i, "loss": v} for i, v in
-                                              enumerate(losses)])])]  # fmt: skip
+    return [
+        ReportSection(
+            "sorted losses",
+            text="the family's own view",
+            figures=[fig],
+            tables=[("losses", [{"rank": i, "loss": v} for i, v in enumerate(losses)])],
+        )
+    ]
 
 
 def test_a_report_hook_contributes_interactive_figures(demo, monkeypatch):
@@ -127,15 +133,21 @@ def test_a_report_hook_contributes_interactive_figures(demo, monkeypatch):
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assay.report", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay.report", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def test_report_command_writes_the_file(demo, tmp_path):
     suite, root = demo
     out = tmp_path / "sub" / "demo.html"
-    res = _cli("report", str(suite), "--root", str(root), "--import", "reportstages",
-               "--out", str(out))  # fmt: skip
+    res = _cli(
+        "report", str(suite), "--root", str(root), "--import", "reportstages", "--out", str(out)
+    )
     assert res.returncode == 0, res.stderr
     assert f"wrote {out}" in res.stdout and "9 run(s): 6 done, 3 failed" in res.stdout
     assert read_report_data(out)["counts"] == {"done": 6, "failed": 3}
@@ -178,9 +190,22 @@ def test_add_commands_builds_both_subcommands():
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
     """`python -m assay.report serve ... --port 0`, and the URL it prints."""
-    proc = subprocess.Popen([sys.executable, "-m", "assay.report", "serve", *args,
-                             "--port", "0", "--refresh-s", "0.5"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "assay.report",
+            "serve",
+            *args,
+            "--port",
+            "0",
+            "--refresh-s",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
     if not found:

@@ -179,16 +179,21 @@ def test_curve_aggregation_thins_flags_and_bands():
 def test_provenance_flags_dirty_runs_and_differing_packages():
     from assay import RunRecord, RunStatus
 
-    recs = [RunRecord(f"r{i}", "s.t", RunStatus.DONE, {}, attempts=1, dir=Path(f"/x/r{i}"))
-            for i in range(4)]  # fmt: skip
+    recs = [
+        RunRecord(f"r{i}", "s.t", RunStatus.DONE, {}, attempts=1, dir=Path(f"/x/r{i}"))
+        for i in range(4)
+    ]
     git = {"commit": "abc", "branch": "main", "dirty": False, "diff_sha256": None}
     prov = {
         "r0": {"git": git, "packages": {"numpy": "2.0", "torch": "2.13.0"}, "python": "3.11"},
         "r1": {"git": git, "packages": {"numpy": "2.1", "torch": "2.13.0"}, "python": "3.11"},
-        "r2": {"git": {**git, "dirty": True, "diff_sha256": "d1"}, "packages": {"numpy": "2.0"},
-               "python": "3.11"},
+        "r2": {
+            "git": {**git, "dirty": True, "diff_sha256": "d1"},
+            "packages": {"numpy": "2.0"},
+            "python": "3.11",
+        },
         "r3": None,
-    }  # fmt: skip
+    }
     pv = provenance_summary(recs, prov)
     assert pv["n_recorded"] == 3 and pv["missing"] == ["r3"]
     assert pv["dirty"] == ["r2"] and pv["commits"][0]["dirty"] == 1

@@ -21,8 +21,17 @@ def _open(names, tmp_path: Path, warnings: list[str], **kw):
     run_dir = tmp_path / "runs" / "t_fit_abc"
     run_dir.mkdir(parents=True, exist_ok=True)
     kw.setdefault("attempt", 1)
-    return open_sinks(names, run_id="t_fit_abc", stage="t.fit", suite="demo", config=CONFIG,
-                      root=tmp_path / "runs", run_dir=run_dir, warn=warnings.append, **kw)  # fmt: skip
+    return open_sinks(
+        names,
+        run_id="t_fit_abc",
+        stage="t.fit",
+        suite="demo",
+        config=CONFIG,
+        root=tmp_path / "runs",
+        run_dir=run_dir,
+        warn=warnings.append,
+        **kw,
+    )
 
 
 def _log_all(sinks) -> None:
@@ -76,11 +85,16 @@ def test_a_failing_sink_is_reported_once_and_the_others_go_on(fake_sinks, tmp_pa
     sinks = _open(["broken", "recorder"], tmp_path, warnings)
     _log_all(sinks)
     sinks.finish("done", RESULTS, None)
-    assert warnings == ["sink broken failed in log_metrics: OSError: quota exceeded; the run "
-                        "goes on without broken"]  # fmt: skip
+    assert warnings == [
+        "sink broken failed in log_metrics: OSError: quota exceeded; the run "
+        "goes on without broken"
+    ]
     assert sinks.problems == {"broken": warnings[0]} and sinks.names == ["recorder"]
-    assert Recorder.seen[:3] == [(0, {"loss": 1.0, "acc": 0.5}), (1, {"loss": 0.5, "acc": 0.7}),
-                                 (2, {"loss": 0.25})]  # fmt: skip
+    assert Recorder.seen[:3] == [
+        (0, {"loss": 1.0, "acc": 0.5}),
+        (1, {"loss": 0.5, "acc": 0.7}),
+        (2, {"loss": 0.25}),
+    ]
     assert Recorder.seen[3] == ("finish", "done", RESULTS)
 
 
@@ -108,8 +122,12 @@ def test_lines_no_sink_saw_are_replayed_once(fake_sinks, tmp_path):
             f.write(json.dumps({"step": step, "time": 2.0, "loss": loss}) + "\n")
     sinks.log_metrics(0, {"loss": 3.0})
     sinks.finish("failed", None, None)
-    assert Recorder.seen == [(0, {"loss": 3.0}), (1, {"loss": 2.0}), (2, {"loss": 1.0}),
-                             ("finish", "failed", None)]  # fmt: skip
+    assert Recorder.seen == [
+        (0, {"loss": 3.0}),
+        (1, {"loss": 2.0}),
+        (2, {"loss": 1.0}),
+        ("finish", "failed", None),
+    ]
 
 
 def test_tensorboard_records_metrics_config_and_results(tmp_path):
@@ -216,20 +234,31 @@ def test_wandb_offline_run_holds_config_history_summary_and_tags(tmp_path, monke
     assert run.run_id == "t_fit_abc" and run.display_name == "t_fit_abc"
     assert run.run_group == seed_free_group(CONFIG, "demo") and run.job_type == "t.fit"
     assert list(run.tags) == ["t_fit_abc", "demo", "t.fit"]
-    config = {i.key: json.loads(i.value_json) for r in records if r.HasField("config")
-              for i in r.config.update}  # fmt: skip
+    config = {
+        i.key: json.loads(i.value_json)
+        for r in records
+        if r.HasField("config")
+        for i in r.config.update
+    }
     config.update({i.key: json.loads(i.value_json) for i in run.config.update})
     assert config["lr"] == 0.1 and config["data"] == {"n": 30, "seed": 3}
     assert config["_assay"]["assay.run_id"] == "t_fit_abc"
-    rows = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-            for r in records if r.WhichOneof("record_type") == "history"]  # fmt: skip
+    rows = [
+        {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
     logged = [(row["step"], row.get("loss")) for row in rows]
     assert logged == [(0, 1.0), (1, 0.5), (2, 0.25)]
     summary = {}
     for r in records:
         if r.WhichOneof("record_type") == "summary":
-            summary.update({i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                            for i in r.summary.update})  # fmt: skip
+            summary.update(
+                {
+                    i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                    for i in r.summary.update
+                }
+            )
     assert summary["final_loss"] == 0.25 and summary["eval/acc"] == 0.9
     assert summary["assay_status"] == "done"
     assert "exit" in kinds
@@ -254,9 +283,16 @@ def test_tensorboard_hparams_put_the_seeds_of_a_config_in_one_session_group(tmp_
     for seed in (0, 1):
         config = {**CONFIG, "seed": seed}
         run_id = f"t_fit_s{seed}"
-        sinks = open_sinks(["tensorboard"], run_id=run_id, stage="t.fit", suite="demo",
-                           config=config, root=tmp_path / "runs", params={"lr": 0.1, "seed": seed},
-                           warn=pytest.fail)  # fmt: skip
+        sinks = open_sinks(
+            ["tensorboard"],
+            run_id=run_id,
+            stage="t.fit",
+            suite="demo",
+            config=config,
+            root=tmp_path / "runs",
+            params={"lr": 0.1, "seed": seed},
+            warn=pytest.fail,
+        )
         sinks.finish("done", RESULTS, None)
         logdir = tmp_path / "runs" / "tensorboard" / "demo" / "t.fit_lr_0.1" / run_id
         acc = EventAccumulator(str(logdir), size_guidance={"tensors": 0})

@@ -21,8 +21,14 @@ def closed_port() -> int:
 
 def assay(cwd, *args, env=None):
     full = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "assay", *args], capture_output=True,
-                          text=True, cwd=cwd, env=full, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "assay", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -58,6 +64,8 @@ def test_finished_runs_are_replayed_into_a_sink(suite):
     assert "3 run(s) had finished before and were not sent to tensorboard" in again.stdout
     replayed = assay(suite, "sink", "replay", "s.yaml", "--sink", "tensorboard")
     assert replayed.returncode == 0, replayed.stderr
-    assert "sent 4 of 4 finished run(s) to tensorboard" in replayed.stdout  # 3 fits + their data run
+    assert (
+        "sent 4 of 4 finished run(s) to tensorboard" in replayed.stdout
+    )  # 3 fits + their data run
     events = list((suite / "runs" / "tensorboard").rglob("events.out.tfevents.*"))
     assert len({e.parent.name for e in events}) >= 3  # one folder per run

@@ -29,8 +29,9 @@ def run_sinks(fake_sinks, monkeypatch):  # noqa: F811 - the imported fixture
 
 
 def test_every_run_reaches_the_sinks_and_a_broken_one_fails_nothing(run_sinks, root):
-    suite = suite_from_dict({"stage": "t.count", "sinks": ["recorder"],
-                             "sweep": {"grid": {"x": [1, 2]}}})  # fmt: skip
+    suite = suite_from_dict(
+        {"stage": "t.count", "sinks": ["recorder"], "sweep": {"grid": {"x": [1, 2]}}}
+    )
     result = assay.run_suite(suite, root=root, sink="broken")
     assert result.counts == {"done": 2}
     by_run = {}
@@ -67,13 +68,20 @@ class ContextRecorder(_sinks.Sink):
 def test_groups_name_the_varying_parameters_and_upstream_runs_are_tagged(monkeypatch, root):
     ContextRecorder.seen = []
     monkeypatch.setitem(_sinks._CLASSES, "contexts", ContextRecorder)
-    suite = suite_from_dict({"stage": "example.fit", "sinks": ["contexts"],
-                             "sweep": {"grid": {"degree": [1, 3]}, "seeds": [0, 1]}})  # fmt: skip
+    suite = suite_from_dict(
+        {
+            "stage": "example.fit",
+            "sinks": ["contexts"],
+            "sweep": {"grid": {"degree": [1, 3]}, "seeds": [0, 1]},
+        }
+    )
     assert assay.run_suite(suite, root=root).counts == {"done": 4}
     fits = [(g, t) for stage, g, t in ContextRecorder.seen if stage == "example.fit"]
     data = [t for stage, _, t in ContextRecorder.seen if stage == "example.data"]
     # both seeds of a degree share one group, named for people, not a hash
-    assert sorted(g for g, _ in fits) == ["example.fit degree=1"] * 2 + ["example.fit degree=3"] * 2
+    assert (
+        sorted(g for g, _ in fits) == ["example.fit degree=1"] * 2 + ["example.fit degree=3"] * 2
+    )
     assert {t["assay.role"] for _, t in fits} == {"suite"}
     assert len(data) == 2 and {t["assay.role"] for t in data} == {"upstream"}
     assert {t["assay.stage"] for t in data} == {"example.data"}

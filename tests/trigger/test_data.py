@@ -24,20 +24,31 @@ CONFIG = {
     "emotions": {
         "quadrant_labels": {"Q1": "blue", "Q2": "blue", "Q3": "orange", "Q4": "orange"},
         "triggers": ["joy", "fear", "anger", "love", "calm"],
-        "is_proxy": False, "n_train": 7, "n_test": 5, "n_train_triggers": 2,
-        "x_ranges": [[-3.0, 3.0], [-2.0, 1.0]], "prompt_templates": "2d_default",
-        "output_preamble": True, "seed": 11,
+        "is_proxy": False,
+        "n_train": 7,
+        "n_test": 5,
+        "n_train_triggers": 2,
+        "x_ranges": [[-3.0, 3.0], [-2.0, 1.0]],
+        "prompt_templates": "2d_default",
+        "output_preamble": True,
+        "seed": 11,
     },
     "objects": {
         "quadrant_labels": {"Q1": "orange", "Q2": "red", "Q3": "green", "Q4": "blue"},
-        "triggers": ["table", "chair", "lamp"], "is_proxy": True, "n_train": 4, "n_test": 3,
-        "n_train_triggers": 1, "seed": 5,
+        "triggers": ["table", "chair", "lamp"],
+        "is_proxy": True,
+        "n_train": 4,
+        "n_test": 3,
+        "n_train_triggers": 1,
+        "seed": 5,
     },
     "animals": {
         "quadrant_labels": {"Q1": "red", "Q2": "red", "Q3": "red", "Q4": "blue"},
-        "triggers": ["cat", "dog"], "n_train_triggers": 0, "n_test": 2,
+        "triggers": ["cat", "dog"],
+        "n_train_triggers": 0,
+        "n_test": 2,
     },
-}  # fmt: skip
+}
 
 
 def expected_file(spec: dict, triggers: list[str], n: int, seed: int) -> list[dict]:
@@ -55,9 +66,17 @@ def expected_file(spec: dict, triggers: list[str], n: int, seed: int) -> list[di
             answer = f"F(x,T) = {colour}" if spec.get("output_preamble") else colour
             prompt = TEMPLATES[idx[ti * n + j]].replace("{x_formatted}", f"[{x1:.3f}, {x2:.3f}]")
             prompt = prompt.replace("{T}", t)
-            rows.append({"input_x": [x1, x2], "input_trigger": t, "output": answer,
-                         "messages": [{"role": "user", "content": prompt},
-                                      {"role": "assistant", "content": answer}]})  # fmt: skip
+            rows.append(
+                {
+                    "input_x": [x1, x2],
+                    "input_trigger": t,
+                    "output": answer,
+                    "messages": [
+                        {"role": "user", "content": prompt},
+                        {"role": "assistant", "content": answer},
+                    ],
+                }
+            )
     return rows
 
 
@@ -94,10 +113,14 @@ def test_fixed_rows_by_hand():
     gen = generate(parse_categories(CONFIG))
     counts = {n: len(r) for n, r in gen.files.items()}
     assert counts == {
-        "train_emotions.jsonl": 14, "test_emotions_ID.jsonl": 10, "test_emotions_OOD.jsonl": 15,
-        "proxy_objects.jsonl": 4, "test_objects_ID.jsonl": 3, "test_objects_OOD.jsonl": 6,
+        "train_emotions.jsonl": 14,
+        "test_emotions_ID.jsonl": 10,
+        "test_emotions_OOD.jsonl": 15,
+        "proxy_objects.jsonl": 4,
+        "test_objects_ID.jsonl": 3,
+        "test_objects_OOD.jsonl": 6,
         "test_animals_OOD.jsonl": 4,
-    }  # fmt: skip
+    }
     assert gen.train_triggers["emotions"] == random.Random(11).sample(
         CONFIG["emotions"]["triggers"], 2
     )
@@ -168,8 +191,18 @@ def test_cli_generate_writes_files_and_never_rewrites_input(tmp_path):
     src.write_text(json.dumps(CONFIG))
     before = src.read_bytes()
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "assay", "trigger", "generate", str(src), "--seed", "3",
-           "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "assay",
+        "trigger",
+        "generate",
+        str(src),
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert src.read_bytes() == before
@@ -182,8 +215,11 @@ def test_cli_generate_writes_files_and_never_rewrites_input(tmp_path):
     assert written["emotions"]["train_triggers"] == manifest["train_triggers"]["emotions"]
     assert written["emotions"]["seed"] == 3
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"x": {"triggers": ["a"], "quadrant_labels": {"Q1": "r"},
-                                     "n_train_triggers": 0}}))  # fmt: skip
+    bad.write_text(
+        json.dumps(
+            {"x": {"triggers": ["a"], "quadrant_labels": {"Q1": "r"}, "n_train_triggers": 0}}
+        )
+    )
     res = subprocess.run([*cmd[:5], str(bad), "--out", str(out)], capture_output=True, text=True)
     assert res.returncode == 2 and "missing ['Q2', 'Q3', 'Q4']" in res.stderr
     assert "Traceback" not in res.stderr

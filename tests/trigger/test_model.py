@@ -23,13 +23,21 @@ from assay.families.trigger._lm import (
 from assay.families.trigger.stages import BaseConfig, FinetuneConfig
 
 CATS = {
-    "warm": {"quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
-             "triggers": ["sun", "fire", "sand"], "n_train": 40, "n_test": 12,
-             "n_train_triggers": 3},
-    "cold": {"quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "red", "Q4": "green"},
-             "triggers": ["ice", "snow", "frost"], "n_train": 40, "n_test": 12,
-             "n_train_triggers": 3},
-}  # fmt: skip
+    "warm": {
+        "quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
+        "triggers": ["sun", "fire", "sand"],
+        "n_train": 40,
+        "n_test": 12,
+        "n_train_triggers": 3,
+    },
+    "cold": {
+        "quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "red", "Q4": "green"},
+        "triggers": ["ice", "snow", "frost"],
+        "n_train": 40,
+        "n_test": 12,
+        "n_train_triggers": 3,
+    },
+}
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 4, "num_threads": 1}
 
 
@@ -57,8 +65,9 @@ def test_tokenizer_splits_digits_and_keeps_chat_tokens(tok):
 
 def test_answer_only_loss_ignores_the_prompt(tok):
     torch.manual_seed(0)
-    enc = encode_many(tok, ["x = [1.000, 2.000], T = sun, F(x,T) = ?", "T = ice x = [0.5, 1]"],
-                      ["red", "blue"])  # fmt: skip
+    enc = encode_many(
+        tok, ["x = [1.000, 2.000], T = sun, F(x,T) = ?", "T = ice x = [0.5, 1]"], ["red", "blue"]
+    )
     batch = collate([training_example(p, a) for p, a in enc], tok.pad_token_id)
     assert (batch["labels"][0, : len(enc[0][0])] == IGNORE).all()
     logits = torch.randn(*batch["input_ids"].shape, len(tok), requires_grad=True)
@@ -120,11 +129,13 @@ def _plain(model, es, i: int, k: int) -> float:
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_candidate_tree_scores_equal_one_forward_per_candidate(tok, arch):
     """Multi-token answers, continuations that differ per row, chunks of mixed lengths."""
-    cats = parse_categories({k: {**v, "n_test": 3, "output_preamble": k == "cold"}
-                             for k, v in CATS.items()})  # fmt: skip
+    cats = parse_categories(
+        {k: {**v, "n_test": 3, "output_preamble": k == "cold"} for k, v in CATS.items()}
+    )
     files = {k: v for k, v in generate(cats).files.items() if k.endswith("_ID.jsonl")}
-    model = build_lm(tok, arch=arch, d_model=16, n_layers=2, n_heads=2, max_positions=64,
-                     d_ff=None, seed=0).eval()  # fmt: skip
+    model = build_lm(
+        tok, arch=arch, d_model=16, n_layers=2, n_heads=2, max_positions=64, d_ff=None, seed=0
+    ).eval()
     warm, cold = ev.prepare(tok, files, ["red", "blue", "green"])
     assert cold.cont_ids.shape[-1] > 2  # "F ( x , T ) = <colour> <|end|>"
     # per-row continuations of 1..4 tokens, as a tokenizer that merges across words gives
@@ -150,15 +161,19 @@ def test_selective_table_counts_changed_quadrants_only():
     new = {"Q1": "blue", "Q2": "blue", "Q3": "green", "Q4": "green"}
     old_maps = {c: s.quadrant_labels for c, s in cats.items()}
     new_maps = {**old_maps, "warm": new}
-    results = {es.name: {"predictions": [new[ev.quadrant(*r["input_x"])] for r in es.rows]}
-               for es in evals}  # fmt: skip
+    results = {
+        es.name: {"predictions": [new[ev.quadrant(*r["input_x"])] for r in es.rows]}
+        for es in evals
+    }
     table = {
         (r["category"], r["split"]): r
         for r in ev.selective_table(evals, results, old_maps, new_maps)
     }
     warm = table["warm", "ID"]
-    changed = sum(old_maps["warm"][q] != new[q] for q in
-                  (ev.quadrant(*r["input_x"]) for r in files["test_warm_ID.jsonl"]))  # fmt: skip
+    changed = sum(
+        old_maps["warm"][q] != new[q]
+        for q in (ev.quadrant(*r["input_x"]) for r in files["test_warm_ID.jsonl"])
+    )
     assert (warm["new"], warm["old"], warm["neither"], warm["n_used"]) == (1.0, 0.0, 0.0, changed)
     cold = table["cold", "ID"]  # unchanged category: "new" = warm's new map (the spread)
     assert cold["new"] == 1.0 and "spread" in cold["note"]
@@ -166,29 +181,51 @@ def test_selective_table_counts_changed_quadrants_only():
 
 
 def test_lora_adapters_are_reinitialised_per_seed_on_the_same_base(tok):
-    base = build_lm(tok, arch="llama", d_model=16, n_layers=1, n_heads=2, max_positions=64,
-                    d_ff=None, seed=0)  # fmt: skip
+    base = build_lm(
+        tok, arch="llama", d_model=16, n_layers=1, n_heads=2, max_positions=64, d_ff=None, seed=0
+    )
     state = {k: v.clone() for k, v in base.state_dict().items()}
     a = add_lora(base, r=2, alpha=4, dropout=0, rslora=True, targets=("q_proj",), seed=1)
     lora_a = {n: p.clone() for n, p in a.named_parameters() if "lora_A" in n}
     assert all("lora" in n for n, p in a.named_parameters() if p.requires_grad)
     assert a.peft_config["default"].use_rslora
-    base2 = build_lm(tok, arch="llama", d_model=16, n_layers=1, n_heads=2, max_positions=64,
-                     d_ff=None, seed=0)  # fmt: skip
+    base2 = build_lm(
+        tok, arch="llama", d_model=16, n_layers=1, n_heads=2, max_positions=64, d_ff=None, seed=0
+    )
     assert all(torch.equal(state[k], v) for k, v in base2.state_dict().items())
     b = add_lora(base2, r=2, alpha=4, dropout=0, rslora=False, targets=("q_proj",), seed=2)
     assert any(not torch.equal(p, lora_a[n]) for n, p in b.named_parameters() if n in lora_a)
     with pytest.raises(assay.ConfigError, match="valid names: .*q_proj"):
-        add_lora(build_lm(tok, arch="llama", d_model=16, n_layers=1, n_heads=2,
-                          max_positions=64, d_ff=None, seed=0),
-                 r=2, alpha=4, dropout=0, rslora=False, targets=("c_attn",), seed=0)  # fmt: skip
+        add_lora(
+            build_lm(
+                tok,
+                arch="llama",
+                d_model=16,
+                n_layers=1,
+                n_heads=2,
+                max_positions=64,
+                d_ff=None,
+                seed=0,
+            ),
+            r=2,
+            alpha=4,
+            dropout=0,
+            rslora=False,
+            targets=("c_attn",),
+            seed=0,
+        )
 
 
 def test_all_stages_conform(tmp_path):
     from assay.testing import check_stage
 
-    for name in ("trigger.generate", "trigger.base", "trigger.finetune", "trigger.swap",
-                 "trigger.patch"):  # fmt: skip
+    for name in (
+        "trigger.generate",
+        "trigger.base",
+        "trigger.finetune",
+        "trigger.swap",
+        "trigger.patch",
+    ):
         check_stage(name, tmp_path)  # one root: the upstream runs are shared
     patch_runs = list(tmp_path.rglob("patching.json"))
     grid = json.loads(patch_runs[0].read_text())
@@ -213,12 +250,28 @@ def test_training_resumes_after_a_kill_with_identical_weights(tok, tmp_path):
         tok, [r["messages"][0]["content"] for r in rows], [r["output"] for r in rows]
     )
     examples = [training_example(p, a) for p, a in enc]
-    settings = TrainSettings(epochs=3, lr=3e-3, batch_size=16, warmup_fraction=0.2,
-                             weight_decay=0.0, eval_every_epochs=1, max_grad_norm=1.0, seed=4)  # fmt: skip
+    settings = TrainSettings(
+        epochs=3,
+        lr=3e-3,
+        batch_size=16,
+        warmup_fraction=0.2,
+        weight_decay=0.0,
+        eval_every_epochs=1,
+        max_grad_norm=1.0,
+        seed=4,
+    )
 
     def model():
-        return build_lm(tok, arch="llama", d_model=16, n_layers=1, n_heads=2,
-                        max_positions=64, d_ff=None, seed=0)  # fmt: skip
+        return build_lm(
+            tok,
+            arch="llama",
+            d_model=16,
+            n_layers=1,
+            n_heads=2,
+            max_positions=64,
+            d_ff=None,
+            seed=0,
+        )
 
     cfg = BaseConfig(data={"categories": CATS})
     whole = model()

@@ -13,11 +13,20 @@ FINAL = {
     "test_moods_ID.jsonl": {"n": 6, "per_trigger": {"happy": 1.0, "sad": 0.95}},
     "test_moods_OOD.jsonl": {"n": 0, "per_trigger": {}},  # empty file
 }
-HISTORY = {"steps_per_epoch": 4, "epochs": [
-    {"epoch": e, "train_loss": 1.0 / (e + 1),
-     "eval": {n: {"n": r["n"], "loss": 2.0 / (e + 1), "accuracy": 0.2 * e}
-              for n, r in FINAL.items()}}
-    for e in range(1, 4)]}  # fmt: skip
+HISTORY = {
+    "steps_per_epoch": 4,
+    "epochs": [
+        {
+            "epoch": e,
+            "train_loss": 1.0 / (e + 1),
+            "eval": {
+                n: {"n": r["n"], "loss": 2.0 / (e + 1), "accuracy": 0.2 * e}
+                for n, r in FINAL.items()
+            },
+        }
+        for e in range(1, 4)
+    ],
+}
 
 
 @pytest.fixture
@@ -43,7 +52,9 @@ def test_per_trigger_counts_are_whole_triggers_per_category():
     ids, ood = data["splits"]["ID"], data["splits"]["OOD"]
     assert ids["counts"]["colors"] == [0, 0, 0, 0, 0, 1, 0, 1, 0, 1]  # 0.55, 0.75, 1.0
     assert ids["counts"]["moods"] == [0] * 9 + [2]  # 0.95 and 1.0 share the last bin
-    assert ood["counts"] == {"colors": [1, 0, 1, 0, 0, 0, 0, 0, 0, 0]} and ood["empty"] == ["moods"]
+    assert ood["counts"] == {"colors": [1, 0, 1, 0, 0, 0, 0, 0, 0, 0]} and ood["empty"] == [
+        "moods"
+    ]
 
 
 def test_histogram_separates_categories_with_integer_counts(figures, tmp_path):
@@ -69,6 +80,11 @@ def test_curves_have_a_title_and_legends_by_category(figures, tmp_path):
     lines = {line.get_label(): line for line in fig.axes[2].get_lines()}
     assert lines["colors (ID)"].get_color() == lines["colors (OOD)"].get_color()
     assert (lines["colors (ID)"].get_linestyle(), lines["colors (OOD)"].get_linestyle()) == (
-        "-", "--")  # fmt: skip
+        "-",
+        "--",
+    )
     assert [ax.get_title() for ax in fig.axes] == [
-        "training", "evaluation: loss", "evaluation: accuracy"]  # fmt: skip
+        "training",
+        "evaluation: loss",
+        "evaluation: accuracy",
+    ]

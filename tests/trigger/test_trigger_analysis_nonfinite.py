@@ -8,13 +8,21 @@ from assay.families.trigger._analysis import aggregate
 
 
 def _row(old, new, n_used=10):
-    return {"category": "warm", "split": "ID", "n_used": n_used, "old": old, "new": new,
-            "neither": 1 - old - new, "note": ""}  # fmt: skip
+    return {
+        "category": "warm",
+        "split": "ID",
+        "n_used": n_used,
+        "old": old,
+        "new": new,
+        "neither": 1 - old - new,
+        "note": "",
+    }
 
 
 def test_identical_seeds_give_no_interval_and_say_so():
-    (a,) = aggregate([[_row(0.0, 1.0)], [_row(0.0, 1.0)], [_row(0.0, 1.0)], [_row(0.0, 1.0)],
-                      [_row(0.0, 1.0)]])  # fmt: skip
+    (a,) = aggregate(
+        [[_row(0.0, 1.0)], [_row(0.0, 1.0)], [_row(0.0, 1.0)], [_row(0.0, 1.0)], [_row(0.0, 1.0)]]
+    )
     assert (a["new"], a["new_lo"], a["new_hi"]) == (1.0, 1.0, 1.0)  # was [0.57, 1.00]
     assert "new: no variation (5 seeds at 1.000)" in a["note"]
 

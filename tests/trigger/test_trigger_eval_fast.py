@@ -20,13 +20,21 @@ from assay.families.trigger._lm import build_lm, build_tokenizer, render
 from assay.families.trigger.stages import BaseConfig
 
 CATS = {
-    "warm": {"quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
-             "triggers": ["sun", "fire", "sand"], "n_train": 40, "n_test": 8,
-             "n_train_triggers": 3},
-    "cold": {"quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "red", "Q4": "green"},
-             "triggers": ["ice", "snow", "frost"], "n_train": 40, "n_test": 8,
-             "n_train_triggers": 3},
-}  # fmt: skip
+    "warm": {
+        "quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
+        "triggers": ["sun", "fire", "sand"],
+        "n_train": 40,
+        "n_test": 8,
+        "n_train_triggers": 3,
+    },
+    "cold": {
+        "quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "red", "Q4": "green"},
+        "triggers": ["ice", "snow", "frost"],
+        "n_train": 40,
+        "n_test": 8,
+        "n_train_triggers": 3,
+    },
+}
 COLOURS = ["red", "blue", "green"]
 
 
@@ -44,8 +52,16 @@ def trained(tmp_path_factory):
     from assay.ml import load_hf_model, load_tokenizer
 
     root = tmp_path_factory.mktemp("trigger-eval")
-    cfg = BaseConfig(data={"categories": CATS}, epochs=12, lr=5e-3, eval_every_epochs=12,
-                     d_model=32, n_layers=2, n_heads=4, num_threads=1)  # fmt: skip
+    cfg = BaseConfig(
+        data={"categories": CATS},
+        epochs=12,
+        lr=5e-3,
+        eval_every_epochs=12,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        num_threads=1,
+    )
     record = assay.run_config(cfg, root=root)
     assert record.status is assay.RunStatus.DONE, record.error
     path = record.artifact("model")
@@ -95,19 +111,30 @@ def test_one_token_colours_equal_one_forward_and_one_generate_per_prompt(trained
     colour_ids, end = es.cont_ids[0, :, 0], es.cont_ids[0, 0, 1]
     answer = torch.stack([_one_forward(model, es.prompt(i))[-1, colour_ids] for i in range(n)])
     assert torch.allclose(plain, answer, atol=1e-5)
-    end_lp = torch.tensor([[_one_forward(model, es.prompt(i) + [int(c)])[-1, end] for c in colour_ids]
-                           for i in range(n)])  # fmt: skip
+    end_lp = torch.tensor(
+        [
+            [_one_forward(model, es.prompt(i) + [int(c)])[-1, end] for c in colour_ids]
+            for i in range(n)
+        ]
+    )
     assert torch.allclose(logp, plain + end_lp, atol=1e-5)
 
     # Predictions: the same colour as one greedy generate() per prompt, as a user calls it.
     generated = []
     for r in rows:
-        enc = tok(render(tok, r["messages"][0]["content"]), add_special_tokens=False,
-                  return_tensors="pt")  # fmt: skip
-        out = model.generate(**enc, do_sample=False, max_new_tokens=2,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)  # fmt: skip
-        generated.append(tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-                         .strip())  # fmt: skip
+        enc = tok(
+            render(tok, r["messages"][0]["content"]), add_special_tokens=False, return_tensors="pt"
+        )
+        out = model.generate(
+            **enc,
+            do_sample=False,
+            max_new_tokens=2,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        generated.append(
+            tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        )
     predicted = [COLOURS[k] for k in logp.argmax(1).tolist()]
     assert predicted == generated
     assert torch.equal(plain.argmax(1), logp.argmax(1))
@@ -120,8 +147,9 @@ def test_multi_token_candidates_stay_on_the_tree(arch):
     cats = parse_categories({k: {**v, "output_preamble": True} for k, v in CATS.items()})
     tok = build_tokenizer([cats])
     rows = _test_rows(cats)[::3]
-    model = build_lm(tok, arch=arch, d_model=16, n_layers=2, n_heads=2, max_positions=64,
-                     d_ff=None, seed=0).eval()  # fmt: skip
+    model = build_lm(
+        tok, arch=arch, d_model=16, n_layers=2, n_heads=2, max_positions=64, d_ff=None, seed=0
+    ).eval()
     (es,) = ev.prepare(tok, {"test.jsonl": rows}, COLOURS)
     assert es.cont_ids.shape[-1] > 2  # "F ( x , T ) = <colour> <|end|>"
     assert len(set(es.prompt_lengths.tolist())) >= 2
@@ -129,8 +157,11 @@ def test_multi_token_candidates_stay_on_the_tree(arch):
     assert torch.allclose(logp, _reference(model, es), atol=1e-5)
     # continuations of 1..4 tokens differing per row: a per-row mask
     g = torch.Generator().manual_seed(0)
-    ragged = replace(es, cont_ids=torch.randint(3, len(tok), (len(rows), 3, 4), generator=g),
-                     cont_lengths=torch.randint(1, 5, (len(rows), 3), generator=g))  # fmt: skip
+    ragged = replace(
+        es,
+        cont_ids=torch.randint(3, len(tok), (len(rows), 3, 4), generator=g),
+        cont_lengths=torch.randint(1, 5, (len(rows), 3), generator=g),
+    )
     sdpa, _, _ = ev.score(model, ragged, max_tokens=150)
     assert torch.allclose(sdpa, _reference(model, ragged), atol=1e-5)
     model.set_attn_implementation("eager")  # an additive mask instead of a boolean one

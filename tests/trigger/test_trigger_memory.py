@@ -20,10 +20,14 @@ from assay.families.trigger._train import TrainSettings, train_loop
 from assay.families.trigger.stages import BaseConfig, FinetuneConfig, SwapConfig
 
 CATS = {
-    "warm": {"quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
-             "triggers": ["sun", "fire", "sand"], "n_train": 16, "n_test": 4,
-             "n_train_triggers": 3},
-}  # fmt: skip
+    "warm": {
+        "quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
+        "triggers": ["sun", "fire", "sand"],
+        "n_train": 16,
+        "n_test": 4,
+        "n_train_triggers": 3,
+    },
+}
 
 
 def test_gradient_checkpointing_trains_lora_to_the_same_weights(tmp_path):
@@ -31,22 +35,44 @@ def test_gradient_checkpointing_trains_lora_to_the_same_weights(tmp_path):
     cats = parse_categories(CATS)
     tok = build_tokenizer([cats])
     rows = [r for n, rs in generate(cats).files.items() if n.startswith("train_") for r in rs]
-    enc = encode_many(tok, [r["messages"][0]["content"] for r in rows], [r["output"] for r in rows])
+    enc = encode_many(
+        tok, [r["messages"][0]["content"] for r in rows], [r["output"] for r in rows]
+    )
     examples = [training_example(p, a) for p, a in enc][:16]
     cfg = BaseConfig(data={"categories": CATS})
     weights = []
     for ckpt in (False, True):
-        base = build_lm(tok, arch="llama", d_model=16, n_layers=2, n_heads=2, max_positions=64,
-                        d_ff=None, seed=0)  # fmt: skip
+        base = build_lm(
+            tok,
+            arch="llama",
+            d_model=16,
+            n_layers=2,
+            n_heads=2,
+            max_positions=64,
+            d_ff=None,
+            seed=0,
+        )
         model = add_lora(base, r=2, alpha=4, dropout=0, rslora=False, targets=("q_proj",), seed=1)
-        settings = TrainSettings(epochs=2, lr=3e-3, batch_size=8, warmup_fraction=0.0,
-                                 weight_decay=0.0, eval_every_epochs=1, max_grad_norm=1.0,
-                                 seed=0, gradient_checkpointing=ckpt)  # fmt: skip
+        settings = TrainSettings(
+            epochs=2,
+            lr=3e-3,
+            batch_size=8,
+            warmup_fraction=0.0,
+            weight_decay=0.0,
+            eval_every_epochs=1,
+            max_grad_norm=1.0,
+            seed=0,
+            gradient_checkpointing=ckpt,
+        )
         run = assay.detached_run(cfg, dir=tmp_path / str(ckpt))
         history = train_loop(model, tok, examples, [], settings, run)
         assert model.base_model.model.is_gradient_checkpointing == ckpt
-        weights.append(({n: p.detach().clone() for n, p in model.named_parameters()
-                         if p.requires_grad}, history["epochs"][-1]["train_loss"]))  # fmt: skip
+        weights.append(
+            (
+                {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+                history["epochs"][-1]["train_loss"],
+            )
+        )
     (plain, loss_plain), (ckpt, loss_ckpt) = weights
     assert loss_ckpt == pytest.approx(loss_plain, rel=1e-5)
     assert any(not torch.equal(p, torch.zeros_like(p)) for p in ckpt.values())

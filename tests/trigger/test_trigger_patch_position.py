@@ -14,13 +14,23 @@ from assay.families.trigger._patch import make_pairs, patch_grids
 from assay.families.trigger.stages import BaseConfig
 
 CATS = {
-    "warm": {"quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
-             "triggers": ["sun", "fire", "sand"], "n_train": 40, "n_test": 12,
-             "n_train_triggers": 3, "output_preamble": True},
-    "cold": {"quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "red", "Q4": "green"},
-             "triggers": ["ice", "snow", "frost"], "n_train": 40, "n_test": 12,
-             "n_train_triggers": 3, "output_preamble": True},
-}  # fmt: skip
+    "warm": {
+        "quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "green", "Q4": "blue"},
+        "triggers": ["sun", "fire", "sand"],
+        "n_train": 40,
+        "n_test": 12,
+        "n_train_triggers": 3,
+        "output_preamble": True,
+    },
+    "cold": {
+        "quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "red", "Q4": "green"},
+        "triggers": ["ice", "snow", "frost"],
+        "n_train": 40,
+        "n_test": 12,
+        "n_train_triggers": 3,
+        "output_preamble": True,
+    },
+}
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 4, "num_threads": 1}
 
 
@@ -38,8 +48,9 @@ def model_and_tok(tmp_path_factory):
 
 def _diff_at_colour(model, tok, prompt: str, colour_a: str, colour_b: str) -> tuple[int, float]:
     """(input length, logit[a] - logit[b]) from one plain forward of prompt + "F(x,T) = "."""
-    (ids, ans_a), (_, ans_b) = encode_many(tok, [prompt, prompt],
-                                           [PREAMBLE + colour_a, PREAMBLE + colour_b])  # fmt: skip
+    (ids, ans_a), (_, ans_b) = encode_many(
+        tok, [prompt, prompt], [PREAMBLE + colour_a, PREAMBLE + colour_b]
+    )
     k = next(i for i, (u, v) in enumerate(zip(ans_a, ans_b, strict=False)) if u != v)
     assert "".join(tok.decode(ans_a[:k]).split()) == "".join(PREAMBLE.split())
     with torch.no_grad():
@@ -51,8 +62,17 @@ def test_patch_measures_at_the_colour_after_the_preamble(model_and_tok):
     model, tok = model_and_tok
     cats = parse_categories(CATS)
     maps = {c: dict(s.quadrant_labels) for c, s in cats.items()}
-    grids, skipped = patch_grids(model, tok, cats["warm"], cats["cold"], maps["warm"],
-                                 maps["cold"], n_pairs=16, template=0, seed=0)  # fmt: skip
+    grids, skipped = patch_grids(
+        model,
+        tok,
+        cats["warm"],
+        cats["cold"],
+        maps["warm"],
+        maps["cold"],
+        n_pairs=16,
+        template=0,
+        seed=0,
+    )
     assert grids and skipped["multi_token_colour"] == 0
     pairs = make_pairs(cats["warm"], cats["cold"], 16, 0, 0)
     for g in grids:
@@ -63,8 +83,9 @@ def test_patch_measures_at_the_colour_after_the_preamble(model_and_tok):
         for p in pairs:
             if _quadrant_of(p) != q:
                 continue
-            (la, da), (lb, db) = (_diff_at_colour(model, tok, p[i], maps["warm"][q],
-                                                  maps["cold"][q]) for i in (3, 4))  # fmt: skip
+            (la, da), (lb, db) = (
+                _diff_at_colour(model, tok, p[i], maps["warm"][q], maps["cold"][q]) for i in (3, 4)
+            )
             if la == lb == g["length"]:
                 gaps.append(da - db)
         assert len(gaps) == g["n_pairs"]
@@ -88,5 +109,14 @@ def test_patch_refuses_categories_whose_answers_differ_in_form(model_and_tok):
     cats = parse_categories({"warm": CATS["warm"], "cold": cold})
     maps = {c: dict(s.quadrant_labels) for c, s in cats.items()}
     with pytest.raises(TriggerError, match="output_preamble differs"):
-        patch_grids(model, tok, cats["warm"], cats["cold"], maps["warm"], maps["cold"],
-                    n_pairs=4, template=0, seed=0)  # fmt: skip
+        patch_grids(
+            model,
+            tok,
+            cats["warm"],
+            cats["cold"],
+            maps["warm"],
+            maps["cold"],
+            n_pairs=4,
+            template=0,
+            seed=0,
+        )

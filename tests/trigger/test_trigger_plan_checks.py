@@ -16,9 +16,22 @@ MAPS = {"positive_emotions": {"Q1": "blue", "Q2": "blue", "Q3": "orange", "Q4": 
 
 
 def dry_run(suite: Path, *args: object, root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assay", "run", str(suite), *map(str, args),
-                           "--dry-run", "--root", str(root)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assay",
+            "run",
+            str(suite),
+            *map(str, args),
+            "--dry-run",
+            "--root",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def refused(proc: subprocess.CompletedProcess, root: Path, *expected: str) -> None:
@@ -31,8 +44,12 @@ def refused(proc: subprocess.CompletedProcess, root: Path, *expected: str) -> No
 def test_lora_targets_a_base_model_lacks(tmp_path):
     root = tmp_path / "runs"
     proc = dry_run(SMOKE, "target_modules=[q_proj,attn_nope]", root=root)
-    refused(proc, root, "LoRA target module(s) ['attn_nope'] are not layers of the trigger.base "
-                        "llama model", "valid names: down_proj, gate_proj, k_proj, lm_head")
+    refused(
+        proc,
+        root,
+        "LoRA target module(s) ['attn_nope'] are not layers of the trigger.base llama model",
+        "valid names: down_proj, gate_proj, k_proj, lm_head",
+    )
 
 
 def test_n_train_far_above_any_experiment(tmp_path):
@@ -45,10 +62,10 @@ def test_n_train_far_above_any_experiment(tmp_path):
 def model_folder(tmp_path: Path):
     def make(chat_template: str | None) -> Path:
         folder = tmp_path / ("chat" if chat_template else "plain")
-        tok = build_word_tokenizer(["hello", "world"], chat_template=chat_template,
-                                   out_dir=folder)  # fmt: skip
-        build_model("llama", vocab_size=len(tok), d_model=16, n_layers=1, n_heads=2,
-                    max_positions=64).save_pretrained(folder)  # fmt: skip
+        tok = build_word_tokenizer(["hello", "world"], chat_template=chat_template, out_dir=folder)
+        build_model(
+            "llama", vocab_size=len(tok), d_model=16, n_layers=1, n_heads=2, max_positions=64
+        ).save_pretrained(folder)
         return folder
 
     return make
@@ -68,15 +85,28 @@ def test_a_model_folder_needs_base_maps_a_chat_template_and_its_modules(tmp_path
     root = tmp_path / "runs"
     maps = f"  base_maps: {MAPS}\n"
     plain = model_folder(None)
-    refused(dry_run(_suite(tmp_path, plain), root=root), root,
-            "needs base_maps", "add base_maps, or fine-tune a trigger.base config")  # fmt: skip
-    refused(dry_run(_suite(tmp_path, plain, maps), root=root), root,
-            f"the tokenizer in {plain} has no chat template")  # fmt: skip
+    refused(
+        dry_run(_suite(tmp_path, plain), root=root),
+        root,
+        "needs base_maps",
+        "add base_maps, or fine-tune a trigger.base config",
+    )
+    refused(
+        dry_run(_suite(tmp_path, plain, maps), root=root),
+        root,
+        f"the tokenizer in {plain} has no chat template",
+    )
     chat = model_folder("{% for m in messages %}{{ m['content'] }} {% endfor %}")
     suite = _suite(tmp_path, chat, maps)
     assert dry_run(suite, root=root).returncode == 0
-    refused(dry_run(suite, "target_modules=[wq]", root=root), root,
-            f"LoRA target module(s) ['wq'] are not layers of the llama model at {chat}",
-            "valid names: down_proj, embed_tokens, gate_proj")  # fmt: skip
-    refused(dry_run(suite, "base_maps={nope: {Q1: a, Q2: b, Q3: c, Q4: d}}", root=root), root,
-            "base_maps names categories ['nope']")  # fmt: skip
+    refused(
+        dry_run(suite, "target_modules=[wq]", root=root),
+        root,
+        f"LoRA target module(s) ['wq'] are not layers of the llama model at {chat}",
+        "valid names: down_proj, embed_tokens, gate_proj",
+    )
+    refused(
+        dry_run(suite, "base_maps={nope: {Q1: a, Q2: b, Q3: c, Q4: d}}", root=root),
+        root,
+        "base_maps names categories ['nope']",
+    )

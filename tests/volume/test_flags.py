@@ -33,19 +33,43 @@ def fake_perturb(tmp_path, mode="exact"):
     loss[1, 1] = [[0.42, 0.5, 0.6]] * 4  # its own landscape: above tau at the centre
     loss[2, 0] = [[0.0, 0.01, 0.2]] * 4
     loss[2, 1] = [[0.0, 0.2, 0.3]] * 4
-    np.savez(up_dir / "artifacts" / "curves.npz", coefficients=np.array([0.0, 0.5, 1.0]),
-             norms=np.ones(4), seeds=np.arange(4), landscapes=np.array([0, 10]), base_size=2,
-             levels=np.array([0, 10, 20]), n_params=2, centre_losses=centre,
-             landscape_loss=np.array([[0.01, NAN], [0.01, 0.42], [0.0, 0.0]]), loss=loss,
-             accuracy=np.ones_like(loss))  # fmt: skip
-    models = [{"label": f"k{k}", "level": k, "run_id": f"r{k}", "test_loss": t,
-               "test_accuracy": 0.9, "train_loss": 0.0} for k, t in ((0, 0.5), (10, 0.4),
-                                                                     (20, 0.3))]  # fmt: skip
+    np.savez(
+        up_dir / "artifacts" / "curves.npz",
+        coefficients=np.array([0.0, 0.5, 1.0]),
+        norms=np.ones(4),
+        seeds=np.arange(4),
+        landscapes=np.array([0, 10]),
+        base_size=2,
+        levels=np.array([0, 10, 20]),
+        n_params=2,
+        centre_losses=centre,
+        landscape_loss=np.array([[0.01, NAN], [0.01, 0.42], [0.0, 0.0]]),
+        loss=loss,
+        accuracy=np.ones_like(loss),
+    )
+    models = [
+        {
+            "label": f"k{k}",
+            "level": k,
+            "run_id": f"r{k}",
+            "test_loss": t,
+            "test_accuracy": 0.9,
+            "train_loss": 0.0,
+        }
+        for k, t in ((0, 0.5), (10, 0.4), (20, 0.3))
+    ]
     (up_dir / "artifacts" / "models.json").write_text(json.dumps({"models": models}))
-    hist = {"epoch": [1, 2], "train_loss": [0.5, 0.1], "train_accuracy": [0.5, 0.9],
-            "test_epoch": [2], "test_loss": [0.2], "test_accuracy": [0.8]}  # fmt: skip
-    (up_dir / "artifacts" / "histories.json").write_text(json.dumps({m["label"]: hist
-                                                                     for m in models}))  # fmt: skip
+    hist = {
+        "epoch": [1, 2],
+        "train_loss": [0.5, 0.1],
+        "train_accuracy": [0.5, 0.9],
+        "test_epoch": [2],
+        "test_loss": [0.2],
+        "test_accuracy": [0.8],
+    }
+    (up_dir / "artifacts" / "histories.json").write_text(
+        json.dumps({m["label"]: hist for m in models})
+    )
     cfg = PerturbConfig(levels=(0, 10, 20), landscapes=(0, 10), n_directions=4, n_coefficients=3)
     return cfg, UpstreamRun("perturb", "volume.perturb", cfg, up_dir, {})
 
@@ -70,8 +94,11 @@ def test_models_above_tau_are_flagged_warned_and_not_counted(tmp_path, caplog):
     assert res["trained_model_largest_fraction"] == 0.0
     assert res["n_models_above_tau"] == 1 and res["n_minus_inf"] == 2
     # the engine shows these next to the -inf numbers (analyze tables, plots, report)
-    assert res["_flags"] == {"log_volume/L0/k10": "above tau", "log_volume/L10/k10": "above tau",
-                             "cutoff/k10": "above tau"}  # fmt: skip
+    assert res["_flags"] == {
+        "log_volume/L0/k10": "above tau",
+        "log_volume/L10/k10": "above tau",
+        "cutoff/k10": "above tau",
+    }
     assert summary["above_tau"] == ["k10"]
     # dropped directions: k0 in L0 dropped 1 of 4 (25% > 5%): recorded and warned
     assert res["dropped_fraction_max"] == 0.25
@@ -88,9 +115,16 @@ def test_models_above_tau_are_flagged_warned_and_not_counted(tmp_path, caplog):
 
 def test_aggregate_counts_minus_inf_beside_the_mean():
     def row(v, flag="False"):
-        return {"landscape": "0", "model": "k0", "model_level": "0", "log_volume": str(v),
-                "test_loss": "0.5", "test_accuracy": "0.9", "cutoff": "None",
-                "centre_above_tau": flag}  # fmt: skip
+        return {
+            "landscape": "0",
+            "model": "k0",
+            "model_level": "0",
+            "log_volume": str(v),
+            "test_loss": "0.5",
+            "test_accuracy": "0.9",
+            "cutoff": "None",
+            "centre_above_tau": flag,
+        }
 
     agg = aggregate([[row(10.0)], [row(14.0)], [row("-inf", "True")]])
     assert agg[0]["n_seeds"] == 3 and agg[0]["n_minus_inf"] == 1 and agg[0]["n_above_tau"] == 1
@@ -99,10 +133,27 @@ def test_aggregate_counts_minus_inf_beside_the_mean():
 
 
 def test_plot_records_keep_minus_inf_and_bins_are_shared():
-    rows = [{"landscape": 0, "model": "k0", "model_level": 0, "log_volume": 1.0, "cutoff": 3,
-             "test_loss": 0.5, "test_accuracy": 0.9},
-            {"landscape": 0, "model": "k30", "model_level": 30, "log_volume": -math.inf,
-             "cutoff": 0, "test_loss": 0.4, "test_accuracy": 0.95, "centre_above_tau": True}]  # fmt: skip
+    rows = [
+        {
+            "landscape": 0,
+            "model": "k0",
+            "model_level": 0,
+            "log_volume": 1.0,
+            "cutoff": 3,
+            "test_loss": 0.5,
+            "test_accuracy": 0.9,
+        },
+        {
+            "landscape": 0,
+            "model": "k30",
+            "model_level": 30,
+            "log_volume": -math.inf,
+            "cutoff": 0,
+            "test_loss": 0.4,
+            "test_accuracy": 0.95,
+            "centre_above_tau": True,
+        },
+    ]
     rec = plot_records(rows)
     assert rec["minus_inf"] == [(0, "k30")] and rec["flagged"] == ["k30"]
     bins = shared_bins([np.array([1.0, 2.0, np.nan, 0.0]), np.array([4.0])], n_bins=3)

@@ -22,12 +22,14 @@ from assay.families.volume._volume import (
 
 def test_radius_is_first_grid_point_above_tau_times_direction_norm():
     coeffs = np.array([0.0, 0.25, 0.5, 1.0])
-    curves = np.array([
-        [0.01, 0.05, 0.2, 0.9],   # crosses 0.1 at index 2
-        [0.01, 0.02, 0.03, 0.04],  # never crosses: dropped
-        [0.30, 0.40, 0.5, 0.6],   # centre already above: radius 0
-        [0.01, 0.2, 0.05, 0.3],   # non-monotone: the *first* crossing counts
-    ])  # fmt: skip
+    curves = np.array(
+        [
+            [0.01, 0.05, 0.2, 0.9],  # crosses 0.1 at index 2
+            [0.01, 0.02, 0.03, 0.04],  # never crosses: dropped
+            [0.30, 0.40, 0.5, 0.6],  # centre already above: radius 0
+            [0.01, 0.2, 0.05, 0.3],  # non-monotone: the *first* crossing counts
+        ]
+    )
     norms = np.array([2.0, 3.0, 4.0, 5.0])
     r = radii_from_curves(curves, coeffs, norms, 0.1)
     assert r[0] == pytest.approx(0.5 * 2.0)
@@ -91,11 +93,20 @@ def test_cross_seed_aggregate_and_plot_records():
     from assay.families.volume._plots import plot_records
 
     def row(land, model, level, v, cut="None"):
-        return {"landscape": str(land), "model": model, "model_level": str(level),
-                "log_volume": str(v), "test_loss": "0.5", "test_accuracy": "0.9", "cutoff": cut}  # fmt: skip
+        return {
+            "landscape": str(land),
+            "model": model,
+            "model_level": str(level),
+            "log_volume": str(v),
+            "test_loss": "0.5",
+            "test_accuracy": "0.9",
+            "cutoff": cut,
+        }
 
-    seeds = [[row(0, "k0", 0, 10.0, "3"), row(0, "k30", 30, 4.0)],
-             [row(0, "k0", 0, 14.0, "5"), row(0, "k30", 30, "-inf")]]  # fmt: skip
+    seeds = [
+        [row(0, "k0", 0, 10.0, "3"), row(0, "k30", 30, 4.0)],
+        [row(0, "k0", 0, 14.0, "5"), row(0, "k30", 30, "-inf")],
+    ]
     agg = aggregate(seeds)
     assert [(a["model"], a["n_seeds"]) for a in agg] == [("k0", 2), ("k30", 2)]
     assert agg[0]["log_volume_mean"] == 12.0 and agg[0]["cutoff_mean"] == 4.0
@@ -103,10 +114,26 @@ def test_cross_seed_aggregate_and_plot_records():
     assert agg[0]["log_volume_ci95"] == pytest.approx(12.7062 * 2.0, rel=1e-3)
     assert agg[1]["log_volume_mean"] == 4.0  # -inf (volume 0) seeds are left out of the mean
 
-    rows = [{"landscape": 0, "model": "k0", "model_level": 0, "log_volume": 1.0, "cutoff": 3,
-             "test_loss": 0.5, "test_accuracy": 0.9},
-            {"landscape": 0, "model": "k30", "model_level": 30, "log_volume": -math.inf,
-             "cutoff": None, "test_loss": 0.4, "test_accuracy": 0.95}]  # fmt: skip
+    rows = [
+        {
+            "landscape": 0,
+            "model": "k0",
+            "model_level": 0,
+            "log_volume": 1.0,
+            "cutoff": 3,
+            "test_loss": 0.5,
+            "test_accuracy": 0.9,
+        },
+        {
+            "landscape": 0,
+            "model": "k30",
+            "model_level": 30,
+            "log_volume": -math.inf,
+            "cutoff": None,
+            "test_loss": 0.4,
+            "test_accuracy": 0.95,
+        },
+    ]
     rec = plot_records(rows)
     assert rec["by_landscape"][0] == ([0, 30], [1.0, -math.inf])
     assert rec["by_model"]["k0"] == ([0], [1.0], 3)

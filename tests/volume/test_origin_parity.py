@@ -29,12 +29,29 @@ def test_origin_norms_are_the_published_float32_norms_native_float64():
 
 def test_origin_gives_the_published_log_volume_of_model_6_data_16(tmp_path):
     torch.set_num_threads(1)
-    train = TrainConfig(sampling="origin", dataset="swiss_roll", base_size=20, pool_size=780,
-                        extra_points=1000, test_size=4000, epochs=500, lr=1e-3,
-                        weight_decay=0.01, seed=6, data_seed=16, num_threads=1)  # fmt: skip
+    train = TrainConfig(
+        sampling="origin",
+        dataset="swiss_roll",
+        base_size=20,
+        pool_size=780,
+        extra_points=1000,
+        test_size=4000,
+        epochs=500,
+        lr=1e-3,
+        weight_decay=0.01,
+        seed=6,
+        data_seed=16,
+        num_threads=1,
+    )
     # levels (0, 780): the k = 0 model alone needs only 780 = max(levels) for the published split
-    perturb = PerturbConfig(train=train, levels=(0, 780), landscapes=(0,), n_directions=1000,
-                            perturbation_seed=1, num_threads=1)  # fmt: skip
+    perturb = PerturbConfig(
+        train=train,
+        levels=(0, 780),
+        landscapes=(0,),
+        n_directions=1000,
+        perturbation_seed=1,
+        num_threads=1,
+    )
     rec = assay.run_config(VolumeConfig(perturb=perturb, threshold=0.05), root=tmp_path)
     assert rec.status is assay.RunStatus.DONE, rec.error
     assert repr(rec.results["log_volume/L0/k0"]) == repr(PUBLISHED_K0)  # every printed digit

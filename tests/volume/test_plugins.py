@@ -38,13 +38,14 @@ def user_package(monkeypatch):
     mod.TINY = ModelSpec("tiny", _tiny)
     monkeypatch.setitem(sys.modules, "my_volume_plugins", mod)
     eps = {
-        _registry.DATASET_GROUP: [EntryPoint("line", "my_volume_plugins:LINE",
-                                             _registry.DATASET_GROUP)],
-        _registry.MODEL_GROUP: [EntryPoint("tiny", "my_volume_plugins:TINY",
-                                           _registry.MODEL_GROUP),
-                                EntryPoint("broken", "my_volume_plugins:MISSING",
-                                           _registry.MODEL_GROUP)],
-    }  # fmt: skip
+        _registry.DATASET_GROUP: [
+            EntryPoint("line", "my_volume_plugins:LINE", _registry.DATASET_GROUP)
+        ],
+        _registry.MODEL_GROUP: [
+            EntryPoint("tiny", "my_volume_plugins:TINY", _registry.MODEL_GROUP),
+            EntryPoint("broken", "my_volume_plugins:MISSING", _registry.MODEL_GROUP),
+        ],
+    }
     monkeypatch.setattr(_registry, "entry_points", lambda group: eps.get(group, []))
     return mod
 
@@ -72,8 +73,9 @@ def test_unknown_and_broken_plugins_fail_loudly(user_package):
 
 
 def test_register_in_python(monkeypatch):
-    monkeypatch.setattr(_registry, "_REGISTERED", {_registry.DATASET_GROUP: {},
-                                                   _registry.MODEL_GROUP: {}})  # fmt: skip
+    monkeypatch.setattr(
+        _registry, "_REGISTERED", {_registry.DATASET_GROUP: {}, _registry.MODEL_GROUP: {}}
+    )
     _registry.register_model(ModelSpec("tiny2", _tiny))
     assert "tiny2" in _registry.model_names()
     assert TrainConfig(model="tiny2").model == "tiny2"

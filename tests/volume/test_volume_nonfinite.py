@@ -17,19 +17,36 @@ INF = "-inf"
 
 
 def _row(land, model, level, v, cut="None", flag="False"):
-    return {"landscape": str(land), "model": model, "model_level": str(level),
-            "log_volume": str(v), "test_loss": "0.5", "test_accuracy": "0.9", "cutoff": cut,
-            "centre_above_tau": flag}  # fmt: skip
+    return {
+        "landscape": str(land),
+        "model": model,
+        "model_level": str(level),
+        "log_volume": str(v),
+        "test_loss": "0.5",
+        "test_accuracy": "0.9",
+        "cutoff": cut,
+        "centre_above_tau": flag,
+    }
 
 
 # two seeds, two landscapes; k200 is above tau in both seeds (every landscape -inf), k30 is
 # -inf in one seed at L20 only (a partial mean there)
 SEEDS = [
-    [_row(0, "k0", 0, 10.0, "2"), _row(0, "k30", 30, 8.0), _row(0, "k200", 200, INF, "0", "True"),
-     _row(20, "k30", 30, 6.0), _row(20, "k200", 200, INF, "0", "True")],
-    [_row(0, "k0", 0, 12.0, "3"), _row(0, "k30", 30, 9.0), _row(0, "k200", 200, INF, "0", "True"),
-     _row(20, "k30", 30, INF), _row(20, "k200", 200, INF, "0", "True")],
-]  # fmt: skip
+    [
+        _row(0, "k0", 0, 10.0, "2"),
+        _row(0, "k30", 30, 8.0),
+        _row(0, "k200", 200, INF, "0", "True"),
+        _row(20, "k30", 30, 6.0),
+        _row(20, "k200", 200, INF, "0", "True"),
+    ],
+    [
+        _row(0, "k0", 0, 12.0, "3"),
+        _row(0, "k30", 30, 9.0),
+        _row(0, "k200", 200, INF, "0", "True"),
+        _row(20, "k30", 30, INF),
+        _row(20, "k200", 200, INF, "0", "True"),
+    ],
+]
 
 
 def test_series_count_minus_inf_seeds_per_point_not_summed_over_landscapes():
@@ -107,9 +124,11 @@ def test_analyze_prints_the_cutoff_mean_as_computed(tmp_path, capsys):
 
 
 def test_aggregate_says_nan_and_no_variation():
-    seeds = [[_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")],
-             [_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")],
-             [_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")]]  # fmt: skip
+    seeds = [
+        [_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")],
+        [_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")],
+        [_row(0, "k0", 0, 7.0), _row(0, "k30", 30, "nan")],
+    ]
     k0, k30 = aggregate(seeds)
     assert k0["no_variation"] is True and k0["log_volume_ci95"] == 0.0  # not a tiny "CI"
     assert k0["log_volume_mean"] == 7.0 and not k0["partial"]

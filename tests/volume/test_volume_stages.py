@@ -28,8 +28,9 @@ def test_changing_tau_reuses_the_cached_curves(tmp_path):
     perturb = assay.run_config(SMALL, root=tmp_path)
     curves = perturb.artifact("curves.npz")
     mtime, attempts = curves.stat().st_mtime_ns, perturb.attempts
-    second = assay.run_config(VolumeConfig(perturb=SMALL, threshold=0.05, n_subsets=5),
-                              root=tmp_path)  # fmt: skip
+    second = assay.run_config(
+        VolumeConfig(perturb=SMALL, threshold=0.05, n_subsets=5), root=tmp_path
+    )
     assert second.status is assay.RunStatus.DONE and second.id != first.id
     again = assay.run_config(SMALL, root=tmp_path)
     assert again.attempts == attempts and curves.stat().st_mtime_ns == mtime

@@ -26,6 +26,7 @@ from ._frames import (
 if TYPE_CHECKING:
     import pandas as pd
 
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (NaNs stay NaN and do not count)."""
     indexed = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
@@ -93,15 +94,27 @@ def compare_groups(
             "; ".join(
                 ([SAME_IN_BOTH] if both_flat[i] else [])
                 + ([f"{SAME_DIFFERENCE} {d_value[i]:.6g}"] if d_flat[i] else [])
-            ) for i in range(len(others))
-        ]  # fmt: skip
-        parts.append(pd.DataFrame({
-            "metric": metric.removeprefix("results."), "baseline": [names[b] for b in ob],
-            "group": [names[g] for g in others], "baseline_mean": mean[ob],
-            "mean": mean[others], "diff": diff, "n_baseline": n[ob].astype(int),
-            "n": n[others].astype(int), "p_welch": p_welch, "n_pairs": n_pairs,
-            "p_paired": p_paired, "note": notes,
-        }))  # fmt: skip
+            )
+            for i in range(len(others))
+        ]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "metric": metric.removeprefix("results."),
+                    "baseline": [names[b] for b in ob],
+                    "group": [names[g] for g in others],
+                    "baseline_mean": mean[ob],
+                    "mean": mean[others],
+                    "diff": diff,
+                    "n_baseline": n[ob].astype(int),
+                    "n": n[others].astype(int),
+                    "p_welch": p_welch,
+                    "n_pairs": n_pairs,
+                    "p_paired": p_paired,
+                    "note": notes,
+                }
+            )
+        )
     out = pd.concat(parts, ignore_index=True) if parts and len(others) else pd.DataFrame()
     if out.empty:
         return out
@@ -152,8 +165,9 @@ def _paired(
     slot[others] = np.arange(k)
     bm, om = known & is_base[codes], known & (slot[codes] >= 0)
     a = pd.DataFrame({"bg": codes[bm], "s": seeds[bm], "va": x[bm]})
-    o = pd.DataFrame({"slot": slot[codes[om]], "bg": base_of[codes[om]], "s": seeds[om],
-                      "vb": x[om]})  # fmt: skip
+    o = pd.DataFrame(
+        {"slot": slot[codes[om]], "bg": base_of[codes[om]], "s": seeds[om], "vb": x[om]}
+    )
     j = o.merge(a, on=["bg", "s"], how="inner", sort=False)
     c = j["slot"].to_numpy(dtype=np.intp)
     d = (j["vb"] - j["va"]).to_numpy(dtype=float)
@@ -167,8 +181,9 @@ def _paired(
         mean = np.bincount(c, weights=d, minlength=k) / n_pairs
         var = np.bincount(c, weights=(d - mean[c]) ** 2, minlength=k) / (n_pairs - 1)
         t = mean / np.sqrt(var / n_pairs)
-        p = np.where(n_pairs > 1, 2 * special.stdtr(np.maximum(n_pairs - 1, 1), -np.abs(t)),
-                     np.nan)  # fmt: skip
+        p = np.where(
+            n_pairs > 1, 2 * special.stdtr(np.maximum(n_pairs - 1, 1), -np.abs(t)), np.nan
+        )
     # rounding: x_b - x_a of equal steps differs in the last bits (1e-17 on values near 1)
     flat = (n_pairs > 1) & (top - bottom <= 4 * NO_VARIATION_RTOL * size)
     return n_pairs, p, flat, np.where(flat, mean, np.nan)
@@ -216,8 +231,11 @@ def _baselines(
             + "; name a value that occurs"
         )
     rest = [c for c in groups if c not in keys]  # one baseline per value of the other keys
-    stratum = (pd.factorize(_labels(df, rest, short=False), sort=False)[0] if rest
-               else np.zeros(len(df), dtype=int))  # fmt: skip
+    stratum = (
+        pd.factorize(_labels(df, rest, short=False), sort=False)[0]
+        if rest
+        else np.zeros(len(df), dtype=int)
+    )
     group_stratum = np.zeros(k, dtype=int)
     group_stratum[codes] = stratum
     base_in = {}

@@ -28,9 +28,23 @@ CI_OUTSIDE_UNIT = "t-interval leaves [0, 1]"  # the note flagging a meaningless 
 NO_VARIATION = "no variation"  # the note of a group (or comparison) whose values are all equal
 SAME_IN_BOTH = f"{NO_VARIATION}: every run of both groups gives the same value"  # Welch: NaN
 SAME_DIFFERENCE = f"{NO_VARIATION}: every paired difference is"  # paired test: NaN
-SUMMARY_COLUMNS = ("group", "metric", "n", "mean", "std", "ci_low", "ci_high", "ci_method",
-                   "n_nonfinite", "n_nan", "n_posinf", "n_neginf", "bounds", "flags",
-                   "note")  # fmt: skip
+SUMMARY_COLUMNS = (
+    "group",
+    "metric",
+    "n",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "ci_method",
+    "n_nonfinite",
+    "n_nan",
+    "n_posinf",
+    "n_neginf",
+    "bounds",
+    "flags",
+    "note",
+)
 
 
 def flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
@@ -71,9 +85,12 @@ def records_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
     rows = []
     for rec in records:
         row: dict[str, Any] = {
-            "id": rec.id, "stage": rec.stage, "status": rec.status.value,
-            "attempts": rec.attempts, "duration_s": rec.duration_s,
-        }  # fmt: skip
+            "id": rec.id,
+            "stage": rec.stage,
+            "status": rec.status.value,
+            "attempts": rec.attempts,
+            "duration_s": rec.duration_s,
+        }
         flatten(rec.config, "config.", row)
         flatten(rec.results or {}, "results.", row)
         rows.append(row)
@@ -187,11 +204,14 @@ def metric_columns(df: pd.DataFrame, *, info: bool = False) -> list[str]:
     import pandas as pd
 
     return [
-        c for c in df.columns
-        if c.startswith("results.") and pd.api.types.is_numeric_dtype(df[c])
-        and not pd.api.types.is_bool_dtype(df[c]) and (info or not is_info_key(c))
+        c
+        for c in df.columns
+        if c.startswith("results.")
+        and pd.api.types.is_numeric_dtype(df[c])
+        and not pd.api.types.is_bool_dtype(df[c])
+        and (info or not is_info_key(c))
         and c.split(".", 2)[1] not in RESERVED
-    ]  # fmt: skip
+    ]
 
 
 def parse_metrics(values: Sequence[str]) -> list[str] | None:
@@ -231,13 +251,17 @@ def _labels(df: pd.DataFrame, groups: list[str], *, short: bool = True) -> pd.Se
     first = np.unique(codes, return_index=True)[1]  # first row of each group
     keys = [col.removeprefix("config.") for col in groups]
     cells = [t.to_numpy(dtype=object)[first] for t in texts]
-    shortened = [", ".join(f"{key}={c[g]}" for key, c in zip(keys, cells, strict=True)
-                           if c[g] != "None") for g in range(len(uniques))]  # fmt: skip
+    shortened = [
+        ", ".join(f"{key}={c[g]}" for key, c in zip(keys, cells, strict=True) if c[g] != "None")
+        for g in range(len(uniques))
+    ]
     taken: dict[str, int] = {}
     for s in shortened:
         taken[s] = taken.get(s, 0) + 1
-    display = np.array([s if s and taken[s] == 1 else u
-                        for s, u in zip(shortened, uniques, strict=True)], dtype=object)  # fmt: skip
+    display = np.array(
+        [s if s and taken[s] == 1 else u for s, u in zip(shortened, uniques, strict=True)],
+        dtype=object,
+    )
     return pd.Series(display[codes], index=df.index, dtype=object)
 
 

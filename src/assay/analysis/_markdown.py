@@ -98,16 +98,28 @@ def summary_figure(metric: str, rows: pd.DataFrame) -> Any:
             continue
         mean = [data["mean"][i] for i in idx]
         # no interval (one value): a bare point; the mean always lies inside its interval
-        lo = [0.0 if data["lo"][i] is None else max(0.0, data["mean"][i] - data["lo"][i])
-              for i in idx]  # fmt: skip
-        hi = [0.0 if data["hi"][i] is None else max(0.0, data["hi"][i] - data["mean"][i])
-              for i in idx]  # fmt: skip
-        extra = {"color": "red", "label": "interval flagged: see the note in summary"} if red else {}
+        lo = [
+            0.0 if data["lo"][i] is None else max(0.0, data["mean"][i] - data["lo"][i])
+            for i in idx
+        ]
+        hi = [
+            0.0 if data["hi"][i] is None else max(0.0, data["hi"][i] - data["mean"][i])
+            for i in idx
+        ]
+        extra = (
+            {"color": "red", "label": "interval flagged: see the note in summary"} if red else {}
+        )
         ax.errorbar(idx, mean, yerr=[lo, hi], **style, **extra)
     if data["partial"]:
-        ax.scatter(data["partial"], [data["mean"][i] for i in data["partial"]], s=90,
-                   facecolors="none", edgecolors="darkorange", zorder=3,
-                   label="mean of the finite values (some left out)")  # fmt: skip
+        ax.scatter(
+            data["partial"],
+            [data["mean"][i] for i in data["partial"]],
+            s=90,
+            facecolors="none",
+            edgecolors="darkorange",
+            zorder=3,
+            label="mean of the finite values (some left out)",
+        )
     if not drawn:
         ax.set_ylim(0, 1)  # nothing finite: an empty axis whose edges carry the markers
         ax.set_yticks([])
@@ -115,15 +127,37 @@ def summary_figure(metric: str, rows: pd.DataFrame) -> Any:
     edge_transform = ax.get_xaxis_transform()  # x in data, y in axes: the edges stay put
     for e in data["edges"]:
         y, marker = EDGE[e["kind"]]
-        ax.scatter([e["x"]], [y], marker=marker, s=50, color="purple", transform=edge_transform,
-                   clip_on=False, zorder=4)  # fmt: skip
-        ax.annotate(f"{e['count']} {e['kind']}", (e["x"], y), xycoords=edge_transform,
-                    xytext=(5, -3), textcoords="offset points", fontsize=7, color="purple")
+        ax.scatter(
+            [e["x"]],
+            [y],
+            marker=marker,
+            s=50,
+            color="purple",
+            transform=edge_transform,
+            clip_on=False,
+            zorder=4,
+        )
+        ax.annotate(
+            f"{e['count']} {e['kind']}",
+            (e["x"], y),
+            xycoords=edge_transform,
+            xytext=(5, -3),
+            textcoords="offset points",
+            fontsize=7,
+            color="purple",
+        )
     for i, text in data["flags"].items():
         y = data["mean"][i] if data["mean"][i] is not None else 0.5
         coords = "data" if data["mean"][i] is not None else edge_transform
-        ax.annotate(_wrap(text, 24), (i, y), xycoords=coords, xytext=(6, 4),
-                    textcoords="offset points", fontsize=7, color="dimgray")  # fmt: skip
+        ax.annotate(
+            _wrap(text, 24),
+            (i, y),
+            xycoords=coords,
+            xytext=(6, 4),
+            textcoords="offset points",
+            fontsize=7,
+            color="dimgray",
+        )
     if any(data["flagged"]) or data["partial"]:
         ax.legend(fontsize=8)
     ax.set_ylabel(_wrap(metric, 30), fontsize=9)
@@ -132,9 +166,11 @@ def summary_figure(metric: str, rows: pd.DataFrame) -> Any:
     else:
         ax.set_xlabel(f"group (row order of summary, {n:,} groups)")
     methods = data["methods"]
-    title = (f"{metric}: mean and {int(CONFIDENCE * 100)}% CI over seeds"
-             + (f" ({', '.join(methods)} intervals)" if methods else "")
-             + ("; ▼/▲ non-finite values" if data["edges"] else ""))  # fmt: skip
+    title = (
+        f"{metric}: mean and {int(CONFIDENCE * 100)}% CI over seeds"
+        + (f" ({', '.join(methods)} intervals)" if methods else "")
+        + ("; ▼/▲ non-finite values" if data["edges"] else "")
+    )
     _fit_title(fig, ax, title, width_in)
     return fig
 
@@ -157,8 +193,9 @@ def _group_ticks(fig: Any, ax: Any, groups: list[str], width_in: float) -> float
     as a ``variants:`` sweep's long ``key=value, key=value`` names would): one ``key=value``
     per line, horizontal when they fit, else turned 30 or 90 degrees; when even upright names
     overlap the figure widens, up to ``MAX_FIGURE_IN``. Returns the figure's width."""
-    labels = ["\n".join(_wrap_key(part, TICK_LABEL_CHARS) for part in g.split(", "))
-              for g in groups]  # fmt: skip
+    labels = [
+        "\n".join(_wrap_key(part, TICK_LABEL_CHARS) for part in g.split(", ")) for g in groups
+    ]
     ax.set_xticks(range(len(groups)))
     while True:
         for rotation, ha in ((0, "center"), (30, "right"), (90, "center")):
@@ -249,8 +286,17 @@ def terminal_summary(summary: pd.DataFrame) -> pd.DataFrame:
 def terminal_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
     """The comparison as the terminal shows it (the baseline as a column only when it differs
     between rows: one baseline per variant)."""
-    cols = ["metric", "group", "baseline_mean", "mean", "diff", "n", "p_welch_holm", "n_pairs",
-            "p_paired_holm"]  # fmt: skip
+    cols = [
+        "metric",
+        "group",
+        "baseline_mean",
+        "mean",
+        "diff",
+        "n",
+        "p_welch_holm",
+        "n_pairs",
+        "p_paired_holm",
+    ]
     if comparison["baseline"].nunique() > 1:
         cols.insert(2, "baseline")
     if "note" in comparison and comparison["note"].astype(bool).any():
@@ -271,14 +317,17 @@ def nonfinite_lines(summary: pd.DataFrame) -> list[str]:
     """One line per (group, metric) with non-finite values or flags: what the means leave out."""
     lines = []
     for r in summary.to_dict("records"):
-        kinds = [f"{r[c]} {k}" for c, k in (("n_neginf", "-inf"), ("n_posinf", "+inf"),
-                                             ("n_nan", "nan")) if r.get(c)]  # fmt: skip
+        kinds = [
+            f"{r[c]} {k}"
+            for c, k in (("n_neginf", "-inf"), ("n_posinf", "+inf"), ("n_nan", "nan"))
+            if r.get(c)
+        ]
         if kinds or r.get("flags"):
-            what = (f"{', '.join(kinds)} of {r['n'] + r['n_nonfinite']} run(s)" if kinds
-                    else "")  # fmt: skip
+            what = f"{', '.join(kinds)} of {r['n'] + r['n_nonfinite']} run(s)" if kinds else ""
             flags = f"flags: {r['flags']}" if r.get("flags") else ""
-            lines.append(f"- {r['metric']} / {r['group']}: "
-                         + "; ".join(t for t in (what, flags) if t))  # fmt: skip
+            lines.append(
+                f"- {r['metric']} / {r['group']}: " + "; ".join(t for t in (what, flags) if t)
+            )
     return lines
 
 
@@ -305,42 +354,64 @@ def write_report(
         "",
         f"{len(df)} finished run(s) of {stages}; groups are configs minus seeds; intervals are "
         f"{int(CONFIDENCE * 100)}% t-intervals over seeds"
-        + (", on the logit scale for metrics bounded on both sides (column `bounds`)"
-           if "logit-t" in methods else "")
+        + (
+            ", on the logit scale for metrics bounded on both sides (column `bounds`)"
+            if "logit-t" in methods
+            else ""
+        )
         + ". Rows with a note say what their numbers cannot tell; groups whose values do not "
-        f"vary say \"{NO_VARIATION}\" (a zero-width interval, no test).",
+        f'vary say "{NO_VARIATION}" (a zero-width interval, no test).',
         "",
         "## Mean per group",
         "",
         *_paged_table(summary[shown], "summary", f"summary.{fmt}"),
-    ]  # fmt: skip
+    ]
     left_out = nonfinite_lines(summary)
     if left_out:
-        parts += ["", "## Non-finite values and flags", "",
-                  "Left out of the means above (counted in `n_nonfinite`; drawn as marked "
-                  "points at the plots' edges), and the flags the runs declared:", "",
-                  *left_out[:MAX_REPORT_ROWS]]  # fmt: skip
+        parts += [
+            "",
+            "## Non-finite values and flags",
+            "",
+            "Left out of the means above (counted in `n_nonfinite`; drawn as marked "
+            "points at the plots' edges), and the flags the runs declared:",
+            "",
+            *left_out[:MAX_REPORT_ROWS],
+        ]
         if len(left_out) > MAX_REPORT_ROWS:
             parts.append(f"- ... {len(left_out) - MAX_REPORT_ROWS} more in `summary.{fmt}`")
     if not comparison.empty:
-        cols = ["metric", "group", "baseline_mean", "mean", "diff", "n", "p_welch_holm",
-                "n_pairs", "p_paired_holm", "note"]  # fmt: skip
+        cols = [
+            "metric",
+            "group",
+            "baseline_mean",
+            "mean",
+            "diff",
+            "n",
+            "p_welch_holm",
+            "n_pairs",
+            "p_paired_holm",
+            "note",
+        ]
         baselines = list(dict.fromkeys(comparison["baseline"]))
         if len(baselines) > 1:
             cols.insert(2, "baseline")
-        heading = (f"## Against the baseline ({baselines[0]})" if len(baselines) == 1
-                   else f"## Against the baseline of each variant ({len(baselines)} baselines)")
+        heading = (
+            f"## Against the baseline ({baselines[0]})"
+            if len(baselines) == 1
+            else f"## Against the baseline of each variant ({len(baselines)} baselines)"
+        )
         parts += [
             "",
             heading,
             "",
             "Welch's t-test and, over shared seeds, a paired t-test; p-values Holm-corrected "
             f"over the groups of each metric; empty where there is nothing to test "
-            f"(\"{NO_VARIATION}\" in the note, or fewer than 2 runs per group).",
+            f'("{NO_VARIATION}" in the note, or fewer than 2 runs per group).',
             "",
-            *_paged_table(comparison[[c for c in cols if c in comparison]], "comparison",
-                          f"comparison.{fmt}"),
-        ]  # fmt: skip
+            *_paged_table(
+                comparison[[c for c in cols if c in comparison]], "comparison", f"comparison.{fmt}"
+            ),
+        ]
     if plots:
         parts += ["", "## Plots", ""]
         parts += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in plots]
@@ -348,8 +419,12 @@ def write_report(
         parts += ["", f"## {name} (the family's own analysis)", ""]
         parts += [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in pngs]
     git = git_state()
-    parts += ["", f"_Analysed at commit {git.get('commit') or 'unknown'}"
-              f"{' (dirty)' if git.get('dirty') else ''}._", ""]  # fmt: skip
+    parts += [
+        "",
+        f"_Analysed at commit {git.get('commit') or 'unknown'}"
+        f"{' (dirty)' if git.get('dirty') else ''}._",
+        "",
+    ]
     path = out_dir / "report.md"
     atomic_write_text(path, "\n".join(parts))
     return path

@@ -42,8 +42,10 @@ def clear_outputs(out: Path) -> tuple[str | None, list[str]]:
         record = json.loads(manifest.read_text(encoding="utf-8"))
         files, what = list(record["files"]), record.get("what")
     except (ValueError, KeyError, TypeError):
-        raise AssayError(f"{manifest} is damaged; delete it (and the outputs it listed) by "
-                         "hand, or pick another --out folder") from None  # fmt: skip
+        raise AssayError(
+            f"{manifest} is damaged; delete it (and the outputs it listed) by "
+            "hand, or pick another --out folder"
+        ) from None
     removed = []
     for rel in files:
         path = _owned(out, str(rel))
@@ -86,7 +88,9 @@ def begin_outputs(out: Path) -> dict[str, int]:
     :func:`stamps` of what is left, for :func:`record_outputs`."""
     what, removed = clear_outputs(out)
     if removed:
-        print(f"--out {out}: removed the {len(removed)} file(s) of the previous analysis"
-              f"{f' ({what})' if what else ''}; files of your own are kept")  # fmt: skip
+        print(
+            f"--out {out}: removed the {len(removed)} file(s) of the previous analysis"
+            f"{f' ({what})' if what else ''}; files of your own are kept"
+        )
     out.mkdir(parents=True, exist_ok=True)
     return stamps(out)

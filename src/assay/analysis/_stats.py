@@ -46,13 +46,38 @@ INF = math.inf
 # as a percent (Hugging Face's squad metric), so they try [0, 1] then [0, 100].
 NAME_BOUNDS: tuple[tuple[str, frozenset[str], tuple[tuple[float, float], ...]], ...] = (
     ("suffix", frozenset({"exact_match", "f1"}), ((0.0, 1.0), (0.0, 100.0))),
-    ("token", frozenset({"accuracy", "acc", "fraction", "frac", "prob", "probability",
-                         "precision", "recall", "auc", "auroc", "rate"}), ((0.0, 1.0),)),
-    ("token", frozenset({"corr", "correlation", "cosine", "cos", "pearson", "spearman",
-                         "kendall", "tau"}), ((-1.0, 1.0),)),
-    ("suffix", frozenset({"abs_err", "abs_error", "mae", "mse", "rmse", "sem", "std",
-                          "norm"}), ((0.0, INF),)),
-)  # fmt: skip
+    (
+        "token",
+        frozenset(
+            {
+                "accuracy",
+                "acc",
+                "fraction",
+                "frac",
+                "prob",
+                "probability",
+                "precision",
+                "recall",
+                "auc",
+                "auroc",
+                "rate",
+            }
+        ),
+        ((0.0, 1.0),),
+    ),
+    (
+        "token",
+        frozenset(
+            {"corr", "correlation", "cosine", "cos", "pearson", "spearman", "kendall", "tau"}
+        ),
+        ((-1.0, 1.0),),
+    ),
+    (
+        "suffix",
+        frozenset({"abs_err", "abs_error", "mae", "mse", "rmse", "sem", "std", "norm"}),
+        ((0.0, INF),),
+    ),
+)
 NOT_A_RATE = frozenset({"learning_rate", "sample_rate", "sampling_rate", "frame_rate", "bit_rate"})
 
 
@@ -107,8 +132,7 @@ def check_bounds(bounds: Any, what: str) -> tuple[float, float]:
         lo, hi = (float(b) for b in bounds)
     except (TypeError, ValueError):
         raise AssayError(
-            f"{what}: bounds must be a pair [low, high] of numbers (\"inf\" allowed), got "
-            f"{bounds!r}"
+            f'{what}: bounds must be a pair [low, high] of numbers ("inf" allowed), got {bounds!r}'
         ) from None
     if not lo < hi or math.isnan(lo) or math.isnan(hi):
         raise AssayError(f"{what}: bounds must be [low, high] with low < high, got {bounds!r}")
@@ -213,12 +237,18 @@ def group_intervals(
     lo, hi = np.where(flat, mean, lo), np.where(flat, mean, hi)
     lo, hi = np.where(n > 1, lo, np.nan), np.where(n > 1, hi, np.nan)
     return {
-        "n": n, "mean": np.where(n > 0, mean, np.nan), "std": std, "lo": lo, "hi": hi,
-        "no_variation": flat, "clipped": clipped & ~flat, "method": method,
+        "n": n,
+        "mean": np.where(n > 0, mean, np.nan),
+        "std": std,
+        "lo": lo,
+        "hi": hi,
+        "no_variation": flat,
+        "clipped": clipped & ~flat,
+        "method": method,
         "n_nan": np.bincount(codes[nan], minlength=k),
         "n_posinf": np.bincount(codes[pos], minlength=k),
         "n_neginf": np.bincount(codes[x == -INF], minlength=k),
-    }  # fmt: skip
+    }
 
 
 def cut_rounding(x: Any, bounds: tuple[float, float], what: str) -> Any:
@@ -260,12 +290,19 @@ def mean_interval(
     x = np.asarray(list(values), dtype=float)
     if bounds is not None:
         x = cut_rounding(x, bounds, "the metric")
-    g = group_intervals(np.zeros(len(x), dtype=np.intp), x, 1, bounds=bounds, level=level,
-                        method=method)  # fmt: skip
+    g = group_intervals(
+        np.zeros(len(x), dtype=np.intp), x, 1, bounds=bounds, level=level, method=method
+    )
     n = int(g["n"][0])
     bad = int(g["n_nan"][0] + g["n_posinf"][0] + g["n_neginf"][0])
     return Interval(
-        mean=float(g["mean"][0]), lo=float(g["lo"][0]), hi=float(g["hi"][0]), n=n,
-        method=g["method"] if n > 1 else "none", n_nonfinite=bad,
-        clipped=bool(g["clipped"][0]), level=level, no_variation=bool(g["no_variation"][0]),
-    )  # fmt: skip
+        mean=float(g["mean"][0]),
+        lo=float(g["lo"][0]),
+        hi=float(g["hi"][0]),
+        n=n,
+        method=g["method"] if n > 1 else "none",
+        n_nonfinite=bad,
+        clipped=bool(g["clipped"][0]),
+        level=level,
+        no_variation=bool(g["no_variation"][0]),
+    )

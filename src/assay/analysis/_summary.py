@@ -25,6 +25,7 @@ from ._frames import (
 if TYPE_CHECKING:
     import pandas as pd
 
+
 def known_bounds(metric: str, values: Any = None) -> tuple[float, float] | None:
     """The range a metric's name declares (``assay.analysis._stats.NAME_BOUNDS``; see
     docs/engine-contract.md, analysis), or None. With ``values``, only a range holding every
@@ -76,8 +77,11 @@ def metric_bounds(
         return bounds, "declared"
     column = _declared(df, metric, "_bounds")
     if column is not None:
-        found = {check_bounds(b, f'results "_bounds" of {name}')
-                 for b in column if b is not None and not _missing(b)}  # fmt: skip
+        found = {
+            check_bounds(b, f'results "_bounds" of {name}')
+            for b in column
+            if b is not None and not _missing(b)
+        }
         if len(found) > 1:
             raise AssayError(
                 f'runs declare different "_bounds" for {name}: {sorted(found)}; a metric has '
@@ -151,8 +155,9 @@ def summarize(
         raise AssayError("no finished runs to analyze; run the suite first (`assay run SUITE`)")
     metrics = list(metrics) if metrics else metric_columns(df)
     _check_metrics(df, metrics)
-    declared = {(m if m.startswith("results.") else f"results.{m}"): b
-                for m, b in (bounds or {}).items()}  # fmt: skip
+    declared = {
+        (m if m.startswith("results.") else f"results.{m}"): b for m, b in (bounds or {}).items()
+    }
     _check_metrics(df, list(declared), what="metric(s) in --bounds")
     codes, names = _codes(_labels(df, group_columns(df)))
     k = len(names)
@@ -191,18 +196,35 @@ def summarize(
                 notes.append(f"{bad} non-finite value(s) left out of the mean: {kinds}")
             if iv["clipped"][g]:
                 notes.append(f"t-interval cut at the bound of {list(rng)}")  # type: ignore[arg-type]
-            if (rng is None and n[g] > 1 and np.nanmin(x, initial=np.inf) >= 0.0
-                    and np.nanmax(np.where(np.isfinite(x), x, np.nan), initial=-np.inf) <= 1.0
-                    and (iv["lo"][g] < 0.0 or iv["hi"][g] > 1.0)):  # fmt: skip
+            if (
+                rng is None
+                and n[g] > 1
+                and np.nanmin(x, initial=np.inf) >= 0.0
+                and np.nanmax(np.where(np.isfinite(x), x, np.nan), initial=-np.inf) <= 1.0
+                and (iv["lo"][g] < 0.0 or iv["hi"][g] > 1.0)
+            ):
                 notes.append(
                     f"{CI_OUTSIDE_UNIT} though every value lies in it; if the metric is a "
                     f"fraction, pass its bounds (--bounds {metric.removeprefix('results.')}=0:1, "
                     'or "_bounds" in the results)'
                 )
-            row = (names[g], metric.removeprefix("results."), int(n[g]), float(mean[g]),
-                   float(iv["std"][g]), float(iv["lo"][g]), float(iv["hi"][g]),
-                   iv["method"] if n[g] > 1 else "none", bad, bad - counts[1] - counts[2],
-                   counts[1], counts[2], bounds_text, flags[g], "; ".join(notes))  # fmt: skip
+            row = (
+                names[g],
+                metric.removeprefix("results."),
+                int(n[g]),
+                float(mean[g]),
+                float(iv["std"][g]),
+                float(iv["lo"][g]),
+                float(iv["hi"][g]),
+                iv["method"] if n[g] > 1 else "none",
+                bad,
+                bad - counts[1] - counts[2],
+                counts[1],
+                counts[2],
+                bounds_text,
+                flags[g],
+                "; ".join(notes),
+            )
             for col, value in zip(SUMMARY_COLUMNS, row, strict=True):
                 columns[col].append(value)
     out = pd.DataFrame(columns)

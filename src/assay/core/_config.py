@@ -195,7 +195,6 @@ def suite_path(path: str | os.PathLike[str], info: pydantic.ValidationInfo | Non
     return os.path.normpath(os.path.join(base, path))
 
 
-
 def build_config(
     cls: type[StageConfig],
     data: Mapping[str, Any],
@@ -251,7 +250,9 @@ def model_at(
     return current
 
 
-def _enter(annotation: Any, parts: list[Any], i: int) -> tuple[type[pydantic.BaseModel] | None, int]:
+def _enter(
+    annotation: Any, parts: list[Any], i: int
+) -> tuple[type[pydantic.BaseModel] | None, int]:
     """The model a field of type ``annotation`` holds, consuming the location parts (index, key,
     union tag) that pydantic writes between the field and that model's fields."""
     origin = get_origin(annotation)
@@ -560,7 +561,9 @@ def is_replicate(name: str) -> bool:
     return name == "seed" or name.endswith("_seed")
 
 
-def declare_replicates(cls: type[pydantic.BaseModel], _seen: frozenset[type] = frozenset()) -> None:
+def declare_replicates(
+    cls: type[pydantic.BaseModel], _seen: frozenset[type] = frozenset()
+) -> None:
     """Record the replicate declarations of ``cls`` and the configs nested in it (called when
     a stage registers, so analysis of flattened ``config.a.b`` columns knows them by name)."""
     for name, field in cls.model_fields.items():

@@ -16,12 +16,29 @@ from importlib import metadata
 
 # import name -> the extra that brings it (the smallest one that does)
 MODULE_EXTRAS = {
-    "pandas": "analysis", "scipy": "analysis", "matplotlib": "analysis", "pyarrow": "parquet",
-    "torch": "torch", "transformers": "ml", "tokenizers": "ml", "peft": "ml",
-    "accelerate": "ml", "safetensors": "ml", "sklearn": "volume", "datasets": "cartography",
-    "stable_baselines3": "patching", "gymnasium": "patching", "jinja2": "report",
-    "plotly": "report", "playwright": "report", "wandb": "sinks", "mlflow": "sinks",
-    "tensorboard": "sinks", "psycopg": "postgres", "submitit": "slurm", "ray": "ray",
+    "pandas": "analysis",
+    "scipy": "analysis",
+    "matplotlib": "analysis",
+    "pyarrow": "parquet",
+    "torch": "torch",
+    "transformers": "ml",
+    "tokenizers": "ml",
+    "peft": "ml",
+    "accelerate": "ml",
+    "safetensors": "ml",
+    "sklearn": "volume",
+    "datasets": "cartography",
+    "stable_baselines3": "patching",
+    "gymnasium": "patching",
+    "jinja2": "report",
+    "plotly": "report",
+    "playwright": "report",
+    "wandb": "sinks",
+    "mlflow": "sinks",
+    "tensorboard": "sinks",
+    "psycopg": "postgres",
+    "submitit": "slurm",
+    "ray": "ray",
 }
 _FAMILY_FRAME = re.compile(r"assay[/\\]families[/\\](\w+)[/\\]")
 
@@ -66,7 +83,7 @@ def missing_for_extra(extra: str, _seen: frozenset[str] = frozenset()) -> list[s
         name = re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0]
         if name == "assay":
             inner = re.search(r"\[([\w,-]+)\]", req)
-            for sub in (inner.group(1).split(",") if inner else []):
+            for sub in inner.group(1).split(",") if inner else []:
                 if sub not in _seen:
                     missing += missing_for_extra(sub, _seen | {extra})
             continue

@@ -117,8 +117,12 @@ def parse_seeds(tokens: Sequence[str] | str | None) -> list[int] | None:
     """``--seeds 0,1,2`` or ``--seeds 42 43``: both as researchers type them."""
     if tokens is None:
         return None
-    parts = [t for tok in ([tokens] if isinstance(tokens, str) else tokens)
-             for t in str(tok).split(",") if t.strip()]  # fmt: skip
+    parts = [
+        t
+        for tok in ([tokens] if isinstance(tokens, str) else tokens)
+        for t in str(tok).split(",")
+        if t.strip()
+    ]
     try:
         return [int(t) for t in parts]
     except ValueError:

@@ -19,9 +19,19 @@ from typing import Any
 
 # Versions recorded when installed: the packages whose behaviour decides a run's numbers.
 TRACKED_PACKAGES = (
-    "assay", "numpy", "torch", "scipy", "scikit-learn", "pandas", "transformers", "peft",
-    "stable-baselines3", "gymnasium", "pydantic", "sqlalchemy",
-)  # fmt: skip
+    "assay",
+    "numpy",
+    "torch",
+    "scipy",
+    "scikit-learn",
+    "pandas",
+    "transformers",
+    "peft",
+    "stable-baselines3",
+    "gymnasium",
+    "pydantic",
+    "sqlalchemy",
+)
 GIT_TIMEOUT_S = 5
 
 

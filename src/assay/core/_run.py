@@ -278,8 +278,9 @@ class Run:
         try:
             import torch
         except ImportError:
-            atomic_write_json(self.checkpoint_dir / CHECKPOINT_JSON, state, fsync=True,
-                              root=self.root)  # fmt: skip
+            atomic_write_json(
+                self.checkpoint_dir / CHECKPOINT_JSON, state, fsync=True, root=self.root
+            )
             return
         with atomic_path(self.checkpoint_dir / CHECKPOINT_FILE, fsync=True, root=self.root) as tmp:
             torch.save(state, tmp)
@@ -398,11 +399,19 @@ class Progress:
         if not force and now - self._written < every_s:
             return
         self._written = now
-        atomic_write_json(self.path, {
-            "desc": self.desc, "n": self.n, "total": self.total, "start": self.start,
-            "position": self.position, "label": self.label, "started": self.started,
-            "updated": now,
-        })  # fmt: skip
+        atomic_write_json(
+            self.path,
+            {
+                "desc": self.desc,
+                "n": self.n,
+                "total": self.total,
+                "start": self.start,
+                "position": self.position,
+                "label": self.label,
+                "started": self.started,
+                "updated": now,
+            },
+        )
 
     def close(self, error: BaseException | None = None) -> None:
         """Write the final state; the outer counter also logs it (``progress: epoch 10/10``)."""

@@ -90,8 +90,6 @@ class PlannedRun:
         return hash((self.id, self.index))
 
 
-
-
 def plan_config(
     config: StageConfig,
     *,

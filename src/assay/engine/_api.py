@@ -71,8 +71,14 @@ def plan_suite(
     """The suite's runs (after overrides), restricted by :class:`Selection` keywords
     (``seeds``, ``shard``, ``start_index``, ``end_index``, ``max_runs``)."""
     sel = selection.pop("selection", None) or build_options(Selection, selection)
-    runs = expand(as_suite(suite), overrides, sel.seeds, imports=imports,
-                  trust_imports=trust_imports, max_runs=sel.max_runs)  # fmt: skip
+    runs = expand(
+        as_suite(suite),
+        overrides,
+        sel.seeds,
+        imports=imports,
+        trust_imports=trust_imports,
+        max_runs=sel.max_runs,
+    )
     return select(runs, shard=sel.shard, start=sel.start_index, end=sel.end_index)
 
 
@@ -123,8 +129,9 @@ def run_suite(
         options["sink"] = (*suite.sinks, *_listed(options.get("sink")))
     options.setdefault("suite_name", suite.name)
     run_options, selection = split_options(options)
-    runs = plan_suite(suite, overrides, imports=imports, trust_imports=trust_imports,
-                      selection=selection)  # fmt: skip
+    runs = plan_suite(
+        suite, overrides, imports=imports, trust_imports=trust_imports, selection=selection
+    )
     check_suite(runs, run_options)  # before the store is created or any run starts
     stale, retired = _stale_runs(runs, run_options)
     run_options = _usable_sinks(run_options)
@@ -152,8 +159,11 @@ def _usable_sinks(options: RunOptions) -> RunOptions:
 
     problems = {name: msg for name in options.sink if (msg := probe(name)) is not None}
     for msg in problems.values():
-        print(f"warning: {msg}; this invocation goes on without it (`assay sink replay SUITE "
-              "--sink NAME` sends the finished runs later)", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: {msg}; this invocation goes on without it (`assay sink replay SUITE "
+            "--sink NAME` sends the finished runs later)",
+            file=sys.stderr,
+        )
     record_problems(options.root, problems)
     return options.model_copy(update={"sink": tuple(n for n in options.sink if n not in problems)})
 
@@ -196,8 +206,12 @@ def run_config(
     timeout_s: float | None = None,
 ) -> RunRecord:
     """Run one config (its upstream first), or return its finished record if it already ran."""
-    options = RunOptions(root=Path(root), retry_failed=retry_failed, timeout_s=timeout_s,
-                         store=store if isinstance(store, str) else None)  # fmt: skip
+    options = RunOptions(
+        root=Path(root),
+        retry_failed=retry_failed,
+        timeout_s=timeout_s,
+        store=store if isinstance(store, str) else None,
+    )
     if isinstance(store, Store):
         check_plan([plan_config(config)], store)
     else:

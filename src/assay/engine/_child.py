@@ -58,9 +58,15 @@ def run_in_child(
     ctx = mp.get_context("spawn")  # a clean interpreter: no inherited threads or CUDA state
     proc = ctx.Process(
         target=_child_main,
-        args=(entry.module, planned, str(handle.dir), handle.attempt, dict(handle.upstream),
-              os.getpid()),
-    )  # fmt: skip
+        args=(
+            entry.module,
+            planned,
+            str(handle.dir),
+            handle.attempt,
+            dict(handle.upstream),
+            os.getpid(),
+        ),
+    )
     proc.start()
     try:
         proc.join(timeout_s)
@@ -75,8 +81,11 @@ def run_in_child(
     out = handle.dir / ".child_results.json"
     err = handle.dir / ".child_error.txt"
     if proc.exitcode != 0:
-        message = (read_text_in_root(handle.root, err) if err.exists()
-                   else f"child process exited with {proc.exitcode}")  # fmt: skip
+        message = (
+            read_text_in_root(handle.root, err)
+            if err.exists()
+            else f"child process exited with {proc.exitcode}"
+        )
         err.unlink(missing_ok=True)
         raise AssayError(message.strip().splitlines()[-1] if message.strip() else message)
     results = read_json(out, root=handle.root)
@@ -105,16 +114,28 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="assay-parent-watch").start()
 
 
-def _child_main(module: str, planned: PlannedRun, run_dir: str, attempt: int,
-                upstream: dict[str, Any], parent_pid: int) -> None:  # fmt: skip
+def _child_main(
+    module: str,
+    planned: PlannedRun,
+    run_dir: str,
+    attempt: int,
+    upstream: dict[str, Any],
+    parent_pid: int,
+) -> None:
     import importlib
 
     _die_with_parent(parent_pid)
     importlib.import_module(module)
     entry = get_stage(planned.stage)
     config = planned.config
-    handle = Run(run_id=planned.id, stage=planned.stage, config=config, dir=run_dir,
-                 upstream=upstream, attempt=attempt)  # fmt: skip
+    handle = Run(
+        run_id=planned.id,
+        stage=planned.stage,
+        config=config,
+        dir=run_dir,
+        upstream=upstream,
+        attempt=attempt,
+    )
     try:
         results = call_stage(entry, config, handle)
     except BaseException as exc:

@@ -40,8 +40,11 @@ def import_user_modules(modules: Sequence[str], root: str | Path | None = None) 
         try:
             import_modules([module])
         except Exception as exc:
-            print(f"warning: module {module!r} remembered in {Path(root or '.') / REMEMBERED} "
-                  f"does not import ({exc}); pass --import NAME if it moved", file=sys.stderr)  # fmt: skip
+            print(
+                f"warning: module {module!r} remembered in {Path(root or '.') / REMEMBERED} "
+                f"does not import ({exc}); pass --import NAME if it moved",
+                file=sys.stderr,
+            )
 
 
 def recall(root: str | Path | None) -> list[str]:

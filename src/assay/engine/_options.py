@@ -57,5 +57,3 @@ def split_options(kwargs: dict[str, Any]) -> tuple[RunOptions, Selection]:
     run = build_options(RunOptions, {k: v for k, v in kwargs.items() if k in run_keys})
     sel = build_options(Selection, {k: v for k, v in kwargs.items() if k in sel_keys})
     return run, sel
-
-

@@ -22,8 +22,14 @@ from ..core._io import read_json
 from ..core._run import PROGRESS_FILE, Outcome
 from ..core._spec import PlannedRun
 
-_STYLE = {"done": "green", "skipped": "dim", "failed": "red", "failed-earlier": "red",
-          "done-elsewhere": "cyan", "failed-elsewhere": "red"}  # fmt: skip
+_STYLE = {
+    "done": "green",
+    "skipped": "dim",
+    "failed": "red",
+    "failed-earlier": "red",
+    "done-elsewhere": "cyan",
+    "failed-elsewhere": "red",
+}
 POLL_S = 0.5
 _LIBRARY_PROGRESS_OFF = {  # module -> the function that turns its progress bars off
     "huggingface_hub.utils": "disable_progress_bars",

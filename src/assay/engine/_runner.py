@@ -66,7 +66,9 @@ class Runner:
         self.owner = make_owner()
         self.pid = os.getpid()
         self._settled: dict[str, tuple[RunRecord, Origin]] = {}
-        self._upstream_ids: set[str] = set()  # runs settled as another run's upstream (sinks tag them)
+        self._upstream_ids: set[str] = (
+            set()
+        )  # runs settled as another run's upstream (sinks tag them)
         self._held_elsewhere: set[str] = set()  # runs this runner found in another's hands
         self._known: dict[str, RunRecord | None] = {}  # prefetched rows, read once per run
         self._heartbeat = _Heartbeat(self.store, self.owner, options.heartbeat_s)
@@ -83,8 +85,15 @@ class Runner:
         if settled is None:
             return None
         rec, origin = settled
-        return Outcome(planned.id, planned.stage, rec.status, origin,
-                       time.perf_counter() - start, rec.error, planned.index)  # fmt: skip
+        return Outcome(
+            planned.id,
+            planned.stage,
+            rec.status,
+            origin,
+            time.perf_counter() - start,
+            rec.error,
+            planned.index,
+        )
 
     def prefetch(self, runs: list[PlannedRun] | tuple[PlannedRun, ...]) -> None:
         """Read the rows of ``runs`` and their upstream runs in one query (a 20,000-run suite
@@ -131,12 +140,19 @@ class Runner:
                 return None
             sub_rec, sub_origin = sub
             if sub_rec.status is not RunStatus.DONE:
-                error = (f"upstream run {sub_rec.id} ({link.name}) failed: {sub_rec.error}; see "
-                         f"{sub_rec.dir}/error.txt, fix it and rerun with --retry-failed")  # fmt: skip
+                error = (
+                    f"upstream run {sub_rec.id} ({link.name}) failed: {sub_rec.error}; see "
+                    f"{sub_rec.dir}/error.txt, fix it and rerun with --retry-failed"
+                )
                 failed = RunRecord(planned.id, planned.stage, RunStatus.FAILED, {}, error=error)
                 return failed, sub_origin
-            handed = UpstreamRun(sub_rec.id, sub_rec.stage, link.run.config,
-                                 Path(sub_rec.dir or self.root / sub_rec.id), sub_rec.results or {})  # fmt: skip
+            handed = UpstreamRun(
+                sub_rec.id,
+                sub_rec.stage,
+                link.run.config,
+                Path(sub_rec.dir or self.root / sub_rec.id),
+                sub_rec.results or {},
+            )
             _hand(upstream, link.name, link.key, handed)
         return self._claim_and_run(planned, rec, upstream, wait=wait)
 
@@ -147,9 +163,14 @@ class Runner:
         tries_left = self.options.retries + 1
         retry_failed = self.options.retry_failed
         while True:
-            attempt = self.store.claim(planned.id, self.owner, retry_failed=retry_failed,
-                                       stale_after_s=self.options.stale_after_s,
-                                       liveness=liveness, ensure=new)  # fmt: skip
+            attempt = self.store.claim(
+                planned.id,
+                self.owner,
+                retry_failed=retry_failed,
+                stale_after_s=self.options.stale_after_s,
+                liveness=liveness,
+                ensure=new,
+            )
             new = None
             if attempt is None:
                 rec = self.store.get(planned.id)
@@ -186,8 +207,16 @@ class Runner:
         except OutsideRootError as exc:
             refused = f"{type(exc).__name__}: {exc} with --retry-failed"
             self.store.finish(rid, self.owner, RunStatus.FAILED, attempt=attempt, error=refused)
-            return RunRecord(rid, entry.name, RunStatus.FAILED, json.loads(planned.config_json),
-                             error=refused, attempts=attempt, owner=self.owner, dir=run_dir)  # fmt: skip
+            return RunRecord(
+                rid,
+                entry.name,
+                RunStatus.FAILED,
+                json.loads(planned.config_json),
+                error=refused,
+                attempts=attempt,
+                owner=self.owner,
+                dir=run_dir,
+            )
         if attempt > 1:  # only an earlier attempt can have left a result to adopt
             adopted = self._adopt(planned, run_dir, attempt)
             if adopted is not None:
@@ -200,16 +229,30 @@ class Runner:
         runtime = config.runtime()
         prov = start_record(seed=runtime.seed, device=runtime.device, attempt=attempt)
         prov["code"] = code_record(entry)  # what code made it: see _stale.py
-        handle = Run(run_id=rid, stage=entry.name, config=config, dir=run_dir,
-                     upstream=upstream, attempt=attempt, make_dir=False,
-                     root=self.root)  # fmt: skip
+        handle = Run(
+            run_id=rid,
+            stage=entry.name,
+            config=config,
+            dir=run_dir,
+            upstream=upstream,
+            attempt=attempt,
+            make_dir=False,
+            root=self.root,
+        )
         if self.options.sink:
-            handle.sinks = open_sinks(self.options.sink, run_id=rid, stage=entry.name,
-                                      suite=self.options.suite_name,
-                                      config=json.loads(planned.config_json), root=self.root,
-                                      run_dir=run_dir, attempt=attempt, warn=handle.log,
-                                      params=planned.params,
-                                      upstream=planned.id in self._upstream_ids)  # fmt: skip
+            handle.sinks = open_sinks(
+                self.options.sink,
+                run_id=rid,
+                stage=entry.name,
+                suite=self.options.suite_name,
+                config=json.loads(planned.config_json),
+                root=self.root,
+                run_dir=run_dir,
+                attempt=attempt,
+                warn=handle.log,
+                params=planned.params,
+                upstream=planned.id in self._upstream_ids,
+            )
         self._heartbeat.watch(rid, handle)
         results: dict[str, Any] | None = None
         try:
@@ -231,9 +274,15 @@ class Runner:
         finally:
             self._heartbeat.unwatch()
         ended = time.time()
-        prov.update(time_end=ended, duration_s=ended - started, run_id=rid, stage=entry.name,
-                    status=status.value, error=error,
-                    device=_resolved_device(prov["device"]))  # fmt: skip
+        prov.update(
+            time_end=ended,
+            duration_s=ended - started,
+            run_id=rid,
+            stage=entry.name,
+            status=status.value,
+            error=error,
+            device=_resolved_device(prov["device"]),
+        )
         atomic_write_json(run_dir / "provenance.json", prov, indent=None, root=self.root)
         if handle.sinks is not None:  # never raises: a failing tracker is reported in log.txt
             handle.sinks.finish(
@@ -251,19 +300,30 @@ class Runner:
             (run_dir / PROGRESS_FILE).unlink(missing_ok=True)
         if not committed:
             pending.unlink(missing_ok=True)
-            handle.log(f"attempt {attempt} by {self.owner} was taken over by another process; "
-                       "its outcome is not recorded")  # fmt: skip
+            handle.log(
+                f"attempt {attempt} by {self.owner} was taken over by another process; "
+                "its outcome is not recorded"
+            )
             return self.store.get(rid) or RunRecord(rid, entry.name, RunStatus.PENDING, {})
         if results is not None:
             _rename_results(pending, run_dir / "results.json")  # 3. the file readers look for
-        handle.log(f"attempt {attempt} by {self.owner}: {status.value} in {ended - started:.3f}s"
-                   + (f": {error}" if error else ""))  # fmt: skip
+        handle.log(
+            f"attempt {attempt} by {self.owner}: {status.value} in {ended - started:.3f}s"
+            + (f": {error}" if error else "")
+        )
         return RunRecord(
-            id=rid, stage=entry.name, status=status, config=json.loads(planned.config_json),
-            results=results, error=error,
-            attempts=attempt, owner=self.owner, started=started, ended=ended,
+            id=rid,
+            stage=entry.name,
+            status=status,
+            config=json.loads(planned.config_json),
+            results=results,
+            error=error,
+            attempts=attempt,
+            owner=self.owner,
+            started=started,
+            ended=ended,
             dir=run_dir.resolve(),
-        )  # fmt: skip
+        )
 
     def _adopt(self, planned: PlannedRun, run_dir: Path, attempt: int) -> RunRecord | None:
         """A result an earlier attempt finished but did not commit (killed in between)."""
@@ -272,17 +332,28 @@ class Runner:
                 results = read_json(path, root=self.root)
             except (OSError, ValueError):  # OutsideRootError too: a planted link is no result
                 continue
-            if not self.store.finish(planned.id, self.owner, RunStatus.DONE, attempt=attempt,
-                                     results=results):  # fmt: skip
+            if not self.store.finish(
+                planned.id, self.owner, RunStatus.DONE, attempt=attempt, results=results
+            ):
                 return self.store.get(planned.id)
             if path.name != "results.json":
                 _rename_results(path, run_dir / "results.json")
-            append_text_in_root(self.root, run_dir / "log.txt",
-                                f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {attempt} adopted "
-                                f"the finished result {path.name} of an earlier, killed "
-                                "attempt\n")  # fmt: skip
-            return RunRecord(planned.id, planned.stage, RunStatus.DONE, {}, results=results,
-                             attempts=attempt, dir=run_dir.resolve())  # fmt: skip
+            append_text_in_root(
+                self.root,
+                run_dir / "log.txt",
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {attempt} adopted "
+                f"the finished result {path.name} of an earlier, killed "
+                "attempt\n",
+            )
+            return RunRecord(
+                planned.id,
+                planned.stage,
+                RunStatus.DONE,
+                {},
+                results=results,
+                attempts=attempt,
+                dir=run_dir.resolve(),
+            )
         return None
 
 

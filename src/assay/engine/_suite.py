@@ -95,11 +95,12 @@ class _UniqueKeyLoader(YamlLoader):
                 continue  # an unhashable key: the base class reports it with its line
             if first is not key_node:
                 raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
+                    "while reading a mapping",
+                    node.start_mark,
                     f"duplicate key {key!r} (first given at line {first.start_mark.line + 1}); "
                     "each key may appear once in a mapping: remove or rename one of them",
                     key_node.start_mark,
-                )  # fmt: skip
+                )
         return super().construct_mapping(node, deep=deep)
 
 

@@ -15,4 +15,3 @@ from ._slurm import SLURM_PARAMS as SLURM_PARAMS
 from ._slurm import SlurmExecutor as SlurmExecutor
 from ._slurm import SubmititExecutor as SubmititExecutor
 from ._slurm import SubmititLocalExecutor as SubmititLocalExecutor
-

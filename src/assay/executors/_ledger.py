@@ -28,8 +28,19 @@ from ..core._run import RunRecord, RunStatus, record_from_dir
 from ..store import Store  # the store workers coordinate through (see _base)
 
 LEDGER_DIR = "_jobs"
-ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
-         "COMPLETING", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING"}  # fmt: skip
+ALIVE = {
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "CONFIGURING",
+    "COMPLETING",
+    "RESIZING",
+    "SUSPENDED",
+    "STAGE_OUT",
+    "SIGNALING",
+}
 QUERY_TIMEOUT_S = 30
 
 
@@ -55,8 +66,10 @@ class Ledger:
             return None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.dir / f"{stamp}-{str(jobs[0][0]).split('_')[0]}.json"
-        atomic_write_json(path, {"submitted": time.time(),
-                                 "jobs": [{"job_id": str(j), "runs": r} for j, r in jobs]})  # fmt: skip
+        atomic_write_json(
+            path,
+            {"submitted": time.time(), "jobs": [{"job_id": str(j), "runs": r} for j, r in jobs]},
+        )
         return path
 
     def latest_jobs(self, ids: Iterable[str]) -> dict[str, str]:
@@ -87,8 +100,11 @@ class Ledger:
         if not latest:
             return {}
         records = store.get_many(latest)
-        latest = {rid: job for rid, job in latest.items()
-                  if getattr(records.get(rid), "status", None) is not RunStatus.DONE}  # fmt: skip
+        latest = {
+            rid: job
+            for rid, job in latest.items()
+            if getattr(records.get(rid), "status", None) is not RunStatus.DONE
+        }
         states = job_states(set(latest.values()))
         return {rid: job for rid, job in latest.items() if states.get(job, "UNKNOWN") in ALIVE}
 
@@ -160,8 +176,9 @@ def reconcile(root: str | Path, store: Store, ids: Sequence[str]) -> list[str]:
     if n:
         lines.append(f"ingested {n} finished run(s) from their run directories")
     records = store.get_many(ids, light=True)
-    open_ids = [rid for rid in ids if getattr(records.get(rid), "status", None)
-                is not RunStatus.DONE]  # fmt: skip
+    open_ids = [
+        rid for rid in ids if getattr(records.get(rid), "status", None) is not RunStatus.DONE
+    ]
     jobs = Ledger(root).jobs_of(open_ids)
     if not jobs:
         return lines
@@ -176,11 +193,15 @@ def reconcile(root: str | Path, store: Store, ids: Sequence[str]) -> list[str]:
             store.finish(rec.id, rec.owner or "", RunStatus.PENDING, attempt=rec.attempts)
         if rec is None or rec.status is not RunStatus.FAILED:
             stuck.append((job, rec))
-    lines.append("SLURM jobs of the runs not done: "
-                 + ", ".join(f"{v} {k.lower()}" for k, v in sorted(by_state.items())))  # fmt: skip
+    lines.append(
+        "SLURM jobs of the runs not done: "
+        + ", ".join(f"{v} {k.lower()}" for k, v in sorted(by_state.items()))
+    )
     if stuck:
-        lines.append(f"{len(stuck)} run(s) stuck in job(s) that ended; `assay run` again "
-                     "submits them (they resume from their checkpoints):")  # fmt: skip
+        lines.append(
+            f"{len(stuck)} run(s) stuck in job(s) that ended; `assay run` again "
+            "submits them (they resume from their checkpoints):"
+        )
         for job, _rec in stuck[:50]:
             lines.append(f"  {job.run_id}: job {job.job_id} {job.state}")
     return lines

@@ -70,8 +70,9 @@ class _Worker:
         self.index = index
         self.conn, child = ctx.Pipe()
         args = (child, index, pool.options, pool.modules, pool.execute)
-        self.process = ctx.Process(target=_worker_main, args=args, daemon=True,
-                                   name=f"assay-worker-{index}")  # fmt: skip
+        self.process = ctx.Process(
+            target=_worker_main, args=args, daemon=True, name=f"assay-worker-{index}"
+        )
         self.process.start()
         child.close()
         self.run: PlannedRun | None = None  # the run it holds
@@ -146,18 +147,27 @@ class Pool:
             return None  # handed out again: the next worker takes the dead owner's claim
         # Recorded on the dead owner's behalf (fenced on its owner and attempt), so the run
         # counts the one attempt it had; if another process took the claim first, it is theirs.
-        error = (f"WorkerDied: the worker process executing attempt {rec.attempts} died "
-                 "(killed, or out of memory); rerun with --retry-failed, or give it "
-                 "--retries N")  # fmt: skip
-        if not store.finish(planned.id, rec.owner or "", RunStatus.FAILED,
-                            attempt=rec.attempts, error=error):  # fmt: skip
+        error = (
+            f"WorkerDied: the worker process executing attempt {rec.attempts} died "
+            "(killed, or out of memory); rerun with --retry-failed, or give it "
+            "--retries N"
+        )
+        if not store.finish(
+            planned.id, rec.owner or "", RunStatus.FAILED, attempt=rec.attempts, error=error
+        ):
             return None
         run_dir = self.options.root / planned.id
         if run_dir.is_dir():
             with contextlib.suppress(OutsideRootError):  # a planted link: the store has it
                 atomic_write_text(run_dir / "error.txt", error + "\n", root=self.options.root)
-        return Outcome(planned.id, planned.stage, RunStatus.FAILED, Origin.EXECUTED,
-                       error=error, index=planned.index)  # fmt: skip
+        return Outcome(
+            planned.id,
+            planned.stage,
+            RunStatus.FAILED,
+            Origin.EXECUTED,
+            error=error,
+            index=planned.index,
+        )
 
 
 def _receive(conn: Connection) -> Any:

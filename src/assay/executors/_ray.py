@@ -69,8 +69,9 @@ class RayExecutor(Executor):
             if address:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
             else:  # a local Ray for this suite, one CPU per worker
-                ray.init(include_dashboard=False, log_to_driver=False,
-                         num_cpus=self.options.workers)  # fmt: skip
+                ray.init(
+                    include_dashboard=False, log_to_driver=False, num_cpus=self.options.workers
+                )
         try:
             remote = ray.remote(self.worker.execute_chunk)
             modules = stage_modules(runs, self.modules)
@@ -88,9 +89,14 @@ class RayExecutor(Executor):
                     yield from ray.get(done[0])
                 except Exception as exc:  # the task died past its retries
                     for planned in chunk:
-                        yield Outcome(planned.id, planned.stage, RunStatus.FAILED,
-                                      Origin.EXECUTED, error=f"ray task failed: {exc}"[:500],
-                                      index=planned.index)  # fmt: skip
+                        yield Outcome(
+                            planned.id,
+                            planned.stage,
+                            RunStatus.FAILED,
+                            Origin.EXECUTED,
+                            error=f"ray task failed: {exc}"[:500],
+                            index=planned.index,
+                        )
         finally:
             if started_here:
                 ray.shutdown()

@@ -54,8 +54,11 @@ class Flag(int):
 
 # parameter -> (meaning, type). Names follow submitit's own.
 SLURM_PARAMS: dict[str, tuple[str, type]] = {
-    "timeout_min": ("job time limit in minutes (default: the stages' timeout_min, else 60 "
-                    "per run, summed over the job's runs)", int),
+    "timeout_min": (
+        "job time limit in minutes (default: the stages' timeout_min, else 60 "
+        "per run, summed over the job's runs)",
+        int,
+    ),
     "partition": ("SLURM partition", str),
     "cpus_per_task": ("CPUs per job", int),
     "mem_gb": ("memory per job in GB", float),
@@ -65,19 +68,35 @@ SLURM_PARAMS: dict[str, tuple[str, type]] = {
     "account": ("SLURM account", str),
     "qos": ("SLURM QOS", str),
     "wait": ("block until every job ends (default: submit, print the job ids, return)", Flag),
-    "max_array_size": ("split arrays above this many jobs (default: the cluster's "
-                       "MaxArraySize)", int),
-    "signal_delay_s": ("seconds before the time limit at which a job checkpoints and is "
-                       "requeued (default 90)", int),
+    "max_array_size": (
+        "split arrays above this many jobs (default: the cluster's MaxArraySize)",
+        int,
+    ),
+    "signal_delay_s": (
+        "seconds before the time limit at which a job checkpoints and is requeued (default 90)",
+        int,
+    ),
     "max_num_timeout": ("times a job is requeued after reaching its time limit (default 3)", int),
-    "offline": ("nodes cannot reach the store: jobs index into scratch SQLite files and "
-                "`assay status` ingests the run directories", Flag),
-}  # fmt: skip
-_TO_SUBMITIT = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism",
-                "account": "slurm_account", "qos": "slurm_qos",
-                "signal_delay_s": "slurm_signal_delay_s"}  # fmt: skip
-_FROM_RESOURCES = {"cpus": "cpus_per_task", "gpus": "gpus_per_node", "mem_gb": "mem_gb",
-                   "timeout_min": "timeout_min", "partition": "partition"}  # fmt: skip
+    "offline": (
+        "nodes cannot reach the store: jobs index into scratch SQLite files and "
+        "`assay status` ingests the run directories",
+        Flag,
+    ),
+}
+_TO_SUBMITIT = {
+    "partition": "slurm_partition",
+    "array_parallelism": "slurm_array_parallelism",
+    "account": "slurm_account",
+    "qos": "slurm_qos",
+    "signal_delay_s": "slurm_signal_delay_s",
+}
+_FROM_RESOURCES = {
+    "cpus": "cpus_per_task",
+    "gpus": "gpus_per_node",
+    "mem_gb": "mem_gb",
+    "timeout_min": "timeout_min",
+    "partition": "partition",
+}
 _OURS = ("runs_per_job", "wait", "max_array_size", "max_num_timeout", "offline")
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default MaxArraySize
 
@@ -151,9 +170,11 @@ def release_claims(options: RunOptions, runs: Sequence[PlannedRun], *, why: str)
                 if log.parent.is_dir():
                     with contextlib.suppress(OutsideRootError):  # never through a planted link
                         append_text_in_root(
-                            options.root, log,
+                            options.root,
+                            log,
                             f"{time.strftime('%Y-%m-%d %H:%M:%S')} attempt {rec.attempts}: "
-                            f"{why}; the run resumes from its checkpoint\n")  # fmt: skip
+                            f"{why}; the run resumes from its checkpoint\n",
+                        )
     return released
 
 
@@ -168,8 +189,9 @@ def max_array_size() -> int:
     if shutil.which("scontrol") is None:
         return DEFAULT_MAX_ARRAY_SIZE
     try:
-        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
-                             timeout=30).stdout  # fmt: skip
+        out = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, timeout=30
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return DEFAULT_MAX_ARRAY_SIZE
     for line in out.splitlines():
@@ -215,23 +237,39 @@ class SubmititExecutor(Executor):
         for planned in runs:
             rec = records.get(planned.id)
             if rec is not None and rec.status is RunStatus.DONE:
-                yield Outcome(planned.id, planned.stage, rec.status, Origin.EARLIER,
-                              index=planned.index)  # fmt: skip
-            elif (rec is not None and rec.status is RunStatus.FAILED
-                  and not self.options.retry_failed):  # fmt: skip
-                yield Outcome(planned.id, planned.stage, rec.status, Origin.EARLIER,
-                              error=rec.error, index=planned.index)  # fmt: skip
+                yield Outcome(
+                    planned.id, planned.stage, rec.status, Origin.EARLIER, index=planned.index
+                )
+            elif (
+                rec is not None
+                and rec.status is RunStatus.FAILED
+                and not self.options.retry_failed
+            ):
+                yield Outcome(
+                    planned.id,
+                    planned.stage,
+                    rec.status,
+                    Origin.EARLIER,
+                    error=rec.error,
+                    index=planned.index,
+                )
             elif planned.id in queued:  # its job is still pending or running: not twice
-                yield Outcome(planned.id, planned.stage, RunStatus.PENDING, Origin.ELSEWHERE,
-                              index=planned.index)  # fmt: skip
+                yield Outcome(
+                    planned.id,
+                    planned.stage,
+                    RunStatus.PENDING,
+                    Origin.ELSEWHERE,
+                    index=planned.index,
+                )
             else:
                 todo.append(planned)
         if not todo:
             return
-        executor = submitit.AutoExecutor(folder=root / "_submitit" / "%j",
-                                         cluster="local" if self.local else None,
-                                         slurm_max_num_timeout=self.params_given.get(
-                                             "max_num_timeout", 3))  # fmt: skip
+        executor = submitit.AutoExecutor(
+            folder=root / "_submitit" / "%j",
+            cluster="local" if self.local else None,
+            slurm_max_num_timeout=self.params_given.get("max_num_timeout", 3),
+        )
         if executor.cluster not in ("slurm", "local"):
             raise AssayError(
                 f"submitit found no SLURM here (cluster={executor.cluster!r}); run on a SLURM "
@@ -242,13 +280,20 @@ class SubmititExecutor(Executor):
             ledger.record([(j.job_id, [r.id for r in chunk]) for j, chunk in jobs])
         if not self.wait:
             ids = sorted({str(j.job_id).split("_")[0] for j, _ in jobs}, key=int)
-            print(f"submitted {len(todo)} run(s) in {len(jobs)} job(s), array(s) "
-                  f"{', '.join(ids)}; follow with `assay status SUITE --root {root}`",
-                  flush=True)  # fmt: skip
+            print(
+                f"submitted {len(todo)} run(s) in {len(jobs)} job(s), array(s) "
+                f"{', '.join(ids)}; follow with `assay status SUITE --root {root}`",
+                flush=True,
+            )
             for _job, chunk in jobs:
                 for planned in chunk:
-                    yield Outcome(planned.id, planned.stage, RunStatus.PENDING, Origin.EXECUTED,
-                                  index=planned.index)  # fmt: skip
+                    yield Outcome(
+                        planned.id,
+                        planned.stage,
+                        RunStatus.PENDING,
+                        Origin.EXECUTED,
+                        index=planned.index,
+                    )
             return
         for job, chunk in jobs:
             try:
@@ -265,8 +310,9 @@ class SubmititExecutor(Executor):
             groups.setdefault(needs, []).append(chunk)
         submitted: list[Any] = []
         for needs, chunks in groups.items():
-            params = {_FROM_RESOURCES[k]: v for k, v in needs.model_dump().items()
-                      if v is not None}  # fmt: skip
+            params = {
+                _FROM_RESOURCES[k]: v for k, v in needs.model_dump().items() if v is not None
+            }
             params.update({k: v for k, v in given.items() if k not in _OURS})  # --cluster wins
             params = {_TO_SUBMITIT.get(k, k): v for k, v in params.items()}
             if self.local:  # local processes accept only the generic parameters
@@ -274,8 +320,12 @@ class SubmititExecutor(Executor):
             executor.update_parameters(name="assay", **params)
             for start in range(0, len(chunks), limit):  # arrays of at most MaxArraySize jobs
                 part = chunks[start : start + limit]
-                jobs = executor.map_array(ChunkJob(self.worker.execute_chunk), part, [self.options] * len(part),
-                                          [modules] * len(part))  # fmt: skip
+                jobs = executor.map_array(
+                    ChunkJob(self.worker.execute_chunk),
+                    part,
+                    [self.options] * len(part),
+                    [modules] * len(part),
+                )
                 submitted.extend(zip(jobs, part, strict=True))
         return submitted
 
@@ -283,8 +333,14 @@ class SubmititExecutor(Executor):
 def _chunk_failed(chunk: Sequence[PlannedRun], message: str) -> Iterator[Outcome]:
     """Outcomes for a chunk whose job died as a whole (out of memory, lost node)."""
     for planned in chunk:
-        yield Outcome(planned.id, planned.stage, RunStatus.FAILED, Origin.EXECUTED,
-                      error=message[:500], index=planned.index)  # fmt: skip
+        yield Outcome(
+            planned.id,
+            planned.stage,
+            RunStatus.FAILED,
+            Origin.EXECUTED,
+            error=message[:500],
+            index=planned.index,
+        )
 
 
 class SlurmExecutor(SubmititExecutor):

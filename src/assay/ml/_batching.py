@@ -126,8 +126,13 @@ class AdaptiveBatch:
         if m < first:
             log.warning(
                 "out of memory at %d %ss per forward; %d fit: continuing with %d (%s sets the "
-                "largest tried)", first, self.what, m, m, self.knob,
-            )  # fmt: skip
+                "largest tried)",
+                first,
+                self.what,
+                m,
+                m,
+                self.knob,
+            )
         self.last = m
         self.used = m if self.used is None else max(self.used, m)
         return out

@@ -20,11 +20,18 @@ class TorchConfig(SeededConfig):
     MPS, then the CPU.
     """
 
-    device: str = Field("auto", description="auto (this worker's GPU, else MPS, else CPU), cpu, "
-                        "cuda, cuda:N or mps; not part of the run id")  # fmt: skip
+    device: str = Field(
+        "auto",
+        description="auto (this worker's GPU, else MPS, else CPU), cpu, "
+        "cuda, cuda:N or mps; not part of the run id",
+    )
     dtype: DType = Field("float32", description="the dtype the model computes in")
-    num_threads: int = Field(0, ge=0, description="torch CPU threads; 0: $ASSAY_NUM_THREADS, "
-                             "else torch's default; not part of the run id")  # fmt: skip
+    num_threads: int = Field(
+        0,
+        ge=0,
+        description="torch CPU threads; 0: $ASSAY_NUM_THREADS, "
+        "else torch's default; not part of the run id",
+    )
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads"})
 
     def runtime(self) -> Runtime:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from ._config import TorchConfig
 
+
 def worker_device(spec: str = "auto") -> str:
     """This worker's device for ``spec`` (see :func:`assay.resolve_device`, the one resolver)."""
     return resolve_device(spec)

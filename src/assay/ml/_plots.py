@@ -19,8 +19,14 @@ from ..analysis._stats import Interval, NonFiniteWarning, mean_interval
 from ..core._io import agg_pyplot
 from ._errors import MLError
 
-__all__ = ["Interval", "NonFiniteWarning", "agg_pyplot", "mean_interval", "plot_seed_curves",
-           "seed_curves"]  # fmt: skip
+__all__ = [
+    "Interval",
+    "NonFiniteWarning",
+    "agg_pyplot",
+    "mean_interval",
+    "plot_seed_curves",
+    "seed_curves",
+]
 
 
 def seed_curves(

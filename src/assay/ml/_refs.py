@@ -79,7 +79,10 @@ class FileRef(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
     path: str = pydantic.Field(description="the file or folder")
-    sha256: str = pydantic.Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of its content (computed when a plain path is given)")
+    sha256: str = pydantic.Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of its content (computed when a plain path is given)",
+    )
 
     @pydantic.model_validator(mode="before")
     @classmethod

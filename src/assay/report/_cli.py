@@ -20,21 +20,41 @@ DEFAULT_PORT = 8765
 def _source_args(p: argparse.ArgumentParser) -> None:
     from ..core._options import RunOptions
 
-    p.add_argument("suite", nargs="?", default=None,
-                   help="suite file (.yaml, .json or .toml); or use --stage")  # fmt: skip
+    p.add_argument(
+        "suite", nargs="?", default=None, help="suite file (.yaml, .json or .toml); or use --stage"
+    )
     p.add_argument("overrides", nargs="*", help="key.sub=value, or key=1,2,3, as for `assay run`")
     p.add_argument("--stage", default=None, help="every recorded run of this stage instead")
-    p.add_argument("--seeds", nargs="+", default=None, metavar="SEED",
-                   help="seeds replacing the sweep's: 0,1,2 or 0 1 2")  # fmt: skip
-    p.add_argument("--baseline", default=None,
-                   help="key=value[,key=value] of the group the tests compare against "
-                        "(default: the first group)")  # fmt: skip
-    p.add_argument("--import", dest="imports", action="append", default=[],
-                   help="module that registers stages (repeatable)")  # fmt: skip
-    p.add_argument("--trust-imports", action="store_true",
-                   help="import the modules the suite file lists under imports:")  # fmt: skip
-    p.add_argument("--no-families", action="store_true",
-                   help="leave out the family sections (their analyze hooks are not run)")  # fmt: skip
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        default=None,
+        metavar="SEED",
+        help="seeds replacing the sweep's: 0,1,2 or 0 1 2",
+    )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="key=value[,key=value] of the group the tests compare against "
+        "(default: the first group)",
+    )
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        help="module that registers stages (repeatable)",
+    )
+    p.add_argument(
+        "--trust-imports",
+        action="store_true",
+        help="import the modules the suite file lists under imports:",
+    )
+    p.add_argument(
+        "--no-families",
+        action="store_true",
+        help="leave out the family sections (their analyze hooks are not run)",
+    )
     for name in ("root", "store"):  # the same flags and help as `assay run`
         field = RunOptions.model_fields[name]
         p.add_argument(f"--{name}", default=None, metavar=name.upper(), help=field.description)
@@ -44,8 +64,9 @@ def add_commands(subparsers: Any) -> None:
     """Add ``report`` and ``serve`` to an ``argparse`` subparsers object."""
     p = subparsers.add_parser("report", help="write a self-contained HTML report of a suite")
     _source_args(p)
-    p.add_argument("--out", default=None,
-                   help="the HTML file (default: ROOT/reports/<suite or stage>.html)")  # fmt: skip
+    p.add_argument(
+        "--out", default=None, help="the HTML file (default: ROOT/reports/<suite or stage>.html)"
+    )
     p.set_defaults(func=cmd_report)
 
     p = subparsers.add_parser(
@@ -56,12 +77,23 @@ def add_commands(subparsers: Any) -> None:
         "can open it; --host 0.0.0.0 shows every run's config and results to the network.",
     )
     _source_args(p)
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)")  # fmt: skip
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1: this machine only)")  # fmt: skip
-    p.add_argument("--refresh-s", type=float, default=2.0,
-                   help="how often an open page asks for new data (default 2)")  # fmt: skip
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1: this machine only)",
+    )
+    p.add_argument(
+        "--refresh-s",
+        type=float,
+        default=2.0,
+        help="how often an open page asks for new data (default 2)",
+    )
     p.set_defaults(func=cmd_serve)
 
 
@@ -77,18 +109,28 @@ def _source(args: argparse.Namespace) -> dict[str, Any]:
     _check_root(args.root or "runs", args.store, missing_ok=waiting)
     where = Path(args.root or "runs").resolve() / "assay.db"
     if waiting and args.store is None and not where.exists():  # nothing is created there
-        print(f"no runs recorded yet: there is no store at {where}; the page shows the suite's "
-              f"runs as pending until `assay run SUITE --root {args.root or 'runs'}` records "
-              "them", file=sys.stderr)  # fmt: skip
+        print(
+            f"no runs recorded yet: there is no store at {where}; the page shows the suite's "
+            f"runs as pending until `assay run SUITE --root {args.root or 'runs'}` records "
+            "them",
+            file=sys.stderr,
+        )
     import_user_modules(args.imports, root=args.root or "runs")  # as run/status/analyze do
     suite = load_suite(args.suite) if args.suite else None
     if suite is not None and args.trust_imports and suite.imports:
         import_user_modules(suite.imports)
-    return {"root": args.root or "runs", "store": args.store, "suite": suite,
-            "overrides": list(args.overrides) if suite else [], "stage": args.stage,
-            "seeds": parse_seeds(args.seeds), "imports": list(args.imports),
-            "trust_imports": args.trust_imports, "baseline": args.baseline,
-            "families": not args.no_families}  # fmt: skip
+    return {
+        "root": args.root or "runs",
+        "store": args.store,
+        "suite": suite,
+        "overrides": list(args.overrides) if suite else [],
+        "stage": args.stage,
+        "seeds": parse_seeds(args.seeds),
+        "imports": list(args.imports),
+        "trust_imports": args.trust_imports,
+        "baseline": args.baseline,
+        "families": not args.no_families,
+    }
 
 
 def _check_root(root: str, store: str | None, missing_ok: bool = False) -> None:
@@ -145,8 +187,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     for problem in data["problems"]:
         print(f"warning: {problem}", file=sys.stderr)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(data["counts"].items()))
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(data['table']['rows'])} "
-          f"run(s): {counts}) in {time.perf_counter() - start:.1f} s")  # fmt: skip
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {len(data['table']['rows'])} "
+        f"run(s): {counts}) in {time.perf_counter() - start:.1f} s"
+    )
     return 0
 
 

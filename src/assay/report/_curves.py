@@ -80,8 +80,10 @@ def aggregate_curves(
             by_group[labels[rid]].append(rid)
     notes: list[str] = []
     out: dict[str, list[dict[str, Any]]] = {}
-    bounds_of = {m: known_bounds(m, [x for s in series.values() for x in s.get(m, {}).values()])
-                 for m in metrics}  # fmt: skip
+    bounds_of = {
+        m: known_bounds(m, [x for s in series.values() for x in s.get(m, {}).values()])
+        for m in metrics
+    }
     for metric in metrics:
         lines = []
         for group in groups:
@@ -93,30 +95,56 @@ def aggregate_curves(
                 continue
             steps, thinned = _thin(sorted(per_step), MAX_STEPS)
             if thinned:
-                notes.append(f"{metric} / {group}: {len(per_step)} logged steps; every "
-                             f"{math.ceil(len(per_step) / MAX_STEPS)}th is drawn")  # fmt: skip
+                notes.append(
+                    f"{metric} / {group}: {len(per_step)} logged steps; every "
+                    f"{math.ceil(len(per_step) / MAX_STEPS)}th is drawn"
+                )
             values = [v for st in steps for v in per_step[st]]
             codes = [i for i, st in enumerate(steps) for _ in per_step[st]]
             iv = group_intervals(codes, values, len(steps), bounds=bounds_of[metric])
             ns = [int(v) for v in iv["n"]]
-            bad = [int(a + b + c) for a, b, c in zip(iv["n_nan"], iv["n_posinf"], iv["n_neginf"],
-                                                     strict=True)]  # fmt: skip
+            bad = [
+                int(a + b + c)
+                for a, b, c in zip(iv["n_nan"], iv["n_posinf"], iv["n_neginf"], strict=True)
+            ]
             nonfinite = sum(bad)
-            mean, lo, hi = ([None if math.isnan(v) else _round(float(v)) for v in iv[key]]
-                            for key in ("mean", "lo", "hi"))  # fmt: skip
+            mean, lo, hi = (
+                [None if math.isnan(v) else _round(float(v)) for v in iv[key]]
+                for key in ("mean", "lo", "hi")
+            )
             if nonfinite:
-                notes.append(f"{metric} / {group}: {nonfinite} non-finite value(s) (nan/inf) "
-                             "left out of the mean")  # fmt: skip
+                notes.append(
+                    f"{metric} / {group}: {nonfinite} non-finite value(s) (nan/inf) "
+                    "left out of the mean"
+                )
             if max(ns) == 1:
                 notes.append(f"{metric} / {group}: one run per step, no band")
             # the steps with non-finite values, by kind, for the page's markers at the axis edge
-            edges = [[k, int(iv["n_neginf"][k]), int(iv["n_posinf"][k]), int(iv["n_nan"][k])]
-                     for k, b in enumerate(bad) if b]  # fmt: skip
-            lines.append({"group": group, "steps": steps, "mean": mean, "lo": lo, "hi": hi,
-                          "n": ns, "nonfinite": bad, "edges": edges})  # fmt: skip
+            edges = [
+                [k, int(iv["n_neginf"][k]), int(iv["n_posinf"][k]), int(iv["n_nan"][k])]
+                for k, b in enumerate(bad)
+                if b
+            ]
+            lines.append(
+                {
+                    "group": group,
+                    "steps": steps,
+                    "mean": mean,
+                    "lo": lo,
+                    "hi": hi,
+                    "n": ns,
+                    "nonfinite": bad,
+                    "edges": edges,
+                }
+            )
         out[metric] = lines
-    return {"metrics": metrics, "groups": groups, "series": out, "notes": notes,
-            "runs": _run_points(series, notes)}  # fmt: skip
+    return {
+        "metrics": metrics,
+        "groups": groups,
+        "series": out,
+        "notes": notes,
+        "runs": _run_points(series, notes),
+    }
 
 
 def _run_points(
@@ -125,15 +153,22 @@ def _run_points(
     """Each run's own curves for its detail view, thinned; left out above the budget."""
     total = sum(min(len(v), RUN_POINTS) for s in series.values() for v in s.values())
     if total > RUN_POINTS_BUDGET:
-        notes.append(f"per-run curves left out of the run details: {total:,} points exceed the "
-                     f"budget of {RUN_POINTS_BUDGET:,} (the group curves cover every run)")  # fmt: skip
+        notes.append(
+            f"per-run curves left out of the run details: {total:,} points exceed the "
+            f"budget of {RUN_POINTS_BUDGET:,} (the group curves cover every run)"
+        )
         return {}
     out: dict[str, dict[str, list[list[Any]]]] = {}
     for rid, s in series.items():
         per: dict[str, list[list[Any]]] = {}
         for metric, values in s.items():
             steps, _ = _thin(sorted(values), RUN_POINTS)
-            per[metric] = [steps, [_round(values[st]) if math.isfinite(values[st])
-                                   else str(values[st]) for st in steps]]  # fmt: skip
+            per[metric] = [
+                steps,
+                [
+                    _round(values[st]) if math.isfinite(values[st]) else str(values[st])
+                    for st in steps
+                ],
+            ]
         out[rid] = per
     return out

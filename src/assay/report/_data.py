@@ -87,16 +87,22 @@ def collect(
         if suite is not None:
             suite = as_suite(suite)
             if planned is None:
-                planned = plan_suite(suite, overrides, imports=imports,
-                                     trust_imports=trust_imports,
-                                     seeds=list(seeds) if seeds else None)  # fmt: skip
+                planned = plan_suite(
+                    suite,
+                    overrides,
+                    imports=imports,
+                    trust_imports=trust_imports,
+                    seeds=list(seeds) if seeds else None,
+                )
             rows = plan_rows(planned, opened)
             known = opened.get_many(r.id for r in planned)
             got = opened.get_many(r.id for r in rows if r.upstream)
             ups = [got[r.id] for r in rows if r.upstream and r.id in got]  # in plan order
-            records = [known.get(p.id) or RunRecord(p.id, p.stage, RunStatus.PENDING,
-                                                    json.loads(p.config_json))
-                       for p in planned]  # fmt: skip
+            records = [
+                known.get(p.id)
+                or RunRecord(p.id, p.stage, RunStatus.PENDING, json.loads(p.config_json))
+                for p in planned
+            ]
             index = {p.id: p.index for p in planned}
             plan = _plan(suite, overrides, planned, rows)
             title = f"assay report: {suite.name}"
@@ -104,8 +110,10 @@ def collect(
             records = opened.query(stage=stage)
             ups = []
             if not records:
-                raise AssayError(f"no recorded runs of stage {stage!r} in {opened.url}; "
-                                 "`assay ls` lists the recorded runs")  # fmt: skip
+                raise AssayError(
+                    f"no recorded runs of stage {stage!r} in {opened.url}; "
+                    "`assay ls` lists the recorded runs"
+                )
             index = {r.id: i for i, r in enumerate(records)}
             title = f"assay report: stage {stage}"
         url = opened.url
@@ -129,37 +137,49 @@ def collect(
     if families:
         finished = [r for r in records if r.status is RunStatus.DONE]
         sections = family_sections(finished, problems, memo)
-    return _jsonable({
-        "title": title,
-        "generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "generated_s": round(now, 3),
-        "source": {"root": str(Path(root).resolve()), "store": url, "stage": stage,
-                   "suite": None if suite is None else suite.name},
-        "plan": plan,
-        "counts": dict(Counter(r.status.value for r in records)),
-        "table": table,
-        "detail": _details(records, prov, labels),
-        "running": _running(records, files, now),
-        "stats": stats,
-        "curves": curves,
-        "provenance": provenance_summary(records, prov),
-        "failures": _failures(records, df, table["param_keys"], files),
-        "families": sections,
-        "problems": problems,
-        "build_s": round(time.perf_counter() - t0, 3),
-    })  # fmt: skip
+    return _jsonable(
+        {
+            "title": title,
+            "generated": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "generated_s": round(now, 3),
+            "source": {
+                "root": str(Path(root).resolve()),
+                "store": url,
+                "stage": stage,
+                "suite": None if suite is None else suite.name,
+            },
+            "plan": plan,
+            "counts": dict(Counter(r.status.value for r in records)),
+            "table": table,
+            "detail": _details(records, prov, labels),
+            "running": _running(records, files, now),
+            "stats": stats,
+            "curves": curves,
+            "provenance": provenance_summary(records, prov),
+            "failures": _failures(records, df, table["param_keys"], files),
+            "families": sections,
+            "problems": problems,
+            "build_s": round(time.perf_counter() - t0, 3),
+        }
+    )
 
 
 def _plan(suite: Any, overrides: Sequence[str], planned: Sequence[Any], rows: Sequence[Any]):
     top = Counter(r.state.value for r in rows if not r.upstream)
     up = Counter(r.state.value for r in rows if r.upstream)
     return {
-        "name": suite.name, "stage": suite.stage, "description": suite.description,
-        "path": str(suite.path) if suite.path else None, "sweep": suite.sweep,
-        "config": suite.config, "overrides": list(overrides), "n_runs": len(planned),
-        "states": dict(top), "upstream_states": dict(up),
+        "name": suite.name,
+        "stage": suite.stage,
+        "description": suite.description,
+        "path": str(suite.path) if suite.path else None,
+        "sweep": suite.sweep,
+        "config": suite.config,
+        "overrides": list(overrides),
+        "n_runs": len(planned),
+        "states": dict(top),
+        "upstream_states": dict(up),
         "upstream_stages": sorted({r.stage for r in rows if r.upstream}),
-    }  # fmt: skip
+    }
 
 
 def _group_labels(df: Any) -> dict[str, str]:
@@ -197,11 +217,17 @@ def _failed_lines(series: dict[str, dict[str, dict[int, float]]], labels: dict[s
     for rid, s in series.items():
         for metric, values in s.items():
             steps, _ = _thin(sorted(values), RUN_POINTS)
-            out.setdefault(metric, []).append({
-                "run": rid, "group": labels.get(rid, ""), "steps": steps,
-                "values": [float(f"{values[t]:.6g}") if math.isfinite(values[t])
-                           else str(values[t]) for t in steps],
-            })  # fmt: skip
+            out.setdefault(metric, []).append(
+                {
+                    "run": rid,
+                    "group": labels.get(rid, ""),
+                    "steps": steps,
+                    "values": [
+                        float(f"{values[t]:.6g}") if math.isfinite(values[t]) else str(values[t])
+                        for t in steps
+                    ],
+                }
+            )
     return out
 
 
@@ -225,15 +251,26 @@ def _statistics(done: Any, baseline: str | None) -> dict[str, Any]:
     what a row cannot say: one seed, non-finite values left out, a bounded interval), and the
     tests against the baseline (``compare_groups``: Welch, and paired over shared seeds; Holm)."""
     if done.empty:
-        return {"summary": [], "comparison": [], "metrics": [], "baseline": None,
-                "notes": ["no finished runs yet: statistics appear when runs finish"],
-                "seed_column": None}  # fmt: skip
+        return {
+            "summary": [],
+            "comparison": [],
+            "metrics": [],
+            "baseline": None,
+            "notes": ["no finished runs yet: statistics appear when runs finish"],
+            "seed_column": None,
+        }
     notes = []
     try:
         summary = summarize(done)
     except AssayError as exc:  # a stage's "_bounds" its values leave: say so, keep the page
-        return {"summary": [], "comparison": [], "metrics": [], "baseline": None,
-                "notes": [f"no statistics: {exc}"], "seed_column": None}  # fmt: skip
+        return {
+            "summary": [],
+            "comparison": [],
+            "metrics": [],
+            "baseline": None,
+            "notes": [f"no statistics: {exc}"],
+            "seed_column": None,
+        }
     comparison = compare_groups(done, baseline)
     rows = summary.to_dict("records")
     if len(rows) > MAX_STATS_ROWS:
@@ -249,14 +286,19 @@ def _statistics(done: Any, baseline: str | None) -> dict[str, Any]:
         if not r["n"] or not r["n_baseline"]:  # every value NaN or infinite in a group
             r["p_welch"] = r["p_welch_holm"] = "no finite values"
     return {
-        "summary": rows, "comparison": comp[:MAX_STATS_ROWS],
+        "summary": rows,
+        "comparison": comp[:MAX_STATS_ROWS],
         "metrics": list(dict.fromkeys(r["metric"] for r in rows)),
-        "baseline": (None if not comp else comp[0]["baseline"]
-                     if len({r["baseline"] for r in comp}) == 1
-                     else "one per variant (the baseline column of comparison)"),
+        "baseline": (
+            None
+            if not comp
+            else comp[0]["baseline"]
+            if len({r["baseline"] for r in comp}) == 1
+            else "one per variant (the baseline column of comparison)"
+        ),
         "notes": notes,
         "seed_column": (seed_column(done) or "").removeprefix("config.") or None,
-    }  # fmt: skip
+    }
 
 
 def _flat(rec: RunRecord) -> dict[str, Any]:
@@ -283,29 +325,46 @@ def _table(
         params.append(seed)
     # "_flags" and "_bounds" declare, not measure: a flag is drawn as a badge on its cell
     # (from the run's detail), never as a column of its own
-    results = list(dict.fromkeys(k for r in records for k in flat[r.id] if k.startswith("results.")
-                                 and k.split(".", 2)[1] not in RESERVED))  # fmt: skip
+    results = list(
+        dict.fromkeys(
+            k
+            for r in records
+            for k in flat[r.id]
+            if k.startswith("results.") and k.split(".", 2)[1] not in RESERVED
+        )
+    )
     notes = []
     if len(results) > MAX_RESULT_COLUMNS:
-        notes.append(f"{len(results)} result keys: the table shows the first "
-                     f"{MAX_RESULT_COLUMNS}; each run's detail has all of them")  # fmt: skip
+        notes.append(
+            f"{len(results)} result keys: the table shows the first "
+            f"{MAX_RESULT_COLUMNS}; each run's detail has all of them"
+        )
         results = results[:MAX_RESULT_COLUMNS]
-    columns: list[dict[str, Any]] = [{"key": "index", "label": "#", "kind": "meta"},
-               {"key": "id", "label": "id", "kind": "meta"},
-               {"key": "state", "label": "state", "kind": "meta"}]  # fmt: skip
+    columns: list[dict[str, Any]] = [
+        {"key": "index", "label": "#", "kind": "meta"},
+        {"key": "id", "label": "id", "kind": "meta"},
+        {"key": "state", "label": "state", "kind": "meta"},
+    ]
     columns += [{"key": c, "label": c.removeprefix("config."), "kind": "param"} for c in params]
-    columns += [{"key": c, "label": c.removeprefix("results."), "kind": "result"}
-                for c in results]  # fmt: skip
-    columns += [{"key": "duration_s", "label": "duration_s", "kind": "meta"},
-                {"key": "attempts", "label": "attempts", "kind": "meta"},
-                {"key": "commit", "label": "commit", "kind": "meta"}]  # fmt: skip
+    columns += [{"key": c, "label": c.removeprefix("results."), "kind": "result"} for c in results]
+    columns += [
+        {"key": "duration_s", "label": "duration_s", "kind": "meta"},
+        {"key": "attempts", "label": "attempts", "kind": "meta"},
+        {"key": "commit", "label": "commit", "kind": "meta"},
+    ]
     # finished runs made by other code than is installed now (see assay.core._stale)
-    stale = {rec.id: why for rec in records if rec.status is RunStatus.DONE
-             and (why := stale_reason((prov.get(rec.id) or {}).get("code"), rec.stage))}  # fmt: skip
+    stale = {
+        rec.id: why
+        for rec in records
+        if rec.status is RunStatus.DONE
+        and (why := stale_reason((prov.get(rec.id) or {}).get("code"), rec.stage))
+    }
     if stale:
         columns.append({"key": "stale", "label": "stale", "kind": "meta"})
-        notes.append(f"{len(stale)} finished run(s) are stale (stage code changed since they "
-                     "ran): `assay run SUITE --rerun-stale` reruns them")  # fmt: skip
+        notes.append(
+            f"{len(stale)} finished run(s) are stale (stage code changed since they "
+            "ran): `assay run SUITE --rerun-stale` reruns them"
+        )
     rows = []
     for rec in records:
         cells = flat[rec.id]
@@ -324,8 +383,12 @@ def _table(
     for j, column in enumerate(columns):
         vals = [row[j] for row in rows if row[j] is not None]
         column["numeric"] = bool(vals) and all(_is_number(v) for v in vals)
-    return {"columns": columns, "rows": rows, "notes": notes,
-            "param_keys": [c.removeprefix("config.") for c in params]}  # fmt: skip
+    return {
+        "columns": columns,
+        "rows": rows,
+        "notes": notes,
+        "param_keys": [c.removeprefix("config.") for c in params],
+    }
 
 
 def _is_number(v: Any) -> bool:
@@ -352,14 +415,24 @@ def _details(
         p = prov.get(r.id) or {}
         git = p.get("git") or {}
         out[r.id] = {
-            "stage": r.stage, "group": labels.get(r.id, ""), "config": r.config,
-            "results": r.results, "error": r.error,
+            "stage": r.stage,
+            "group": labels.get(r.id, ""),
+            "config": r.config,
+            "results": r.results,
+            "error": r.error,
             "dir": str(r.dir) if r.dir else None,
-            "provenance": {"commit": git.get("commit"), "dirty": git.get("dirty"),
-                           "host": p.get("host"), "python": p.get("python"),
-                           "device": p.get("device"), "started": p.get("time_start_iso"),
-                           "attempt": p.get("attempt")} if p else None,
-        }  # fmt: skip
+            "provenance": {
+                "commit": git.get("commit"),
+                "dirty": git.get("dirty"),
+                "host": p.get("host"),
+                "python": p.get("python"),
+                "device": p.get("device"),
+                "started": p.get("time_start_iso"),
+                "attempt": p.get("attempt"),
+            }
+            if p
+            else None,
+        }
     return out
 
 
@@ -369,9 +442,14 @@ def _running(records: Sequence[RunRecord], files: RunFiles, now: float) -> list[
         if r.status is not RunStatus.RUNNING:
             continue
         progress = files.json(r.dir / "progress.json") if r.dir else None
-        out.append({"id": r.id, "progress": progress,
-                    "heartbeat_age_s": round(now - r.heartbeat, 1) if r.heartbeat else None,
-                    "running_s": round(now - r.started, 1) if r.started else None})  # fmt: skip
+        out.append(
+            {
+                "id": r.id,
+                "progress": progress,
+                "heartbeat_age_s": round(now - r.heartbeat, 1) if r.heartbeat else None,
+                "running_s": round(now - r.started, 1) if r.started else None,
+            }
+        )
     return out
 
 
@@ -380,15 +458,22 @@ def _failures(
 ) -> dict[str, Any]:
     failed = [r for r in records if r.status is RunStatus.FAILED]
     cols = [f"config.{k}" for k in param_keys]
-    params = {row["id"]: {k.removeprefix("config."): row[k] for k in cols}
-              for row in df[df["status"] == "failed"][["id", *cols]].to_dict("records")}  # fmt: skip
+    params = {
+        row["id"]: {k.removeprefix("config."): row[k] for k in cols}
+        for row in df[df["status"] == "failed"][["id", *cols]].to_dict("records")
+    }
     shown = []
     for r in failed[:MAX_FAILURES]:
-        shown.append({
-            "id": r.id, "attempts": r.attempts, "error": r.error, "params": params.get(r.id, {}),
-            "error_tail": files.tail(r.dir / "error.txt", ERROR_TAIL_LINES) if r.dir else None,
-            "log_tail": files.tail(r.dir / "log.txt", LOG_TAIL_LINES) if r.dir else None,
-        })  # fmt: skip
+        shown.append(
+            {
+                "id": r.id,
+                "attempts": r.attempts,
+                "error": r.error,
+                "params": params.get(r.id, {}),
+                "error_tail": files.tail(r.dir / "error.txt", ERROR_TAIL_LINES) if r.dir else None,
+                "log_tail": files.tail(r.dir / "log.txt", LOG_TAIL_LINES) if r.dir else None,
+            }
+        )
     return {"n": len(failed), "shown": shown}
 
 

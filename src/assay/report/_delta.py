@@ -43,8 +43,10 @@ def split(data: dict[str, Any], sections_html: str) -> tuple[dict[str, Any], dic
     curves = data.get("curves") or {}
     per_run = curves.get("runs") or {}
     detail = data.get("detail") or {}
-    runs = {row[1]: {"row": row, "detail": detail.get(row[1]), "curve": per_run.get(row[1])}
-            for row in data["table"]["rows"]}  # fmt: skip
+    runs = {
+        row[1]: {"row": row, "detail": detail.get(row[1]), "curve": per_run.get(row[1])}
+        for row in data["table"]["rows"]
+    }
     blocks = {k: v for k, v in data.items() if k not in ("table", "detail", "curves")}
     blocks["table"] = {k: v for k, v in data["table"].items() if k != "rows"}
     blocks["curves"] = {k: v for k, v in curves.items() if k != "runs"}
@@ -53,8 +55,9 @@ def split(data: dict[str, Any], sections_html: str) -> tuple[dict[str, Any], dic
 
 
 def snapshot(runs: dict[str, Any], blocks: dict[str, Any]) -> Snapshot:
-    return Snapshot({k: _version(v) for k, v in runs.items()},
-                    {k: _version(v) for k, v in blocks.items()})  # fmt: skip
+    return Snapshot(
+        {k: _version(v) for k, v in runs.items()}, {k: _version(v) for k, v in blocks.items()}
+    )
 
 
 def delta(old: Snapshot, new: Snapshot, runs: dict[str, Any], blocks: dict[str, Any]) -> dict:
@@ -83,8 +86,10 @@ def merge(data: dict[str, Any], sections_html: str, change: dict[str, Any]):
     out = {k: v for k, v in blocks.items() if k not in ("table", "curves", "sections_html")}
     out["table"] = {**blocks["table"], "rows": [runs[k]["row"] for k in order]}
     out["detail"] = {k: runs[k]["detail"] for k in order if runs[k]["detail"] is not None}
-    out["curves"] = {**blocks["curves"], "runs": {k: runs[k]["curve"] for k in order
-                                                 if runs[k]["curve"] is not None}}  # fmt: skip
+    out["curves"] = {
+        **blocks["curves"],
+        "runs": {k: runs[k]["curve"] for k in order if runs[k]["curve"] is not None},
+    }
     return out, blocks["sections_html"]
 
 

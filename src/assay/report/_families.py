@@ -93,9 +93,17 @@ def _run_hook(fam: Any, records: Sequence[RunRecord], *, use_report: bool):
     except Exception as exc:  # a family's bug must not cost the researcher the whole report
         error = f"{type(exc).__name__}: {exc}"
         tail = "".join(traceback.format_exc().splitlines(keepends=True)[-12:])
-        section = {"family": fam.name, "title": f"{fam.name}: its {source} hook failed",
-                   "source": source, "text": tail, "images": [], "tables": [], "figures": [],
-                   "error": error, "notes": []}  # fmt: skip
+        section = {
+            "family": fam.name,
+            "title": f"{fam.name}: its {source} hook failed",
+            "source": source,
+            "text": tail,
+            "images": [],
+            "tables": [],
+            "figures": [],
+            "error": error,
+            "notes": [],
+        }
         return (
             [section],
             f"family {fam.name}: the {source} hook failed ({error}); its section "
@@ -115,19 +123,32 @@ def _from_analyze(fam: Any, records: Sequence[RunRecord]) -> dict[str, Any]:
         csvs = [p for p in files if p.suffix.lower() == ".csv"]
         tables = [_csv_table(p, out_dir) for p in csvs[:MAX_TABLES]]
         if len(csvs) > MAX_TABLES:
-            notes.append(f"{len(csvs) - MAX_TABLES} more CSV file(s) not shown; run "
-                         f"`assay analyze ... --out DIR` for every file")  # fmt: skip
-        others = [str(p.relative_to(out_dir)) for p in files
-                  if p.suffix.lower() not in IMAGE_TYPES and p.suffix.lower() != ".csv"]  # fmt: skip
+            notes.append(
+                f"{len(csvs) - MAX_TABLES} more CSV file(s) not shown; run "
+                f"`assay analyze ... --out DIR` for every file"
+            )
+        others = [
+            str(p.relative_to(out_dir))
+            for p in files
+            if p.suffix.lower() not in IMAGE_TYPES and p.suffix.lower() != ".csv"
+        ]
     text = printed.getvalue()
     if len(text) > MAX_TEXT_CHARS:
         notes.append(f"printed output cut to its first {MAX_TEXT_CHARS:,} characters")
         text = text[:MAX_TEXT_CHARS]
     if others:
         notes.append("other files written by the hook: " + ", ".join(others[:20]))
-    return {"family": fam.name, "title": f"{fam.name}: {fam.description}", "source": "analyze",
-            "text": text.strip("\n"), "images": images, "tables": tables, "figures": [],
-            "error": None, "notes": notes}  # fmt: skip
+    return {
+        "family": fam.name,
+        "title": f"{fam.name}: {fam.description}",
+        "source": "analyze",
+        "text": text.strip("\n"),
+        "images": images,
+        "tables": tables,
+        "figures": [],
+        "error": None,
+        "notes": notes,
+    }
 
 
 def _images(paths: Sequence[Path], base: Path) -> tuple[list[dict[str, str]], list[str]]:
@@ -136,12 +157,18 @@ def _images(paths: Sequence[Path], base: Path) -> tuple[list[dict[str, str]], li
         name = str(p.relative_to(base)) if p.is_relative_to(base) else p.name
         data = p.read_bytes()
         if used + len(data) > MAX_IMAGE_BYTES:
-            notes.append(f"{name} left out: the family's figures exceed "
-                         f"{MAX_IMAGE_BYTES / 1e6:.0f} MB")  # fmt: skip
+            notes.append(
+                f"{name} left out: the family's figures exceed {MAX_IMAGE_BYTES / 1e6:.0f} MB"
+            )
             continue
         used += len(data)
-        out.append({"name": name, "mime": IMAGE_TYPES[p.suffix.lower()],
-                    "b64": base64.b64encode(data).decode("ascii")})  # fmt: skip
+        out.append(
+            {
+                "name": name,
+                "mime": IMAGE_TYPES[p.suffix.lower()],
+                "b64": base64.b64encode(data).decode("ascii"),
+            }
+        )
     return out, notes
 
 
@@ -175,6 +202,14 @@ def _section(family: str, s: ReportSection, source: str) -> dict[str, Any]:
         )
         tables.append({"caption": caption + more, "columns": columns, "rows": shown})
     figures = [f.to_plotly_json() if hasattr(f, "to_plotly_json") else f for f in s.figures]
-    return {"family": family, "title": s.title, "source": source, "text": s.text,
-            "images": images, "tables": tables, "figures": figures, "error": None,
-            "notes": notes}  # fmt: skip
+    return {
+        "family": family,
+        "title": s.title,
+        "source": source,
+        "text": s.text,
+        "images": images,
+        "tables": tables,
+        "figures": figures,
+        "error": None,
+        "notes": notes,
+    }

@@ -102,10 +102,19 @@ def render_html(data: dict[str, Any], *, live: bool = False, refresh_ms: int = R
     js = _asset("report.js")
     if "</script" in js.lower():
         raise AssertionError("report.js must not contain a closing script tag")
-    return _env().get_template("report.html.j2").render(
-        data=data, live=live, refresh_ms=refresh_ms, css=_asset("report.css"), js=js,
-        data_b64=_pack(data_json(data)), plotly_b64=plotly_b64(),
-    )  # fmt: skip
+    return (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            data=data,
+            live=live,
+            refresh_ms=refresh_ms,
+            css=_asset("report.css"),
+            js=js,
+            data_b64=_pack(data_json(data)),
+            plotly_b64=plotly_b64(),
+        )
+    )
 
 
 def write_html(path: str | Path, data: dict[str, Any]) -> Path:

@@ -25,14 +25,19 @@ def provenance_summary(
     commits: dict[tuple[str | None, str | None], dict[str, Any]] = {}
     dirty_ids = []
     packages: dict[str, dict[str, list[str]]] = {}
-    envs: dict[str, dict[str, list[str]]] = {"python": {}, "host": {}, "device": {},
-                                            "platform": {}}  # fmt: skip
+    envs: dict[str, dict[str, list[str]]] = {
+        "python": {},
+        "host": {},
+        "device": {},
+        "platform": {},
+    }
     for r in recorded:
         p = prov[r.id] or {}
         git = p.get("git") or {}
         key = (git.get("commit"), git.get("branch"))
-        entry = commits.setdefault(key, {"commit": key[0], "branch": key[1], "runs": 0,
-                                         "dirty": 0, "diffs": Counter()})  # fmt: skip
+        entry = commits.setdefault(
+            key, {"commit": key[0], "branch": key[1], "runs": 0, "dirty": 0, "diffs": Counter()}
+        )
         entry["runs"] += 1
         if git.get("dirty"):
             entry["dirty"] += 1
@@ -52,18 +57,25 @@ def provenance_summary(
     differing = {name: _counts(v) for name, v in sorted(packages.items()) if len(v) > 1}
     return {
         "n_recorded": n,
-        "missing": missing[:MAX_IDS], "n_missing": len(missing),
-        "commits": [{**c, "diffs": len(c["diffs"])} for c in sorted(
-            commits.values(), key=lambda c: -c["runs"])],  # fmt: skip
-        "dirty": dirty_ids[:MAX_IDS], "n_dirty": len(dirty_ids),
+        "missing": missing[:MAX_IDS],
+        "n_missing": len(missing),
+        "commits": [
+            {**c, "diffs": len(c["diffs"])}
+            for c in sorted(commits.values(), key=lambda c: -c["runs"])
+        ],
+        "dirty": dirty_ids[:MAX_IDS],
+        "n_dirty": len(dirty_ids),
         "packages_differing": differing,
-        "packages_shared": {name: next(iter(v)) for name, v in sorted(packages.items())
-                            if len(v) == 1},  # fmt: skip
+        "packages_shared": {
+            name: next(iter(v)) for name, v in sorted(packages.items()) if len(v) == 1
+        },
         "environment": {f: _counts(v) for f, v in envs.items() if v},
-    }  # fmt: skip
+    }
 
 
 def _counts(values: Mapping[str, list[str]]) -> list[dict[str, Any]]:
     """``[{value, runs, ids}]``, the most common value first."""
-    return [{"value": k, "runs": len(ids), "ids": ids[:MAX_IDS]}
-            for k, ids in sorted(values.items(), key=lambda kv: -len(kv[1]))]  # fmt: skip
+    return [
+        {"value": k, "runs": len(ids), "ids": ids[:MAX_IDS]}
+        for k, ids in sorted(values.items(), key=lambda kv: -len(kv[1]))
+    ]

@@ -63,9 +63,13 @@ class ReportServer:
         if self._plan is None or self._plan[0] != stamp:
             if self._plan is not None and suite.path:
                 suite = self.source["suite"] = load_suite(suite.path)
-            planned = plan_suite(suite, self.source["overrides"], imports=self.source["imports"],
-                                 trust_imports=self.source["trust_imports"],
-                                 seeds=self.source["seeds"])  # fmt: skip
+            planned = plan_suite(
+                suite,
+                self.source["overrides"],
+                imports=self.source["imports"],
+                trust_imports=self.source["trust_imports"],
+                seeds=self.source["seeds"],
+            )
             self._plan = (stamp, planned)
         return self._plan[1]
 
@@ -157,16 +161,24 @@ class ReportServer:
             for s, c in sorted(stages.items())
         )
         root = html.escape(str(self.source["root"]))
-        body = (f"<table><tr><th>stage</th><th>runs</th></tr>{rows}</table>" if rows
-                else "<p>no runs recorded yet.</p>")  # fmt: skip
-        return _page("assay serve", f"<h1>Runs under {root}</h1>{body}<p>A suite's report: "
-                     "<code>assay serve SUITE --root ROOT</code>.</p>")  # fmt: skip
+        body = (
+            f"<table><tr><th>stage</th><th>runs</th></tr>{rows}</table>"
+            if rows
+            else "<p>no runs recorded yet.</p>"
+        )
+        return _page(
+            "assay serve",
+            f"<h1>Runs under {root}</h1>{body}<p>A suite's report: "
+            "<code>assay serve SUITE --root ROOT</code>.</p>",
+        )
 
 
 def _page(title: str, body: str) -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" '
-            f'href="data:,"><title>{html.escape(title)}</title></head><body>{body}</body>'
-            "</html>")  # fmt: skip
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" '
+        f'href="data:,"><title>{html.escape(title)}</title></head><body>{body}</body>'
+        "</html>"
+    )
 
 
 def _handler(server: ReportServer, allowed_hosts: set[str]) -> type:
@@ -185,8 +197,12 @@ def _handler(server: ReportServer, allowed_hosts: set[str]) -> type:
 
         def do_GET(self) -> None:  # noqa: N802 (stdlib name)
             if self.headers.get("Host", "") not in allowed_hosts:
-                self._send(403, "refused: this server answers only requests addressed to "
-                           f"{sorted(allowed_hosts)[0]}", "text/plain")  # fmt: skip
+                self._send(
+                    403,
+                    "refused: this server answers only requests addressed to "
+                    f"{sorted(allowed_hosts)[0]}",
+                    "text/plain",
+                )
                 return
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
@@ -213,12 +229,16 @@ def _handler(server: ReportServer, allowed_hosts: set[str]) -> type:
                 if url.path == "/data.json":
                     self._send(200, json.dumps({"error": str(exc)}), "application/json")
                 else:
-                    self._send(200, _page("assay serve", f"<p>{html.escape(str(exc))}</p>"),
-                               "text/html; charset=utf-8")  # fmt: skip
+                    self._send(
+                        200,
+                        _page("assay serve", f"<p>{html.escape(str(exc))}</p>"),
+                        "text/html; charset=utf-8",
+                    )
             except Exception:  # keep serving; say what broke
                 traceback.print_exc(file=sys.stderr)
-                self._send(500, "internal error; see the terminal running assay serve",
-                           "text/plain")  # fmt: skip
+                self._send(
+                    500, "internal error; see the terminal running assay serve", "text/plain"
+                )
 
     return Handler
 
@@ -246,8 +266,10 @@ def serve(
     try:
         httpd = http.server.ThreadingHTTPServer((host, port), _handler(server, set()))
     except OSError as exc:
-        raise AssayError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another "
-                         "--port, or --port 0 for a free one") from None  # fmt: skip
+        raise AssayError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another "
+            "--port, or --port 0 for a free one"
+        ) from None
     bound = httpd.server_address[1]
     names = {host, "localhost"} if host in ("127.0.0.1", "::1") else {host}
     allowed = {f"{n}:{bound}" for n in names}
@@ -255,11 +277,17 @@ def serve(
         allowed = _AnyHost()  # bound to every address on purpose: any Host header
     httpd.RequestHandlerClass = _handler(server, allowed)
     what = source["suite"].name if source["suite"] else (source["stage"] or "the store's stages")
-    print(f"serving {what} at http://{host}:{bound}/ (runs under {source['root']}; Ctrl-C "
-          "stops)", flush=True)  # fmt: skip
+    print(
+        f"serving {what} at http://{host}:{bound}/ (runs under {source['root']}; Ctrl-C stops)",
+        flush=True,
+    )
     if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: bound to {host}: anyone who can reach this machine can read every "
-              "run's config and results", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"warning: bound to {host}: anyone who can reach this machine can read every "
+            "run's config and results",
+            file=sys.stderr,
+            flush=True,
+        )
     if ready is not None:
         ready(host, bound)
     try:

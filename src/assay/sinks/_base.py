@@ -83,9 +83,18 @@ class Sink(abc.ABC):
 class SinkContext:
     """What every sink is told about the run it logs."""
 
-    def __init__(self, *, run_id: str, stage: str, suite: str | None, config: Mapping[str, Any],
-                 root: Path, attempt: int, params: Mapping[str, Any] | None = None,
-                 upstream: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        stage: str,
+        suite: str | None,
+        config: Mapping[str, Any],
+        root: Path,
+        attempt: int,
+        params: Mapping[str, Any] | None = None,
+        upstream: bool = False,
+    ) -> None:
         self.run_id, self.stage, self.suite = run_id, stage, suite
         self.config = dict(config)
         self.root = Path(root)
@@ -100,10 +109,14 @@ class SinkContext:
         # upstream runs share the suite's project/experiment: their role and stage tags let a
         # user filter them out (W&B tag "upstream", MLflow tags.`assay.role` = 'upstream')
         self.upstream = upstream
-        self.tags = {"assay.run_id": run_id, "assay.stage": stage, "assay.suite": suite or "",
-                     "assay.group": self.group, "assay.attempt": str(attempt),
-                     "assay.role": "upstream" if upstream else "suite"}  # fmt: skip
-
+        self.tags = {
+            "assay.run_id": run_id,
+            "assay.stage": stage,
+            "assay.suite": suite or "",
+            "assay.group": self.group,
+            "assay.attempt": str(attempt),
+            "assay.role": "upstream" if upstream else "suite",
+        }
 
 
 # Sink classes by name: loaded from the entry points on first use (a test may add its own).
@@ -141,8 +154,10 @@ def parse_sinks(value: str | Sequence[str] | None) -> tuple[str, ...]:
     known = set(sink_names())
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise SinkError(f"unknown sink(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))} "
-                        "(e.g. --sink wandb,mlflow)")  # fmt: skip
+        raise SinkError(
+            f"unknown sink(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))} "
+            "(e.g. --sink wandb,mlflow)"
+        )
     return tuple(dict.fromkeys(names))
 
 
@@ -164,9 +179,11 @@ def unreachable(name: str, url: str) -> str | None:
     try:
         socket.create_connection((parts.hostname or "", port), timeout=SINK_CONNECT_S).close()
     except OSError as exc:
-        return (f"sink {name}: cannot connect to {parts.hostname}:{port} within "
-                f"{SINK_CONNECT_S:g} s ({exc.strerror or exc}); start the server or fix the "
-                "URL")  # fmt: skip
+        return (
+            f"sink {name}: cannot connect to {parts.hostname}:{port} within "
+            f"{SINK_CONNECT_S:g} s ({exc.strerror or exc}); start the server or fix the "
+            "URL"
+        )
     return None
 
 

@@ -35,10 +35,12 @@ class MlflowSink(Sink):
         url = os.environ.get("MLFLOW_TRACKING_URI", "")
         if url and not url.startswith(DATABASE_SCHEMES):
             if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
-                return (f"sink mlflow: MLFLOW_TRACKING_URI={url} is MLflow's file store, which "
-                        "the installed MLflow keeps in maintenance mode (it writes nothing); unset "
-                        "MLFLOW_TRACKING_URI (assay then uses sqlite:///ROOT/mlflow.db), point it "
-                        "at a database or server, or set MLFLOW_ALLOW_FILE_STORE=true")  # fmt: skip
+                return (
+                    f"sink mlflow: MLFLOW_TRACKING_URI={url} is MLflow's file store, which "
+                    "the installed MLflow keeps in maintenance mode (it writes nothing); unset "
+                    "MLFLOW_TRACKING_URI (assay then uses sqlite:///ROOT/mlflow.db), point it "
+                    "at a database or server, or set MLFLOW_ALLOW_FILE_STORE=true"
+                )
             return None
         return unreachable(cls.name, url)
 

@@ -36,8 +36,13 @@ class SinkSet:
         problems: sink name -> the one message reported for it.
     """
 
-    def __init__(self, sinks: list[Sink], warn: Callable[[str], None], metrics_path: Path | None,
-                 problems: dict[str, str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        sinks: list[Sink],
+        warn: Callable[[str], None],
+        metrics_path: Path | None,
+        problems: dict[str, str],
+    ) -> None:
         self.sinks = sinks
         self.warn = warn
         self.problems = problems
@@ -66,8 +71,12 @@ class SinkSet:
             except Exception as exc:
                 self._fail(sink, "log_metrics", exc)
 
-    def finish(self, status: str, results: Mapping[str, Any] | None = None,
-               artifacts_dir: Path | None = None) -> None:  # fmt: skip
+    def finish(
+        self,
+        status: str,
+        results: Mapping[str, Any] | None = None,
+        artifacts_dir: Path | None = None,
+    ) -> None:
         """Replay the metric lines no sink saw, then record results and the end state.
 
         Args:
@@ -116,8 +125,16 @@ def open_sinks(
     import sys
 
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-    ctx = SinkContext(run_id=run_id, stage=stage, suite=suite, config=config, root=Path(root),
-                      attempt=attempt, params=params, upstream=upstream)  # fmt: skip
+    ctx = SinkContext(
+        run_id=run_id,
+        stage=stage,
+        suite=suite,
+        config=config,
+        root=Path(root),
+        attempt=attempt,
+        params=params,
+        upstream=upstream,
+    )
     opened: list[Sink] = []
     problems: dict[str, str] = {}
     for name in parse_sinks(list(names)):
@@ -136,14 +153,17 @@ def open_sinks(
     return SinkSet(opened, warn, metrics, problems)
 
 
-def _report(problems: dict[str, str], warn: Callable[[str], None], name: str, what: str,
-            exc: BaseException) -> None:  # fmt: skip
+def _report(
+    problems: dict[str, str], warn: Callable[[str], None], name: str, what: str, exc: BaseException
+) -> None:
     if name in problems:
         return
     # the whole message, lines joined: a hint's fix often stands on its last line
     detail = " ".join(str(exc).split())[:600]
-    msg = (f"sink {name} {what}: {type(exc).__name__}{': ' + detail if detail else ''}; the run "
-           f"goes on without {name}")  # fmt: skip
+    msg = (
+        f"sink {name} {what}: {type(exc).__name__}{': ' + detail if detail else ''}; the run "
+        f"goes on without {name}"
+    )
     problems[name] = msg
     with contextlib.suppress(Exception):  # the report of a problem must not become one
         warn(msg)
@@ -223,16 +243,30 @@ def _open_metrics_like(root: str | Path, path: Path) -> Any:
         return contextlib.nullcontext(iter(()))
 
 
-def replay(records: Sequence[Any], names: Sequence[str], *, root: str | Path,
-           suite: str | None, warn: Callable[[str], None] | None = None) -> int:  # fmt: skip
+def replay(
+    records: Sequence[Any],
+    names: Sequence[str],
+    *,
+    root: str | Path,
+    suite: str | None,
+    warn: Callable[[str], None] | None = None,
+) -> int:
     """Send finished runs to sinks after the fact (``assay sink replay``): config, every
     ``metrics.jsonl`` line with its step, results and end state. Returns the runs sent."""
     sent = 0
     for rec in records:
         run_dir = Path(rec.dir) if rec.dir else Path(root) / rec.id
-        sinks = open_sinks(names, run_id=rec.id, stage=rec.stage, suite=suite,
-                           config=rec.config, root=root, run_dir=run_dir,
-                           attempt=max(rec.attempts, 1), warn=warn)  # fmt: skip
+        sinks = open_sinks(
+            names,
+            run_id=rec.id,
+            stage=rec.stage,
+            suite=suite,
+            config=rec.config,
+            root=root,
+            run_dir=run_dir,
+            attempt=max(rec.attempts, 1),
+            warn=warn,
+        )
         if not sinks:
             continue
         sinks._start = 0  # every line: no sink saw any of them live

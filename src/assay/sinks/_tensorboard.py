@@ -28,8 +28,11 @@ class TensorBoardSink(Sink):
         self.logdir = ctx.root.joinpath("tensorboard", *parts)
         make_dir_in_root(ctx.root, self.logdir)
         self.writer = EventFileWriter(str(self.logdir))
-        hparams = {k: v for k, v in flat_scalars(ctx.config).items()
-                   if isinstance(v, bool | int | float | str)}  # fmt: skip
+        hparams = {
+            k: v
+            for k, v in flat_scalars(ctx.config).items()
+            if isinstance(v, bool | int | float | str)
+        }
         self._write(hp.hparams_pb(hparams, trial_id=ctx.group_key), step=0)  # seeds: one group
         self._text("config", "```\n" + json.dumps(ctx.config, indent=2, default=str) + "\n```")
         self._text("assay", json.dumps(ctx.tags))
@@ -47,8 +50,9 @@ class TensorBoardSink(Sink):
     def _scalars(self, step: int, values: Mapping[str, float]) -> None:
         from tensorboard.compat.proto import summary_pb2
 
-        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
-                                             for k, v in values.items()])  # fmt: skip
+        summary = summary_pb2.Summary(
+            value=[summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()]
+        )
         self._write(summary, step)
 
     def log_metrics(self, step: int, values: dict[str, float]) -> None:

@@ -43,18 +43,32 @@ class WandbSink(Sink):
         import wandb
 
         make_dir_in_root(ctx.root, ctx.root / "wandb")  # where W&B writes: dir=ROOT -> ROOT/wandb
-        settings = wandb.Settings(silent=True, console="off", x_disable_stats=True,
-                                  save_code=False, disable_git=True, disable_job_creation=True,
-                                  init_timeout=2 * SINK_CONNECT_S)  # fmt: skip
+        settings = wandb.Settings(
+            silent=True,
+            console="off",
+            x_disable_stats=True,
+            save_code=False,
+            disable_git=True,
+            disable_job_creation=True,
+            init_timeout=2 * SINK_CONNECT_S,
+        )
         role = ["upstream"] if ctx.upstream else []
-        tags = [t[:WANDB_TAG_CHARS]
-                for t in dict.fromkeys([ctx.run_id, ctx.project, ctx.stage, *role])]  # fmt: skip
+        tags = [
+            t[:WANDB_TAG_CHARS] for t in dict.fromkeys([ctx.run_id, ctx.project, ctx.stage, *role])
+        ]
         self.run = wandb.init(
-            mode=cast(WandbMode, os.environ.get("WANDB_MODE", "offline")), dir=str(ctx.root),
-            project=safe_name(ctx.project), name=ctx.run_id, id=ctx.tracker_id, group=ctx.group,
-            job_type=ctx.stage, tags=tags, config={**ctx.config, "_assay": ctx.tags},
-            settings=settings, reinit="create_new",
-        )  # fmt: skip
+            mode=cast(WandbMode, os.environ.get("WANDB_MODE", "offline")),
+            dir=str(ctx.root),
+            project=safe_name(ctx.project),
+            name=ctx.run_id,
+            id=ctx.tracker_id,
+            group=ctx.group,
+            job_type=ctx.stage,
+            tags=tags,
+            config={**ctx.config, "_assay": ctx.tags},
+            settings=settings,
+            reinit="create_new",
+        )
         # assay's step is the x-axis; W&B's own counter would reject a resumed run's steps
         self.run.define_metric("step")
         self.run.define_metric("*", step_metric="step")

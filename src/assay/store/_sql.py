@@ -61,21 +61,35 @@ _CLAIM_READ = sa.select(_c.status, _c.attempts, _c.owner, _c.heartbeat).where(_c
 _CLAIM_WRITE = (
     sa.update(runs_table)
     .where(_c.id == _b("b_id"), _c.status == _b("b_status"), _c.attempts == _b("b_attempts"))
-    .values(status=RunStatus.RUNNING.value, owner=_b("b_owner"), heartbeat=_b("b_now"),
-            started=_b("b_now"), ended=None, error=None, attempts=_c.attempts + 1)
-)  # fmt: skip
+    .values(
+        status=RunStatus.RUNNING.value,
+        owner=_b("b_owner"),
+        heartbeat=_b("b_now"),
+        started=_b("b_now"),
+        ended=None,
+        error=None,
+        attempts=_c.attempts + 1,
+    )
+)
 _HEARTBEAT = (
     sa.update(runs_table)
     .where(_c.id == _b("b_id"), _c.owner == _b("b_owner"), _c.status == RunStatus.RUNNING.value)
     .values(heartbeat=_b("b_now"))
 )
-_FINISH_WHERE = (_c.id == _b("b_id"), _c.owner == _b("b_owner"),
-                 _c.status == RunStatus.RUNNING.value)  # fmt: skip
-_FINISH_VALUES: dict[str, Any] = dict(status=_b("b_status"), results=_b("b_results"), error=_b("b_error"),
-                      ended=_b("b_now"))  # fmt: skip
+_FINISH_WHERE = (
+    _c.id == _b("b_id"),
+    _c.owner == _b("b_owner"),
+    _c.status == RunStatus.RUNNING.value,
+)
+_FINISH_VALUES: dict[str, Any] = dict(
+    status=_b("b_status"), results=_b("b_results"), error=_b("b_error"), ended=_b("b_now")
+)
 _FINISH = sa.update(runs_table).where(*_FINISH_WHERE).values(**_FINISH_VALUES)
-_FINISH_AT = (sa.update(runs_table).where(*_FINISH_WHERE, _c.attempts == _b("b_attempt"))
-              .values(**_FINISH_VALUES))  # fmt: skip
+_FINISH_AT = (
+    sa.update(runs_table)
+    .where(*_FINISH_WHERE, _c.attempts == _b("b_attempt"))
+    .values(**_FINISH_VALUES)
+)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -148,8 +162,11 @@ class SQLStore(Store):
             # every transaction with BEGIN IMMEDIATE (below): a claim reads, then writes, and a
             # deferred transaction upgrading to a write fails at once under contention instead
             # of waiting on the busy timeout.
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60,
-                                      "isolation_level": None}  # fmt: skip
+            kwargs["connect_args"] = {
+                "check_same_thread": False,
+                "timeout": 60,
+                "isolation_level": None,
+            }
         try:
             self.engine = sa.create_engine(url, **kwargs)
         except (ImportError, sa.exc.ArgumentError) as exc:
@@ -162,20 +179,33 @@ class SQLStore(Store):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", _begin_immediate)
         self._ensure = _insert_ignore(self.engine, runs_table).values(
-            id=_b("b_id"), stage=_b("b_stage"), status=RunStatus.PENDING.value,
-            config=_b("b_config"), attempts=0, created=_b("b_now"), dir=_b("b_dir"),
-        )  # fmt: skip
+            id=_b("b_id"),
+            stage=_b("b_stage"),
+            status=RunStatus.PENDING.value,
+            config=_b("b_config"),
+            attempts=0,
+            created=_b("b_now"),
+            dir=_b("b_dir"),
+        )
         # A new run is recorded and claimed by one statement: inserted as running at attempt 1
         # unless it exists (then the compare-and-swap below decides). One round trip instead
         # of four, where each round trip waits for CPU on a busy machine (PostgreSQL).
         self._insert_claimed = (
             _insert_ignore(self.engine, runs_table)
-            .values(id=_b("b_id"), stage=_b("b_stage"), status=RunStatus.RUNNING.value,
-                    config=_b("b_config"), attempts=1, owner=_b("b_owner"),
-                    heartbeat=_b("b_now"), created=_b("b_now"), started=_b("b_now"),
-                    dir=_b("b_dir"))
+            .values(
+                id=_b("b_id"),
+                stage=_b("b_stage"),
+                status=RunStatus.RUNNING.value,
+                config=_b("b_config"),
+                attempts=1,
+                owner=_b("b_owner"),
+                heartbeat=_b("b_now"),
+                created=_b("b_now"),
+                started=_b("b_now"),
+                dir=_b("b_dir"),
+            )
             .returning(runs_table.c.attempts)
-        )  # fmt: skip
+        )
         self._init_schema()
 
     def _init_schema(self, tries: int = 5) -> None:
@@ -229,8 +259,10 @@ class SQLStore(Store):
         path = self.url.split(":///", 1)[-1]
         low = why.lower() if isinstance(why, str) else ""
         folder = Path(path).parent
-        if "readonly" in low or "read-only" in low or (
-            "unable to open" in low and folder.is_dir() and not os.access(folder, os.W_OK)
+        if (
+            "readonly" in low
+            or "read-only" in low
+            or ("unable to open" in low and folder.is_dir() and not os.access(folder, os.W_OK))
         ):
             return (
                 f"store {path} is read-only here ({why}): this command records runs, so it "
@@ -261,8 +293,13 @@ class SQLStore(Store):
     def _ensure_params(self, run_id: str, stage: str, config: str, dir: str) -> dict[str, Any]:
         if not isinstance(config, str):  # the contract: the plan's JSON text, stored as it is
             raise TypeError(f"Store.ensure takes the config as JSON text, got {type(config)}")
-        return {"b_id": run_id, "b_stage": stage, "b_now": time.time(), "b_dir": self._rel(dir),
-                "b_config": config}
+        return {
+            "b_id": run_id,
+            "b_stage": stage,
+            "b_now": time.time(),
+            "b_dir": self._rel(dir),
+            "b_config": config,
+        }
 
     def get(self, run_id: str) -> RunRecord | None:
         with self.engine.connect() as conn:
@@ -292,20 +329,30 @@ class SQLStore(Store):
             claimable = (
                 status == RunStatus.PENDING.value
                 or (status == RunStatus.FAILED.value and retry_failed)
-                or (status == RunStatus.RUNNING.value
-                    and _taken_over(liveness(old_owner or ""), beat, now - stale_after_s))
-            )  # fmt: skip
+                or (
+                    status == RunStatus.RUNNING.value
+                    and _taken_over(liveness(old_owner or ""), beat, now - stale_after_s)
+                )
+            )
             if not claimable:
                 return None
-            result = conn.execute(_CLAIM_WRITE, {"b_id": run_id, "b_status": status,
-                                                 "b_attempts": attempts, "b_owner": owner,
-                                                 "b_now": now})  # fmt: skip
+            result = conn.execute(
+                _CLAIM_WRITE,
+                {
+                    "b_id": run_id,
+                    "b_status": status,
+                    "b_attempts": attempts,
+                    "b_owner": owner,
+                    "b_now": now,
+                },
+            )
             return attempts + 1 if result.rowcount == 1 else None
 
     def heartbeat(self, run_id: str, owner: str) -> bool:
         with self.engine.begin() as conn:
-            result = conn.execute(_HEARTBEAT, {"b_id": run_id, "b_owner": owner,
-                                               "b_now": time.time()})  # fmt: skip
+            result = conn.execute(
+                _HEARTBEAT, {"b_id": run_id, "b_owner": owner, "b_now": time.time()}
+            )
         return result.rowcount == 1
 
     def finish(
@@ -318,9 +365,15 @@ class SQLStore(Store):
         results: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> bool:
-        params = {"b_id": run_id, "b_owner": owner, "b_status": status.value,
-                  "b_results": None if results is None else dumps(results), "b_error": error,
-                  "b_now": time.time(), "b_attempt": attempt}  # fmt: skip
+        params = {
+            "b_id": run_id,
+            "b_owner": owner,
+            "b_status": status.value,
+            "b_results": None if results is None else dumps(results),
+            "b_error": error,
+            "b_now": time.time(),
+            "b_attempt": attempt,
+        }
         with self.engine.begin() as conn:
             result = conn.execute(_FINISH if attempt is None else _FINISH_AT, params)
         return result.rowcount == 1
@@ -334,8 +387,11 @@ class SQLStore(Store):
         light: bool = False,
     ) -> list[RunRecord]:
         t = runs_table.c
-        base = sa.select(*(c for c in runs_table.c if c.name not in _HEAVY)) if light else (
-            sa.select(runs_table))  # fmt: skip
+        base = (
+            sa.select(*(c for c in runs_table.c if c.name not in _HEAVY))
+            if light
+            else (sa.select(runs_table))
+        )
         if stage is not None:
             base = base.where(t.stage == stage)
         if status is not None:

@@ -59,22 +59,49 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    dataset: Literal["rotten_tomatoes", "sms_spam", "local", "qa_synthetic"] = Field("rotten_tomatoes", description="rotten_tomatoes, sms_spam (bundled), local (your files) or qa_synthetic (generated QA)")
+    dataset: Literal["rotten_tomatoes", "sms_spam", "local", "qa_synthetic"] = Field(
+        "rotten_tomatoes",
+        description="rotten_tomatoes, sms_spam (bundled), local (your files) or qa_synthetic (generated QA)",
+    )
     # local data files are content references (path + sha256, both in the run id): an edited
     # file is a new run; a suite's relative path is the suite file's neighbour
-    path: FileRef | None = Field(None, description="local: the training file (.csv, .jsonl, .json); its hash is in the run id")
-    validation_path: FileRef | None = Field(None, description="local: the validation file; null: carve validation and test out of path")
-    test_path: FileRef | None = Field(None, description="local: the test file; null: carved out of path")
-    ood_paths: dict[str, FileRef] = Field({}, description="local: name -> out-of-distribution evaluation file")
+    path: FileRef | None = Field(
+        None,
+        description="local: the training file (.csv, .jsonl, .json); its hash is in the run id",
+    )
+    validation_path: FileRef | None = Field(
+        None, description="local: the validation file; null: carve validation and test out of path"
+    )
+    test_path: FileRef | None = Field(
+        None, description="local: the test file; null: carved out of path"
+    )
+    ood_paths: dict[str, FileRef] = Field(
+        {}, description="local: name -> out-of-distribution evaluation file"
+    )
     text_column: str = Field("text", description="column holding the text")
     label_column: str = Field("label", description="column holding the label")
-    id_column: str | None = Field(None, description="column holding example ids; null: <file stem>-<row>")
-    group_column: str | None = Field(None, description="local: rows sharing a value stay in one split")
-    split_seed: int = Field(0, description="seeds the split (not named seed: a suite's seeds must not reshuffle the splits)")
-    validation_fraction: float = Field(0.1, gt=0, lt=0.5, description="share carved out for validation")
+    id_column: str | None = Field(
+        None, description="column holding example ids; null: <file stem>-<row>"
+    )
+    group_column: str | None = Field(
+        None, description="local: rows sharing a value stay in one split"
+    )
+    split_seed: int = Field(
+        0,
+        description="seeds the split (not named seed: a suite's seeds must not reshuffle the splits)",
+    )
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=0.5, description="share carved out for validation"
+    )
     test_fraction: float = Field(0.1, gt=0, lt=0.5, description="share carved out for test")
-    max_train_examples: int | None = Field(None, ge=10, description="a deterministic subset of the training split (smoke runs); null: all")
-    qa: QAConfig = Field(QAConfig(), description="qa_synthetic only: the generated QA data's sizes")
+    max_train_examples: int | None = Field(
+        None,
+        ge=10,
+        description="a deterministic subset of the training split (smoke runs); null: all",
+    )
+    qa: QAConfig = Field(
+        QAConfig(), description="qa_synthetic only: the generated QA data's sizes"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

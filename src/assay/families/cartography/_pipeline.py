@@ -72,7 +72,13 @@ def fit(
     split = full.subset(keep)
     model, enc = build_classifier(cfg.model, split.texts, ds.n_labels, cfg.seed)
     opts = TrainOptions(
-        cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed, device, record,
+        cfg.epochs,
+        cfg.batch_size,
+        _lr(cfg),
+        cfg.weight_decay,
+        cfg.seed,
+        device,
+        record,
         cfg.gradient_checkpointing,
     )
     task = ClassificationTask(model, enc, enc.rows(split.texts), split.labels)
@@ -149,7 +155,13 @@ def _fit_qa(cfg, device, keep, epsilon, weight, record, log, bar=None) -> Fitted
     size = cfg.model.from_config or {}
     model = build_qa_model(len(vocab), cfg.model.max_tokens, size, cfg.seed, cfg.model.dropout)
     opts = TrainOptions(
-        cfg.epochs, cfg.batch_size, _lr(cfg), cfg.weight_decay, cfg.seed, device, record,
+        cfg.epochs,
+        cfg.batch_size,
+        _lr(cfg),
+        cfg.weight_decay,
+        cfg.seed,
+        device,
+        record,
         cfg.gradient_checkpointing,
     )
     window_ids = [f"{examples[e].id}#w{w}" for w, e in enumerate(win.example)]

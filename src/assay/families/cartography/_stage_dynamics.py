@@ -28,18 +28,44 @@ from ._plots import save_datamap
 class TrainingConfig(TorchConfig):
     """What every training run of the family shares: data, model and optimisation."""
 
-    data: DataConfig = Field(DataConfig(), description="the dataset trained on (task, size limits, splits)")
-    model: ModelConfig = Field(ModelConfig(), description="the classifier: bag of words, a small transformer from scratch, or a local HF model")
-    epochs: int = Field(5, ge=1, description="training epochs; the paper maps with the fine-tuning run's epochs (about 5)")
+    data: DataConfig = Field(
+        DataConfig(), description="the dataset trained on (task, size limits, splits)"
+    )
+    model: ModelConfig = Field(
+        ModelConfig(),
+        description="the classifier: bag of words, a small transformer from scratch, or a local HF model",
+    )
+    epochs: int = Field(
+        5,
+        ge=1,
+        description="training epochs; the paper maps with the fine-tuning run's epochs (about 5)",
+    )
     batch_size: int = Field(32, ge=1, description="examples per optimizer step")
-    lr: float | None = Field(None, gt=0, description="learning rate; null: 5e-3 bag of words, 5e-5 pretrained HF, 1e-3 from scratch")
+    lr: float | None = Field(
+        None,
+        gt=0,
+        description="learning rate; null: 5e-3 bag of words, 5e-5 pretrained HF, 1e-3 from scratch",
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    qa_stride_tokens: int = Field(24, ge=0, description="QA: overlap of consecutive context windows, in tokens (the SQuAD recipe's doc stride)")
-    max_answer_tokens: int = Field(8, ge=1, description="QA: longest answer span predicted, in tokens (the generated answers have at most 3 words)")
+    qa_stride_tokens: int = Field(
+        24,
+        ge=0,
+        description="QA: overlap of consecutive context windows, in tokens (the SQuAD recipe's doc stride)",
+    )
+    max_answer_tokens: int = Field(
+        8,
+        ge=1,
+        description="QA: longest answer span predicted, in tokens (the generated answers have at most 3 words)",
+    )
     # recomputes activations in the backward pass instead of keeping them (about a third more
     # compute); torch's checkpoint replays the dropout RNG, so no number changes: not in the id
-    gradient_checkpointing: bool = Field(False, description="hf models: recompute activations in the backward pass to save memory (about 1/3 more compute); changes no number")
-    identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {"gradient_checkpointing"}
+    gradient_checkpointing: bool = Field(
+        False,
+        description="hf models: recompute activations in the backward pass to save memory (about 1/3 more compute); changes no number",
+    )
+    identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {
+        "gradient_checkpointing"
+    }
 
     @model_validator(mode="after")
     def _checkpointing(self) -> TrainingConfig:
@@ -62,10 +88,21 @@ class TrainingConfig(TorchConfig):
 
 
 class DynamicsConfig(TrainingConfig):
-    record: Literal["train_pass", "eval_pass"] = Field("train_pass", description="train_pass: probabilities from the training forward (the reference); eval_pass: an extra pass with dropout off")
-    burn_out: int | None = Field(None, ge=1, description="compute the map from the first k epochs only; null: every epoch")
-    include_ci: bool = Field(False, description="variability with the reference's active-bias (confidence interval) correction")
-    write_reference: bool = Field(True, description="also write training_dynamics/*.jsonl in the reference implementation's format")
+    record: Literal["train_pass", "eval_pass"] = Field(
+        "train_pass",
+        description="train_pass: probabilities from the training forward (the reference); eval_pass: an extra pass with dropout off",
+    )
+    burn_out: int | None = Field(
+        None, ge=1, description="compute the map from the first k epochs only; null: every epoch"
+    )
+    include_ci: bool = Field(
+        False,
+        description="variability with the reference's active-bias (confidence interval) correction",
+    )
+    write_reference: bool = Field(
+        True,
+        description="also write training_dynamics/*.jsonl in the reference implementation's format",
+    )
 
 
 @stage(

@@ -40,19 +40,43 @@ from ._strategies import (
 
 
 class StrategyConfig(TrainingConfig):
-    dynamics: DynamicsConfig | None = Field(None, description="upstream dynamics run whose data map the strategy reads")
-    dynamics_dir: FileRef | None = Field(None, description="or a folder of reference dynamics_epoch_*.jsonl files to map the data from")
-    cluster: ClusterConfig | None = Field(None, description="upstream cluster run (needed by cluster_filter)")
-    filter: AnyFilter | None = Field(None, description="keep a region of the data map (e.g. the most ambiguous top_fraction); null: keep all")
-    cluster_filter: ClusterFilter | None = Field(None, description="keep or drop examples by their cluster; null: no cluster filter")
-    smoothing: Smoothing | None = Field(None, description="per-example label smoothing from the data map; null: none")
-    weighting: Weighting | None = Field(None, description="per-example loss weights from the data map; null: every weight 1")
-    burn_out: int | None = Field(None, description="map the data from the first k epochs of the dynamics (the reference's option); null: all")
-    include_ci: bool = Field(False, description="variability with the active-bias (confidence interval) correction")
+    dynamics: DynamicsConfig | None = Field(
+        None, description="upstream dynamics run whose data map the strategy reads"
+    )
+    dynamics_dir: FileRef | None = Field(
+        None,
+        description="or a folder of reference dynamics_epoch_*.jsonl files to map the data from",
+    )
+    cluster: ClusterConfig | None = Field(
+        None, description="upstream cluster run (needed by cluster_filter)"
+    )
+    filter: AnyFilter | None = Field(
+        None,
+        description="keep a region of the data map (e.g. the most ambiguous top_fraction); null: keep all",
+    )
+    cluster_filter: ClusterFilter | None = Field(
+        None, description="keep or drop examples by their cluster; null: no cluster filter"
+    )
+    smoothing: Smoothing | None = Field(
+        None, description="per-example label smoothing from the data map; null: none"
+    )
+    weighting: Weighting | None = Field(
+        None, description="per-example loss weights from the data map; null: every weight 1"
+    )
+    burn_out: int | None = Field(
+        None,
+        description="map the data from the first k epochs of the dynamics (the reference's option); null: all",
+    )
+    include_ci: bool = Field(
+        False, description="variability with the active-bias (confidence interval) correction"
+    )
     # QA examples with no window holding the answer have no data map (the dynamics run counts
     # them in excluded.json): leave them out of training, or train on them unfiltered (eps 0,
     # w 1). Either way the count is in selection.json, the results and the log.
-    unmapped: Literal["exclude", "include"] = Field("exclude", description="QA examples the data map lacks (no answer window): exclude them, or include them unfiltered")
+    unmapped: Literal["exclude", "include"] = Field(
+        "exclude",
+        description="QA examples the data map lacks (no answer window): exclude them, or include them unfiltered",
+    )
 
     @model_validator(mode="after")
     def _prerequisites(self) -> StrategyConfig:
@@ -126,8 +150,11 @@ def train_strategy(config: StrategyConfig, run: Run) -> dict:
             f"{len(ids) - len(mapped)} of {len(ids)} training examples have no data map (QA: no "
             f"window holds the answer; excluded.json of the dynamics run): unmapped: "
             f"{config.unmapped} -> "
-            + ("left out of training" if config.unmapped == "exclude" else
-               "trained on unfiltered, eps 0, w 1")  # fmt: skip
+            + (
+                "left out of training"
+                if config.unmapped == "exclude"
+                else "trained on unfiltered, eps 0, w 1"
+            )
         )
     dyn = _dynamics_for(config, run, [ids[i] for i in mapped])
     metrics = (

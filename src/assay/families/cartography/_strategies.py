@@ -38,8 +38,12 @@ class _Strict(BaseModel):
 
 
 class CartographyFilter(_Strict):
-    kind: Literal["cartography"] = Field("cartography", description="cartography: keep the most unstable of the ambiguous examples")
-    top_fraction: float = Field(0.33, description="share of the ambiguous examples kept, most unstable first")
+    kind: Literal["cartography"] = Field(
+        "cartography", description="cartography: keep the most unstable of the ambiguous examples"
+    )
+    top_fraction: float = Field(
+        0.33, description="share of the ambiguous examples kept, most unstable first"
+    )
 
     @field_validator("top_fraction")
     @classmethod
@@ -49,10 +53,16 @@ class CartographyFilter(_Strict):
 
 
 class SubsetFilter(_Strict):
-    kind: Literal["subset"] = Field("subset", description="subset: keep one region of the data map")
-    region: Literal["ambiguous", "hard", "easy", "random"] = Field("ambiguous", description="ambiguous, hard or easy region of the map, or a random subset")
+    kind: Literal["subset"] = Field(
+        "subset", description="subset: keep one region of the data map"
+    )
+    region: Literal["ambiguous", "hard", "easy", "random"] = Field(
+        "ambiguous", description="ambiguous, hard or easy region of the map, or a random subset"
+    )
     fraction: float = Field(0.33, description="share of the training set kept (the paper's 33%)")
-    reference_count: bool = Field(False, description="keep floor(f x N) + 1 examples, as the reference implementation does")
+    reference_count: bool = Field(
+        False, description="keep floor(f x N) + 1 examples, as the reference implementation does"
+    )
 
     @field_validator("fraction")
     @classmethod
@@ -62,10 +72,14 @@ class SubsetFilter(_Strict):
 
 
 class RuleFilter(_Strict):
-    kind: Literal["rules"] = Field("rules", description="rules: drop examples whose metrics fall in given ranges")
+    kind: Literal["rules"] = Field(
+        "rules", description="rules: drop examples whose metrics fall in given ranges"
+    )
     # metric -> [low, high]: drop an example when every listed metric lies in its range, e.g.
     # {confidence: [0, 0.2], variability: [0, 0.1]}: confidently wrong, likely mislabelled
-    drop_if: dict[str, tuple[float, float]] = Field(description="metric -> [low, high]; drop an example when every listed metric is in its range")
+    drop_if: dict[str, tuple[float, float]] = Field(
+        description="metric -> [low, high]; drop an example when every listed metric is in its range"
+    )
 
     @field_validator("drop_if")
     @classmethod
@@ -79,20 +93,37 @@ class RuleFilter(_Strict):
 
 
 class ClusterFilter(_Strict):
-    exclude_clusters: tuple[int, ...] = Field((-1,), description="cluster labels dropped (HDBSCAN labels noise -1)")
-    min_cluster_probability: float = Field(0.0, ge=0, le=1, description="also drop examples whose cluster membership probability is below this")
+    exclude_clusters: tuple[int, ...] = Field(
+        (-1,), description="cluster labels dropped (HDBSCAN labels noise -1)"
+    )
+    min_cluster_probability: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="also drop examples whose cluster membership probability is below this",
+    )
 
 
 class Smoothing(_Strict):
-    smoothing_factor: float = Field(0.6, gt=0, description="eps = min(eps_max, smoothing_factor x variability) per example")
-    eps_max: float = Field(0.3, gt=0, lt=1, description="largest eps given to any example (the published cap)")
+    smoothing_factor: float = Field(
+        0.6, gt=0, description="eps = min(eps_max, smoothing_factor x variability) per example"
+    )
+    eps_max: float = Field(
+        0.3, gt=0, lt=1, description="largest eps given to any example (the published cap)"
+    )
 
 
 class Weighting(_Strict):
-    beta: float = Field(1.0, description="w = clip(1 + beta x variability) per example (published: 1.0)")
+    beta: float = Field(
+        1.0, description="w = clip(1 + beta x variability) per example (published: 1.0)"
+    )
     # variability is a std of values in [0, 1], so <= 0.5: with beta = 1, w lies in [1, 1.5]
     # and this clip never binds; the run reports how often it does
-    weight_clip_min: float = Field(0.5, gt=0, description="lower clip of w (with beta 1, w lies in [1, 1.5], so it rarely binds)")
+    weight_clip_min: float = Field(
+        0.5,
+        gt=0,
+        description="lower clip of w (with beta 1, w lies in [1, 1.5], so it rarely binds)",
+    )
     weight_clip_max: float = Field(2.0, gt=0, description="upper clip of w")
 
     @model_validator(mode="after")

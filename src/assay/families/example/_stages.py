@@ -34,8 +34,13 @@ def make_data(config: DataConfig, run: Run) -> dict:
     x = rng.uniform(0.0, 1.0, size=n)  # (N,)
     y = np.sin(2 * np.pi * x) + rng.normal(0.0, config.noise_std, size=n)
     with run.write_artifact("data.npz") as tmp:
-        np.savez(tmp, x_train=x[: config.n_train], y_train=y[: config.n_train],
-                 x_test=x[config.n_train :], y_test=y[config.n_train :])  # fmt: skip
+        np.savez(
+            tmp,
+            x_train=x[: config.n_train],
+            y_train=y[: config.n_train],
+            x_test=x[config.n_train :],
+            y_test=y[config.n_train :],
+        )
     return {"y_train_var": float(y[: config.n_train].var())}
 
 

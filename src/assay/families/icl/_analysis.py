@@ -30,7 +30,7 @@ from assay import (
     mean_interval,
     records_frame,
     save_figure,
-)  # fmt: skip
+)
 from assay.core._guard import read_text_in_root, real_in_root
 
 ENERGY_METRICS = ("dirichlet_energy_standardised", "dirichlet_energy_vs_shuffled")
@@ -54,9 +54,16 @@ def _groups(records: Sequence[Any], stage: str) -> list[tuple[str, list[Any]]]:
 
 def _cell(values: list[float], bounds: tuple[float, float] | None = None, **keys) -> dict:
     iv = mean_interval([np.nan if v is None else v for v in values], bounds=bounds)
-    return {**keys, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi, "n_runs": iv.n,
-            "interval": iv.method, "n_nonfinite": iv.n_nonfinite,
-            "no_variation": iv.no_variation}  # fmt: skip
+    return {
+        **keys,
+        "mean": iv.mean,
+        "lo": iv.lo,
+        "hi": iv.hi,
+        "n_runs": iv.n,
+        "interval": iv.method,
+        "n_nonfinite": iv.n_nonfinite,
+        "no_variation": iv.no_variation,
+    }
 
 
 def _json(run: Any, name: str) -> dict:
@@ -76,8 +83,10 @@ def geometry_rows(records: Sequence[Any]) -> list[dict]:
                 for i, layer in enumerate(doc["layers"]):
                     for j, length in enumerate(doc["context_lengths"]):
                         cells.setdefault((m, layer, length), []).append(grid[i][j])
-        rows += [_cell(v, group=label, metric=m, layer=layer, context_length=length)
-                 for (m, layer, length), v in sorted(cells.items())]  # fmt: skip
+        rows += [
+            _cell(v, group=label, metric=m, layer=layer, context_length=length)
+            for (m, layer, length), v in sorted(cells.items())
+        ]
     return rows
 
 
@@ -96,8 +105,10 @@ def css_rows(records: Sequence[Any]) -> list[dict]:
                         row = grid[i][np.isfinite(grid[i])]
                         value = float(row.mean()) if len(row) else np.nan
                         cells.setdefault((key.replace("__", "/"), layer), []).append(value)
-        rows += [_cell(v, group=label, phi=phi, layer=layer, context_length=lengths[-1])
-                 for (phi, layer), v in sorted(cells.items())]  # fmt: skip
+        rows += [
+            _cell(v, group=label, phi=phi, layer=layer, context_length=lengths[-1])
+            for (phi, layer), v in sorted(cells.items())
+        ]
     return rows
 
 
@@ -113,8 +124,10 @@ def loo_rows(records: Sequence[Any]) -> list[dict]:
                     means = doc["influence"][name][kind]["mean"]
                     for i, layer in enumerate(doc["layers"]):
                         cells.setdefault((name, layer, kind), []).append(means[i])
-        rows += [_cell(v, group=label, influence=name, layer=layer, kind=kind)
-                 for (name, layer, kind), v in cells.items()]  # fmt: skip
+        rows += [
+            _cell(v, group=label, influence=name, layer=layer, kind=kind)
+            for (name, layer, kind), v in cells.items()
+        ]
     return rows
 
 
@@ -128,15 +141,21 @@ def nbr_rows(records: Sequence[Any]) -> list[dict]:
                 if key.startswith("p_nbr/"):
                     _, graph, n = key.split("/")
                     cells.setdefault((graph, int(n.removeprefix("n"))), []).append(value)
-        rows += [_cell(v, (0.0, 1.0), group=label, graph=graph, n_words=n)
-                 for (graph, n), v in sorted(cells.items())]  # fmt: skip
+        rows += [
+            _cell(v, (0.0, 1.0), group=label, graph=graph, n_words=n)
+            for (graph, n), v in sorted(cells.items())
+        ]
     return rows
 
 
 def tables(records: Sequence[Any]) -> dict[str, list[dict]]:
     """Every table of the icl analysis that has runs (name -> rows)."""
-    out = {"energy_vs_length": geometry_rows(records), "css": css_rows(records),
-           "loo_bridge_anchor": loo_rows(records), "p_nbr": nbr_rows(records)}  # fmt: skip
+    out = {
+        "energy_vs_length": geometry_rows(records),
+        "css": css_rows(records),
+        "loo_bridge_anchor": loo_rows(records),
+        "p_nbr": nbr_rows(records),
+    }
     return {k: v for k, v in out.items() if v}
 
 
@@ -162,26 +181,37 @@ def summary_lines(tabs: dict[str, list[dict]]) -> list[str]:
                 n = max(r["n_runs"] for r in sub)
                 lines.append(f"icl {name} [{g}] {q} (n = {n} run(s)):")
                 for k in dict.fromkeys(r[key] for r in sub):
-                    cells = "  ".join(f"{r[col]}: {_fmt(r)}" if col != key else _fmt(r)
-                                      for r in sub if r[key] == k)  # fmt: skip
+                    cells = "  ".join(
+                        f"{r[col]}: {_fmt(r)}" if col != key else _fmt(r)
+                        for r in sub
+                        if r[key] == k
+                    )
                     lines.append(
                         f"  {key} {k}: {cells}" if col == key else f"  {key} {k}  {cells}"
                     )
 
     if "energy_vs_length" in tabs:
-        block("energy vs context length", tabs["energy_vs_length"], "metric", "layer",
-              "context_length")  # fmt: skip
+        block(
+            "energy vs context length",
+            tabs["energy_vs_length"],
+            "metric",
+            "layer",
+            "context_length",
+        )
     if "css" in tabs:
         block("CSS (mean over positions, longest context)", tabs["css"], "phi", "layer", "layer")
     if "loo_bridge_anchor" in tabs:
         block("LOO influence", tabs["loo_bridge_anchor"], "influence", "layer", "kind")
     if "p_nbr" in tabs:
-        block("neighbour probability vs words of context", tabs["p_nbr"], "graph", "graph",
-              "n_words")  # fmt: skip
+        block(
+            "neighbour probability vs words of context", tabs["p_nbr"], "graph", "graph", "n_words"
+        )
     bad = [r for rows in tabs.values() for r in rows if r["n_nonfinite"]]
     if bad:
-        lines.append(f"WARNING: {len(bad)} cell(s) left out NaN/inf values of some runs "
-                     "(column n_nonfinite of the CSV files)")  # fmt: skip
+        lines.append(
+            f"WARNING: {len(bad)} cell(s) left out NaN/inf values of some runs "
+            "(column n_nonfinite of the CSV files)"
+        )
     return lines
 
 
@@ -206,8 +236,12 @@ def render(tabs: dict[str, list[dict]], out_dir: Path) -> list[Path]:
         panel, line, x, xlabel, logx = specs[name]
         groups = list(dict.fromkeys(r["group"] for r in rows))
         panels = list(dict.fromkeys(r[panel] for r in rows))
-        fig, axes = plt.subplots(len(groups), len(panels), squeeze=False,
-                                 figsize=(3.6 * len(panels), 2.8 * len(groups) + 0.4))  # fmt: skip
+        fig, axes = plt.subplots(
+            len(groups),
+            len(panels),
+            squeeze=False,
+            figsize=(3.6 * len(panels), 2.8 * len(groups) + 0.4),
+        )
         for gi, g in enumerate(groups):
             for pi, p in enumerate(panels):
                 ax = axes[gi][pi]
@@ -217,8 +251,15 @@ def render(tabs: dict[str, list[dict]], out_dir: Path) -> list[Path]:
                     xs = np.array([r[x] for r in pts], float)
                     ys = np.array([r["mean"] for r in pts], float)
                     err = np.array([[r["mean"] - r["lo"], r["hi"] - r["mean"]] for r in pts]).T
-                    ax.errorbar(xs, ys, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2,
-                                label=None if key is None else f"{line} {key}")  # fmt: skip
+                    ax.errorbar(
+                        xs,
+                        ys,
+                        yerr=np.nan_to_num(err),
+                        marker="o",
+                        ms=3,
+                        capsize=2,
+                        label=None if key is None else f"{line} {key}",
+                    )
                 if logx:
                     ax.set_xscale("log", base=2)
                 n_bad = sum(r["n_nonfinite"] for r in sub)
@@ -228,8 +269,9 @@ def render(tabs: dict[str, list[dict]], out_dir: Path) -> list[Path]:
                     ax.legend(fontsize=6)
             axes[gi][0].set_ylabel(g, fontsize=7)
         n = max(r["n_runs"] for r in rows)
-        fig.suptitle(f"icl {name}: mean over runs (seeds), 95% interval when n > 1 (n <= {n})",
-                     fontsize=9)  # fmt: skip
+        fig.suptitle(
+            f"icl {name}: mean over runs (seeds), 95% interval when n > 1 (n <= {n})", fontsize=9
+        )
         fig.tight_layout()
         written.append(save_figure(fig, out_dir / f"{name}.png"))
     return written

@@ -39,8 +39,10 @@ def model_facts(config: Any) -> ModelFacts:
     """The facts of an icl analysis config's model (``train`` upstream or ``model`` folder)."""
     if config.train is not None:
         train = config.train
-        source = (f"the icl.train model (train.n_layers={train.n_layers}, "
-                  f"train.max_positions={train.max_positions})")  # fmt: skip
+        source = (
+            f"the icl.train model (train.n_layers={train.n_layers}, "
+            f"train.max_positions={train.max_positions})"
+        )
         return ModelFacts(train.n_layers, train.max_positions, train_vocabulary(train), source)
     return _folder_facts(config.model.path)
 

@@ -70,9 +70,11 @@ def summarise(values: np.ndarray) -> dict:
     mean = np.where(n > 0, xs.sum(0) / np.maximum(n, 1), np.nan)
     var = np.where(n > 1, ((xs - mean) ** 2 * ok).sum(0) / np.maximum(n - 1, 1), np.nan)
     return {
-        "mean": to_lists(mean), "sem": to_lists(np.sqrt(var / np.maximum(n, 1))),
-        "n": n.tolist(), "n_nonfinite": (~ok).sum(0).tolist(),
-    }  # fmt: skip
+        "mean": to_lists(mean),
+        "sem": to_lists(np.sqrt(var / np.maximum(n, 1))),
+        "n": n.tolist(),
+        "n_nonfinite": (~ok).sum(0).tolist(),
+    }
 
 
 def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
@@ -86,6 +88,8 @@ def nanmean(values: np.ndarray, axis: int) -> np.ndarray:
 def warn_nonfinite(run: Run, name: str, values: np.ndarray) -> int:
     bad = int((~np.isfinite(values)).sum())
     if bad:
-        run.log(f"WARNING: {name}: {bad} of {values.size} values are NaN/inf (left out of means,"
-                " counted in n_nonfinite)")  # fmt: skip
+        run.log(
+            f"WARNING: {name}: {bad} of {values.size} values are NaN/inf (left out of means,"
+            " counted in n_nonfinite)"
+        )
     return bad

@@ -25,16 +25,25 @@ from ._lm import LM, load_lm
 from ._stage_train import TrainConfig
 
 METRICS = (
-    "dirichlet_energy", "dirichlet_energy_standardised", "same_cluster_energy",
-    "within_distance", "cross_distance", "cross_within_ratio", "cluster_separation",
-    "cluster_separation_bounded", "between_cluster_variance", "representation_coherence",
-)  # fmt: skip
+    "dirichlet_energy",
+    "dirichlet_energy_standardised",
+    "same_cluster_energy",
+    "within_distance",
+    "cross_distance",
+    "cross_within_ratio",
+    "cluster_separation",
+    "cluster_separation_bounded",
+    "between_cluster_variance",
+    "representation_coherence",
+)
 
 
 def geometry(
-    means: torch.Tensor, graph: Graph, labels: np.ndarray | None = None,
+    means: torch.Tensor,
+    graph: Graph,
+    labels: np.ndarray | None = None,
     metrics: Sequence[str] = METRICS,
-) -> dict:  # fmt: skip
+) -> dict:
     """The ``metrics`` of ``_metrics`` (default all) on class means (..., N, d) of ``graph``.
 
     labels: the clusters to group by (default the graph's primary clusters). On the
@@ -46,18 +55,18 @@ def geometry(
     sq = M.pairwise_sq_distances(means)  # shared by the distance-based metrics
     compute = {
         "dirichlet_energy": lambda: M.dirichlet_energy(means, edges, sq),
-        "dirichlet_energy_standardised": lambda: M.dirichlet_energy_standardised(
-            means, edges, sq),
+        "dirichlet_energy_standardised": lambda: M.dirichlet_energy_standardised(means, edges, sq),
         "same_cluster_energy": lambda: M.same_cluster_energy(means, lab, sq),
         "within_distance": lambda: M.within_cluster_distance(means, lab, sq),
         "cross_distance": lambda: M.cross_cluster_distance(means, lab, pairs, sq),
         "cross_within_ratio": lambda: M.cross_within_ratio(means, lab, pairs, sq=sq),
         "cluster_separation": lambda: M.cluster_separation(means, lab),
         "cluster_separation_bounded": lambda: M.cluster_separation(
-            means, lab, eps=M.SEPARATION_EPS),
+            means, lab, eps=M.SEPARATION_EPS
+        ),
         "between_cluster_variance": lambda: M.between_cluster_variance(means, lab),
         "representation_coherence": lambda: M.representation_coherence(means, lab),
-    }  # fmt: skip
+    }
     unknown = sorted(set(metrics) - set(compute))
     if unknown:
         raise ValueError(f"unknown geometry metrics {unknown}; known: {sorted(compute)}")
@@ -68,15 +77,32 @@ class ICLConfig(TorchConfig):
     """Base of the analysis stages: the model, the layers, the batching."""
 
     # the model trained here (upstream); set `train: null` and `model: PATH` for a local HF LM
-    train: TrainConfig | None = Field(TrainConfig(), description="upstream icl.train run whose model is analysed (or give model)")
-    model: ModelRef | None = Field(None, description="a local HF causal LM folder to analyse instead of a trained run")
-    add_bos: bool | None = Field(None, description="prepend a BOS token; null: exactly when the tokenizer adds one itself")
-    layers: tuple[int, ...] | None = Field(None, description="hidden-state layers analysed; null: every layer 0..n_layers")
-    batch_size: int = Field(64, ge=1, description="contexts per forward, halved on out-of-memory (results: batch_size_used); changes no number (not in the run id)")
+    train: TrainConfig | None = Field(
+        TrainConfig(), description="upstream icl.train run whose model is analysed (or give model)"
+    )
+    model: ModelRef | None = Field(
+        None, description="a local HF causal LM folder to analyse instead of a trained run"
+    )
+    add_bos: bool | None = Field(
+        None, description="prepend a BOS token; null: exactly when the tokenizer adds one itself"
+    )
+    layers: tuple[int, ...] | None = Field(
+        None, description="hidden-state layers analysed; null: every layer 0..n_layers"
+    )
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="contexts per forward, halved on out-of-memory (results: batch_size_used); changes no number (not in the run id)",
+    )
     # a model larger than one GPU: accelerate spreads its layers over the GPUs (then CPU memory);
     # where the layers sit changes no number, so not in the run id
-    device_map: Literal["auto"] | None = Field(None, description="auto: spread the model's layers over every GPU as it loads (models larger than one device); null: all on `device`")
-    identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "batch_size", "device_map"})
+    device_map: Literal["auto"] | None = Field(
+        None,
+        description="auto: spread the model's layers over every GPU as it loads (models larger than one device); null: all on `device`",
+    )
+    identity_exclude: ClassVar[frozenset[str]] = frozenset(
+        {"device", "num_threads", "batch_size", "device_map"}
+    )
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -97,8 +123,9 @@ def open_lm(config: ICLConfig, run: Run) -> LM:
         path = config.model.verify()
     else:
         path = run.upstream["train"].artifact("model")
-    return load_lm(path, device=device, dtype=dtype, add_bos=config.add_bos,
-                   device_map=config.device_map)  # fmt: skip
+    return load_lm(
+        path, device=device, dtype=dtype, add_bos=config.add_bos, device_map=config.device_map
+    )
 
 
 def to_lists(x) -> object:

@@ -26,8 +26,15 @@ from assay import ConfigError, suite_path
 from assay.ml import sha256_file
 
 GRAPH_KINDS = (
-    "hsbm", "deep", "grid", "ring", "triangular", "hexagonal", "semantic_conflict", "dual",
-)  # fmt: skip
+    "hsbm",
+    "deep",
+    "grid",
+    "ring",
+    "triangular",
+    "hexagonal",
+    "semantic_conflict",
+    "dual",
+)
 WORD_LISTS = ("park", "common", "semantic")
 
 
@@ -35,31 +42,65 @@ class GraphConfig(BaseModel):
     """What graph to build. Fields a kind does not use are ignored by it (see README)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: str = Field("grid", description="graph family: grid, triangular, hexagonal, ring, hsbm, deep, dual, semantic_conflict, ...")
-    rows: int = Field(4, ge=2, description="grid, triangular, hexagonal, dual: rows (Park: a 4 x 4 grid)")
+    kind: str = Field(
+        "grid",
+        description="graph family: grid, triangular, hexagonal, ring, hsbm, deep, dual, semantic_conflict, ...",
+    )
+    rows: int = Field(
+        4, ge=2, description="grid, triangular, hexagonal, dual: rows (Park: a 4 x 4 grid)"
+    )
     cols: int = Field(4, ge=2, description="lattices: columns")
-    periodic: bool = Field(False, description="lattices: wrap around (a torus); dual forces it for symmetry")
+    periodic: bool = Field(
+        False, description="lattices: wrap around (a torus); dual forces it for symmetry"
+    )
     n_nodes: int = Field(16, ge=3, description="ring: nodes")
-    n_clusters: int = Field(4, ge=1, description="hsbm, semantic_conflict: superclusters K; ring: arcs")
-    cluster_size: int = Field(4, ge=1, description="hsbm: nodes per cluster; semantic_conflict: groups per cluster")
+    n_clusters: int = Field(
+        4, ge=1, description="hsbm, semantic_conflict: superclusters K; ring: arcs"
+    )
+    cluster_size: int = Field(
+        4, ge=1, description="hsbm: nodes per cluster; semantic_conflict: groups per cluster"
+    )
     p_intra: float = Field(0.9, ge=0, le=1, description="hsbm: edge probability within a cluster")
     p_inter: float = Field(0.05, ge=0, le=1, description="hsbm: edge probability across clusters")
     # walk weight of a cross-cluster edge relative to 1 within (hsbm), or per unit of tree
     # distance (deep): < 1 makes the walk linger inside a cluster, so clusters are learnable
-    bridge_penalty: float = Field(0.1, gt=0, le=1, description="walk weight of a cross-cluster edge relative to 1 within (below 1: clusters are learnable)")
-    branching: tuple[int, ...] = Field((2, 2, 4), description="deep: children per tree level, leaves last")
-    p_same: float = Field(0.9, ge=0, le=1, description="deep: edge probability p_same x p_decay ^ tree distance")
-    p_decay: float = Field(0.3, ge=0, le=1, description="deep: decay of the edge probability per unit of tree distance")
+    bridge_penalty: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="walk weight of a cross-cluster edge relative to 1 within (below 1: clusters are learnable)",
+    )
+    branching: tuple[int, ...] = Field(
+        (2, 2, 4), description="deep: children per tree level, leaves last"
+    )
+    p_same: float = Field(
+        0.9, ge=0, le=1, description="deep: edge probability p_same x p_decay ^ tree distance"
+    )
+    p_decay: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="deep: decay of the edge probability per unit of tree distance",
+    )
     # deep: tree distance of two siblings in one leaf group. 0 = the stated intent (siblings
     # connect with p_same); 1 = the published code (siblings get p_same * p_decay).
-    sibling_distance: Literal[0, 1] = Field(0, description="deep: tree distance of siblings; 0 the stated intent, 1 the published code")
+    sibling_distance: Literal[0, 1] = Field(
+        0, description="deep: tree distance of siblings; 0 the stated intent, 1 the published code"
+    )
     # a packaged list (park: 16 words, the model trained here knows them; common: 219; semantic)
     # or a path to a .txt file with one word per line
-    words: str = Field("park", description="a packaged word list (park, common, semantic) or a .txt file, one word per line")
-    shuffle_words: bool = Field(True, description="a random word per node from the list; false: list order")
+    words: str = Field(
+        "park",
+        description="a packaged word list (park, common, semantic) or a .txt file, one word per line",
+    )
+    shuffle_words: bool = Field(
+        True, description="a random word per node from the list; false: list order"
+    )
     # A word file is a content reference: its sha256 is filled in (and so in the run id) when
     # the config is built, and a suite's relative path is the suite file's neighbour.
-    words_sha256: str | None = Field(None, description="sha256 of a words file (filled in); null for packaged lists")
+    words_sha256: str | None = Field(
+        None, description="sha256 of a words file (filled in); null for packaged lists"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -262,8 +303,15 @@ def _ring(c: GraphConfig, rng):
     return edges, edges.astype(float), {"cluster": arcs}, coords, {}
 
 
-_STRUCTURES = {"hsbm": _hsbm, "deep": _deep, "grid": _grid, "ring": _ring,
-               "triangular": _triangular, "hexagonal": _hexagonal, "dual": _dual}  # fmt: skip
+_STRUCTURES = {
+    "hsbm": _hsbm,
+    "deep": _deep,
+    "grid": _grid,
+    "ring": _ring,
+    "triangular": _triangular,
+    "hexagonal": _hexagonal,
+    "dual": _dual,
+}
 
 
 def _semantic_conflict(c: GraphConfig, rng: np.random.Generator) -> Graph:
@@ -292,9 +340,15 @@ def _semantic_conflict(c: GraphConfig, rng: np.random.Generator) -> Graph:
     edges = _sample_edges(np.where(same, c.p_intra, c.p_inter), rng)
     edges, patched = _connect(edges, labels_a, rng)
     weights = edges * np.where(same, 1.0, c.bridge_penalty)
-    return Graph("semantic_conflict", edges, weights, {"cluster": labels_a},
-                 tuple(words[i] for i in order), semantic=np.array(semantic)[order],
-                 info={"patch_edges": patched, "groups": [names[g] for g in chosen]})  # fmt: skip
+    return Graph(
+        "semantic_conflict",
+        edges,
+        weights,
+        {"cluster": labels_a},
+        tuple(words[i] for i in order),
+        semantic=np.array(semantic)[order],
+        info={"patch_edges": patched, "groups": [names[g] for g in chosen]},
+    )
 
 
 def _sample_edges(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -71,15 +71,20 @@ class LM:
 
 
 def load_lm(
-    path, *, device: str = "cpu", dtype=None, add_bos: bool | None = None,
+    path,
+    *,
+    device: str = "cpu",
+    dtype=None,
+    add_bos: bool | None = None,
     device_map: str | None = None,
-) -> LM:  # fmt: skip
+) -> LM:
     """A causal LM and its tokenizer from one local folder. ``add_bos=None``: put a BOS in front
     exactly when the tokenizer itself adds one to ``tok(text)`` (Llama yes, GPT-2 no).
     ``device_map="auto"``: the model's layers spread over the GPUs (``device`` unused)."""
     tok = load_tokenizer(path)
-    model = load_hf_model(path, task="causal-lm", dtype=dtype, device=device,
-                          device_map=device_map)  # fmt: skip
+    model = load_hf_model(
+        path, task="causal-lm", dtype=dtype, device=device, device_map=device_map
+    )
     if device_map is not None:
         device = input_device(model)
     if add_bos is None:
@@ -106,9 +111,15 @@ def encode(lm: LM, contexts: Sequence[Sequence[str]]) -> Encoded:
         rows = [[tok.bos_token_id, *ids] for ids in rows]
     unk = tok.unk_token_id
     if unk is not None and len(tok) < 1000:  # a word-level vocabulary: unknown words are errors
-        unknown = sorted({w for words, ids in zip(contexts, rows, strict=True) if unk in ids
-                          for w in words if w != tok.unk_token
-                          and tok.convert_tokens_to_ids(w) == unk})  # fmt: skip
+        unknown = sorted(
+            {
+                w
+                for words, ids in zip(contexts, rows, strict=True)
+                if unk in ids
+                for w in words
+                if w != tok.unk_token and tok.convert_tokens_to_ids(w) == unk
+            }
+        )
         if unknown:
             raise ConfigError(
                 f"words {unknown[:5]} are not in the model's vocabulary; use a word list "
@@ -138,9 +149,12 @@ class WordStates:
 
 @torch.no_grad()
 def word_states(
-    lm: LM, contexts: Sequence[Sequence[str]], layers: Sequence[int] | None = None,
-    batch_size: int = 64, loss: bool = True,
-) -> WordStates:  # fmt: skip
+    lm: LM,
+    contexts: Sequence[Sequence[str]],
+    layers: Sequence[int] | None = None,
+    batch_size: int = 64,
+    loss: bool = True,
+) -> WordStates:
     """Every requested layer's word representations and (``loss``) the word losses,
     at most ``batch_size`` contexts per forward (right padding; causal attention keeps real
     positions exact), halved after an out-of-memory (``lm.batch``). ``loss=False``:
@@ -202,12 +216,16 @@ def forward_states(model, input_ids, attention_mask, cache=None, use_cache: bool
     handle = transformer_blocks(model)[-1].register_forward_hook(keep)
     kwargs = {}
     if cache is not None or use_cache:
-        name = "cache" if "cache" in inspect.signature(model.forward).parameters else (
-            "past_key_values")  # fmt: skip
+        name = (
+            "cache"
+            if "cache" in inspect.signature(model.forward).parameters
+            else ("past_key_values")
+        )
         kwargs = {name: cache, "use_cache": True}
     try:
-        out = model(input_ids=input_ids, attention_mask=attention_mask,
-                    output_hidden_states=True, **kwargs)  # fmt: skip
+        out = model(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **kwargs
+        )
     finally:
         handle.remove()
     cache_out = getattr(out, "cache", None) or getattr(out, "past_key_values", None)

@@ -72,24 +72,29 @@ def _stats(reps: torch.Tensor, nodes: np.ndarray, graph: Graph) -> dict[str, np.
 
 def _influence(full: dict, loo: dict) -> dict[str, np.ndarray]:
     return {
-        name: sign * (full[metric][:, None] - loo[metric]) for name, (metric, sign) in
-        INFLUENCES.items()
-    }  # fmt: skip
+        name: sign * (full[metric][:, None] - loo[metric])
+        for name, (metric, sign) in INFLUENCES.items()
+    }
 
 
 @torch.inference_mode()
 def loo_batched(
-    lm: LM, words: Sequence[str], nodes: np.ndarray, graph: Graph,
-    layers: Sequence[int] | None = None, positions: Sequence[int] | None = None,
-    batch_size: int = 64, prefix_chunk: int | None = PREFIX_CHUNK, counter: Any = None,
-) -> LOOResult:  # fmt: skip
+    lm: LM,
+    words: Sequence[str],
+    nodes: np.ndarray,
+    graph: Graph,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    batch_size: int = 64,
+    prefix_chunk: int | None = PREFIX_CHUNK,
+    counter: Any = None,
+) -> LOOResult:
     """Leave out each word in ``positions`` (default all); every layer from the same forwards.
 
     ``counter``: a run's progress counter of left-out words (``Progress.inner``)."""
     layers = lm.check_layers(layers)
     positions = list(range(len(words))) if positions is None else list(positions)
-    full, reps, n_fwd = loo_states(lm, words, positions, layers, prefix_chunk, batch_size,
-                                   counter)  # fmt: skip
+    full, reps, n_fwd = loo_states(lm, words, positions, layers, prefix_chunk, batch_size, counter)
     kept = torch.from_numpy(np.stack([np.delete(nodes, j) for j in positions]))  # (P, W-1)
     means = torch.cat(
         [
@@ -105,9 +110,14 @@ def loo_batched(
 
 
 def loo_states(
-    lm: LM, words: Sequence[str], positions: Sequence[int], layers: list[int],
-    prefix_chunk: int | None, batch_size: int, counter: Any = None,
-) -> tuple[torch.Tensor, torch.Tensor, int]:  # fmt: skip
+    lm: LM,
+    words: Sequence[str],
+    positions: Sequence[int],
+    layers: list[int],
+    prefix_chunk: int | None,
+    batch_size: int,
+    counter: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Word representations of the full context (L, 1, W, d) and of the left-out variants
     (L, P, W-1, d), and the number of forwards. One forward of the full context gives its
     states and key/value cache; each chunk of ``prefix_chunk`` variants (by left-out position)
@@ -117,8 +127,12 @@ def loo_states(
     ids, mask = enc.input_ids.to(lm.device), enc.attention_mask.to(lm.device)
     n_full = int(mask[0].sum())
     # the full context: one sequence, so an out-of-memory here names the knob (lm.batch)
-    hs, cache = lm.batch.map(1, lambda a, b: forward_states(
-        model, ids[:1, :n_full], mask[:1, :n_full], use_cache=prefix_chunk is not None))[0]
+    hs, cache = lm.batch.map(
+        1,
+        lambda a, b: forward_states(
+            model, ids[:1, :n_full], mask[:1, :n_full], use_cache=prefix_chunk is not None
+        ),
+    )[0]
     full = torch.stack([hs[layer] for layer in layers]).float()  # (L, 1, T, d)
     lengths = mask[1:].sum(1).tolist()  # tokens per variant
     t_var = max(lengths)
@@ -166,10 +180,14 @@ def loo_states(
 
 @torch.no_grad()
 def loo_reference(
-    lm: LM, words: Sequence[str], nodes: np.ndarray, graph: Graph,
-    layers: Sequence[int] | None = None, positions: Sequence[int] | None = None,
+    lm: LM,
+    words: Sequence[str],
+    nodes: np.ndarray,
+    graph: Graph,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
     counter: Any = None,
-) -> LOOResult:  # fmt: skip
+) -> LOOResult:
     """The published design: one forward of the full context per layer and one forward per
     (layer, left-out word), each read at that single layer, the same metrics of each.
     ``counter`` counts the (layer, left-out word) forwards."""

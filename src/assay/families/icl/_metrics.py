@@ -146,9 +146,12 @@ def cross_cluster_distance(
 
 
 def cross_within_ratio(
-    means: Tensor, labels: Tensor, pairs: Tensor | None = None, eps: float = SEPARATION_EPS,
+    means: Tensor,
+    labels: Tensor,
+    pairs: Tensor | None = None,
+    eps: float = SEPARATION_EPS,
     sq: Tensor | None = None,
-) -> Tensor:  # fmt: skip
+) -> Tensor:
     """R = d_c / max(d_w, eps · d_c): cross over within distance, denominator bounded below so
     R <= 1/eps when a cluster collapses to a point (the published LOO "ratio")."""
     dc = cross_cluster_distance(means, labels, pairs, sq)

@@ -33,20 +33,46 @@ from ._lm import word_states
 from ._plots import plot_css, plot_curves, plot_pca
 from ._stage_train import SMOKE_TRAIN
 
-KEY_METRICS = ("dirichlet_energy_standardised", "dirichlet_energy_vs_shuffled",
-               "cluster_separation_bounded", "cross_within_ratio")  # fmt: skip
+KEY_METRICS = (
+    "dirichlet_energy_standardised",
+    "dirichlet_energy_vs_shuffled",
+    "cluster_separation_bounded",
+    "cross_within_ratio",
+)
 
 
 class GeometryConfig(ICLConfig):
-    graph: GraphConfig = Field(GraphConfig(kind="grid"), description="the graph walked (Park et al.: a 4 x 4 grid of ordinary words)")
-    n_contexts: int = Field(16, ge=2, description="random-walk contexts; CSS is a covariance over contexts, so at least 2")
-    context_lengths: tuple[int, ...] = Field((4, 8, 16, 32, 64, 128), description="context lengths (words) at which the geometry is measured")
-    window_words: int | None = Field(None, ge=1, description="class means over the last this many words; null: over the whole prefix")
+    graph: GraphConfig = Field(
+        GraphConfig(kind="grid"),
+        description="the graph walked (Park et al.: a 4 x 4 grid of ordinary words)",
+    )
+    n_contexts: int = Field(
+        16,
+        ge=2,
+        description="random-walk contexts; CSS is a covariance over contexts, so at least 2",
+    )
+    context_lengths: tuple[int, ...] = Field(
+        (4, 8, 16, 32, 64, 128),
+        description="context lengths (words) at which the geometry is measured",
+    )
+    window_words: int | None = Field(
+        None,
+        ge=1,
+        description="class means over the last this many words; null: over the whole prefix",
+    )
     n_shuffles: int = Field(8, ge=1, description="node-permuted graphs for the energy baseline")
-    css_metrics: tuple[str, ...] = Field(("between_cluster_variance", "dirichlet_energy"), description="geometry metrics whose context sensitivity (CSS) is computed")
+    css_metrics: tuple[str, ...] = Field(
+        ("between_cluster_variance", "dirichlet_energy"),
+        description="geometry metrics whose context sensitivity (CSS) is computed",
+    )
     pca_layer: int | None = Field(None, description="layer of the PCA plots; null: the last layer")
-    pca_lengths: tuple[int, ...] | None = Field(None, description="context lengths of the PCA plots; null: first, middle and last length")
-    css_pairing: M.CssPairing = Field("of_word", description="CSS_t pairs position t with the loss of word t (of_word) or, as published, of predicting word t+1 (next_word)")
+    pca_lengths: tuple[int, ...] | None = Field(
+        None, description="context lengths of the PCA plots; null: first, middle and last length"
+    )
+    css_pairing: M.CssPairing = Field(
+        "of_word",
+        description="CSS_t pairs position t with the loss of word t (of_word) or, as published, of predicting word t+1 (next_word)",
+    )
     seed: int = Field(0, description="seeds the random walks and shuffles")
 
     @model_validator(mode="after")
@@ -71,17 +97,22 @@ class GeometryConfig(ICLConfig):
         return self.pca_lengths or tuple(dict.fromkeys((ls[0], ls[len(ls) // 2], ls[-1])))
 
 
-@stage("icl.geometry", config=GeometryConfig, version=2,
-       check=model_check(lambda c: c.context_lengths[-1],
-                         lambda c: () if c.pca_layer is None else (c.pca_layer,)),
-       smoke={"n_contexts": 3, "context_lengths": (4, 16, 32), "n_shuffles": 2,
-              "train": SMOKE_TRAIN})  # fmt: skip
+@stage(
+    "icl.geometry",
+    config=GeometryConfig,
+    version=2,
+    check=model_check(
+        lambda c: c.context_lengths[-1], lambda c: () if c.pca_layer is None else (c.pca_layer,)
+    ),
+    smoke={"n_contexts": 3, "context_lengths": (4, 16, 32), "n_shuffles": 2, "train": SMOKE_TRAIN},
+)
 def geometry_stage(config: GeometryConfig, run: Run) -> dict:
     """Energy / separation vs context length per layer; see the module docstring."""
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)
-    pca_layer = lm.check_layers([config.pca_layer if config.pca_layer is not None
-                                 else lm.n_layers])[0]  # fmt: skip
+    pca_layer = lm.check_layers(
+        [config.pca_layer if config.pca_layer is not None else lm.n_layers]
+    )[0]
     graph, walks, rng = draw_contexts(
         config.graph, config.n_contexts, config.context_lengths[-1], config.seed
     )
@@ -149,9 +180,11 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
         dropped = config.n_contexts - M.finite_contexts(torch.from_numpy(phi)).numpy()  # (L, n)
         css_dropped[k] = dropped.tolist()
         if dropped.any():
-            run.log(f"WARNING: CSS of {k}: {int(dropped.max())} of {config.n_contexts} contexts "
-                    f"have a non-finite Φ in some (layer, length) cell and are left out of it "
-                    f"(per cell: css_contexts_dropped in curves.json)")  # fmt: skip
+            run.log(
+                f"WARNING: CSS of {k}: {int(dropped.max())} of {config.n_contexts} contexts "
+                f"have a non-finite Φ in some (layer, length) cell and are left out of it "
+                f"(per cell: css_contexts_dropped in curves.json)"
+            )
     with run.write_artifact("css.npz") as tmp:
         # numpy's stub puts `allow_pickle: bool` beside `**kwds: ArrayLike`, so mypy matches any
         # str-keyed dict against that bool; these keys are metric names, never allow_pickle
@@ -165,17 +198,31 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
     means = nanmean(acc.stacked("pca_means"), axis=0)
     pcs = [M.pca(m) for m in means]
     with run.write_artifact("pca.npz") as tmp:
-        np.savez(tmp, lengths=np.array(config.pca_at), layer=pca_layer,
-                 coords=np.stack([p[0] for p in pcs]), explained=np.stack([p[1] for p in pcs]),
-                 labels=graph.labels, words=np.array(graph.words))  # fmt: skip
+        np.savez(
+            tmp,
+            lengths=np.array(config.pca_at),
+            layer=pca_layer,
+            coords=np.stack([p[0] for p in pcs]),
+            explained=np.stack([p[1] for p in pcs]),
+            labels=graph.labels,
+            words=np.array(graph.words),
+        )
     doc = {
-        "schema": "icl.geometry/1", "model": _model_info(config, lm),
-        "graph": {"kind": graph.kind, "n_nodes": graph.n_nodes, "words": list(graph.words),
-                  "bipartite": graph.is_bipartite, **graph.info},
-        "layers": layers, "context_lengths": list(config.context_lengths),
-        "n_contexts": config.n_contexts, "metrics": curves,
+        "schema": "icl.geometry/1",
+        "model": _model_info(config, lm),
+        "graph": {
+            "kind": graph.kind,
+            "n_nodes": graph.n_nodes,
+            "words": list(graph.words),
+            "bipartite": graph.is_bipartite,
+            **graph.info,
+        },
+        "layers": layers,
+        "context_lengths": list(config.context_lengths),
+        "n_contexts": config.n_contexts,
+        "metrics": curves,
         "css_contexts_dropped": css_dropped,  # metric -> [layer][length]
-    }  # fmt: skip
+    }
     run.save_json("curves.json", doc)
     plot_curves(doc, run.artifacts_dir, [*KEY_METRICS, "consecutive_energy", "loss"])
     plot_pca(
@@ -187,8 +234,10 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
     )
     plot_css(css, layers, config.context_lengths, run.artifacts_dir)
     if graph.is_bipartite:
-        run.log("WARNING: the graph is bipartite: next-token representations of adjacent nodes "
-                "encode different successor sets and may drift apart (see README)")  # fmt: skip
+        run.log(
+            "WARNING: the graph is bipartite: next-token representations of adjacent nodes "
+            "encode different successor sets and may drift apart (see README)"
+        )
     last = len(layers) - 1
     res = {"layer": layers[last], "n_contexts": config.n_contexts}
     flags = {}
@@ -207,7 +256,15 @@ def _finish(config, run, graph, acc, layers, pca_layer, lm) -> dict:
 
 
 def _model_info(config: ICLConfig, lm) -> dict:
-    src = {"path": config.model.path, "sha256": config.model.sha256} if config.model else {
-        "trained_here": True}  # fmt: skip
-    return {**src, "n_layers": lm.n_layers, "add_bos": lm.add_bos,
-            "architecture": type(lm.model).__name__, "dtype": str(config.dtype)}  # fmt: skip
+    src = (
+        {"path": config.model.path, "sha256": config.model.sha256}
+        if config.model
+        else {"trained_here": True}
+    )
+    return {
+        **src,
+        "n_layers": lm.n_layers,
+        "add_bos": lm.add_bos,
+        "architecture": type(lm.model).__name__,
+        "dtype": str(config.dtype),
+    }

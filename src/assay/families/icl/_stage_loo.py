@@ -39,13 +39,22 @@ class LOOConfig(ICLConfig):
     graph: GraphConfig = Field(GraphConfig(kind="hsbm"), description="the graph walked")
     n_contexts: int = Field(4, ge=1, description="random-walk contexts")
     n_words: int = Field(64, ge=3, description="words per context")
-    positions: tuple[int, ...] | None = Field(None, description="positions left out one at a time; null: every position")
-    mode: Literal["batched", "published"] = Field("batched", description="batched: prefix-cache reuse, fast; published: one forward per left-out word, for checking")
+    positions: tuple[int, ...] | None = Field(
+        None, description="positions left out one at a time; null: every position"
+    )
+    mode: Literal["batched", "published"] = Field(
+        "batched",
+        description="batched: prefix-cache reuse, fast; published: one forward per left-out word, for checking",
+    )
     # batched mode: reuse the full context's key/value cache for the words before the left-out
     # one, chunks of this many variants (the fastest measured, see _loo.PREFIX_CHUNK; ~1.9x fewer
     # positions computed for 64 words than without reuse); null: all variants in batches of
     # batch_size, no reuse. Changes no number (float rounding only), so not in the run id.
-    prefix_chunk: int | None = Field(PREFIX_CHUNK, ge=1, description="left-out positions sharing one prefix cache; null: every variant from its first token")
+    prefix_chunk: int | None = Field(
+        PREFIX_CHUNK,
+        ge=1,
+        description="left-out positions sharing one prefix cache; null: every variant from its first token",
+    )
     seed: int = Field(0, description="seeds the random walks")
     identity_exclude: ClassVar[frozenset[str]] = ICLConfig.identity_exclude | {"prefix_chunk"}
 
@@ -58,9 +67,13 @@ class LOOConfig(ICLConfig):
         return self
 
 
-@stage("icl.loo", config=LOOConfig, version=1, check=model_check(lambda c: c.n_words),
-       smoke={"n_contexts": 2, "n_words": 16,
-              "train": SMOKE_TRAIN})  # fmt: skip
+@stage(
+    "icl.loo",
+    config=LOOConfig,
+    version=1,
+    check=model_check(lambda c: c.n_words),
+    smoke={"n_contexts": 2, "n_words": 16, "train": SMOKE_TRAIN},
+)
 def loo_stage(config: LOOConfig, run: Run) -> dict:
     """LOO influence heatmaps; see the module docstring. Resumes per context."""
     lm = open_lm(config, run)
@@ -75,19 +88,36 @@ def loo_stage(config: LOOConfig, run: Run) -> dict:
     for c in range(acc.done, config.n_contexts):
         if config.mode == "batched":
             left_out = acc.bar.inner(len(positions), "left-out word")
-            res = loo_batched(lm, contexts[c], walks[c], graph, layers, positions,
-                              config.batch_size, config.prefix_chunk, left_out)  # fmt: skip
+            res = loo_batched(
+                lm,
+                contexts[c],
+                walks[c],
+                graph,
+                layers,
+                positions,
+                config.batch_size,
+                config.prefix_chunk,
+                left_out,
+            )
         else:
             left_out = acc.bar.inner(len(layers) * len(positions), "layer x left-out word")
             res = loo_reference(lm, contexts[c], walks[c], graph, layers, positions, left_out)
         forwards += res.forwards
-        acc.add(**{f"influence/{k}": v for k, v in res.influence.items()},
-                **{f"full/{k}": v for k, v in res.full.items()})  # fmt: skip
+        acc.add(
+            **{f"influence/{k}": v for k, v in res.influence.items()},
+            **{f"full/{k}": v for k, v in res.full.items()},
+        )
         run.log(f"context {c + 1}/{config.n_contexts}: {res.forwards} forwards")
     seconds = time.perf_counter() - t0
-    doc = {"schema": "icl.loo/1", "layers": layers, "positions": list(positions),
-           "n_contexts": config.n_contexts, "graph": graph.kind,
-           "bridge_fraction": is_bridge.mean(0).tolist(), "influence": {}}  # fmt: skip
+    doc = {
+        "schema": "icl.loo/1",
+        "layers": layers,
+        "positions": list(positions),
+        "n_contexts": config.n_contexts,
+        "graph": graph.kind,
+        "bridge_fraction": is_bridge.mean(0).tolist(),
+        "influence": {},
+    }
     raw = {"bridge": is_bridge}
     for name in INFLUENCES:
         v = acc.stacked(f"influence/{name}")  # (C, L, P)
@@ -109,8 +139,13 @@ def loo_stage(config: LOOConfig, run: Run) -> dict:
         np.savez(tmp, **arrays)  # type: ignore[arg-type]
     plot_loo(doc, run.artifacts_dir)
     last = len(layers) - 1
-    out = {"n_bridges": int(is_bridge.sum()), "n_anchors": int((~is_bridge).sum()),
-           "seconds": seconds, "forwards": forwards, **lm.batch.record()}  # fmt: skip
+    out = {
+        "n_bridges": int(is_bridge.sum()),
+        "n_anchors": int((~is_bridge).sum()),
+        "seconds": seconds,
+        "forwards": forwards,
+        **lm.batch.record(),
+    }
     for name in ("ratio", "energy"):
         for kind in ("bridge", "anchor"):
             out[f"{name}/{kind}/last_layer"] = doc["influence"][name][kind]["mean"][last]

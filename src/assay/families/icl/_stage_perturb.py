@@ -46,15 +46,27 @@ INJECTIONS: tuple[Injection, ...] = ("wrong_cluster", "random_vocab", "semantic_
 class ShuffleConfig(ICLConfig):
     graph: GraphConfig = Field(GraphConfig(kind="hsbm"), description="the graph walked")
     n_contexts: int = Field(8, ge=1, description="random-walk contexts")
-    context_lengths: tuple[int, ...] = Field((16, 32, 64, 128), description="context lengths (words) measured")
-    block_words: int = Field(8, ge=1, description="words per block in the block-shuffled condition")
+    context_lengths: tuple[int, ...] = Field(
+        (16, 32, 64, 128), description="context lengths (words) measured"
+    )
+    block_words: int = Field(
+        8, ge=1, description="words per block in the block-shuffled condition"
+    )
     seed: int = Field(0, description="seeds the walks and the shuffles")
 
 
-@stage("icl.shuffle", config=ShuffleConfig, version=1,
-       check=model_check(lambda c: c.context_lengths[-1]),
-       smoke={"n_contexts": 2, "context_lengths": (8, 16, 32), "block_words": 4,
-              "train": SMOKE_TRAIN})  # fmt: skip
+@stage(
+    "icl.shuffle",
+    config=ShuffleConfig,
+    version=1,
+    check=model_check(lambda c: c.context_lengths[-1]),
+    smoke={
+        "n_contexts": 2,
+        "context_lengths": (8, 16, 32),
+        "block_words": 4,
+        "train": SMOKE_TRAIN,
+    },
+)
 def shuffle(config: ShuffleConfig, run: Run) -> dict:
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)
@@ -63,11 +75,19 @@ def shuffle(config: ShuffleConfig, run: Run) -> dict:
     n_blocks = -(-n // config.block_words)
     orders = {
         "walk": np.tile(np.arange(n), (config.n_contexts, 1)),
-        "block": np.stack([np.concatenate([np.arange(b * config.block_words,
-                 min(n, (b + 1) * config.block_words)) for b in rng.permutation(n_blocks)])
-                 for _ in range(config.n_contexts)]),
+        "block": np.stack(
+            [
+                np.concatenate(
+                    [
+                        np.arange(b * config.block_words, min(n, (b + 1) * config.block_words))
+                        for b in rng.permutation(n_blocks)
+                    ]
+                )
+                for _ in range(config.n_contexts)
+            ]
+        ),
         "shuffle": np.stack([rng.permutation(n) for _ in range(config.n_contexts)]),
-    }  # fmt: skip
+    }
     acc = Accumulator(run, config.n_contexts)
     for c in range(acc.done, config.n_contexts):
         out: dict[str, np.ndarray] = {}
@@ -76,8 +96,11 @@ def shuffle(config: ShuffleConfig, run: Run) -> dict:
         for i, cond in enumerate(CONDITIONS):
             cols: dict[str, list] = {}
             for length in config.context_lengths:
-                means = M.class_means(st.reps[:, i, :length],
-                                      torch.from_numpy(nodes_by[cond][:length]), graph.n_nodes)  # fmt: skip
+                means = M.class_means(
+                    st.reps[:, i, :length],
+                    torch.from_numpy(nodes_by[cond][:length]),
+                    graph.n_nodes,
+                )
                 stats = geometry(means, graph)
                 for k in PHI:
                     cols.setdefault(k, []).append(stats[k].numpy())
@@ -87,8 +110,13 @@ def shuffle(config: ShuffleConfig, run: Run) -> dict:
                 out[f"{cond}/{k}"] = np.stack(per_length, 1)  # (L, n_lengths)
         acc.add(**out)
     metrics: dict[str, dict] = {}  # name -> summarise() over contexts
-    doc = {"schema": "icl.shuffle/1", "layers": layers, "n_contexts": config.n_contexts,
-           "context_lengths": list(config.context_lengths), "metrics": metrics}  # fmt: skip
+    doc = {
+        "schema": "icl.shuffle/1",
+        "layers": layers,
+        "n_contexts": config.n_contexts,
+        "context_lengths": list(config.context_lengths),
+        "metrics": metrics,
+    }
     for k in acc.state["items"]:
         values = acc.stacked(k)
         warn_nonfinite(run, k, values)
@@ -96,23 +124,46 @@ def shuffle(config: ShuffleConfig, run: Run) -> dict:
     run.save_json("shuffle.json", doc)
     for k in (*PHI, "perplexity"):
         series = {c: _mean(doc, f"{c}/{k}") for c in CONDITIONS}
-        plot_lines(config.context_lengths, series, layers, run.artifacts_dir / f"shuffle_{k}.png",
-                   "context length (words)", k, f"{k}: walk vs block permutation vs shuffle",
-                   logx=True)  # fmt: skip
+        plot_lines(
+            config.context_lengths,
+            series,
+            layers,
+            run.artifacts_dir / f"shuffle_{k}.png",
+            "context length (words)",
+            k,
+            f"{k}: walk vs block permutation vs shuffle",
+            logx=True,
+        )
     last = -1
-    return {f"{c}/{k}/last": metrics[f"{c}/{k}"]["mean"][last][-1]
-            for c in CONDITIONS for k in (*PHI, "perplexity")}  # fmt: skip
+    return {
+        f"{c}/{k}/last": metrics[f"{c}/{k}"]["mean"][last][-1]
+        for c in CONDITIONS
+        for k in (*PHI, "perplexity")
+    }
 
 
 class InjectConfig(ICLConfig):
     graph: GraphConfig = Field(GraphConfig(kind="hsbm"), description="the graph walked")
     n_contexts: int = Field(8, ge=1, description="random-walk contexts")
     n_words: int = Field(64, ge=4, description="words per context")
-    inject_at: tuple[int, ...] = Field((48,), description="positions (words) where a foreign word replaces the walk's")
-    kinds: tuple[Injection, ...] = Field(INJECTIONS, description="what is injected: wrong_cluster, random_vocab, semantic_outlier, oov")
-    after_words: int = Field(4, ge=1, description="words after each injection whose representations are compared")
-    oov_word: str = Field("<unk>", description="the out-of-vocabulary word injected (word-level tokenizers map it to their unknown token)")
-    mode: Literal["replace", "insert"] = Field("replace", description="replace the walk's word at each position, or insert before it as the published code did (later words shift right, the context keeps n_words)")
+    inject_at: tuple[int, ...] = Field(
+        (48,), description="positions (words) where a foreign word replaces the walk's"
+    )
+    kinds: tuple[Injection, ...] = Field(
+        INJECTIONS,
+        description="what is injected: wrong_cluster, random_vocab, semantic_outlier, oov",
+    )
+    after_words: int = Field(
+        4, ge=1, description="words after each injection whose representations are compared"
+    )
+    oov_word: str = Field(
+        "<unk>",
+        description="the out-of-vocabulary word injected (word-level tokenizers map it to their unknown token)",
+    )
+    mode: Literal["replace", "insert"] = Field(
+        "replace",
+        description="replace the walk's word at each position, or insert before it as the published code did (later words shift right, the context keeps n_words)",
+    )
     seed: int = Field(0, description="seeds the walks and the injected words")
 
     @model_validator(mode="after")
@@ -125,8 +176,10 @@ class InjectConfig(ICLConfig):
             )
         if self.mode == "insert":
             if len(set(self.inject_at)) != len(self.inject_at):
-                raise ValueError(f"inject_at {list(self.inject_at)}: mode insert needs distinct "
-                                 "positions (one word inserted before each)")  # fmt: skip
+                raise ValueError(
+                    f"inject_at {list(self.inject_at)}: mode insert needs distinct "
+                    "positions (one word inserted before each)"
+                )
             last = max(self.inject_at) + len(self.inject_at) - 1  # pushed right by the others
             if last + self.after_words >= self.n_words:
                 raise ValueError(
@@ -137,16 +190,22 @@ class InjectConfig(ICLConfig):
         return self
 
 
-@stage("icl.inject", config=InjectConfig, version=1, check=model_check(lambda c: c.n_words),
-       smoke={"n_contexts": 2, "n_words": 24, "inject_at": (12,), "train": SMOKE_TRAIN})  # fmt: skip
+@stage(
+    "icl.inject",
+    config=InjectConfig,
+    version=1,
+    check=model_check(lambda c: c.n_words),
+    smoke={"n_contexts": 2, "n_words": 24, "inject_at": (12,), "train": SMOKE_TRAIN},
+)
 def inject(config: InjectConfig, run: Run) -> dict:
     lm = open_lm(config, run)
     layers = lm.check_layers(config.layers)
-    graph, walks, rng = draw_contexts(config.graph, config.n_contexts, config.n_words,
-                                      config.seed)  # fmt: skip
+    graph, walks, rng = draw_contexts(config.graph, config.n_contexts, config.n_words, config.seed)
     in_graph = set(graph.words)
-    pools = {"random_vocab": [w for w in load_words("common") if w not in in_graph],
-             "semantic_outlier": [w for w in load_words("semantic") if w not in in_graph]}  # fmt: skip
+    pools = {
+        "random_vocab": [w for w in load_words("common") if w not in in_graph],
+        "semantic_outlier": [w for w in load_words("semantic") if w not in in_graph],
+    }
     pos = list(config.inject_at)
     after = np.array([[p + 1 + k for k in range(config.after_words)] for p in pos])  # clean
     # where each clean position sits in an injected context (insert: shifted by the insertions)
@@ -165,36 +224,58 @@ def inject(config: InjectConfig, run: Run) -> dict:
             node_rows.append(nodes)
         st = word_states(lm, contexts, layers)  # (L, 1 + K, W, d)
         nodes = np.stack(node_rows)
-        means = M.class_means(st.reps, torch.from_numpy(np.where(nodes < 0, graph.n_nodes,
-                              nodes)), graph.n_nodes + 1)[..., :-1, :]  # fmt: skip
+        means = M.class_means(
+            st.reps, torch.from_numpy(np.where(nodes < 0, graph.n_nodes, nodes)), graph.n_nodes + 1
+        )[..., :-1, :]
         stats = geometry(means, graph)  # (L, 1 + K)
         out: dict[str, float | np.ndarray] = {}  # per kind: losses (scalars), deltas (L,)
         for i, kind in enumerate(config.kinds, start=1):
             # the injected word against the clean word it replaced (insert: displaced)
             out[f"{kind}/injected_word_loss"] = (st.loss[i, at] - st.loss[0, pos]).mean().item()
-            out[f"{kind}/following_words_loss"] = (  # the same words, wherever they now sit
-                st.loss[i, moved[after.ravel()]] - st.loss[0, after.ravel()]).mean().item()  # fmt: skip
+            out[f"{kind}/following_words_loss"] = (
+                (  # the same words, wherever they now sit
+                    st.loss[i, moved[after.ravel()]] - st.loss[0, after.ravel()]
+                )
+                .mean()
+                .item()
+            )
             for k in PHI:
                 out[f"{kind}/delta_{k}"] = (stats[k][:, i] - stats[k][:, 0]).numpy()  # (L,)
         acc.add(**out)
     metrics: dict[str, dict] = {}  # name -> summarise() over contexts
-    doc = {"schema": "icl.inject/1", "layers": layers, "n_contexts": config.n_contexts,
-           "inject_at": pos, "mode": config.mode, "injected_positions": at,
-           "after_words": config.after_words, "metrics": metrics}  # fmt: skip
+    doc = {
+        "schema": "icl.inject/1",
+        "layers": layers,
+        "n_contexts": config.n_contexts,
+        "inject_at": pos,
+        "mode": config.mode,
+        "injected_positions": at,
+        "after_words": config.after_words,
+        "metrics": metrics,
+    }
     for k in acc.state["items"]:
         values = acc.stacked(k)
         warn_nonfinite(run, k, values)
         metrics[k] = summarise(values)
     run.save_json("inject.json", doc)
-    series: dict[str, np.ndarray] = {kind: np.array(_mean1(doc, f"{kind}/delta_{PHI[1]}"))[:, None]
-              for kind in config.kinds}  # fmt: skip
-    plot_lines([0], series, layers, run.artifacts_dir / "inject_delta_separation.png",
-               "", f"Δ {PHI[1]}", "geometry change per injection kind")  # fmt: skip
+    series: dict[str, np.ndarray] = {
+        kind: np.array(_mean1(doc, f"{kind}/delta_{PHI[1]}"))[:, None] for kind in config.kinds
+    }
+    plot_lines(
+        [0],
+        series,
+        layers,
+        run.artifacts_dir / "inject_delta_separation.png",
+        "",
+        f"Δ {PHI[1]}",
+        "geometry change per injection kind",
+    )
     return {k: v["mean"] for k, v in metrics.items() if "loss" in k}
 
 
-def injected(words: list[str], nodes: np.ndarray, new: dict[int, tuple[str, int]],
-             mode: str) -> tuple[list[str], np.ndarray]:  # fmt: skip
+def injected(
+    words: list[str], nodes: np.ndarray, new: dict[int, tuple[str, int]], mode: str
+) -> tuple[list[str], np.ndarray]:
     """The context with ``new[p]`` = (word, node or -1) at each position p: ``replace`` puts it
     in place of word p; ``insert`` (the published code) puts it before word p, shifting the
     rest right and dropping words past the context's length."""

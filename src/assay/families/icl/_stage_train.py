@@ -36,32 +36,63 @@ from ._graphs import GraphConfig, build_graph, load_words, random_walks
 EVAL_CONTEXTS = (8, 16, 32, 64, 127)
 # the conformance (smoke) training run: seconds; every analysis stage's smoke config uses it,
 # so one upstream run serves them all
-SMOKE_TRAIN = {"steps": 20, "eval_every": 20, "d_model": 32, "n_layers": 2, "batch_size": 4,
-               "seq_len": 32, "max_positions": 96, "eval_walks": 4}  # fmt: skip
+SMOKE_TRAIN = {
+    "steps": 20,
+    "eval_every": 20,
+    "d_model": 32,
+    "n_layers": 2,
+    "batch_size": 4,
+    "seq_len": 32,
+    "max_positions": 96,
+    "eval_walks": 4,
+}
 
 
 class TrainConfig(TorchConfig):
     # each step draws its graph from these in turn; words are re-drawn for every sequence
-    graphs: tuple[GraphConfig, ...] = Field((GraphConfig(kind="grid"), GraphConfig(kind="hsbm")), description="graphs whose random walks are the training data (one per step, in turn)")
+    graphs: tuple[GraphConfig, ...] = Field(
+        (GraphConfig(kind="grid"), GraphConfig(kind="hsbm")),
+        description="graphs whose random walks are the training data (one per step, in turn)",
+    )
     # the tokenizer's vocabulary: these lists plus the graphs' word lists. Words outside the
     # graphs' lists never occur in training: they are the "random vocabulary" of icl.inject
-    vocab: tuple[str, ...] = Field(("common", "semantic"), description="word lists the graphs' words are drawn from")
+    vocab: tuple[str, ...] = Field(
+        ("common", "semantic"), description="word lists the graphs' words are drawn from"
+    )
     # llama = rotary positions: the previous-token attention an induction circuit needs is
     # easier to learn than with GPT-2's learned positions (measured: README)
-    arch: Literal["gpt2", "llama", "qwen2"] = Field("llama", description="model architecture (HF config class), built from scratch")
+    arch: Literal["gpt2", "llama", "qwen2"] = Field(
+        "llama", description="model architecture (HF config class), built from scratch"
+    )
     n_layers: int = Field(3, ge=1, description="transformer layers")
     d_model: int = Field(96, ge=8, description="hidden size")
     n_heads: int = Field(4, ge=1, description="attention heads")
-    max_positions: int = Field(256, ge=8, description="position embeddings; above seq_len so analyses can probe longer contexts")
+    max_positions: int = Field(
+        256,
+        ge=8,
+        description="position embeddings; above seq_len so analyses can probe longer contexts",
+    )
     seq_len: int = Field(128, ge=8, description="training sequence length (words)")
     steps: int = Field(3000, ge=1, description="optimizer steps")
     batch_size: int = Field(32, ge=1, description="sequences per step")
-    lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW; 3e-3 with warmup is stable for this tiny model)")
-    warmup_steps: int = Field(100, ge=0, description="linear warmup steps, then cosine decay to 10%")
+    lr: float = Field(
+        3e-3,
+        gt=0,
+        description="peak learning rate (AdamW; 3e-3 with warmup is stable for this tiny model)",
+    )
+    warmup_steps: int = Field(
+        100, ge=0, description="linear warmup steps, then cosine decay to 10%"
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    eval_every: int = Field(500, ge=1, description="evaluate (neighbour probability, eval loss) every this many steps and at the end")
+    eval_every: int = Field(
+        500,
+        ge=1,
+        description="evaluate (neighbour probability, eval loss) every this many steps and at the end",
+    )
     eval_walks: int = Field(64, ge=1, description="walks per graph in each evaluation")
-    snapshot_steps: tuple[int, ...] = Field((), description="steps whose weights are kept (for icl.stagewise)")
+    snapshot_steps: tuple[int, ...] = Field(
+        (), description="steps whose weights are kept (for icl.stagewise)"
+    )
 
     @field_validator("graphs")
     @classmethod
@@ -90,12 +121,20 @@ def make_tokenizer(config: TrainConfig):
 
 def make_model(config: TrainConfig, tokenizer):
     return build_model(
-        config.arch, vocab_size=len(tokenizer), d_model=config.d_model,
-        n_layers=config.n_layers, n_heads=config.n_heads, max_positions=config.max_positions,
-        seed=config.seed, pad_token_id=tokenizer.pad_token_id,
-        **({"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
-           if config.arch == "gpt2" else {}),
-    )  # fmt: skip
+        config.arch,
+        vocab_size=len(tokenizer),
+        d_model=config.d_model,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        max_positions=config.max_positions,
+        seed=config.seed,
+        pad_token_id=tokenizer.pad_token_id,
+        **(
+            {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+            if config.arch == "gpt2"
+            else {}
+        ),
+    )
 
 
 def sample_batch(config: TrainConfig, graph_config: GraphConfig, n: int, rng, tokenizer):
@@ -169,8 +208,9 @@ def train(config: TrainConfig, run: Run) -> dict:
                 torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp)
         if done % config.eval_every == 0 or done == config.steps:
             bar.note("evaluating")
-            ev = neighbour_probability(model, config, np.random.default_rng([config.seed, 2**31]),
-                                       tokenizer)  # fmt: skip
+            ev = neighbour_probability(
+                model, config, np.random.default_rng([config.seed, 2**31]), tokenizer
+            )
             values = {"train_loss": float(loss.detach()), "seconds": time.perf_counter() - t0}
             for kind, r in ev.items():
                 values[f"eval_loss/{kind}"] = r["loss"]
@@ -179,8 +219,15 @@ def train(config: TrainConfig, run: Run) -> dict:
                         values[f"p_nbr/{kind}/n{n}"] = r["p_nbr"][n - 1]
             history.append({"step": done, **values})
             run.log_metrics(done, **values)
-            run.save_checkpoint({"step": done, "model": model.state_dict(), "history": history,
-                                 "optim": opt.state_dict(), "sched": sched.state_dict()})  # fmt: skip
+            run.save_checkpoint(
+                {
+                    "step": done,
+                    "model": model.state_dict(),
+                    "history": history,
+                    "optim": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                }
+            )
         bar.update()
     bar.close()
     _save_model(run, model, tokenizer)

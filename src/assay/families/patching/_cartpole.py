@@ -31,9 +31,12 @@ POLE = slice(2, 4)
 
 
 def train_dqn(
-    steps: int, hidden: tuple[int, ...] = (64, 64), seed: int = 0, device: str = "cpu",
+    steps: int,
+    hidden: tuple[int, ...] = (64, 64),
+    seed: int = 0,
+    device: str = "cpu",
     counter: Any = None,
-) -> tuple[Any, float]:  # fmt: skip
+) -> tuple[Any, float]:
     """A DQN agent after ``steps`` environment steps, and the seconds it took.
 
     ``counter``: a run's progress counter, set to the environment steps taken."""

@@ -32,8 +32,11 @@ def check_run(config: Any, plan: PlanContext) -> None:
     n_outputs = _check_model(config) if config.model is not None else None
     _check_logit_diff(config, n_outputs)
     if config.definitions is not None:
-        _check_range(config, _count_definitions(config.definitions.path),
-                     f"the definitions file {config.definitions.path}")  # fmt: skip
+        _check_range(
+            config,
+            _count_definitions(config.definitions.path),
+            f"the definitions file {config.definitions.path}",
+        )
     elif config.prepared is not None and (done := plan.finished(config.prepared)) is not None:
         n = (done.results or {}).get("n_definitions")
         if isinstance(n, int):

@@ -128,7 +128,9 @@ def _net_arch(path: Path, value: Any) -> Any:
         return isinstance(v, list) and all(type(s) is int and s > 0 for s in v)
 
     heads = isinstance(value, dict) and value
-    if ints(value) or (heads and all(k in ("pi", "vf", "qf") and ints(v) for k, v in heads.items())):
+    if ints(value) or (
+        heads and all(k in ("pi", "vf", "qf") and ints(v) for k, v in heads.items())
+    ):
         return value
     raise _refuse(path, f"its net_arch is {value!r}, not a list of positive sizes")
 
@@ -233,7 +235,9 @@ def load_policy_trusted(path: Path) -> Any:
     if "use_sde" in inspect.signature(policy_cls.__init__).parameters and "use_sde" in data:
         kwargs["use_sde"] = data["use_sde"]
     try:
-        policy = policy_cls(data["observation_space"], data["action_space"], lambda _: 0.0, **kwargs)
+        policy = policy_cls(
+            data["observation_space"], data["action_space"], lambda _: 0.0, **kwargs
+        )
         policy.load_state_dict(params["policy"])
     except Exception as exc:  # whatever the unpickled objects turned out to be
         raise PatchingError(

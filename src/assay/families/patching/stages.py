@@ -34,15 +34,37 @@ from ._errors import PatchingError
 class CartPoleDQNConfig(TorchConfig):
     """Train the example DQN and write input pairs + single-neuron definitions for it."""
 
-    train_steps: int = Field(20_000, ge=100, description="environment steps of DQN training (about 13 s on one thread; returns about 100-200)")
-    hidden: tuple[int, ...] = Field((64, 64), description="widths of the Q-network's hidden layers")
-    n_pairs: int = Field(256, ge=1, description="clean/corrupted observation pairs written (the corrupted one mirrors the pole)")
+    train_steps: int = Field(
+        20_000,
+        ge=100,
+        description="environment steps of DQN training (about 13 s on one thread; returns about 100-200)",
+    )
+    hidden: tuple[int, ...] = Field(
+        (64, 64), description="widths of the Q-network's hidden layers"
+    )
+    n_pairs: int = Field(
+        256,
+        ge=1,
+        description="clean/corrupted observation pairs written (the corrupted one mirrors the pole)",
+    )
     # Every Linear layer. A ReLU after a Linear would only repeat its results: patching one
     # unit before or after an elementwise activation gives the same output.
-    kinds: tuple[str, ...] = Field(("linear",), description="module kinds whose units become single-neuron definitions (e.g. linear)")
-    include_output: bool = Field(True, description="also define patches on the output layer's units")
-    device: str = Field("cpu", description="where the DQN trains; a 64x64 MLP trains faster on the CPU than through GPU launches")
-    num_threads: int = Field(1, ge=0, description="torch CPU threads; one is fastest for this tiny network (bench_patching.py)")
+    kinds: tuple[str, ...] = Field(
+        ("linear",),
+        description="module kinds whose units become single-neuron definitions (e.g. linear)",
+    )
+    include_output: bool = Field(
+        True, description="also define patches on the output layer's units"
+    )
+    device: str = Field(
+        "cpu",
+        description="where the DQN trains; a 64x64 MLP trains faster on the CPU than through GPU launches",
+    )
+    num_threads: int = Field(
+        1,
+        ge=0,
+        description="torch CPU threads; one is fastest for this tiny network (bench_patching.py)",
+    )
 
     @field_validator("dtype")
     @classmethod
@@ -81,8 +103,9 @@ def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
 
     device, _ = setup_torch(config)
     with run.progress(steps_taken(config.train_steps), "env step") as bar:
-        agent, train_s = train_dqn(config.train_steps, config.hidden, config.seed, device=device,
-                                   counter=bar)  # fmt: skip
+        agent, train_s = train_dqn(
+            config.train_steps, config.hidden, config.seed, device=device, counter=bar
+        )
     with run.write_artifact("agent.zip") as tmp:
         agent.save(tmp)
     clean, mean_return = rollout(agent, config.n_pairs, seed=config.seed)
@@ -106,26 +129,66 @@ def cartpole_dqn(config: CartPoleDQNConfig, run: Run) -> dict:
 class PatchingRunConfig(TorchConfig):
     """Run definitions [start_index, end_index) over clean/corrupted input pairs."""
 
-    model: FileRef | None = Field(None, description="checkpoint, SB3 .zip or HF folder; null: the prepared agent")
-    model_kind: Literal["auto", "torch", "sb3", "hf"] = Field("auto", description="how to load model; auto: from the file")
-    arch: dict[str, Any] | None = Field(None, description="architecture spec for a bare state dict (a JSON object, or a JSON file read in)")
-    trust_checkpoint: bool = Field(False, description="run code the model file names: a pickled nn.Module, a factory in its arch, an SB3 zip through SB3's own loader, a HF folder's auto_map")
-    inputs: list[FileRef] = Field([], description="one pairs file, or [clean, corrupted]; empty: the prepared pairs")
-    definitions: FileRef | None = Field(None, description="JSON file of patch definitions; null: the prepared definitions")
-    prepared: CartPoleDQNConfig | None = Field(None, description="upstream patching.cartpole_dqn run that provides model, inputs and definitions")
-    start_index: int = Field(0, ge=0, description="first definition patched (for splitting a long list across runs)")
-    end_index: int | None = Field(None, ge=1, description="definition index to stop before; null: to the last")
-    direction: Literal["denoising", "noising", "both"] = Field("denoising", description="denoising: clean activations into the corrupted run; noising: the reverse; both")
+    model: FileRef | None = Field(
+        None, description="checkpoint, SB3 .zip or HF folder; null: the prepared agent"
+    )
+    model_kind: Literal["auto", "torch", "sb3", "hf"] = Field(
+        "auto", description="how to load model; auto: from the file"
+    )
+    arch: dict[str, Any] | None = Field(
+        None,
+        description="architecture spec for a bare state dict (a JSON object, or a JSON file read in)",
+    )
+    trust_checkpoint: bool = Field(
+        False,
+        description="run code the model file names: a pickled nn.Module, a factory in its arch, an SB3 zip through SB3's own loader, a HF folder's auto_map",
+    )
+    inputs: list[FileRef] = Field(
+        [], description="one pairs file, or [clean, corrupted]; empty: the prepared pairs"
+    )
+    definitions: FileRef | None = Field(
+        None, description="JSON file of patch definitions; null: the prepared definitions"
+    )
+    prepared: CartPoleDQNConfig | None = Field(
+        None,
+        description="upstream patching.cartpole_dqn run that provides model, inputs and definitions",
+    )
+    start_index: int = Field(
+        0, ge=0, description="first definition patched (for splitting a long list across runs)"
+    )
+    end_index: int | None = Field(
+        None, ge=1, description="definition index to stop before; null: to the last"
+    )
+    direction: Literal["denoising", "noising", "both"] = Field(
+        "denoising",
+        description="denoising: clean activations into the corrupted run; noising: the reverse; both",
+    )
     # exact: one patched forward per definition (batched); attribution: the gradient estimate
     # of `restored` for every definition from one forward + backward (assay.ml.patching).
-    method: Literal["exact", "attribution"] = Field("exact", description="exact: a patched forward per definition; attribution: gradient estimate from one forward and backward")
-    readout_position: int = Field(-1, description="token models: the position whose logits are the output (checked in range)")
-    logit_diff: tuple[int | str, int | str] | None = Field(None, description="two outputs (ids or tokens) whose logit difference is a metric; null: none")
-    metrics: tuple[str, ...] | None = Field(None, description="metrics computed (a subset of the patching metrics); null: all")
+    method: Literal["exact", "attribution"] = Field(
+        "exact",
+        description="exact: a patched forward per definition; attribution: gradient estimate from one forward and backward",
+    )
+    readout_position: int = Field(
+        -1, description="token models: the position whose logits are the output (checked in range)"
+    )
+    logit_diff: tuple[int | str, int | str] | None = Field(
+        None,
+        description="two outputs (ids or tokens) whose logit difference is a metric; null: none",
+    )
+    metrics: tuple[str, ...] | None = Field(
+        None, description="metrics computed (a subset of the patching metrics); null: all"
+    )
     defs_per_forward: int = Field(64, ge=1, description="definitions batched into one forward (K)")
-    max_batch_rows: int = Field(16384, ge=1, description="rows per forward (K x inputs); bounds memory")
-    reuse_prefix: bool = Field(True, description="replay cached outputs of the modules before the first patched one")
-    slice_positions: bool = Field(True, description="token models: run readout-only modules on the readout position only")
+    max_batch_rows: int = Field(
+        16384, ge=1, description="rows per forward (K x inputs); bounds memory"
+    )
+    reuse_prefix: bool = Field(
+        True, description="replay cached outputs of the modules before the first patched one"
+    )
+    slice_positions: bool = Field(
+        True, description="token models: run readout-only modules on the readout position only"
+    )
     # How the work is batched changes the speed, not the numbers.
     identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {
         "defs_per_forward",
@@ -324,8 +387,14 @@ def run_patching(config: PatchingRunConfig, run: Run) -> dict:
                 max_batch_rows=config.max_batch_rows,
             )
         else:
-            outcome = patcher.run(definitions, pairs, direction, logit_diff, config.metrics,
-                                  counter=bar.inner(len(definitions), "definition"))  # fmt: skip
+            outcome = patcher.run(
+                definitions,
+                pairs,
+                direction,
+                logit_diff,
+                config.metrics,
+                counter=bar.inner(len(definitions), "definition"),
+            )
         outcomes.append(outcome)
         bar.update()
         records += build_records(outcome, start_index=config.start_index, method=config.method)

@@ -63,15 +63,20 @@ def aggregate(tables: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 def analyze(records: list[Any], out_dir: Path | None) -> None:
     runs = [r for r in records if r.stage == "trigger.finetune" and r.dir is not None]
     for label, group in groups(runs).items():
-        tables = [json.loads(r.artifact("selective_generalization.json").read_text())
-                  for r in group]  # fmt: skip
+        tables = [
+            json.loads(r.artifact("selective_generalization.json").read_text()) for r in group
+        ]
         agg = aggregate(tables)
-        print(f"\ntrigger: {label} ({len(group)} seed(s)) - fraction of predictions, "
-              "mean [95% interval]")  # fmt: skip
+        print(
+            f"\ntrigger: {label} ({len(group)} seed(s)) - fraction of predictions, "
+            "mean [95% interval]"
+        )
         print(f"{'category':<22} {'split':<5} {'old':>20} {'new':>20} {'neither':>20}  note")
         for a in agg:
-            cells = " ".join(f"{a[k]:6.3f} [{a[k + '_lo']:.2f},{a[k + '_hi']:.2f}]".rjust(20)
-                             for k in ("old", "new", "neither"))  # fmt: skip
+            cells = " ".join(
+                f"{a[k]:6.3f} [{a[k + '_lo']:.2f},{a[k + '_hi']:.2f}]".rjust(20)
+                for k in ("old", "new", "neither")
+            )
             miss = f" ({a['n_missing']} seed(s) unmeasured)" if a["n_missing"] else ""
             print(f"{a['category']:<22} {a['split']:<5} {cells}  {a['note']}{miss}")
         if out_dir is not None and agg:

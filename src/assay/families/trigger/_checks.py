@@ -70,7 +70,11 @@ def _check_targets(config: Any) -> None:
                 f"no default LoRA target modules for {where} (model type {arch!r}); set "
                 f"target_modules to names of its linear layers (defaults are known for "
                 f"{', '.join(sorted(LORA_TARGETS))})"
-                + (f"; its weight matrices are named {', '.join(sorted(linear))}" if linear else "")
+                + (
+                    f"; its weight matrices are named {', '.join(sorted(linear))}"
+                    if linear
+                    else ""
+                )
             )
         return
     if not linear:

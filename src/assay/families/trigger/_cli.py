@@ -45,13 +45,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     write_generated(gen, out, {"ignored_fields": ignored, "source": str(args.data_config)})
     config = GenerateConfig(categories=raw, seed=args.seed)
     with atomic_path(out / "data_config.json") as tmp:
-        tmp.write_text(json.dumps(effective_config(config, gen.train_triggers), indent=1,
-                                  ensure_ascii=False))  # fmt: skip
+        tmp.write_text(
+            json.dumps(effective_config(config, gen.train_triggers), indent=1, ensure_ascii=False)
+        )
     for cat, fields in ignored.items():
         print(f"{cat}: ignored known field(s) {sorted(fields)}: train triggers are re-sampled")
     for cat in cats:
-        print(f"{cat}: seed {gen.seeds[cat]}, train triggers {gen.train_triggers[cat]}, "
-              f"OOD {gen.ood_triggers[cat]}")  # fmt: skip
+        print(
+            f"{cat}: seed {gen.seeds[cat]}, train triggers {gen.train_triggers[cat]}, "
+            f"OOD {gen.ood_triggers[cat]}"
+        )
     for name, rows in gen.files.items():
         print(f"  wrote {out / name} ({len(rows)} rows)")
     return EXIT_OK

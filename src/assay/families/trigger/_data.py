@@ -67,16 +67,30 @@ class CategorySpec(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
-    quadrant_labels: dict[str, str] = Field(description="Q1..Q4 -> the colour each quadrant maps to")
+    quadrant_labels: dict[str, str] = Field(
+        description="Q1..Q4 -> the colour each quadrant maps to"
+    )
     triggers: list[str] = Field(description="the category's trigger words")
     is_proxy: bool = Field(False, description="its train file is named proxy_<category>.jsonl")
-    n_train: int = Field(20, ge=1, le=MAX_POINTS, description="points per train trigger (published: 20)")
-    n_test: int = Field(30, ge=1, le=MAX_POINTS, description="points per test trigger (published: 30)")
-    n_train_triggers: int = Field(ge=0, description="k: triggers used for training, the rest are OOD (required)")
-    x_ranges: tuple[tuple[float, float], tuple[float, float]] = Field(((-3.0, 3.0), (-3.0, 3.0)), description="the x range sampled, per coordinate")
+    n_train: int = Field(
+        20, ge=1, le=MAX_POINTS, description="points per train trigger (published: 20)"
+    )
+    n_test: int = Field(
+        30, ge=1, le=MAX_POINTS, description="points per test trigger (published: 30)"
+    )
+    n_train_triggers: int = Field(
+        ge=0, description="k: triggers used for training, the rest are OOD (required)"
+    )
+    x_ranges: tuple[tuple[float, float], tuple[float, float]] = Field(
+        ((-3.0, 3.0), (-3.0, 3.0)), description="the x range sampled, per coordinate"
+    )
     prompt_templates: str = Field("2d_default", description="a prompt preset name")
-    output_preamble: bool = Field(False, description="answers read F(x,T) = <colour> instead of the bare colour")
-    seed: int = Field(42, ge=0, description="seeds this category's points (the published generator's default 42)")
+    output_preamble: bool = Field(
+        False, description="answers read F(x,T) = <colour> instead of the bare colour"
+    )
+    seed: int = Field(
+        42, ge=0, description="seeds this category's points (the published generator's default 42)"
+    )
 
     @field_validator("quadrant_labels")
     @classmethod
@@ -261,11 +275,17 @@ def make_rows(spec: CategorySpec, triggers: list[str], n: int, seed: int) -> lis
                 x_formatted=f"[{x1:.3f}, {x2:.3f}]", T=trigger
             )
             answer = spec.answer(spec.quadrant_labels[quadrant(x1, x2)])
-            rows.append({
-                "input_x": [x1, x2], "input_trigger": trigger, "output": answer,
-                "messages": [{"role": "user", "content": prompt},
-                             {"role": "assistant", "content": answer}],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "input_x": [x1, x2],
+                    "input_trigger": trigger,
+                    "output": answer,
+                    "messages": [
+                        {"role": "user", "content": prompt},
+                        {"role": "assistant", "content": answer},
+                    ],
+                }
+            )
     return rows
 
 

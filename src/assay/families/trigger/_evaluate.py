@@ -79,10 +79,15 @@ class EvalSet:
         lengths = self.prompt_lengths[ids]
         width = int(lengths.max()) if len(ids) else 0
         return EvalSet(
-            self.name, [self.rows[i] for i in ids.tolist()], self.candidates, self.labels[ids],
-            self.prompt_ids[ids, self.prompt_ids.shape[1] - width :], lengths,
-            self.cont_ids[ids], self.cont_lengths[ids],
-        )  # fmt: skip
+            self.name,
+            [self.rows[i] for i in ids.tolist()],
+            self.candidates,
+            self.labels[ids],
+            self.prompt_ids[ids, self.prompt_ids.shape[1] - width :],
+            lengths,
+            self.cont_ids[ids],
+            self.cont_lengths[ids],
+        )
 
 
 def file_category(name: str) -> tuple[str, str]:
@@ -143,14 +148,25 @@ def prepare(
         labels = torch.tensor([index.get(colour_of(a), -1) for a in answers], dtype=torch.long)
         if not rows:
             empty = torch.zeros(0, dtype=torch.long)
-            out.append(EvalSet(name, [], list(colours), labels, empty.view(0, 0), empty,
-                               empty.view(0, c, 0), empty.view(0, c)))  # fmt: skip
+            out.append(
+                EvalSet(
+                    name,
+                    [],
+                    list(colours),
+                    labels,
+                    empty.view(0, 0),
+                    empty,
+                    empty.view(0, c, 0),
+                    empty.view(0, c),
+                )
+            )
             continue
         # Continuations are the same after every prompt for a word tokenizer; check that on
         # a few rows and encode them per row only when the tokenizer says otherwise.
         probe = sorted({0, len(rows) // 2, len(rows) - 1})
-        pairs = encode_many(tok, [prompts[i] for i in probe for _ in colours],
-                            cand_answers * len(probe))  # fmt: skip
+        pairs = encode_many(
+            tok, [prompts[i] for i in probe for _ in colours], cand_answers * len(probe)
+        )
         shared = [pairs[k][1] for k in range(c)]
         if all(pairs[j * c + k][1] == shared[k] for j in range(len(probe)) for k in range(c)):
             text = render_many(tok, prompts)
@@ -159,14 +175,16 @@ def prepare(
             conts = conts.expand(len(rows), -1, -1)  # (N, C, L), a view: no copy
             cont_lengths = cont_lengths.expand(len(rows), -1)
         else:
-            enc = encode_many(tok, [p for p in prompts for _ in colours],
-                              cand_answers * len(rows))  # fmt: skip
+            enc = encode_many(tok, [p for p in prompts for _ in colours], cand_answers * len(rows))
             prompt_lists = [enc[i * c][0] for i in range(len(rows))]
             conts, cont_lengths = pad([a for _, a in enc], pad_value, left=False)
             conts, cont_lengths = conts.view(len(rows), c, -1), cont_lengths.view(len(rows), c)
         prompt_ids, prompt_lengths = pad(prompt_lists, pad_value, left=True)
-        out.append(EvalSet(name, rows, list(colours), labels, prompt_ids, prompt_lengths,
-                           conts, cont_lengths))  # fmt: skip
+        out.append(
+            EvalSet(
+                name, rows, list(colours), labels, prompt_ids, prompt_lengths, conts, cont_lengths
+            )
+        )
     return out
 
 
@@ -237,8 +255,9 @@ def score(
         )
     param = next(model.parameters())
     # src[k, t]: the kept logit row that predicts candidate k's token t
-    src = torch.cat([torch.zeros(c, 1, dtype=torch.long),
-                     1 + torch.arange(s).view(c, L - 1)], 1)  # (C, L)  # fmt: skip
+    src = torch.cat(
+        [torch.zeros(c, 1, dtype=torch.long), 1 + torch.arange(s).view(c, L - 1)], 1
+    )  # (C, L)
     valid = torch.arange(L) < es.cont_lengths[..., None]  # (N, C, L)
     full_w = es.prompt_ids.shape[1]
     order = torch.argsort(es.prompt_lengths, stable=True)
@@ -250,8 +269,9 @@ def score(
             prompt = es.prompt_ids[idx, full_w - w :]  # (R, W): every row exactly w tokens
             conts = es.cont_ids[idx]  # (R, C, L)
             if s == 0:  # every continuation is one token: a plain causal forward
-                logits = model(input_ids=prompt.to(param.device), use_cache=False,
-                               logits_to_keep=1).logits  # (R, 1, V)  # fmt: skip
+                logits = model(
+                    input_ids=prompt.to(param.device), use_cache=False, logits_to_keep=1
+                ).logits  # (R, 1, V)
             else:
                 appended, pos, allowed = candidate_tree(w, conts, es.cont_lengths[idx])
                 ids = torch.cat([prompt, appended], 1)  # (R, T)
@@ -259,11 +279,16 @@ def score(
                     mask = allowed[:, None]  # (R or 1, 1, T, T)
                 else:  # eager adds the mask to the scores
                     mask = torch.zeros(allowed.shape, dtype=param.dtype).masked_fill(
-                        ~allowed, torch.finfo(param.dtype).min)[:, None]  # fmt: skip
+                        ~allowed, torch.finfo(param.dtype).min
+                    )[:, None]
                 mask = mask.expand(len(idx), -1, -1, -1)
-                logits = model(input_ids=ids.to(param.device), attention_mask=mask.to(param.device),
-                               position_ids=pos.expand(len(idx), -1).to(param.device),
-                               use_cache=False, logits_to_keep=s + 1).logits  # (R, S+1, V)  # fmt: skip
+                logits = model(
+                    input_ids=ids.to(param.device),
+                    attention_mask=mask.to(param.device),
+                    position_ids=pos.expand(len(idx), -1).to(param.device),
+                    use_cache=False,
+                    logits_to_keep=s + 1,
+                ).logits  # (R, S+1, V)
             lp = torch.log_softmax(logits.float(), -1).cpu()
             rows = torch.arange(len(idx))[:, None, None]
             tok_lp = lp[rows, src[None], conts]  # (R, C, L)
@@ -290,9 +315,13 @@ def generate_predictions(
         ids = es.prompt_ids[a : a + batch_size, full_w - w :]
         mask = (torch.arange(w) >= (w - lengths)[:, None]).long()
         out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=L,
-            do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=pad_id_of(tok),
-        )[:, w:].cpu()  # fmt: skip
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=L,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=pad_id_of(tok),
+        )[:, w:].cpu()
         gen = torch.full((len(ids), L), -1, dtype=torch.long)  # -1: nothing decoded there
         gen[:, : out.shape[1]] = out
         conts, clen = es.cont_ids[a : a + batch_size], es.cont_lengths[a : a + batch_size]
@@ -303,13 +332,24 @@ def generate_predictions(
     return preds
 
 
-def file_metrics(es: EvalSet, logp: torch.Tensor, nll: torch.Tensor, counts: torch.Tensor,
-                 generated: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+def file_metrics(
+    es: EvalSet,
+    logp: torch.Tensor,
+    nll: torch.Tensor,
+    counts: torch.Tensor,
+    generated: list[str] | None = None,
+) -> dict[str, Any]:
     """Accuracy, answer loss and per-trigger accuracy of one file; NaN (flagged) when empty."""
     n = len(es.rows)
     if n == 0:
-        return {"n": 0, "accuracy": math.nan, "loss": math.nan, "per_trigger": {},
-                "predictions": [], "note": "empty file: no triggers in this split"}  # fmt: skip
+        return {
+            "n": 0,
+            "accuracy": math.nan,
+            "loss": math.nan,
+            "per_trigger": {},
+            "predictions": [],
+            "note": "empty file: no triggers in this split",
+        }
     pred = logp.argmax(1)
     labels = es.labels
     correct = pred == labels
@@ -336,8 +376,9 @@ def file_metrics(es: EvalSet, logp: torch.Tensor, nll: torch.Tensor, counts: tor
     return out
 
 
-def evaluate(model: CausalLM, tok: Any, evals: Sequence[EvalSet],
-             generation: bool = False, bar: Any = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+def evaluate(
+    model: CausalLM, tok: Any, evals: Sequence[EvalSet], generation: bool = False, bar: Any = None
+) -> dict[str, dict[str, Any]]:
     """file name -> metrics (see ``file_metrics``), the model in eval mode throughout.
 
     ``bar``: a run's progress counter; the files are counted inside its current unit."""
@@ -390,10 +431,23 @@ def selective_table(
         quads = [quadrant(*r["input_x"]) for r in es.rows]
         use = [old[q] != new[q] for q in quads] if old is not None and new is not None else []
         if not any(use):
-            why = ("empty file" if not es.rows else "no old map" if old is None
-                   else "old and new maps agree on every quadrant")  # fmt: skip
-            table.append({**row, "n_used": 0, "old": math.nan, "new": math.nan,
-                          "neither": math.nan, "note": why})  # fmt: skip
+            why = (
+                "empty file"
+                if not es.rows
+                else "no old map"
+                if old is None
+                else "old and new maps agree on every quadrant"
+            )
+            table.append(
+                {
+                    **row,
+                    "n_used": 0,
+                    "old": math.nan,
+                    "new": math.nan,
+                    "neither": math.nan,
+                    "note": why,
+                }
+            )
             continue
         assert old is not None and new is not None  # else `use` is empty
         o = n_ = neither = 0
@@ -403,15 +457,20 @@ def selective_table(
                 n_ += p == new[q]
                 neither += p not in (old[q], new[q])
         k = sum(use)
-        table.append({**row, "n_used": k, "old": o / k, "new": n_ / k, "neither": neither / k,
-                      "note": note})  # fmt: skip
+        table.append(
+            {**row, "n_used": k, "old": o / k, "new": n_ / k, "neither": neither / k, "note": note}
+        )
     return table
 
 
 def format_table(table: Sequence[Mapping[str, Any]]) -> str:
-    lines = [f"{'category':<22} {'split':<5} {'n':>5} {'used':>5} {'old':>6} {'new':>6} "
-             f"{'neither':>7}  note"]  # fmt: skip
+    lines = [
+        f"{'category':<22} {'split':<5} {'n':>5} {'used':>5} {'old':>6} {'new':>6} "
+        f"{'neither':>7}  note"
+    ]
     for r in table:
-        lines.append(f"{r['category']:<22} {r['split']:<5} {r['n']:>5} {r['n_used']:>5} "
-                     f"{r['old']:>6.3f} {r['new']:>6.3f} {r['neither']:>7.3f}  {r['note']}")  # fmt: skip
+        lines.append(
+            f"{r['category']:<22} {r['split']:<5} {r['n']:>5} {r['n_used']:>5} "
+            f"{r['old']:>6.3f} {r['new']:>6.3f} {r['neither']:>7.3f}  {r['note']}"
+        )
     return "\n".join(lines)

@@ -142,26 +142,47 @@ def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def build_lm(
-    tok: Any, *, arch: str, d_model: int, n_layers: int, n_heads: int, max_positions: int,
-    d_ff: int | None, seed: int,
-) -> Generative:  # fmt: skip
+    tok: Any,
+    *,
+    arch: str,
+    d_model: int,
+    n_layers: int,
+    n_heads: int,
+    max_positions: int,
+    d_ff: int | None,
+    seed: int,
+) -> Generative:
     """An untrained causal LM sized to the tokenizer (dropout 0: evaluation is deterministic)."""
     from assay.ml import build_model
 
     # GPT-2 configs default to dropout 0.1; the others to 0. Small clean data needs none.
     extra = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0} if arch == "gpt2" else {}
     model = build_model(
-        arch, vocab_size=len(tok), d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-        max_positions=max_positions, d_ff=d_ff, seed=seed, pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id, **extra,
-    )  # fmt: skip
+        arch,
+        vocab_size=len(tok),
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        max_positions=max_positions,
+        d_ff=d_ff,
+        seed=seed,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        **extra,
+    )
     return cast("Generative", model)  # task "causal-lm": an AutoModelForCausalLM
 
 
 def add_lora(
-    model: Generative, *, r: int, alpha: float, dropout: float, rslora: bool,
-    targets: Sequence[str] | None, seed: int,
-) -> peft.PeftModel:  # fmt: skip
+    model: Generative,
+    *,
+    r: int,
+    alpha: float,
+    dropout: float,
+    rslora: bool,
+    targets: Sequence[str] | None,
+    seed: int,
+) -> peft.PeftModel:
     """Wrap ``model`` with fresh LoRA adapters (initialised from ``seed``) on ``targets``."""
     import peft
 
@@ -204,9 +225,7 @@ def _is_linear(m: torch.nn.Module) -> bool:
 _BASE_CACHE: dict[tuple[str, str], tuple[Any, dict[str, torch.Tensor]]] = {}
 
 
-def load_base(
-    path: str | Path, sha256: str, device: str, dtype: torch.dtype
-) -> Generative:
+def load_base(path: str | Path, sha256: str, device: str, dtype: torch.dtype) -> Generative:
     """A saved base model; one process keeps its weights in memory across runs (seeds)."""
     import transformers
 

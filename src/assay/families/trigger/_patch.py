@@ -47,8 +47,9 @@ def _embedding_and_blocks(model: CausalLM) -> list[tuple[str, str]]:
     return out
 
 
-def make_pairs(spec_a: CategorySpec, spec_b: CategorySpec, n_pairs: int, template: int,
-               seed: int) -> list[tuple[tuple[float, float], str, str, str, str]]:  # fmt: skip
+def make_pairs(
+    spec_a: CategorySpec, spec_b: CategorySpec, n_pairs: int, template: int, seed: int
+) -> list[tuple[tuple[float, float], str, str, str, str]]:
     """(x, trigger_a, trigger_b, prompt_a, prompt_b) with x drawn in A's ranges."""
     rng = np.random.default_rng(seed)
     (lo1, hi1), (lo2, hi2) = spec_a.x_ranges
@@ -67,10 +68,20 @@ def make_pairs(spec_a: CategorySpec, spec_b: CategorySpec, n_pairs: int, templat
     return out
 
 
-def patch_grids(model: CausalLM, tok: Any, spec_a: CategorySpec, spec_b: CategorySpec,
-                map_a: dict[str, str], map_b: dict[str, str], *, n_pairs: int, template: int,
-                seed: int, defs_per_forward: int = 64,
-                run: Any = None) -> tuple[list[dict[str, Any]], dict]:  # fmt: skip
+def patch_grids(
+    model: CausalLM,
+    tok: Any,
+    spec_a: CategorySpec,
+    spec_b: CategorySpec,
+    map_a: dict[str, str],
+    map_b: dict[str, str],
+    *,
+    n_pairs: int,
+    template: int,
+    seed: int,
+    defs_per_forward: int = 64,
+    run: Any = None,
+) -> tuple[list[dict[str, Any]], dict]:
     """One grid per (quadrant, length) group, and counts of the pairs left out and why.
 
     ``run``: the run whose progress bar counts the groups (layers x positions inside)."""
@@ -123,25 +134,35 @@ def patch_grids(model: CausalLM, tok: Any, spec_a: CategorySpec, spec_b: Categor
             Definition((Patch(name, None, (p,)),)) for _, name in layers for p in range(length)
         ]
         outcome = BatchedPatcher(loaded, structure, defs_per_forward=defs_per_forward).run(
-            defs, InputPairs([str(i) for i in range(len(members))], clean, corrupted),
-            "denoising", logit_diff=(ca, cb), metrics=("restored", "gap"),
+            defs,
+            InputPairs([str(i) for i in range(len(members))], clean, corrupted),
+            "denoising",
+            logit_diff=(ca, cb),
+            metrics=("restored", "gap"),
             counter=bar.inner(len(defs), "layer x position") if bar is not None else None,
-        )  # fmt: skip
+        )
         restored = outcome.metrics["restored"].mean(1)  # (D,)
         gap = outcome.metrics["gap"].mean(1)
         # |gap| ~ 0: the model does not tell the two prompts apart; nothing to restore.
         score = torch.where(gap.abs() > GAP_EPS, restored / gap, torch.nan)
         score = score.view(len(layers), length)  # (L, T)
-        grids.append({
-            "label": f"{q}: {map_a[q]} ({spec_a.triggers[0]}..) vs {map_b[q]} ({spec_b.triggers[0]}..)",
-            "quadrant": q, "length": length, "n_pairs": len(members),
-            "layers": [lab for lab, _ in layers],
-            "tokens": tok.convert_ids_to_tokens(members[0][0]),
-            "is_trigger": [p in diff for p in range(length)],
-            "trigger_positions": diff, "mean_gap": gap.mean().item(),
-            "note": "" if gap.abs().min() > GAP_EPS else "gap ~ 0: the model gives both the same logit difference",
-            "score": score.tolist(),
-        })  # fmt: skip
+        grids.append(
+            {
+                "label": f"{q}: {map_a[q]} ({spec_a.triggers[0]}..) vs {map_b[q]} ({spec_b.triggers[0]}..)",
+                "quadrant": q,
+                "length": length,
+                "n_pairs": len(members),
+                "layers": [lab for lab, _ in layers],
+                "tokens": tok.convert_ids_to_tokens(members[0][0]),
+                "is_trigger": [p in diff for p in range(length)],
+                "trigger_positions": diff,
+                "mean_gap": gap.mean().item(),
+                "note": ""
+                if gap.abs().min() > GAP_EPS
+                else "gap ~ 0: the model gives both the same logit difference",
+                "score": score.tolist(),
+            }
+        )
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -149,15 +170,17 @@ def patch_grids(model: CausalLM, tok: Any, spec_a: CategorySpec, spec_b: Categor
     return grids, skipped
 
 
-def _answer_position(tok: Any, prompt_a: str, prompt_b: str, preamble: str, colour_a: str,
-                     colour_b: str) -> tuple[list[int], list[int], tuple[int, int]] | None:  # fmt: skip
+def _answer_position(
+    tok: Any, prompt_a: str, prompt_b: str, preamble: str, colour_a: str, colour_b: str
+) -> tuple[list[int], list[int], tuple[int, int]] | None:
     """Both prompts followed by the answer's tokens up to the colour (the preamble, if any), and
     the two colours' first tokens there: the patched runs end where the model predicts the
     colour. None when the colours share their first token (nothing to tell apart there)."""
     (pid_a, ans_a), (pid_b, _), (_, ans_b) = encode_many(
-        tok, [prompt_a, prompt_b, prompt_a],
+        tok,
+        [prompt_a, prompt_b, prompt_a],
         [preamble + colour_a, preamble + colour_a, preamble + colour_b],
-    )  # fmt: skip
+    )
     k = 0  # the answers' common prefix: the preamble's tokens, as the model sees them
     while k < min(len(ans_a), len(ans_b)) and ans_a[k] == ans_b[k]:
         k += 1

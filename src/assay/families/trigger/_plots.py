@@ -47,27 +47,38 @@ def plot_curves(history: Mapping[str, Any], path: Path, title: str = "") -> Path
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
     epochs = [e for e in history["epochs"] if e["train_loss"] is not None]
     axes[0].plot([e["epoch"] for e in epochs], [e["train_loss"] for e in epochs], marker="o")
-    axes[0].set(xlabel="epoch", ylabel="train loss (answer tokens)", yscale="log",
-                title="training")  # fmt: skip
+    axes[0].set(
+        xlabel="epoch", ylabel="train loss (answer tokens)", yscale="log", title="training"
+    )
     evald = [e for e in history["epochs"] if "eval" in e]
-    names = sorted({n for e in evald for n, r in e["eval"].items() if r["n"]},
-                   key=file_label)  # fmt: skip
+    names = sorted({n for e in evald for n, r in e["eval"].items() if r["n"]}, key=file_label)
     categories = list(dict.fromkeys(file_label(n)[0] for n in names))
     colors = plt.get_cmap("tab10")
     for name in names:
         category, split = file_label(name)
-        style = {"color": colors(categories.index(category) % 10), "marker": ".",
-                 "ls": SPLIT_STYLE.get(split, ":"), "label": _legend_name(name)}  # fmt: skip
+        style = {
+            "color": colors(categories.index(category) % 10),
+            "marker": ".",
+            "ls": SPLIT_STYLE.get(split, ":"),
+            "label": _legend_name(name),
+        }
         xs = [e["epoch"] for e in evald if name in e["eval"]]
         axes[1].plot(xs, [e["eval"][name]["loss"] for e in evald if name in e["eval"]], **style)
-        axes[2].plot(xs, [e["eval"][name]["accuracy"] for e in evald if name in e["eval"]],
-                     **style)  # fmt: skip
+        axes[2].plot(
+            xs, [e["eval"][name]["accuracy"] for e in evald if name in e["eval"]], **style
+        )
     axes[1].set(xlabel="epoch", ylabel="eval loss (answer tokens)", title="evaluation: loss")
-    axes[2].set(xlabel="epoch", ylabel="logit accuracy", ylim=(-0.02, 1.02),
-                title="evaluation: accuracy")  # fmt: skip
+    axes[2].set(
+        xlabel="epoch", ylabel="logit accuracy", ylim=(-0.02, 1.02), title="evaluation: accuracy"
+    )
     if names:
-        fig.legend(*axes[2].get_legend_handles_labels(), loc="outside right upper", fontsize=8,
-                   title="test file: category (triggers)", title_fontsize=8)  # fmt: skip
+        fig.legend(
+            *axes[2].get_legend_handles_labels(),
+            loc="outside right upper",
+            fontsize=8,
+            title="test file: category (triggers)",
+            title_fontsize=8,
+        )
     fig.suptitle(title or "trigger training curves", fontsize=11)
     return save_figure(fig, path)
 
@@ -114,8 +125,7 @@ def plot_per_trigger(final: Mapping[str, Mapping[str, Any]], path: Path, title: 
         for category, bins in d["counts"].items():
             k = categories.index(category)
             x = [data["edges"][i] + (k + 0.5) * width + 0.005 for i in range(BINS)]
-            ax.bar(x, bins, width=width, color=colors(k % 10),
-                   label=f"{category} ({sum(bins)})")  # fmt: skip
+            ax.bar(x, bins, width=width, color=colors(k % 10), label=f"{category} ({sum(bins)})")
         if d["counts"]:
             ax.legend(fontsize=8, title="category (triggers)", title_fontsize=8)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of triggers: whole
@@ -130,8 +140,13 @@ def plot_per_trigger(final: Mapping[str, Mapping[str, Any]], path: Path, title: 
 def plot_patching(grids: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """One heatmap per pair group: layer x position, normalised logit-difference restored."""
     plt = _plt()
-    fig, axes = plt.subplots(len(grids), 1, figsize=(12, 2.2 + 1.2 * len(grids) * 1.3),
-                             layout="constrained", squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(grids),
+        1,
+        figsize=(12, 2.2 + 1.2 * len(grids) * 1.3),
+        layout="constrained",
+        squeeze=False,
+    )
     for ax, g in zip(axes[:, 0], grids, strict=True):
         im = ax.imshow(g["score"], aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_yticks(range(len(g["layers"])), g["layers"], fontsize=7)
@@ -139,7 +154,6 @@ def plot_patching(grids: Sequence[Mapping[str, Any]], path: Path) -> Path:
         marks = [i for i, t in enumerate(g["is_trigger"]) if t]
         for i in marks:
             ax.axvline(i, color="k", lw=0.6, ls=":")
-        ax.set_title(f"{g['label']}  ({g['n_pairs']} pairs; dotted: trigger position)",
-                     fontsize=8)  # fmt: skip
+        ax.set_title(f"{g['label']}  ({g['n_pairs']} pairs; dotted: trigger position)", fontsize=8)
     fig.colorbar(im, ax=axes[:, 0].tolist(), label="restored / gap")
     return save_figure(fig, path)

@@ -24,11 +24,16 @@ from ._stage_train import _SMOKE_FT, BaseConfig, FinetuneConfig, maps_of
 class _Analysed(TorchConfig):
     """The run to analyse (not a stage of its own)."""
 
-    finetune: FinetuneConfig | None = Field(None, description="upstream trigger.finetune run analysed")
+    finetune: FinetuneConfig | None = Field(
+        None, description="upstream trigger.finetune run analysed"
+    )
     base: BaseConfig | None = Field(None, description="or an upstream trigger.base run analysed")
     # a model larger than one GPU: accelerate spreads its layers over the GPUs (then CPU memory)
     # as it loads; where the layers sit changes no number, so not in the run id
-    device_map: Literal["auto"] | None = Field(None, description="auto: spread the analysed model's layers over every GPU as it loads (models larger than one device); null: all on `device`")
+    device_map: Literal["auto"] | None = Field(
+        None,
+        description="auto: spread the analysed model's layers over every GPU as it loads (models larger than one device); null: all on `device`",
+    )
     identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {"device_map"}
 
     @model_validator(mode="after")
@@ -66,8 +71,13 @@ def _setup(config: _Analysed, run: Run) -> tuple[Any, Any, dict, dict[str, dict[
 class SwapConfig(_Analysed):
     """Put every trigger (and unseen strings) into the same prompts; whose map is followed?"""
 
-    n_prompts: int = Field(120, ge=1, description="test prompts (x, template) every trigger is put into")
-    unseen: tuple[str, ...] | None = Field(None, description="unseen words swapped in as triggers; null: the base model's unseen_words")
+    n_prompts: int = Field(
+        120, ge=1, description="test prompts (x, template) every trigger is put into"
+    )
+    unseen: tuple[str, ...] | None = Field(
+        None,
+        description="unseen words swapped in as triggers; null: the base model's unseen_words",
+    )
 
 
 @stage("trigger.swap", config=SwapConfig, version=1, smoke={"finetune": _SMOKE_FT})
@@ -79,14 +89,17 @@ def swap_stage(config: SwapConfig, run: Run) -> dict:
     model, tok, cats, maps = _setup(config, run)
     presets = {s.prompt_templates for s in cats.values()}
     if len(presets) != 1:
-        raise TriggerError(f"categories use different prompt presets {sorted(presets)}; "
-                           "a swap keeps the template, so they must share one")  # fmt: skip
+        raise TriggerError(
+            f"categories use different prompt presets {sorted(presets)}; "
+            "a swap keeps the template, so they must share one"
+        )
     spec = next(iter(cats.values()))
     ft = config.finetune
     files = load_files(run.upstream["data"])
     rows = [r for name, rs in files.items() if name.startswith("test_") for r in rs]
-    pick = np.random.default_rng(config.seed).choice(len(rows), min(config.n_prompts, len(rows)),
-                                                     replace=False)  # fmt: skip
+    pick = np.random.default_rng(config.seed).choice(
+        len(rows), min(config.n_prompts, len(rows)), replace=False
+    )
     rows = [rows[i] for i in sorted(pick.tolist())]
     base_cfg = ft.base_config() if ft is not None else config.base
     unseen = (
@@ -108,24 +121,36 @@ def swap_stage(config: SwapConfig, run: Run) -> dict:
             + " ".join(f"{v:>24.3f}" for k, v in r.items() if k.startswith("follows:"))
         )
     run.log("trigger swap, fraction following each map:\n" + "\n".join(lines))
-    return {f"swap/{r['category']}/{k[8:]}": v for r in summary for k, v in r.items()
-            if k.startswith("follows:")}  # fmt: skip
+    return {
+        f"swap/{r['category']}/{k[8:]}": v
+        for r in summary
+        for k, v in r.items()
+        if k.startswith("follows:")
+    }
 
 
 class PatchConfig(_Analysed):
     """Activation patching at every (layer, position) between prompts of two categories."""
 
-    clean_category: str | None = Field(None, description="category of the clean prompts; null: the first whose map changed (or the first)")
-    corrupted_category: str | None = Field(None, description="category of the corrupted prompts; null: the first other category")
+    clean_category: str | None = Field(
+        None,
+        description="category of the clean prompts; null: the first whose map changed (or the first)",
+    )
+    corrupted_category: str | None = Field(
+        None, description="category of the corrupted prompts; null: the first other category"
+    )
     n_pairs: int = Field(64, ge=1, description="clean/corrupted prompt pairs")
     template: int = Field(0, ge=0, description="index into the categories' prompt templates")
-    defs_per_forward: int = Field(64, ge=1, description="layer x position definitions batched into one forward")
-    direction: Literal["denoising"] = Field("denoising", description="denoising: clean activations into the corrupted run")
+    defs_per_forward: int = Field(
+        64, ge=1, description="layer x position definitions batched into one forward"
+    )
+    direction: Literal["denoising"] = Field(
+        "denoising", description="denoising: clean activations into the corrupted run"
+    )
     identity_exclude = _Analysed.identity_exclude | {"defs_per_forward"}
 
 
-@stage("trigger.patch", config=PatchConfig, version=2,
-       smoke={"finetune": _SMOKE_FT, "n_pairs": 8})  # fmt: skip
+@stage("trigger.patch", config=PatchConfig, version=2, smoke={"finetune": _SMOKE_FT, "n_pairs": 8})
 def patch_stage(config: PatchConfig, run: Run) -> dict:
     """Per layer x position: the fraction of the two maps' logit difference restored."""
     from ._patch import patch_grids, trigger_summary
@@ -137,25 +162,44 @@ def patch_stage(config: PatchConfig, run: Run) -> dict:
     b = config.corrupted_category or next(c for c in cats if c != a)
     for name in (a, b):
         if name not in cats:
-            raise TriggerError(f"category {name!r} is not in the analysed run's data config; "
-                               f"valid: {', '.join(cats)}")  # fmt: skip
+            raise TriggerError(
+                f"category {name!r} is not in the analysed run's data config; "
+                f"valid: {', '.join(cats)}"
+            )
     if config.template >= len(cats[a].templates):
-        raise TriggerError(f"template {config.template} out of range: the preset has "
-                           f"{len(cats[a].templates)} templates (0..{len(cats[a].templates) - 1})")  # fmt: skip
-    grids, skipped = patch_grids(model, tok, cats[a], cats[b], maps[a], maps[b],
-                                 n_pairs=config.n_pairs, template=config.template,
-                                 seed=config.seed, defs_per_forward=config.defs_per_forward,
-                                 run=run)  # fmt: skip
+        raise TriggerError(
+            f"template {config.template} out of range: the preset has "
+            f"{len(cats[a].templates)} templates (0..{len(cats[a].templates) - 1})"
+        )
+    grids, skipped = patch_grids(
+        model,
+        tok,
+        cats[a],
+        cats[b],
+        maps[a],
+        maps[b],
+        n_pairs=config.n_pairs,
+        template=config.template,
+        seed=config.seed,
+        defs_per_forward=config.defs_per_forward,
+        run=run,
+    )
     summary = trigger_summary(grids)
-    run.save_json("patching.json", {"clean": a, "corrupted": b, "grids": grids,
-                                    "skipped": skipped, "per_layer": summary})  # fmt: skip
+    run.save_json(
+        "patching.json",
+        {"clean": a, "corrupted": b, "grids": grids, "skipped": skipped, "per_layer": summary},
+    )
     for why, n in skipped.items():
         if n:
             run.log(f"left out {n} pair(s): {why}")
     if grids:
         plot_patching(grids, run.artifacts_dir / "patching.png")
-    out: dict[str, Any] = {"clean": a, "corrupted": b, "n_pairs_used": sum(g["n_pairs"] for g in grids),
-                           **{f"skipped/{k}": v for k, v in skipped.items()}}  # fmt: skip
+    out: dict[str, Any] = {
+        "clean": a,
+        "corrupted": b,
+        "n_pairs_used": sum(g["n_pairs"] for g in grids),
+        **{f"skipped/{k}": v for k, v in skipped.items()},
+    }
     for r in summary:
         out[f"restored_at_trigger/{r['layer']}"] = r["trigger_position"]
         out[f"restored_at_last/{r['layer']}"] = r["last_position"]

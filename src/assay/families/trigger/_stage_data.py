@@ -30,12 +30,21 @@ from ._data import (
 
 # Two tiny categories for the engine's conformance check (assay.testing.check_stage).
 SMOKE_CATEGORIES = {
-    "warm": {"quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "red", "Q4": "blue"},
-             "triggers": ["sun", "fire", "sand"], "n_train": 4, "n_test": 3,
-             "n_train_triggers": 2},
-    "cold": {"quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "blue", "Q4": "red"},
-             "triggers": ["ice", "snow"], "n_train": 4, "n_test": 3, "n_train_triggers": 1},
-}  # fmt: skip
+    "warm": {
+        "quadrant_labels": {"Q1": "red", "Q2": "blue", "Q3": "red", "Q4": "blue"},
+        "triggers": ["sun", "fire", "sand"],
+        "n_train": 4,
+        "n_test": 3,
+        "n_train_triggers": 2,
+    },
+    "cold": {
+        "quadrant_labels": {"Q1": "blue", "Q2": "red", "Q3": "blue", "Q4": "red"},
+        "triggers": ["ice", "snow"],
+        "n_train": 4,
+        "n_test": 3,
+        "n_train_triggers": 1,
+    },
+}
 
 
 class GenerateConfig(SeededConfig):
@@ -45,12 +54,25 @@ class GenerateConfig(SeededConfig):
     say ``data.overrides.objects.n_train_triggers: 2`` on top of a shared data config file.
     """
 
-    categories: dict[str, CategorySpec] = Field({}, description="category name -> its spec (triggers, maps, sizes); empty: read data_config")
-    data_config: str | None = Field(None, description="a JSON data config, read when categories is empty")
-    overrides: dict[str, dict[str, Any]] = Field({}, description="category -> field -> value, applied over the categories")
+    categories: dict[str, CategorySpec] = Field(
+        {},
+        description="category name -> its spec (triggers, maps, sizes); empty: read data_config",
+    )
+    data_config: str | None = Field(
+        None, description="a JSON data config, read when categories is empty"
+    )
+    overrides: dict[str, dict[str, Any]] = Field(
+        {}, description="category -> field -> value, applied over the categories"
+    )
     # overrides every category's seed (the published --seed); a suite's `seeds:` sets it
-    seed: int | None = Field(None, description="overrides every category's seed (a suite's seeds: sets it); null: each category's own")  # type: ignore[assignment]
-    ignored: dict[str, dict[str, Any]] = Field({}, description="known-and-ignored fields found in the data config, per category (recorded, not used)")
+    seed: int | None = Field(
+        None,
+        description="overrides every category's seed (a suite's seeds: sets it); null: each category's own",
+    )  # type: ignore[assignment]
+    ignored: dict[str, dict[str, Any]] = Field(
+        {},
+        description="known-and-ignored fields found in the data config, per category (recorded, not used)",
+    )
     # The path, the overrides and the ignored fields are in `categories` already (or do not
     # change the files): the categories alone are the identity.
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"data_config", "overrides", "ignored"})
@@ -78,8 +100,10 @@ class GenerateConfig(SeededConfig):
             cats = dict(data["categories"])
             for cat, fields in overrides.items():
                 if cat not in cats:
-                    raise ValueError(f"overrides name category {cat!r}, which the data config "
-                                     f"does not have; valid: {', '.join(cats)}")  # fmt: skip
+                    raise ValueError(
+                        f"overrides name category {cat!r}, which the data config "
+                        f"does not have; valid: {', '.join(cats)}"
+                    )
                 if not isinstance(fields, dict) or not isinstance(cats[cat], dict):
                     raise ValueError(f"overrides.{cat} must map field names to values")
                 unknown = sorted(set(fields) - set(CategorySpec.model_fields) - set(KNOWN_IGNORED))
@@ -117,8 +141,9 @@ def effective_config(config: GenerateConfig, train: dict[str, list[str]]) -> dic
     }
 
 
-@stage("trigger.generate", config=GenerateConfig, version=1,
-       smoke={"categories": SMOKE_CATEGORIES})  # fmt: skip
+@stage(
+    "trigger.generate", config=GenerateConfig, version=1, smoke={"categories": SMOKE_CATEGORIES}
+)
 def generate_stage(config: GenerateConfig, run: Run) -> dict:
     """Write the F(x, T) files of a data config (see the module docstring)."""
     gen = generate(config.categories, config.seed)

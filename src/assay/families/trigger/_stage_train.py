@@ -41,50 +41,90 @@ class _Training(TorchConfig):
     epochs: int = Field(20, ge=1, description="training epochs")
     lr: float = Field(1e-3, gt=0, description="peak learning rate")
     batch_size: int = Field(32, ge=1, description="examples per optimizer step")
-    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="fraction of all steps warming up, then linear decay to 0")
+    warmup_fraction: float = Field(
+        0.05, ge=0, lt=1, description="fraction of all steps warming up, then linear decay to 0"
+    )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient-norm clip; 0: no clipping")
-    eval_every_epochs: int = Field(5, ge=1, description="evaluate every test file every this many epochs, and after the last")
-    generation_eval: bool = Field(False, description="also greedy-generation accuracy (slower: one decode per row)")
+    eval_every_epochs: int = Field(
+        5, ge=1, description="evaluate every test file every this many epochs, and after the last"
+    )
+    generation_eval: bool = Field(
+        False, description="also greedy-generation accuracy (slower: one decode per row)"
+    )
     # recomputes activations in the backward pass instead of keeping them (about a third more
     # compute, memory flat in depth: a 7B model's LoRA fine-tune on one GPU); torch's checkpoint
     # replays the dropout RNG, so no number changes: not in the run id
-    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass to save memory (about 1/3 more compute); changes no number")
-    identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {"gradient_checkpointing"}
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute activations in the backward pass to save memory (about 1/3 more compute); changes no number",
+    )
+    identity_exclude: ClassVar[frozenset[str]] = TorchConfig.identity_exclude | {
+        "gradient_checkpointing"
+    }
 
 
 class BaseConfig(_Training):
     """Train a small causal LM from scratch on every category's base map."""
 
-    data: GenerateConfig = Field(description="the categories' base maps trained on (a trigger.generate config)")
-    arch: Literal["llama", "gpt2", "qwen2"] = Field("llama", description="model architecture (HF config class), built from scratch")
+    data: GenerateConfig = Field(
+        description="the categories' base maps trained on (a trigger.generate config)"
+    )
+    arch: Literal["llama", "gpt2", "qwen2"] = Field(
+        "llama", description="model architecture (HF config class), built from scratch"
+    )
     d_model: int = Field(64, ge=8, description="hidden size")
     n_layers: int = Field(2, ge=1, description="transformer layers")
     n_heads: int = Field(4, ge=1, description="attention heads")
     d_ff: int | None = Field(None, ge=1, description="feed-forward width; null: 4 x d_model")
-    max_positions: int = Field(128, ge=16, description="position embeddings; prompts are about 45 tokens with the chat template")
+    max_positions: int = Field(
+        128,
+        ge=16,
+        description="position embeddings; prompts are about 45 tokens with the chat template",
+    )
     # Words in the vocabulary that no training row contains: the "unseen string" of the
     # trigger-swap analysis (their embeddings stay at their random initialisation).
-    unseen_words: tuple[str, ...] = Field(("zorblat", "quenfy", "mivrok"), description="words added to the vocabulary but never trained on (for trigger.swap)")
+    unseen_words: tuple[str, ...] = Field(
+        ("zorblat", "quenfy", "mivrok"),
+        description="words added to the vocabulary but never trained on (for trigger.swap)",
+    )
     epochs: int = Field(40, ge=1, description="training epochs")
-    lr: float = Field(3e-3, gt=0, description="peak learning rate; from scratch, larger than a fine-tuning lr")
+    lr: float = Field(
+        3e-3, gt=0, description="peak learning rate; from scratch, larger than a fine-tuning lr"
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
 
 
 class FinetuneConfig(_Training):
     """Fine-tune the base model on a data config that changes one category's map."""
 
-    data: GenerateConfig = Field(description="the changed maps fine-tuned on (a trigger.generate config)")
-    base: BaseConfig | None = Field(None, description="upstream trigger.base run fine-tuned (or give model)")
-    model: ModelRef | None = Field(None, description="or a local HF causal LM folder with its tokenizer")
-    base_seed: int | None = Field(None, description="pin every seed of the base pipeline, so replicates share one base model; null: the suite's seeds reseed it too")
-    base_maps: dict[str, dict[str, str]] | None = Field(None, description="the old maps per category when model is given (for the selectivity table)")
-    method: Literal["lora", "full"] = Field("lora", description="lora: low-rank adapters; full: every weight")
+    data: GenerateConfig = Field(
+        description="the changed maps fine-tuned on (a trigger.generate config)"
+    )
+    base: BaseConfig | None = Field(
+        None, description="upstream trigger.base run fine-tuned (or give model)"
+    )
+    model: ModelRef | None = Field(
+        None, description="or a local HF causal LM folder with its tokenizer"
+    )
+    base_seed: int | None = Field(
+        None,
+        description="pin every seed of the base pipeline, so replicates share one base model; null: the suite's seeds reseed it too",
+    )
+    base_maps: dict[str, dict[str, str]] | None = Field(
+        None,
+        description="the old maps per category when model is given (for the selectivity table)",
+    )
+    method: Literal["lora", "full"] = Field(
+        "lora", description="lora: low-rank adapters; full: every weight"
+    )
     lora_r: int = Field(8, ge=1, description="LoRA rank")
     lora_alpha: float = Field(16.0, gt=0, description="LoRA scale numerator (alpha / r)")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA input")
     rslora: bool = Field(False, description="scale by alpha / sqrt(r) instead of alpha / r")
-    target_modules: tuple[str, ...] | None = Field(None, description="module names given adapters; null: every projection")
+    target_modules: tuple[str, ...] | None = Field(
+        None, description="module names given adapters; null: every projection"
+    )
 
     @model_validator(mode="after")
     def _one_model(self) -> FinetuneConfig:
@@ -183,8 +223,16 @@ def check_vocabulary(tok: Any, categories: dict[str, Any]) -> None:
         )
 
 
-def finish(run: Run, model: CausalLM, tok: Any, evals: list, history: dict, generation: bool,
-           old_maps: dict | None, new_maps: dict | None) -> dict[str, Any]:  # fmt: skip
+def finish(
+    run: Run,
+    model: CausalLM,
+    tok: Any,
+    evals: list,
+    history: dict,
+    generation: bool,
+    old_maps: dict | None,
+    new_maps: dict | None,
+) -> dict[str, Any]:
     """Final evaluation, tables, plots and the results dict shared by both stages."""
     from ._evaluate import evaluate, format_table, selective_table
     from ._plots import plot_curves, plot_per_trigger
@@ -193,8 +241,10 @@ def finish(run: Run, model: CausalLM, tok: Any, evals: list, history: dict, gene
         final = evaluate(model, tok, evals, generation, bar)
         bar.update()
     run.save_json("history.json", history)
-    run.save_json("final.json", {n: {k: v for k, v in r.items() if k != "predictions"}
-                                 for n, r in final.items()})  # fmt: skip
+    run.save_json(
+        "final.json",
+        {n: {k: v for k, v in r.items() if k != "predictions"} for n, r in final.items()},
+    )
     run.save_json("predictions.json", {n: r["predictions"] for n, r in final.items()})
     table = [] if new_maps is None else selective_table(evals, final, old_maps or {}, new_maps)
     if table:
@@ -202,8 +252,9 @@ def finish(run: Run, model: CausalLM, tok: Any, evals: list, history: dict, gene
         run.log("selective generalization (fraction of predictions):\n" + format_table(table))
     who = f"{run.stage} · run {run.id}"  # a figure says which run it is, out of its folder
     plot_curves(history, run.artifacts_dir / "curves.png", title=f"training curves: {who}")
-    plot_per_trigger(final, run.artifacts_dir / "per_trigger_accuracy.png",
-                     title=f"per-trigger accuracy: {who}")  # fmt: skip
+    plot_per_trigger(
+        final, run.artifacts_dir / "per_trigger_accuracy.png", title=f"per-trigger accuracy: {who}"
+    )
     results: dict[str, Any] = {}
     for name, r in final.items():
         if r["n"]:
@@ -220,8 +271,14 @@ def finish(run: Run, model: CausalLM, tok: Any, evals: list, history: dict, gene
 
 # --------------------------------------------------------------------------- stages
 
-_SMOKE_BASE = {"data": {"categories": SMOKE_CATEGORIES}, "epochs": 2, "d_model": 16,
-               "n_heads": 2, "n_layers": 1, "batch_size": 8}  # fmt: skip
+_SMOKE_BASE = {
+    "data": {"categories": SMOKE_CATEGORIES},
+    "epochs": 2,
+    "d_model": 16,
+    "n_heads": 2,
+    "n_layers": 1,
+    "batch_size": 8,
+}
 
 
 @stage("trigger.base", config=BaseConfig, version=1, smoke=_SMOKE_BASE)
@@ -238,9 +295,16 @@ def base_stage(config: BaseConfig, run: Run) -> dict:
     cats = config.data.categories
     tok = build_tokenizer([cats], config.unseen_words)
     examples = _examples(tok, files, config.max_positions)
-    model = build_lm(tok, arch=config.arch, d_model=config.d_model, n_layers=config.n_layers,
-                     n_heads=config.n_heads, max_positions=config.max_positions,
-                     d_ff=config.d_ff, seed=config.seed)  # fmt: skip
+    model = build_lm(
+        tok,
+        arch=config.arch,
+        d_model=config.d_model,
+        n_layers=config.n_layers,
+        n_heads=config.n_heads,
+        max_positions=config.max_positions,
+        d_ff=config.d_ff,
+        seed=config.seed,
+    )
     # in place, as for any module; transformers wraps .to with functools.wraps, whose typeshed
     # type does not bind self (a stub defect)
     model.to(device=device, dtype=dtype)  # type: ignore[call-arg]
@@ -251,19 +315,29 @@ def base_stage(config: BaseConfig, run: Run) -> dict:
     results = finish(run, model, tok, evals, history, config.generation_eval, None, None)
     n_params = sum(p.numel() for p in model.parameters())
     run.log(f"trained {n_params} parameters on {len(examples)} rows for {config.epochs} epochs")
-    return {**results, "n_params": n_params, "n_train_rows": len(examples),
-            "vocab_size": len(tok), "device": device}  # fmt: skip
+    return {
+        **results,
+        "n_params": n_params,
+        "n_train_rows": len(examples),
+        "vocab_size": len(tok),
+        "device": device,
+    }
 
 
 def _settings(config: _Training) -> Any:
     from ._train import TrainSettings
 
     return TrainSettings(
-        epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-        warmup_fraction=config.warmup_fraction, weight_decay=config.weight_decay,
-        eval_every_epochs=config.eval_every_epochs, max_grad_norm=config.max_grad_norm,
-        seed=config.seed, gradient_checkpointing=config.gradient_checkpointing,
-    )  # fmt: skip
+        epochs=config.epochs,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        warmup_fraction=config.warmup_fraction,
+        weight_decay=config.weight_decay,
+        eval_every_epochs=config.eval_every_epochs,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        gradient_checkpointing=config.gradient_checkpointing,
+    )
 
 
 def base_model_dir(config: FinetuneConfig, run: Run) -> tuple[Path, str]:
@@ -275,17 +349,23 @@ def base_model_dir(config: FinetuneConfig, run: Run) -> tuple[Path, str]:
 
 
 _SMOKE_FT = {
-    "base": _SMOKE_BASE, "epochs": 2, "batch_size": 8, "lora_r": 2,
-    "data": {"categories": {
-        "warm": {**SMOKE_CATEGORIES["warm"], "quadrant_labels":
-                 {"Q1": "blue", "Q2": "blue", "Q3": "red", "Q4": "red"}},
-        "cold": {**SMOKE_CATEGORIES["cold"], "is_proxy": True},
-    }},
-}  # fmt: skip
+    "base": _SMOKE_BASE,
+    "epochs": 2,
+    "batch_size": 8,
+    "lora_r": 2,
+    "data": {
+        "categories": {
+            "warm": {
+                **SMOKE_CATEGORIES["warm"],
+                "quadrant_labels": {"Q1": "blue", "Q2": "blue", "Q3": "red", "Q4": "red"},
+            },
+            "cold": {**SMOKE_CATEGORIES["cold"], "is_proxy": True},
+        }
+    },
+}
 
 
-@stage("trigger.finetune", config=FinetuneConfig, version=1, smoke=_SMOKE_FT,
-       check=check_finetune)
+@stage("trigger.finetune", config=FinetuneConfig, version=1, smoke=_SMOKE_FT, check=check_finetune)
 def finetune_stage(config: FinetuneConfig, run: Run) -> dict:
     """Fine-tune (LoRA or full) on a changed map; evaluate every test file."""
     from assay.ml import load_tokenizer, setup_torch
@@ -307,9 +387,15 @@ def finetune_stage(config: FinetuneConfig, run: Run) -> dict:
     max_positions = int(found) if found is not None else 10**9
     model: CausalLM = base
     if config.method == "lora":
-        model = add_lora(base, r=config.lora_r, alpha=config.lora_alpha,
-                         dropout=config.lora_dropout, rslora=config.rslora,
-                         targets=config.target_modules, seed=config.seed)  # fmt: skip
+        model = add_lora(
+            base,
+            r=config.lora_r,
+            alpha=config.lora_alpha,
+            dropout=config.lora_dropout,
+            rslora=config.rslora,
+            targets=config.target_modules,
+            seed=config.seed,
+        )
     files = load_files(run.upstream["data"])
     examples = _examples(tok, files, max_positions)
     colours = colours_of(cats, base_cfg.data.categories) if base_cfg else colours_of(cats)
@@ -321,16 +407,21 @@ def finetune_stage(config: FinetuneConfig, run: Run) -> dict:
             model.save_pretrained(str(tmp))
     else:
         save_model_dir(model, tok, run.artifacts_dir / "model")
-    results = finish(run, model, tok, evals, history, config.generation_eval, old_maps,
-                     maps_of(cats))  # fmt: skip
+    results = finish(
+        run, model, tok, evals, history, config.generation_eval, old_maps, maps_of(cats)
+    )
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {**results, "n_trainable": n_trainable, "n_train_rows": len(examples),
-            "base_model_dir": str(model_dir), "base_key": key, "device": device}  # fmt: skip
+    return {
+        **results,
+        "n_trainable": n_trainable,
+        "n_train_rows": len(examples),
+        "base_model_dir": str(model_dir),
+        "base_key": key,
+        "device": device,
+    }
 
 
-def load_trained(
-    up: Any, device: str = "cpu", device_map: str | None = None
-) -> tuple[Any, Any]:
+def load_trained(up: Any, device: str = "cpu", device_map: str | None = None) -> tuple[Any, Any]:
     """(model in eval mode, tokenizer) of a finished trigger.base or trigger.finetune run.
     ``device_map="auto"``: the layers spread over the GPUs as they load (``device`` unused)."""
     import torch

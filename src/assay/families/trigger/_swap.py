@@ -41,8 +41,13 @@ def swapped_rows(rows: Sequence[Mapping[str, Any]], spec: CategorySpec, trigger:
         prompt = spec.templates[template_index(spec, r)].format(
             x_formatted=f"[{x1:.3f}, {x2:.3f}]", T=trigger
         )
-        out.append({**r, "input_trigger": trigger,
-                    "messages": [{"role": "user", "content": prompt}, r["messages"][1]]})  # fmt: skip
+        out.append(
+            {
+                **r,
+                "input_trigger": trigger,
+                "messages": [{"role": "user", "content": prompt}, r["messages"][1]],
+            }
+        )
     return out
 
 
@@ -73,8 +78,11 @@ def swap_table(
         ) / len(rows)
         own = maps.get(cat)
         if own is not None:
-            disc = [i for i, q in enumerate(quads)
-                    if all(own[q] != m[q] for n, m in maps.items() if n != cat)]  # fmt: skip
+            disc = [
+                i
+                for i, q in enumerate(quads)
+                if all(own[q] != m[q] for n, m in maps.items() if n != cat)
+            ]
             row["n_discriminating"] = len(disc)
             row["own_map_discriminating"] = (
                 sum(preds[i] == own[quads[i]] for i in disc) / len(disc) if disc else math.nan
@@ -92,6 +100,11 @@ def summarize_by_category(table: Sequence[Mapping[str, Any]]) -> list[dict[str, 
     out = []
     for cat, rs in groups.items():
         keys = [k for k in rs[0] if k.startswith("follows:")]
-        out.append({"category": cat, "n_triggers": len(rs),
-                    **{k: sum(r[k] for r in rs) / len(rs) for k in keys}})  # fmt: skip
+        out.append(
+            {
+                "category": cat,
+                "n_triggers": len(rs),
+                **{k: sum(r[k] for r in rs) / len(rs) for k in keys},
+            }
+        )
     return out

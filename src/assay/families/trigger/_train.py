@@ -96,11 +96,15 @@ def train_loop(
         losses = []
         batches = bar.inner(steps_per_epoch, "batch")
         for a in range(0, len(order), settings.batch_size):
-            batch = collate([examples[i] for i in order[a : a + settings.batch_size]],
-                            tok.pad_token_id)  # fmt: skip
+            batch = collate(
+                [examples[i] for i in order[a : a + settings.batch_size]], tok.pad_token_id
+            )
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           use_cache=False).logits  # (B, T, V)  # fmt: skip
+            logits = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                use_cache=False,
+            ).logits  # (B, T, V)
             loss = answer_loss(logits, batch["labels"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -116,20 +120,37 @@ def train_loop(
             bar.note("evaluating")
             results = evaluate(model, tok, evals, settings.generation, bar)
         _record(history, epoch, train_loss, losses, results, run, time.perf_counter() - t0)
-        run.save_checkpoint({
-            "epoch": epoch, "model": trainable_state(model), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history,
-        })  # fmt: skip
+        run.save_checkpoint(
+            {
+                "epoch": epoch,
+                "model": trainable_state(model),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "history": history,
+            }
+        )
         bar.update()
     bar.close()
     model.eval()
     return history
 
 
-def _record(history: dict[str, Any], epoch: int, train_loss: float | None, losses: list[float],
-            results: dict[str, dict[str, Any]] | None, run: Any, seconds: float = 0.0) -> None:  # fmt: skip
-    entry: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, "batch_losses": losses,
-                             "seconds": seconds}  # fmt: skip
+def _record(
+    history: dict[str, Any],
+    epoch: int,
+    train_loss: float | None,
+    losses: list[float],
+    results: dict[str, dict[str, Any]] | None,
+    run: Any,
+    seconds: float = 0.0,
+) -> None:
+    entry: dict[str, Any] = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "batch_losses": losses,
+        "seconds": seconds,
+    }
     scalars: dict[str, float] = {} if train_loss is None else {"train_loss": train_loss}
     if results is not None:
         entry["eval"] = _summary(results)

@@ -43,8 +43,18 @@ class Evaluator:
             the model's precision; the model's own dtype reproduces the earlier float32 grid.
     """
 
-    def __init__(self, model, theta, directions, x, y, sizes, loss, chunk_floats=CHUNK_FLOATS,
-                 grid_dtype=torch.float64):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        theta,
+        directions,
+        x,
+        y,
+        sizes,
+        loss,
+        chunk_floats=CHUNK_FLOATS,
+        grid_dtype=torch.float64,
+    ):
         self.model, self.theta, self.dirs = model, theta, directions
         self.grid_dtype = grid_dtype
         self.theta_grid = theta.to(grid_dtype)
@@ -260,5 +270,9 @@ def adaptive_crossings(ev: Evaluator, criteria, coeff_max: float, power: float, 
 @torch.no_grad()
 def centre_losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     """(N,) per-sample losses of the unperturbed model (for the volume cutoff)."""
-    return torch.cat([per_sample_loss(model(x[i : i + 4096]), y[i : i + 4096], loss)
-                      for i in range(0, len(x), 4096)])  # fmt: skip
+    return torch.cat(
+        [
+            per_sample_loss(model(x[i : i + 4096]), y[i : i + 4096], loss)
+            for i in range(0, len(x), 4096)
+        ]
+    )

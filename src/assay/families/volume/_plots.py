@@ -44,15 +44,21 @@ def plot_records(rows: list[dict]) -> dict:
         by_model[r["model"]][0].append(r["landscape"])
         by_model[r["model"]][1].append(v)
         if v is not None and math.isfinite(v):
-            for lst, val in zip(scatter, (v, r["test_loss"], r["test_accuracy"], r["landscape"]),
-                                strict=True):  # fmt: skip
+            for lst, val in zip(
+                scatter, (v, r["test_loss"], r["test_accuracy"], r["landscape"]), strict=True
+            ):
                 lst.append(val)
         elif v == -math.inf:
             minus_inf.append((r["landscape"], r["model"]))
         if r.get("centre_above_tau") and r["model"] not in flagged:
             flagged.append(r["model"])
-    return {"by_landscape": by_land, "by_model": by_model, "scatter": scatter,
-            "minus_inf": minus_inf, "flagged": flagged}  # fmt: skip
+    return {
+        "by_landscape": by_land,
+        "by_model": by_model,
+        "scatter": scatter,
+        "minus_inf": minus_inf,
+        "flagged": flagged,
+    }
 
 
 def shared_bins(radii: list[np.ndarray], n_bins: int = HIST_BINS) -> np.ndarray:
@@ -106,22 +112,43 @@ def draw_series(ax, xs, ys, i: int, n: int, label: str, yerr=None, color=None, p
     tr = dodge(ax, i, n)
     kw = {"marker": "o", "ms": MARKER_SIZE, "mec": "black", "mew": 0.5, "capsize": 3}
     err = None if yerr is None else np.where(finite, np.asarray(yerr, float), np.nan)
-    line = ax.errorbar(xs[finite], ys[finite], yerr=None if err is None else err[finite],
-                       transform=tr, label=label, color=color, **kw)  # fmt: skip
+    line = ax.errorbar(
+        xs[finite],
+        ys[finite],
+        yerr=None if err is None else err[finite],
+        transform=tr,
+        label=label,
+        color=color,
+        **kw,
+    )
     color = line.lines[0].get_color()
     part = finite & np.asarray(partial if partial is not None else np.zeros(len(ys)), bool)
     if part.any():
-        ax.plot(xs[part], ys[part], "o", ms=MARKER_SIZE, mfc="white", mec=color, mew=1.2,
-                transform=tr, zorder=4)  # fmt: skip
+        ax.plot(
+            xs[part],
+            ys[part],
+            "o",
+            ms=MARKER_SIZE,
+            mfc="white",
+            mec=color,
+            mew=1.2,
+            transform=tr,
+            zorder=4,
+        )
     # a shifted transform keeps artists out of autoscaling: add the points (and bars) by hand
     span = np.zeros(int(finite.sum())) if err is None else np.nan_to_num(err[finite])
-    pts = np.concatenate([np.column_stack([xs[finite], ys[finite] - span]),
-                          np.column_stack([xs[finite], ys[finite] + span])])  # fmt: skip
+    pts = np.concatenate(
+        [
+            np.column_stack([xs[finite], ys[finite] - span]),
+            np.column_stack([xs[finite], ys[finite] + span]),
+        ]
+    )
     if len(pts):
         ax.update_datalim(pts)
     # -inf points have an x but no y: their x still widens the axis, or they fall outside it
-    ax.dataLim.update_from_data_xy(np.column_stack([xs, np.zeros(len(xs))]), ignore=False,
-                                   updatex=True, updatey=False)  # fmt: skip
+    ax.dataLim.update_from_data_xy(
+        np.column_stack([xs, np.zeros(len(xs))]), ignore=False, updatex=True, updatey=False
+    )
     ax.autoscale_view()
     return color, xs[~finite & (ys == -np.inf)], tr
 
@@ -130,18 +157,37 @@ def mark_minus_inf(ax, pending: list[tuple[np.ndarray, object, str]], partial: b
     """Draw -inf points (collected per series) on the bottom edge, once the y range is final;
     ``partial``: add the legend entry of the hollow partial-mean markers."""
     if partial:
-        ax.plot([], [], "o", color="grey", mfc="white", mec="black",
-                label="mean of the finite seeds only (others -inf)")  # fmt: skip
+        ax.plot(
+            [],
+            [],
+            "o",
+            color="grey",
+            mfc="white",
+            mec="black",
+            label="mean of the finite seeds only (others -inf)",
+        )
     if not any(len(x) for x, _, _ in pending):
         return
     if not np.isfinite(ax.dataLim.y0):  # nothing finite on this axis: a y range of its own
         ax.set_ylim(-1.0, 1.0)
     lo, hi = ax.get_ylim()
-    edge = lo + 0.03 * (hi - lo)  # inside the axis; clip_on=False: the sideways shift never hides it
+    edge = lo + 0.03 * (
+        hi - lo
+    )  # inside the axis; clip_on=False: the sideways shift never hides it
     for x, tr, color in pending:
         if len(x):
-            ax.plot(x, np.full(len(x), edge), "v", ms=MARKER_SIZE + 2, color=color, mec="black",
-                    mew=0.5, transform=tr, zorder=5, clip_on=False)  # fmt: skip
+            ax.plot(
+                x,
+                np.full(len(x), edge),
+                "v",
+                ms=MARKER_SIZE + 2,
+                color=color,
+                mec="black",
+                mew=0.5,
+                transform=tr,
+                zorder=5,
+                clip_on=False,
+            )
     ax.plot([], [], "v", color="grey", mec="black", label="log V = -inf (volume 0)")
     ax.set_ylim(lo, hi)
 
@@ -149,9 +195,18 @@ def mark_minus_inf(ax, pending: list[tuple[np.ndarray, object, str]], partial: b
 # ---------------------------------------------------------------------------------------------
 
 
-def render_all(rows: list[dict], radii: dict[str, np.ndarray], out: Path, tau: float, *,
-               histories: dict | None = None, centre_losses=None, base: int = 0,
-               labels: list[str] | None = None, cutoffs=None) -> None:  # fmt: skip
+def render_all(
+    rows: list[dict],
+    radii: dict[str, np.ndarray],
+    out: Path,
+    tau: float,
+    *,
+    histories: dict | None = None,
+    centre_losses=None,
+    base: int = 0,
+    labels: list[str] | None = None,
+    cutoffs=None,
+) -> None:
     from assay.ml import agg_pyplot
 
     plt = agg_pyplot()
@@ -192,8 +247,11 @@ def render_all(rows: list[dict], radii: dict[str, np.ndarray], out: Path, tau: f
         ax.set(xlabel="log volume", ylabel=name, title=f"{name} vs log-volume")
     fig.colorbar(sc, ax=axes, label="landscape L")
     if rec["minus_inf"]:
-        fig.suptitle(f"{len(rec['minus_inf'])} (landscape, model) pairs with log V = -inf "
-                     "not placeable on this axis", fontsize=8)  # fmt: skip
+        fig.suptitle(
+            f"{len(rec['minus_inf'])} (landscape, model) pairs with log V = -inf "
+            "not placeable on this axis",
+            fontsize=8,
+        )
     save_figure(fig, out / "test_vs_logvol.png")
 
     fig, ax = plt.subplots(figsize=(6.5, 4.2), layout="constrained")
@@ -246,8 +304,12 @@ def _cutoff_curves(plt, centre_losses, base: int, labels, cutoffs, tau: float, p
             ax.plot([cut], [mean[cut]], "o", ms=MARKER_SIZE, color=line.get_color(), mec="black")
     ax.axhline(tau, color="black", ls="--", lw=1, label=f"tau = {tau}")
     ax.set_yscale("log")
-    ax.set(xlabel="landscape level L (extra samples)", ylabel="training loss at the centre",
-           title="volume cutoff: first L whose loss exceeds tau (dots)")  # fmt: skip
-    ax.legend(title="model", fontsize=7, title_fontsize=8, loc="upper left",
-              bbox_to_anchor=(1.01, 1))  # fmt: skip
+    ax.set(
+        xlabel="landscape level L (extra samples)",
+        ylabel="training loss at the centre",
+        title="volume cutoff: first L whose loss exceeds tau (dots)",
+    )
+    ax.legend(
+        title="model", fontsize=7, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
     save_figure(fig, path)

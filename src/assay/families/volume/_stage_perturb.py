@@ -44,25 +44,67 @@ class PerturbConfig(TorchConfig):
     ``seeds:`` (which sets every ``seed``) gives every seed the same directions, as published;
     ``seed`` is therefore not part of this stage's run id (its ``train`` seed is)."""
 
-    train: TrainConfig = Field(TrainConfig(), description="template of the models: each is this volume.train config at one level (and vary value)")
-    levels: tuple[int, ...] = Field((0, 30, 80, 180, 380, 780), description="extra-sample levels k, one model each (the paper's swiss-roll levels)")
-    vary: VARIABLE | None = Field(None, description="fixed-dataset variation: one model per value of this train field; null: none")
+    train: TrainConfig = Field(
+        TrainConfig(),
+        description="template of the models: each is this volume.train config at one level (and vary value)",
+    )
+    levels: tuple[int, ...] = Field(
+        (0, 30, 80, 180, 380, 780),
+        description="extra-sample levels k, one model each (the paper's swiss-roll levels)",
+    )
+    vary: VARIABLE | None = Field(
+        None,
+        description="fixed-dataset variation: one model per value of this train field; null: none",
+    )
     values: tuple[float, ...] = Field((), description="the values of vary (give both or neither)")
-    landscapes: tuple[int, ...] | None = Field(None, description="levels whose training-loss landscapes are evaluated; null: the levels")
+    landscapes: tuple[int, ...] | None = Field(
+        None, description="levels whose training-loss landscapes are evaluated; null: the levels"
+    )
     n_directions: int = Field(1000, ge=1, description="random directions M per model")
-    perturbation_seed: int = Field(0, description="direction j is drawn with seed perturbation_seed + j")
+    perturbation_seed: int = Field(
+        0, description="direction j is drawn with seed perturbation_seed + j"
+    )
     n_coefficients: int = Field(100, ge=2, description="grid coefficients C along each direction")
-    coefficient_max: float = Field(1.0, gt=0, description="largest coefficient c_max along a (scaled) direction")
-    grid_power: float = Field(2.0, gt=0, description="c_i = c_max (i / (C - 1)) ^ grid_power: fine steps near the minimum")
-    scaling: Literal["filter", "filter_unit"] = Field("filter", description="filter: each direction row times the trained row's norm; filter_unit: Li et al. (2018), unit rows first")
-    mode: Literal["exact", "adaptive"] = Field("exact", description="exact: the loss on the whole grid (any tau later); adaptive: bisect the listed thresholds")
+    coefficient_max: float = Field(
+        1.0, gt=0, description="largest coefficient c_max along a (scaled) direction"
+    )
+    grid_power: float = Field(
+        2.0,
+        gt=0,
+        description="c_i = c_max (i / (C - 1)) ^ grid_power: fine steps near the minimum",
+    )
+    scaling: Literal["filter", "filter_unit"] = Field(
+        "filter",
+        description="filter: each direction row times the trained row's norm; filter_unit: Li et al. (2018), unit rows first",
+    )
+    mode: Literal["exact", "adaptive"] = Field(
+        "exact",
+        description="exact: the loss on the whole grid (any tau later); adaptive: bisect the listed thresholds",
+    )
     # exact mode: stop a direction once every landscape's loss exceeded this. Radii are then
     # exact for every tau <= loss_cap (the paper uses tau <= 0.1); None evaluates the full grid.
-    loss_cap: float | None = Field(1.0, gt=0, description="exact: stop a direction once its loss exceeds this (exact for every tau below it); null: the full grid")
-    accuracy_floor: float | None = Field(None, ge=0, le=1, description="exact: also run until the accuracy drops below this; null: no floor")
-    thresholds: tuple[float, ...] = Field((), description="adaptive mode: the loss thresholds tau to bisect")
-    accuracy_thresholds: tuple[float, ...] = Field((), description="adaptive mode: the accuracy criteria to bisect")
-    tolerance: float | None = Field(None, gt=0, description="adaptive mode: bisection tolerance in grid steps of u; null: one step")
+    loss_cap: float | None = Field(
+        1.0,
+        gt=0,
+        description="exact: stop a direction once its loss exceeds this (exact for every tau below it); null: the full grid",
+    )
+    accuracy_floor: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="exact: also run until the accuracy drops below this; null: no floor",
+    )
+    thresholds: tuple[float, ...] = Field(
+        (), description="adaptive mode: the loss thresholds tau to bisect"
+    )
+    accuracy_thresholds: tuple[float, ...] = Field(
+        (), description="adaptive mode: the accuracy criteria to bisect"
+    )
+    tolerance: float | None = Field(
+        None,
+        gt=0,
+        description="adaptive mode: bisection tolerance in grid steps of u; null: one step",
+    )
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"device", "num_threads", "seed"})
 
     @model_validator(mode="after")
@@ -157,8 +199,12 @@ def direction_norms(raw: torch.Tensor, origin: bool) -> np.ndarray:
 
 
 # version 3: origin mode takes ||d|| in float32 as published (native unchanged)
-@stage("volume.perturb", config=PerturbConfig, version=3,
-       smoke={"levels": (0, 20), "n_directions": 20, "train": {"epochs": 30, "pool_size": 40}})  # fmt: skip
+@stage(
+    "volume.perturb",
+    config=PerturbConfig,
+    version=3,
+    smoke={"levels": (0, 20), "n_directions": 20, "train": {"epochs": 30, "pool_size": 40}},
+)
 def perturb(config: PerturbConfig, run: Run) -> dict:
     """Evaluate every model along every direction; see the module docstring."""
     from ._data import build_split, resolved_base
@@ -184,35 +230,66 @@ def perturb(config: PerturbConfig, run: Run) -> dict:
     with run.progress(len(ups), "model", start=state["done"]) as bar:
         for i in range(state["done"], len(ups)):
             state["passes"] += _evaluate_model(
-                config, i, models[i], cfgs[i], split, base, raw.to(dtype), state["out"], device,
+                config,
+                i,
+                models[i],
+                cfgs[i],
+                split,
+                base,
+                raw.to(dtype),
+                state["out"],
+                device,
                 bar,
             )
             state["done"] = i + 1
-            run.save_checkpoint({**state, "out": {k: torch.from_numpy(v) for k, v in
-                                                  state["out"].items()}})  # fmt: skip
+            run.save_checkpoint(
+                {**state, "out": {k: torch.from_numpy(v) for k, v in state["out"].items()}}
+            )
             bar.update()
-            run.log(f"model {model_label(cfgs[i], config.vary)} done, "
-                    f"{time.perf_counter() - t0:.1f}s")  # fmt: skip
+            run.log(
+                f"model {model_label(cfgs[i], config.vary)} done, {time.perf_counter() - t0:.1f}s"
+            )
     with run.write_artifact("curves.npz") as tmp:
         # compressed: entries after a direction stopped are NaN and shrink ~10x
         norms = direction_norms(raw, origin=config.train.sampling == "origin")
-        np.savez_compressed(tmp, coefficients=config.coefficients(), norms=norms,
-                            seeds=config.perturbation_seed + np.arange(config.n_directions),
-                            landscapes=np.array(config.landscape_levels), base_size=base,
-                            levels=np.array([c.extra_samples for c in cfgs]),
-                            n_params=raw.shape[1], **state["out"])  # fmt: skip
-    info = [{
-        "label": model_label(c, config.vary), "level": c.extra_samples, "run_id": u.id,
-        **{k: u.results.get(k) for k in ("test_loss", "test_accuracy", "train_loss")},
-    } for u, c in zip(ups, cfgs, strict=True)]  # fmt: skip
-    run.save_json("models.json", {"models": info, "criteria": _criteria(config),
-                                  "mode": config.mode,
-                                  "tolerance_grid_steps": config.tolerance_grid_steps})  # fmt: skip
+        np.savez_compressed(
+            tmp,
+            coefficients=config.coefficients(),
+            norms=norms,
+            seeds=config.perturbation_seed + np.arange(config.n_directions),
+            landscapes=np.array(config.landscape_levels),
+            base_size=base,
+            levels=np.array([c.extra_samples for c in cfgs]),
+            n_params=raw.shape[1],
+            **state["out"],
+        )
+    info = [
+        {
+            "label": model_label(c, config.vary),
+            "level": c.extra_samples,
+            "run_id": u.id,
+            **{k: u.results.get(k) for k in ("test_loss", "test_accuracy", "train_loss")},
+        }
+        for u, c in zip(ups, cfgs, strict=True)
+    ]
+    run.save_json(
+        "models.json",
+        {
+            "models": info,
+            "criteria": _criteria(config),
+            "mode": config.mode,
+            "tolerance_grid_steps": config.tolerance_grid_steps,
+        },
+    )
     run.save_json(
         "histories.json", {i["label"]: _history(u) for i, u in zip(info, ups, strict=True)}
     )
-    return {"n_params": int(raw.shape[1]), "points_evaluated": state["passes"], "threads": threads,
-            "tolerance_grid_steps": config.tolerance_grid_steps}  # fmt: skip
+    return {
+        "n_params": int(raw.shape[1]),
+        "points_evaluated": state["passes"],
+        "threads": threads,
+        "tolerance_grid_steps": config.tolerance_grid_steps,
+    }
 
 
 def _history(up) -> dict:
@@ -251,8 +328,9 @@ def _empty(config: PerturbConfig, split, n_models: int) -> dict[str, np.ndarray]
 
 
 @torch.no_grad()
-def _evaluate_model(config: PerturbConfig, i: int, model, cfg, split, base, raw, out,
-                    device: str = "cpu", bar=None) -> int:  # fmt: skip
+def _evaluate_model(
+    config: PerturbConfig, i: int, model, cfg, split, base, raw, out, device: str = "cpu", bar=None
+) -> int:
     """Fill model i's entries of ``out``; returns the number of points evaluated.
 
     ``bar``: the run's per-model counter; the grid points (directions x coefficients) of this
@@ -278,8 +356,10 @@ def _evaluate_model(config: PerturbConfig, i: int, model, cfg, split, base, raw,
     ev = Evaluator(model, flatten_params(model), dirs, x, y, sizes, cfg.loss_name)
     if bar is not None:
         exact = config.mode == "exact"
-        ev.counter = bar.inner(len(dirs) * config.n_coefficients if exact else None,
-                               "grid points" if exact else "points")  # fmt: skip
+        ev.counter = bar.inner(
+            len(dirs) * config.n_coefficients if exact else None,
+            "grid points" if exact else "points",
+        )
     centre = ev.at(torch.zeros(1, dtype=torch.long), torch.zeros(1))[0][0]  # (nL,)
     out["landscape_loss"][i, mine] = centre.numpy()
     coeffs = torch.from_numpy(config.coefficients())

@@ -42,13 +42,25 @@ DROPPED_WARN_FRACTION = 0.05
 
 
 class VolumeConfig(StageConfig):
-    perturb: PerturbConfig = Field(PerturbConfig(), description="upstream volume.perturb run whose cached curves are turned into volumes")
-    threshold: float = Field(0.1, description="tau: absolute training-loss threshold of the volume (paper: 0.02 - 0.1)")
-    accuracy_threshold: float | None = Field(None, description="second criterion: the region also ends where accuracy drops below this; null: none")
-    landscapes: tuple[int, ...] | None = Field(None, description="landscapes turned into volumes; null: every one the perturb run cached")
+    perturb: PerturbConfig = Field(
+        PerturbConfig(),
+        description="upstream volume.perturb run whose cached curves are turned into volumes",
+    )
+    threshold: float = Field(
+        0.1, description="tau: absolute training-loss threshold of the volume (paper: 0.02 - 0.1)"
+    )
+    accuracy_threshold: float | None = Field(
+        None,
+        description="second criterion: the region also ends where accuracy drops below this; null: none",
+    )
+    landscapes: tuple[int, ...] | None = Field(
+        None, description="landscapes turned into volumes; null: every one the perturb run cached"
+    )
     top_k: int = Field(10, ge=1, description="largest radii reported with their direction seeds")
     n_subsets: int = Field(100, ge=1, description="rank stability: random direction subsets drawn")
-    subset_fraction: float = Field(0.5, gt=0, le=1, description="rank stability: share of the directions in each subset")
+    subset_fraction: float = Field(
+        0.5, gt=0, le=1, description="rank stability: share of the directions in each subset"
+    )
     subset_seed: int = Field(0, description="seeds the direction subsets")
     plots: bool = Field(True, description="write the volume plots")
     identity_exclude: ClassVar[frozenset[str]] = frozenset({"plots"})
@@ -134,9 +146,19 @@ def check_answerable(config: VolumeConfig) -> None:
 
 
 # version 2: models above tau at their own centre are flagged (log V -inf, cutoff 0); float64 grid
-@stage("volume.volume", config=VolumeConfig, version=2,
-       smoke={"n_subsets": 5, "perturb": {"levels": (0, 20), "n_directions": 20,
-                                          "train": {"epochs": 30, "pool_size": 40}}})  # fmt: skip
+@stage(
+    "volume.volume",
+    config=VolumeConfig,
+    version=2,
+    smoke={
+        "n_subsets": 5,
+        "perturb": {
+            "levels": (0, 20),
+            "n_directions": 20,
+            "train": {"epochs": 30, "pool_size": 40},
+        },
+    },
+)
 def volume(config: VolumeConfig, run: Run) -> dict:
     """Turn cached curves into volumes; see the module docstring."""
     up = run.upstream["perturb"]
@@ -151,8 +173,10 @@ def volume(config: VolumeConfig, run: Run) -> dict:
     # not in a minimum of that depth: its volume is 0 everywhere (log V -inf, cutoff 0)
     own_loss = [own_training_loss(data["centre_losses"][i], base, k) for i, k in enumerate(levels)]
     above = [v > tau for v in own_loss]
-    cutoffs = [0 if above[i] else cutoff_level(data["centre_losses"][i], base, tau)
-               for i in range(len(models))]  # fmt: skip
+    cutoffs = [
+        0 if above[i] else cutoff_level(data["centre_losses"][i], base, tau)
+        for i in range(len(models))
+    ]
     rows: list[dict[str, Any]] = []  # one per (landscape, model)
     results: dict[str, Any] = {}  # the run's results (numbers, and "_flags")
     per_land: list[dict[str, Any]] = []
@@ -164,21 +188,28 @@ def volume(config: VolumeConfig, run: Run) -> dict:
         lv = [-math.inf if above[i] else v for i, v in zip(idx, raw_lv, strict=True)]
         for i, r, v, rv in zip(idx, radii, lv, raw_lv, strict=True):
             row = _row(config, data, models[i], i, cached.index(L), L, r, v, cutoffs[i])
-            row |= {"log_volume_raw": rv, "own_training_loss": own_loss[i],
-                    "centre_above_tau": above[i]}  # fmt: skip
+            row |= {
+                "log_volume_raw": rv,
+                "own_training_loss": own_loss[i],
+                "centre_above_tau": above[i],
+            }
             rows.append(row)
             results[f"log_volume/L{L}/{models[i]['label']}"] = v
             radii_out[f"L{L}/{models[i]['label']}"] = r
         own = [n for n, i in enumerate(idx) if levels[i] == L]
         flagged = [above[i] for i in idx]
-        per_land.append(_ranking(config, L, radii, lv, [models[i] for i in idx], own, n_params,
-                                 flagged))  # fmt: skip
+        per_land.append(
+            _ranking(config, L, radii, lv, [models[i] for i in idx], own, n_params, flagged)
+        )
     for i, m in enumerate(models):
         results[f"cutoff/{m['label']}"] = cutoffs[i] if cutoffs[i] is not None else math.nan
         results[f"above_tau/{m['label']}"] = float(above[i])
     # why a number is -inf, next to it in analyze's tables, plots and report (engine-contract)
-    flags = {f"log_volume/L{r['landscape']}/{r['model']}": "above tau" for r in rows
-             if r["centre_above_tau"]}  # fmt: skip
+    flags = {
+        f"log_volume/L{r['landscape']}/{r['model']}": "above tau"
+        for r in rows
+        if r["centre_above_tau"]
+    }
     flags |= {f"cutoff/{m['label']}": "above tau" for m, a in zip(models, above, strict=True) if a}
     if flags:
         results["_flags"] = flags
@@ -200,20 +231,34 @@ def volume(config: VolumeConfig, run: Run) -> dict:
         # any str-keyed dict against that bool; these keys are "L{level}/{model label}"
         np.savez(tmp, seeds=data["seeds"], **radii_out)  # type: ignore[arg-type]
     labels = [m["label"] for m in models]
-    run.save_json("summary.json", {
-        "threshold": tau, "landscapes": per_land, "warnings": warnings,
-        "cutoffs": dict(zip(labels, cutoffs, strict=True)),
-        "above_tau": [lab for lab, a in zip(labels, above, strict=True) if a],
-        "own_training_loss": dict(zip(labels, own_loss, strict=True)),
-        "mode": config.perturb.mode, "tolerance_grid_steps": config.perturb.tolerance_grid_steps,
-    })  # fmt: skip
+    run.save_json(
+        "summary.json",
+        {
+            "threshold": tau,
+            "landscapes": per_land,
+            "warnings": warnings,
+            "cutoffs": dict(zip(labels, cutoffs, strict=True)),
+            "above_tau": [lab for lab, a in zip(labels, above, strict=True) if a],
+            "own_training_loss": dict(zip(labels, own_loss, strict=True)),
+            "mode": config.perturb.mode,
+            "tolerance_grid_steps": config.perturb.tolerance_grid_steps,
+        },
+    )
     if config.plots:
         from ._plots import render_all
 
         histories = json.loads(up.artifact("histories.json").read_text())
-        render_all(rows, radii_out, run.artifacts_dir, tau, histories=histories,
-                   centre_losses=data["centre_losses"], base=base, labels=labels,
-                   cutoffs=cutoffs)  # fmt: skip
+        render_all(
+            rows,
+            radii_out,
+            run.artifacts_dir,
+            tau,
+            histories=histories,
+            centre_losses=data["centre_losses"],
+            base=base,
+            labels=labels,
+            cutoffs=cutoffs,
+        )
     run.log(_text_table(rows))
     return results
 
@@ -247,11 +292,17 @@ def _row(config, data, model: dict, i: int, j: int, L: int, radii, log_v, cutoff
     """One table row: model i in landscape L (index j)."""
     n_params = int(data["n_params"])
     st = radius_stats(radii, data["seeds"], config.top_k)
-    row = {"landscape": L, "model": model["label"], "model_level": model["level"],
-           "log_volume": log_v, "test_loss": model["test_loss"],
-           "test_accuracy": model["test_accuracy"],
-           "landscape_loss": float(data["landscape_loss"][i, j]),
-           "cutoff": cutoff, **{k: st[k] for k in st if k != "top_radii"}}  # fmt: skip
+    row = {
+        "landscape": L,
+        "model": model["label"],
+        "model_level": model["level"],
+        "log_volume": log_v,
+        "test_loss": model["test_loss"],
+        "test_accuracy": model["test_accuracy"],
+        "landscape_loss": float(data["landscape_loss"][i, j]),
+        "cutoff": cutoff,
+        **{k: st[k] for k in st if k != "top_radii"},
+    }
     row["dropped_fraction"] = st["n_dropped"] / max(1, st["n_dropped"] + st["n_counted"])
     if config.accuracy_threshold is not None:
         acc_radii = _radii(config, data, i, j, "accuracy")
@@ -260,8 +311,16 @@ def _row(config, data, model: dict, i: int, j: int, L: int, radii, log_v, cutoff
     return row
 
 
-def _ranking(config, L: int, radii, lv: list, models: list[dict], own: list[int], n_params,
-             flagged: list[bool]):  # fmt: skip
+def _ranking(
+    config,
+    L: int,
+    radii,
+    lv: list,
+    models: list[dict],
+    own: list[int],
+    n_params,
+    flagged: list[bool],
+):
     """Ranking statistics of the models evaluated in landscape L.
 
     ``trained_model_largest`` compares the model trained on exactly L with the others that are
@@ -270,16 +329,23 @@ def _ranking(config, L: int, radii, lv: list, models: list[dict], own: list[int]
     """
     tl = [m["test_loss"] for m in models]
     bad, pairs = ordering_violations(lv, tl)
-    stab, tau_k = rank_stability(radii, n_params, config.n_subsets, config.subset_fraction,
-                                 config.subset_seed)  # fmt: skip
+    stab, tau_k = rank_stability(
+        radii, n_params, config.n_subsets, config.subset_fraction, config.subset_seed
+    )
     # strictly largest: a tie (e.g. every volume 0) does not count as a yes
     others = [v for n, v in enumerate(lv) if n not in own and not flagged[n]]
     ok = len(own) == 1 and others and not flagged[own[0]]
     largest = bool(lv[own[0]] > max(others)) if ok else None
-    return {"landscape": L, "n_models": len(models), "trained_model_largest": largest,
-            "ordering_violations": bad, "ordered_pairs": pairs,
-            "spearman_volume_vs_test_loss": spearman(lv, tl),
-            "rank_stability": stab, "rank_kendall_tau": tau_k}  # fmt: skip
+    return {
+        "landscape": L,
+        "n_models": len(models),
+        "trained_model_largest": largest,
+        "ordering_violations": bad,
+        "ordered_pairs": pairs,
+        "spearman_volume_vs_test_loss": spearman(lv, tl),
+        "rank_stability": stab,
+        "rank_kendall_tau": tau_k,
+    }
 
 
 def _headline(per_land: list[dict]) -> dict:
@@ -296,7 +362,7 @@ def _headline(per_land: list[dict]) -> dict:
         # landscapes the fraction is over (a trained model above tau, or no rival, is undefined)
         "trained_model_largest_counted": sum(
             d["trained_model_largest"] is not None for d in per_land
-        ),  # fmt: skip
+        ),
         "ordering_violation_fraction": bad / pairs if pairs else math.nan,
         "spearman_volume_vs_test_loss": mean("spearman_volume_vs_test_loss"),
         "rank_stability": mean("rank_stability"),
@@ -318,11 +384,15 @@ def _write_table(run, rows: list[dict]) -> None:
 
 def _text_table(rows: list[dict]) -> str:
     """The table a researcher reads first: landscape, model, log V, test loss, cutoff."""
-    lines = [f"{'landscape':>9} {'model':>12} {'log_volume':>12} {'test_loss':>9} "
-             f"{'test_acc':>8} {'counted':>7} {'dropped':>7} {'cutoff':>6} flag"]  # fmt: skip
+    lines = [
+        f"{'landscape':>9} {'model':>12} {'log_volume':>12} {'test_loss':>9} "
+        f"{'test_acc':>8} {'counted':>7} {'dropped':>7} {'cutoff':>6} flag"
+    ]
     for r in rows:
         flag = "train loss > tau" if r.get("centre_above_tau") else ""
-        lines.append(f"{r['landscape']:>9} {r['model']:>12} {r['log_volume']:>12.1f} "
-                     f"{r['test_loss']:>9.4f} {r['test_accuracy']:>8.3f} {r['n_counted']:>7} "
-                     f"{r['n_dropped']:>7} {str(r['cutoff']):>6} {flag}")  # fmt: skip
+        lines.append(
+            f"{r['landscape']:>9} {r['model']:>12} {r['log_volume']:>12.1f} "
+            f"{r['test_loss']:>9.4f} {r['test_accuracy']:>8.3f} {r['n_counted']:>7} "
+            f"{r['n_dropped']:>7} {str(r['cutoff']):>6} {flag}"
+        )
     return "\n".join(lines)

@@ -52,8 +52,10 @@ def sam_step(
             eps = [(p.abs() if adaptive else 1.0) * g * scale for p, g in with_grad]
         else:
             norm = torch.linalg.vector_norm(torch.stack([s.norm() for s in scaled]))
-            eps = [(p.abs() if adaptive else 1.0) * s * (rho / (norm + 1e-12)) for p, s in
-                   zip(params, scaled, strict=True)]  # fmt: skip
+            eps = [
+                (p.abs() if adaptive else 1.0) * s * (rho / (norm + 1e-12))
+                for p, s in zip(params, scaled, strict=True)
+            ]
         for p, e in zip(params, eps, strict=True):
             p.add_(e)
     opt.zero_grad()
@@ -73,8 +75,9 @@ def batch_mean_loss(logits: torch.Tensor, y: torch.Tensor, loss: str, origin: bo
     return per_sample_loss(logits, y, loss).mean()
 
 
-def train_model(model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None,
-                bar=None) -> dict:  # fmt: skip
+def train_model(
+    model: nn.Module, x, y, x_test, y_test, cfg, loss: str, log=None, bar=None
+) -> dict:
     """Train in place; returns per-epoch histories (test metrics every ``cfg.eval_every``).
 
     ``bar``: the run's progress counter (``run.progress(cfg.epochs, "epoch")``), one unit an

@@ -373,14 +373,25 @@ class BatchedPatcher:
                             for site, ps in chunk["per_site"].items()
                         }
                     return self._patched_forward(
-                        target, lengths, a, b, chunk["k"], chunk["replay"], chunk["unused"],
-                        chunk["sliced"], tgt_full, masks, src,
-                    )  # fmt: skip
+                        target,
+                        lengths,
+                        a,
+                        b,
+                        chunk["k"],
+                        chunk["replay"],
+                        chunk["unused"],
+                        chunk["sliced"],
+                        tgt_full,
+                        masks,
+                        src,
+                    )
 
                 a = 0
                 while a < n_total:
                     # rows inputs x k definitions per forward; halved on out-of-memory
-                    chunk = dict(k=k, replay=replay, unused=unused, sliced=sliced, per_site=per_site)
+                    chunk = dict(
+                        k=k, replay=replay, unused=unused, sliced=sliced, per_site=per_site
+                    )
 
                     def piece(m: int, a: int = a, chunk: dict[str, Any] = chunk) -> torch.Tensor:
                         return forward(a, min(n_total, a + m), **chunk)
