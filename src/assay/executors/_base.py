@@ -16,11 +16,11 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from ..core._errors import ConfigError
 from ..core._options import RunOptions, split_pair
+from ..core._plugins import PluginRegistry
 from ..core._run import Outcome
 from ..core._spec import PlannedRun
 
@@ -86,29 +86,17 @@ class Executor(abc.ABC):
         return out
 
 
-_CLASSES: dict[str, type[Executor]] = {}
+EXECUTORS: PluginRegistry[Executor] = PluginRegistry(ENTRY_POINT_GROUP, Executor, "executor")
 
 
 def executor_names() -> list[str]:
     """Every registered executor name (from the ``assay.executors`` entry points)."""
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+    return EXECUTORS.names()
 
 
 def executor_class(name: str) -> type[Executor]:
     """The executor registered as ``name``; an unknown name fails with the valid ones."""
-    if name in _CLASSES:
-        return _CLASSES[name]
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not found:
-        raise ConfigError(
-            f"unknown executor {name!r}; valid: {', '.join(executor_names()) or 'none'} "
-            "(a package adds one through the 'assay.executors' entry-point group)"
-        )
-    cls = found[0].load()
-    if not (isinstance(cls, type) and issubclass(cls, Executor)):
-        raise ConfigError(f"executor {name!r} ({found[0].value}) is not an assay Executor class")
-    _CLASSES[name] = cls
-    return cls
+    return EXECUTORS.get(name)
 
 
 def make_executor(

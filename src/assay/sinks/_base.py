@@ -33,13 +33,13 @@ import hashlib
 import json
 import socket
 from collections.abc import Mapping, Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from ..core._config import is_replicate
 from ..core._errors import ConfigError
+from ..core._plugins import PluginRegistry
 
 ENTRY_POINT_GROUP = "assay.sinks"
 INSTALL_HINT = "pip install 'assay[sinks]'"
@@ -120,29 +120,20 @@ class SinkContext:
 
 
 # Sink classes by name: loaded from the entry points on first use (a test may add its own).
-_CLASSES: dict[str, type[Sink]] = {}
+SINKS: PluginRegistry[Sink] = PluginRegistry(
+    ENTRY_POINT_GROUP, Sink, "sink", hint="e.g. --sink wandb,mlflow", error=SinkError
+)
+_CLASSES = SINKS._classes  # in-process additions (tests register fakes here)
 
 
 def sink_names() -> list[str]:
     """Every registered sink name (the ``assay.sinks`` entry points and any added in-process)."""
-    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)} | set(_CLASSES))
+    return SINKS.names()
 
 
 def sink_class(name: str) -> type[Sink]:
     """The sink registered as ``name``; an unknown name fails with the valid ones."""
-    if name in _CLASSES:
-        return _CLASSES[name]
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
-    if not found:
-        raise SinkError(
-            f"unknown sink {name!r}; valid: {', '.join(sink_names()) or 'none'} (e.g. --sink "
-            "wandb,mlflow; a package adds one through the 'assay.sinks' entry-point group)"
-        )
-    cls = found[0].load()
-    if not (isinstance(cls, type) and issubclass(cls, Sink)):
-        raise SinkError(f"sink {name!r} ({found[0].value}) is not an assay Sink class")
-    _CLASSES[name] = cls
-    return cls
+    return SINKS.get(name)
 
 
 def parse_sinks(value: str | Sequence[str] | None) -> tuple[str, ...]:
