@@ -188,3 +188,14 @@ def test_every_long_stage_reports_progress_to_a_known_total(family, root):
             assert all(reached_total(lab) for lab in mine), f"{stage}: {mine}"
         seen.add(stage)
     assert seen >= {s for s in EXPECTED_UNITS if s.startswith(family + ".")}
+
+
+def test_upstream_bars_are_named_by_what_varies_among_them():
+    from assay.engine._api import plan_suite
+    from assay.engine._progress import upstream_labels
+
+    runs = plan_suite("suites/volume/swiss_roll_low_data_smoke.yaml")
+    labels = upstream_labels(runs)
+    trains = [v for v in labels.values() if v.startswith("volume.train")]
+    assert "volume.train extra_samples=30 seed=1" in trains
+    assert len(set(trains)) == len(trains)  # no two bars of one stage read the same

@@ -9,6 +9,7 @@ background thread asks the store which of the suite's runs are running and reads
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -42,6 +43,36 @@ def describe(planned: PlannedRun) -> str:
     """``stage k=v k=v`` for a run: what a researcher recognises it by."""
     params = " ".join(f"{k}={v}" for k, v in planned.params.items())
     return f"{planned.stage} {params}".strip()
+
+
+def upstream_labels(runs: Sequence[PlannedRun]) -> dict[str, str]:
+    """Names for upstream runs, which have no suite parameters of their own: the stage and the
+    config keys that vary among that stage's upstream runs (``volume.train extra_samples=200
+    seed=1``), so two bars of one stage never read the same."""
+    tops = {r.id for r in runs}
+    by_stage: dict[str, dict[str, dict[str, Any]]] = {}
+    for top in runs:
+        for r in top.closure():
+            if r.id not in tops:
+                by_stage.setdefault(r.stage, {})[r.id] = _flat(json.loads(r.config_json))
+    labels = {}
+    for stage, flats in by_stage.items():
+        keys = sorted({k for f in flats.values() for k in f})
+        varying = [k for k in keys if len({json.dumps(f.get(k)) for f in flats.values()}) > 1]
+        for rid, flat in flats.items():
+            shown = " ".join(f"{k.rsplit('.', 1)[-1]}={flat.get(k)}" for k in varying)
+            labels[rid] = f"{stage} {shown}".strip()
+    return labels
+
+
+def _flat(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def eta(info: dict[str, Any]) -> str:
@@ -105,6 +136,7 @@ class ProgressDisplay:
         self.stream = stream or sys.stdout
         self.enabled = enabled
         self.by_id = {r.id: r for top in runs for r in top.closure()}
+        self.labels = upstream_labels(runs)
         self._rich: Any = None
         self._live: dict[str, Any] = {}
         self._stop = threading.Event()
@@ -175,7 +207,8 @@ class ProgressDisplay:
             return
         from rich.markup import escape
 
-        label = escape(f"  {describe(self.by_id[rid])} {in_flight(info)}".rstrip())
+        name = self.labels.get(rid) or describe(self.by_id[rid])
+        label = escape(f"  {name} {in_flight(info)}".rstrip())
         done = info.get("position") or info.get("n") or 0
         if task is None:
             self._live[rid] = self._rich.add_task(label, total=info.get("total"), completed=done)
