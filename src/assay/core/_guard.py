@@ -18,6 +18,7 @@ for a link always is.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 from typing import Any
@@ -37,12 +38,19 @@ def _within(real: str, root_real: str) -> bool:
     return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
+@functools.lru_cache(maxsize=64)
+def _root_real(root: str) -> str:
+    """A root's resolved path: the trust anchor, resolved once per process (a run resolves
+    paths under it a dozen times; what lies beneath is resolved every time)."""
+    return os.path.realpath(root)
+
+
 def real_in_root(root: StrPath, path: StrPath, *, verb: str = "open") -> str:
     """``path`` with every link resolved, if that lies inside ``root``; else OutsideRootError.
 
     ``path`` need not exist (a folder about to be made): its existing part is resolved.
     """
-    root_real = os.path.realpath(root)
+    root_real = _root_real(os.fspath(root))
     real = os.path.realpath(path)
     if not _within(real, root_real):
         raise OutsideRootError(_message(root, path, real, verb))
@@ -122,7 +130,8 @@ def make_dir_in_root(root: StrPath, path: StrPath) -> str:
     Refused, before anything is made, when a link on the way leads outside the root.
     """
     real = real_in_root(root, path, verb="write into")
-    os.makedirs(real, exist_ok=True)
+    if not os.path.isdir(real):  # one stat, not a failing mkdir, for the usual existing folder
+        os.makedirs(real, exist_ok=True)
     return real
 
 
