@@ -20,6 +20,7 @@ from typing import Any
 
 from ..core._guard import OutsideRootError, make_dir_in_root, open_in_root
 from ..core._io import dumps
+from ..core._metrics import read_metrics
 from ._base import INSTALL_HINT, Sink, SinkContext, numbers, parse_sinks, sink_class
 
 PROBLEMS_FILE = "sink-problems.jsonl"  # ROOT/: what each invocation's sinks could not do
@@ -169,38 +170,23 @@ def _report(
         warn(msg)
 
 
-def _open_metrics(path: Path) -> Any:
-    """A run's metrics.jsonl (``<root>/<id>/metrics.jsonl``), never through a link leading out:
-    such a file reads as empty (the runner refuses the run for it before a sink opens)."""
+def _rows(path: Path | None) -> list[dict[str, Any]]:
+    """A run's metric rows; a file linking outside the root reads as empty (the runner refuses
+    the run for it before a sink opens)."""
+    if path is None:
+        return []
     try:
-        return os.fdopen(open_in_root(path.parent.parent, path), "rb")
+        return read_metrics(path)
     except OutsideRootError:
-        return contextlib.nullcontext(iter(()))
+        return []
 
 
 def _count_lines(path: Path | None) -> int:
-    if path is None or not path.exists():
-        return 0
-    with _open_metrics(path) as f:
-        return sum(1 for line in f if line.endswith(b"\n"))
+    return len(_rows(path))
 
 
 def _lines(path: Path, skip: int) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    with _open_metrics(path) as f:
-        for i, raw in enumerate(f):
-            line = raw.decode("utf-8", errors="replace")
-            if i < skip or not line.endswith("\n"):
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                out.append(row)
-    return out
+    return _rows(path)[skip:]
 
 
 def probe(name: str) -> str | None:
