@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from assay.families.icl._graphs import load_words
 from assay.families.icl._lm import LM
 from assay.ml import build_model, build_word_tokenizer
 
 WORDS = load_words("common")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 pytest.importorskip("transformers")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

@@ -10,15 +10,6 @@ pytest.importorskip("stable_baselines3")
 pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread():
-    # 1 thread is fastest for these tiny models on a 2-core box and keeps timings stable.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="session")
 def dqn_zip(tmp_path_factory):
     """A DQN trained for 1,500 CartPole steps (~1 s): enough for non-trivial weights."""

@@ -41,14 +41,6 @@ CATS = {
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 4, "num_threads": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def tok():
     return build_tokenizer([parse_categories(CATS)], extra_words=["zorblat"])

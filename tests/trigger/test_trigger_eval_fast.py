@@ -38,14 +38,6 @@ CATS = {
 COLOURS = ["red", "blue", "green"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny base model trained through the stage (~10 s), so greedy answers are colours."""

@@ -122,7 +122,12 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--logit-diff", nargs=2, metavar=("A", "B"), help="two outputs (index or token)"
     )
-    p.add_argument("--defs-per-forward", type=int, default=64, help="K definitions per forward")
+    p.add_argument(
+        "--defs-per-forward",
+        type=int,
+        default=None,
+        help="K definitions per forward (default: the stage config's defs_per_forward)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--dtype",
@@ -285,11 +290,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "method": args.method,
         "readout_position": args.readout_position,
         "logit_diff": logit_diff,
-        "defs_per_forward": args.defs_per_forward,
         "device": args.device,
         "num_threads": args.threads,
         "dtype": args.dtype,
     }
+    if args.defs_per_forward is not None:  # else the config's default: one source
+        data["defs_per_forward"] = args.defs_per_forward
     try:
         config = PatchingRunConfig.model_validate(data)
     except pydantic.ValidationError as exc:

@@ -26,6 +26,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from assay import Run, stage, suite_path
 from assay.ml import FileRef, TorchConfig, setup_torch
 from assay.ml.patching import check_kinds
+from assay.ml.patching._defaults import DEFAULT_DEFS_PER_FORWARD
 
 from ._checks import check_run
 from ._errors import PatchingError
@@ -179,7 +180,9 @@ class PatchingRunConfig(TorchConfig):
     metrics: tuple[str, ...] | None = Field(
         None, description="metrics computed (a subset of the patching metrics); null: all"
     )
-    defs_per_forward: int = Field(64, ge=1, description="definitions batched into one forward (K)")
+    defs_per_forward: int = Field(
+        DEFAULT_DEFS_PER_FORWARD, ge=1, description="definitions batched into one forward (K)"
+    )
     max_batch_rows: int = Field(
         16384, ge=1, description="rows per forward (K x inputs); bounds memory"
     )

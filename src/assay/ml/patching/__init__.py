@@ -19,7 +19,7 @@ _LAZY = {
     "BatchedPatcher": "_runner",
     "PatchOutcome": "_runner",
     "DIRECTIONS": "_runner",
-    "DEFAULT_DEFS_PER_FORWARD": "_runner",
+    "DEFAULT_DEFS_PER_FORWARD": "_defaults",
     "DEFAULT_MAX_BATCH_ROWS": "_runner",
     "Definition": "_definitions",
     "Patch": "_definitions",

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from .._batching import AdaptiveBatch
+from ._defaults import DEFAULT_DEFS_PER_FORWARD
 from ._definitions import Definition, Patch, resolve, site_shape, validate
 from ._errors import PatchingError
 from ._metrics import compute_metrics
@@ -41,9 +42,6 @@ from ._sites import Site, capture_sites, eager_attention, edit_sites
 from ._structure import Structure
 
 DIRECTIONS = ("denoising", "noising")
-# K: definitions per forward. On CPU a few dozen copies fill the matmuls well without the
-# stacked activations falling out of cache; measured on the CartPole DQN (bench/).
-DEFAULT_DEFS_PER_FORWARD = 64
 # Upper bound on K * n rows per forward, where a token sequence counts one row per position.
 # ~16k rows of a small MLP or ~1.3k sequences of 12 tokens keep activations cache-friendly on
 # a CPU (bench: 1k-2k sequences beat 8k by ~25%); lower it for large-vocabulary LMs.
