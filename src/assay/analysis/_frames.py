@@ -9,11 +9,12 @@ and matplotlib are imported inside the functions so ``import assay`` stays light
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core._errors import AssayError
+from ..core._flatten import flatten as flatten
 from ..core._run import RunRecord, RunStatus
 from ..store import Store, resolve_store
 
@@ -45,33 +46,6 @@ SUMMARY_COLUMNS = (
     "flags",
     "note",
 )
-
-
-def flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
-    """``{"a": {"b": 1}}`` -> ``{"<prefix>a.b": 1}``; lists of scalars become tuples (hashable).
-
-    Under ``results.`` the strings ``"nan"``, ``"inf"``, ``"-inf"`` (how non-finite results are
-    written to JSON) become floats; a config's string stays a string (``mode: nan`` is a name).
-    """
-    kind = type(obj)
-    if kind in _SCALARS:  # most cells: skip the (slow) abstract Mapping check
-        numeric = kind is str and obj in _NONFINITE and prefix.startswith("results.")
-        out[prefix[:-1]] = float(obj) if numeric else obj
-    elif isinstance(obj, Mapping):
-        for key, value in obj.items():
-            flatten(value, f"{prefix}{key}.", out)
-        if not obj and prefix:
-            out[prefix[:-1]] = None
-    elif isinstance(obj, list):
-        out[prefix[:-1]] = (
-            tuple(obj) if all(not isinstance(v, dict | list) for v in obj) else str(obj)
-        )
-    else:
-        out[prefix[:-1]] = obj
-
-
-_NONFINITE = frozenset({"nan", "inf", "-inf"})
-_SCALARS = frozenset({int, float, bool, type(None), str})
 
 
 def records_frame(records: Sequence[RunRecord]) -> pd.DataFrame:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..core._flatten import flatten
 from ..core._guard import OutsideRootError
 from ..core._io import read_json
 from ..core._run import PROGRESS_FILE, Outcome
@@ -54,7 +55,9 @@ def upstream_labels(runs: Sequence[PlannedRun]) -> dict[str, str]:
     for top in runs:
         for r in top.closure():
             if r.id not in tops:
-                by_stage.setdefault(r.stage, {})[r.id] = _flat(json.loads(r.config_json))
+                flat: dict[str, Any] = {}
+                flatten(json.loads(r.config_json), "", flat)
+                by_stage.setdefault(r.stage, {})[r.id] = flat
     labels = {}
     for stage, flats in by_stage.items():
         keys = sorted({k for f in flats.values() for k in f})
@@ -63,16 +66,6 @@ def upstream_labels(runs: Sequence[PlannedRun]) -> dict[str, str]:
             shown = " ".join(f"{k.rsplit('.', 1)[-1]}={flat.get(k)}" for k in varying)
             labels[rid] = f"{stage} {shown}".strip()
     return labels
-
-
-def _flat(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in obj.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def eta(info: dict[str, Any]) -> str:
