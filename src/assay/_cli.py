@@ -124,6 +124,9 @@ def config_help(parser: argparse.ArgumentParser, cls: Any) -> None:
             continue
         text = plain_help(field.description)
         default = action.default
+        if default is None and not field.is_required():  # the flag leaves it to the config
+            default = field.get_default(call_default_factory=True)
+            default = None if hasattr(default, "model_dump") else default  # an upstream config
         if default not in (None, False, [], "") and "default" not in text:
             text += f" (default {default})"
         action.help = text
