@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the cluster tests (tests/cluster/) need and the machine lacks:
+# Install what the cluster tests (tests/executors/) need and the machine lacks:
 #   - a single-node SLURM (slurmctld, slurmd, the client commands) and munge, from Debian;
 #   - Ray into the project's venv (pinned by constraints.txt, so torch is untouched).
 # Idempotent and quiet when everything is present. Called by .ci/run before `make test`.
