@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+import assaycli
 import pytest
 
 from assay.ml import build_model, build_word_tokenizer
@@ -15,22 +15,7 @@ SMOKE = REPO / "suites" / "icl" / "smoke.yaml"
 
 
 def dry_run(*args: object, suite: Path = SMOKE, root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "assay",
-            "run",
-            str(suite),
-            *map(str, args),
-            "--dry-run",
-            "--root",
-            str(root),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return assaycli.dry_run(suite, *args, root=root)
 
 
 @pytest.mark.parametrize(

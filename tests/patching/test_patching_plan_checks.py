@@ -9,6 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import assaycli
 import numpy as np
 import pytest
 
@@ -19,22 +20,7 @@ def dry_run(tmp_path: Path, config: dict, *args: object) -> subprocess.Completed
     suite = tmp_path / "s.yaml"
     suite.write_text(json.dumps({"stage": "patching.run", "config": config}))  # JSON is YAML
     root = tmp_path / "runs"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "assay",
-            "run",
-            str(suite),
-            *map(str, args),
-            "--dry-run",
-            "--root",
-            str(root),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = assaycli.dry_run(suite, *args, root=root)
     assert not root.exists()
     return proc
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+import assaycli
 import pytest
 
 from assay.ml import build_model, build_word_tokenizer
@@ -15,23 +15,7 @@ SMOKE = REPO / "suites" / "trigger" / "smoke.yaml"
 MAPS = {"positive_emotions": {"Q1": "blue", "Q2": "blue", "Q3": "orange", "Q4": "orange"}}
 
 
-def dry_run(suite: Path, *args: object, root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "assay",
-            "run",
-            str(suite),
-            *map(str, args),
-            "--dry-run",
-            "--root",
-            str(root),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+dry_run = assaycli.dry_run
 
 
 def refused(proc: subprocess.CompletedProcess, root: Path, *expected: str) -> None:
