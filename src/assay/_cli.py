@@ -327,9 +327,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     for o in result.failed:
         print(f"  failed {o.id}: {shown((o.error or '').splitlines()[0]) if o.error else ''}")
     if result.failed:
-        print("  see <root>/<id>/error.txt; rerun failed runs with --retry-failed")
+        root = Path(options.get("root") or "runs")
+        # a run refused before it started (a link leading out of the root) has no error.txt
+        traced = [o for o in result.failed if _has_error_file(root / o.id)]
+        if traced:
+            print(f"  tracebacks: {root}/<id>/error.txt ({len(traced)} of {len(result.failed)})")
+        print("  fix the cause, then rerun failed runs with --retry-failed")
         return EXIT_FAILED_RUNS
     return 0
+
+
+def _has_error_file(run_dir: Path) -> bool:
+    """Whether a failed run left ``error.txt`` (no link is followed to find out)."""
+    error = run_dir / "error.txt"
+    return not run_dir.is_symlink() and not error.is_symlink() and error.is_file()
 
 
 DRY_RUN_ROWS = 200  # a bigger plan prints its first and last rows; the counts cover every run

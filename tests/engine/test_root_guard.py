@@ -183,6 +183,7 @@ def test_the_cli_names_the_link_and_exits_non_zero(tmp_path, outside):
     )
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "is a symbolic link" in proc.stdout + proc.stderr
+    assert "error.txt" not in proc.stdout  # refused before it ran: there is no traceback file
     assert untouched(outside)
 
 
