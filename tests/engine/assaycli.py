@@ -21,6 +21,12 @@ def assay(
     )
 
 
+def run_command(suite: Path, root: Path, module: str, *extra: object) -> list[str]:
+    """The argv of ``assay run SUITE --root ROOT --quiet --import MODULE EXTRA`` (for Popen)."""
+    argv = ["run", suite, "--root", root, "--quiet", "--import", module, *extra]
+    return [sys.executable, "-m", "assay", *map(str, argv)]
+
+
 def dry_run(suite: Path, *args: object, root: Path) -> subprocess.CompletedProcess:
     """``assay run SUITE ARGS --dry-run --root ROOT``: the plan, with every plan-time check."""
     return assay("run", suite, *args, "--dry-run", "--root", root)

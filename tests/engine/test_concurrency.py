@@ -3,10 +3,10 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 
+import assaycli
 import pytest
 
 import assay
@@ -23,19 +23,7 @@ def write_suite(path, marker_dir, n, sleep_s, stage="t.count", extra=""):
 
 def launch(suite, root, *extra):
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "assay",
-            "run",
-            str(suite),
-            "--root",
-            str(root),
-            "--quiet",
-            "--import",
-            "teststages",
-            *extra,
-        ],
+        assaycli.run_command(suite, root, "teststages", *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,

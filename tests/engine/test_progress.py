@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import assaycli
 import pytest
 
 import assay
@@ -86,18 +87,7 @@ def test_resumed_run_logs_where_it_resumed(root):
 def test_status_says_an_upstream_run_is_in_flight(tmp_path, root):
     suite = tmp_path / "use.yaml"
     suite.write_text("stage: p.use\nconfig: {train: {epochs: 4, batches: 5, step_s: 0.25}}\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "assay",
-        "run",
-        str(suite),
-        "--root",
-        str(root),
-        "--quiet",
-        "--import",
-        "progressstages",
-    ]
+    cmd = assaycli.run_command(suite, root, "progressstages")
     status = [
         sys.executable,
         "-m",

@@ -1,6 +1,7 @@
 import json
 import random
 
+import assaycli
 import numpy as np
 import pytest
 import teststages
@@ -116,22 +117,10 @@ def test_finished_run_is_never_overwritten(root):
 
 def test_checkpoint_resumes_after_sigkill(root):
     import subprocess
-    import sys
 
     suite = root.parent / "steps.yaml"
     suite.write_text("stage: t.steps\nimports: [teststages]\nconfig: {n_steps: 6, kill_at: 3}\n")
-    cmd = [
-        sys.executable,
-        "-m",
-        "assay",
-        "run",
-        str(suite),
-        "--root",
-        str(root),
-        "--quiet",
-        "--import",
-        "teststages",
-    ]
+    cmd = assaycli.run_command(suite, root, "teststages")
     killed = subprocess.run(cmd, capture_output=True, text=True)
     assert killed.returncode == -9  # the process SIGKILLed itself mid-run
     with assay.resolve_store(None, root) as store:

@@ -283,20 +283,24 @@ def terminal_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return _cut(summary[[c for c in cols if c in summary]])
 
 
+# The comparison's columns as tables show them (the terminal, report.md), in this order.
+COMPARISON_COLUMNS = (
+    "metric",
+    "group",
+    "baseline_mean",
+    "mean",
+    "diff",
+    "n",
+    "p_welch_holm",
+    "n_pairs",
+    "p_paired_holm",
+)
+
+
 def terminal_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
     """The comparison as the terminal shows it (the baseline as a column only when it differs
     between rows: one baseline per variant)."""
-    cols = [
-        "metric",
-        "group",
-        "baseline_mean",
-        "mean",
-        "diff",
-        "n",
-        "p_welch_holm",
-        "n_pairs",
-        "p_paired_holm",
-    ]
+    cols = list(COMPARISON_COLUMNS)
     if comparison["baseline"].nunique() > 1:
         cols.insert(2, "baseline")
     if "note" in comparison and comparison["note"].astype(bool).any():
@@ -380,18 +384,7 @@ def write_report(
         if len(left_out) > MAX_REPORT_ROWS:
             parts.append(f"- ... {len(left_out) - MAX_REPORT_ROWS} more in `summary.{fmt}`")
     if not comparison.empty:
-        cols = [
-            "metric",
-            "group",
-            "baseline_mean",
-            "mean",
-            "diff",
-            "n",
-            "p_welch_holm",
-            "n_pairs",
-            "p_paired_holm",
-            "note",
-        ]
+        cols = [*COMPARISON_COLUMNS, "note"]
         baselines = list(dict.fromkeys(comparison["baseline"]))
         if len(baselines) > 1:
             cols.insert(2, "baseline")
